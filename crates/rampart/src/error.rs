@@ -1,0 +1,309 @@
+//! One error type for every failure a client can see, rendered as RFC 9457 problem+json.
+//!
+//! Defends against information leaks: a client only ever receives a fixed title, a detail
+//! written for it, and the request id. Internal causes (database errors, I/O, panics) are logged
+//! server-side next to the request id and never serialised, so a 5xx cannot reveal SQL, file
+//! paths, library names or stack traces.
+//!
+//! Rendering happens twice by design: [`ApiError::into_response`] writes a complete document and
+//! also leaves the [`Problem`] in the response extensions; the request-id layer
+//! ([`crate::http::request_id`]) re-renders it with the request's id. This keeps errors usable
+//! from any extractor or layer without a task-local or a global.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+
+/// Content type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// One invalid field in a request body or query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Dotted path of the field (`password`, `items[2].title`); empty for the document itself.
+    pub field: String,
+    /// What is wrong, written for the client.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every failure a handler, extractor or layer can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("bad request: {0}")]
+    BadRequest(Cow<'static, str>),
+    /// Missing, malformed, expired or revoked credentials. Deliberately carries no reason:
+    /// every authentication failure looks the same to the client.
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("conflict: {0}")]
+    Conflict(Cow<'static, str>),
+    #[error("request timeout")]
+    RequestTimeout,
+    #[error("payload too large (limit {limit} bytes)")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported media type")]
+    UnsupportedMediaType(Cow<'static, str>),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("too many requests")]
+    TooManyRequests { retry_after: Duration },
+    /// The server is shedding load or a dependency is down; the client may retry.
+    #[error("service unavailable")]
+    Unavailable { retry_after: Duration },
+    /// Anything unexpected. The source is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// Wraps an unexpected failure; the cause is logged when the response is built.
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// A validation failure on a single field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The client-facing document. Never includes the internal cause.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let (detail, errors): (Cow<'static, str>, Vec<FieldError>) = match self {
+            Self::BadRequest(d) | Self::Conflict(d) | Self::UnsupportedMediaType(d) => {
+                (d.clone(), Vec::new())
+            }
+            Self::Unauthorized => ("Valid credentials are required.".into(), Vec::new()),
+            Self::Forbidden => ("You do not have permission to do this.".into(), Vec::new()),
+            Self::NotFound => ("The resource does not exist.".into(), Vec::new()),
+            Self::MethodNotAllowed => (
+                "This method is not allowed on this resource.".into(),
+                Vec::new(),
+            ),
+            Self::RequestTimeout => (
+                "The request took too long and was abandoned.".into(),
+                Vec::new(),
+            ),
+            Self::PayloadTooLarge { limit } => (
+                format!("The request body exceeds the limit of {limit} bytes.").into(),
+                Vec::new(),
+            ),
+            Self::Validation(errs) => ("The request is invalid.".into(), errs.clone()),
+            Self::TooManyRequests { .. } => (
+                "Too many requests; retry after the delay in Retry-After.".into(),
+                Vec::new(),
+            ),
+            Self::Unavailable { .. } => (
+                "The service is temporarily unable to handle the request.".into(),
+                Vec::new(),
+            ),
+            Self::Internal(_) => (
+                "An unexpected error occurred; quote the request id when reporting it.".into(),
+                Vec::new(),
+            ),
+        };
+        Problem::new(status, detail).with_errors(errors)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            // The request span (see `http::request_id`) attaches the request id to this event.
+            tracing::error!(error = %cause, "internal error");
+        }
+        let mut response = self.problem().into_response();
+        if let Some(retry) = self.retry_after() {
+            // Round up: a client retrying after 0 s would be refused again.
+            let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// An RFC 9457 problem document. Kept in the response extensions so the outer layer can add the
+/// request id without parsing the body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: Cow<'static, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind: problem_type(status),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            request_id: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A generic document for a bare error status produced outside rampart's handlers (axum's
+    /// 405, hyper-level rejections, a layer that only set a status).
+    pub fn for_status(status: StatusCode) -> Self {
+        let detail = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "This method is not allowed on this resource.",
+            StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
+            StatusCode::REQUEST_TIMEOUT => "The request took too long and was abandoned.",
+            s if s.is_server_error() => {
+                "An unexpected error occurred; quote the request id when reporting it."
+            }
+            _ => "The request could not be processed.",
+        };
+        Self::new(status, detail)
+    }
+
+    #[must_use]
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Serialises the document. Serialising these plain fields cannot fail; the fallback keeps
+    /// that true without a panic path.
+    pub fn to_body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|_| {
+            format!(
+                r#"{{"type":"about:blank","title":"Error","status":{}}}"#,
+                self.status
+            )
+            .into_bytes()
+        })
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.to_body();
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Stable problem type URIs, one per status, so clients can match on `type` rather than titles.
+fn problem_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "urn:rampart:problem:bad-request",
+        401 => "urn:rampart:problem:unauthorized",
+        403 => "urn:rampart:problem:forbidden",
+        404 => "urn:rampart:problem:not-found",
+        405 => "urn:rampart:problem:method-not-allowed",
+        408 => "urn:rampart:problem:request-timeout",
+        409 => "urn:rampart:problem:conflict",
+        413 => "urn:rampart:problem:payload-too-large",
+        415 => "urn:rampart:problem:unsupported-media-type",
+        422 => "urn:rampart:problem:validation-error",
+        429 => "urn:rampart:problem:rate-limited",
+        503 => "urn:rampart:problem:unavailable",
+        _ => "about:blank",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_error_never_carries_its_cause() {
+        let err = ApiError::internal(std::io::Error::other(
+            "SELECT * FROM users at /srv/app/db.rs:42 (sqlx)",
+        ));
+        let body = String::from_utf8(err.problem().to_body()).unwrap_or_default();
+        assert!(body.contains("\"status\":500"), "{body}");
+        for leak in ["SELECT", "/srv", "sqlx", "db.rs"] {
+            assert!(!body.contains(leak), "leaked {leak}: {body}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_and_never_zero() {
+        let res = ApiError::TooManyRequests {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "2");
+        let res = ApiError::Unavailable {
+            retry_after: Duration::ZERO,
+        }
+        .into_response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn validation_lists_fields() {
+        let problem = ApiError::invalid("password", "too short").problem();
+        assert_eq!(problem.status, 422);
+        assert_eq!(
+            problem.errors,
+            vec![FieldError::new("password", "too short")]
+        );
+    }
+}

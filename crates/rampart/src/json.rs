@@ -1,0 +1,242 @@
+//! A strict JSON body extractor.
+//!
+//! Defends against malformed and hostile request bodies: the content type must be JSON (415
+//! otherwise, so a form post cannot be read as JSON by accident), the body must be UTF-8,
+//! nesting is capped before parsing (a `[[[[...` body cannot exhaust the stack or the CPU), and
+//! every failure is a problem document: syntax errors are 400, wrong types and unknown fields
+//! are 422 naming the field. Request types are expected to use `#[serde(deny_unknown_fields)]`,
+//! which is what turns mass-assignment attempts (`"role": "admin"`) into a 422.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{ApiError, FieldError};
+
+/// Nesting allowed when no [`JsonConfig`] is installed.
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+
+/// Per-app JSON limits, installed as a request extension by [`crate::http::Hardening`].
+#[derive(Debug, Clone, Copy)]
+pub struct JsonConfig {
+    pub max_depth: usize,
+    pub body_limit: usize,
+}
+
+/// Extracts and validates a JSON body; serialises a JSON response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json_content_type(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "Send the body as application/json.".into(),
+            ));
+        }
+        let config = request.extensions().get::<JsonConfig>().copied();
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit: config.map_or(0, |c| c.body_limit),
+                    }
+                } else {
+                    ApiError::BadRequest("The request body could not be read.".into())
+                }
+            })?;
+        parse(&bytes, config.map_or(DEFAULT_MAX_DEPTH, |c| c.max_depth)).map(Json)
+    }
+}
+
+/// Parses a JSON document with rampart's rules (UTF-8, depth, field-level errors).
+pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::BadRequest(
+            "The request body is not valid UTF-8.".into(),
+        ));
+    }
+    if exceeds_depth(bytes, max_depth) {
+        return Err(ApiError::BadRequest(
+            format!("The JSON document is nested deeper than {max_depth} levels.").into(),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { String::new() } else { path };
+                ApiError::Validation(vec![FieldError::new(field, data_error_message(&inner))])
+            }
+            _ => ApiError::BadRequest(
+                format!(
+                    "The request body is not valid JSON (line {}, column {}).",
+                    inner.line(),
+                    inner.column()
+                )
+                .into(),
+            ),
+        }
+    })?;
+    deserializer.end().map_err(|_| {
+        ApiError::BadRequest("The request body has data after the JSON document.".into())
+    })?;
+    Ok(value)
+}
+
+/// serde's message without its " at line X column Y" suffix (the field path says where).
+fn data_error_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+/// `application/json` or any `application/*+json`, with optional parameters.
+fn is_json_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some(subtype) = essence
+        .get(..12)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("application/"))
+        .map(|_| &essence[12..])
+    else {
+        return false;
+    };
+    subtype.eq_ignore_ascii_case("json")
+        || subtype.len() > 5
+            && subtype
+                .get(subtype.len() - 5..)
+                .is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
+}
+
+/// True when arrays/objects nest deeper than `max` (brackets inside strings do not count).
+fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        title: String,
+        tags: Vec<String>,
+    }
+
+    fn status<T: DeserializeOwned + std::fmt::Debug>(body: &[u8]) -> u16 {
+        parse::<T>(body, 8)
+            .err()
+            .map_or(200, |e| e.status().as_u16())
+    }
+
+    #[test]
+    fn classifies_failures() {
+        assert_eq!(status::<Item>(br#"{"title":"a","tags":[]}"#), 200);
+        assert_eq!(status::<Item>(br#"{"title":"a","tags":[]"#), 400);
+        assert_eq!(status::<Item>(b"{\"title\":\"\xff\",\"tags\":[]}"), 400);
+        assert_eq!(status::<Item>(br#"{"title":"a","tags":[]} trailing"#), 400);
+        assert_eq!(status::<Item>(br#"{"title":1,"tags":[]}"#), 422);
+        assert_eq!(
+            status::<Item>(br#"{"title":"a","tags":[],"owner_id":"x"}"#),
+            422
+        );
+        assert_eq!(status::<Item>(b""), 400);
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        let err = parse::<Item>(br#"{"title":"a","tags":["ok", 5]}"#, 8).err();
+        match err {
+            Some(ApiError::Validation(errors)) => {
+                assert_eq!(errors[0].field, "tags[1]");
+                assert!(!errors[0].message.contains("line"), "{}", errors[0].message);
+            }
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn depth_is_capped_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            parse::<serde_json::Value>(deep.as_bytes(), 32),
+            Err(ApiError::BadRequest(_))
+        ));
+        // Brackets inside strings are text, not nesting.
+        let quoted = format!(r#"{{"title":"{}","tags":[]}}"#, "[".repeat(100));
+        assert!(parse::<Item>(quoted.as_bytes(), 8).is_ok());
+        assert!(parse::<serde_json::Value>(br#"[[["\"]]]"]]]"#, 3).is_ok());
+    }
+
+    #[test]
+    fn content_types() {
+        let check = |ct: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+            is_json_content_type(&h)
+        };
+        assert!(check("application/json"));
+        assert!(check("application/json; charset=utf-8"));
+        assert!(check("Application/JSON"));
+        assert!(check("application/merge-patch+json"));
+        assert!(!check("text/plain"));
+        assert!(!check("application/x-www-form-urlencoded"));
+        assert!(!check("application/jsonp"));
+        assert!(!check("application/+json"));
+        assert!(!is_json_content_type(&http::HeaderMap::new()));
+    }
+}

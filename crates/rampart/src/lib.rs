@@ -1,0 +1,23 @@
+//! rampart: the security layers of a hardened HTTP API, as axum and tower building blocks.
+//!
+//! Each module defends against one class of problem and says which in its own header:
+//! [`settings`] and [`posture`] (unsafe configuration), [`error`] (information leaks),
+//! [`policy`] (forgotten access checks), [`json`] (hostile bodies), [`http`] (browser-side
+//! attacks, oversized and slow requests, spoofed client addresses, untraceable requests),
+//! [`keys`] (signing-key handling), [`server`] (connection exhaustion) and [`telemetry`]
+//! (secrets in logs).
+
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod keys;
+pub mod policy;
+pub mod posture;
+pub mod server;
+pub mod settings;
+pub mod telemetry;
+
+pub use error::{ApiError, FieldError, Problem};
+pub use json::Json;
+pub use policy::{Access, AdminUser, Authenticator, CurrentUser, Principal, Role, SecureRouter};
+pub use settings::Settings;

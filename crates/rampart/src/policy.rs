@@ -1,0 +1,302 @@
+//! Default-deny routing: every route declares who may call it, and everything else is refused.
+//!
+//! Defends against the most common API flaw, a forgotten auth check (OWASP API1/API5): a
+//! [`SecureRouter`] has no way to add a route without choosing [`Access::Public`],
+//! [`Access::Authenticated`] or [`Access::Admin`]. The check runs before method routing, so an
+//! anonymous caller gets the same 401 for a real path, a wrong method and a path that does not
+//! exist: nothing about the route map leaks. Handlers take [`CurrentUser`] or [`AdminUser`]; those
+//! extractors fail closed (401/403) if a handler is ever mounted without the matching layer.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use axum::Router;
+use http::request::Parts;
+use http::HeaderMap;
+
+use crate::error::ApiError;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// Any caller with valid credentials.
+    Authenticated,
+    /// Callers whose current role is admin.
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+/// The verified caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub session_id: String,
+    pub role: Role,
+}
+
+/// Verifies a request's credentials. It runs on every non-public request, so implementations
+/// must answer from memory (a verified-token cache, a revocation set), not from a database.
+/// Every failure must be [`ApiError::Unauthorized`], with no hint of which check failed.
+pub trait Authenticator: Send + Sync + 'static {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError>;
+}
+
+/// Accepts nobody. The right authenticator for an app that has no identities yet: every
+/// non-public route answers 401.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenyAll;
+
+impl Authenticator for DenyAll {
+    fn authenticate(&self, _headers: &HeaderMap) -> Result<Principal, ApiError> {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Builds a router in which each route carries its access policy.
+#[must_use]
+#[derive(Debug)]
+pub struct SecureRouter<S = ()> {
+    public: Router<S>,
+    authenticated: Router<S>,
+    admin: Router<S>,
+    table: Vec<(String, Access)>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for SecureRouter<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
+    pub fn new() -> Self {
+        Self {
+            public: Router::new(),
+            authenticated: Router::new(),
+            admin: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    /// Mounts `route` at `path` for `access`. One path has one policy.
+    pub fn route(mut self, path: &str, access: Access, route: MethodRouter<S>) -> Self {
+        self.table.push((path.to_owned(), access));
+        match access {
+            Access::Public => self.public = self.public.route(path, route),
+            Access::Authenticated => self.authenticated = self.authenticated.route(path, route),
+            Access::Admin => self.admin = self.admin.route(path, route),
+        }
+        self
+    }
+
+    pub fn public(self, path: &str, route: MethodRouter<S>) -> Self {
+        self.route(path, Access::Public, route)
+    }
+
+    pub fn authenticated(self, path: &str, route: MethodRouter<S>) -> Self {
+        self.route(path, Access::Authenticated, route)
+    }
+
+    pub fn admin(self, path: &str, route: MethodRouter<S>) -> Self {
+        self.route(path, Access::Admin, route)
+    }
+
+    /// Merges a whole router as public (for example the docs UI with its asset paths);
+    /// `paths` lists what it serves, for the route table.
+    pub fn merge_public(mut self, paths: &[&str], router: Router<S>) -> Self {
+        self.table
+            .extend(paths.iter().map(|p| ((*p).to_owned(), Access::Public)));
+        self.public = self.public.merge(router);
+        self
+    }
+
+    /// Every mounted path with its policy, in mounting order.
+    pub fn table(&self) -> &[(String, Access)] {
+        &self.table
+    }
+
+    /// The finished router. Non-public routes are wrapped (methods and 405s alike) in the
+    /// access check; unknown paths answer 401 to anonymous callers and 404 to authenticated ones.
+    pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
+        let auth = Gate(authenticator);
+        Router::new()
+            .merge(self.public)
+            .merge(self.authenticated.layer(from_fn_with_state(
+                (auth.clone(), Access::Authenticated),
+                require,
+            )))
+            .merge(
+                self.admin
+                    .layer(from_fn_with_state((auth.clone(), Access::Admin), require)),
+            )
+            .fallback(move |request: Request| {
+                let auth = auth.clone();
+                async move {
+                    match auth.0.authenticate(request.headers()) {
+                        Ok(_) => ApiError::NotFound,
+                        Err(_) => ApiError::Unauthorized,
+                    }
+                }
+            })
+    }
+}
+
+#[derive(Clone)]
+struct Gate(Arc<dyn Authenticator>);
+
+async fn require(
+    State((gate, access)): State<(Gate, Access)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Ok(principal) = gate.0.authenticate(request.headers()) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    if access == Access::Admin && principal.role != Role::Admin {
+        tracing::warn!(user_id = %principal.user_id, "access denied: admin route");
+        return ApiError::Forbidden.into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// The authenticated caller. Fails closed with 401 when the route was not mounted as
+/// authenticated or admin.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Self)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// An authenticated caller whose role is admin; 403 for anyone else.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let CurrentUser(principal) = CurrentUser::from_request_parts(parts, state).await?;
+        if principal.role == Role::Admin {
+            Ok(Self(principal))
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use http::{Method, StatusCode};
+    use tower::ServiceExt;
+
+    /// Accepts `Bearer user` and `Bearer admin`.
+    struct Fixed;
+    impl Authenticator for Fixed {
+        fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+            let role = match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                Some("Bearer user") => Role::User,
+                Some("Bearer admin") => Role::Admin,
+                _ => return Err(ApiError::Unauthorized),
+            };
+            Ok(Principal {
+                user_id: "u1".into(),
+                session_id: "s1".into(),
+                role,
+            })
+        }
+    }
+
+    fn app() -> Router {
+        SecureRouter::new()
+            .public("/open", get(|| async { "open" }))
+            .authenticated(
+                "/me",
+                get(|CurrentUser(p): CurrentUser| async move { p.user_id }),
+            )
+            .admin("/admin", get(|AdminUser(_): AdminUser| async { "admin" }))
+            // Mounted public by mistake: the extractor still refuses.
+            .public(
+                "/mistake",
+                get(|CurrentUser(p): CurrentUser| async move { p.user_id }),
+            )
+            .into_router(Arc::new(Fixed))
+    }
+
+    async fn status(method: Method, path: &str, token: Option<&str>) -> StatusCode {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Body::empty()).unwrap_or_default();
+        app()
+            .oneshot(req)
+            .await
+            .map_or(StatusCode::IM_A_TEAPOT, |r| r.status())
+    }
+
+    #[tokio::test]
+    async fn each_policy_against_each_caller() {
+        use Method as M;
+        let cases: &[(M, &str, Option<&str>, u16)] = &[
+            (M::GET, "/open", None, 200),
+            (M::GET, "/me", None, 401),
+            (M::GET, "/me", Some("forged"), 401),
+            (M::GET, "/me", Some("user"), 200),
+            (M::GET, "/admin", None, 401),
+            (M::GET, "/admin", Some("user"), 403),
+            (M::GET, "/admin", Some("admin"), 200),
+            // Wrong method on a protected path: no 405 for anonymous callers.
+            (M::DELETE, "/me", None, 401),
+            (M::DELETE, "/me", Some("user"), 405),
+            (M::DELETE, "/admin", Some("user"), 403),
+            // Unknown paths: 401 anonymous, 404 authenticated.
+            (M::GET, "/nope", None, 401),
+            (M::GET, "/me/", None, 401),
+            (M::GET, "/nope", Some("user"), 404),
+            (M::GET, "/mistake", None, 401),
+        ];
+        for (method, path, token, expected) in cases {
+            let got = status(method.clone(), path, *token).await;
+            assert_eq!(got.as_u16(), *expected, "{method} {path} as {token:?}");
+        }
+    }
+
+    #[test]
+    fn table_lists_every_route() {
+        let router: SecureRouter = SecureRouter::new()
+            .public("/a", get(|| async {}))
+            .admin("/b", get(|| async {}));
+        assert_eq!(
+            router.table(),
+            &[
+                ("/a".to_owned(), Access::Public),
+                ("/b".to_owned(), Access::Admin)
+            ]
+        );
+    }
+}

@@ -1,0 +1,502 @@
+//! The security posture of a configuration: every choice that would be unsafe in production,
+//! listed with the setting that causes it.
+//!
+//! Defends against shipping a development configuration: in production any failing item refuses
+//! start-up (fail closed), and `rampart check` prints the same list so an operator sees it before
+//! deploying. Items are judged by production's rules whatever the environment, so a developer
+//! running `check` learns what production would refuse.
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use crate::settings::{format_duration, CorsOrigins, HashParams, KeysSource, LogFormat, Settings};
+
+/// How production treats an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Pass,
+    /// Allowed, but worth a look.
+    Warn,
+    /// Production refuses to start.
+    Fail,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pass => "PASS",
+            Self::Warn => "WARN",
+            Self::Fail => "FAIL",
+        })
+    }
+}
+
+/// One line of the posture report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub setting: &'static str,
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone)]
+pub struct Posture {
+    pub items: Vec<Item>,
+}
+
+/// The longest access-token lifetime production accepts.
+pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(60 * 60);
+
+impl Posture {
+    pub fn assess(settings: &Settings) -> Self {
+        let mut items = Vec::new();
+        let mut add = |setting, verdict, message: String| {
+            items.push(Item {
+                setting,
+                verdict,
+                message,
+            });
+        };
+
+        add(
+            "RAMPART_ENV",
+            if settings.env.is_production() {
+                Verdict::Pass
+            } else {
+                Verdict::Warn
+            },
+            if settings.env.is_production() {
+                "production: failing items refuse start-up".into()
+            } else {
+                "development: failing items are only logged; set production to fail closed".into()
+            },
+        );
+
+        if settings.docs {
+            add(
+                "RAMPART_DOCS",
+                Verdict::Fail,
+                "interactive docs and /openapi.json are public; set false".into(),
+            );
+        } else {
+            add("RAMPART_DOCS", Verdict::Pass, "docs are not served".into());
+        }
+
+        match &settings.cors.origins {
+            CorsOrigins::None => add(
+                "RAMPART_CORS_ORIGINS",
+                Verdict::Pass,
+                "no cross-origin access".into(),
+            ),
+            CorsOrigins::Any if settings.cors.credentials => add(
+                "RAMPART_CORS_ORIGINS",
+                Verdict::Fail,
+                "`*` with credentials lets any site act as the user".into(),
+            ),
+            CorsOrigins::Any => add(
+                "RAMPART_CORS_ORIGINS",
+                Verdict::Warn,
+                "`*`: any site may read responses; list the exact origins".into(),
+            ),
+            CorsOrigins::List(origins) => {
+                let insecure: Vec<&str> = origins
+                    .iter()
+                    .filter_map(|o| o.to_str().ok())
+                    .filter(|o| o.starts_with("http://"))
+                    .collect();
+                if insecure.is_empty() {
+                    add(
+                        "RAMPART_CORS_ORIGINS",
+                        Verdict::Pass,
+                        format!("{} exact origin(s)", origins.len()),
+                    );
+                } else {
+                    add(
+                        "RAMPART_CORS_ORIGINS",
+                        Verdict::Warn,
+                        format!("plain-http origin(s) allowed: {}", insecure.join(", ")),
+                    );
+                }
+            }
+        }
+
+        if settings.password_hash.at_least(HashParams::OWASP_MINIMUM) {
+            add(
+                "RAMPART_PASSWORD_HASH",
+                Verdict::Pass,
+                settings.password_hash.to_string(),
+            );
+        } else {
+            add(
+                "RAMPART_PASSWORD_HASH",
+                Verdict::Fail,
+                format!(
+                    "{} is weaker than the minimum {}",
+                    settings.password_hash,
+                    HashParams::OWASP_MINIMUM
+                ),
+            );
+        }
+
+        if settings.access_ttl > MAX_ACCESS_TTL {
+            add(
+                "RAMPART_ACCESS_TTL",
+                Verdict::Fail,
+                format!(
+                    "{} exceeds the 60m maximum for access tokens",
+                    format_duration(settings.access_ttl)
+                ),
+            );
+        } else {
+            add(
+                "RAMPART_ACCESS_TTL",
+                Verdict::Pass,
+                format_duration(settings.access_ttl),
+            );
+        }
+
+        if settings.refresh_grace > Duration::from_secs(60) {
+            add(
+                "RAMPART_REFRESH_GRACE",
+                Verdict::Fail,
+                format!(
+                    "{} lets a stolen refresh token be replayed for too long (max 60s)",
+                    format_duration(settings.refresh_grace)
+                ),
+            );
+        } else {
+            add(
+                "RAMPART_REFRESH_GRACE",
+                Verdict::Pass,
+                format_duration(settings.refresh_grace),
+            );
+        }
+
+        let (verdict, message) = keys_item(&settings.keys);
+        add("RAMPART_KEYS_FILE", verdict, message);
+
+        let filter = settings.log_filter.to_ascii_lowercase();
+        if filter.contains("debug") || filter.contains("trace") {
+            add(
+                "RAMPART_LOG",
+                Verdict::Fail,
+                format!(
+                    "`{}` enables debug logging, which may record request data",
+                    settings.log_filter
+                ),
+            );
+        } else {
+            add("RAMPART_LOG", Verdict::Pass, settings.log_filter.clone());
+        }
+        if settings.log_format == LogFormat::Pretty && settings.env.is_production() {
+            add(
+                "RAMPART_LOG_FORMAT",
+                Verdict::Warn,
+                "pretty logs are hard to ship and search; use json".into(),
+            );
+        }
+
+        if settings
+            .trusted_proxies
+            .iter()
+            .any(|net| net.prefix_len() == 0)
+        {
+            add(
+                "RAMPART_TRUSTED_PROXIES",
+                Verdict::Fail,
+                "a /0 network trusts every peer, so any client can forge its address".into(),
+            );
+        } else if settings.trusted_proxies.is_empty() {
+            add(
+                "RAMPART_TRUSTED_PROXIES",
+                Verdict::Pass,
+                "client address is the socket peer; forwarding headers are ignored (logged if they arrive)".into(),
+            );
+        } else {
+            add(
+                "RAMPART_TRUSTED_PROXIES",
+                Verdict::Pass,
+                format!(
+                    "{} proxy network(s) trusted",
+                    settings.trusted_proxies.len()
+                ),
+            );
+        }
+
+        let db = settings.database_url.expose_secret();
+        if db.starts_with("postgres")
+            && !is_local_url(db)
+            && !db.contains("sslmode=require")
+            && !db.contains("sslmode=verify")
+        {
+            add(
+                "RAMPART_DATABASE_URL",
+                Verdict::Warn,
+                "remote PostgreSQL without sslmode=require or verify-full".into(),
+            );
+        } else {
+            add(
+                "RAMPART_DATABASE_URL",
+                Verdict::Pass,
+                settings.database_url_redacted(),
+            );
+        }
+        if let Some(redis) = &settings.redis_url {
+            let redis = redis.expose_secret();
+            if redis.starts_with("redis://") && !is_local_url(redis) {
+                add(
+                    "RAMPART_REDIS_URL",
+                    Verdict::Warn,
+                    "remote Redis without TLS; use rediss://".into(),
+                );
+            } else {
+                add(
+                    "RAMPART_REDIS_URL",
+                    Verdict::Pass,
+                    crate::settings::redact_url(redis),
+                );
+            }
+        }
+
+        let http = &settings.http;
+        if http.body_limit > 10 * 1024 * 1024 {
+            add(
+                "RAMPART_BODY_LIMIT",
+                Verdict::Warn,
+                format!("{} bytes per request body is large", http.body_limit),
+            );
+        } else {
+            add(
+                "RAMPART_BODY_LIMIT",
+                Verdict::Pass,
+                format!("{} bytes", http.body_limit),
+            );
+        }
+        if http.header_timeout > Duration::from_secs(60)
+            || http.request_timeout > Duration::from_secs(300)
+        {
+            add(
+                "RAMPART_HEADER_TIMEOUT",
+                Verdict::Warn,
+                "long timeouts let slow clients hold connections".into(),
+            );
+        }
+        if settings.limit_auth.per_minute() > 60.0 {
+            add(
+                "RAMPART_LIMIT_AUTH",
+                Verdict::Warn,
+                format!("{} allows fast password guessing", settings.limit_auth),
+            );
+        } else {
+            add(
+                "RAMPART_LIMIT_AUTH",
+                Verdict::Pass,
+                settings.limit_auth.to_string(),
+            );
+        }
+        Self { items }
+    }
+
+    /// The items production would refuse to start with.
+    pub fn failures(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter().filter(|i| i.verdict == Verdict::Fail)
+    }
+
+    pub fn is_safe_for_production(&self) -> bool {
+        self.failures().next().is_none()
+    }
+
+    /// A fixed-width table for terminals.
+    pub fn table(&self) -> String {
+        let width = self
+            .items
+            .iter()
+            .map(|i| i.setting.len())
+            .max()
+            .unwrap_or(0);
+        let mut out = format!("{:<6} {:<width$}  {}\n", "STATUS", "SETTING", "FINDING");
+        for item in &self.items {
+            let _ = writeln!(
+                out,
+                "{:<6} {:<width$}  {}",
+                item.verdict, item.setting, item.message
+            );
+        }
+        out
+    }
+}
+
+fn keys_item(keys: &KeysSource) -> (Verdict, String) {
+    match keys {
+        KeysSource::Missing => (
+            Verdict::Fail,
+            "no signing keys; create them with `rampart keys generate --out PATH`".into(),
+        ),
+        KeysSource::GeneratedForDevelopment(path) => (
+            Verdict::Fail,
+            format!(
+                "development keys generated at {}; production needs its own keys file",
+                path.display()
+            ),
+        ),
+        KeysSource::File(path) => match std::fs::metadata(path) {
+            Err(err) => (
+                Verdict::Fail,
+                format!("cannot read {}: {}", path.display(), err.kind()),
+            ),
+            Ok(meta) if !meta.is_file() => {
+                (Verdict::Fail, format!("{} is not a file", path.display()))
+            }
+            Ok(meta) => {
+                if let Some(mode) = loose_permissions(&meta) {
+                    (
+                        Verdict::Fail,
+                        format!(
+                            "{} is readable by others (mode {mode:o}); chmod 600 it",
+                            path.display()
+                        ),
+                    )
+                } else {
+                    (Verdict::Pass, path.display().to_string())
+                }
+            }
+        },
+    }
+}
+
+#[cfg(unix)]
+fn loose_permissions(meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(not(unix))]
+fn loose_permissions(_meta: &std::fs::Metadata) -> Option<u32> {
+    None
+}
+
+fn is_local_url(url: &str) -> bool {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    ["localhost", "127.", "[::1]"]
+        .iter()
+        .any(|local| host.starts_with(local))
+        || host.starts_with('/') // unix socket
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn posture(pairs: &[(&str, &str)]) -> Posture {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let settings = Settings::from_map(map).unwrap_or_else(|e| panic!("{e}"));
+        Posture::assess(&settings)
+    }
+
+    fn failing(p: &Posture) -> Vec<&'static str> {
+        p.failures().map(|i| i.setting).collect()
+    }
+
+    fn keys_file() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, "{}").unwrap_or_else(|e| panic!("{e}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let p = path.to_string_lossy().into_owned();
+        (dir, p)
+    }
+
+    #[test]
+    fn production_with_a_keys_file_and_defaults_is_safe() {
+        let (_dir, keys) = keys_file();
+        let p = posture(&[("RAMPART_ENV", "production"), ("RAMPART_KEYS_FILE", &keys)]);
+        assert!(p.is_safe_for_production(), "{}", p.table());
+    }
+
+    #[test]
+    fn each_unsafe_choice_fails_by_name() {
+        let (_dir, keys) = keys_file();
+        let base = [
+            ("RAMPART_ENV", "production"),
+            ("RAMPART_KEYS_FILE", keys.as_str()),
+        ];
+        let cases: &[(&str, &str, &str)] = &[
+            ("RAMPART_DOCS", "true", "RAMPART_DOCS"),
+            (
+                "RAMPART_PASSWORD_HASH",
+                "argon2id:m=4096,t=1,p=1",
+                "RAMPART_PASSWORD_HASH",
+            ),
+            ("RAMPART_ACCESS_TTL", "61m", "RAMPART_ACCESS_TTL"),
+            ("RAMPART_LOG", "debug", "RAMPART_LOG"),
+            ("RAMPART_LOG", "info,tower_http=trace", "RAMPART_LOG"),
+            (
+                "RAMPART_TRUSTED_PROXIES",
+                "0.0.0.0/0",
+                "RAMPART_TRUSTED_PROXIES",
+            ),
+            ("RAMPART_REFRESH_GRACE", "5m", "RAMPART_REFRESH_GRACE"),
+        ];
+        for (name, value, expected) in cases {
+            let mut pairs = base.to_vec();
+            pairs.push((name, value));
+            assert_eq!(failing(&posture(&pairs)), vec![*expected], "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn missing_or_world_readable_keys_fail() {
+        let p = posture(&[("RAMPART_ENV", "production")]);
+        assert_eq!(failing(&p), vec!["RAMPART_KEYS_FILE"]);
+        let p = posture(&[
+            ("RAMPART_ENV", "production"),
+            ("RAMPART_KEYS_FILE", "/nonexistent/keys.json"),
+        ]);
+        assert_eq!(failing(&p), vec!["RAMPART_KEYS_FILE"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let (_dir, keys) = keys_file();
+            std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let p = posture(&[("RAMPART_ENV", "production"), ("RAMPART_KEYS_FILE", &keys)]);
+            assert_eq!(failing(&p), vec!["RAMPART_KEYS_FILE"]);
+        }
+    }
+
+    #[test]
+    fn development_defaults_would_not_pass_production() {
+        let p = posture(&[]);
+        let failing = failing(&p);
+        assert!(failing.contains(&"RAMPART_DOCS") && failing.contains(&"RAMPART_KEYS_FILE"));
+        assert!(p.table().starts_with("STATUS"));
+    }
+
+    #[test]
+    fn report_never_prints_secrets() {
+        let p = posture(&[(
+            "RAMPART_DATABASE_URL",
+            "postgres://app:s3cretpw@127.0.0.1/app",
+        )]);
+        assert!(!p.table().contains("s3cretpw"));
+    }
+}

@@ -1,0 +1,616 @@
+//! Typed settings, read once at start-up from the environment and an optional TOML file.
+//!
+//! Defends against configuration mistakes becoming vulnerabilities: every value is parsed into
+//! a type (a typo'd duration or an unknown variable is an error, not a silent default), secrets
+//! live in [`secrecy`] types so they never reach a `Debug` print or a log line, and any secret
+//! may come from a file (`X_FILE`) so it need not sit in the process environment.
+//!
+//! Precedence: environment over file over default. An unknown `RAMPART_*` variable or TOML key is
+//! refused, because a misspelt `RAMPART_DOC=false` must not leave the docs on in production.
+
+mod values;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+pub use values::{
+    format_duration, parse_bool, parse_duration, parse_networks, parse_size, CorsOrigins,
+    HashParams, Rate,
+};
+
+const PREFIX: &str = "RAMPART_";
+
+/// Every setting rampart reads, without the `RAMPART_` prefix. The TOML file uses the same names
+/// in lower case (`access_ttl = "15m"`).
+pub const KNOWN_SETTINGS: &[&str] = &[
+    "ENV",
+    "BIND",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "KEYS_FILE",
+    "CORS_ORIGINS",
+    "CORS_CREDENTIALS",
+    "TRUSTED_PROXIES",
+    "DOCS",
+    "LIMIT_GLOBAL",
+    "LIMIT_AUTH",
+    "PASSWORD_HASH",
+    "ACCESS_TTL",
+    "REFRESH_TTL",
+    "REFRESH_GRACE",
+    "LOG",
+    "LOG_FORMAT",
+    "BODY_LIMIT",
+    "REQUEST_TIMEOUT",
+    "HEADER_TIMEOUT",
+    "SHUTDOWN_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "JSON_MAX_DEPTH",
+];
+
+/// Settings that carry credentials and so may also be given as `X_FILE`.
+pub const SECRET_SETTINGS: &[&str] = &["DATABASE_URL", "REDIS_URL"];
+
+/// Variables that are read but are not settings themselves.
+const META_VARIABLES: &[&str] = &["CONFIG"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl Environment {
+    pub fn is_production(self) -> bool {
+        self == Self::Production
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Development => "development",
+            Self::Production => "production",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where the token signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysSource {
+    /// `RAMPART_KEYS_FILE`: must exist; never created.
+    File(PathBuf),
+    /// Development without a keys file: generated on first start under the data directory.
+    GeneratedForDevelopment(PathBuf),
+    /// Production without a keys file: refused by the posture check.
+    Missing,
+}
+
+/// Cross-origin settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsSettings {
+    pub origins: CorsOrigins,
+    /// Whether browsers may send cookies/credentials cross-origin. Never together with `*`.
+    pub credentials: bool,
+}
+
+/// Limits that bound the work one client can cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+    pub header_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_connections: usize,
+    pub json_max_depth: usize,
+}
+
+/// The effective configuration. Built only by [`Settings::from_env`] or [`Settings::from_map`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: Environment,
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    pub redis_url: Option<SecretString>,
+    pub keys: KeysSource,
+    pub cors: CorsSettings,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub docs: bool,
+    pub limit_global: Rate,
+    pub limit_auth: Rate,
+    pub password_hash: HashParams,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub refresh_grace: Duration,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub http: HttpLimits,
+}
+
+/// Every problem found while reading settings, each naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub problems: Vec<(String, String)>,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for (setting, message) in &self.problems {
+            writeln!(f, "  {setting}: {message}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl Settings {
+    /// Reads the process environment and, when `RAMPART_CONFIG` names one, a TOML file.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_map(
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with(PREFIX))
+                .collect(),
+        )
+    }
+
+    /// Builds settings from `RAMPART_*` pairs (as the environment would hold them). Tests use
+    /// this directly, so no test has to mutate the process environment.
+    pub fn from_map(vars: HashMap<String, String>) -> Result<Self, SettingsError> {
+        let mut reader = Reader::default();
+        let mut raw: BTreeMap<String, String> = BTreeMap::new();
+
+        if let Some(path) = vars.get("RAMPART_CONFIG") {
+            match read_toml(Path::new(path)) {
+                Ok(file_values) => raw.extend(file_values),
+                Err(message) => reader.fail("RAMPART_CONFIG", message),
+            }
+        }
+        for (key, value) in vars {
+            let name = key.strip_prefix(PREFIX).unwrap_or(&key);
+            if META_VARIABLES.contains(&name) {
+                continue;
+            }
+            raw.insert(name.to_owned(), value);
+        }
+        for name in raw.keys() {
+            let base = name
+                .strip_suffix("_FILE")
+                .filter(|b| SECRET_SETTINGS.contains(b));
+            if !KNOWN_SETTINGS.contains(&name.as_str()) && base.is_none() {
+                reader.fail(
+                    &format!("{PREFIX}{name}"),
+                    "unknown setting (check the spelling against the configuration table)".into(),
+                );
+            }
+        }
+        for secret in SECRET_SETTINGS {
+            if let Some(path) = raw.remove(&format!("{secret}_FILE")) {
+                if raw.contains_key(*secret) {
+                    reader.fail(
+                        &format!("{PREFIX}{secret}"),
+                        format!("set either {PREFIX}{secret} or {PREFIX}{secret}_FILE, not both"),
+                    );
+                    continue;
+                }
+                match std::fs::read_to_string(&path) {
+                    Ok(contents) => {
+                        raw.insert((*secret).to_owned(), contents.trim_end().to_owned());
+                    }
+                    Err(err) => reader.fail(
+                        &format!("{PREFIX}{secret}_FILE"),
+                        format!("cannot read `{path}`: {}", err.kind()),
+                    ),
+                }
+            }
+        }
+        reader.raw = raw;
+        reader.build()
+    }
+
+    /// The database URL with any password replaced, safe to print.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(self.database_url.expose_secret())
+    }
+}
+
+/// Reads the TOML file into `NAME -> value` pairs; nested tables are not part of the format.
+fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read `{}`: {}", path.display(), err.kind()))?;
+    let table: toml::Table = text.parse().map_err(|err: toml::de::Error| {
+        format!("`{}` is not valid TOML: {}", path.display(), err.message())
+    })?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => Ok(s),
+                        _ => Err(format!("`{key}`: lists may only hold strings")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
+                _ => {
+                    return Err(format!(
+                        "`{key}`: expected a string, number, boolean or list of strings"
+                    ))
+                }
+            };
+            Ok((key.to_ascii_uppercase(), text))
+        })
+        .collect()
+}
+
+/// Collects every problem instead of stopping at the first, so one start-up shows them all.
+#[derive(Default)]
+struct Reader {
+    raw: BTreeMap<String, String>,
+    problems: Vec<(String, String)>,
+}
+
+impl Reader {
+    fn fail(&mut self, setting: &str, message: String) {
+        self.problems.push((setting.to_owned(), message));
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.raw.get(name).map(String::as_str)
+    }
+
+    /// Parses `name` when set, else uses `default`; records a problem and returns the default
+    /// on a bad value so reading can go on.
+    fn parse<T: Clone>(
+        &mut self,
+        name: &str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        let Some(raw) = self.raw.get(name).cloned() else {
+            return default;
+        };
+        match parse(&raw) {
+            Ok(v) => v,
+            Err(message) => {
+                self.fail(&format!("{PREFIX}{name}"), message);
+                default
+            }
+        }
+    }
+
+    fn build(mut self) -> Result<Settings, SettingsError> {
+        let env = self.parse("ENV", Environment::Development, |s| match s.trim() {
+            "development" => Ok(Environment::Development),
+            "production" => Ok(Environment::Production),
+            other => Err(format!(
+                "`{other}` is not an environment; use development or production"
+            )),
+        });
+        let production = env.is_production();
+        let bind = self.parse("BIND", SocketAddr::from(([127, 0, 0, 1], 8080)), |s| {
+            s.trim()
+                .parse()
+                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080"))
+        });
+        let data_dir = PathBuf::from(self.get("DATA_DIR").unwrap_or("data"));
+        let default_db = format!("sqlite://{}/rampart.db", data_dir.display());
+        let database_url = self.parse("DATABASE_URL", default_db, |s| {
+            let s = s.trim();
+            if s.starts_with("sqlite:")
+                || s.starts_with("postgres://")
+                || s.starts_with("postgresql://")
+            {
+                Ok(s.to_owned())
+            } else {
+                Err("must start with sqlite: or postgres://".into())
+            }
+        });
+        let redis_url = self.parse("REDIS_URL", None, |s| {
+            let s = s.trim();
+            if s.starts_with("redis://") || s.starts_with("rediss://") {
+                Ok(Some(s.to_owned()))
+            } else {
+                Err("must start with redis:// or rediss://".into())
+            }
+        });
+        let keys = match self.get("KEYS_FILE") {
+            Some(path) if !path.trim().is_empty() => KeysSource::File(PathBuf::from(path.trim())),
+            _ if production => KeysSource::Missing,
+            _ => KeysSource::GeneratedForDevelopment(data_dir.join("keys.json")),
+        };
+        let origins = self.parse("CORS_ORIGINS", CorsOrigins::None, str::parse);
+        let credentials = self.parse("CORS_CREDENTIALS", false, parse_bool);
+        if credentials && origins == CorsOrigins::Any {
+            // Browsers refuse this combination and it would expose every user's data to every
+            // site if they did not; refuse it in every environment.
+            self.fail(
+                "RAMPART_CORS_ORIGINS",
+                "`*` cannot be used with RAMPART_CORS_CREDENTIALS=true; list the exact origins"
+                    .into(),
+            );
+        }
+        let trusted_proxies = self.parse("TRUSTED_PROXIES", Vec::new(), parse_networks);
+        let docs = self.parse("DOCS", !production, parse_bool);
+        let limit_global = self.parse("LIMIT_GLOBAL", Rate::fixed(300, 60), str::parse);
+        let limit_auth = self.parse("LIMIT_AUTH", Rate::fixed(10, 60), str::parse);
+        let password_hash = self.parse("PASSWORD_HASH", HashParams::OWASP_MINIMUM, str::parse);
+        let access_ttl = self.parse("ACCESS_TTL", Duration::from_secs(15 * 60), parse_duration);
+        let refresh_ttl = self.parse(
+            "REFRESH_TTL",
+            Duration::from_secs(14 * 86_400),
+            parse_duration,
+        );
+        let refresh_grace = self.parse("REFRESH_GRACE", Duration::from_secs(10), parse_duration);
+        if access_ttl.is_zero() {
+            self.fail("RAMPART_ACCESS_TTL", "must be longer than zero".into());
+        }
+        if refresh_ttl <= access_ttl {
+            self.fail(
+                "RAMPART_REFRESH_TTL",
+                "must be longer than RAMPART_ACCESS_TTL".into(),
+            );
+        }
+        let log_filter = self.get("LOG").unwrap_or("info").trim().to_owned();
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            self.fail(
+                "RAMPART_LOG",
+                format!("`{log_filter}` is not a log filter like info or rampart=debug"),
+            );
+        }
+        let default_format = if production {
+            LogFormat::Json
+        } else {
+            LogFormat::Pretty
+        };
+        let log_format = self.parse("LOG_FORMAT", default_format, |s| match s.trim() {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("`{other}` is not a log format; use pretty or json")),
+        });
+        let positive = |s: &str| -> Result<usize, String> {
+            s.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("`{s}` is not a whole number above zero"))
+        };
+        let nonzero_duration = |s: &str| {
+            parse_duration(s).and_then(|d| {
+                if d.is_zero() {
+                    Err("must be longer than zero".into())
+                } else {
+                    Ok(d)
+                }
+            })
+        };
+        let http = HttpLimits {
+            body_limit: self.parse("BODY_LIMIT", 1024 * 1024, parse_size),
+            request_timeout: self.parse(
+                "REQUEST_TIMEOUT",
+                Duration::from_secs(30),
+                nonzero_duration,
+            ),
+            header_timeout: self.parse("HEADER_TIMEOUT", Duration::from_secs(10), nonzero_duration),
+            shutdown_timeout: self.parse(
+                "SHUTDOWN_TIMEOUT",
+                Duration::from_secs(30),
+                parse_duration,
+            ),
+            max_connections: self.parse("MAX_CONNECTIONS", 10_000, positive),
+            json_max_depth: self.parse("JSON_MAX_DEPTH", 32, positive),
+        };
+
+        if !self.problems.is_empty() {
+            return Err(SettingsError {
+                problems: self.problems,
+            });
+        }
+        Ok(Settings {
+            env,
+            bind,
+            data_dir,
+            database_url: SecretString::from(database_url),
+            redis_url: redis_url.map(SecretString::from),
+            keys,
+            cors: CorsSettings {
+                origins,
+                credentials,
+            },
+            trusted_proxies,
+            docs,
+            limit_global,
+            limit_auth,
+            password_hash,
+            access_ttl,
+            refresh_ttl,
+            refresh_grace,
+            log_filter,
+            log_format,
+            http,
+        })
+    }
+}
+
+/// Replaces the password in `scheme://user:password@host/...` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    fn problem_names(err: &SettingsError) -> Vec<&str> {
+        err.problems.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = settings(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.env, Environment::Development);
+        assert_eq!(s.bind, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(s.database_url.expose_secret(), "sqlite://data/rampart.db");
+        assert_eq!(s.access_ttl, Duration::from_secs(900));
+        assert_eq!(s.refresh_ttl, Duration::from_secs(14 * 86_400));
+        assert_eq!(s.refresh_grace, Duration::from_secs(10));
+        assert_eq!(s.limit_global.to_string(), "300/minute");
+        assert_eq!(s.limit_auth.to_string(), "10/minute");
+        assert_eq!(s.password_hash, HashParams::OWASP_MINIMUM);
+        assert_eq!(s.cors.origins, CorsOrigins::None);
+        assert!(s.docs);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+        assert_eq!(s.http.body_limit, 1024 * 1024);
+        assert_eq!(
+            s.keys,
+            KeysSource::GeneratedForDevelopment(PathBuf::from("data/keys.json"))
+        );
+    }
+
+    #[test]
+    fn production_flips_docs_logs_and_keys() {
+        let s = settings(&[("RAMPART_ENV", "production")]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!s.docs);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.keys, KeysSource::Missing);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_by_name() {
+        let err = settings(&[
+            ("RAMPART_BIND", "localhost"),
+            ("RAMPART_ACCESS_TTL", "15"),
+            ("RAMPART_DOCS", "yes"),
+            ("RAMPART_DOC", "false"),
+        ])
+        .err()
+        .unwrap_or_else(|| SettingsError { problems: vec![] });
+        let names = problem_names(&err);
+        for expected in [
+            "RAMPART_BIND",
+            "RAMPART_ACCESS_TTL",
+            "RAMPART_DOCS",
+            "RAMPART_DOC",
+        ] {
+            assert!(names.contains(&expected), "{expected} not reported: {err}");
+        }
+    }
+
+    #[test]
+    fn wildcard_cors_with_credentials_is_refused_everywhere() {
+        let err = settings(&[
+            ("RAMPART_CORS_ORIGINS", "*"),
+            ("RAMPART_CORS_CREDENTIALS", "true"),
+        ])
+        .err()
+        .unwrap_or_else(|| SettingsError { problems: vec![] });
+        assert_eq!(problem_names(&err), vec!["RAMPART_CORS_ORIGINS"]);
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        std::fs::write(&path, "postgres://app:hunter2hunter2@db.internal/app\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = settings(&[(
+            "RAMPART_DATABASE_URL_FILE",
+            path.to_str().unwrap_or_default(),
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.database_url.expose_secret(),
+            "postgres://app:hunter2hunter2@db.internal/app"
+        );
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(
+            s.database_url_redacted(),
+            "postgres://app:***@db.internal/app"
+        );
+
+        let both = settings(&[
+            ("RAMPART_DATABASE_URL", "sqlite://x.db"),
+            (
+                "RAMPART_DATABASE_URL_FILE",
+                path.to_str().unwrap_or_default(),
+            ),
+        ]);
+        assert!(both.is_err());
+        let missing = settings(&[("RAMPART_REDIS_URL_FILE", "/nonexistent/rampart-secret")]);
+        assert!(missing.is_err_and(|e| !e.to_string().contains("nonexistent/rampart-secret\n")));
+    }
+
+    #[test]
+    fn toml_file_sets_the_same_keys_and_env_wins() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("rampart.toml");
+        std::fs::write(
+            &path,
+            "access_ttl = \"5m\"\nbind = \"127.0.0.1:9000\"\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let s = settings(&[
+            ("RAMPART_CONFIG", path.to_str().unwrap_or_default()),
+            ("RAMPART_BIND", "127.0.0.1:9001"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.access_ttl, Duration::from_secs(300));
+        assert_eq!(s.bind.port(), 9001);
+        assert!(matches!(s.cors.origins, CorsOrigins::List(ref v) if v.len() == 2));
+
+        std::fs::write(&path, "acess_ttl = \"5m\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let err = settings(&[("RAMPART_CONFIG", path.to_str().unwrap_or_default())]);
+        assert!(err.is_err_and(|e| problem_names(&e) == vec!["RAMPART_ACESS_TTL"]));
+    }
+
+    #[test]
+    fn redaction_hides_passwords_only() {
+        assert_eq!(
+            redact_url("redis://:pw@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/rampart.db"),
+            "sqlite://data/rampart.db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
