@@ -22,6 +22,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One invalid field in a request body or query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Dotted path of the field (`password`, `items[2].title`); empty for the document itself.
     pub field: String,
@@ -177,12 +178,18 @@ impl IntoResponse for ApiError {
 /// An RFC 9457 problem document. Kept in the response extensions so the outer layer can add the
 /// request id without parsing the body.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
+    /// A URI identifying the kind of problem (`urn:rampart:problem:<slug>`).
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub kind: &'static str,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub title: &'static str,
     pub status: u16,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub detail: Cow<'static, str>,
+    /// Same value as the response's `x-request-id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

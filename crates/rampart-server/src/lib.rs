@@ -1,0 +1,9 @@
+//! The rampart reference service: routes, stores, docs and the CLI, built on the `rampart`
+//! layers. The binary (`rampart`) is a thin wrapper over [`cli::main`].
+
+pub mod app;
+pub mod cli;
+pub mod docs;
+pub mod routes;
+pub mod state;
+pub mod store;
