@@ -2,8 +2,8 @@
 //!
 //! [`Hardening::apply`] wraps a finished router, so the layers cover every response it can
 //! produce: handler answers, extractor rejections, 401/404 from the default-deny fallback, 405s
-//! and panics. Outermost first: security headers, request id (and problem finishing), access
-//! log, client address, CORS, declared-size check, request timeout, panic catcher, body limit.
+//! and panics. Outermost first: security headers, request id (and problem finishing), client
+//! address, access log, CORS, declared-size check, request timeout, panic catcher, body limit.
 
 pub mod access_log;
 pub mod body_limit;
@@ -68,11 +68,11 @@ impl Hardening {
             None => router,
         };
         router
+            .layer(from_fn(access_log::record))
             .layer(from_fn_with_state(
                 ClientIpConfig::new(self.trusted_proxies),
                 client_ip::resolve,
             ))
-            .layer(from_fn(access_log::record))
             .layer(from_fn(request_id::assign))
             .layer(MapResponseLayer::new(headers::apply))
     }
