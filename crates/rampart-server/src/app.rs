@@ -32,7 +32,11 @@ pub fn enforce_posture(settings: &Settings) -> Result<(), UnsafePosture> {
         return Err(UnsafePosture(lines.join("\n")));
     }
     for item in posture.failures() {
-        tracing::warn!(setting = item.setting, "{} (production would refuse this)", item.message);
+        tracing::warn!(
+            setting = item.setting,
+            "{} (production would refuse this)",
+            item.message
+        );
     }
     Ok(())
 }
@@ -42,14 +46,18 @@ pub fn load_keys(source: &KeysSource) -> anyhow::Result<KeySet> {
     match source {
         KeysSource::File(path) => Ok(KeySet::load(path)?),
         KeysSource::GeneratedForDevelopment(path) => Ok(KeySet::load_or_generate(path)?),
-        KeysSource::Missing => anyhow::bail!("no signing keys: set RAMPART_KEYS_FILE (see `rampart keys generate`)"),
+        KeysSource::Missing => {
+            anyhow::bail!("no signing keys: set RAMPART_KEYS_FILE (see `rampart keys generate`)")
+        }
     }
 }
 
 /// The complete, hardened router for these settings.
 pub async fn build(settings: Settings) -> anyhow::Result<Router> {
     let keys = load_keys(&settings.keys).context("loading signing keys")?;
-    let store = store::open(&settings.database_url).await.context("opening the database")?;
+    let store = store::open(&settings.database_url)
+        .await
+        .context("opening the database")?;
     let hardening = Hardening::from_settings(&settings);
     let docs_enabled = settings.docs;
     let state = AppState {
@@ -80,7 +88,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let options = serve_options(&settings);
     let bind = settings.bind;
     let router = build(settings).await?;
-    let listener = TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("listening on {addr}");

@@ -97,7 +97,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -115,14 +118,21 @@ fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 
 fn check(settings: &Settings) -> ExitCode {
     let posture = Posture::assess(settings);
-    println!("rampart {} security posture ({})", env!("CARGO_PKG_VERSION"), settings.env);
+    println!(
+        "rampart {} security posture ({})",
+        env!("CARGO_PKG_VERSION"),
+        settings.env
+    );
     print!("{}", posture.table());
     if posture.is_safe_for_production() {
         println!("verdict: safe for production");
         ExitCode::SUCCESS
     } else {
         let names: Vec<&str> = posture.failures().map(|i| i.setting).collect();
-        println!("verdict: production would refuse to start ({})", names.join(", "));
+        println!(
+            "verdict: production would refuse to start ({})",
+            names.join(", ")
+        );
         ExitCode::FAILURE
     }
 }
@@ -130,7 +140,11 @@ fn check(settings: &Settings) -> ExitCode {
 fn keys_generate(out: &std::path::Path) -> ExitCode {
     match KeySet::generate().and_then(|set| set.write_new(out).map(|()| set)) {
         Ok(set) => {
-            println!("wrote {} (signing key {}); set RAMPART_KEYS_FILE to it", out.display(), set.current().kid());
+            println!(
+                "wrote {} (signing key {}); set RAMPART_KEYS_FILE to it",
+                out.display(),
+                set.current().kid()
+            );
             ExitCode::SUCCESS
         }
         Err(err) => {

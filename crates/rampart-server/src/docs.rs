@@ -40,20 +40,36 @@ struct ApiDoc;
 /// The document for the routes in `table`, with security derived from their policies.
 pub fn document(table: &[(String, Access)]) -> Document {
     let mut doc = ApiDoc::openapi();
-    doc.components.get_or_insert_with(Default::default).add_security_scheme(
-        "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
-    );
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
     for (path, access) in table {
-        let Some(item) = doc.paths.paths.get_mut(path) else { continue };
+        let Some(item) = doc.paths.paths.get_mut(path) else {
+            continue;
+        };
         for operation in operations(item) {
             let responses = &mut operation.responses.responses;
             if *access != Access::Public {
-                operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
-                responses.entry("401".into()).or_insert_with(|| problem_response("Missing or invalid credentials"));
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| problem_response("Missing or invalid credentials"));
             }
             if *access == Access::Admin {
-                responses.entry("403".into()).or_insert_with(|| problem_response("The caller is not an admin"));
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| problem_response("The caller is not an admin"));
             }
             responses.entry("default".into()).or_insert_with(|| {
                 problem_response("Any other error (408, 413, 429, 500, 503), as a problem document")
@@ -83,7 +99,9 @@ fn problem_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi
         .description(description)
         .content(
             rampart::error::PROBLEM_JSON,
-            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
         )
         .build()
         .into()
@@ -98,8 +116,9 @@ pub fn mount(routes: SecureRouter<AppState>) -> SecureRouter<AppState> {
 }
 
 async fn docs_csp(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_CSP),
+    );
     response
 }

@@ -62,7 +62,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             }
             (
                 [(header::RETRY_AFTER, "5")],
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Not ready: the database is unavailable."),
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Not ready: the database is unavailable.",
+                ),
             )
                 .into_response()
         }

@@ -1,0 +1,352 @@
+//! The whole hardening stack, attacked through `oneshot`: every status path a handler, an
+//! extractor, the policy or a layer can produce carries the security headers, a request id and
+//! a problem document that leaks nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use axum::Router;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use rampart::http::Hardening;
+use rampart::settings::{CorsOrigins, CorsSettings, HttpLimits};
+use rampart::{ApiError, Authenticator, CurrentUser, Json, Principal, Role, SecureRouter};
+use serde::Deserialize;
+use tower::ServiceExt;
+
+struct TokenIsUser;
+impl Authenticator for TokenIsUser {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        match headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("Bearer good") => Ok(Principal {
+                user_id: "u1".into(),
+                session_id: "s1".into(),
+                role: Role::User,
+            }),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Note {
+    title: String,
+}
+
+async fn explode() -> &'static str {
+    panic!("secret panic payload at /srv/app.rs")
+}
+
+const LIMIT: usize = 64 * 1024;
+
+fn app() -> Router {
+    let routes =
+        SecureRouter::new()
+            .public(
+                "/ok",
+                get(|| async { Json(serde_json::json!({"ok": true})) }),
+            )
+            .public(
+                "/notes",
+                post(|Json(note): Json<Note>| async move {
+                    Json(serde_json::json!({"title": note.title}))
+                }),
+            )
+            .public("/panic", get(explode))
+            .public(
+                "/internal",
+                get(|| async {
+                    Err::<(), _>(ApiError::internal(std::io::Error::other(
+                        "SELECT password_hash FROM users -- sqlx at /srv/store.rs",
+                    )))
+                }),
+            )
+            .public(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .authenticated(
+                "/me",
+                get(|CurrentUser(p): CurrentUser| async move { p.user_id }),
+            )
+            .into_router(Arc::new(TokenIsUser));
+    Hardening {
+        limits: HttpLimits {
+            body_limit: LIMIT,
+            request_timeout: Duration::from_millis(300),
+            header_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            max_connections: 100,
+            json_max_depth: 16,
+        },
+        cors: CorsSettings {
+            origins: "https://app.example".parse().unwrap_or(CorsOrigins::None),
+            credentials: false,
+        },
+        trusted_proxies: Vec::new(),
+    }
+    .apply(routes)
+}
+
+async fn send(request: Request<Body>) -> (Response<()>, serde_json::Value) {
+    let response = app().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (Response::from_parts(parts, ()), json)
+}
+
+fn get_req(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+fn json_req(body: impl Into<Body>, content_type: &str) -> Request<Body> {
+    Request::post("/notes")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body.into())
+        .unwrap()
+}
+
+fn assert_hardened(response: &Response<()>, what: &str) {
+    let h = response.headers();
+    let expected = [
+        (
+            "strict-transport-security",
+            "max-age=63072000; includeSubDomains",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(
+            h.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{what}: {name}"
+        );
+    }
+    assert!(
+        h.get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(
+                |v| v.contains("default-src 'none'") && v.contains("frame-ancestors 'none'")
+            ),
+        "{what}: csp"
+    );
+    assert!(
+        h.contains_key("permissions-policy"),
+        "{what}: permissions-policy"
+    );
+    assert!(h.contains_key("x-request-id"), "{what}: x-request-id");
+    assert!(!h.contains_key("server"), "{what}: server banner");
+}
+
+fn assert_problem(response: &Response<()>, body: &serde_json::Value, status: u16, what: &str) {
+    assert_eq!(response.status().as_u16(), status, "{what}: {body}");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json",
+        "{what}"
+    );
+    assert_eq!(body["status"], status, "{what}: {body}");
+    assert!(
+        body["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "{what}: {body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str(),
+        response.headers()["x-request-id"].to_str().ok(),
+        "{what}: request_id must equal x-request-id"
+    );
+}
+
+#[tokio::test]
+async fn every_status_path_is_hardened() {
+    let (ok, _) = send(get_req("/ok")).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_hardened(&ok, "200");
+
+    let two_kib_over = vec![b'a'; LIMIT + 2048];
+    let cases: Vec<(&str, Request<Body>, u16)> = vec![
+        ("401 anonymous", get_req("/me"), 401),
+        ("401 unknown path", get_req("/admin/secret"), 401),
+        (
+            "404 authenticated unknown path",
+            Request::get("/nope")
+                .header(header::AUTHORIZATION, "Bearer good")
+                .body(Body::empty())
+                .unwrap(),
+            404,
+        ),
+        (
+            "405",
+            Request::delete("/ok").body(Body::empty()).unwrap(),
+            405,
+        ),
+        (
+            "413 declared",
+            json_req(two_kib_over.clone(), "application/json"),
+            413,
+        ),
+        ("415", json_req(r#"{"title":"x"}"#, "text/plain"), 415),
+        (
+            "400 malformed",
+            json_req(r#"{"title":"#, "application/json"),
+            400,
+        ),
+        (
+            "422 unknown field",
+            json_req(r#"{"title":"x","role":"admin"}"#, "application/json"),
+            422,
+        ),
+        ("500 internal", get_req("/internal"), 500),
+        ("500 panic", get_req("/panic"), 500),
+        ("408 slow handler", get_req("/slow"), 408),
+    ];
+    for (what, request, status) in cases {
+        let (response, body) = send(request).await;
+        assert_problem(&response, &body, status, what);
+        assert_hardened(&response, what);
+        let text = body.to_string();
+        for leak in ["SELECT", "password_hash", "/srv", "sqlx", "panic payload"] {
+            assert!(!text.contains(leak), "{what} leaked {leak}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn undeclared_oversized_body_is_cut_off_at_the_limit() {
+    // No Content-Length: the body arrives as a stream and must be stopped at the limit.
+    let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 4096])));
+    let request = Request::post("/notes")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let (response, body) = send(request).await;
+    assert_problem(&response, &body, 413, "streamed");
+}
+
+#[tokio::test]
+async fn hostile_json_is_refused() {
+    let deep = format!("{{\"title\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+    let cases: Vec<(&str, Vec<u8>, &str, u16)> = vec![
+        ("deep nesting", deep.into_bytes(), "application/json", 400),
+        (
+            "invalid utf-8",
+            b"{\"title\":\"\xff\xfe\"}".to_vec(),
+            "application/json",
+            400,
+        ),
+        (
+            "wrong type",
+            br#"{"title":7}"#.to_vec(),
+            "application/json",
+            422,
+        ),
+        ("missing field", b"{}".to_vec(), "application/json", 422),
+        (
+            "form body",
+            b"title=x".to_vec(),
+            "application/x-www-form-urlencoded",
+            415,
+        ),
+        ("empty", Vec::new(), "application/json", 400),
+    ];
+    for (what, body, content_type, status) in cases {
+        let (response, problem) = send(json_req(body, content_type)).await;
+        assert_problem(&response, &problem, status, what);
+    }
+    let (response, problem) = send(json_req(
+        r#"{"title":"x","owner_id":"someone"}"#,
+        "application/json",
+    ))
+    .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["errors"][0]["field"], "owner_id", "{problem}");
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("owner_id")),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_only_listed_origins() {
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/me")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (allowed, _) = send(preflight("https://app.example")).await;
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example"
+    );
+    assert_hardened(&allowed, "preflight");
+
+    for evil in [
+        "https://evil.example",
+        "null",
+        "https://app.example.evil.example",
+        "http://app.example",
+    ] {
+        let (refused, _) = send(preflight(evil)).await;
+        assert!(
+            !refused
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "{evil} allowed"
+        );
+    }
+    let (simple, _) = send(
+        Request::get("/ok")
+            .header(header::ORIGIN, "https://evil.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(!simple
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_only_when_sane() {
+    let with_id = |id: &str| {
+        Request::get("/ok")
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (response, _) = send(with_id("client-trace-123")).await;
+    assert_eq!(response.headers()["x-request-id"], "client-trace-123");
+    for hostile in ["<script>alert(1)</script>", "a b", &"x".repeat(200)] {
+        let (response, _) = send(with_id(hostile)).await;
+        let got = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap_or_default();
+        assert_ne!(got, hostile);
+        assert_eq!(got.len(), 36, "a generated UUID replaces {hostile:?}");
+    }
+}
