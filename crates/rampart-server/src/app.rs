@@ -69,8 +69,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Router> {
     if docs_enabled {
         routes = docs::mount(routes);
     }
-    let router = routes.into_router(Arc::new(DenyAll)).with_state(state);
-    Ok(hardening.apply(router))
+    let service = routes.into_router(Arc::new(DenyAll)).with_state(state);
+    Ok(hardening.apply(service))
 }
 
 pub fn serve_options(settings: &Settings) -> ServeOptions {

@@ -1,4 +1,5 @@
 //! The connection loop under attack and under shutdown, over real sockets on port 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,7 @@
 //! The whole hardening stack, attacked through `oneshot`: every status path a handler, an
 //! extractor, the policy or a layer can produce carries the security headers, a request id and
 //! a problem document that leaks nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -56,9 +56,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         })
         .into_response(),
         outcome => {
-            match outcome {
-                Ok(Err(err)) => tracing::error!(error = %err, "readiness: database unavailable"),
-                _ => tracing::error!("readiness: database did not answer in time"),
+            if let Ok(Err(err)) = outcome {
+                tracing::error!(error = %err, "readiness: database unavailable");
+            } else {
+                tracing::error!("readiness: database did not answer in time");
             }
             (
                 [(header::RETRY_AFTER, "5")],

@@ -1,0 +1,265 @@
+//! The `rampart` binary: commands, exit codes, production refusal, shutdown and logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{command, Binary};
+
+fn run(vars: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let output = command(&data, vars)
+        .args(args)
+        .output()
+        .expect("run rampart");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn keys_file(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("keys.json");
+    let (code, _, err) = run(&[], &["keys", "generate", "--out", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    path.display().to_string()
+}
+
+#[test]
+fn production_refuses_to_start_on_each_unsafe_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_file(&dir);
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("RAMPART_KEYS_FILE", &keys), ("RAMPART_DOCS", "true")],
+            "RAMPART_DOCS",
+        ),
+        (
+            &[("RAMPART_KEYS_FILE", &keys), ("RAMPART_ACCESS_TTL", "2h")],
+            "RAMPART_ACCESS_TTL",
+        ),
+        (
+            &[
+                ("RAMPART_KEYS_FILE", &keys),
+                ("RAMPART_PASSWORD_HASH", "argon2id:m=4096,t=1,p=1"),
+            ],
+            "RAMPART_PASSWORD_HASH",
+        ),
+        (
+            &[("RAMPART_KEYS_FILE", &keys), ("RAMPART_LOG", "debug")],
+            "RAMPART_LOG",
+        ),
+        (&[], "RAMPART_KEYS_FILE"),
+    ];
+    for (vars, named) in cases {
+        let mut vars = vars.to_vec();
+        vars.push(("RAMPART_ENV", "production"));
+        let (code, out, err) = run(&vars, &["serve"]);
+        assert_eq!(code, Some(1), "{named}: {err}");
+        assert!(err.contains(named), "{named} not named: {err}");
+        assert!(!out.contains("listening on"), "{named}: it started anyway");
+    }
+}
+
+#[test]
+fn invalid_configuration_exits_2_naming_every_variable() {
+    let (code, _, err) = run(
+        &[("RAMPART_ACCESS_TTL", "fifteen"), ("RAMPART_DOC", "false")],
+        &["serve"],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("RAMPART_ACCESS_TTL") && err.contains("RAMPART_DOC:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_posture_and_exit_code() {
+    let (code, out, _) = run(&[], &["check"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "development defaults are not production-safe: {out}"
+    );
+    assert!(
+        out.contains("FAIL") && out.contains("RAMPART_DOCS") && out.contains("RAMPART_KEYS_FILE"),
+        "{out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_file(&dir);
+    let (code, out, _) = run(
+        &[("RAMPART_ENV", "production"), ("RAMPART_KEYS_FILE", &keys)],
+        &["check"],
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "production with a keys file and defaults passes: {out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+#[test]
+fn keys_generate_is_private_never_overwrites_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_file(&dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let before = std::fs::read_to_string(&keys).unwrap();
+    let (code, _, err) = run(&[], &["keys", "generate", "--out", &keys]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), before);
+
+    let (code, out, err) = run(&[("RAMPART_KEYS_FILE", &keys)], &["keys", "rotate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("2 key(s) still verify"), "{out}");
+    let rotated: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&keys).unwrap()).unwrap();
+    assert_eq!(rotated["keys"].as_array().map(Vec::len), Some(2));
+    assert!(rotated["keys"][1]["retired_at"].is_string());
+}
+
+#[test]
+fn migrate_creates_the_database() {
+    let data = tempfile::tempdir().unwrap();
+    let output = command(&data, &[]).arg("migrate").output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(data.path().join("rampart.db").exists());
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = run(&[], &["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("rampart "), "{out}");
+    for sub in [
+        &["serve", "--help"][..],
+        &["migrate", "--help"],
+        &["check", "--help"],
+        &["keys", "generate", "--help"],
+    ] {
+        let (code, out, _) = run(&[], sub);
+        assert_eq!(code, Some(0), "{sub:?}");
+        assert!(out.contains("Usage:"), "{sub:?}: {out}");
+    }
+}
+
+#[test]
+fn serves_with_generated_dev_keys_and_stops_on_sigterm() {
+    let server = Binary::start(&[]);
+    let keys = server.data.path().join("keys.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "generated development keys must be private");
+    }
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+    let addr = server.addr;
+    let started = Instant::now();
+    let (status, stderr) = server.terminate(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit {status:?}: {stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after exit"
+    );
+}
+
+#[test]
+fn real_server_drops_slowloris() {
+    let server = Binary::start(&[("RAMPART_HEADER_TIMEOUT", "1s")]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in b"GET /health HTTP/1.1\r\nX-Slow: "
+        .iter()
+        .chain(std::iter::repeat(&b'a'))
+        .take(50)
+    {
+        if stream.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        closed,
+        "slow client still connected after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn logs_hold_no_bodies_tokens_or_query_strings() {
+    let server = Binary::start(&[("RAMPART_LOG_FORMAT", "json")]);
+    let secret_requests = [
+        "POST /v1/auth/login?password=QUERY-SECRET-1 HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer TOKEN-SECRET-2\r\nContent-Type: application/json\r\nContent-Length: 39\r\nConnection: close\r\n\r\n{\"username\":\"a\",\"password\":\"BODY-SEC3\"}",
+        "GET /health?token=QUERY-SECRET-4 HTTP/1.1\r\nHost: t\r\nCookie: session=COOKIE-SECRET-5\r\nConnection: close\r\n\r\n",
+    ];
+    for raw in secret_requests {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        assert!(response.starts_with("HTTP/1.1 "), "{response}");
+    }
+    let (_, logs) = server.terminate(Duration::from_secs(10));
+    assert!(
+        logs.contains("\"path\":\"/health\""),
+        "access log missing: {logs}"
+    );
+    for secret in [
+        "QUERY-SECRET-1",
+        "TOKEN-SECRET-2",
+        "BODY-SEC3",
+        "QUERY-SECRET-4",
+        "COOKIE-SECRET-5",
+    ] {
+        assert!(!logs.contains(secret), "{secret} leaked into logs: {logs}");
+    }
+}

@@ -1,0 +1,158 @@
+//! Test harness: starts the real service on port 0 with a fresh data directory (SQLite file and
+//! development keys) per test, either in-process or as the `rampart` binary.
+#![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::unwrap_used)] // test harness: failing loudly is the point
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rampart::Settings;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The service running inside the test process.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub data: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// Starts with development defaults plus `overrides` (`RAMPART_*` pairs).
+    pub async fn spawn(overrides: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("RAMPART_BIND".into(), "127.0.0.1:0".into()),
+            ("RAMPART_DATA_DIR".into(), data.path().display().to_string()),
+        ]);
+        vars.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let settings = Settings::from_map(vars).expect("valid test settings");
+        let options = rampart_server::app::serve_options(&settings);
+        let router = rampart_server::app::build(settings)
+            .await
+            .expect("app builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(rampart::server::serve(listener, router, options, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            addr,
+            client,
+            data,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The `rampart` binary as a child process.
+pub struct Binary {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data: TempDir,
+}
+
+/// A `rampart` command with a clean environment (no inherited `RAMPART_*`) and `vars`.
+pub fn command(data: &TempDir, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAMPART_")) {
+        cmd.env_remove(key);
+    }
+    cmd.env("RAMPART_DATA_DIR", data.path())
+        .env("RAMPART_BIND", "127.0.0.1:0")
+        .envs(vars.iter().copied())
+        .current_dir(data.path())
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl Binary {
+    /// Starts `rampart serve` and waits for its `listening on` line.
+    pub fn start(vars: &[(&str, &str)]) -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = command(&data, vars)
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rampart");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        Self { child, addr, data }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for exit; returns the exit status and stderr.
+    pub fn terminate(mut self, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                _ if std::time::Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    break None;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+        }
+        (status, stderr)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

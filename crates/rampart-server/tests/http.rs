@@ -1,0 +1,259 @@
+//! Black-box tests of the running service: each starts it on port 0 with a fresh database and
+//! attacks it over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::TestApp;
+use reqwest::{header, Method, StatusCode};
+
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
+fn assert_hardened(response: &reqwest::Response) {
+    let h = response.headers();
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(
+            h.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{} {name}",
+            response.url()
+        );
+    }
+    assert!(h.contains_key("content-security-policy"));
+    assert!(h.contains_key("permissions-policy"));
+    assert!(h.contains_key("x-request-id"));
+    assert!(
+        !h.contains_key("server"),
+        "server banner on {}",
+        response.url()
+    );
+    assert!(!h.contains_key("x-powered-by"));
+}
+
+async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "{}", response.url());
+    assert_hardened(&response);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
+    let body: serde_json::Value = response.json().await.expect("problem json");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["request_id"], id.as_str());
+    body
+}
+
+#[tokio::test]
+async fn health_and_ready_answer() {
+    let app = TestApp::spawn(&[]).await;
+    let health = app.get("/health").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_hardened(&health);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["checks"]["database"],
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_callers_get_401_everywhere_but_public_routes() {
+    let app = TestApp::spawn(&[]).await;
+    let probes = [
+        (Method::GET, "/v1/users/me"),
+        (Method::GET, "/v1/items"),
+        (Method::DELETE, "/v1/items/1"),
+        (Method::POST, "/v1/auth/logout"),
+        (Method::GET, "/v1/admin/users"),
+        (Method::GET, "/.env"),
+        (Method::GET, "/health/"),
+        (Method::GET, "/%2e%2e/etc/passwd"),
+        (Method::PUT, "/anything"),
+    ];
+    for (method, path) in probes {
+        for token in [
+            None,
+            Some("Bearer forged.jwt.value"),
+            Some("Basic YWRtaW46YWRtaW4="),
+        ] {
+            let mut request = app.client.request(method.clone(), app.url(path));
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, token);
+            }
+            let body = problem(request.send().await.unwrap(), 401).await;
+            assert_eq!(body["title"], "Unauthorized", "{method} {path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_problem_document() {
+    let app = TestApp::spawn(&[]).await;
+    let response = app.client.post(app.url("/health")).send().await.unwrap();
+    assert!(response.headers().contains_key(header::ALLOW));
+    problem(response, 405).await;
+}
+
+#[tokio::test]
+async fn two_mebibyte_body_is_refused_with_413() {
+    let app = TestApp::spawn(&[]).await;
+    for path in ["/health", "/v1/auth/login", "/nowhere"] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(vec![b'{'; 2 * 1024 * 1024])
+            .send()
+            .await
+            .unwrap();
+        problem(response, 413).await;
+    }
+}
+
+#[tokio::test]
+async fn docs_are_served_offline_in_development() {
+    let app = TestApp::spawn(&[]).await;
+    let page = app.get("/docs/").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_hardened(&page);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("http"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("https://"),
+        "docs must not load assets from a CDN"
+    );
+    let script = app.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(script.status(), StatusCode::OK);
+
+    let missing = app.get("/docs/no-such-asset.js").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_hardened(&missing);
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route_with_its_policy() {
+    let app = TestApp::spawn(&[]).await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    for (path, access) in rampart_server::routes::routes().table() {
+        let item = &doc["paths"][path.as_str()];
+        assert!(item.is_object(), "{path} is mounted but not documented");
+        for (_method, operation) in item.as_object().unwrap() {
+            let secured = operation.get("security").is_some();
+            assert_eq!(
+                secured,
+                *access != rampart::Access::Public,
+                "{path}: security must follow the policy"
+            );
+            assert!(
+                operation["responses"]["default"].is_object(),
+                "{path}: error responses undocumented"
+            );
+        }
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+#[tokio::test]
+async fn docs_disabled_look_like_any_unknown_path() {
+    let app = TestApp::spawn(&[("RAMPART_DOCS", "false")]).await;
+    for path in [
+        "/docs",
+        "/docs/",
+        "/openapi.json",
+        "/docs/swagger-ui-bundle.js",
+    ] {
+        problem(app.get(path).await, 401).await;
+    }
+}
+
+#[tokio::test]
+async fn cors_preflight_only_for_listed_origins() {
+    let app = TestApp::spawn(&[("RAMPART_CORS_ORIGINS", "https://app.example.com")]).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/v1/users/me"))
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization")
+            .send()
+    };
+    let ok = preflight("https://app.example.com").await.unwrap();
+    assert!(ok.status().is_success());
+    assert_eq!(
+        ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    assert!(!ok
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+    assert_hardened(&ok);
+    for evil in [
+        "https://evil.example",
+        "null",
+        "https://app.example.com.evil.example",
+    ] {
+        let refused = preflight(evil).await.unwrap();
+        assert!(
+            !refused
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "{evil}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn closed_cors_sends_no_cors_headers() {
+    let app = TestApp::spawn(&[]).await;
+    let response = app
+        .client
+        .get(app.url("/health"))
+        .header(header::ORIGIN, "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!response
+        .headers()
+        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_when_sane_and_replaced_when_not() {
+    let app = TestApp::spawn(&[]).await;
+    let sent = |id: &'static str| {
+        app.client
+            .get(app.url("/nope"))
+            .header("x-request-id", id)
+            .send()
+    };
+    let echoed = sent("trace-abc.123").await.unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-abc.123");
+    assert_eq!(problem(echoed, 401).await["request_id"], "trace-abc.123");
+    let replaced = sent("evil\" id").await.unwrap();
+    assert_ne!(replaced.headers()["x-request-id"], "evil\" id");
+}
