@@ -60,11 +60,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Router> {
         .context("opening the database")?;
     let hardening = Hardening::from_settings(&settings);
     let docs_enabled = settings.docs;
-    let state = AppState {
-        settings: Arc::new(settings),
-        store,
-        keys: Arc::new(keys),
-    };
+    let state = AppState::new(settings, store, keys);
     let mut routes = routes::routes();
     if docs_enabled {
         routes = docs::mount(routes);

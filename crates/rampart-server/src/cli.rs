@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            rampart::telemetry::init(&settings);
+            let _flush_logs_on_exit = rampart::telemetry::init(&settings);
             run_async(app::run(settings))
         }
         Command::Migrate => run_async(async move {

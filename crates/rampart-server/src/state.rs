@@ -8,14 +8,34 @@ use rampart::Settings;
 
 use crate::store::Store;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
+/// Cloned into every handler call, so it is one `Arc`.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub settings: Settings,
     pub store: Arc<dyn Store>,
-    pub keys: Arc<KeySet>,
+    pub keys: KeySet,
 }
 
-impl std::fmt::Debug for AppState {
+impl AppState {
+    pub fn new(settings: Settings, store: Arc<dyn Store>, keys: KeySet) -> Self {
+        Self(Arc::new(Shared {
+            settings,
+            store,
+            keys,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("env", &self.settings.env)

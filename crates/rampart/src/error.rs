@@ -152,13 +152,20 @@ impl ApiError {
     }
 }
 
+/// The cause of a 500, carried in the response extensions to the edge of the stack, where
+/// [`crate::http::Hardening`] logs it once, on the request's access-log line with its request
+/// id. It is never serialised into the body.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            // The request span (see `http::request_id`) attaches the request id to this event.
-            tracing::error!(error = %cause, "internal error");
-        }
         let mut response = self.problem().into_response();
+        if let Self::Internal(cause) = &self {
+            response
+                .extensions_mut()
+                .insert(InternalCause(error_chain(cause.as_ref())));
+        }
         if let Some(retry) = self.retry_after() {
             // Round up: a client retrying after 0 s would be refused again.
             let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
@@ -173,6 +180,18 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// `cause: source: source`, for the log.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 /// An RFC 9457 problem document. Kept in the response extensions so the outer layer can add the

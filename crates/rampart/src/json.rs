@@ -16,10 +16,10 @@ use serde::Serialize;
 
 use crate::error::{ApiError, FieldError};
 
-/// Nesting allowed when no [`JsonConfig`] is installed.
+/// Nesting allowed when the hardening stack is not installed.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 
-/// Per-app JSON limits, installed as a request extension by [`crate::http::Hardening`].
+/// Per-app JSON limits, carried in [`crate::http::RequestContext`].
 #[derive(Debug, Clone, Copy)]
 pub struct JsonConfig {
     pub max_depth: usize,
@@ -43,7 +43,10 @@ where
                 "Send the body as application/json.".into(),
             ));
         }
-        let config = request.extensions().get::<JsonConfig>().copied();
+        let config = request
+            .extensions()
+            .get::<crate::http::RequestContext>()
+            .map(|c| c.json);
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {

@@ -1,29 +1,40 @@
 //! One structured log line per request.
 //!
 //! Defends against secrets in logs: only the method, the path without its query string (queries
-//! can carry tokens), the status, the latency and the client address are recorded; never
-//! headers, bodies or credentials. The request id comes from the enclosing span.
+//! can carry tokens), the status, the latency, the client address and the request id are
+//! recorded; never headers, bodies or credentials. A 500's internal cause is logged here too, so
+//! every failure is one line carrying the request id the client was given.
 
-use std::time::Instant;
+use std::net::IpAddr;
+use std::time::Duration;
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
+use http::{Method, StatusCode};
 
-use super::client_ip::ClientIp;
+/// What is logged about one request.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub request_id: &'a str,
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub status: StatusCode,
+    pub latency: Duration,
+    pub client: IpAddr,
+    /// The internal cause of a 5xx (see [`crate::error::InternalCause`]).
+    pub cause: Option<&'a str>,
+}
 
-pub async fn record(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let client = request.extensions().get::<ClientIp>().map(|c| c.0);
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+pub fn record(entry: &Entry<'_>) {
+    let status = entry.status.as_u16();
+    let latency_us = u64::try_from(entry.latency.as_micros()).unwrap_or(u64::MAX);
+    let (request_id, method, path, client) = (
+        entry.request_id,
+        entry.method.as_str(),
+        entry.path,
+        entry.client,
+    );
     if status >= 500 {
-        tracing::error!(%method, path, status, latency_us, client = ?client, "request failed");
+        tracing::error!(request_id, method, path, status, latency_us, %client, cause = entry.cause.unwrap_or(""), "request failed");
     } else {
-        tracing::info!(%method, path, status, latency_us, client = ?client, "request");
+        tracing::info!(request_id, method, path, status, latency_us, %client, "request");
     }
-    response
 }

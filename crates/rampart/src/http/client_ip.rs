@@ -14,9 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::ConnectInfo;
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
@@ -24,10 +22,6 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED: HeaderName = http::header::FORWARDED;
 /// More hops than any real proxy chain; bounds the work one request can cause.
 const MAX_HOPS: usize = 32;
-
-/// The resolved client address, as a request extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
 
 /// Shared state of the resolver layer.
 #[derive(Debug, Clone)]
@@ -47,6 +41,27 @@ impl ClientIpConfig {
     fn is_trusted(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Resolves the client address of a request: the peer recorded by [`crate::server`] as
+    /// `ConnectInfo`, or forwarding headers when the peer is a trusted proxy. Logs once if
+    /// forwarding headers arrive while no proxy is trusted (a likely misconfiguration).
+    pub fn resolve_request(&self, extensions: &http::Extensions, headers: &HeaderMap) -> IpAddr {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        if self.trusted.is_empty()
+            && (headers.contains_key(&X_FORWARDED_FOR) || headers.contains_key(&FORWARDED))
+            && !self
+                .warned_untrusted_forwarding
+                .swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "forwarding headers arrived but RAMPART_TRUSTED_PROXIES is empty: they are ignored \
+                 and clients are keyed by the socket peer; list the proxy networks if one is in front"
+            );
+        }
+        self.resolve(peer, headers)
     }
 
     /// Resolves the client address for a request from `peer` with these headers.
@@ -134,33 +149,6 @@ fn parse_node(raw: &str) -> Option<IpAddr> {
     raw.strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .and_then(|r| r.parse().ok())
-}
-
-/// Middleware: resolve the client address and store it as [`ClientIp`].
-pub async fn resolve(
-    State(config): State<ClientIpConfig>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    if config.trusted.is_empty()
-        && (request.headers().contains_key(&X_FORWARDED_FOR)
-            || request.headers().contains_key(&FORWARDED))
-        && !config
-            .warned_untrusted_forwarding
-            .swap(true, Ordering::Relaxed)
-    {
-        tracing::warn!(
-            "forwarding headers arrived but RAMPART_TRUSTED_PROXIES is empty: they are ignored and \
-             every client is keyed by the proxy's address; list the proxy networks if one is in front"
-        );
-    }
-    let ip = config.resolve(peer, request.headers());
-    request.extensions_mut().insert(ClientIp(ip));
-    next.run(request).await
 }
 
 #[cfg(test)]

@@ -42,10 +42,9 @@ const BANNERS: [HeaderName; 2] = [header::SERVER, HeaderName::from_static("x-pow
 /// header map's own growth.
 pub fn apply<B>(mut response: Response<B>) -> Response<B> {
     let headers = response.headers_mut();
+    headers.reserve(DEFAULTS.len() + 1);
     for (name, value) in DEFAULTS {
-        if !headers.contains_key(&name) {
-            headers.insert(name, value);
-        }
+        headers.entry(name).or_insert(value);
     }
     for banner in BANNERS {
         headers.remove(banner);

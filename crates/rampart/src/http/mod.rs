@@ -1,9 +1,12 @@
 //! The hardened HTTP stack: every layer rampart puts between the network and a handler.
 //!
-//! [`Hardening::apply`] wraps a finished router, so the layers cover every response it can
+//! [`Hardening::apply`] wraps a finished router, so the protections cover every response it can
 //! produce: handler answers, extractor rejections, 401/404 from the default-deny fallback, 405s
-//! and panics. Outermost first: security headers, request id (and problem finishing), client
-//! address, access log, CORS, declared-size check, request timeout, panic catcher, body limit.
+//! and panics. Each concern is its own module of plain functions; [`HardenedService`] runs them
+//! in one future per request (security headers, request id and problem finishing, client
+//! address, declared-size check, request timeout, access log), because a layer per concern
+//! would box a future and clone a service per request for each of them. Inside it: CORS (when
+//! configured), the panic catcher and axum's streaming body limit.
 
 pub mod access_log;
 pub mod body_limit;
@@ -14,18 +17,27 @@ pub mod request_id;
 pub mod timeout;
 
 use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
-use tower::util::MapResponseLayer;
+use axum::Router;
+use http::request::Parts;
+use http::HeaderValue;
+use tower::{Layer, Service, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, InternalCause};
 use crate::json::JsonConfig;
 use crate::settings::{CorsSettings, HttpLimits, Settings};
 use client_ip::ClientIpConfig;
+use request_id::{IdGenerator, REQUEST_ID_HEADER};
 
 /// What the stack needs from settings; build it with [`Hardening::from_settings`] or by hand
 /// in an app that has its own configuration.
@@ -50,35 +62,147 @@ impl Hardening {
         let limits = self.limits;
         let router = router
             .layer(DefaultBodyLimit::max(limits.body_limit))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(from_fn_with_state(
-                limits.request_timeout,
-                timeout::limit_request_time,
-            ))
-            .layer(from_fn_with_state(
-                limits.body_limit,
-                body_limit::reject_declared_oversize,
-            ))
-            .layer(Extension(JsonConfig {
-                max_depth: limits.json_max_depth,
-                body_limit: limits.body_limit,
-            }));
+            .layer(CatchPanicLayer::custom(panic_response));
         let router = match cors::layer(&self.cors) {
             Some(cors) => router.layer(cors),
             None => router,
         };
-        router
-            .layer(from_fn(access_log::record))
-            .layer(from_fn_with_state(
-                ClientIpConfig::new(self.trusted_proxies),
-                client_ip::resolve,
-            ))
-            .layer(from_fn(request_id::assign))
-            .layer(MapResponseLayer::new(headers::apply))
+        router.layer(HardenedLayer {
+            shared: Arc::new(Shared {
+                ids: IdGenerator::new(),
+                client_ip: ClientIpConfig::new(self.trusted_proxies),
+                limits,
+            }),
+        })
     }
 }
 
-/// A panic in a handler becomes a 500 problem document; the payload is logged, never sent.
+/// Per-request facts the stack establishes, available to handlers as an extractor.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The id on the response's `x-request-id` and in any problem document.
+    pub request_id: HeaderValue,
+    /// The client address (see [`client_ip`]): the key for rate limits and audit records.
+    pub client_ip: IpAddr,
+    pub json: JsonConfig,
+}
+
+impl RequestContext {
+    pub fn request_id(&self) -> &str {
+        // Only ever built from ASCII (validated or generated).
+        self.request_id.to_str().unwrap_or_default()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+            ApiError::internal("the rampart::http::Hardening stack is not installed")
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    ids: IdGenerator,
+    client_ip: ClientIpConfig,
+    limits: HttpLimits,
+}
+
+#[derive(Debug, Clone)]
+struct HardenedLayer {
+    shared: Arc<Shared>,
+}
+
+impl<S> Layer<S> for HardenedLayer {
+    type Service = HardenedService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HardenedService {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// The edge of the stack (see the module header).
+#[derive(Debug, Clone)]
+pub struct HardenedService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request> for HardenedService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness is checked on the clone that serves the request (`oneshot` below).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let inner = self.inner.clone();
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let started = Instant::now();
+            let limits = shared.limits;
+            let id = request_id::take_or_generate(request.headers(), &shared.ids);
+            let client_ip = shared
+                .client_ip
+                .resolve_request(request.extensions(), request.headers());
+            let method = request.method().clone();
+            let uri = request.uri().clone();
+            request.extensions_mut().insert(RequestContext {
+                request_id: id.clone(),
+                client_ip,
+                json: JsonConfig {
+                    max_depth: limits.json_max_depth,
+                    body_limit: limits.body_limit,
+                },
+            });
+
+            let mut response =
+                match body_limit::refuse_declared_oversize(request.headers(), limits.body_limit) {
+                    Some(refused) => refused,
+                    None => {
+                        timeout::within(limits.request_timeout, async move {
+                            match inner.oneshot(request).await {
+                                Ok(response) => response,
+                                Err(never) => match never {},
+                            }
+                        })
+                        .await
+                    }
+                };
+
+            if response.status().as_u16() >= 400 {
+                request_id::finish_problem(&mut response, &id);
+            }
+            let cause = response.extensions_mut().remove::<InternalCause>();
+            access_log::record(&access_log::Entry {
+                request_id: id.to_str().unwrap_or_default(),
+                method: &method,
+                path: uri.path(),
+                status: response.status(),
+                latency: started.elapsed(),
+                client: client_ip,
+                cause: cause.as_ref().map(|c| c.0.as_str()),
+            });
+            response.headers_mut().insert(REQUEST_ID_HEADER, id);
+            Ok(headers::apply(response))
+        })
+    }
+}
+
+/// A panic in a handler becomes a 500 problem document; the payload goes to the log only.
 #[allow(clippy::needless_pass_by_value)] // the signature CatchPanicLayer::custom expects
 fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
     let message = payload
@@ -86,6 +210,5 @@ fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_default();
-    tracing::error!(panic = %message, "handler panicked");
-    ApiError::internal("handler panicked").into_response()
+    ApiError::internal(format!("handler panicked: {message}")).into_response()
 }

@@ -1,33 +1,26 @@
-//! Request ids: one per request, on every response, in every log line and problem document.
+//! Request ids: one per request, on every response, its log line and every problem document.
 //!
 //! Defends against untraceable incidents and log injection: a client-sent `x-request-id` is
 //! echoed only when it is short and made of safe characters (otherwise a fresh UUIDv7 is used),
 //! so an attacker cannot smuggle newlines or markup into logs through it. This layer also
 //! finishes every error body: problem documents get the request id, and bare error statuses from
 //! outside rampart's handlers (axum's 405, a layer's status-only answer) become problem+json.
+//!
+//! Generated ids are UUIDv7 built from the clock, a per-process random prefix and a counter:
+//! unique and time-ordered without a system call per request. They are identifiers, not secrets.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::Response;
-use http::{header, HeaderName, HeaderValue};
-use tracing::Instrument;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::{Problem, PROBLEM_JSON};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
-
-/// The id of the current request, available to handlers as an extension.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub HeaderValue);
-
-impl RequestId {
-    pub fn as_str(&self) -> &str {
-        // Only ever built from ASCII (validated or generated), so this cannot fail.
-        self.0.to_str().unwrap_or_default()
-    }
-}
 
 /// A client-sent id is kept only when it is 1..=128 characters of `[A-Za-z0-9._:-]`.
 pub fn is_sane(value: &HeaderValue) -> bool {
@@ -39,34 +32,64 @@ pub fn is_sane(value: &HeaderValue) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
-fn generate() -> HeaderValue {
-    let id = uuid::Uuid::now_v7();
-    let mut buf = uuid::Uuid::encode_buffer();
-    // A hyphenated UUID is always a valid header value.
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
-        .unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
+/// Makes request ids; one per app, shared by its connections.
+#[derive(Debug, Clone)]
+pub struct IdGenerator {
+    prefix: [u8; 4],
+    counter: Arc<AtomicU64>,
 }
 
-/// Middleware: assign the id, run the request inside a span carrying it, and finish errors.
-pub async fn assign(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+impl IdGenerator {
+    /// Seeds the per-process prefix from the OS (once). Without randomness the prefix is the
+    /// start time, which still keeps ids unique within the process.
+    pub fn new() -> Self {
+        let mut prefix = [0u8; 4];
+        if getrandom::fill(&mut prefix).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            prefix = nanos.to_be_bytes();
+        }
+        Self {
+            prefix,
+            counter: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn generate(&self) -> HeaderValue {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let count = self.counter.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        let mut tail = [0u8; 10];
+        tail[..4].copy_from_slice(&self.prefix);
+        tail[4..].copy_from_slice(&count[2..]);
+        let id = uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid();
+        let mut buf = uuid::Uuid::encode_buffer();
+        // A hyphenated UUID is always a valid header value.
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            .unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
+    }
+}
+
+impl Default for IdGenerator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The client's id when it is sane, else a fresh one.
+pub fn take_or_generate(headers: &HeaderMap, ids: &IdGenerator) -> HeaderValue {
+    headers
         .get(&REQUEST_ID_HEADER)
         .filter(|v| is_sane(v))
         .cloned()
-        .unwrap_or_else(generate);
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %RequestId(id.clone()).as_str());
-    let mut response = next.run(request).instrument(span).await;
-    if response.status().as_u16() >= 400 {
-        finish_problem(&mut response, &id);
-    }
-    response.headers_mut().insert(REQUEST_ID_HEADER, id);
-    response
+        .unwrap_or_else(|| ids.generate())
 }
 
-/// Renders the error body as problem+json carrying the request id.
-fn finish_problem(response: &mut Response, id: &HeaderValue) {
+/// Renders an error body as problem+json carrying the request id: a handler's [`Problem`] gets
+/// the id added; a bare error status (no body type) gets a generic document for its status.
+pub fn finish_problem(response: &mut Response, id: &HeaderValue) {
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         // Someone else's body (a handler that chose its own format) is left alone.
@@ -87,6 +110,17 @@ fn finish_problem(response: &mut Response, id: &HeaderValue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_unique_uuid_v7() {
+        let ids = IdGenerator::new();
+        let a = ids.generate();
+        let b = ids.generate();
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(a.to_str().unwrap_or_default());
+        assert_eq!(parsed.map(|u| u.get_version_num()).ok(), Some(7));
+        assert!(is_sane(&a));
+    }
 
     #[test]
     fn only_short_plain_ids_are_echoed() {

@@ -5,23 +5,18 @@
 //! dropped and answered 408 as problem+json. The header-read timeout for slowloris on the
 //! request head lives in [`crate::server`], where the connection is owned.
 
+use std::future::Future;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 
-pub async fn limit_request_time(
-    State(limit): State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Ok(response) = tokio::time::timeout(limit, next.run(request)).await {
+/// Runs `handler`, or answers 408 once `limit` has passed (dropping the handler's future).
+pub async fn within(limit: Duration, handler: impl Future<Output = Response>) -> Response {
+    if let Ok(response) = tokio::time::timeout(limit, handler).await {
         response
     } else {
-        tracing::warn!(timeout_ms = limit.as_millis(), "request timed out");
         ApiError::RequestTimeout.into_response()
     }
 }
