@@ -1,17 +1,45 @@
-//! The baseline for `bench/run`: a bare axum server with no security layers, answering
-//! `GET /health` with the same body rampart sends, so the ratio measures only what the layers cost.
+//! The baselines for `bench/run`: a bare axum server with no security layers.
+//!
+//! - `GET /health` answers the same body rampart sends: the ratio measures everything rampart adds.
+//! - `GET /health-with-headers` also sends rampart's security headers as static values: the
+//!   ratio against it separates the cost of the header bytes from the cost of the layers' work.
 
+use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::{routing::get, Json, Router};
+
+type Health = Json<std::collections::BTreeMap<&'static str, &'static str>>;
+
+fn health_body() -> Health {
+    Json(std::collections::BTreeMap::from([("status", "ok")]))
+}
+
+async fn health_with_headers() -> impl axum::response::IntoResponse {
+    let h = |name: HeaderName, value: &'static str| (name, HeaderValue::from_static(value));
+    (
+        [
+            h(header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
+            h(header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            h(header::X_FRAME_OPTIONS, "DENY"),
+            h(header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+            h(header::REFERRER_POLICY, "no-referrer"),
+            h(header::CACHE_CONTROL, "no-store"),
+            h(
+                HeaderName::from_static("permissions-policy"),
+                "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
+            ),
+            h(HeaderName::from_static("x-request-id"), "01a20892-66e7-72bd-8ea3-a18e87f2bb1a"),
+        ],
+        health_body(),
+    )
+}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let bind = std::env::var("BASELINE_BIND").unwrap_or_else(|_| "127.0.0.1:8090".to_owned());
-    let app = Router::new().route("/health", get(|| async { Json(serde_json_status()) }));
+    let app = Router::new()
+        .route("/health", get(|| async { health_body() }))
+        .route("/health-with-headers", get(health_with_headers));
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await
-}
-
-fn serde_json_status() -> std::collections::BTreeMap<&'static str, &'static str> {
-    std::collections::BTreeMap::from([("status", "ok")])
 }
