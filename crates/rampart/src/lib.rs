@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod json;
 pub mod keys;
+pub mod password;
 pub mod policy;
 pub mod posture;
 pub mod server;

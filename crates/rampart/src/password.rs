@@ -1,0 +1,360 @@
+//! Password hashing and verification: argon2id, off the async runtime, bounded.
+//!
+//! Defends against three things:
+//! - offline cracking of a stolen table: argon2id at or above the OWASP parameters, salted per
+//!   password, with old hashes upgraded at the next successful login;
+//! - login floods starving everything else: hashing runs on blocking threads, at most one per
+//!   core at a time, behind a bounded queue; when the queue is full the caller gets
+//!   [`HashError::Busy`] (answer 503 with `Retry-After`) instead of an unbounded backlog;
+//! - account enumeration by timing: [`PasswordHasher::verify`] with no stored hash verifies
+//!   against a dummy hash of the same cost, so an unknown user costs what a wrong password costs.
+//!
+//! It also verifies `$2a$`/`$2b$`/`$2y$` bcrypt hashes (passlib's format), so a FastAPI user
+//! table can be imported; those always report `needs_rehash`. Known limit: until an imported
+//! user logs in once, a bcrypt verification takes longer than an argon2id one, which can tell
+//! an attacker that an imported account exists.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+use crate::settings::HashParams;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every worker is busy and the queue is full; retry shortly.
+    #[error("password hashing is saturated")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The password matches; `needs_rehash` when the stored hash is weaker than the current
+    /// parameters or not argon2id.
+    Valid {
+        needs_rehash: bool,
+    },
+    Invalid,
+}
+
+/// Counters, for metrics and for tests that must prove work was done.
+#[derive(Debug, Default)]
+struct Counters {
+    hashes: AtomicU64,
+    verifications: AtomicU64,
+    dummy_verifications: AtomicU64,
+    rejected_busy: AtomicU64,
+}
+
+/// A snapshot of [`PasswordHasher`]'s counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HasherStats {
+    pub hashes: u64,
+    /// Every verification, dummy ones included.
+    pub verifications: u64,
+    pub dummy_verifications: u64,
+    pub rejected_busy: u64,
+}
+
+/// Hashes and verifies passwords on a bounded pool. Cheap to clone.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: HashParams,
+    argon2: Argon2<'static>,
+    /// Admission: workers plus queue slots. Failing to get one is `Busy`.
+    admitted: Arc<Semaphore>,
+    /// Concurrency: one hash per core at a time.
+    running: Arc<Semaphore>,
+    dummy_hash: Arc<str>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("params", &self.params.to_string())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// `workers` hashes run at once (use the core count); `queue` more may wait.
+    /// Computes the dummy hash once, so this takes one hash's time.
+    pub fn new(params: HashParams, workers: usize, queue: usize) -> Result<Self, HashError> {
+        let argon2 = argon2_for(params)?;
+        let mut dummy_secret = [0u8; 32];
+        getrandom::fill(&mut dummy_secret)
+            .map_err(|_| HashError::Internal("no randomness".into()))?;
+        let dummy_hash = hash_with(&argon2, &dummy_secret)?;
+        let workers = workers.max(1);
+        Ok(Self {
+            params,
+            argon2,
+            admitted: Arc::new(Semaphore::new(workers + queue)),
+            running: Arc::new(Semaphore::new(workers)),
+            dummy_hash: dummy_hash.into(),
+            counters: Arc::default(),
+        })
+    }
+
+    /// Sized for this machine: one worker per core, eight queued per worker.
+    pub fn for_this_machine(params: HashParams) -> Result<Self, HashError> {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self::new(params, cores, cores * 8)
+    }
+
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    pub fn stats(&self) -> HasherStats {
+        let c = &self.counters;
+        HasherStats {
+            hashes: c.hashes.load(Ordering::Relaxed),
+            verifications: c.verifications.load(Ordering::Relaxed),
+            dummy_verifications: c.dummy_verifications.load(Ordering::Relaxed),
+            rejected_busy: c.rejected_busy.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A new argon2id hash (PHC string) of `password`.
+    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        let argon2 = self.argon2.clone();
+        let hash = self
+            .run(move || hash_with(&argon2, password.expose_secret().as_bytes()))
+            .await??;
+        self.counters.hashes.fetch_add(1, Ordering::Relaxed);
+        Ok(hash)
+    }
+
+    /// Verifies `password` against `stored`, or against the dummy hash when there is no stored
+    /// hash (unknown user), which always yields [`Verified::Invalid`] after the same work.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
+        let dummy = stored.is_none();
+        let stored: Arc<str> = stored.map_or_else(|| Arc::clone(&self.dummy_hash), Arc::from);
+        let params = self.params;
+        let argon2 = self.argon2.clone();
+        let outcome = self
+            .run(move || {
+                verify_with(
+                    &argon2,
+                    params,
+                    password.expose_secret().as_bytes(),
+                    &stored,
+                )
+            })
+            .await?;
+        self.counters.verifications.fetch_add(1, Ordering::Relaxed);
+        if dummy {
+            self.counters
+                .dummy_verifications
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(Verified::Invalid);
+        }
+        Ok(outcome)
+    }
+
+    /// Runs CPU-heavy work on a blocking thread, within the pool's bounds.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let Ok(_admitted) = Arc::clone(&self.admitted).try_acquire_owned() else {
+            self.counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
+            return Err(HashError::Busy);
+        };
+        let _running = Arc::clone(&self.running)
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| HashError::Internal("hashing task failed".into()))
+    }
+}
+
+fn argon2_for(params: HashParams) -> Result<Argon2<'static>, HashError> {
+    let params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map_err(|e| HashError::Internal(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_with(argon2: &Argon2<'static>, password: &[u8]) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Internal(format!("argon2: {e}")))
+}
+
+fn verify_with(
+    argon2: &Argon2<'static>,
+    current: HashParams,
+    password: &[u8],
+    stored: &str,
+) -> Verified {
+    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        return match bcrypt::verify(password, stored) {
+            Ok(true) => Verified::Valid { needs_rehash: true },
+            _ => Verified::Invalid,
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        tracing::error!("stored password hash is not in a supported format");
+        return Verified::Invalid;
+    };
+    if parsed.algorithm.as_str() != "argon2id"
+        && parsed.algorithm.as_str() != "argon2i"
+        && parsed.algorithm.as_str() != "argon2d"
+    {
+        tracing::error!("stored password hash uses an unsupported algorithm");
+        return Verified::Invalid;
+    }
+    if argon2.verify_password(password, &parsed).is_err() {
+        return Verified::Invalid;
+    }
+    let weaker = Params::try_from(&parsed).map_or(true, |p| {
+        p.m_cost() < current.memory_kib || p.t_cost() < current.iterations
+    });
+    Verified::Valid {
+        needs_rehash: weaker || parsed.algorithm.as_str() != "argon2id",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: HashParams = HashParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    #[tokio::test]
+    async fn hash_verify_and_rehash_when_parameters_rise() {
+        let weak = PasswordHasher::new(FAST, 2, 4).unwrap();
+        let stored = weak
+            .hash(secret("correct horse battery staple"))
+            .await
+            .unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert_eq!(
+            weak.verify(secret("correct horse battery staple"), Some(&stored))
+                .await
+                .unwrap(),
+            Verified::Valid {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            weak.verify(secret("wrong"), Some(&stored)).await.unwrap(),
+            Verified::Invalid
+        );
+
+        let stronger = PasswordHasher::new(
+            HashParams {
+                memory_kib: 2048,
+                ..FAST
+            },
+            2,
+            4,
+        )
+        .unwrap();
+        assert_eq!(
+            stronger
+                .verify(secret("correct horse battery staple"), Some(&stored))
+                .await
+                .unwrap(),
+            Verified::Valid { needs_rehash: true }
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_user_costs_a_verification() {
+        let hasher = PasswordHasher::new(FAST, 2, 4).unwrap();
+        let before = hasher.stats();
+        assert_eq!(
+            hasher.verify(secret("anything"), None).await.unwrap(),
+            Verified::Invalid
+        );
+        let after = hasher.stats();
+        assert_eq!(after.verifications, before.verifications + 1);
+        assert_eq!(after.dummy_verifications, before.dummy_verifications + 1);
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_verify_and_ask_for_an_upgrade() {
+        let hasher = PasswordHasher::new(FAST, 2, 4).unwrap();
+        let legacy = bcrypt::hash("imported-password-1", 4).unwrap();
+        assert!(legacy.starts_with("$2b$"));
+        assert_eq!(
+            hasher
+                .verify(secret("imported-password-1"), Some(&legacy))
+                .await
+                .unwrap(),
+            Verified::Valid { needs_rehash: true }
+        );
+        assert_eq!(
+            hasher.verify(secret("nope"), Some(&legacy)).await.unwrap(),
+            Verified::Invalid
+        );
+        assert_eq!(
+            hasher.verify(secret("x"), Some("garbage")).await.unwrap(),
+            Verified::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_not_grown() {
+        let hasher = PasswordHasher::new(
+            HashParams {
+                memory_kib: 8192,
+                iterations: 3,
+                parallelism: 1,
+            },
+            1,
+            1,
+        )
+        .unwrap();
+        let attempts: Vec<_> = (0..8)
+            .map(|_| {
+                let h = hasher.clone();
+                tokio::spawn(async move { h.verify(secret("x"), None).await })
+            })
+            .collect();
+        let mut busy = 0;
+        for attempt in attempts {
+            if matches!(attempt.await.unwrap(), Err(HashError::Busy)) {
+                busy += 1;
+            }
+        }
+        assert!(
+            busy >= 1,
+            "8 concurrent verifications with 1 worker + 1 queue slot must shed load"
+        );
+        assert_eq!(hasher.stats().rejected_busy, busy);
+    }
+}
