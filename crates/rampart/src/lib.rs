@@ -17,6 +17,7 @@ pub mod posture;
 pub mod server;
 pub mod settings;
 pub mod telemetry;
+pub mod tokens;
 
 pub use error::{ApiError, FieldError, Problem};
 pub use json::Json;

@@ -1,0 +1,509 @@
+//! Access tokens: short-lived JWTs (RFC 9068 `at+jwt`), issued and verified.
+//!
+//! Defends against forged and replayed tokens: every verification key has exactly one
+//! algorithm, and a token whose header names another one is refused, so `alg: none`, HS256
+//! signed with a public key (algorithm confusion) and unknown `kid`s all fail. `typ`, `iss`,
+//! `aud`, `exp` and `nbf` are checked (5 s leeway at most), oversized tokens are refused before
+//! parsing, and every failure is the same [`TokenError`], so a client learns nothing about
+//! which check failed. Claims hold ids only, no personal data.
+//!
+//! Verified tokens are cached by their full text until they expire, so the hot path pays one
+//! hash-map lookup instead of a signature check. Only tokens that passed verification enter
+//! the cache, so garbage cannot fill it, and its size is capped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::KeySet;
+
+/// The JWT `typ` of access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Longer tokens are refused unparsed; real ones are about 400 bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECS: u64 = 5;
+const CACHE_CAPACITY: usize = 100_000;
+/// Key id of the shared secret when HS256 is configured.
+const HS256_KID: &str = "hs256";
+
+/// The claims of an access token. Ids only: no email, username or role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// User id.
+    pub sub: String,
+    /// Session id.
+    pub sid: String,
+    pub jti: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    pub typ: String,
+}
+
+/// Why a token was refused. Deliberately opaque: callers answer a generic 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid access token")]
+pub struct TokenError;
+
+/// A freshly issued token.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub expires_in: Duration,
+    pub claims: AccessClaims,
+}
+
+/// Who tokens are from and for, and how long they live.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    pub issuer: String,
+    pub audience: String,
+    pub ttl: Duration,
+}
+
+struct VerificationKey {
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Issues and verifies access tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct Tokens {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: TokenPolicy,
+    signing_kid: String,
+    signing_algorithm: Algorithm,
+    signing_key: EncodingKey,
+    verification: HashMap<String, VerificationKey>,
+    validation: HashMap<String, Validation>,
+    cache: Mutex<HashMap<Box<str>, Arc<AccessClaims>>>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.inner.policy.issuer)
+            .field("signing_kid", &self.inner.signing_kid)
+            .field(
+                "verification_kids",
+                &self.inner.verification.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the signing keys: {0}")]
+pub struct KeyUseError(String);
+
+impl Tokens {
+    /// EdDSA with the key set: the current key signs, every key verifies.
+    pub fn eddsa(keys: &KeySet, policy: TokenPolicy) -> Result<Self, KeyUseError> {
+        let current = keys.current();
+        let der = current
+            .signing_key()
+            .to_pkcs8_der()
+            .map_err(|e| KeyUseError(e.to_string()))?;
+        let signing_key = EncodingKey::from_ed_der(der.as_bytes());
+        let mut verification = HashMap::new();
+        for key in keys.keys() {
+            let x = URL_SAFE_NO_PAD.encode(key.public_key());
+            let decoding =
+                DecodingKey::from_ed_components(&x).map_err(|e| KeyUseError(e.to_string()))?;
+            verification.insert(
+                key.kid().to_owned(),
+                VerificationKey {
+                    algorithm: Algorithm::EdDSA,
+                    key: decoding,
+                },
+            );
+        }
+        Ok(Self::build(
+            policy,
+            current.kid().to_owned(),
+            Algorithm::EdDSA,
+            signing_key,
+            verification,
+        ))
+    }
+
+    /// HS256 with a shared secret of at least 32 bytes (anyone who can verify can also mint).
+    pub fn hs256(secret: &[u8], policy: TokenPolicy) -> Result<Self, KeyUseError> {
+        if secret.len() < 32 {
+            return Err(KeyUseError(
+                "the HS256 secret must be at least 32 bytes".into(),
+            ));
+        }
+        let verification = HashMap::from([(
+            HS256_KID.to_owned(),
+            VerificationKey {
+                algorithm: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret),
+            },
+        )]);
+        Ok(Self::build(
+            policy,
+            HS256_KID.to_owned(),
+            Algorithm::HS256,
+            EncodingKey::from_secret(secret),
+            verification,
+        ))
+    }
+
+    fn build(
+        policy: TokenPolicy,
+        signing_kid: String,
+        signing_algorithm: Algorithm,
+        signing_key: EncodingKey,
+        verification: HashMap<String, VerificationKey>,
+    ) -> Self {
+        let validation = verification
+            .iter()
+            .map(|(kid, key)| {
+                let mut v = Validation::new(key.algorithm);
+                v.set_issuer(&[&policy.issuer]);
+                v.set_audience(&[&policy.audience]);
+                v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+                v.leeway = LEEWAY_SECS;
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                (kid.clone(), v)
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                policy,
+                signing_kid,
+                signing_algorithm,
+                signing_key,
+                verification,
+                validation,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.inner.policy
+    }
+
+    /// Signs a token for `user_id` in session `session_id`.
+    pub fn issue(&self, user_id: &str, session_id: &str) -> Result<Issued, TokenError> {
+        let now = unix_now();
+        let policy = &self.inner.policy;
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).map_err(|_| TokenError)?;
+        let claims = AccessClaims {
+            iss: policy.issuer.clone(),
+            aud: policy.audience.clone(),
+            sub: user_id.to_owned(),
+            sid: session_id.to_owned(),
+            jti: URL_SAFE_NO_PAD.encode(jti),
+            iat: now,
+            nbf: now,
+            exp: now + policy.ttl.as_secs(),
+            typ: ACCESS_TOKEN_TYPE.to_owned(),
+        };
+        let mut header = Header::new(self.inner.signing_algorithm);
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        header.kid = Some(self.inner.signing_kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.inner.signing_key)
+            .map_err(|_| TokenError)?;
+        Ok(Issued {
+            token,
+            expires_in: policy.ttl,
+            claims,
+        })
+    }
+
+    /// Verifies a token (or finds it in the cache of verified tokens).
+    pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError);
+        }
+        let now = unix_now();
+        if let Some(claims) = self.cached(token) {
+            return if claims.exp + LEEWAY_SECS > now {
+                Ok(claims)
+            } else {
+                Err(TokenError)
+            };
+        }
+        let claims = Arc::new(self.verify_uncached(token, now)?);
+        self.remember(token, &claims, now);
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, now: u64) -> Result<AccessClaims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError)?;
+        if !matches!(header.typ.as_deref(), Some(t) if t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt"))
+        {
+            return Err(TokenError);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError)?;
+        let key = self.inner.verification.get(kid).ok_or(TokenError)?;
+        // The algorithm is the key's, never the token's choice.
+        if header.alg != key.algorithm {
+            return Err(TokenError);
+        }
+        let validation = self.inner.validation.get(kid).ok_or(TokenError)?;
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, validation)
+            .map_err(|_| TokenError)?
+            .claims;
+        let sane = claims.typ == ACCESS_TOKEN_TYPE
+            && !claims.sid.is_empty()
+            && !claims.sub.is_empty()
+            && !claims.jti.is_empty()
+            && claims.iat <= now + LEEWAY_SECS
+            && claims.exp > claims.iat
+            && claims.exp - claims.iat <= crate::posture::MAX_ACCESS_TTL.as_secs();
+        if sane {
+            Ok(claims)
+        } else {
+            Err(TokenError)
+        }
+    }
+
+    fn cached(&self, token: &str) -> Option<Arc<AccessClaims>> {
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+            .cloned()
+    }
+
+    fn remember(&self, token: &str, claims: &Arc<AccessClaims>, now: u64) {
+        let mut cache = self
+            .inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, c| c.exp + LEEWAY_SECS > now);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(token.into(), Arc::clone(claims));
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(ttl: u64) -> TokenPolicy {
+        TokenPolicy {
+            issuer: "rampart".into(),
+            audience: "rampart-api".into(),
+            ttl: Duration::from_secs(ttl),
+        }
+    }
+
+    fn b64(value: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    /// Splits a token into (header json, claims json, signature).
+    fn parts(token: &str) -> (serde_json::Value, serde_json::Value, String) {
+        let mut it = token.split('.');
+        let h = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+        let c = URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap();
+        (
+            serde_json::from_slice(&h).unwrap(),
+            serde_json::from_slice(&c).unwrap(),
+            it.next().unwrap().to_owned(),
+        )
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_hold_ids_only() {
+        let keys = KeySet::generate().unwrap();
+        let tokens = Tokens::eddsa(&keys, policy(900)).unwrap();
+        let issued = tokens.issue("user-1", "session-1").unwrap();
+        let claims = tokens.verify(&issued.token).unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.sid.as_str()),
+            ("user-1", "session-1")
+        );
+        let (header, body, _) = parts(&issued.token);
+        assert_eq!(header["alg"], "EdDSA");
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(header["kid"], keys.current().kid());
+        let mut names: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["aud", "exp", "iat", "iss", "jti", "nbf", "sid", "sub", "typ"]
+        );
+        // Cached answers are the same answers.
+        assert_eq!(tokens.verify(&issued.token).unwrap(), claims);
+    }
+
+    #[test]
+    fn forged_tokens_are_refused() {
+        let keys = KeySet::generate().unwrap();
+        let tokens = Tokens::eddsa(&keys, policy(900)).unwrap();
+        let good = tokens.issue("user-1", "s-1").unwrap().token;
+        let (header, claims, signature) = parts(&good);
+        let forge = |h: &serde_json::Value, c: &serde_json::Value, sig: &str| {
+            format!("{}.{}.{sig}", b64(h), b64(c))
+        };
+
+        let mut none = header.clone();
+        none["alg"] = "none".into();
+        let mut admin = claims.clone();
+        admin["sub"] = "someone-else".into();
+        let mut unknown_kid = header.clone();
+        unknown_kid["kid"] = "nope".into();
+        let mut no_typ = header.clone();
+        no_typ.as_object_mut().unwrap().remove("typ");
+        let mut id_token = header.clone();
+        id_token["typ"] = "JWT".into();
+
+        // HS256 "signed" with the public key: the classic confusion attack.
+        let public = URL_SAFE_NO_PAD.encode(keys.current().public_key());
+        let mut hs = header.clone();
+        hs["alg"] = "HS256".into();
+        let confused = {
+            let mut h = Header::new(Algorithm::HS256);
+            h.typ = Some("at+jwt".into());
+            h.kid = Some(keys.current().kid().to_owned());
+            jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(public.as_bytes())).unwrap()
+        };
+        let other_keys = KeySet::generate().unwrap();
+        let other_issuer = Tokens::eddsa(&other_keys, policy(900))
+            .unwrap()
+            .issue("user-1", "s-1")
+            .unwrap()
+            .token;
+        let mut other_kid = parts(&other_issuer).0;
+        other_kid["kid"] = keys.current().kid().into();
+        let foreign_signed = format!(
+            "{}.{}",
+            b64(&other_kid),
+            other_issuer.split_once('.').unwrap().1
+        );
+
+        let attacks = [
+            ("alg none, no signature", forge(&none, &claims, "")),
+            (
+                "alg none, kept signature",
+                forge(&none, &claims, &signature),
+            ),
+            ("stripped signature", forge(&header, &claims, "")),
+            ("tampered claims", forge(&header, &admin, &signature)),
+            ("unknown kid", forge(&unknown_kid, &claims, &signature)),
+            ("missing typ", forge(&no_typ, &claims, &signature)),
+            ("wrong typ", forge(&id_token, &claims, &signature)),
+            ("header says HS256", forge(&hs, &claims, &signature)),
+            ("HS256 with the public key", confused),
+            ("another issuer's key", foreign_signed),
+            (
+                "oversized",
+                format!("{good}{}", "A".repeat(MAX_TOKEN_BYTES)),
+            ),
+            ("garbage", "not.a.jwt".to_owned()),
+            ("empty", String::new()),
+        ];
+        for (what, token) in attacks {
+            assert_eq!(tokens.verify(&token), Err(TokenError), "{what} accepted");
+        }
+    }
+
+    #[test]
+    fn wrong_issuer_audience_and_times_are_refused() {
+        let keys = KeySet::generate().unwrap();
+        let tokens = Tokens::eddsa(&keys, policy(900)).unwrap();
+        let sign = |claims: &serde_json::Value| {
+            let mut h = Header::new(Algorithm::EdDSA);
+            h.typ = Some("at+jwt".into());
+            h.kid = Some(keys.current().kid().to_owned());
+            let der = keys.current().signing_key().to_pkcs8_der().unwrap();
+            jsonwebtoken::encode(&h, claims, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
+        };
+        let now = unix_now();
+        let base = serde_json::json!({
+            "iss": "rampart", "aud": "rampart-api", "sub": "u", "sid": "s", "jti": "j",
+            "iat": now, "nbf": now, "exp": now + 600, "typ": "at+jwt"
+        });
+        assert!(
+            tokens.verify(&sign(&base)).is_ok(),
+            "the control token must verify"
+        );
+        let variants: [(&str, serde_json::Value); 7] = [
+            ("iss", "someone-else".into()),
+            ("aud", "other-api".into()),
+            ("exp", (now - 60).into()),
+            ("nbf", (now + 600).into()),
+            ("iat", (now + 600).into()),
+            ("typ", "refresh".into()),
+            ("exp", (now + 2 * 3600).into()),
+        ];
+        for (claim, value) in variants {
+            let mut c = base.clone();
+            c[claim] = value.clone();
+            assert_eq!(
+                tokens.verify(&sign(&c)),
+                Err(TokenError),
+                "{claim}={value} accepted"
+            );
+        }
+        let mut missing_sid = base.clone();
+        missing_sid.as_object_mut().unwrap().remove("sid");
+        assert_eq!(tokens.verify(&sign(&missing_sid)), Err(TokenError));
+    }
+
+    #[test]
+    fn rotated_keys_keep_verifying_old_tokens() {
+        let mut keys = KeySet::generate().unwrap();
+        let before = Tokens::eddsa(&keys, policy(900))
+            .unwrap()
+            .issue("u", "s")
+            .unwrap()
+            .token;
+        keys.rotate(time::OffsetDateTime::now_utc()).unwrap();
+        let after = Tokens::eddsa(&keys, policy(900)).unwrap();
+        assert!(
+            after.verify(&before).is_ok(),
+            "a token signed before rotation must still verify"
+        );
+        let fresh = after.issue("u", "s").unwrap().token;
+        assert_eq!(parts(&fresh).0["kid"], keys.current().kid());
+    }
+
+    #[test]
+    fn hs256_needs_a_long_secret_and_pins_its_algorithm() {
+        assert!(Tokens::hs256(b"short", policy(900)).is_err());
+        let tokens = Tokens::hs256(&[7u8; 32], policy(900)).unwrap();
+        let issued = tokens.issue("u", "s").unwrap();
+        assert_eq!(parts(&issued.token).0["alg"], "HS256");
+        assert!(tokens.verify(&issued.token).is_ok());
+        let eddsa = Tokens::eddsa(&KeySet::generate().unwrap(), policy(900)).unwrap();
+        assert!(eddsa.verify(&issued.token).is_err());
+    }
+}
