@@ -7,6 +7,8 @@
 //! exist: nothing about the route map leaks. Handlers take [`CurrentUser`] or [`AdminUser`]; those
 //! extractors fail closed (401/403) if a handler is ever mounted without the matching layer.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -45,11 +47,16 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// The future an [`Authenticator`] returns.
+pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, ApiError>> + Send + 'a>>;
+
 /// Verifies a request's credentials. It runs on every non-public request, so implementations
-/// must answer from memory (a verified-token cache, a revocation set), not from a database.
-/// Every failure must be [`ApiError::Unauthorized`], with no hint of which check failed.
+/// should answer from memory on the hot path (a verified-token cache, a revocation set) and
+/// reach a store only on a cache miss. Every credential failure must be
+/// [`ApiError::Unauthorized`], with no hint of which check failed; a store outage may be
+/// [`ApiError::Unavailable`].
 pub trait Authenticator: Send + Sync + 'static {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError>;
+    fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a>;
 }
 
 /// Accepts nobody. The right authenticator for an app that has no identities yet: every
@@ -58,8 +65,8 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct DenyAll;
 
 impl Authenticator for DenyAll {
-    fn authenticate(&self, _headers: &HeaderMap) -> Result<Principal, ApiError> {
-        Err(ApiError::Unauthorized)
+    fn authenticate<'a>(&'a self, _headers: &'a HeaderMap) -> AuthFuture<'a> {
+        Box::pin(std::future::ready(Err(ApiError::Unauthorized)))
     }
 }
 
@@ -143,8 +150,9 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             .fallback(move |request: Request| {
                 let auth = auth.clone();
                 async move {
-                    match auth.0.authenticate(request.headers()) {
+                    match auth.0.authenticate(request.headers()).await {
                         Ok(_) => ApiError::NotFound,
+                        Err(ApiError::Unavailable { retry_after }) => ApiError::Unavailable { retry_after },
                         Err(_) => ApiError::Unauthorized,
                     }
                 }
@@ -160,8 +168,10 @@ async fn require(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Ok(principal) = gate.0.authenticate(request.headers()) else {
-        return ApiError::Unauthorized.into_response();
+    let principal = match gate.0.authenticate(request.headers()).await {
+        Ok(principal) => principal,
+        Err(unavailable @ ApiError::Unavailable { .. }) => return unavailable.into_response(),
+        Err(_) => return ApiError::Unauthorized.into_response(),
     };
     if access == Access::Admin && principal.role != Role::Admin {
         tracing::warn!(user_id = %principal.user_id, "access denied: admin route");
@@ -217,17 +227,17 @@ mod tests {
     /// Accepts `Bearer user` and `Bearer admin`.
     struct Fixed;
     impl Authenticator for Fixed {
-        fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a> {
             let role = match headers.get("authorization").and_then(|v| v.to_str().ok()) {
-                Some("Bearer user") => Role::User,
-                Some("Bearer admin") => Role::Admin,
-                _ => return Err(ApiError::Unauthorized),
+                Some("Bearer user") => Some(Role::User),
+                Some("Bearer admin") => Some(Role::Admin),
+                _ => None,
             };
-            Ok(Principal {
+            Box::pin(std::future::ready(role.map(|role| Principal {
                 user_id: "u1".into(),
                 session_id: "s1".into(),
                 role,
-            })
+            }).ok_or(ApiError::Unauthorized)))
         }
     }
 

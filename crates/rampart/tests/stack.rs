@@ -19,18 +19,16 @@ use tower::ServiceExt;
 
 struct TokenIsUser;
 impl Authenticator for TokenIsUser {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        match headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        {
+    fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> rampart::policy::AuthFuture<'a> {
+        let result = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
             Some("Bearer good") => Ok(Principal {
                 user_id: "u1".into(),
                 session_id: "s1".into(),
                 role: Role::User,
             }),
             _ => Err(ApiError::Unauthorized),
-        }
+        };
+        Box::pin(std::future::ready(result))
     }
 }
 
