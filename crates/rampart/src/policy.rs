@@ -152,7 +152,9 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
                 async move {
                     match auth.0.authenticate(request.headers()).await {
                         Ok(_) => ApiError::NotFound,
-                        Err(ApiError::Unavailable { retry_after }) => ApiError::Unavailable { retry_after },
+                        Err(ApiError::Unavailable { retry_after }) => {
+                            ApiError::Unavailable { retry_after }
+                        }
                         Err(_) => ApiError::Unauthorized,
                     }
                 }
@@ -233,11 +235,14 @@ mod tests {
                 Some("Bearer admin") => Some(Role::Admin),
                 _ => None,
             };
-            Box::pin(std::future::ready(role.map(|role| Principal {
-                user_id: "u1".into(),
-                session_id: "s1".into(),
-                role,
-            }).ok_or(ApiError::Unauthorized)))
+            Box::pin(std::future::ready(
+                role.map(|role| Principal {
+                    user_id: "u1".into(),
+                    session_id: "s1".into(),
+                    role,
+                })
+                .ok_or(ApiError::Unauthorized),
+            ))
         }
     }
 

@@ -175,8 +175,17 @@ impl Posture {
             );
         }
 
-        let (verdict, message) = keys_item(&settings.keys);
-        add("RAMPART_KEYS_FILE", verdict, message);
+        if settings.tokens.algorithm == crate::settings::TokenAlgorithm::Hs256 {
+            add(
+                "RAMPART_TOKEN_ALG",
+                Verdict::Warn,
+                "HS256: every service that can verify tokens can also mint them; prefer EdDSA"
+                    .into(),
+            );
+        } else {
+            let (verdict, message) = keys_item(&settings.keys);
+            add("RAMPART_KEYS_FILE", verdict, message);
+        }
 
         let filter = settings.log_filter.to_ascii_lowercase();
         if filter.contains("debug") || filter.contains("trace") {

@@ -20,7 +20,10 @@ use tower::ServiceExt;
 struct TokenIsUser;
 impl Authenticator for TokenIsUser {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> rampart::policy::AuthFuture<'a> {
-        let result = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let result = match headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
             Some("Bearer good") => Ok(Principal {
                 user_id: "u1".into(),
                 session_id: "s1".into(),

@@ -52,10 +52,14 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "SHUTDOWN_TIMEOUT",
     "MAX_CONNECTIONS",
     "JSON_MAX_DEPTH",
+    "TOKEN_ALG",
+    "TOKEN_ISSUER",
+    "TOKEN_AUDIENCE",
+    "JWT_SECRET",
 ];
 
 /// Settings that carry credentials and so may also be given as `X_FILE`.
-pub const SECRET_SETTINGS: &[&str] = &["DATABASE_URL", "REDIS_URL"];
+pub const SECRET_SETTINGS: &[&str] = &["DATABASE_URL", "REDIS_URL", "JWT_SECRET"];
 
 /// Variables that are read but are not settings themselves.
 const META_VARIABLES: &[&str] = &["CONFIG"];
@@ -106,6 +110,25 @@ pub struct CorsSettings {
     pub credentials: bool,
 }
 
+/// How access tokens are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAlgorithm {
+    /// Ed25519 keys from the keys file; public keys at `/.well-known/jwks.json`.
+    EdDsa,
+    /// A shared secret (`RAMPART_JWT_SECRET`, at least 32 bytes).
+    Hs256,
+}
+
+/// Access-token settings.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub algorithm: TokenAlgorithm,
+    pub issuer: String,
+    pub audience: String,
+    /// Only with [`TokenAlgorithm::Hs256`].
+    pub hs256_secret: Option<SecretString>,
+}
+
 /// Limits that bound the work one client can cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -138,6 +161,7 @@ pub struct Settings {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub http: HttpLimits,
+    pub tokens: TokenSettings,
 }
 
 /// Every problem found while reading settings, each naming its variable.
@@ -419,6 +443,44 @@ impl Reader {
             json_max_depth: self.parse("JSON_MAX_DEPTH", 32, positive),
         };
 
+        let algorithm = self.parse("TOKEN_ALG", TokenAlgorithm::EdDsa, |s| match s.trim() {
+            "EdDSA" => Ok(TokenAlgorithm::EdDsa),
+            "HS256" => Ok(TokenAlgorithm::Hs256),
+            other => Err(format!("`{other}` is not supported; use EdDSA or HS256")),
+        });
+        let name_like = |s: &str| {
+            let s = s.trim();
+            if !s.is_empty() && s.len() <= 256 && s.chars().all(|c| c.is_ascii_graphic()) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!("`{s}` must be 1 to 256 visible ASCII characters"))
+            }
+        };
+        let issuer = self.parse("TOKEN_ISSUER", "rampart".to_owned(), name_like);
+        let audience = self.parse("TOKEN_AUDIENCE", "rampart".to_owned(), name_like);
+        let hs256_secret = self.get("JWT_SECRET").map(str::to_owned);
+        match (algorithm, &hs256_secret) {
+            (TokenAlgorithm::Hs256, None) => self.fail(
+                "RAMPART_JWT_SECRET",
+                "required with RAMPART_TOKEN_ALG=HS256 (at least 32 random bytes)".into(),
+            ),
+            (TokenAlgorithm::Hs256, Some(secret)) if secret.len() < 32 => self.fail(
+                "RAMPART_JWT_SECRET",
+                "must be at least 32 bytes; generate it with a CSPRNG".into(),
+            ),
+            (TokenAlgorithm::EdDsa, Some(_)) => self.fail(
+                "RAMPART_JWT_SECRET",
+                "is only used with RAMPART_TOKEN_ALG=HS256; remove it".into(),
+            ),
+            _ => {}
+        }
+        let tokens = TokenSettings {
+            algorithm,
+            issuer,
+            audience,
+            hs256_secret: hs256_secret.map(SecretString::from),
+        };
+
         if !self.problems.is_empty() {
             return Err(SettingsError {
                 problems: self.problems,
@@ -446,6 +508,7 @@ impl Reader {
             log_filter,
             log_format,
             http,
+            tokens,
         })
     }
 }
@@ -599,6 +662,34 @@ mod tests {
         std::fs::write(&path, "acess_ttl = \"5m\"\n").unwrap_or_else(|e| panic!("{e}"));
         let err = settings(&[("RAMPART_CONFIG", path.to_str().unwrap_or_default())]);
         assert!(err.is_err_and(|e| problem_names(&e) == vec!["RAMPART_ACESS_TTL"]));
+    }
+
+    #[test]
+    fn hs256_needs_a_long_secret_and_eddsa_none() {
+        let long = "k".repeat(32);
+        assert!(settings(&[
+            ("RAMPART_TOKEN_ALG", "HS256"),
+            ("RAMPART_JWT_SECRET", &long)
+        ])
+        .is_ok());
+        for bad in [
+            &[("RAMPART_TOKEN_ALG", "HS256")][..],
+            &[
+                ("RAMPART_TOKEN_ALG", "HS256"),
+                ("RAMPART_JWT_SECRET", "short"),
+            ],
+            &[("RAMPART_JWT_SECRET", long.as_str())],
+            &[("RAMPART_TOKEN_ALG", "none")],
+            &[("RAMPART_TOKEN_ALG", "RS256")],
+        ] {
+            assert!(settings(bad).is_err(), "{bad:?} accepted");
+        }
+        let s = settings(&[
+            ("RAMPART_TOKEN_ALG", "HS256"),
+            ("RAMPART_JWT_SECRET", &long),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{s:?}").contains(&long));
     }
 
     #[test]
