@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod docs;
+pub mod domain;
 pub mod routes;
 pub mod state;
 pub mod store;

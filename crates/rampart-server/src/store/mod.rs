@@ -10,6 +10,7 @@ pub mod sqlite;
 use std::future::Future;
 use std::pin::Pin;
 
+use rampart::Role;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A boxed store future, so stores can be used as `Arc<dyn Store>`.
@@ -26,12 +27,96 @@ pub enum StoreError {
     Location(std::io::Error),
     #[error("unsupported database URL (expected sqlite:)")]
     Unsupported,
+    /// A unique value is taken; names the value (`email`, `username`).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+}
+
+/// A stored user. The password hash never leaves the service: response types are built from
+/// the fields they need, never by serialising this.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub locked: bool,
+    pub created_at: String,
+}
+
+/// A user to create. Built by the service from parsed [`crate::domain`] values only.
+#[derive(Debug)]
+pub struct NewUser {
+    pub id: String,
+    pub email: String,
+    pub email_key: String,
+    pub username: String,
+    pub username_key: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// A session to open together with its first refresh token.
+#[derive(Debug)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: String,
+    pub user_agent: Option<String>,
+    pub ip: String,
+    /// Absolute end of the session.
+    pub expires_at: String,
+    pub refresh_hash: String,
+    pub refresh_expires_at: String,
+}
+
+/// What authorising a request needs to know about its session, read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPrincipal {
+    pub user_id: String,
+    pub role: Role,
+    pub user_locked: bool,
+    pub revoked: bool,
+    pub expires_at: String,
 }
 
 /// Everything the service needs from its database.
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip proving the database answers (for `/ready`).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Inserts a user; [`StoreError::Conflict`] when the email or username is taken.
+    fn create_user(&self, user: NewUser) -> StoreFuture<'_, UserRecord>;
+    /// The user whose normalised email or username is `login_key`.
+    fn find_user_by_login<'a>(&'a self, login_key: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
+    fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
+    fn set_password_hash<'a>(&'a self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Opens a session and stores its first refresh token's hash, atomically.
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()>;
+    fn session_principal<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> StoreFuture<'a, Option<SessionPrincipal>>;
+}
+
+/// `now` as stored: UTC, RFC 3339, fixed microseconds, so text order is time order.
+pub fn timestamp(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
+}
+
+pub fn now() -> String {
+    timestamp(time::OffsetDateTime::now_utc())
 }
 
 /// Opens the store named by `url` and brings its schema up to date.

@@ -10,7 +10,10 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use super::{Store, StoreError, StoreFuture};
+use rampart::Role;
+use sqlx::Row;
+
+use super::{NewSession, NewUser, SessionPrincipal, Store, StoreError, StoreFuture, UserRecord};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -45,11 +48,178 @@ impl SqliteStore {
     }
 }
 
+const USER_COLUMNS: &str =
+    "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, created_at";
+
+fn role_from(text: &str) -> Role {
+    // The CHECK constraint allows only these two; anything else would be least privilege.
+    if text == "admin" {
+        Role::Admin
+    } else {
+        Role::User
+    }
+}
+
+fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::User => "user",
+    }
+}
+
+fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, sqlx::Error> {
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        role: role_from(row.try_get::<&str, _>("role")?),
+        locked: row.try_get("locked")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Maps a unique-constraint failure to the value that is taken.
+fn conflict(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            let message = db.message();
+            return StoreError::Conflict(if message.contains("email") {
+                "email"
+            } else {
+                "username"
+            });
+        }
+    }
+    StoreError::Backend(err)
+}
+
 impl Store for SqliteStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
+        })
+    }
+
+    fn create_user(&self, user: NewUser) -> StoreFuture<'_, UserRecord> {
+        Box::pin(async move {
+            let now = super::now();
+            sqlx::query(
+                "INSERT INTO users (id, email, email_key, username, username_key, password_hash, role, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(&user.email_key)
+            .bind(&user.username)
+            .bind(&user.username_key)
+            .bind(&user.password_hash)
+            .bind(role_text(user.role))
+            .bind(&now)
+            .bind(&now)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict)?;
+            Ok(UserRecord {
+                id: user.id,
+                email: user.email,
+                username: user.username,
+                password_hash: user.password_hash,
+                role: user.role,
+                locked: false,
+                created_at: now,
+            })
+        })
+    }
+
+    fn find_user_by_login<'a>(&'a self, login_key: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE email_key = ?1 OR username_key = ?1"
+            );
+            let row = sqlx::query(&sql)
+                .bind(login_key)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(user_from).transpose()?)
+        })
+    }
+
+    fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
+        Box::pin(async move {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(user_from).transpose()?)
+        })
+    }
+
+    fn set_password_hash<'a>(&'a self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+                .bind(hash)
+                .bind(super::now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let now = super::now();
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&session.id)
+            .bind(&session.user_id)
+            .bind(&now)
+            .bind(&now)
+            .bind(&session.expires_at)
+            .bind(&session.user_agent)
+            .bind(&session.ip)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&session.refresh_hash)
+            .bind(&session.id)
+            .bind(&now)
+            .bind(&session.refresh_expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn session_principal<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> StoreFuture<'a, Option<SessionPrincipal>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT s.user_id, u.role, u.locked_at IS NOT NULL AS locked, s.revoked_at IS NOT NULL AS revoked, s.expires_at
+                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
+            )
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(SessionPrincipal {
+                user_id: row.try_get("user_id")?,
+                role: role_from(row.try_get::<&str, _>("role")?),
+                user_locked: row.try_get("locked")?,
+                revoked: row.try_get("revoked")?,
+                expires_at: row.try_get("expires_at")?,
+            }))
         })
     }
 }
