@@ -6,14 +6,18 @@ use anyhow::Context as _;
 use axum::Router;
 use rampart::http::Hardening;
 use rampart::keys::KeySet;
-use rampart::policy::DenyAll;
+use rampart::password::PasswordHasher;
+use rampart::policy::Authenticator;
 use rampart::posture::Posture;
 use rampart::server::{self, ServeOptions};
-use rampart::settings::KeysSource;
+use rampart::settings::{KeysSource, TokenAlgorithm};
+use rampart::tokens::{TokenPolicy, Tokens};
 use rampart::Settings;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::state::AppState;
+use crate::auth::SessionCache;
+use crate::state::{AppState, Shared};
 use crate::{docs, routes, store};
 
 /// Production refuses to start on any failing posture item; this error names them.
@@ -52,21 +56,59 @@ pub fn load_keys(source: &KeysSource) -> anyhow::Result<KeySet> {
     }
 }
 
-/// The complete, hardened router for these settings.
-pub async fn build(settings: Settings) -> anyhow::Result<Router> {
-    let keys = load_keys(&settings.keys).context("loading signing keys")?;
+/// Token issuing and verification for these settings, with the keys they use.
+pub fn token_service(settings: &Settings) -> anyhow::Result<(Tokens, Option<KeySet>)> {
+    let policy = TokenPolicy {
+        issuer: settings.tokens.issuer.clone(),
+        audience: settings.tokens.audience.clone(),
+        ttl: settings.access_ttl,
+    };
+    match (settings.tokens.algorithm, &settings.tokens.hs256_secret) {
+        (TokenAlgorithm::Hs256, Some(secret)) => Ok((
+            Tokens::hs256(secret.expose_secret().as_bytes(), policy)?,
+            None,
+        )),
+        (TokenAlgorithm::Hs256, None) => anyhow::bail!("RAMPART_JWT_SECRET is required with HS256"),
+        (TokenAlgorithm::EdDsa, _) => {
+            let keys = load_keys(&settings.keys).context("loading signing keys")?;
+            Ok((Tokens::eddsa(&keys, policy)?, Some(keys)))
+        }
+    }
+}
+
+/// The application state for these settings: store opened and migrated, keys loaded.
+pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
+    let (tokens, keys) = token_service(&settings)?;
     let store = store::open(&settings.database_url)
         .await
         .context("opening the database")?;
+    let hasher = PasswordHasher::for_this_machine(settings.password_hash)
+        .context("preparing password hashing")?;
+    Ok(AppState::new(Shared {
+        settings,
+        store,
+        keys,
+        tokens,
+        hasher,
+        sessions: SessionCache::default(),
+    }))
+}
+
+/// The complete, hardened router for these settings.
+pub async fn build(settings: Settings) -> anyhow::Result<Router> {
     let hardening = Hardening::from_settings(&settings);
-    let docs_enabled = settings.docs;
-    let state = AppState::new(settings, store, keys);
-    let mut routes = routes::routes();
-    if docs_enabled {
+    let state = state(settings).await?;
+    Ok(hardening.apply(router(state)))
+}
+
+/// The service's routes over `state`, default-deny, docs mounted when enabled.
+pub fn router(state: AppState) -> Router {
+    let mut routes = routes::routes(state.keys.is_some());
+    if state.settings.docs {
         routes = docs::mount(routes);
     }
-    let service = routes.into_router(Arc::new(DenyAll)).with_state(state);
-    Ok(hardening.apply(service))
+    let authenticator: Arc<dyn Authenticator> = Arc::new(state.clone());
+    routes.into_router(authenticator).with_state(state)
 }
 
 pub fn serve_options(settings: &Settings) -> ServeOptions {

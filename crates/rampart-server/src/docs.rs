@@ -10,12 +10,15 @@ use axum::response::Response;
 use axum::Router;
 use http::{header, HeaderValue};
 use rampart::{Access, FieldError, Problem, SecureRouter};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement,
+    SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, PathItem, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::health;
+use crate::routes::{auth, health, jwks, users};
 use crate::state::AppState;
 
 /// The UI runs its own bundled scripts and inline styles; nothing from elsewhere.
@@ -31,26 +34,37 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
         title = "rampart",
         description = "A hardened API backend: default-deny access, problem+json errors, strict validation."
     ),
-    paths(health::health, health::ready),
+    paths(health::health, health::ready, auth::register, auth::login, users::me, jwks::jwks),
     components(schemas(Problem, FieldError)),
-    tags((name = "health", description = "Liveness and readiness"))
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "auth", description = "Accounts, login and tokens"),
+        (name = "users", description = "The caller's account"),
+    )
 )]
 struct ApiDoc;
 
 /// The document for the routes in `table`, with security derived from their policies.
 pub fn document(table: &[(String, Access)]) -> Document {
     let mut doc = ApiDoc::openapi();
-    doc.components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    // Lets the docs page's Authorize button log in with a username and password.
+    components.add_security_scheme(
+        "password",
+        SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+            "/v1/auth/login",
+            Scopes::new(),
+        ))])),
+    );
     for (path, access) in table {
         let Some(item) = doc.paths.paths.get_mut(path) else {
             continue;
@@ -58,10 +72,10 @@ pub fn document(table: &[(String, Access)]) -> Document {
         for operation in operations(item) {
             let responses = &mut operation.responses.responses;
             if *access != Access::Public {
-                operation.security = Some(vec![SecurityRequirement::new(
-                    "bearer",
-                    Vec::<String>::new(),
-                )]);
+                operation.security = Some(vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    SecurityRequirement::new("password", Vec::<String>::new()),
+                ]);
                 responses
                     .entry("401".into())
                     .or_insert_with(|| problem_response("Missing or invalid credentials"));

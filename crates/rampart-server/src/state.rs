@@ -4,8 +4,11 @@
 use std::sync::Arc;
 
 use rampart::keys::KeySet;
+use rampart::password::PasswordHasher;
+use rampart::tokens::Tokens;
 use rampart::Settings;
 
+use crate::auth::SessionCache;
 use crate::store::Store;
 
 /// Cloned into every handler call, so it is one `Arc`.
@@ -15,16 +18,16 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub settings: Settings,
     pub store: Arc<dyn Store>,
-    pub keys: KeySet,
+    /// Present when tokens are EdDSA-signed (published at `/.well-known/jwks.json`).
+    pub keys: Option<KeySet>,
+    pub tokens: Tokens,
+    pub hasher: PasswordHasher,
+    pub sessions: SessionCache,
 }
 
 impl AppState {
-    pub fn new(settings: Settings, store: Arc<dyn Store>, keys: KeySet) -> Self {
-        Self(Arc::new(Shared {
-            settings,
-            store,
-            keys,
-        }))
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
     }
 }
 
@@ -39,7 +42,7 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("env", &self.settings.env)
-            .field("keys", &self.keys)
+            .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
 }

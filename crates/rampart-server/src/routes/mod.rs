@@ -1,15 +1,27 @@
 //! The service's routes, each mounted with its access policy.
 
+pub mod auth;
 pub mod health;
+pub mod jwks;
+pub mod users;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use rampart::SecureRouter;
 
 use crate::state::AppState;
 
-/// Every route of the service. The docs UI is added by `app` when enabled.
-pub fn routes() -> SecureRouter<AppState> {
-    SecureRouter::new()
+/// Every route of the service. `jwks` is mounted only when tokens are EdDSA-signed; the docs UI
+/// is added by `app` when enabled.
+pub fn routes(jwks: bool) -> SecureRouter<AppState> {
+    let routes = SecureRouter::new()
         .public("/health", get(health::health))
         .public("/ready", get(health::ready))
+        .public("/v1/auth/register", post(auth::register))
+        .public("/v1/auth/login", post(auth::login))
+        .authenticated("/v1/users/me", get(users::me));
+    if jwks {
+        routes.public("/.well-known/jwks.json", get(jwks::jwks))
+    } else {
+        routes
+    }
 }

@@ -1,0 +1,330 @@
+//! Registration and login.
+//!
+//! Defends against credential attacks at the edge of identity: every input is parsed into a
+//! domain type before use; login does the same work and answers the same 401 for an unknown
+//! user, a wrong password and a locked account (the hasher verifies against a dummy hash when
+//! there is no user); a saturated hashing pool answers 503 instead of queueing without bound.
+
+use std::time::Duration;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use rampart::http::RequestContext;
+use rampart::password::{HashError, Verified};
+use rampart::{ApiError, FieldError, Json, Role};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::domain::{Email, Password, Username};
+use crate::routes::users::UserResponse;
+use crate::state::AppState;
+use crate::store::{self, NewSession, NewUser, StoreError, UserRecord};
+
+/// Absolute session lifetime, whatever the refreshes.
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(90 * 86_400);
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    #[schema(example = "alice", pattern = "^[A-Za-z0-9_-]{3,32}$")]
+    pub username: String,
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
+    pub password: SecretString,
+}
+
+/// JSON login: `username` holds the username or the email.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(example = "alice")]
+    pub username: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+/// OAuth2 password grant (RFC 6749 4.3), as the docs page's Authorize button sends it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordGrant {
+    #[schema(example = "password")]
+    pub grant_type: String,
+    pub username: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub client_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque; presented once to `/v1/auth/refresh`.
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+/// A login body in either accepted format.
+#[derive(Debug)]
+pub struct LoginInput(pub LoginRequest);
+
+impl<S: Send + Sync> FromRequest<S> for LoginInput {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form {
+            let Json(login) = Json::<LoginRequest>::from_request(request, state).await?;
+            return Ok(Self(login));
+        }
+        let axum::Form(grant) = axum::Form::<PasswordGrant>::from_request(request, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: 0 },
+                _ => ApiError::Validation(vec![FieldError::new(
+                    "",
+                    "expected grant_type=password&username=...&password=... (and optionally scope, client_id)",
+                )]),
+            })?;
+        if grant.grant_type != "password" {
+            return Err(ApiError::invalid(
+                "grant_type",
+                "only the password grant is supported",
+            ));
+        }
+        Ok(Self(LoginRequest {
+            username: grant.username,
+            password: grant.password,
+        }))
+    }
+}
+
+pub(crate) fn hashing_error(err: HashError) -> ApiError {
+    match err {
+        HashError::Busy => ApiError::Unavailable {
+            retry_after: Duration::from_secs(1),
+        },
+        HashError::Internal(cause) => ApiError::internal(cause),
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Create an account.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses(
+    (status = 201, description = "Created", body = UserResponse),
+    (status = 409, description = "The email or username is taken", body = rampart::Problem, content_type = "application/problem+json"),
+    (status = 422, description = "A field breaks the policy", body = rampart::Problem, content_type = "application/problem+json"),
+))]
+pub async fn register(
+    State(state): State<AppState>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
+    let mut errors = Vec::new();
+    let email = Email::parse(&request.email)
+        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .ok();
+    let username = Username::parse(&request.username)
+        .map_err(|m| errors.push(FieldError::new("username", m)))
+        .ok();
+    let (user_hint, email_hint) = (
+        username.as_ref().map(|u| u.as_str().to_owned()),
+        email.as_ref().map(|e| e.as_str().to_owned()),
+    );
+    // The strength estimate is CPU work; keep it off the async workers.
+    let password = tokio::task::spawn_blocking(move || {
+        Password::parse(
+            request.password,
+            user_hint.as_deref(),
+            email_hint.as_deref(),
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|m| errors.push(FieldError::new("password", m)))
+    .ok();
+    let (Some(email), Some(username), Some(password)) = (email, username, password) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let password_hash = state
+        .hasher
+        .hash(password.into_secret())
+        .await
+        .map_err(hashing_error)?;
+    let user = create_user(&state, &email, &username, password_hash, Role::User).await?;
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
+}
+
+/// Stores a new user; shared by registration and the CLI.
+pub async fn create_user(
+    state: &AppState,
+    email: &Email,
+    username: &Username,
+    password_hash: String,
+    role: Role,
+) -> Result<UserRecord, ApiError> {
+    state
+        .store
+        .create_user(NewUser {
+            id: new_id(),
+            email: email.as_str().to_owned(),
+            email_key: email.key(),
+            username: username.as_str().to_owned(),
+            username_key: username.key(),
+            password_hash,
+            role,
+        })
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict(_) => {
+                ApiError::Conflict("The email or username is already registered.".into())
+            }
+            other => ApiError::internal(other),
+        })
+}
+
+/// Log in with a username or email and a password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (PasswordGrant = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A new session", body = TokenPair),
+        (status = 401, description = "Unknown user, wrong password or locked account (indistinguishable)", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Hashing is saturated; retry after Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    LoginInput(request): LoginInput,
+) -> Result<Json<TokenPair>, ApiError> {
+    let login_key = request.username.trim().to_lowercase();
+    let user = if login_key.is_empty() || login_key.len() > 254 {
+        None
+    } else {
+        state
+            .store
+            .find_user_by_login(&login_key)
+            .await
+            .map_err(ApiError::internal)?
+    };
+    // Kept for a rehash after a successful verification; zeroised when dropped.
+    let password_copy = SecretString::from(request.password.expose_secret().to_owned());
+    let verified = state
+        .hasher
+        .verify(
+            request.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await
+        .map_err(hashing_error)?;
+    let (user, needs_rehash) = match (user, verified) {
+        (Some(user), Verified::Valid { needs_rehash }) if !user.locked => (user, needs_rehash),
+        _ => {
+            tracing::info!(client = %context.client_ip, "login failed");
+            return Err(ApiError::Unauthorized);
+        }
+    };
+    if needs_rehash {
+        // Upgrade old or imported hashes now that the password is known to be right.
+        match state.hasher.hash(password_copy).await {
+            Ok(hash) => state
+                .store
+                .set_password_hash(&user.id, &hash)
+                .await
+                .map_err(ApiError::internal)?,
+            Err(err) => tracing::warn!(error = %err, "password rehash skipped"),
+        }
+    }
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect());
+    let pair = open_session(&state, &user.id, user_agent, &context).await?;
+    tracing::info!(user_id = %user.id, client = %context.client_ip, "login succeeded");
+    Ok(Json(pair))
+}
+
+/// Opens a session for `user_id` and returns its first token pair.
+async fn open_session(
+    state: &AppState,
+    user_id: &str,
+    user_agent: Option<String>,
+    context: &RequestContext,
+) -> Result<TokenPair, ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let refresh_ttl = state.settings.refresh_ttl.min(SESSION_MAX_AGE);
+    let session_id = new_id();
+    let (refresh_token, refresh_hash) = new_refresh_token()?;
+    state
+        .store
+        .create_session(NewSession {
+            id: session_id.clone(),
+            user_id: user_id.to_owned(),
+            user_agent,
+            ip: context.client_ip.to_string(),
+            expires_at: store::timestamp(now + SESSION_MAX_AGE),
+            refresh_hash,
+            refresh_expires_at: store::timestamp(now + refresh_ttl),
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let access = state
+        .tokens
+        .issue(user_id, &session_id)
+        .map_err(ApiError::internal)?;
+    Ok(TokenPair {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in.as_secs(),
+        refresh_token,
+        refresh_expires_in: refresh_ttl.as_secs(),
+    })
+}
+
+/// A 256-bit random refresh token and the SHA-256 that is stored in its place.
+pub(crate) fn new_refresh_token() -> Result<(String, String), ApiError> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| ApiError::internal("no randomness for a refresh token"))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = refresh_token_hash(&token);
+    Ok((token, hash))
+}
+
+pub(crate) fn refresh_token_hash(token: &str) -> String {
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().fold(String::with_capacity(64), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
+}

@@ -1,0 +1,47 @@
+//! The caller's own account.
+
+use axum::extract::State;
+use rampart::{ApiError, CurrentUser, Json, Role};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+use crate::store::UserRecord;
+
+/// A user as clients see it: never a hash or a secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    pub id: String,
+    pub email: String,
+    pub username: String,
+    pub role: Role,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl From<&UserRecord> for UserResponse {
+    fn from(user: &UserRecord) -> Self {
+        Self {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            username: user.username.clone(),
+            role: user.role,
+            created_at: user.created_at.clone(),
+        }
+    }
+}
+
+/// The calling user.
+#[utoipa::path(get, path = "/v1/users/me", tag = "users", responses((status = 200, description = "The caller", body = UserResponse)))]
+pub async fn me(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+) -> Result<Json<UserResponse>, ApiError> {
+    let user = state
+        .store
+        .find_user(&caller.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Json(UserResponse::from(&user)))
+}
