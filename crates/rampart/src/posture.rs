@@ -75,14 +75,19 @@ impl Posture {
             },
         );
 
-        if settings.docs {
-            add(
+        match (settings.docs, settings.docs_explicit) {
+            (false, _) => add("RAMPART_DOCS", Verdict::Pass, "docs are not served".into()),
+            // API.md: production serves docs only when explicitly enabled; allowed, but flagged.
+            (true, true) => add(
                 "RAMPART_DOCS",
-                Verdict::Fail,
-                "interactive docs and /openapi.json are public; set false".into(),
-            );
-        } else {
-            add("RAMPART_DOCS", Verdict::Pass, "docs are not served".into());
+                Verdict::Warn,
+                "explicitly enabled: /docs and /openapi.json publish the API surface".into(),
+            ),
+            (true, false) => add(
+                "RAMPART_DOCS",
+                Verdict::Warn,
+                "on by the development default; off in production unless set".into(),
+            ),
         }
 
         match &settings.cors.origins {
@@ -123,7 +128,7 @@ impl Posture {
             }
         }
 
-        if settings.password_hash.at_least(HashParams::OWASP_MINIMUM) {
+        if settings.password_hash.meets_owasp_minimum() {
             add(
                 "RAMPART_PASSWORD_HASH",
                 Verdict::Pass,
@@ -176,6 +181,20 @@ impl Posture {
         }
 
         if settings.tokens.algorithm == crate::settings::TokenAlgorithm::Hs256 {
+            let distinct = settings.tokens.hs256_secret.as_ref().map_or(0, |secret| {
+                secret
+                    .expose_secret()
+                    .bytes()
+                    .collect::<std::collections::HashSet<u8>>()
+                    .len()
+            });
+            if distinct < 16 {
+                add(
+                    "RAMPART_JWT_SECRET",
+                    Verdict::Fail,
+                    "low-entropy secret (a token can be brute-forced offline); use 32+ random bytes, e.g. base64 of a CSPRNG".into(),
+                );
+            }
             add(
                 "RAMPART_TOKEN_ALG",
                 Verdict::Warn,
@@ -187,8 +206,13 @@ impl Posture {
             add("RAMPART_KEYS_FILE", verdict, message);
         }
 
-        let filter = settings.log_filter.to_ascii_lowercase();
-        if filter.contains("debug") || filter.contains("trace") {
+        // Judge the parsed filter, so numeric levels (`4`, `hyper=5`) count too.
+        let verbose =
+            tracing_subscriber::EnvFilter::try_new(&settings.log_filter).map_or(true, |f| {
+                f.max_level_hint()
+                    .is_none_or(|level| level > tracing::level_filters::LevelFilter::INFO)
+            });
+        if verbose {
             add(
                 "RAMPART_LOG",
                 Verdict::Fail,
@@ -208,15 +232,15 @@ impl Posture {
             );
         }
 
-        if settings
-            .trusted_proxies
-            .iter()
-            .any(|net| net.prefix_len() == 0)
-        {
+        let too_wide = |net: &ipnet::IpNet| match net {
+            ipnet::IpNet::V4(n) => n.prefix_len() < 8,
+            ipnet::IpNet::V6(n) => n.prefix_len() < 32,
+        };
+        if settings.trusted_proxies.iter().any(too_wide) {
             add(
                 "RAMPART_TRUSTED_PROXIES",
                 Verdict::Fail,
-                "a /0 network trusts every peer, so any client can forge its address".into(),
+                "a network wider than /8 (IPv4) or /32 (IPv6) trusts arbitrary peers, so clients can forge their address".into(),
             );
         } else if settings.trusted_proxies.is_empty() {
             add(
@@ -236,15 +260,11 @@ impl Posture {
         }
 
         let db = settings.database_url.expose_secret();
-        if db.starts_with("postgres")
-            && !is_local_url(db)
-            && !db.contains("sslmode=require")
-            && !db.contains("sslmode=verify")
-        {
+        if db.starts_with("postgres") {
             add(
                 "RAMPART_DATABASE_URL",
-                Verdict::Warn,
-                "remote PostgreSQL without sslmode=require or verify-full".into(),
+                Verdict::Fail,
+                "PostgreSQL is not supported by this build yet; use sqlite:".into(),
             );
         } else {
             add(
@@ -255,6 +275,11 @@ impl Posture {
         }
         if let Some(redis) = &settings.redis_url {
             let redis = redis.expose_secret();
+            add(
+                "RAMPART_REDIS_URL",
+                Verdict::Warn,
+                "set but not used by this build yet: limits and revocation stay per process".into(),
+            );
             if redis.starts_with("redis://") && !is_local_url(redis) {
                 add(
                     "RAMPART_REDIS_URL",
@@ -368,6 +393,8 @@ fn keys_item(keys: &KeysSource) -> (Verdict, String) {
                             path.display()
                         ),
                     )
+                } else if let Err(err) = crate::keys::KeySet::load(path) {
+                    (Verdict::Fail, err.to_string())
                 } else {
                     (Verdict::Pass, path.display().to_string())
                 }
@@ -388,18 +415,23 @@ fn loose_permissions(_meta: &std::fs::Metadata) -> Option<u32> {
     None
 }
 
+/// True when the URL's host is exactly `localhost`, a loopback address or a unix socket path.
 fn is_local_url(url: &str) -> bool {
-    let host = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default();
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    ["localhost", "127.", "[::1]"]
-        .iter()
-        .any(|local| host.starts_with(local))
-        || host.starts_with('/') // unix socket
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.is_empty() {
+        return true; // no host: a unix socket or the driver's local default
+    }
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -423,7 +455,9 @@ mod tests {
     fn keys_file() -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("keys.json");
-        std::fs::write(&path, "{}").unwrap_or_else(|e| panic!("{e}"));
+        crate::keys::KeySet::generate()
+            .and_then(|k| k.write_new(&path))
+            .unwrap_or_else(|e| panic!("{e}"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -449,13 +483,23 @@ mod tests {
             ("RAMPART_KEYS_FILE", keys.as_str()),
         ];
         let cases: &[(&str, &str, &str)] = &[
-            ("RAMPART_DOCS", "true", "RAMPART_DOCS"),
+            ("RAMPART_LOG", "4", "RAMPART_LOG"),
+            ("RAMPART_LOG", "info,hyper=5", "RAMPART_LOG"),
+            (
+                "RAMPART_TRUSTED_PROXIES",
+                "0.0.0.0/1,128.0.0.0/1",
+                "RAMPART_TRUSTED_PROXIES",
+            ),
+            (
+                "RAMPART_DATABASE_URL",
+                "postgres://db.internal/app",
+                "RAMPART_DATABASE_URL",
+            ),
             (
                 "RAMPART_PASSWORD_HASH",
                 "argon2id:m=4096,t=1,p=1",
                 "RAMPART_PASSWORD_HASH",
             ),
-            ("RAMPART_ACCESS_TTL", "61m", "RAMPART_ACCESS_TTL"),
             ("RAMPART_LOG", "debug", "RAMPART_LOG"),
             ("RAMPART_LOG", "info,tower_http=trace", "RAMPART_LOG"),
             (
@@ -495,9 +539,80 @@ mod tests {
     #[test]
     fn development_defaults_would_not_pass_production() {
         let p = posture(&[]);
-        let failing = failing(&p);
-        assert!(failing.contains(&"RAMPART_DOCS") && failing.contains(&"RAMPART_KEYS_FILE"));
+        assert_eq!(failing(&p), vec!["RAMPART_KEYS_FILE"]);
         assert!(p.table().starts_with("STATUS"));
+    }
+
+    #[test]
+    fn keys_file_content_is_checked_not_just_its_mode() {
+        let (dir, keys) = keys_file();
+        assert!(
+            posture(&[("RAMPART_ENV", "production"), ("RAMPART_KEYS_FILE", &keys)])
+                .is_safe_for_production()
+        );
+        let empty = dir.path().join("empty.json");
+        std::fs::write(&empty, "{}").unwrap_or_else(|e| panic!("{e}"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let p = posture(&[
+            ("RAMPART_ENV", "production"),
+            ("RAMPART_KEYS_FILE", empty.to_str().unwrap_or_default()),
+        ]);
+        assert_eq!(failing(&p), vec!["RAMPART_KEYS_FILE"]);
+    }
+
+    #[test]
+    fn explicit_docs_are_allowed_with_a_warning() {
+        let (_dir, keys) = keys_file();
+        let p = posture(&[
+            ("RAMPART_ENV", "production"),
+            ("RAMPART_KEYS_FILE", &keys),
+            ("RAMPART_DOCS", "true"),
+        ]);
+        assert!(p.is_safe_for_production());
+        assert!(p
+            .items
+            .iter()
+            .any(|i| i.setting == "RAMPART_DOCS" && i.verdict == Verdict::Warn));
+    }
+
+    #[test]
+    fn guessable_hs256_secrets_fail() {
+        let p = posture(&[
+            ("RAMPART_ENV", "production"),
+            ("RAMPART_TOKEN_ALG", "HS256"),
+            ("RAMPART_JWT_SECRET", "changeme-changeme-changeme-12345"),
+        ]);
+        assert_eq!(failing(&p), vec!["RAMPART_JWT_SECRET"]);
+        let p = posture(&[
+            ("RAMPART_ENV", "production"),
+            ("RAMPART_TOKEN_ALG", "HS256"),
+            ("RAMPART_JWT_SECRET", "q8ZL0v3x9TbY2mW5rNcJ7hK1sPdG4fEa"),
+        ]);
+        assert!(p.is_safe_for_production(), "{}", p.table());
+    }
+
+    #[test]
+    fn local_means_exactly_local() {
+        for local in [
+            "postgres://u:p@localhost/db",
+            "redis://127.0.0.1:6379",
+            "postgres://[::1]:5432/x",
+            "postgres:///db",
+        ] {
+            assert!(is_local_url(local), "{local}");
+        }
+        for remote in [
+            "postgres://u:p@localhost.attacker.example/db",
+            "redis://127.evil.example",
+            "redis://10.0.0.5",
+        ] {
+            assert!(!is_local_url(remote), "{remote}");
+        }
     }
 
     #[test]

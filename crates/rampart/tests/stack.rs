@@ -88,6 +88,7 @@ fn app() -> Router {
             header_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 100,
+            max_connections_per_ip: 100,
             json_max_depth: 16,
         },
         cors: CorsSettings {
@@ -95,6 +96,7 @@ fn app() -> Router {
             credentials: false,
         },
         trusted_proxies: Vec::new(),
+        forwarded_header: rampart::http::client_ip::ForwardedHeader::XForwardedFor,
     }
     .apply(routes)
 }

@@ -23,18 +23,33 @@ const FORWARDED: HeaderName = http::header::FORWARDED;
 /// More hops than any real proxy chain; bounds the work one request can cause.
 const MAX_HOPS: usize = 32;
 
-/// Shared state of the resolver layer.
+/// Which forwarding header the trusted proxies write. Only that one is read: a proxy that
+/// writes one passes the other through from the client untouched, so reading both would let
+/// the client choose its own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=...`.
+    Forwarded,
+}
+
+/// Shared state of the resolver.
 #[derive(Debug, Clone)]
 pub struct ClientIpConfig {
     trusted: Arc<[IpNet]>,
+    header: ForwardedHeader,
     warned_untrusted_forwarding: Arc<AtomicBool>,
+    warned_no_peer: Arc<AtomicBool>,
 }
 
 impl ClientIpConfig {
-    pub fn new(trusted: Vec<IpNet>) -> Self {
+    pub fn new(trusted: Vec<IpNet>, header: ForwardedHeader) -> Self {
         Self {
             trusted: trusted.into(),
+            header,
             warned_untrusted_forwarding: Arc::new(AtomicBool::new(false)),
+            warned_no_peer: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -47,9 +62,16 @@ impl ClientIpConfig {
     /// `ConnectInfo`, or forwarding headers when the peer is a trusted proxy. Logs once if
     /// forwarding headers arrive while no proxy is trusted (a likely misconfiguration).
     pub fn resolve_request(&self, extensions: &http::Extensions, headers: &HeaderMap) -> IpAddr {
-        let peer = extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() else {
+            if !self.warned_no_peer.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    "no peer address on requests (serve with rampart::server::serve or \
+                     into_make_service_with_connect_info): every client shares one address key"
+                );
+            }
+            return IpAddr::from([0, 0, 0, 0]);
+        };
+        let peer = peer.ip();
         if self.trusted.is_empty()
             && (headers.contains_key(&X_FORWARDED_FOR) || headers.contains_key(&FORWARDED))
             && !self
@@ -70,10 +92,9 @@ impl ClientIpConfig {
         if !self.is_trusted(peer) {
             return peer;
         }
-        let chain = if headers.contains_key(&X_FORWARDED_FOR) {
-            forwarded_for_chain(headers)
-        } else {
-            forwarded_chain(headers)
+        let chain = match self.header {
+            ForwardedHeader::XForwardedFor => forwarded_for_chain(headers),
+            ForwardedHeader::Forwarded => forwarded_chain(headers),
         };
         let mut client = peer;
         for hop in chain.into_iter().rev().take(MAX_HOPS) {
@@ -99,38 +120,36 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Every `X-Forwarded-For` entry in order, `None` for an entry that is not an address.
+/// Every `X-Forwarded-For` entry in order, `None` for an entry that is not an address. Entries
+/// are split as bytes, so one non-ASCII entry spoils only itself, not the hop a proxy appended
+/// to the same line.
 fn forwarded_for_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
-        .flat_map(|value| match value.to_str() {
-            Ok(text) => text
-                .split(',')
-                .map(|e| parse_node(e.trim()))
-                .collect::<Vec<_>>(),
-            Err(_) => vec![None],
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(|entry| {
+            std::str::from_utf8(entry)
+                .ok()
+                .and_then(|e| parse_node(e.trim()))
         })
         .collect()
 }
 
-/// Every `for=` of RFC 7239 `Forwarded` in order.
+/// Every `for=` of RFC 7239 `Forwarded` in order, one per element.
 fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
         .get_all(&FORWARDED)
         .iter()
-        .flat_map(|value| match value.to_str() {
-            Ok(text) => text
-                .split(',')
-                .map(|element| {
-                    element
-                        .split(';')
-                        .filter_map(|pair| pair.split_once('='))
-                        .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
-                        .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
-                })
-                .collect::<Vec<_>>(),
-            Err(_) => vec![None],
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(|element| {
+            std::str::from_utf8(element).ok().and_then(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
+            })
         })
         .collect()
 }
@@ -157,7 +176,17 @@ mod tests {
     use http::HeaderValue;
 
     fn config(trusted: &[&str]) -> ClientIpConfig {
-        ClientIpConfig::new(trusted.iter().filter_map(|t| t.parse().ok()).collect())
+        ClientIpConfig::new(
+            trusted.iter().filter_map(|t| t.parse().ok()).collect(),
+            ForwardedHeader::XForwardedFor,
+        )
+    }
+
+    fn forwarded_config(trusted: &[&str]) -> ClientIpConfig {
+        ClientIpConfig::new(
+            trusted.iter().filter_map(|t| t.parse().ok()).collect(),
+            ForwardedHeader::Forwarded,
+        )
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -196,8 +225,42 @@ mod tests {
     }
 
     #[test]
+    fn only_the_configured_header_is_read() {
+        // A proxy writing `Forwarded` passes the client's own X-Forwarded-For through.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=203.0.113.9"),
+        ]);
+        assert_eq!(
+            forwarded_config(&["10.0.0.0/8"]).resolve(ip("10.0.0.2"), &h),
+            ip("203.0.113.9")
+        );
+        let h = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=6.6.6.6"),
+        ]);
+        assert_eq!(
+            config(&["10.0.0.0/8"]).resolve(ip("10.0.0.2"), &h),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_entry_does_not_hide_the_proxys_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff, 203.0.113.9").unwrap_or(HeaderValue::from_static("x")),
+        );
+        assert_eq!(
+            config(&["10.0.0.0/8"]).resolve(ip("10.0.0.2"), &h),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
     fn forwarded_header_is_understood() {
-        let c = config(&["10.0.0.0/8"]);
+        let c = forwarded_config(&["10.0.0.0/8"]);
         let h = headers(&[(
             "forwarded",
             r#"for=6.6.6.6, for="[2001:db8::17]:4711";proto=https"#,
@@ -211,7 +274,10 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "1.2.3.4, not-an-ip")]);
         assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("10.0.0.2"));
         let h = headers(&[("forwarded", "for=unknown")]);
-        assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("10.0.0.2"));
+        assert_eq!(
+            forwarded_config(&["10.0.0.0/8"]).resolve(ip("10.0.0.2"), &h),
+            ip("10.0.0.2")
+        );
         // All hops trusted: the leftmost is the best we know.
         let h = headers(&[("x-forwarded-for", "10.9.9.9, 10.8.8.8")]);
         assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("10.9.9.9"));

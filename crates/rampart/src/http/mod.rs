@@ -46,6 +46,7 @@ pub struct Hardening {
     pub limits: HttpLimits,
     pub cors: CorsSettings,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub forwarded_header: client_ip::ForwardedHeader,
 }
 
 impl Hardening {
@@ -54,6 +55,7 @@ impl Hardening {
             limits: settings.http,
             cors: settings.cors.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
+            forwarded_header: settings.forwarded_header,
         }
     }
 
@@ -70,7 +72,7 @@ impl Hardening {
         router.layer(HardenedLayer {
             shared: Arc::new(Shared {
                 ids: IdGenerator::new(),
-                client_ip: ClientIpConfig::new(self.trusted_proxies),
+                client_ip: ClientIpConfig::new(self.trusted_proxies, self.forwarded_header),
                 limits,
             }),
         })

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use crate::http::client_ip::ForwardedHeader;
+
 pub use values::{
     format_duration, parse_bool, parse_duration, parse_networks, parse_size, CorsOrigins,
     HashParams, Rate,
@@ -37,6 +39,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "CORS_ORIGINS",
     "CORS_CREDENTIALS",
     "TRUSTED_PROXIES",
+    "FORWARDED_HEADER",
     "DOCS",
     "LIMIT_GLOBAL",
     "LIMIT_AUTH",
@@ -51,6 +54,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "HEADER_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
     "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
     "JSON_MAX_DEPTH",
     "TOKEN_ALG",
     "TOKEN_ISSUER",
@@ -137,6 +141,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections from one peer address (trusted proxies are exempt).
+    pub max_connections_per_ip: usize,
     pub json_max_depth: usize,
 }
 
@@ -151,7 +157,11 @@ pub struct Settings {
     pub keys: KeysSource,
     pub cors: CorsSettings,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header the trusted proxies write.
+    pub forwarded_header: ForwardedHeader,
     pub docs: bool,
+    /// `RAMPART_DOCS` was set rather than defaulted (production then allows it, with a warning).
+    pub docs_explicit: bool,
     pub limit_global: Rate,
     pub limit_auth: Rate,
     pub password_hash: HashParams,
@@ -204,13 +214,24 @@ impl Settings {
                 Err(message) => reader.fail("RAMPART_CONFIG", message),
             }
         }
-        for (key, value) in vars {
-            let name = key.strip_prefix(PREFIX).unwrap_or(&key);
-            if META_VARIABLES.contains(&name) {
-                continue;
+        let from_env: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(key, value)| (key.strip_prefix(PREFIX).unwrap_or(&key).to_owned(), value))
+            .filter(|(name, _)| !META_VARIABLES.contains(&name.as_str()))
+            .collect();
+        for (name, _) in &from_env {
+            // The environment wins over the file for a secret, however either one gives it;
+            // both forms in the environment itself stay an error (below).
+            let counterpart = match name.strip_suffix("_FILE") {
+                Some(base) if SECRET_SETTINGS.contains(&base) => base.to_owned(),
+                _ if SECRET_SETTINGS.contains(&name.as_str()) => format!("{name}_FILE"),
+                _ => continue,
+            };
+            if !from_env.iter().any(|(other, _)| *other == counterpart) {
+                raw.remove(&counterpart);
             }
-            raw.insert(name.to_owned(), value);
         }
+        raw.extend(from_env);
         for name in raw.keys() {
             let base = name
                 .strip_suffix("_FILE")
@@ -373,6 +394,16 @@ impl Reader {
             );
         }
         let trusted_proxies = self.parse("TRUSTED_PROXIES", Vec::new(), parse_networks);
+        let forwarded_header = self.parse(
+            "FORWARDED_HEADER",
+            ForwardedHeader::XForwardedFor,
+            |s| match s.trim().to_ascii_lowercase().as_str() {
+                "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+                "forwarded" => Ok(ForwardedHeader::Forwarded),
+                other => Err(format!("`{other}` is not x-forwarded-for or forwarded")),
+            },
+        );
+        let docs_explicit = self.get("DOCS").is_some();
         let docs = self.parse("DOCS", !production, parse_bool);
         let limit_global = self.parse("LIMIT_GLOBAL", Rate::fixed(300, 60), str::parse);
         let limit_auth = self.parse("LIMIT_AUTH", Rate::fixed(10, 60), str::parse);
@@ -384,8 +415,9 @@ impl Reader {
             parse_duration,
         );
         let refresh_grace = self.parse("REFRESH_GRACE", Duration::from_secs(10), parse_duration);
-        if access_ttl.is_zero() {
-            self.fail("RAMPART_ACCESS_TTL", "must be longer than zero".into());
+        if access_ttl.is_zero() || access_ttl > crate::posture::MAX_ACCESS_TTL {
+            // API contract: never more than 60 minutes, in any environment.
+            self.fail("RAMPART_ACCESS_TTL", "must be between 1s and 60m".into());
         }
         if refresh_ttl <= access_ttl {
             self.fail(
@@ -439,7 +471,16 @@ impl Reader {
                 Duration::from_secs(30),
                 parse_duration,
             ),
-            max_connections: self.parse("MAX_CONNECTIONS", 10_000, positive),
+            max_connections: self.parse("MAX_CONNECTIONS", 10_000, |s| {
+                positive(s).and_then(|n| {
+                    if n <= 1_000_000 {
+                        Ok(n)
+                    } else {
+                        Err("must be at most 1000000".into())
+                    }
+                })
+            }),
+            max_connections_per_ip: self.parse("MAX_CONNECTIONS_PER_IP", 256, positive),
             json_max_depth: self.parse("JSON_MAX_DEPTH", 32, positive),
         };
 
@@ -498,7 +539,9 @@ impl Reader {
                 credentials,
             },
             trusted_proxies,
+            forwarded_header,
             docs,
+            docs_explicit,
             limit_global,
             limit_auth,
             password_hash,
@@ -513,20 +556,37 @@ impl Reader {
     }
 }
 
-/// Replaces the password in `scheme://user:password@host/...` with `***`.
+/// Replaces credentials in a connection URL with `***`: the password in
+/// `scheme://user:password@host`, and `password=` / `sslpassword=` query parameters.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 #[cfg(test)]
@@ -638,7 +698,33 @@ mod tests {
         ]);
         assert!(both.is_err());
         let missing = settings(&[("RAMPART_REDIS_URL_FILE", "/nonexistent/rampart-secret")]);
-        assert!(missing.is_err_and(|e| !e.to_string().contains("nonexistent/rampart-secret\n")));
+        assert!(missing.is_err_and(|e| e
+            .problems
+            .iter()
+            .any(|(name, _)| name == "RAMPART_REDIS_URL_FILE")));
+    }
+
+    #[test]
+    fn environment_secret_wins_over_the_files_secret_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("rampart.toml");
+        std::fs::write(&path, "database_url_file = \"/nonexistent/db-url\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = settings(&[
+            ("RAMPART_CONFIG", path.to_str().unwrap_or_default()),
+            ("RAMPART_DATABASE_URL", "sqlite://from-env.db"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.database_url.expose_secret(), "sqlite://from-env.db");
+    }
+
+    #[test]
+    fn access_ttl_never_exceeds_an_hour_and_connections_stay_bounded() {
+        assert!(settings(&[("RAMPART_ACCESS_TTL", "61m")]).is_err());
+        assert!(settings(&[("RAMPART_ACCESS_TTL", "60m")]).is_ok());
+        assert!(settings(&[("RAMPART_MAX_CONNECTIONS", "18446744073709551615")]).is_err());
+        assert!(settings(&[("RAMPART_FORWARDED_HEADER", "forwarded")]).is_ok());
+        assert!(settings(&[("RAMPART_FORWARDED_HEADER", "x-real-ip")]).is_err());
     }
 
     #[test]
@@ -703,5 +789,9 @@ mod tests {
             "sqlite://data/rampart.db"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://db/app?user=u&password=hunter2&sslpassword=x"),
+            "postgres://db/app?user=u&password=***&sslpassword=***"
+        );
     }
 }

@@ -155,10 +155,27 @@ impl HashParams {
     /// Above this, one login could take a gigabyte: a self-inflicted denial of service.
     const MAX_MEMORY_KIB: u32 = 1024 * 1024;
 
+    /// OWASP's equivalent argon2id configurations (memory KiB, iterations), all as strong as
+    /// the minimum: more memory buys fewer iterations.
+    const OWASP_EQUIVALENTS: [(u32, u32); 5] = [
+        (47_104, 1),
+        (19_456, 2),
+        (12_288, 3),
+        (9_216, 4),
+        (7_168, 5),
+    ];
+
     /// At least as costly as `other` in memory and time (parallelism does not add cost to an
     /// attacker, so it is not compared).
     pub fn at_least(self, other: Self) -> bool {
         self.memory_kib >= other.memory_kib && self.iterations >= other.iterations
+    }
+
+    /// Meets one of OWASP's equivalent minimum configurations.
+    pub fn meets_owasp_minimum(self) -> bool {
+        Self::OWASP_EQUIVALENTS
+            .iter()
+            .any(|&(m, t)| self.memory_kib >= m && self.iterations >= t)
     }
 }
 
@@ -355,6 +372,14 @@ mod tests {
         assert_eq!(p, HashParams::OWASP_MINIMUM);
         let weak: HashParams = "argon2id:t=1,p=1,m=4096".parse().unwrap_or_default();
         assert!(!weak.at_least(HashParams::OWASP_MINIMUM));
+        assert!(!weak.meets_owasp_minimum());
+        let owasp_first: HashParams = "argon2id:m=47104,t=1,p=1".parse().unwrap_or(weak);
+        assert!(
+            owasp_first.meets_owasp_minimum(),
+            "OWASP's m=46MiB,t=1 is as strong as the minimum"
+        );
+        let too_little_memory: HashParams = "argon2id:m=19455,t=2,p=1".parse().unwrap_or_default();
+        assert!(!too_little_memory.meets_owasp_minimum());
         for bad in [
             "bcrypt:12",
             "argon2i:m=19456,t=2,p=1",
