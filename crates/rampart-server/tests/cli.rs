@@ -35,6 +35,9 @@ fn run(vars: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// (settings, the setting that must be named, expected exit code)
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, i32);
+
 fn keys_file(dir: &tempfile::TempDir) -> String {
     let path = dir.path().join("keys.json");
     let (code, _, err) = run(&[], &["keys", "generate", "--out", path.to_str().unwrap()]);
@@ -47,7 +50,6 @@ fn production_refuses_to_start_on_each_unsafe_setting() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys_file(&dir);
     // (settings, the setting that must be named, exit code: 1 posture refusal, 2 invalid value)
-    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, i32);
     let cases: &[Case] = &[
         (
             &[
