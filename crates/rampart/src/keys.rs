@@ -95,6 +95,17 @@ impl Key {
     pub fn is_retired(&self) -> bool {
         self.retired_at.is_some()
     }
+
+    /// When this key stopped signing, if it has.
+    pub fn retired_at(&self) -> Option<OffsetDateTime> {
+        self.retired_at
+    }
+
+    /// A retired key verifies only within [`RETIRED_KEY_RETENTION`] of its retirement.
+    fn still_verifies(&self, now: OffsetDateTime) -> bool {
+        self.retired_at
+            .is_none_or(|at| now - at < RETIRED_KEY_RETENTION)
+    }
 }
 
 /// The signing key and any retired keys still valid for verification.
@@ -169,7 +180,8 @@ impl KeySet {
         Ok(())
     }
 
-    /// Reads and validates a keys file.
+    /// Reads and validates a keys file. Retired keys past their retention are left out, so a
+    /// leaked old key stops verifying even if nobody rotates again.
     pub fn load(path: &Path) -> Result<Self, KeysError> {
         let text = std::fs::read_to_string(path).map_err(|e| KeysError::Read {
             path: path.display().to_string(),
@@ -222,7 +234,11 @@ impl KeySet {
             Some(first) if first.is_retired() => {
                 Err("its first key (the signing key) is retired".into())
             }
-            Some(_) => Ok(Self { keys }),
+            Some(_) => {
+                let now = OffsetDateTime::now_utc();
+                keys.retain(|k| k.still_verifies(now));
+                Ok(Self { keys })
+            }
         }
     }
 
@@ -257,10 +273,21 @@ impl KeySet {
         write_private(path, self.to_json().as_bytes(), true)
     }
 
-    /// Replaces a keys file atomically (write a private temporary file, then rename).
+    /// Replaces a keys file atomically (write a private temporary file, then rename). The
+    /// temporary file is created exclusively (never through an existing file or symlink).
     pub fn replace(&self, path: &Path) -> Result<(), KeysError> {
         let tmp = path.with_extension("json.tmp");
-        write_private(&tmp, self.to_json().as_bytes(), false)?;
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(KeysError::Write {
+                    path: tmp.display().to_string(),
+                    kind: e.kind(),
+                })
+            }
+        }
+        write_private(&tmp, self.to_json().as_bytes(), true)?;
         std::fs::rename(&tmp, path).map_err(|e| KeysError::Write {
             path: path.display().to_string(),
             kind: e.kind(),
@@ -322,11 +349,8 @@ fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<(), Keys
     };
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
-    if create_new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(true);
-    }
+    debug_assert!(create_new, "private files are only ever created fresh");
+    options.create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -382,6 +406,29 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(set.find(&first).is_none());
         assert_eq!(set.keys().len(), 2);
+    }
+
+    #[test]
+    fn retired_keys_past_retention_are_dropped_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let mut set = KeySet::generate().unwrap();
+        let old = set.current().kid().to_owned();
+        let long_ago = OffsetDateTime::now_utc() - RETIRED_KEY_RETENTION - Duration::from_secs(60);
+        set.rotate(long_ago).unwrap();
+        set.write_new(&path).unwrap();
+        let loaded = KeySet::load(&path).unwrap();
+        assert!(
+            loaded.find(&old).is_none(),
+            "a key retired past its retention must not verify"
+        );
+        assert_eq!(loaded.keys().len(), 1);
+
+        let mut recent = KeySet::generate().unwrap();
+        let kept = recent.current().kid().to_owned();
+        recent.rotate(OffsetDateTime::now_utc()).unwrap();
+        recent.replace(&path).unwrap();
+        assert!(KeySet::load(&path).unwrap().find(&kept).is_some());
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct TokenPolicy {
 struct VerificationKey {
     algorithm: Algorithm,
     key: DecodingKey,
+    /// Unix time the key stopped signing: it verifies only tokens issued before then, and only
+    /// until the retention has passed.
+    retired_at: Option<u64>,
 }
 
 /// Issues and verifies access tokens. Cheap to clone.
@@ -127,6 +130,9 @@ impl Tokens {
                 VerificationKey {
                     algorithm: Algorithm::EdDSA,
                     key: decoding,
+                    retired_at: key
+                        .retired_at()
+                        .map(|at| u64::try_from(at.unix_timestamp()).unwrap_or(0)),
                 },
             );
         }
@@ -151,6 +157,7 @@ impl Tokens {
             VerificationKey {
                 algorithm: Algorithm::HS256,
                 key: DecodingKey::from_secret(secret),
+                retired_at: None,
             },
         )]);
         Ok(Self::build(
@@ -262,7 +269,11 @@ impl Tokens {
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.key, validation)
             .map_err(|_| TokenError)?
             .claims;
-        let sane = claims.typ == ACCESS_TOKEN_TYPE
+        let retired_ok = key.retired_at.is_none_or(|retired| {
+            claims.iat <= retired && now < retired + crate::keys::RETIRED_KEY_RETENTION.as_secs()
+        });
+        let sane = retired_ok
+            && claims.typ == ACCESS_TOKEN_TYPE
             && !claims.sid.is_empty()
             && !claims.sub.is_empty()
             && !claims.jti.is_empty()
@@ -494,6 +505,20 @@ mod tests {
         );
         let fresh = after.issue("u", "s").unwrap().token;
         assert_eq!(parts(&fresh).0["kid"], keys.current().kid());
+    }
+
+    #[test]
+    fn a_retired_key_cannot_sign_new_tokens() {
+        let mut keys = KeySet::generate().unwrap();
+        let old_kid = keys.current().kid().to_owned();
+        let old_signer = Tokens::eddsa(&keys, policy(900)).unwrap();
+        // Rotated a minute ago; a token the old key signs now (e.g. after a leak) is refused.
+        keys.rotate(time::OffsetDateTime::now_utc() - Duration::from_secs(60))
+            .unwrap();
+        let verifier = Tokens::eddsa(&keys, policy(900)).unwrap();
+        let forged_after_retirement = old_signer.issue("admin", "s").unwrap().token;
+        assert_eq!(parts(&forged_after_retirement).0["kid"], old_kid.as_str());
+        assert_eq!(verifier.verify(&forged_after_retirement), Err(TokenError));
     }
 
     #[test]
