@@ -90,19 +90,18 @@ pub fn take_or_generate(headers: &HeaderMap, ids: &IdGenerator) -> HeaderValue {
 /// Renders an error body as problem+json carrying the request id: a handler's [`Problem`] gets
 /// the id added; any other error response gets the generic document for its status.
 pub fn finish_problem(response: &mut Response, id: &HeaderValue) {
-    let problem = match response.extensions_mut().remove::<Problem>() {
-        Some(problem) => problem,
-        None => {
-            // Any other error body (a library's text/plain rejection naming its internals, a
-            // handler's `e.to_string()`) is replaced with the generic document for its status.
-            if response.status().is_server_error() {
-                tracing::error!(
-                    status = response.status().as_u16(),
-                    "an error body from outside rampart was replaced"
-                );
-            }
-            Problem::for_status(response.status())
+    let problem = if let Some(problem) = response.extensions_mut().remove::<Problem>() {
+        problem
+    } else {
+        // Any other error body (a library's text/plain rejection naming its internals, a
+        // handler's `e.to_string()`) is replaced with the generic document for its status.
+        if response.status().is_server_error() {
+            tracing::error!(
+                status = response.status().as_u16(),
+                "an error body from outside rampart was replaced"
+            );
         }
+        Problem::for_status(response.status())
     };
     let problem = Problem {
         request_id: id.to_str().ok().map(str::to_owned),
