@@ -19,6 +19,7 @@ struct Running {
 async fn start(options: ServeOptions) -> Running {
     let app = Router::new()
         .route("/fast", get(|| async { "fast" }))
+        .route("/huge", get(|| async { vec![b'x'; 32 * 1024 * 1024] }))
         .route(
             "/slow",
             get(|| async {
@@ -128,6 +129,80 @@ async fn connections_over_the_cap_are_closed_at_once() {
     assert!(request(&mut third, "/fast")
         .await
         .starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let server = start(ServeOptions {
+        max_connections_per_ip: 2,
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(stream);
+    }
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut third, Duration::from_secs(2)).await,
+        "a third connection from the same address must be refused"
+    );
+    held.clear();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        request(&mut again, "/fast")
+            .await
+            .starts_with("HTTP/1.1 200"),
+        "slots free when connections close"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_loses_its_slot() {
+    let server = start(ServeOptions {
+        max_connections: 1,
+        write_stall_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    })
+    .await;
+    // Ask for 32 MiB and never read: the server's writes stall once the socket buffers fill.
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    // While it holds the only slot, nobody else gets in; after the stall timeout it is dropped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut other = TcpStream::connect(server.addr).await.unwrap();
+        let head = b"GET /fast HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        if other.write_all(head).await.is_ok() {
+            let mut response = String::new();
+            let _ = tokio::time::timeout(
+                Duration::from_millis(500),
+                other.read_to_string(&mut response),
+            )
+            .await;
+            if response.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled reader still holds the only slot"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stalled);
 }
 
 #[tokio::test]
