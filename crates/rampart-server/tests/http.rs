@@ -85,7 +85,6 @@ async fn anonymous_callers_get_401_everywhere_but_public_routes() {
         (Method::GET, "/v1/admin/users"),
         (Method::GET, "/.env"),
         (Method::GET, "/health/"),
-        (Method::GET, "/%2e%2e/etc/passwd"),
         (Method::PUT, "/anything"),
     ];
     for (method, path) in probes {
@@ -101,6 +100,39 @@ async fn anonymous_callers_get_401_everywhere_but_public_routes() {
             let body = problem(request.send().await.unwrap(), 401).await;
             assert_eq!(body["title"], "Unauthorized", "{method} {path}");
         }
+    }
+}
+
+/// Paths a client library would normalise before sending, written to the socket as they are.
+#[tokio::test]
+async fn raw_path_tricks_still_meet_default_deny() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(&[]).await;
+    let probes = [
+        "/%2e%2e/etc/passwd",
+        "/v1/users/%6de",
+        "//v1/users/me",
+        "/V1/USERS/ME",
+        "/health/..%2f..%2fv1/users/me",
+        "/v1/users/me%00",
+        "/v1/users/me;jsessionid=x",
+        "/v1/users/me/.",
+    ];
+    for path in probes {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response.split(' ').nth(1).unwrap_or_default().to_owned();
+        assert!(
+            status == "401" || status == "400",
+            "{path}: {status}\n{response}"
+        );
+        assert!(
+            !response.contains("\"username\""),
+            "{path} reached a protected handler"
+        );
     }
 }
 

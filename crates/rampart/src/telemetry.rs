@@ -2,18 +2,19 @@
 //!
 //! Defends against secrets in logs by construction: rampart's own layers log only fixed fields
 //! (see `http::access_log`), and the filter comes from settings, where the posture check fails
-//! any debug or trace level in production, because lower levels of dependencies may record
-//! request data.
+//! any level above info in production, because dependencies' debug output may record request
+//! data.
 //!
-//! Defends against log-driven slowdowns too: lines go into one shared buffer that a background
-//! thread flushes every [`FLUSH_INTERVAL`] (or sooner when it fills), so a request never waits on
-//! a terminal or pipe and no thread is woken per line. tracing-appender's non-blocking writer
-//! wakes its thread for every line, which cost about 15% of throughput on two cores; this
-//! batching writer is the few lines that avoid that.
+//! Defends against log-driven stalls too: a log line is only copied into a memory buffer under a
+//! short lock; a background thread swaps the buffer out every [`FLUSH_INTERVAL`] and writes it
+//! with no lock held. If stderr stops draining (a stuck pipe), lines beyond [`MAX_PENDING_BYTES`]
+//! are dropped and counted instead of blocking requests. tracing-appender's non-blocking writer
+//! wakes its thread on every line, which cost about 15% of throughput on two cores; this
+//! batching writer is the few lines that avoid both problems.
 
-use std::io::{BufWriter, Stderr, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -21,38 +22,72 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, Settings};
 
-/// Longest time a log line waits in the buffer.
+/// Longest time a log line waits in memory.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-const BUFFER_BYTES: usize = 64 * 1024;
+/// Lines waiting beyond this are dropped (and counted) rather than grow memory.
+pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
-type SharedBuffer = Arc<Mutex<BufWriter<Stderr>>>;
+#[derive(Default)]
+struct Pending {
+    lines: Mutex<Vec<u8>>,
+    dropped: AtomicU64,
+}
 
-/// Flushes the log buffer when dropped; keep it alive until the process exits.
-#[derive(Debug)]
+impl Pending {
+    /// Writes everything pending to stderr; the lock is held only for the swap.
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner));
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        let mut stderr = std::io::stderr().lock();
+        if !batch.is_empty() {
+            let _ = stderr.write_all(&batch);
+        }
+        if dropped > 0 {
+            let _ = writeln!(
+                stderr,
+                "rampart: {dropped} log line(s) dropped: stderr did not keep up"
+            );
+        }
+        let _ = stderr.flush();
+    }
+}
+
+/// Flushes pending log lines when dropped; keep it alive until the process exits.
 pub struct LogGuard {
-    buffer: SharedBuffer,
+    pending: Arc<Pending>,
     stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogGuard").finish_non_exhaustive()
+    }
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = flush(&self.buffer);
+        self.pending.flush();
     }
 }
 
 /// Hands each log line the shared buffer.
-struct BatchedWriter(SharedBuffer);
+struct BatchedWriter(Arc<Pending>);
 
-/// One line being written; holds the buffer's lock only while the formatted line is copied in.
-struct Line<'a>(MutexGuard<'a, BufWriter<Stderr>>);
+/// One line being written: copied into the buffer, never to a file descriptor.
+struct Line<'a>(&'a Pending);
 
 impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.write(bytes)
+        let mut lines = self.0.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() + bytes.len() > MAX_PENDING_BYTES {
+            self.0.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            lines.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
     }
 
-    /// Flushing is the flusher thread's job; a per-line flush would be a syscall per line.
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
@@ -62,15 +97,8 @@ impl<'a> MakeWriter<'a> for BatchedWriter {
     type Writer = Line<'a>;
 
     fn make_writer(&'a self) -> Line<'a> {
-        Line(self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        Line(&self.0)
     }
-}
-
-fn flush(buffer: &SharedBuffer) -> std::io::Result<()> {
-    buffer
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .flush()
 }
 
 /// Installs the global subscriber, writing to stderr (stdout carries only the `listening on`
@@ -78,13 +106,10 @@ fn flush(buffer: &SharedBuffer) -> std::io::Result<()> {
 pub fn init(settings: &Settings) -> Option<LogGuard> {
     let filter =
         EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let buffer: SharedBuffer = Arc::new(Mutex::new(BufWriter::with_capacity(
-        BUFFER_BYTES,
-        std::io::stderr(),
-    )));
+    let pending = Arc::new(Pending::default());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(BatchedWriter(Arc::clone(&buffer)))
+        .with_writer(BatchedWriter(Arc::clone(&pending)))
         .with_target(false);
     let installed = match settings.log_format {
         LogFormat::Json => builder
@@ -100,20 +125,17 @@ pub fn init(settings: &Settings) -> Option<LogGuard> {
         return None;
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let (flusher_buffer, flusher_stop) = (Arc::clone(&buffer), Arc::clone(&stop));
+    let (flusher, flusher_stop) = (Arc::clone(&pending), Arc::clone(&stop));
     let spawned = std::thread::Builder::new()
         .name("rampart-log-flush".into())
         .spawn(move || {
             while !flusher_stop.load(Ordering::Relaxed) {
                 std::thread::sleep(FLUSH_INTERVAL);
-                let _ = flush(&flusher_buffer);
+                flusher.flush();
             }
         });
     if spawned.is_err() {
-        // Without the flusher, lines would wait for a full buffer; say so where it is seen.
-        eprintln!(
-            "warning: log flusher thread could not start; logs are flushed when 64 KiB accumulate"
-        );
+        eprintln!("warning: the log flusher thread could not start; logs appear only at exit");
     }
-    Some(LogGuard { buffer, stop })
+    Some(LogGuard { pending, stop })
 }

@@ -203,7 +203,11 @@ async fn every_status_path_is_hardened() {
         ),
         (
             "413 declared",
-            json_req(two_kib_over.clone(), "application/json"),
+            Request::post("/notes")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_LENGTH, two_kib_over.len())
+                .body(Body::from(two_kib_over.clone()))
+                .unwrap(),
             413,
         ),
         ("415", json_req(r#"{"title":"x"}"#, "text/plain"), 415),
@@ -224,6 +228,13 @@ async fn every_status_path_is_hardened() {
     for (what, request, status) in cases {
         let (response, body) = send(request).await;
         assert_problem(&response, &body, status, what);
+        if what == "413 declared" {
+            assert_eq!(
+                response.headers()[header::CONNECTION],
+                "close",
+                "the unread body must end the connection"
+            );
+        }
         assert_hardened(&response, what);
         let text = body.to_string();
         for leak in ["SELECT", "password_hash", "/srv", "sqlx", "panic payload"] {
@@ -246,7 +257,16 @@ async fn undeclared_oversized_body_is_cut_off_at_the_limit() {
 
 #[tokio::test]
 async fn hostile_json_is_refused() {
-    let deep = format!("{{\"title\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+    // 17 levels against the stack's cap of 16: below serde_json's own limit of 128.
+    let deep = format!("{{\"title\":{}1{}}}", "[".repeat(16), "]".repeat(16));
+    let (response, problem) = send(json_req(deep.clone(), "application/json")).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("nested deeper than 16")),
+        "{problem}"
+    );
     let cases: Vec<(&str, Vec<u8>, &str, u16)> = vec![
         ("deep nesting", deep.into_bytes(), "application/json", 400),
         (
@@ -301,6 +321,18 @@ async fn cors_allows_only_listed_origins() {
             .body(Body::empty())
             .unwrap()
     };
+    // An OPTIONS that is not a preflight meets default deny like any other method.
+    let (plain_options, _) = send(
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/me")
+            .header(header::ORIGIN, "https://app.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(plain_options.status(), StatusCode::UNAUTHORIZED);
+
     let (allowed, _) = send(preflight("https://app.example")).await;
     assert!(allowed.status().is_success());
     assert_eq!(

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::{header, HeaderName, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -30,9 +31,69 @@ const EXPOSED_HEADERS: [HeaderName; 5] = [
     header::LOCATION,
 ];
 
+/// CORS for preflights and cross-origin requests only. tower-http answers *every* `OPTIONS` as a
+/// preflight; an `OPTIONS` without `Access-Control-Request-Method` is not one, so it goes to the
+/// router and meets the default-deny policy like any other method.
+#[derive(Debug, Clone)]
+pub struct PreflightOnlyLayer(CorsLayer);
+
+impl<S: Clone> tower::Layer<S> for PreflightOnlyLayer {
+    type Service = PreflightOnly<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PreflightOnly {
+            cors: self.0.layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+/// See [`PreflightOnlyLayer`].
+#[derive(Debug, Clone)]
+pub struct PreflightOnly<S> {
+    cors: tower_http::cors::Cors<S>,
+    plain: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for PreflightOnly<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<axum::body::Body>> + Clone,
+    B: Default,
+{
+    type Response = http::Response<axum::body::Body>;
+    type Error = S::Error;
+    type Future = Either<tower_http::cors::ResponseFuture<S::Future>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        match self.cors.poll_ready(cx) {
+            std::task::Poll::Ready(Ok(())) => self.plain.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let not_a_preflight = request.method() == Method::OPTIONS
+            && !request
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if not_a_preflight {
+            Either::Right(self.plain.call(request))
+        } else {
+            Either::Left(self.cors.call(request))
+        }
+    }
+}
+
 /// The CORS layer for these settings, or `None` when no origin is allowed (no CORS headers are
 /// ever sent then, and preflights reach the default-deny router like any other request).
-pub fn layer(settings: &CorsSettings) -> Option<CorsLayer> {
+pub fn layer(settings: &CorsSettings) -> Option<PreflightOnlyLayer> {
+    inner_layer(settings).map(PreflightOnlyLayer)
+}
+
+fn inner_layer(settings: &CorsSettings) -> Option<CorsLayer> {
     let origins = match &settings.origins {
         CorsOrigins::None => return None,
         CorsOrigins::Any => AllowOrigin::any(),
