@@ -27,20 +27,24 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Lines waiting beyond this are dropped (and counted) rather than grow memory.
 pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
-#[derive(Default)]
 struct Pending {
     lines: Mutex<Vec<u8>>,
     dropped: AtomicU64,
 }
 
 impl Pending {
-    /// Writes everything pending to stderr; the lock is held only for the swap.
-    fn flush(&self) {
-        let batch = std::mem::take(&mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner));
+    /// Writes everything pending to stderr; the lock is held only for the swap. `spare` is the
+    /// previous batch's buffer, emptied but keeping its capacity, so writers never regrow one.
+    fn flush(&self, spare: &mut Vec<u8>) {
+        spare.clear();
+        std::mem::swap(
+            &mut *self.lines.lock().unwrap_or_else(PoisonError::into_inner),
+            spare,
+        );
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let mut stderr = std::io::stderr().lock();
-        if !batch.is_empty() {
-            let _ = stderr.write_all(&batch);
+        if !spare.is_empty() {
+            let _ = stderr.write_all(spare);
         }
         if dropped > 0 {
             let _ = writeln!(
@@ -67,7 +71,7 @@ impl std::fmt::Debug for LogGuard {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.pending.flush();
+        self.pending.flush(&mut Vec::new());
     }
 }
 
@@ -106,7 +110,10 @@ impl<'a> MakeWriter<'a> for BatchedWriter {
 pub fn init(settings: &Settings) -> Option<LogGuard> {
     let filter =
         EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let pending = Arc::new(Pending::default());
+    let pending = Arc::new(Pending {
+        lines: Mutex::new(Vec::with_capacity(256 * 1024)),
+        dropped: AtomicU64::new(0),
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(BatchedWriter(Arc::clone(&pending)))
@@ -129,9 +136,10 @@ pub fn init(settings: &Settings) -> Option<LogGuard> {
     let spawned = std::thread::Builder::new()
         .name("rampart-log-flush".into())
         .spawn(move || {
+            let mut spare = Vec::with_capacity(256 * 1024);
             while !flusher_stop.load(Ordering::Relaxed) {
                 std::thread::sleep(FLUSH_INTERVAL);
-                flusher.flush();
+                flusher.flush(&mut spare);
             }
         });
     if spawned.is_err() {
