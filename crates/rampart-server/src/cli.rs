@@ -42,6 +42,26 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysCommand,
     },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password is read from standard input (never from arguments, which
+    /// other local users can see): `read -rs P && printf %s "$P" | rampart user create ...`.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: String,
+        /// Give the user the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +113,77 @@ pub fn main() -> ExitCode {
         Command::Keys {
             action: KeysCommand::Generate { out },
         } => keys_generate(&out),
+        Command::User {
+            action:
+                UserCommand::Create {
+                    email,
+                    username,
+                    admin,
+                },
+        } => match read_password_from_stdin() {
+            Ok(password) => run_async(user_create(settings, email, username, password, admin)),
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// The first line of standard input, refused when stdin is a terminal (it would echo).
+fn read_password_from_stdin() -> Result<secrecy::SecretString, String> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(
+            "pipe the password on standard input (it would be echoed on a terminal): \
+                    read -rs P && printf %s \"$P\" | rampart user create ..."
+                .into(),
+        );
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password: {}", e.kind()))?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    line.clear();
+    Ok(secrecy::SecretString::from(password))
+}
+
+async fn user_create(
+    settings: Settings,
+    email: String,
+    username: String,
+    password: secrecy::SecretString,
+    admin: bool,
+) -> anyhow::Result<()> {
+    use crate::domain::{Email, Password, Username};
+    let email = Email::parse(&email).map_err(|m| anyhow::anyhow!("email {m}"))?;
+    let username = Username::parse(&username).map_err(|m| anyhow::anyhow!("username {m}"))?;
+    let password = Password::parse(password, Some(username.as_str()), Some(email.as_str()))
+        .map_err(|m| anyhow::anyhow!("password {m}"))?;
+    let state = app::state(settings).await?;
+    let hash = state
+        .hasher
+        .hash(password.into_secret())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let role = if admin {
+        rampart::Role::Admin
+    } else {
+        rampart::Role::User
+    };
+    let user = crate::routes::auth::create_user(&state, &email, &username, hash, role)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+    println!(
+        "created {} ({}) with role {}",
+        user.username,
+        user.id,
+        if admin { "admin" } else { "user" }
+    );
+    Ok(())
 }
 
 fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

@@ -310,3 +310,87 @@ fn logs_hold_no_bodies_tokens_or_query_strings() {
         assert!(!logs.contains(secret), "{secret} leaked into logs: {logs}");
     }
 }
+
+#[test]
+fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
+    let data = tempfile::tempdir().unwrap();
+    let passphrase = "quartz lanterns hum beneath cold rivers";
+    let mut child = command(&data, &[])
+        .args([
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--username",
+            "root-admin",
+            "--admin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{passphrase}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(passphrase));
+
+    let weak = command(&data, &[])
+        .args([
+            "user",
+            "create",
+            "--email",
+            "w@example.com",
+            "--username",
+            "weakling",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"password123\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        weak.status.code(),
+        Some(1),
+        "a weak password must be refused"
+    );
+
+    let server = Binary::start_in(data, &[]);
+    let login = format!(r#"{{"username":"root-admin","password":"{passphrase}"}}"#);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let request = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
+        login.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let token = response
+        .split("\"access_token\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let me = format!("GET /v1/users/me HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    stream.write_all(me.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.contains("\"role\":\"admin\""), "{response}");
+}

@@ -91,6 +91,8 @@ pub trait Store: Send + Sync + 'static {
     fn find_user_by_login<'a>(&'a self, login_key: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
     fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
     fn set_password_hash<'a>(&'a self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()>;
+    /// Locks (login refused, sessions unusable) or unlocks a user.
+    fn set_locked<'a>(&'a self, id: &'a str, locked: bool) -> StoreFuture<'a, ()>;
 
     /// Opens a session and stores its first refresh token's hash, atomically.
     fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()>;

@@ -169,6 +169,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_locked<'a>(&'a self, id: &'a str, locked: bool) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let now = super::now();
+            let locked_at = locked.then_some(now.clone());
+            sqlx::query("UPDATE users SET locked_at = ?, updated_at = ? WHERE id = ?")
+                .bind(locked_at)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let now = super::now();

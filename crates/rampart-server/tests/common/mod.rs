@@ -18,6 +18,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub data: TempDir,
+    /// The running app's state, for tests that must look behind the HTTP surface.
+    pub state: rampart_server::state::AppState,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -36,9 +38,11 @@ impl TestApp {
         );
         let settings = Settings::from_map(vars).expect("valid test settings");
         let options = rampart_server::app::serve_options(&settings);
-        let router = rampart_server::app::build(settings)
+        let hardening = rampart::http::Hardening::from_settings(&settings);
+        let state = rampart_server::app::state(settings)
             .await
-            .expect("app builds");
+            .expect("app state");
+        let router = hardening.apply(rampart_server::app::router(state.clone()));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -53,12 +57,68 @@ impl TestApp {
             addr,
             client,
             data,
+            state,
             stop: Some(stop),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers `username` with a strong password; returns the password.
+    pub async fn register(&self, username: &str) -> String {
+        let password = "violet tandem bicycles rarely whistle".to_owned();
+        let response = self
+            .post_json(
+                "/v1/auth/register",
+                &serde_json::json!({"email": format!("{username}@example.com"), "username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(
+            response.status().as_u16(),
+            201,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+        password
+    }
+
+    /// Logs in and returns the token pair.
+    pub async fn login(&self, username: &str, password: &str) -> serde_json::Value {
+        let response = self
+            .post_json(
+                "/v1/auth/login",
+                &serde_json::json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+        response.json().await.expect("token pair")
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -102,7 +162,11 @@ pub fn command(data: &TempDir, vars: &[(&str, &str)]) -> Command {
 impl Binary {
     /// Starts `rampart serve` and waits for its `listening on` line.
     pub fn start(vars: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), vars)
+    }
+
+    /// Starts `rampart serve` on an existing data directory.
+    pub fn start_in(data: TempDir, vars: &[(&str, &str)]) -> Self {
         let mut child = command(&data, vars)
             .arg("serve")
             .stdout(Stdio::piped())

@@ -1,0 +1,334 @@
+//! Identity over HTTP: registration, login, `/v1/users/me`, tokens, and the attacks on them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use base64::Engine;
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+#[tokio::test]
+async fn register_login_and_me() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("alice").await;
+    let pair = app.login("alice", &password).await;
+    assert_eq!(pair["token_type"], "Bearer");
+    assert_eq!(pair["expires_in"], 900);
+    assert_eq!(pair["refresh_expires_in"], 14 * 86_400);
+    assert!(
+        pair["refresh_token"]
+            .as_str()
+            .is_some_and(|t| t.len() >= 43 && t.split('.').count() == 1),
+        "refresh tokens are opaque, not JWTs"
+    );
+
+    let me = app
+        .get_as("/v1/users/me", pair["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: Value = me.json().await.unwrap();
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["role"], "user");
+    let fields: Vec<&str> = me.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields.len(), 5, "no hash or secret in the user: {fields:?}");
+
+    // The email works as the login name too, in any case.
+    app.login("ALICE@example.com", &password).await;
+}
+
+#[tokio::test]
+async fn oauth2_password_form_logs_in() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("formuser").await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "formuser"),
+            ("password", password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let wrong_grant = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("username", "formuser"),
+            ("password", password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_grant.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn every_registration_rule_answers_422_per_field() {
+    let app = TestApp::spawn(&[]).await;
+    let cases = [
+        (
+            json!({"email": "not-an-email", "username": "bob", "password": "a long enough phrase here"}),
+            "email",
+        ),
+        (
+            json!({"email": "bob@example.com", "username": "b", "password": "a long enough phrase here"}),
+            "username",
+        ),
+        (
+            json!({"email": "bob@example.com", "username": "bob smith", "password": "a long enough phrase here"}),
+            "username",
+        ),
+        (
+            json!({"email": "bob@example.com", "username": "bob", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"email": "bob@example.com", "username": "bob", "password": "password12345"}),
+            "password",
+        ),
+        (
+            json!({"email": "bob@example.com", "username": "bobby", "password": "bobby-the-builder-99"}),
+            "password",
+        ),
+        (
+            json!({"email": "bob@example.com", "username": "bob", "password": "x".repeat(129)}),
+            "password",
+        ),
+        (
+            json!({"email": "bob@example.com", "username": "bob", "password": "a long enough phrase here", "role": "admin"}),
+            "role",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app.post_json("/v1/auth/register", &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "{body}: {problem}");
+        assert!(
+            !problem.to_string().contains("phrase here"),
+            "a password must never be echoed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicate_email_or_username_is_409_ignoring_case() {
+    let app = TestApp::spawn(&[]).await;
+    app.register("carol").await;
+    for (email, username) in [
+        ("CAROL@example.com", "carol2"),
+        ("other@example.com", "CaRoL"),
+    ] {
+        let response = app
+            .post_json("/v1/auth/register", &json!({"email": email, "username": username, "password": "an entirely different phrase"}))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CONFLICT,
+            "{email} / {username}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_are_indistinguishable_and_do_the_same_work() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("dave").await;
+    let locked_password = app.register("erin").await;
+    let erin = app
+        .state
+        .store
+        .find_user_by_login("erin")
+        .await
+        .unwrap()
+        .unwrap();
+    app.state.store.set_locked(&erin.id, true).await.unwrap();
+
+    let attempts = [
+        ("nobody-here", "whatever it may be"),
+        ("dave", "not the right phrase"),
+        ("erin", locked_password.as_str()),
+    ];
+    let mut bodies = Vec::new();
+    for (username, password) in attempts {
+        let before = app.state.hasher.stats().verifications;
+        let response = app
+            .post_json(
+                "/v1/auth/login",
+                &json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{username}");
+        assert_eq!(
+            app.state.hasher.stats().verifications,
+            before + 1,
+            "{username}: every failure verifies one hash"
+        );
+        let mut body: Value = response.json().await.unwrap();
+        body.as_object_mut().unwrap().remove("request_id");
+        bodies.push(body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "401 bodies differ: {bodies:?}"
+    );
+    assert_eq!(
+        app.state.hasher.stats().dummy_verifications,
+        1,
+        "the unknown user was checked against the dummy hash"
+    );
+    app.login("dave", &password).await;
+}
+
+#[tokio::test]
+async fn a_locked_users_live_token_stops_working() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("frank").await;
+    let token = app.login("frank", &password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get_as("/v1/users/me", &token).await.status(),
+        StatusCode::OK
+    );
+    let frank = app
+        .state
+        .store
+        .find_user_by_login("frank")
+        .await
+        .unwrap()
+        .unwrap();
+    app.state.store.set_locked(&frank.id, true).await.unwrap();
+    app.state.sessions.forget_user(&frank.id);
+    assert_eq!(
+        app.get_as("/v1/users/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Splits a JWT into its decoded header and claims.
+fn jwt_parts(token: &str) -> (Value, Value, String) {
+    let mut parts = token.split('.');
+    let header = serde_json::from_slice(&B64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let claims = serde_json::from_slice(&B64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    (header, claims, parts.next().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn access_tokens_carry_ids_only_and_forgeries_fail() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("grace").await;
+    let token = app.login("grace", &password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (header, claims, signature) = jwt_parts(&token);
+    assert_eq!(
+        (header["alg"].as_str(), header["typ"].as_str()),
+        (Some("EdDSA"), Some("at+jwt"))
+    );
+    let text = claims.to_string();
+    assert!(
+        !text.contains("grace") && !text.contains("example.com") && !text.contains("role"),
+        "personal data in {claims}"
+    );
+    assert!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap() <= 15 * 60);
+
+    let encode = |v: &Value| B64.encode(v.to_string());
+    let mut none = header.clone();
+    none["alg"] = "none".into();
+    let mut other_user = claims.clone();
+    other_user["sub"] = "01a20000-0000-7000-8000-000000000000".into();
+    let mut far_future = claims.clone();
+    far_future["exp"] = (claims["exp"].as_u64().unwrap() + 86_400).into();
+    let forgeries = [
+        format!("{}.{}.", encode(&none), encode(&claims)),
+        format!("{}.{}.{signature}", encode(&header), encode(&other_user)),
+        format!("{}.{}.{signature}", encode(&header), encode(&far_future)),
+        format!("{}.{}", encode(&header), encode(&claims)),
+        format!("{token}x"),
+    ];
+    for forged in forgeries {
+        assert_eq!(
+            app.get_as("/v1/users/me", &forged).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{forged}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn jwks_serves_public_keys_only() {
+    let app = TestApp::spawn(&[]).await;
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kty"], "OKP");
+    assert!(keys[0].get("d").is_none(), "private part published: {jwks}");
+    let on_disk = std::fs::read_to_string(app.data.path().join("keys.json")).unwrap();
+    let private: Value = serde_json::from_str(&on_disk).unwrap();
+    let d = private["keys"][0]["d"].as_str().unwrap();
+    assert!(!jwks.to_string().contains(d));
+}
+
+#[tokio::test]
+async fn an_imported_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
+    let app = TestApp::spawn(&[]).await;
+    // A row as `rampart user import` (or a FastAPI/passlib table) would hold it.
+    let legacy = bcrypt::hash("imported fastapi passphrase", 4).unwrap();
+    app.state
+        .store
+        .create_user(rampart_server::store::NewUser {
+            id: "01a20000-0000-7000-8000-00000000b0b0".into(),
+            email: "legacy@example.com".into(),
+            email_key: "legacy@example.com".into(),
+            username: "legacy".into(),
+            username_key: "legacy".into(),
+            password_hash: legacy.clone(),
+            role: rampart::Role::User,
+        })
+        .await
+        .unwrap();
+    app.login("legacy", "imported fastapi passphrase").await;
+    let stored = app
+        .state
+        .store
+        .find_user_by_login("legacy")
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert!(stored.starts_with("$argon2id$"), "still {stored}");
+    app.login("legacy", "imported fastapi passphrase").await;
+    let wrong = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "legacy", "password": "wrong"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+}
