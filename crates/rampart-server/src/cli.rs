@@ -62,6 +62,13 @@ pub enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Import users with existing password hashes (bcrypt from passlib/FastAPI, or argon2)
+    /// from a .csv (header: email,username,hash) or .jsonl file. bcrypt hashes are upgraded to
+    /// argon2id at each user's next login. Exits 1 if any row was rejected.
+    Import {
+        /// The file to read.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +120,25 @@ pub fn main() -> ExitCode {
         Command::Keys {
             action: KeysCommand::Generate { out },
         } => keys_generate(&out),
+        Command::User {
+            action: UserCommand::Import { file },
+        } => run_async(async move {
+            let state = app::state(settings).await?;
+            let report = crate::import::import(&state, &file).await?;
+            for (line, reason) in &report.rejected {
+                eprintln!("line {line}: {reason}");
+            }
+            println!(
+                "imported {} user(s), rejected {}",
+                report.imported,
+                report.rejected.len()
+            );
+            if report.rejected.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} row(s) rejected", report.rejected.len())
+            }
+        }),
         Command::User {
             action:
                 UserCommand::Create {

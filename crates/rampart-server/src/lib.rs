@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod docs;
 pub mod domain;
+pub mod import;
 pub mod routes;
 pub mod state;
 pub mod store;

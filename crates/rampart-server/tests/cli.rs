@@ -394,3 +394,59 @@ fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.contains("\"role\":\"admin\""), "{response}");
 }
+
+#[test]
+fn user_import_takes_fastapi_hashes_rejects_garbage_and_never_prints_hashes() {
+    let data = tempfile::tempdir().unwrap();
+    let bcrypt_hash = bcrypt::hash("fastapi era passphrase", 4).unwrap();
+    let argon2_hash =
+        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo";
+    let csv = format!(
+        "email,username,hashed_password\n\
+         old@example.com,olduser,{bcrypt_hash}\n\
+         argon@example.com,argonuser,\"{argon2_hash}\"\n\
+         not-an-email,baduser,{bcrypt_hash}\n\
+         plain@example.com,plainuser,hunter2-PLAINTEXT\n\
+         OLD@example.com,olduser2,{bcrypt_hash}\n"
+    );
+    let file = data.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    let output = command(&data, &[])
+        .args(["user", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "rejected rows must fail the command: {stderr}"
+    );
+    assert!(
+        stdout.contains("imported 2 user(s), rejected 3"),
+        "{stdout}"
+    );
+    for line in ["line 4:", "line 5:", "line 6:"] {
+        assert!(stderr.contains(line), "{line} not reported: {stderr}");
+    }
+    for secret in [bcrypt_hash.as_str(), argon2_hash, "hunter2-PLAINTEXT"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "a hash was printed"
+        );
+    }
+
+    let server = Binary::start_in(data, &[]);
+    let login = r#"{"username":"old@example.com","password":"fastapi era passphrase"}"#;
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let request = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
+        login.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}

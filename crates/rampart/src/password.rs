@@ -186,6 +186,15 @@ impl PasswordHasher {
     }
 }
 
+/// True for the stored-hash formats [`PasswordHasher::verify`] understands: an argon2 PHC
+/// string or a `$2a$`/`$2b$`/`$2y$` bcrypt hash. Used to vet imported hashes.
+pub fn is_supported_hash(stored: &str) -> bool {
+    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        return stored.parse::<bcrypt::HashParts>().is_ok();
+    }
+    PasswordHash::new(stored).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+}
+
 fn argon2_for(params: HashParams) -> Result<Argon2<'static>, HashError> {
     let params = Params::new(
         params.memory_kib,
@@ -325,6 +334,23 @@ mod tests {
             hasher.verify(secret("x"), Some("garbage")).await.unwrap(),
             Verified::Invalid
         );
+    }
+
+    #[test]
+    fn supported_hash_formats() {
+        assert!(is_supported_hash(&bcrypt::hash("x", 4).unwrap()));
+        assert!(is_supported_hash(
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo"
+        ));
+        for bad in [
+            "",
+            "plaintext-password",
+            "$1$md5$crypt",
+            "$2b$12$short",
+            "$pbkdf2-sha256$29000$x$y",
+        ] {
+            assert!(!is_supported_hash(bad), "{bad}");
+        }
     }
 
     #[tokio::test]
