@@ -280,6 +280,8 @@ fn logs_hold_no_bodies_tokens_or_query_strings() {
     let secret_requests = [
         "POST /v1/auth/login?password=QUERY-SECRET-1 HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer TOKEN-SECRET-2\r\nContent-Type: application/json\r\nContent-Length: 39\r\nConnection: close\r\n\r\n{\"username\":\"a\",\"password\":\"BODY-SEC3\"}",
         "GET /health?token=QUERY-SECRET-4 HTTP/1.1\r\nHost: t\r\nCookie: session=COOKIE-SECRET-5\r\nConnection: close\r\n\r\n",
+        // A registration whose password must not reach the log either.
+        "POST /v1/auth/register HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 87\r\nConnection: close\r\n\r\n{\"email\":\"log@example.com\",\"username\":\"logger\",\"password\":\"REGISTER-SEC7 tandem bells\"}",
         // A malformed body that the login route reads and refuses (400).
         "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 40\r\nConnection: close\r\n\r\n{\"username\":\"a\",\"password\":\"BROKEN-SEC6\"",
     ];
@@ -299,7 +301,12 @@ fn logs_hold_no_bodies_tokens_or_query_strings() {
         logs.contains("\"path\":\"/v1/auth/login\",\"status\":400"),
         "the malformed login body must have been read and refused: {logs}"
     );
+    assert!(
+        logs.contains("\"path\":\"/v1/auth/register\",\"status\":201"),
+        "the registration must have succeeded: {logs}"
+    );
     for secret in [
+        "REGISTER-SEC7",
         "BROKEN-SEC6",
         "QUERY-SECRET-1",
         "TOKEN-SECRET-2",
