@@ -318,20 +318,10 @@ fn logs_hold_no_bodies_tokens_or_query_strings() {
     }
 }
 
-#[test]
-fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
-    let data = tempfile::tempdir().unwrap();
-    let passphrase = "quartz lanterns hum beneath cold rivers";
-    let mut child = command(&data, &[])
-        .args([
-            "user",
-            "create",
-            "--email",
-            "root@example.com",
-            "--username",
-            "root-admin",
-            "--admin",
-        ])
+/// Runs `rampart ARGS` on `data` with `stdin` piped in; returns the finished output.
+fn run_with_stdin(data: &tempfile::TempDir, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = command(data, &[])
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -341,9 +331,48 @@ fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
         .stdin
         .take()
         .unwrap()
-        .write_all(format!("{passphrase}\n").as_bytes())
+        .write_all(stdin.as_bytes())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Sends one raw HTTP/1.1 request (`Connection: close` added) and returns the whole response.
+fn raw_request(addr: std::net::SocketAddr, head: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "{head}\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Logs in over a raw socket; returns the response.
+fn raw_login(addr: std::net::SocketAddr, username: &str, password: &str) -> String {
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    raw_request(
+        addr,
+        "POST /v1/auth/login HTTP/1.1\r\nContent-Type: application/json",
+        &body,
+    )
+}
+
+#[test]
+fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
+    let data = tempfile::tempdir().unwrap();
+    let passphrase = "quartz lanterns hum beneath cold rivers";
+    let args = [
+        "user",
+        "create",
+        "--email",
+        "root@example.com",
+        "--username",
+        "root-admin",
+        "--admin",
+    ];
+    let output = run_with_stdin(&data, &args, &format!("{passphrase}\n"));
     assert!(
         output.status.success(),
         "{}",
@@ -351,24 +380,18 @@ fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
     );
     assert!(!String::from_utf8_lossy(&output.stdout).contains(passphrase));
 
-    let weak = command(&data, &[])
-        .args([
+    let weak = run_with_stdin(
+        &data,
+        &[
             "user",
             "create",
             "--email",
             "w@example.com",
             "--username",
             "weakling",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"password123\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+        ],
+        "password123\n",
+    );
     assert_eq!(
         weak.status.code(),
         Some(1),
@@ -376,15 +399,7 @@ fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
     );
 
     let server = Binary::start_in(data, &[]);
-    let login = format!(r#"{{"username":"root-admin","password":"{passphrase}"}}"#);
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    let request = format!(
-        "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
-        login.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = raw_login(server.addr, "root-admin", passphrase);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let token = response
         .split("\"access_token\":\"")
@@ -394,12 +409,12 @@ fn user_create_reads_the_password_from_stdin_and_makes_an_admin() {
         .next()
         .unwrap()
         .to_owned();
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    let me = format!("GET /v1/users/me HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
-    stream.write_all(me.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.contains("\"role\":\"admin\""), "{response}");
+    let me = raw_request(
+        server.addr,
+        &format!("GET /v1/users/me HTTP/1.1\r\nAuthorization: Bearer {token}"),
+        "",
+    );
+    assert!(me.contains("\"role\":\"admin\""), "{me}");
 }
 
 #[test]
@@ -446,14 +461,6 @@ fn user_import_takes_fastapi_hashes_rejects_garbage_and_never_prints_hashes() {
     }
 
     let server = Binary::start_in(data, &[]);
-    let login = r#"{"username":"old@example.com","password":"fastapi era passphrase"}"#;
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    let request = format!(
-        "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{login}",
-        login.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = raw_login(server.addr, "old@example.com", "fastapi era passphrase");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
