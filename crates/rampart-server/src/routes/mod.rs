@@ -3,9 +3,10 @@
 pub mod auth;
 pub mod health;
 pub mod jwks;
+pub mod sessions;
 pub mod users;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use rampart::SecureRouter;
 
 use crate::state::AppState;
@@ -18,7 +19,12 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .public("/ready", get(health::ready))
         .public("/v1/auth/register", post(auth::register))
         .public("/v1/auth/login", post(auth::login))
-        .authenticated("/v1/users/me", get(users::me));
+        .authenticated("/v1/users/me", get(users::me))
+        .authenticated("/v1/auth/logout", post(sessions::logout))
+        .authenticated("/v1/auth/logout-all", post(sessions::logout_all))
+        .authenticated("/v1/auth/sessions", get(sessions::list))
+        .authenticated("/v1/auth/sessions/{id}", delete(sessions::delete))
+        .authenticated("/v1/auth/password", post(sessions::change_password));
     if jwks {
         routes.public("/.well-known/jwks.json", get(jwks::jwks))
     } else {

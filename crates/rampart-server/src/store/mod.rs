@@ -80,6 +80,15 @@ pub struct SessionPrincipal {
     pub expires_at: String,
 }
 
+/// A live session as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub user_agent: Option<String>,
+}
+
 /// Everything the service needs from its database.
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip proving the database answers (for `/ready`).
@@ -100,6 +109,18 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         session_id: &'a str,
     ) -> StoreFuture<'a, Option<SessionPrincipal>>;
+    /// The user's sessions that are neither revoked nor expired, newest first.
+    fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>>;
+    /// Revokes one of `user_id`'s live sessions; false when it has no such session (someone
+    /// else's id and an unknown id look the same).
+    fn revoke_session<'a>(&'a self, user_id: &'a str, session_id: &'a str)
+        -> StoreFuture<'a, bool>;
+    /// Revokes every live session of `user_id` except `keep`; returns how many ended.
+    fn revoke_user_sessions<'a>(
+        &'a self,
+        user_id: &'a str,
+        keep: Option<&'a str>,
+    ) -> StoreFuture<'a, u64>;
 }
 
 /// `now` as stored: UTC, RFC 3339, fixed microseconds, so text order is time order.

@@ -13,7 +13,10 @@ use sqlx::SqlitePool;
 use rampart::Role;
 use sqlx::Row;
 
-use super::{NewSession, NewUser, SessionPrincipal, Store, StoreError, StoreFuture, UserRecord};
+use super::{
+    NewSession, NewUser, SessionPrincipal, SessionRecord, Store, StoreError, StoreFuture,
+    UserRecord,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -234,6 +237,69 @@ impl Store for SqliteStore {
                 revoked: row.try_get("revoked")?,
                 expires_at: row.try_get("expires_at")?,
             }))
+        })
+    }
+
+    fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, created_at, last_used_at, user_agent FROM sessions
+                 WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
+                 ORDER BY created_at DESC LIMIT 1000",
+            )
+            .bind(user_id)
+            .bind(super::now())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(SessionRecord {
+                        id: row.try_get("id")?,
+                        created_at: row.try_get("created_at")?,
+                        last_used_at: row.try_get("last_used_at")?,
+                        user_agent: row.try_get("user_agent")?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn revoke_session<'a>(
+        &'a self,
+        user_id: &'a str,
+        session_id: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(super::now())
+            .bind(session_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn revoke_user_sessions<'a>(
+        &'a self,
+        user_id: &'a str,
+        keep: Option<&'a str>,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE sessions SET revoked_at = ?
+                 WHERE user_id = ? AND revoked_at IS NULL AND (? IS NULL OR id <> ?)",
+            )
+            .bind(super::now())
+            .bind(user_id)
+            .bind(keep)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected())
         })
     }
 }

@@ -1,0 +1,174 @@
+//! The caller's sessions: list them, end one, end all, and change the password.
+//!
+//! Defends against stolen sessions outliving the user's reaction: every way of ending a session
+//! marks it revoked in the store and drops it from this process's session cache, so its access
+//! tokens are refused on the very next request here, and its refresh token can no longer be
+//! used. A user can only see and end their own sessions: another user's session id answers
+//! exactly like one that does not exist (404).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rampart::password::Verified;
+use rampart::{ApiError, CurrentUser, Json};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::Password;
+use crate::routes::auth::hashing_error;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub user_agent: Option<String>,
+    /// True for the session of the token making this request.
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
+    pub new_password: SecretString,
+}
+
+/// End the calling session: its refresh token and access tokens stop working at once.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "sessions", responses((status = 204, description = "Logged out")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .revoke_session(&caller.user_id, &caller.session_id)
+        .await
+        .map_err(ApiError::internal)?;
+    state.sessions.forget_session(&caller.session_id);
+    tracing::info!(user_id = %caller.user_id, "logout");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End every session of the caller, this one included.
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "sessions", responses((status = 204, description = "Every session ended")))]
+pub async fn logout_all(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+) -> Result<StatusCode, ApiError> {
+    let ended = state
+        .store
+        .revoke_user_sessions(&caller.user_id, None)
+        .await
+        .map_err(ApiError::internal)?;
+    state.sessions.forget_user(&caller.user_id);
+    tracing::info!(user_id = %caller.user_id, ended, "logout from every session");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's live sessions.
+#[utoipa::path(get, path = "/v1/auth/sessions", tag = "sessions", responses((status = 200, description = "Live sessions, newest first", body = SessionList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+) -> Result<Json<SessionList>, ApiError> {
+    let sessions = state
+        .store
+        .list_sessions(&caller.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.id == caller.session_id,
+            id: s.id,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            user_agent: s.user_agent,
+        })
+        .collect();
+    Ok(Json(SessionList { sessions }))
+}
+
+/// End one of the caller's sessions (the current one acts as logout).
+#[utoipa::path(delete, path = "/v1/auth/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Session ended"),
+        (status = 404, description = "No such session of the caller's", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let ended = state
+        .store
+        .revoke_session(&caller.user_id, &id)
+        .await
+        .map_err(ApiError::internal)?;
+    if !ended {
+        return Err(ApiError::NotFound);
+    }
+    state.sessions.forget_session(&id);
+    tracing::info!(user_id = %caller.user_id, "session revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the password; every other session ends, this one stays.
+#[utoipa::path(post, path = "/v1/auth/password", tag = "sessions", request_body = PasswordChange, responses(
+    (status = 204, description = "Changed; other sessions ended"),
+    (status = 422, description = "Current password wrong, or the new one breaks the policy", body = rampart::Problem, content_type = "application/problem+json"),
+))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+    Json(change): Json<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let user = state
+        .store
+        .find_user(&caller.user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::Unauthorized)?;
+    let verified = state
+        .hasher
+        .verify(change.current_password, Some(&user.password_hash))
+        .await
+        .map_err(hashing_error)?;
+    if verified == Verified::Invalid {
+        return Err(ApiError::invalid("current_password", "is incorrect"));
+    }
+    let (username, email) = (user.username.clone(), user.email.clone());
+    let new = tokio::task::spawn_blocking(move || {
+        Password::parse(change.new_password, Some(&username), Some(&email))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|m| ApiError::invalid("new_password", m))?;
+    let hash = state
+        .hasher
+        .hash(new.into_secret())
+        .await
+        .map_err(hashing_error)?;
+    state
+        .store
+        .set_password_hash(&user.id, &hash)
+        .await
+        .map_err(ApiError::internal)?;
+    let ended = state
+        .store
+        .revoke_user_sessions(&user.id, Some(&caller.session_id))
+        .await
+        .map_err(ApiError::internal)?;
+    state.sessions.forget_user(&user.id);
+    tracing::info!(user_id = %user.id, ended, "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}

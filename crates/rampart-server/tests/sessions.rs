@@ -1,0 +1,203 @@
+//! Ending sessions: logout, logout-all, deleting one, and a password change, each taking
+//! effect on the very next request.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn token_for(app: &TestApp, username: &str, password: &str) -> String {
+    app.login(username, password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn post_as(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn status_of_me(app: &TestApp, token: &str) -> StatusCode {
+    app.get_as("/v1/users/me", token).await.status()
+}
+
+#[tokio::test]
+async fn logout_ends_the_calling_session_at_once() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("henry").await;
+    let phone = token_for(&app, "henry", &password).await;
+    let laptop = token_for(&app, "henry", &password).await;
+    assert_eq!(status_of_me(&app, &phone).await, StatusCode::OK);
+    assert_eq!(
+        post_as(&app, "/v1/auth/logout", &phone).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        status_of_me(&app, &phone).await,
+        StatusCode::UNAUTHORIZED,
+        "a logged-out token must fail at once"
+    );
+    assert_eq!(
+        status_of_me(&app, &laptop).await,
+        StatusCode::OK,
+        "other sessions are untouched"
+    );
+    assert_eq!(
+        post_as(&app, "/v1/auth/logout", &phone).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn logout_all_ends_every_session() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("iris").await;
+    let tokens = [
+        token_for(&app, "iris", &password).await,
+        token_for(&app, "iris", &password).await,
+    ];
+    assert_eq!(
+        post_as(&app, "/v1/auth/logout-all", &tokens[0])
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    for token in &tokens {
+        assert_eq!(status_of_me(&app, token).await, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_only_the_owner_can_end_them() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("jack").await;
+    let first = token_for(&app, "jack", &password).await;
+    let second = token_for(&app, "jack", &password).await;
+    let mallory_password = app.register("mallory").await;
+    let mallory = token_for(&app, "mallory", &mallory_password).await;
+
+    let list: Value = app
+        .get_as("/v1/auth/sessions", &second)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let first_id = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Mallory cannot see or end Jack's session: it answers exactly like a missing one.
+    let theirs = app
+        .client
+        .delete(app.url(&format!("/v1/auth/sessions/{first_id}")))
+        .bearer_auth(&mallory)
+        .send()
+        .await
+        .unwrap();
+    let missing = app
+        .client
+        .delete(app.url("/v1/auth/sessions/no-such-session"))
+        .bearer_auth(&mallory)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (theirs.status(), missing.status()),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("request_id");
+        v
+    };
+    assert_eq!(
+        strip(theirs.json().await.unwrap()),
+        strip(missing.json().await.unwrap())
+    );
+    assert_eq!(status_of_me(&app, &first).await, StatusCode::OK);
+
+    let ended = app
+        .client
+        .delete(app.url(&format!("/v1/auth/sessions/{first_id}")))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+    assert_eq!(status_of_me(&app, &first).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status_of_me(&app, &second).await, StatusCode::OK);
+
+    // Deleting the current session acts as logout.
+    let current_id = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own = app
+        .client
+        .delete(app.url(&format!("/v1/auth/sessions/{current_id}")))
+        .bearer_auth(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::NO_CONTENT);
+    assert_eq!(status_of_me(&app, &second).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn password_change_ends_the_other_sessions_but_not_the_callers() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("kate").await;
+    let caller = token_for(&app, "kate", &password).await;
+    let other = token_for(&app, "kate", &password).await;
+    let change = |current: &str, new: &str| {
+        app.client
+            .post(app.url("/v1/auth/password"))
+            .bearer_auth(&caller)
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+    };
+    let wrong = change("not my password at all", "marble owls juggle quietly")
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let weak = change(&password, "password1234").await.unwrap();
+    assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        status_of_me(&app, &other).await,
+        StatusCode::OK,
+        "failed changes end nothing"
+    );
+
+    assert_eq!(
+        change(&password, "marble owls juggle quietly")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(status_of_me(&app, &other).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status_of_me(&app, &caller).await, StatusCode::OK);
+    let old = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "kate", "password": password}),
+        )
+        .await;
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    app.login("kate", "marble owls juggle quietly").await;
+}
