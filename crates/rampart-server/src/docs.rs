@@ -18,7 +18,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, PathItem, Ref, Respon
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{auth, health, jwks, sessions, users};
+use crate::routes::{auth, health, jwks, refresh, sessions, users};
 use crate::state::AppState;
 
 /// The UI runs its own bundled scripts and inline styles; nothing from elsewhere.
@@ -35,7 +35,7 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
         description = "A hardened API backend: default-deny access, problem+json errors, strict validation."
     ),
     paths(
-        health::health, health::ready, auth::register, auth::login, users::me, jwks::jwks,
+        health::health, health::ready, auth::register, auth::login, refresh::refresh, users::me, jwks::jwks,
         sessions::logout, sessions::logout_all, sessions::list, sessions::delete, sessions::change_password,
     ),
     components(schemas(Problem, FieldError)),

@@ -201,3 +201,131 @@ async fn password_change_ends_the_other_sessions_but_not_the_callers() {
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
     app.login("kate", "marble owls juggle quietly").await;
 }
+
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post_json("/v1/auth/refresh", &json!({"refresh_token": token}))
+        .await
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_the_successor_keeps_working() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("liam").await;
+    let first = app.login("liam", &password).await;
+    let second: Value = refresh(&app, first["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    assert_eq!(
+        status_of_me(&app, second["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+    let third = refresh(&app, second["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(third.status(), StatusCode::OK);
+    for garbage in ["", "not-a-token", &"A".repeat(500)] {
+        assert_eq!(
+            refresh(&app, garbage).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{garbage:?}"
+        );
+    }
+    let extra = app
+        .post_json(
+            "/v1/auth/refresh",
+            &json!({"refresh_token": "x", "user_id": "someone"}),
+        )
+        .await;
+    assert_eq!(extra.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_replay_inside_the_grace_window_gets_the_identical_pair() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("mia").await;
+    let pair = app.login("mia", &password).await;
+    let token = pair["refresh_token"].as_str().unwrap();
+    let first: Value = refresh(&app, token).await.json().await.unwrap();
+    let again: Value = refresh(&app, token).await.json().await.unwrap();
+    assert_eq!(first["refresh_token"], again["refresh_token"]);
+    assert_eq!(first["access_token"], again["access_token"]);
+}
+
+#[tokio::test]
+async fn a_replay_after_the_grace_window_revokes_the_whole_family() {
+    let app = TestApp::spawn(&[("RAMPART_REFRESH_GRACE", "1s")]).await;
+    let password = app.register("noah").await;
+    let pair = app.login("noah", &password).await;
+    let stolen = pair["refresh_token"].as_str().unwrap().to_owned();
+    let legit: Value = refresh(&app, &stolen).await.json().await.unwrap();
+    let legit_access = legit["access_token"].as_str().unwrap();
+    assert_eq!(status_of_me(&app, legit_access).await, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    assert_eq!(
+        refresh(&app, &stolen).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "reuse must be refused"
+    );
+    assert_eq!(
+        status_of_me(&app, legit_access).await,
+        StatusCode::UNAUTHORIZED,
+        "the session's access token dies with it"
+    );
+    let successor = legit["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        refresh(&app, successor).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the whole family is revoked"
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_refreshes_yield_one_successor_and_no_error() {
+    let app = std::sync::Arc::new(TestApp::spawn(&[]).await);
+    let password = app.register("olivia").await;
+    let token = app.login("olivia", &password).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let (app, token) = (std::sync::Arc::clone(&app), token.clone());
+            tokio::spawn(async move {
+                let response = refresh(&app, &token).await;
+                let status = response.status();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let mut successors = std::collections::HashSet::new();
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        successors.insert(body["refresh_token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(successors.len(), 1, "the family forked: {successors:?}");
+}
+
+#[tokio::test]
+async fn logout_kills_the_refresh_token_too() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("paul").await;
+    let pair = app.login("paul", &password).await;
+    post_as(
+        &app,
+        "/v1/auth/logout",
+        pair["access_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        refresh(&app, pair["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

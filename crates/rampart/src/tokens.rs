@@ -208,19 +208,36 @@ impl Tokens {
 
     /// Signs a token for `user_id` in session `session_id`.
     pub fn issue(&self, user_id: &str, session_id: &str) -> Result<Issued, TokenError> {
-        let now = unix_now();
-        let policy = &self.inner.policy;
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(|_| TokenError)?;
+        self.issue_as(
+            user_id,
+            session_id,
+            &URL_SAFE_NO_PAD.encode(jti),
+            unix_now(),
+        )
+    }
+
+    /// Signs the token with exactly these `jti` and `iat`. Ed25519 and HMAC signatures are
+    /// deterministic, so the same inputs give the byte-identical token: this is how a refresh
+    /// retried inside the grace window gets the same access token again.
+    pub fn issue_as(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        jti: &str,
+        iat: u64,
+    ) -> Result<Issued, TokenError> {
+        let policy = &self.inner.policy;
         let claims = AccessClaims {
             iss: policy.issuer.clone(),
             aud: policy.audience.clone(),
             sub: user_id.to_owned(),
             sid: session_id.to_owned(),
-            jti: URL_SAFE_NO_PAD.encode(jti),
-            iat: now,
-            nbf: now,
-            exp: now + policy.ttl.as_secs(),
+            jti: jti.to_owned(),
+            iat,
+            nbf: iat,
+            exp: iat + policy.ttl.as_secs(),
             typ: ACCESS_TOKEN_TYPE.to_owned(),
         };
         let mut header = Header::new(self.inner.signing_algorithm);
@@ -230,7 +247,7 @@ impl Tokens {
             .map_err(|_| TokenError)?;
         Ok(Issued {
             token,
-            expires_in: policy.ttl,
+            expires_in: Duration::from_secs(claims.exp.saturating_sub(unix_now())),
             claims,
         })
     }
@@ -519,6 +536,17 @@ mod tests {
         let forged_after_retirement = old_signer.issue("admin", "s").unwrap().token;
         assert_eq!(parts(&forged_after_retirement).0["kid"], old_kid.as_str());
         assert_eq!(verifier.verify(&forged_after_retirement), Err(TokenError));
+    }
+
+    #[test]
+    fn the_same_claims_sign_to_the_same_token() {
+        let tokens = Tokens::eddsa(&KeySet::generate().unwrap(), policy(900)).unwrap();
+        let first = tokens.issue_as("u", "s", "jti-1", unix_now()).unwrap();
+        let again = tokens
+            .issue_as("u", "s", "jti-1", first.claims.iat)
+            .unwrap();
+        assert_eq!(first.token, again.token);
+        assert_ne!(first.token, tokens.issue("u", "s").unwrap().token);
     }
 
     #[test]

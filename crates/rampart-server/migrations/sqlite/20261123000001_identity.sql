@@ -26,13 +26,18 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions (user_id);
 
--- Only a SHA-256 of each refresh token is stored; the token itself never is.
+-- Only a SHA-256 of each refresh token is stored; the token itself never is. When a token is
+-- spent, its successor is kept sealed under a pad derived from the spent token (which only its
+-- holder has), so a retry inside the grace window can be given the identical successor.
 CREATE TABLE refresh_tokens (
-    token_hash      TEXT PRIMARY KEY,
-    session_id      TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    created_at      TEXT NOT NULL,
-    expires_at      TEXT NOT NULL,
-    spent_at        TEXT,
-    successor_hash  TEXT
+    token_hash        TEXT PRIMARY KEY,
+    session_id        TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    created_at        TEXT NOT NULL,
+    expires_at        TEXT NOT NULL,
+    spent_at          TEXT,
+    successor_hash    TEXT,
+    successor_sealed  TEXT,
+    successor_jti     TEXT,
+    successor_iat     INTEGER
 );
 CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);

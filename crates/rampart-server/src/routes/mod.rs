@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod health;
 pub mod jwks;
+pub mod refresh;
 pub mod sessions;
 pub mod users;
 
@@ -19,6 +20,7 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .public("/ready", get(health::ready))
         .public("/v1/auth/register", post(auth::register))
         .public("/v1/auth/login", post(auth::login))
+        .public("/v1/auth/refresh", post(refresh::refresh))
         .authenticated("/v1/users/me", get(users::me))
         .authenticated("/v1/auth/logout", post(sessions::logout))
         .authenticated("/v1/auth/logout-all", post(sessions::logout_all))

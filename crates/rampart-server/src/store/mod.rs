@@ -89,6 +89,33 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
 }
 
+/// A refresh token's row with what deciding on it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshState {
+    pub session_id: String,
+    pub user_id: String,
+    pub expires_at: String,
+    pub spent_at: Option<String>,
+    pub successor_sealed: Option<String>,
+    pub successor_jti: Option<String>,
+    pub successor_iat: Option<i64>,
+    pub successor_expires_at: Option<String>,
+    pub session_live: bool,
+    pub session_expires_at: String,
+}
+
+/// Spending a refresh token and storing its successor, as one atomic step.
+#[derive(Debug)]
+pub struct Rotation {
+    pub spent_hash: String,
+    pub session_id: String,
+    pub successor_hash: String,
+    pub successor_sealed: String,
+    pub successor_jti: String,
+    pub successor_iat: i64,
+    pub successor_expires_at: String,
+}
+
 /// Everything the service needs from its database.
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip proving the database answers (for `/ready`).
@@ -109,6 +136,11 @@ pub trait Store: Send + Sync + 'static {
         &'a self,
         session_id: &'a str,
     ) -> StoreFuture<'a, Option<SessionPrincipal>>;
+    /// The refresh token whose SHA-256 is `hash`, with its session's state.
+    fn refresh_state<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<RefreshState>>;
+    /// Marks the token spent and stores its successor, only if it was not spent yet; false when
+    /// another request spent it first.
+    fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool>;
     /// The user's sessions that are neither revoked nor expired, newest first.
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>>;
     /// Revokes one of `user_id`'s live sessions; false when it has no such session (someone

@@ -14,8 +14,8 @@ use rampart::Role;
 use sqlx::Row;
 
 use super::{
-    NewSession, NewUser, SessionPrincipal, SessionRecord, Store, StoreError, StoreFuture,
-    UserRecord,
+    NewSession, NewUser, RefreshState, Rotation, SessionPrincipal, SessionRecord, Store,
+    StoreError, StoreFuture, UserRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -300,6 +300,77 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
             Ok(done.rows_affected())
+        })
+    }
+
+    fn refresh_state<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<RefreshState>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT r.session_id, s.user_id, r.expires_at, r.spent_at, r.successor_sealed,
+                        r.successor_jti, r.successor_iat, n.expires_at AS successor_expires_at,
+                        (s.revoked_at IS NULL AND u.locked_at IS NULL) AS session_live,
+                        s.expires_at AS session_expires_at
+                 FROM refresh_tokens r
+                 JOIN sessions s ON s.id = r.session_id
+                 JOIN users u ON u.id = s.user_id
+                 LEFT JOIN refresh_tokens n ON n.token_hash = r.successor_hash
+                 WHERE r.token_hash = ?",
+            )
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(RefreshState {
+                session_id: row.try_get("session_id")?,
+                user_id: row.try_get("user_id")?,
+                expires_at: row.try_get("expires_at")?,
+                spent_at: row.try_get("spent_at")?,
+                successor_sealed: row.try_get("successor_sealed")?,
+                successor_jti: row.try_get("successor_jti")?,
+                successor_iat: row.try_get("successor_iat")?,
+                successor_expires_at: row.try_get("successor_expires_at")?,
+                session_live: row.try_get("session_live")?,
+                session_expires_at: row.try_get("session_expires_at")?,
+            }))
+        })
+    }
+
+    fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let now = super::now();
+            let mut tx = self.pool.begin().await?;
+            // The conditional UPDATE is the lock: of concurrent refreshes, exactly one matches.
+            let spent = sqlx::query(
+                "UPDATE refresh_tokens
+                 SET spent_at = ?, successor_hash = ?, successor_sealed = ?, successor_jti = ?, successor_iat = ?
+                 WHERE token_hash = ? AND spent_at IS NULL",
+            )
+            .bind(&now)
+            .bind(&rotation.successor_hash)
+            .bind(&rotation.successor_sealed)
+            .bind(&rotation.successor_jti)
+            .bind(rotation.successor_iat)
+            .bind(&rotation.spent_hash)
+            .execute(&mut *tx)
+            .await?;
+            if spent.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+                .bind(&rotation.successor_hash)
+                .bind(&rotation.session_id)
+                .bind(&now)
+                .bind(&rotation.successor_expires_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
+                .bind(&now)
+                .bind(&rotation.session_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
         })
     }
 }

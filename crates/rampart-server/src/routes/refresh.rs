@@ -1,0 +1,222 @@
+//! `POST /v1/auth/refresh`: rotating refresh tokens with reuse detection.
+//!
+//! Defends against stolen refresh tokens: every use spends the token and issues a successor;
+//! a spent token presented again after the grace window means two parties hold the same token,
+//! so the whole session (the token family) is revoked and both are logged out. Inside the grace
+//! window (`RAMPART_REFRESH_GRACE`) a retry gets the identical successor pair, so two tabs or a
+//! retried request do not log the user out. Concurrent refreshes of one token cannot fork the
+//! family: the store spends a token with a conditional update that exactly one request wins.
+//!
+//! The identical successor is recoverable without storing it readable: the spent row keeps it
+//! XORed with a pad derived from the spent token itself (a domain-separated SHA-256), which
+//! only a holder of that token can compute. The access token is re-signed from the stored
+//! `jti` and `iat`; Ed25519 and HMAC signatures are deterministic, so it is byte-identical.
+
+use axum::extract::State;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rampart::{ApiError, Json};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::routes::auth::{new_refresh_token, refresh_token_hash, TokenPair};
+use crate::state::AppState;
+use crate::store::{self, RefreshState, Rotation};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(value_type = String)]
+    pub refresh_token: SecretString,
+}
+
+/// Trade a refresh token for a new token pair; the presented token is spent.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+    (status = 200, description = "A new pair (or, inside the grace window, the same successor pair again)", body = TokenPair),
+    (status = 401, description = "Unknown, expired, revoked or reused token", body = rampart::Problem, content_type = "application/problem+json"),
+))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let presented = request.refresh_token.expose_secret();
+    if presented.is_empty() || presented.len() > 128 {
+        return Err(ApiError::Unauthorized);
+    }
+    let hash = refresh_token_hash(presented);
+    // A lost race re-reads the row once, and then finds it spent.
+    for _ in 0..2 {
+        let row = state
+            .store
+            .refresh_state(&hash)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or(ApiError::Unauthorized)?;
+        let now = OffsetDateTime::now_utc();
+        let now_text = store::timestamp(now);
+        if !row.session_live || row.session_expires_at <= now_text || row.expires_at <= now_text {
+            return Err(ApiError::Unauthorized);
+        }
+        match row.spent_at.as_deref() {
+            None => {
+                if let Some(pair) = rotate(&state, presented, &hash, &row, now).await? {
+                    return Ok(Json(pair));
+                }
+            }
+            Some(spent_at) => {
+                return replay(&state, presented, &row, spent_at, now)
+                    .await
+                    .map(Json)
+            }
+        }
+    }
+    Err(ApiError::Unauthorized)
+}
+
+/// Spends the token and issues its successor; `None` when a concurrent request spent it first.
+async fn rotate(
+    state: &AppState,
+    presented: &str,
+    hash: &str,
+    row: &RefreshState,
+    now: OffsetDateTime,
+) -> Result<Option<TokenPair>, ApiError> {
+    let (successor, successor_hash) = new_refresh_token()?;
+    let mut jti = [0u8; 16];
+    getrandom::fill(&mut jti).map_err(|_| ApiError::internal("no randomness for a token id"))?;
+    let jti = URL_SAFE_NO_PAD.encode(jti);
+    let iat = now.unix_timestamp();
+    let session_end =
+        OffsetDateTime::parse(&row.session_expires_at, &Rfc3339).map_err(ApiError::internal)?;
+    let successor_expires = (now + state.settings.refresh_ttl).min(session_end);
+    let rotated = state
+        .store
+        .rotate_refresh(Rotation {
+            spent_hash: hash.to_owned(),
+            session_id: row.session_id.clone(),
+            successor_hash,
+            successor_sealed: seal(presented, &successor)?,
+            successor_jti: jti.clone(),
+            successor_iat: iat,
+            successor_expires_at: store::timestamp(successor_expires),
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    if !rotated {
+        return Ok(None);
+    }
+    let access = state
+        .tokens
+        .issue_as(
+            &row.user_id,
+            &row.session_id,
+            &jti,
+            u64::try_from(iat).unwrap_or(0),
+        )
+        .map_err(ApiError::internal)?;
+    tracing::info!(user_id = %row.user_id, "token refreshed");
+    Ok(Some(pair(access, successor, successor_expires - now)))
+}
+
+/// A spent token again: the same successor pair inside the grace window, else reuse.
+async fn replay(
+    state: &AppState,
+    presented: &str,
+    row: &RefreshState,
+    spent_at: &str,
+    now: OffsetDateTime,
+) -> Result<TokenPair, ApiError> {
+    let grace_start = store::timestamp(now - state.settings.refresh_grace);
+    if spent_at >= grace_start.as_str() {
+        if let (Some(sealed), Some(jti), Some(iat), Some(expires)) = (
+            &row.successor_sealed,
+            &row.successor_jti,
+            row.successor_iat,
+            &row.successor_expires_at,
+        ) {
+            let successor = unseal(presented, sealed)?;
+            let access = state
+                .tokens
+                .issue_as(
+                    &row.user_id,
+                    &row.session_id,
+                    jti,
+                    u64::try_from(iat).unwrap_or(0),
+                )
+                .map_err(ApiError::internal)?;
+            let expires = OffsetDateTime::parse(expires, &Rfc3339).map_err(ApiError::internal)?;
+            return Ok(pair(access, successor, expires - now));
+        }
+    }
+    state
+        .store
+        .revoke_session(&row.user_id, &row.session_id)
+        .await
+        .map_err(ApiError::internal)?;
+    state.sessions.forget_session(&row.session_id);
+    tracing::warn!(user_id = %row.user_id, "refresh token reuse detected: session revoked");
+    Err(ApiError::Unauthorized)
+}
+
+fn pair(
+    access: rampart::tokens::Issued,
+    refresh_token: String,
+    refresh_left: time::Duration,
+) -> TokenPair {
+    TokenPair {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in.as_secs(),
+        refresh_token,
+        refresh_expires_in: u64::try_from(refresh_left.whole_seconds()).unwrap_or(0),
+    }
+}
+
+/// The one-time pad for the successor of `presented`: only a holder of `presented` can derive it.
+fn pad(presented: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"rampart refresh successor seal v1\0");
+    hasher.update(presented.as_bytes());
+    hasher.finalize().into()
+}
+
+fn seal(presented: &str, successor: &str) -> Result<String, ApiError> {
+    let raw: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(successor)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::internal("malformed successor token"))?;
+    let pad = pad(presented);
+    let sealed: Vec<u8> = raw.iter().zip(pad).map(|(a, b)| a ^ b).collect();
+    Ok(URL_SAFE_NO_PAD.encode(sealed))
+}
+
+fn unseal(presented: &str, sealed: &str) -> Result<String, ApiError> {
+    let sealed = URL_SAFE_NO_PAD
+        .decode(sealed)
+        .map_err(|_| ApiError::internal("malformed sealed successor"))?;
+    let raw: Vec<u8> = sealed
+        .iter()
+        .zip(pad(presented))
+        .map(|(a, b)| a ^ b)
+        .collect();
+    Ok(URL_SAFE_NO_PAD.encode(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_round_trips_only_with_the_spent_token() {
+        let (successor, _) = new_refresh_token().unwrap();
+        let sealed = seal("spent-token-A", &successor).unwrap();
+        assert_ne!(sealed, successor);
+        assert_eq!(unseal("spent-token-A", &sealed).unwrap(), successor);
+        assert_ne!(unseal("spent-token-B", &sealed).unwrap(), successor);
+    }
+}
