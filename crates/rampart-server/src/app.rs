@@ -91,6 +91,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         tokens,
         hasher,
         sessions: SessionCache::default(),
+        audit: crate::audit::AuditLog::default(),
     }))
 }
 

@@ -47,6 +47,17 @@ pub enum Command {
         #[command(subcommand)]
         action: UserCommand,
     },
+    /// The tamper-evident audit log.
+    AuditLog {
+        #[command(subcommand)]
+        action: AuditLogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditLogCommand {
+    /// Walk the hash chain; exit 1 naming the first row that does not match.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +131,23 @@ pub fn main() -> ExitCode {
         Command::Keys {
             action: KeysCommand::Generate { out },
         } => keys_generate(&out),
+        Command::AuditLog {
+            action: AuditLogCommand::Verify,
+        } => {
+            run_async(async move {
+                let store = store::open(&settings.database_url).await?;
+                match crate::audit::verify(store.as_ref()).await? {
+                    Ok(count) => {
+                        println!("audit log intact: {count} event(s)");
+                        Ok(())
+                    }
+                    Err((seq, id)) => {
+                        println!("audit log broken at row {seq} (event {id}): it does not match the chain");
+                        anyhow::bail!("audit log tampered with")
+                    }
+                }
+            })
+        }
         Command::User {
             action: UserCommand::Import { file },
         } => run_async(async move {

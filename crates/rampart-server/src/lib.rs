@@ -2,6 +2,7 @@
 //! layers. The binary (`rampart`) is a thin wrapper over [`cli::main`].
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod docs;

@@ -23,11 +23,17 @@ pub struct Shared {
     pub tokens: Tokens,
     pub hasher: PasswordHasher,
     pub sessions: SessionCache,
+    pub audit: crate::audit::AuditLog,
 }
 
 impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
+    }
+
+    /// Records a security event (see [`crate::audit`]).
+    pub async fn audit(&self, event: crate::audit::Event) {
+        self.audit.record(self.store.as_ref(), event).await;
     }
 }
 

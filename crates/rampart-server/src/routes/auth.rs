@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::audit::{Event, Kind};
 use crate::domain::{Email, Password, Username};
 use crate::routes::users::UserResponse;
 use crate::state::AppState;
@@ -142,6 +143,7 @@ fn new_id() -> String {
 ))]
 pub async fn register(
     State(state): State<AppState>,
+    context: RequestContext,
     Json(request): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
     let mut errors = Vec::new();
@@ -176,7 +178,9 @@ pub async fn register(
         .await
         .map_err(hashing_error)?;
     let user = create_user(&state, &email, &username, password_hash, Role::User).await?;
-    tracing::info!(user_id = %user.id, "user registered");
+    state
+        .audit(Event::new(Kind::Register, &context).user(&user.id))
+        .await;
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
 
@@ -247,8 +251,19 @@ pub async fn login(
         .map_err(hashing_error)?;
     let (user, needs_rehash) = match (user, verified) {
         (Some(user), Verified::Valid { needs_rehash }) if !user.locked => (user, needs_rehash),
-        _ => {
-            tracing::info!(client = %context.client_ip, "login failed");
+        (user, verified) => {
+            let reason = match (&user, verified) {
+                (None, _) => "unknown_user",
+                (Some(u), Verified::Valid { .. }) if u.locked => "locked",
+                _ => "wrong_password",
+            };
+            let login: String = request.username.chars().take(254).collect();
+            let mut event = Event::new(Kind::LoginFailed, &context)
+                .detail(serde_json::json!({"login": login, "reason": reason}));
+            if let Some(user) = &user {
+                event = event.user(&user.id);
+            }
+            state.audit(event).await;
             return Err(ApiError::Unauthorized);
         }
     };
@@ -267,18 +282,24 @@ pub async fn login(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    let pair = open_session(&state, &user.id, user_agent, &context).await?;
-    tracing::info!(user_id = %user.id, client = %context.client_ip, "login succeeded");
+    let (pair, session_id) = open_session(&state, &user.id, user_agent, &context).await?;
+    state
+        .audit(
+            Event::new(Kind::LoginSucceeded, &context)
+                .user(&user.id)
+                .detail(serde_json::json!({"session_id": session_id})),
+        )
+        .await;
     Ok(Json(pair))
 }
 
-/// Opens a session for `user_id` and returns its first token pair.
+/// Opens a session for `user_id` and returns its first token pair and the session id.
 async fn open_session(
     state: &AppState,
     user_id: &str,
     user_agent: Option<String>,
     context: &RequestContext,
-) -> Result<TokenPair, ApiError> {
+) -> Result<(TokenPair, String), ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let refresh_ttl = state.settings.refresh_ttl.min(SESSION_MAX_AGE);
     let session_id = new_id();
@@ -300,13 +321,14 @@ async fn open_session(
         .tokens
         .issue(user_id, &session_id)
         .map_err(ApiError::internal)?;
-    Ok(TokenPair {
+    let pair = TokenPair {
         access_token: access.token,
         token_type: "Bearer",
         expires_in: access.expires_in.as_secs(),
         refresh_token,
         refresh_expires_in: refresh_ttl.as_secs(),
-    })
+    };
+    Ok((pair, session_id))
 }
 
 /// A 256-bit random refresh token and the SHA-256 that is stored in its place.

@@ -1,5 +1,6 @@
 //! The service's routes, each mounted with its access policy.
 
+pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod jwks;
@@ -26,7 +27,8 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .authenticated("/v1/auth/logout-all", post(sessions::logout_all))
         .authenticated("/v1/auth/sessions", get(sessions::list))
         .authenticated("/v1/auth/sessions/{id}", delete(sessions::delete))
-        .authenticated("/v1/auth/password", post(sessions::change_password));
+        .authenticated("/v1/auth/password", post(sessions::change_password))
+        .admin("/v1/admin/audit", get(admin::audit));
     if jwks {
         routes.public("/.well-known/jwks.json", get(jwks::jwks))
     } else {

@@ -15,6 +15,7 @@
 use axum::extract::State;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use rampart::http::RequestContext;
 use rampart::{ApiError, Json};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -23,6 +24,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::audit::{Event, Kind};
 use crate::routes::auth::{new_refresh_token, refresh_token_hash, TokenPair};
 use crate::state::AppState;
 use crate::store::{self, RefreshState, Rotation};
@@ -41,6 +43,7 @@ pub struct RefreshRequest {
 ))]
 pub async fn refresh(
     State(state): State<AppState>,
+    context: RequestContext,
     Json(request): Json<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let presented = request.refresh_token.expose_secret();
@@ -64,11 +67,15 @@ pub async fn refresh(
         match row.spent_at.as_deref() {
             None => {
                 if let Some(pair) = rotate(&state, presented, &hash, &row, now).await? {
+                    let event = Event::new(Kind::TokenRefreshed, &context)
+                        .user(&row.user_id)
+                        .detail(serde_json::json!({"session_id": row.session_id}));
+                    state.audit(event).await;
                     return Ok(Json(pair));
                 }
             }
             Some(spent_at) => {
-                return replay(&state, presented, &row, spent_at, now)
+                return replay(&state, &context, presented, &row, spent_at, now)
                     .await
                     .map(Json)
             }
@@ -118,13 +125,13 @@ async fn rotate(
             u64::try_from(iat).unwrap_or(0),
         )
         .map_err(ApiError::internal)?;
-    tracing::info!(user_id = %row.user_id, "token refreshed");
     Ok(Some(pair(access, successor, successor_expires - now)))
 }
 
 /// A spent token again: the same successor pair inside the grace window, else reuse.
 async fn replay(
     state: &AppState,
+    context: &RequestContext,
     presented: &str,
     row: &RefreshState,
     spent_at: &str,
@@ -158,7 +165,10 @@ async fn replay(
         .await
         .map_err(ApiError::internal)?;
     state.sessions.forget_session(&row.session_id);
-    tracing::warn!(user_id = %row.user_id, "refresh token reuse detected: session revoked");
+    let event = Event::new(Kind::RefreshReuseDetected, context)
+        .user(&row.user_id)
+        .detail(serde_json::json!({"session_id": row.session_id, "action": "session_revoked"}));
+    state.audit(event).await;
     Err(ApiError::Unauthorized)
 }
 

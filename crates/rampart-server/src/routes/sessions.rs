@@ -8,12 +8,14 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use rampart::http::RequestContext;
 use rampart::password::Verified;
 use rampart::{ApiError, CurrentUser, Json};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::{Event, Kind};
 use crate::domain::Password;
 use crate::routes::auth::hashing_error;
 use crate::state::AppState;
@@ -46,6 +48,7 @@ pub struct PasswordChange {
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "sessions", responses((status = 204, description = "Logged out")))]
 pub async fn logout(
     State(state): State<AppState>,
+    context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -54,7 +57,10 @@ pub async fn logout(
         .await
         .map_err(ApiError::internal)?;
     state.sessions.forget_session(&caller.session_id);
-    tracing::info!(user_id = %caller.user_id, "logout");
+    let event = Event::new(Kind::Logout, &context)
+        .user(&caller.user_id)
+        .detail(serde_json::json!({"session_id": caller.session_id}));
+    state.audit(event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -62,6 +68,7 @@ pub async fn logout(
 #[utoipa::path(post, path = "/v1/auth/logout-all", tag = "sessions", responses((status = 204, description = "Every session ended")))]
 pub async fn logout_all(
     State(state): State<AppState>,
+    context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
     let ended = state
@@ -70,7 +77,10 @@ pub async fn logout_all(
         .await
         .map_err(ApiError::internal)?;
     state.sessions.forget_user(&caller.user_id);
-    tracing::info!(user_id = %caller.user_id, ended, "logout from every session");
+    let event = Event::new(Kind::LogoutAll, &context)
+        .user(&caller.user_id)
+        .detail(serde_json::json!({"sessions_ended": ended}));
+    state.audit(event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -106,6 +116,7 @@ pub async fn list(
     ))]
 pub async fn delete(
     State(state): State<AppState>,
+    context: RequestContext,
     CurrentUser(caller): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -118,7 +129,10 @@ pub async fn delete(
         return Err(ApiError::NotFound);
     }
     state.sessions.forget_session(&id);
-    tracing::info!(user_id = %caller.user_id, "session revoked");
+    let event = Event::new(Kind::SessionRevoked, &context)
+        .user(&caller.user_id)
+        .detail(serde_json::json!({"session_id": id}));
+    state.audit(event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -129,6 +143,7 @@ pub async fn delete(
 ))]
 pub async fn change_password(
     State(state): State<AppState>,
+    context: RequestContext,
     CurrentUser(caller): CurrentUser,
     Json(change): Json<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
@@ -169,6 +184,9 @@ pub async fn change_password(
         .await
         .map_err(ApiError::internal)?;
     state.sessions.forget_user(&user.id);
-    tracing::info!(user_id = %user.id, ended, "password changed");
+    let event = Event::new(Kind::PasswordChanged, &context)
+        .user(&user.id)
+        .detail(serde_json::json!({"other_sessions_ended": ended}));
+    state.audit(event).await;
     Ok(StatusCode::NO_CONTENT)
 }

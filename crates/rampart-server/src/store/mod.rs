@@ -141,6 +141,22 @@ pub trait Store: Send + Sync + 'static {
     /// Marks the token spent and stores its successor, only if it was not spent yet; false when
     /// another request spent it first.
     fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool>;
+    /// The hash of the newest audit row, if any.
+    fn last_audit_hash(&self) -> StoreFuture<'_, Option<String>>;
+    /// Appends one chained audit row.
+    fn append_audit(&self, event: crate::audit::StoredEvent) -> StoreFuture<'_, ()>;
+    /// Audit rows newest first, older than `before_seq` when given.
+    fn audit_page(
+        &self,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>>;
+    /// Audit rows oldest first, after `after_seq`, for verification.
+    fn audit_after(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>>;
     /// The user's sessions that are neither revoked nor expired, newest first.
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>>;
     /// Revokes one of `user_id`'s live sessions; false when it has no such session (someone

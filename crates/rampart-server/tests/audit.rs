@@ -1,0 +1,282 @@
+//! The audit trail: every security event recorded without secrets, readable by admins only,
+//! and tamper-evident through `rampart audit-log verify`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const ADMIN_PASSWORD: &str = "granite herons audit every ledger";
+
+async fn admin_token(app: &TestApp) -> String {
+    let hash = app
+        .state
+        .hasher
+        .hash(ADMIN_PASSWORD.to_owned().into())
+        .await
+        .unwrap();
+    app.state
+        .store
+        .create_user(rampart_server::store::NewUser {
+            id: "01a20000-0000-7000-8000-00000000ad01".into(),
+            email: "admin@example.com".into(),
+            email_key: "admin@example.com".into(),
+            username: "admin".into(),
+            username_key: "admin".into(),
+            password_hash: hash,
+            role: rampart::Role::Admin,
+        })
+        .await
+        .unwrap();
+    app.login("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn all_events(app: &TestApp, admin: &str) -> Vec<Value> {
+    let page: Value = app
+        .get_as("/v1/admin/audit?limit=100", admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["events"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn every_security_event_is_recorded_without_secrets() {
+    let app = TestApp::spawn(&[("RAMPART_REFRESH_GRACE", "1s")]).await;
+    let password = app.register("quinn").await;
+    let failed = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "quinn", "password": "wrong guess here"}),
+        )
+        .await;
+    assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    let pair = app.login("quinn", &password).await;
+    let refresh_token = pair["refresh_token"].as_str().unwrap().to_owned();
+    let refreshed: Value = app
+        .post_json("/v1/auth/refresh", &json!({"refresh_token": refresh_token}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.post_json("/v1/auth/refresh", &json!({"refresh_token": refresh_token}))
+        .await; // reuse
+    let second = app.login("quinn", &password).await;
+    let third = app.login("quinn", &password).await;
+    let token = second["access_token"].as_str().unwrap();
+    let sessions: Value = app
+        .get_as("/v1/auth/sessions", token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.client
+        .delete(app.url(&format!("/v1/auth/sessions/{other}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let new_password = "marble owls juggle quietly";
+    app.client
+        .post(app.url("/v1/auth/password"))
+        .bearer_auth(token)
+        .json(&json!({"current_password": password, "new_password": new_password}))
+        .send()
+        .await
+        .unwrap();
+    let fourth = app.login("quinn", new_password).await;
+    app.client
+        .post(app.url("/v1/auth/logout"))
+        .bearer_auth(fourth["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    app.client
+        .post(app.url("/v1/auth/logout-all"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+
+    let admin = admin_token(&app).await;
+    let events = all_events(&app, &admin).await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for expected in [
+        "register",
+        "login_failed",
+        "login_succeeded",
+        "token_refreshed",
+        "refresh_reuse_detected",
+        "session_revoked",
+        "password_changed",
+        "logout",
+        "logout_all",
+    ] {
+        assert!(
+            kinds.contains(&expected),
+            "{expected} missing from {kinds:?}"
+        );
+    }
+    let at: Vec<&str> = events.iter().filter_map(|e| e["at"].as_str()).collect();
+    assert!(at.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    for event in &events {
+        assert!(
+            event["request_id"].is_string() && event["ip"].is_string(),
+            "{event}"
+        );
+        let fields: Vec<&str> = event
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(fields.len(), 7, "{fields:?}");
+    }
+    let text = serde_json::to_string(&events).unwrap();
+    for secret in [
+        password.as_str(),
+        new_password,
+        "wrong guess here",
+        refresh_token.as_str(),
+        refreshed["refresh_token"].as_str().unwrap(),
+        token,
+        third["access_token"].as_str().unwrap(),
+    ] {
+        assert!(!text.contains(secret), "a secret reached the audit log");
+    }
+}
+
+#[tokio::test]
+async fn only_admins_read_the_audit_log_and_paging_is_strict() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("rosa").await;
+    let user = app.login("rosa", &password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get("/v1/admin/audit").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get_as("/v1/admin/audit", &user).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let admin = admin_token(&app).await;
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=-1",
+        "limit=abc",
+        "limit=99999999999",
+        "cursor=forged",
+        "cursor=YXVkaXQ6LTE",
+        "sort=asc",
+    ] {
+        let response = app.get_as(&format!("/v1/admin/audit?{bad}"), &admin).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    // register + login(rosa) + login(admin) = 3 events; pages of 2 cover them with no repeats.
+    let first: Value = app
+        .get_as("/v1/admin/audit?limit=2", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["events"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second: Value = app
+        .get_as(&format!("/v1/admin/audit?limit=2&cursor={cursor}"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: std::collections::HashSet<String> = first["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["events"].as_array().unwrap())
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(second["next_cursor"].is_null());
+}
+
+fn verify(app: &TestApp) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["audit-log", "verify"])
+        .env("RAMPART_DATA_DIR", app.data.path())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+async fn tamper(app: &TestApp, sql: &str) {
+    use sqlx::ConnectOptions;
+    let url = format!("sqlite://{}", app.data.path().join("rampart.db").display());
+    let mut conn = url
+        .parse::<sqlx::sqlite::SqliteConnectOptions>()
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for statement in [
+        "DROP TRIGGER IF EXISTS audit_events_no_update",
+        "DROP TRIGGER IF EXISTS audit_events_no_delete",
+        sql,
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn editing_or_deleting_an_audit_row_is_caught_and_named() {
+    let app = TestApp::spawn(&[]).await;
+    for name in ["sam", "tina", "uma"] {
+        app.register(name).await;
+    }
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("intact: 3 event(s)"), "{out}");
+
+    tamper(
+        &app,
+        "UPDATE audit_events SET user_id = 'someone-else' WHERE seq = 2",
+    )
+    .await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("row 2"), "the edited row must be named: {out}");
+
+    // A deleted row: the chain breaks at the row after it.
+    let fresh = TestApp::spawn(&[]).await;
+    for name in ["sam", "tina", "uma"] {
+        fresh.register(name).await;
+    }
+    tamper(&fresh, "DELETE FROM audit_events WHERE seq = 2").await;
+    let (code, out) = verify(&fresh);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("row 3"),
+        "the row after the deleted one must be named: {out}"
+    );
+}
