@@ -38,6 +38,8 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
         health::health, health::ready, auth::register, auth::login, refresh::refresh, users::me, jwks::jwks,
         sessions::logout, sessions::logout_all, sessions::list, sessions::delete, sessions::change_password,
         admin::audit,
+        admin::lock,
+        admin::unlock,
     ),
     components(schemas(Problem, FieldError)),
     tags(

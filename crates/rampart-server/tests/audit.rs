@@ -280,3 +280,91 @@ async fn editing_or_deleting_an_audit_row_is_caught_and_named() {
         "the row after the deleted one must be named: {out}"
     );
 }
+
+#[tokio::test]
+async fn admin_lock_ends_sessions_and_refuses_login_until_unlock() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("vera").await;
+    let pair = app.login("vera", &password).await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let vera: Value = app
+        .get_as("/v1/users/me", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = vera["id"].as_str().unwrap().to_owned();
+    let admin = admin_token(&app).await;
+
+    let as_user = app
+        .client
+        .post(app.url(&format!("/v1/admin/users/{id}/lock")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        as_user.status(),
+        StatusCode::FORBIDDEN,
+        "a user cannot lock anyone"
+    );
+    let missing = app
+        .client
+        .post(app.url("/v1/admin/users/nobody/lock"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    let locked = app
+        .client
+        .post(app.url(&format!("/v1/admin/users/{id}/lock")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_as("/v1/users/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "live token dies at once"
+    );
+    let refresh = app
+        .post_json(
+            "/v1/auth/refresh",
+            &json!({"refresh_token": pair["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
+    let login = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "vera", "password": password}),
+        )
+        .await;
+    assert_eq!(
+        login.status(),
+        StatusCode::UNAUTHORIZED,
+        "login refused while locked"
+    );
+
+    let unlocked = app
+        .client
+        .post(app.url(&format!("/v1/admin/users/{id}/unlock")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlocked.status(), StatusCode::NO_CONTENT);
+    app.login("vera", &password).await;
+    let kinds: Vec<String> = all_events(&app, &admin)
+        .await
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        kinds.contains(&"user_locked".to_owned()) && kinds.contains(&"user_unlocked".to_owned()),
+        "{kinds:?}"
+    );
+}

@@ -1,14 +1,16 @@
 //! Admin endpoints. Mounted as [`rampart::Access::Admin`]: a user gets 403, an anonymous
 //! caller 401.
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use rampart::http::RequestContext;
 use rampart::{AdminUser, ApiError, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::audit::StoredEvent;
+use crate::audit::{Event, Kind, StoredEvent};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -87,4 +89,76 @@ pub async fn audit(
         events,
         next_cursor,
     }))
+}
+
+/// Lock a user: login is refused and every session ends at once.
+#[utoipa::path(post, path = "/v1/admin/users/{id}/lock", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Locked; sessions ended"),
+        (status = 404, description = "No such user", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn lock(
+    State(state): State<AppState>,
+    context: RequestContext,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_lock(&state, &context, &admin.user_id, &id, true).await
+}
+
+/// Unlock a user.
+#[utoipa::path(post, path = "/v1/admin/users/{id}/unlock", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Unlocked"),
+        (status = 404, description = "No such user", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn unlock(
+    State(state): State<AppState>,
+    context: RequestContext,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_lock(&state, &context, &admin.user_id, &id, false).await
+}
+
+async fn set_lock(
+    state: &AppState,
+    context: &RequestContext,
+    admin_id: &str,
+    user_id: &str,
+    locked: bool,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .find_user(user_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::NotFound)?;
+    state
+        .store
+        .set_locked(user_id, locked)
+        .await
+        .map_err(ApiError::internal)?;
+    let ended = if locked {
+        state
+            .store
+            .revoke_user_sessions(user_id, None)
+            .await
+            .map_err(ApiError::internal)?
+    } else {
+        0
+    };
+    state.sessions.forget_user(user_id);
+    let kind = if locked {
+        Kind::UserLocked
+    } else {
+        Kind::UserUnlocked
+    };
+    let event = Event::new(kind, context)
+        .user(user_id)
+        .detail(serde_json::json!({"by": admin_id, "sessions_ended": ended}));
+    state.audit(event).await;
+    Ok(StatusCode::NO_CONTENT)
 }

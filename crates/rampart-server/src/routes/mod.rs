@@ -28,7 +28,9 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .authenticated("/v1/auth/sessions", get(sessions::list))
         .authenticated("/v1/auth/sessions/{id}", delete(sessions::delete))
         .authenticated("/v1/auth/password", post(sessions::change_password))
-        .admin("/v1/admin/audit", get(admin::audit));
+        .admin("/v1/admin/audit", get(admin::audit))
+        .admin("/v1/admin/users/{id}/lock", post(admin::lock))
+        .admin("/v1/admin/users/{id}/unlock", post(admin::unlock));
     if jwks {
         routes.public("/.well-known/jwks.json", get(jwks::jwks))
     } else {
