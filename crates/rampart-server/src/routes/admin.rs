@@ -73,11 +73,7 @@ pub async fn audit(
         query.map_err(|_| ApiError::invalid("", "query parameters are limit and cursor only"))?;
     let limit = page_limit(query.limit.as_deref())?;
     let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let events = state
-        .store
-        .audit_page(before, limit)
-        .await
-        .map_err(ApiError::internal)?;
+    let events = state.store.audit_page(before, limit).await?;
     let next_cursor = (events.len() == limit as usize)
         .then(|| {
             events
@@ -133,20 +129,11 @@ async fn set_lock(
     state
         .store
         .find_user(user_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::NotFound)?;
-    state
-        .store
-        .set_locked(user_id, locked)
-        .await
-        .map_err(ApiError::internal)?;
+    state.store.set_locked(user_id, locked).await?;
     let ended = if locked {
-        state
-            .store
-            .revoke_user_sessions(user_id, None)
-            .await
-            .map_err(ApiError::internal)?
+        state.store.revoke_user_sessions(user_id, None).await?
     } else {
         0
     };

@@ -233,11 +233,7 @@ pub async fn login(
     let user = if login_key.is_empty() || login_key.len() > 254 {
         None
     } else {
-        state
-            .store
-            .find_user_by_login(&login_key)
-            .await
-            .map_err(ApiError::internal)?
+        state.store.find_user_by_login(&login_key).await?
     };
     // Kept for a rehash after a successful verification; zeroised when dropped.
     let password_copy = SecretString::from(request.password.expose_secret().to_owned());
@@ -270,11 +266,7 @@ pub async fn login(
     if needs_rehash {
         // Upgrade old or imported hashes now that the password is known to be right.
         match state.hasher.hash(password_copy).await {
-            Ok(hash) => state
-                .store
-                .set_password_hash(&user.id, &hash)
-                .await
-                .map_err(ApiError::internal)?,
+            Ok(hash) => state.store.set_password_hash(&user.id, &hash).await?,
             Err(err) => tracing::warn!(error = %err, "password rehash skipped"),
         }
     }
@@ -315,8 +307,7 @@ async fn open_session(
             refresh_hash,
             refresh_expires_at: store::timestamp(now + refresh_ttl),
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let access = state
         .tokens
         .issue(user_id, &session_id)

@@ -56,8 +56,7 @@ pub async fn refresh(
         let row = state
             .store
             .refresh_state(&hash)
-            .await
-            .map_err(ApiError::internal)?
+            .await?
             .ok_or(ApiError::Unauthorized)?;
         let now = OffsetDateTime::now_utc();
         let now_text = store::timestamp(now);
@@ -111,8 +110,7 @@ async fn rotate(
             successor_iat: iat,
             successor_expires_at: store::timestamp(successor_expires),
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if !rotated {
         return Ok(None);
     }
@@ -162,8 +160,7 @@ async fn replay(
     state
         .store
         .revoke_session(&row.user_id, &row.session_id)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     state.sessions.forget_session(&row.session_id);
     let event = Event::new(Kind::RefreshReuseDetected, context)
         .user(&row.user_id)

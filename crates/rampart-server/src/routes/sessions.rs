@@ -54,8 +54,7 @@ pub async fn logout(
     state
         .store
         .revoke_session(&caller.user_id, &caller.session_id)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     state.sessions.forget_session(&caller.session_id);
     let event = Event::new(Kind::Logout, &context)
         .user(&caller.user_id)
@@ -74,8 +73,7 @@ pub async fn logout_all(
     let ended = state
         .store
         .revoke_user_sessions(&caller.user_id, None)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     state.sessions.forget_user(&caller.user_id);
     let event = Event::new(Kind::LogoutAll, &context)
         .user(&caller.user_id)
@@ -93,8 +91,7 @@ pub async fn list(
     let sessions = state
         .store
         .list_sessions(&caller.user_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .into_iter()
         .map(|s| SessionView {
             current: s.id == caller.session_id,
@@ -120,11 +117,7 @@ pub async fn delete(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let ended = state
-        .store
-        .revoke_session(&caller.user_id, &id)
-        .await
-        .map_err(ApiError::internal)?;
+    let ended = state.store.revoke_session(&caller.user_id, &id).await?;
     if !ended {
         return Err(ApiError::NotFound);
     }
@@ -150,8 +143,7 @@ pub async fn change_password(
     let user = state
         .store
         .find_user(&caller.user_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::Unauthorized)?;
     let verified = state
         .hasher
@@ -173,16 +165,11 @@ pub async fn change_password(
         .hash(new.into_secret())
         .await
         .map_err(hashing_error)?;
-    state
-        .store
-        .set_password_hash(&user.id, &hash)
-        .await
-        .map_err(ApiError::internal)?;
+    state.store.set_password_hash(&user.id, &hash).await?;
     let ended = state
         .store
         .revoke_user_sessions(&user.id, Some(&caller.session_id))
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     state.sessions.forget_user(&user.id);
     let event = Event::new(Kind::PasswordChanged, &context)
         .user(&user.id)

@@ -40,8 +40,7 @@ pub async fn me(
     let user = state
         .store
         .find_user(&caller.user_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or(ApiError::Unauthorized)?;
     Ok(Json(UserResponse::from(&user)))
 }

@@ -32,6 +32,14 @@ pub enum StoreError {
     Conflict(&'static str),
 }
 
+/// A store failure reaching a handler is an internal error: logged with the request id at the
+/// edge, never shown. Handlers that expect a specific failure (a conflict) match it first.
+impl From<StoreError> for rampart::ApiError {
+    fn from(err: StoreError) -> Self {
+        Self::internal(err)
+    }
+}
+
 /// A stored user. The password hash never leaves the service: response types are built from
 /// the fields they need, never by serialising this.
 #[derive(Debug, Clone)]
