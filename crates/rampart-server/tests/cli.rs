@@ -180,6 +180,16 @@ fn migrate_creates_the_database() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(data.path().join("rampart.db").exists());
+    #[cfg(unix)]
+    for file in ["rampart.db", "rampart.db-wal"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file} must be readable by its owner only");
+    }
 }
 
 #[test]

@@ -270,7 +270,7 @@ impl KeySet {
                 path: path.display().to_string(),
             });
         }
-        write_private(path, self.to_json().as_bytes(), true)
+        write_private(path, self.to_json().as_bytes())
     }
 
     /// Replaces a keys file atomically (write a private temporary file, then rename). The
@@ -287,7 +287,7 @@ impl KeySet {
                 })
             }
         }
-        write_private(&tmp, self.to_json().as_bytes(), true)?;
+        write_private(&tmp, self.to_json().as_bytes())?;
         std::fs::rename(&tmp, path).map_err(|e| KeysError::Write {
             path: path.display().to_string(),
             kind: e.kind(),
@@ -342,14 +342,14 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<(), KeysError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeysError> {
     let err = |e: std::io::Error| KeysError::Write {
         path: path.display().to_string(),
         kind: e.kind(),
     };
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
-    debug_assert!(create_new, "private files are only ever created fresh");
+    // Always a fresh file (O_EXCL): never through an existing file or a planted symlink.
     options.create_new(true);
     #[cfg(unix)]
     {

@@ -34,12 +34,23 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(dir) = options
-            .get_filename()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
+        let file = options.get_filename();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             rampart::keys::create_private_dir(dir).map_err(StoreError::Location)?;
+        }
+        // SQLite would create the file with the umask's mode (often world-readable), and gives
+        // its -wal/-shm files the database file's mode. It holds password and refresh-token
+        // hashes, so create it owner-only first.
+        if file != std::path::Path::new(":memory:") && !file.exists() {
+            let mut create = std::fs::OpenOptions::new();
+            create.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+            match create.open(file) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(StoreError::Location(e)),
+            }
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
