@@ -9,7 +9,6 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::store::{Store, StoreError};
@@ -114,7 +113,6 @@ pub struct StoredEvent {
 /// The chain hash of a row: covers the previous hash and every field, unambiguously (as a JSON
 /// array, so no field can bleed into the next).
 pub fn chain_hash(prev_hash: &str, event: &StoredEvent) -> String {
-    use std::fmt::Write as _;
     let fields = serde_json::json!([
         prev_hash,
         event.id,
@@ -125,11 +123,7 @@ pub fn chain_hash(prev_hash: &str, event: &StoredEvent) -> String {
         event.request_id,
         event.detail.to_string(),
     ]);
-    let digest = Sha256::digest(fields.to_string().as_bytes());
-    digest.iter().fold(String::with_capacity(64), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
+    crate::store::sha256_hex(fields.to_string().as_bytes())
 }
 
 /// Appends events in order. One writer at a time per process keeps the chain linear; the last

@@ -14,7 +14,6 @@ use rampart::password::{HashError, Verified};
 use rampart::{ApiError, FieldError, Json, Role};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::audit::{Event, Kind};
@@ -334,10 +333,5 @@ pub(crate) fn new_refresh_token() -> Result<(String, String), ApiError> {
 }
 
 pub(crate) fn refresh_token_hash(token: &str) -> String {
-    use std::fmt::Write as _;
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().fold(String::with_capacity(64), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
+    store::sha256_hex(token.as_bytes())
 }

@@ -194,6 +194,18 @@ pub fn timestamp(at: time::OffsetDateTime) -> String {
     )
 }
 
+/// Lower-case hex SHA-256 of `bytes`: how refresh tokens are stored and audit rows chained.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
 pub fn now() -> String {
     timestamp(time::OffsetDateTime::now_utc())
 }
