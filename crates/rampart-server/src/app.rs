@@ -1,6 +1,7 @@
 //! Assembles the service from settings: posture, keys, store, routes, hardening, serving.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -16,7 +17,7 @@ use rampart::Settings;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::auth::SessionCache;
+use crate::access::AccessState;
 use crate::state::{AppState, Shared};
 use crate::{docs, routes, store};
 
@@ -84,13 +85,28 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         .context("opening the database")?;
     let hasher = PasswordHasher::for_this_machine(settings.password_hash)
         .context("preparing password hashing")?;
+    let access =
+        AccessState::new(settings.access_ttl + Duration::from_secs(rampart::tokens::LEEWAY_SECS));
+    let since = store::timestamp(time::OffsetDateTime::now_utc() - access.window());
+    let revoked = store
+        .revoked_sessions_since(&since)
+        .await
+        .context("loading recently revoked sessions")?;
+    let now = time::OffsetDateTime::now_utc();
+    for session in &revoked {
+        access.revoke(&session.id, store::age(&session.last_used_at, now));
+    }
+    tracing::info!(
+        revoked_sessions = revoked.len(),
+        "loaded recently revoked sessions"
+    );
     Ok(AppState::new(Shared {
         settings,
         store,
         keys,
         tokens,
         hasher,
-        sessions: SessionCache::default(),
+        access,
         audit: crate::audit::AuditLog::default(),
     }))
 }

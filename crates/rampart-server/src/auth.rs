@@ -1,69 +1,19 @@
-//! Who is calling: bearer access tokens checked against live session state.
+//! Who is calling: bearer access tokens checked against live session and account state.
 //!
 //! Defends against tokens outliving what they stand for: a signature-valid token is refused
-//! when its session is revoked or expired, its user locked, or the session belongs to someone
-//! else. Roles come from the store, never from token claims. The session lookup is cached in
-//! memory for a few seconds and dropped at once when this process changes it, so the hot path
-//! adds no database read.
+//! when its session was revoked or its user is locked, and roles come from the store, never
+//! from token claims. Both checks are in-memory lookups ([`crate::access`]), so the hot path
+//! adds no database read; a session's absolute end is enforced by never issuing a token that
+//! expires after it.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{header, HeaderMap};
 use rampart::policy::{AuthFuture, Authenticator};
 use rampart::{ApiError, Principal};
 
+use crate::access::UserAccess;
 use crate::state::AppState;
-use crate::store::{self, SessionPrincipal};
-
-/// How long a session lookup is trusted before it is read again. Changes made by this process
-/// are applied at once (see [`SessionCache::forget_user`]); this bounds changes made elsewhere.
-const SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
-const SESSION_CACHE_CAPACITY: usize = 100_000;
-
-/// Recently read session state, keyed by session id. Bounded in size and age.
-#[derive(Debug, Default)]
-pub struct SessionCache {
-    entries: Mutex<HashMap<String, (SessionPrincipal, Instant)>>,
-}
-
-impl SessionCache {
-    fn get(&self, session_id: &str) -> Option<SessionPrincipal> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries
-            .get(session_id)
-            .filter(|(_, at)| at.elapsed() < SESSION_CACHE_TTL)
-            .map(|(p, _)| p.clone())
-    }
-
-    fn put(&self, session_id: &str, principal: SessionPrincipal) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= SESSION_CACHE_CAPACITY {
-            entries.retain(|_, (_, at)| at.elapsed() < SESSION_CACHE_TTL);
-            if entries.len() >= SESSION_CACHE_CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert(session_id.to_owned(), (principal, Instant::now()));
-    }
-
-    /// Drops every cached session of `user_id` (after a lock, role change or logout-all).
-    pub fn forget_user(&self, user_id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, (p, _)| p.user_id != user_id);
-    }
-
-    /// Drops one session (after a logout).
-    pub fn forget_session(&self, session_id: &str) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(session_id);
-    }
-}
 
 /// The token from `Authorization: Bearer <token>`, if well formed.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -82,36 +32,46 @@ impl Authenticator for AppState {
                 .tokens
                 .verify(token)
                 .map_err(|_| ApiError::Unauthorized)?;
-            let session = if let Some(session) = self.sessions.get(&claims.sid) {
-                session
-            } else {
-                let found = self
-                    .store
-                    .session_principal(&claims.sid)
-                    .await
-                    .map_err(|err| {
-                        tracing::error!(error = %err, "session lookup failed");
-                        ApiError::Unavailable {
-                            retry_after: Duration::from_secs(5),
-                        }
-                    })?;
-                let session = found.ok_or(ApiError::Unauthorized)?;
-                self.sessions.put(&claims.sid, session.clone());
-                session
+            if self.access.is_revoked(&claims.sid) {
+                return Err(ApiError::Unauthorized);
+            }
+            let user = match self.access.user(&claims.sub) {
+                Some(user) => user,
+                None => self.load_user_access(&claims.sub).await?,
             };
-            let live = !session.revoked
-                && !session.user_locked
-                && session.user_id == claims.sub
-                && session.expires_at > store::now();
-            if !live {
+            if user.locked {
                 return Err(ApiError::Unauthorized);
             }
             Ok(Principal {
                 user_id: claims.sub.clone(),
                 session_id: claims.sid.clone(),
-                role: session.role,
+                role: user.role,
             })
         })
+    }
+}
+
+impl AppState {
+    /// Reads a user's role and lock on their first request to this process.
+    async fn load_user_access(&self, user_id: &str) -> Result<UserAccess, ApiError> {
+        let user = self
+            .store
+            .find_user(user_id)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "user lookup failed");
+                ApiError::Unavailable {
+                    retry_after: Duration::from_secs(5),
+                }
+            })?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(self.access.remember_user(
+            user_id,
+            UserAccess {
+                role: user.role,
+                locked: user.locked,
+            },
+        ))
     }
 }
 

@@ -8,8 +8,8 @@ use rampart::password::PasswordHasher;
 use rampart::tokens::Tokens;
 use rampart::Settings;
 
-use crate::auth::SessionCache;
-use crate::store::Store;
+use crate::access::AccessState;
+use crate::store::{EndedSession, Store};
 
 /// Cloned into every handler call, so it is one `Arc`.
 #[derive(Clone, Debug)]
@@ -22,13 +22,23 @@ pub struct Shared {
     pub keys: Option<KeySet>,
     pub tokens: Tokens,
     pub hasher: PasswordHasher,
-    pub sessions: SessionCache,
+    /// Revoked sessions and users' role and lock, checked on every authenticated request.
+    pub access: AccessState,
     pub audit: crate::audit::AuditLog,
 }
 
 impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
+    }
+
+    /// Makes the access tokens of sessions the store just ended stop working on this node.
+    pub fn forget_sessions(&self, ended: &[EndedSession]) {
+        let now = time::OffsetDateTime::now_utc();
+        for session in ended {
+            self.access
+                .revoke(&session.id, crate::store::age(&session.last_used_at, now));
+        }
     }
 
     /// Records a security event (see [`crate::audit`]).

@@ -199,30 +199,58 @@ async fn failed_logins_are_indistinguishable_and_do_the_same_work() {
 }
 
 #[tokio::test]
-async fn a_locked_users_live_token_stops_working() {
+async fn revocations_and_locks_survive_a_restart() {
     let app = TestApp::spawn(&[]).await;
     let password = app.register("frank").await;
-    let token = app.login("frank", &password).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        app.get_as("/v1/users/me", &token).await.status(),
-        StatusCode::OK
+    app.register("fiona").await;
+    let login = |name: &'static str| {
+        let (app, password) = (&app, &password);
+        async move {
+            app.login(name, password).await["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (logged_out, kept, locked) = (
+        login("frank").await,
+        login("frank").await,
+        login("fiona").await,
     );
-    let frank = app
+    let logout = app
+        .client
+        .post(app.url("/v1/auth/logout"))
+        .bearer_auth(&logged_out)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    // Locked behind the service's back (as another node or an operator would): this process
+    // has not cached fiona yet, so only the store knows.
+    let fiona = app
         .state
         .store
-        .find_user_by_login("frank")
+        .find_user_by_login("fiona")
         .await
         .unwrap()
         .unwrap();
-    app.state.store.set_locked(&frank.id, true).await.unwrap();
-    app.state.sessions.forget_user(&frank.id);
-    assert_eq!(
-        app.get_as("/v1/users/me", &token).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    app.state.store.set_locked(&fiona.id, true).await.unwrap();
+
+    // The revoked session's token is still signature-valid and unexpired; only the revocation
+    // loaded from the store at start-up can refuse it.
+    let app = app.restart(&[]).await;
+    assert_eq!(app.state.access.revoked_len(), 1);
+    for (token, expected, why) in [
+        (&logged_out, StatusCode::UNAUTHORIZED, "logged-out session"),
+        (&kept, StatusCode::OK, "the user's other session"),
+        (&locked, StatusCode::UNAUTHORIZED, "locked user"),
+    ] {
+        assert_eq!(
+            app.get_as("/v1/users/me", token).await.status(),
+            expected,
+            "{why}"
+        );
+    }
 }
 
 /// Splits a JWT into its decoded header and claims.

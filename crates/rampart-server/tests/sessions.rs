@@ -241,6 +241,83 @@ async fn refresh_rotates_and_the_successor_keeps_working() {
 }
 
 #[tokio::test]
+async fn a_refresh_racing_a_revocation_cannot_mint_a_token_for_the_ended_session() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("ruth").await;
+    let pair = app.login("ruth", &password).await;
+    let refresh_token = pair["refresh_token"].as_str().unwrap();
+    let hash = rampart_server::store::sha256_hex(refresh_token.as_bytes());
+    // The refresh read its session as live...
+    let row = app.state.store.refresh_state(&hash).await.unwrap().unwrap();
+    assert!(row.session_live);
+    // ...then the session ended before the refresh spent its token.
+    let ended = app
+        .state
+        .store
+        .revoke_user_sessions(&row.user_id, None)
+        .await
+        .unwrap();
+    assert_eq!(ended.len(), 1);
+    let rotated = app
+        .state
+        .store
+        .rotate_refresh(rampart_server::store::Rotation {
+            spent_hash: hash.clone(),
+            session_id: row.session_id.clone(),
+            successor_hash: "successor".into(),
+            successor_sealed: "sealed".into(),
+            successor_jti: "jti".into(),
+            successor_iat: 0,
+            successor_expires_at: rampart_server::store::now(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        !rotated,
+        "a revoked session's refresh token must not rotate"
+    );
+    let after = app.state.store.refresh_state(&hash).await.unwrap().unwrap();
+    assert_eq!(after.spent_at, None);
+}
+
+fn expiry_of(access_token: &Value) -> u64 {
+    use base64::Engine as _;
+    let claims = access_token.as_str().unwrap().split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["exp"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn no_access_token_outlives_the_sessions_absolute_end() {
+    // The session ends exactly when its first access token does. Access tokens are
+    // self-contained, so one minted by a later refresh must be cut to the session's end, or it
+    // would keep working after the session is over.
+    let app = TestApp::spawn(&[
+        ("RAMPART_ACCESS_TTL", "10m"),
+        ("RAMPART_SESSION_MAX_AGE", "10m"),
+    ])
+    .await;
+    let password = app.register("sam").await;
+    let pair = app.login("sam", &password).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let next: Value = refresh(&app, pair["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        expiry_of(&next["access_token"]) <= expiry_of(&pair["access_token"]),
+        "refreshed token expires after the session: {next}"
+    );
+    assert!(next["refresh_expires_in"].as_u64().unwrap() < 600, "{next}");
+}
+
+#[tokio::test]
 async fn a_replay_inside_the_grace_window_gets_the_identical_pair() {
     let app = TestApp::spawn(&[]).await;
     let password = app.register("mia").await;

@@ -228,6 +228,19 @@ impl Tokens {
         jti: &str,
         iat: u64,
     ) -> Result<Issued, TokenError> {
+        self.issue_until(user_id, session_id, jti, iat, u64::MAX)
+    }
+
+    /// [`Tokens::issue_as`], expiring no later than `not_after` (Unix seconds): a session's
+    /// absolute end, so no token outlives the session it belongs to.
+    pub fn issue_until(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        jti: &str,
+        iat: u64,
+        not_after: u64,
+    ) -> Result<Issued, TokenError> {
         let policy = &self.inner.policy;
         let claims = AccessClaims {
             iss: policy.issuer.clone(),
@@ -237,7 +250,7 @@ impl Tokens {
             jti: jti.to_owned(),
             iat,
             nbf: iat,
-            exp: iat + policy.ttl.as_secs(),
+            exp: iat.saturating_add(policy.ttl.as_secs()).min(not_after),
             typ: ACCESS_TOKEN_TYPE.to_owned(),
         };
         let mut header = Header::new(self.inner.signing_algorithm);
@@ -547,6 +560,18 @@ mod tests {
             .unwrap();
         assert_eq!(first.token, again.token);
         assert_ne!(first.token, tokens.issue("u", "s").unwrap().token);
+    }
+
+    #[test]
+    fn no_token_outlives_the_bound_it_is_issued_under() {
+        let tokens = Tokens::eddsa(&KeySet::generate().unwrap(), policy(900)).unwrap();
+        let now = unix_now();
+        let bounded = tokens.issue_until("u", "s", "j", now, now + 60).unwrap();
+        assert_eq!(bounded.claims.exp, now + 60);
+        assert!(bounded.expires_in <= Duration::from_secs(60));
+        assert_eq!(tokens.verify(&bounded.token).unwrap().exp, now + 60);
+        let unbounded = tokens.issue_until("u", "s", "j", now, u64::MAX).unwrap();
+        assert_eq!(unbounded.claims.exp, now + 900);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rampart::{AdminUser, ApiError, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::access::UserAccess;
 use crate::audit::{Event, Kind, StoredEvent};
 use crate::state::AppState;
 
@@ -126,18 +127,25 @@ async fn set_lock(
     user_id: &str,
     locked: bool,
 ) -> Result<StatusCode, ApiError> {
-    state
+    let user = state
         .store
         .find_user(user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     state.store.set_locked(user_id, locked).await?;
+    state.access.set_user(
+        user_id,
+        UserAccess {
+            role: user.role,
+            locked,
+        },
+    );
     let ended = if locked {
         state.store.revoke_user_sessions(user_id, None).await?
     } else {
-        0
+        Vec::new()
     };
-    state.sessions.forget_user(user_id);
+    state.forget_sessions(&ended);
     let kind = if locked {
         Kind::UserLocked
     } else {
@@ -145,7 +153,7 @@ async fn set_lock(
     };
     let event = Event::new(kind, context)
         .user(user_id)
-        .detail(serde_json::json!({"by": admin_id, "sessions_ended": ended}));
+        .detail(serde_json::json!({"by": admin_id, "sessions_ended": ended.len()}));
     state.audit(event).await;
     Ok(StatusCode::NO_CONTENT)
 }

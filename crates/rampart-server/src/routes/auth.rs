@@ -22,9 +22,6 @@ use crate::routes::users::UserResponse;
 use crate::state::AppState;
 use crate::store::{self, NewSession, NewUser, StoreError, UserRecord};
 
-/// Absolute session lifetime, whatever the refreshes.
-pub const SESSION_MAX_AGE: Duration = Duration::from_secs(90 * 86_400);
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
@@ -292,7 +289,8 @@ async fn open_session(
     context: &RequestContext,
 ) -> Result<(TokenPair, String), ApiError> {
     let now = time::OffsetDateTime::now_utc();
-    let refresh_ttl = state.settings.refresh_ttl.min(SESSION_MAX_AGE);
+    let session_max_age = state.settings.session_max_age;
+    let refresh_ttl = state.settings.refresh_ttl.min(session_max_age);
     let session_id = new_id();
     let (refresh_token, refresh_hash) = new_refresh_token()?;
     state
@@ -302,7 +300,7 @@ async fn open_session(
             user_id: user_id.to_owned(),
             user_agent,
             ip: context.client_ip.to_string(),
-            expires_at: store::timestamp(now + SESSION_MAX_AGE),
+            expires_at: store::timestamp(now + session_max_age),
             refresh_hash,
             refresh_expires_at: store::timestamp(now + refresh_ttl),
         })

@@ -116,11 +116,12 @@ async fn rotate(
     }
     let access = state
         .tokens
-        .issue_as(
+        .issue_until(
             &row.user_id,
             &row.session_id,
             &jti,
             u64::try_from(iat).unwrap_or(0),
+            unix_seconds(session_end),
         )
         .map_err(ApiError::internal)?;
     Ok(Some(pair(access, successor, successor_expires - now)))
@@ -144,29 +145,38 @@ async fn replay(
             &row.successor_expires_at,
         ) {
             let successor = unseal(presented, sealed)?;
+            let session_end = OffsetDateTime::parse(&row.session_expires_at, &Rfc3339)
+                .map_err(ApiError::internal)?;
             let access = state
                 .tokens
-                .issue_as(
+                .issue_until(
                     &row.user_id,
                     &row.session_id,
                     jti,
                     u64::try_from(iat).unwrap_or(0),
+                    unix_seconds(session_end),
                 )
                 .map_err(ApiError::internal)?;
             let expires = OffsetDateTime::parse(expires, &Rfc3339).map_err(ApiError::internal)?;
             return Ok(pair(access, successor, expires - now));
         }
     }
-    state
+    if let Some(ended) = state
         .store
         .revoke_session(&row.user_id, &row.session_id)
-        .await?;
-    state.sessions.forget_session(&row.session_id);
+        .await?
+    {
+        state.forget_sessions(&[ended]);
+    }
     let event = Event::new(Kind::RefreshReuseDetected, context)
         .user(&row.user_id)
         .detail(serde_json::json!({"session_id": row.session_id, "action": "session_revoked"}));
     state.audit(event).await;
     Err(ApiError::Unauthorized)
+}
+
+fn unix_seconds(at: OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp()).unwrap_or(0)
 }
 
 fn pair(

@@ -51,11 +51,13 @@ pub async fn logout(
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    state
+    if let Some(ended) = state
         .store
         .revoke_session(&caller.user_id, &caller.session_id)
-        .await?;
-    state.sessions.forget_session(&caller.session_id);
+        .await?
+    {
+        state.forget_sessions(&[ended]);
+    }
     let event = Event::new(Kind::Logout, &context)
         .user(&caller.user_id)
         .detail(serde_json::json!({"session_id": caller.session_id}));
@@ -74,10 +76,10 @@ pub async fn logout_all(
         .store
         .revoke_user_sessions(&caller.user_id, None)
         .await?;
-    state.sessions.forget_user(&caller.user_id);
+    state.forget_sessions(&ended);
     let event = Event::new(Kind::LogoutAll, &context)
         .user(&caller.user_id)
-        .detail(serde_json::json!({"sessions_ended": ended}));
+        .detail(serde_json::json!({"sessions_ended": ended.len()}));
     state.audit(event).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -117,11 +119,12 @@ pub async fn delete(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let ended = state.store.revoke_session(&caller.user_id, &id).await?;
-    if !ended {
-        return Err(ApiError::NotFound);
-    }
-    state.sessions.forget_session(&id);
+    let ended = state
+        .store
+        .revoke_session(&caller.user_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.forget_sessions(&[ended]);
     let event = Event::new(Kind::SessionRevoked, &context)
         .user(&caller.user_id)
         .detail(serde_json::json!({"session_id": id}));
@@ -170,10 +173,10 @@ pub async fn change_password(
         .store
         .revoke_user_sessions(&user.id, Some(&caller.session_id))
         .await?;
-    state.sessions.forget_user(&user.id);
+    state.forget_sessions(&ended);
     let event = Event::new(Kind::PasswordChanged, &context)
         .user(&user.id)
-        .detail(serde_json::json!({"other_sessions_ended": ended}));
+        .detail(serde_json::json!({"other_sessions_ended": ended.len()}));
     state.audit(event).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -78,14 +78,13 @@ pub struct NewSession {
     pub refresh_expires_at: String,
 }
 
-/// What authorising a request needs to know about its session, read from the store.
+/// A session that was just revoked (or was revoked recently, when loaded at start-up).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionPrincipal {
-    pub user_id: String,
-    pub role: Role,
-    pub user_locked: bool,
-    pub revoked: bool,
-    pub expires_at: String,
+pub struct EndedSession {
+    pub id: String,
+    /// When the session last issued an access token (its login or latest refresh): its tokens
+    /// expire at the latest one access-token lifetime after this.
+    pub last_used_at: String,
 }
 
 /// A live session as its owner sees it.
@@ -140,14 +139,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Opens a session and stores its first refresh token's hash, atomically.
     fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()>;
-    fn session_principal<'a>(
-        &'a self,
-        session_id: &'a str,
-    ) -> StoreFuture<'a, Option<SessionPrincipal>>;
     /// The refresh token whose SHA-256 is `hash`, with its session's state.
     fn refresh_state<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<RefreshState>>;
-    /// Marks the token spent and stores its successor, only if it was not spent yet; false when
-    /// another request spent it first.
+    /// Marks the token spent and stores its successor, only if it was not spent yet and its
+    /// session is not revoked; false otherwise (another request spent it first, or the session
+    /// ended meanwhile).
     fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool>;
     /// The hash of the newest audit row, if any.
     fn last_audit_hash(&self) -> StoreFuture<'_, Option<String>>;
@@ -167,16 +163,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>>;
     /// The user's sessions that are neither revoked nor expired, newest first.
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>>;
-    /// Revokes one of `user_id`'s live sessions; false when it has no such session (someone
+    /// Revokes one of `user_id`'s live sessions; `None` when it has no such session (someone
     /// else's id and an unknown id look the same).
-    fn revoke_session<'a>(&'a self, user_id: &'a str, session_id: &'a str)
-        -> StoreFuture<'a, bool>;
-    /// Revokes every live session of `user_id` except `keep`; returns how many ended.
+    fn revoke_session<'a>(
+        &'a self,
+        user_id: &'a str,
+        session_id: &'a str,
+    ) -> StoreFuture<'a, Option<EndedSession>>;
+    /// Revokes every live session of `user_id` except `keep`; returns those that ended.
     fn revoke_user_sessions<'a>(
         &'a self,
         user_id: &'a str,
         keep: Option<&'a str>,
-    ) -> StoreFuture<'a, u64>;
+    ) -> StoreFuture<'a, Vec<EndedSession>>;
+    /// Revoked sessions that issued an access token after `since` (RFC 3339): the ones whose
+    /// tokens may still be unexpired. Loaded into memory at start-up.
+    fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>>;
 }
 
 /// `now` as stored: UTC, RFC 3339, fixed microseconds, so text order is time order.
@@ -204,6 +206,15 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
             let _ = write!(hex, "{b:02x}");
             hex
         })
+}
+
+/// How long ago the stored timestamp `at` was; zero when it is unreadable or in the future, so
+/// callers that use it to decide how long to keep remembering something keep it longest.
+pub fn age(at: &str, now: time::OffsetDateTime) -> std::time::Duration {
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|at| std::time::Duration::try_from(now - at).ok())
+        .unwrap_or_default()
 }
 
 pub fn now() -> String {

@@ -14,8 +14,8 @@ use rampart::Role;
 use sqlx::Row;
 
 use super::{
-    NewSession, NewUser, RefreshState, Rotation, SessionPrincipal, SessionRecord, Store,
-    StoreError, StoreFuture, UserRecord,
+    EndedSession, NewSession, NewUser, RefreshState, Rotation, SessionRecord, Store, StoreError,
+    StoreFuture, UserRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -228,29 +228,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn session_principal<'a>(
-        &'a self,
-        session_id: &'a str,
-    ) -> StoreFuture<'a, Option<SessionPrincipal>> {
-        Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT s.user_id, u.role, u.locked_at IS NOT NULL AS locked, s.revoked_at IS NOT NULL AS revoked, s.expires_at
-                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?",
-            )
-            .bind(session_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            Ok(Some(SessionPrincipal {
-                user_id: row.try_get("user_id")?,
-                role: role_from(row.try_get::<&str, _>("role")?),
-                user_locked: row.try_get("locked")?,
-                revoked: row.try_get("revoked")?,
-                expires_at: row.try_get("expires_at")?,
-            }))
-        })
-    }
-
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
         Box::pin(async move {
             let rows = sqlx::query(
@@ -280,17 +257,18 @@ impl Store for SqliteStore {
         &'a self,
         user_id: &'a str,
         session_id: &'a str,
-    ) -> StoreFuture<'a, bool> {
+    ) -> StoreFuture<'a, Option<EndedSession>> {
         Box::pin(async move {
-            let done = sqlx::query(
-                "UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+            let row = sqlx::query(
+                "UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL
+                 RETURNING id, last_used_at",
             )
             .bind(super::now())
             .bind(session_id)
             .bind(user_id)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-            Ok(done.rows_affected() == 1)
+            row.as_ref().map(ended_session).transpose()
         })
     }
 
@@ -298,19 +276,33 @@ impl Store for SqliteStore {
         &'a self,
         user_id: &'a str,
         keep: Option<&'a str>,
-    ) -> StoreFuture<'a, u64> {
+    ) -> StoreFuture<'a, Vec<EndedSession>> {
         Box::pin(async move {
-            let done = sqlx::query(
+            let rows = sqlx::query(
                 "UPDATE sessions SET revoked_at = ?
-                 WHERE user_id = ? AND revoked_at IS NULL AND (? IS NULL OR id <> ?)",
+                 WHERE user_id = ? AND revoked_at IS NULL AND (? IS NULL OR id <> ?)
+                 RETURNING id, last_used_at",
             )
             .bind(super::now())
             .bind(user_id)
             .bind(keep)
             .bind(keep)
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-            Ok(done.rows_affected())
+            rows.iter().map(ended_session).collect()
+        })
+    }
+
+    fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, last_used_at FROM sessions
+                 WHERE revoked_at IS NOT NULL AND last_used_at > ?",
+            )
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(ended_session).collect()
         })
     }
 
@@ -354,7 +346,8 @@ impl Store for SqliteStore {
             let spent = sqlx::query(
                 "UPDATE refresh_tokens
                  SET spent_at = ?, successor_hash = ?, successor_sealed = ?, successor_jti = ?, successor_iat = ?
-                 WHERE token_hash = ? AND spent_at IS NULL",
+                 WHERE token_hash = ? AND spent_at IS NULL
+                   AND EXISTS (SELECT 1 FROM sessions WHERE id = ? AND revoked_at IS NULL)",
             )
             .bind(&now)
             .bind(&rotation.successor_hash)
@@ -362,6 +355,7 @@ impl Store for SqliteStore {
             .bind(&rotation.successor_jti)
             .bind(rotation.successor_iat)
             .bind(&rotation.spent_hash)
+            .bind(&rotation.session_id)
             .execute(&mut *tx)
             .await?;
             if spent.rows_affected() != 1 {
@@ -467,5 +461,12 @@ fn audit_from(row: &sqlx::sqlite::SqliteRow) -> Result<crate::audit::StoredEvent
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+    })
+}
+
+fn ended_session(row: &sqlx::sqlite::SqliteRow) -> Result<EndedSession, StoreError> {
+    Ok(EndedSession {
+        id: row.try_get("id")?,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }

@@ -26,7 +26,21 @@ pub struct TestApp {
 impl TestApp {
     /// Starts with development defaults plus `overrides` (`RAMPART_*` pairs).
     pub async fn spawn(overrides: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
+        Self::spawn_in(tempfile::tempdir().expect("temp dir"), overrides).await
+    }
+
+    /// Stops this instance and starts a new one on the same data directory (database and keys):
+    /// what a process restart looks like to clients.
+    pub async fn restart(mut self, overrides: &[(&str, &str)]) -> Self {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
+        Self::spawn_in(data, overrides).await
+    }
+
+    /// Starts on an existing data directory.
+    pub async fn spawn_in(data: TempDir, overrides: &[(&str, &str)]) -> Self {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("RAMPART_BIND".into(), "127.0.0.1:0".into()),
             ("RAMPART_DATA_DIR".into(), data.path().display().to_string()),

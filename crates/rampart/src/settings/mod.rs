@@ -47,6 +47,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "ACCESS_TTL",
     "REFRESH_TTL",
     "REFRESH_GRACE",
+    "SESSION_MAX_AGE",
     "LOG",
     "LOG_FORMAT",
     "BODY_LIMIT",
@@ -168,6 +169,8 @@ pub struct Settings {
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     pub refresh_grace: Duration,
+    /// Absolute end of a session, however often it is refreshed.
+    pub session_max_age: Duration,
     pub log_filter: String,
     pub log_format: LogFormat,
     pub http: HttpLimits,
@@ -415,6 +418,17 @@ impl Reader {
             parse_duration,
         );
         let refresh_grace = self.parse("REFRESH_GRACE", Duration::from_secs(10), parse_duration);
+        let session_max_age = self.parse(
+            "SESSION_MAX_AGE",
+            Duration::from_secs(90 * 86_400),
+            parse_duration,
+        );
+        if session_max_age < access_ttl {
+            self.fail(
+                "RAMPART_SESSION_MAX_AGE",
+                "must be at least RAMPART_ACCESS_TTL".into(),
+            );
+        }
         if access_ttl.is_zero() || access_ttl > crate::posture::MAX_ACCESS_TTL {
             // API contract: never more than 60 minutes, in any environment.
             self.fail("RAMPART_ACCESS_TTL", "must be between 1s and 60m".into());
@@ -548,6 +562,7 @@ impl Reader {
             access_ttl,
             refresh_ttl,
             refresh_grace,
+            session_max_age,
             log_filter,
             log_format,
             http,
