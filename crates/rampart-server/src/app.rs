@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use axum::Router;
 use rampart::http::Hardening;
 use rampart::keys::KeySet;
+use rampart::pagination::CursorKey;
 use rampart::password::PasswordHasher;
 use rampart::policy::Authenticator;
 use rampart::posture::Posture;
@@ -77,9 +78,35 @@ pub fn token_service(settings: &Settings) -> anyhow::Result<(Tokens, Option<KeyS
     }
 }
 
+/// The key that signs page cursors, derived from the token-signing secret every node already
+/// shares: the current Ed25519 key seals, keys kept for verification still open; or the HS256
+/// secret.
+fn cursor_key(settings: &Settings, keys: Option<&KeySet>) -> anyhow::Result<CursorKey> {
+    if let Some(keys) = keys {
+        let current = keys.current().signing_key().to_bytes();
+        let previous: Vec<[u8; 32]> = keys
+            .keys()
+            .iter()
+            .filter(|key| key.kid() != keys.current().kid())
+            .map(|key| key.signing_key().to_bytes())
+            .collect();
+        return Ok(CursorKey::derive_all(
+            &current,
+            previous.iter().map(<[u8; 32]>::as_slice),
+        ));
+    }
+    let secret = settings
+        .tokens
+        .hs256_secret
+        .as_ref()
+        .context("no signing key or secret to derive the cursor key from")?;
+    Ok(CursorKey::derive(secret.expose_secret().as_bytes()))
+}
+
 /// The application state for these settings: store opened and migrated, keys loaded.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let (tokens, keys) = token_service(&settings)?;
+    let cursors = cursor_key(&settings, keys.as_ref())?;
     let store = store::open(&settings.database_url)
         .await
         .context("opening the database")?;
@@ -107,6 +134,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         tokens,
         hasher,
         access,
+        cursors,
         audit: crate::audit::AuditLog::default(),
     }))
 }

@@ -8,11 +8,14 @@
 
 use std::time::Duration;
 
+use http::request::Parts;
 use http::{header, HeaderMap};
-use rampart::policy::{AuthFuture, Authenticator};
+use rampart::http::RequestContext;
+use rampart::policy::{AuthFuture, Authenticator, DeniedFuture};
 use rampart::{ApiError, Principal};
 
 use crate::access::UserAccess;
+use crate::audit::{Event, Kind};
 use crate::state::AppState;
 
 /// The token from `Authorization: Bearer <token>`, if well formed.
@@ -47,6 +50,25 @@ impl Authenticator for AppState {
                 session_id: claims.sid.clone(),
                 role: user.role,
             })
+        })
+    }
+
+    /// A user reaching for an admin route: recorded as `access_denied`.
+    fn denied<'a>(&'a self, principal: &'a Principal, request: &'a Parts) -> DeniedFuture<'a> {
+        Box::pin(async move {
+            let Some(context) = request.extensions.get::<RequestContext>() else {
+                tracing::warn!(user_id = %principal.user_id, "access denied outside the hardened stack");
+                return;
+            };
+            let event = Event::new(Kind::AccessDenied, context)
+                .user(&principal.user_id)
+                .detail(serde_json::json!({
+                    "method": request.method.as_str(),
+                    // Bounded: the path is client-chosen and the audit table keeps it forever.
+                    "path": request.uri.path().chars().take(256).collect::<String>(),
+                    "required": "admin",
+                }));
+            self.audit(event).await;
         })
     }
 }

@@ -18,7 +18,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, PathItem, Ref, Respon
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, auth, health, jwks, refresh, sessions, users};
+use crate::routes::{admin, auth, health, items, jwks, refresh, sessions, users};
 use crate::state::AppState;
 
 /// The UI runs its own bundled scripts and inline styles; nothing from elsewhere.
@@ -37,6 +37,8 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
     paths(
         health::health, health::ready, auth::register, auth::login, refresh::refresh, users::me, jwks::jwks,
         sessions::logout, sessions::logout_all, sessions::list, sessions::delete, sessions::change_password,
+        items::list, items::create, items::get, items::update, items::delete,
+        admin::users,
         admin::audit,
         admin::lock,
         admin::unlock,
@@ -47,6 +49,7 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
         (name = "auth", description = "Accounts, login and tokens"),
         (name = "users", description = "The caller's account"),
         (name = "sessions", description = "The caller's sessions and password"),
+        (name = "items", description = "The caller's own items"),
         (name = "admin", description = "Admin only: users and the audit trail"),
     )
 )]

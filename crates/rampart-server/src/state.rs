@@ -24,6 +24,8 @@ pub struct Shared {
     pub hasher: PasswordHasher,
     /// Revoked sessions and users' role and lock, checked on every authenticated request.
     pub access: AccessState,
+    /// Signs and opens the cursors of every list endpoint.
+    pub cursors: rampart::pagination::CursorKey,
     pub audit: crate::audit::AuditLog,
 }
 

@@ -192,17 +192,18 @@ async fn only_admins_read_the_audit_log_and_paging_is_strict() {
         let response = app.get_as(&format!("/v1/admin/audit?{bad}"), &admin).await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
-    // register + login(rosa) + login(admin) = 3 events; pages of 2 cover them with no repeats.
+    // register + login(rosa) + access_denied(rosa on the audit log) + login(admin) = 4 events;
+    // pages of 3 cover them with no repeats.
     let first: Value = app
-        .get_as("/v1/admin/audit?limit=2", &admin)
+        .get_as("/v1/admin/audit?limit=3", &admin)
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(first["events"].as_array().unwrap().len(), 2);
+    assert_eq!(first["events"].as_array().unwrap().len(), 3);
     let cursor = first["next_cursor"].as_str().unwrap();
     let second: Value = app
-        .get_as(&format!("/v1/admin/audit?limit=2&cursor={cursor}"), &admin)
+        .get_as(&format!("/v1/admin/audit?limit=3&cursor={cursor}"), &admin)
         .await
         .json()
         .await
@@ -214,8 +215,17 @@ async fn only_admins_read_the_audit_log_and_paging_is_strict() {
         .chain(second["events"].as_array().unwrap())
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
     assert!(second["next_cursor"].is_null());
+    let denied = first["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["events"].as_array().unwrap())
+        .find(|e| e["kind"] == "access_denied")
+        .expect("the user's 403 is recorded");
+    assert_eq!(denied["detail"]["path"], "/v1/admin/audit");
+    assert!(denied["user_id"].is_string(), "{denied}");
 }
 
 fn verify(app: &TestApp) -> (Option<i32>, String) {

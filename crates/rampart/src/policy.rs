@@ -58,7 +58,22 @@ pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, ApiError
 /// [`ApiError::Unavailable`].
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a>;
+
+    /// Called when an authenticated caller is refused a route for lack of a role (the 403),
+    /// before the answer is sent: the place to record a security event. The default logs a
+    /// warning.
+    fn denied<'a>(&'a self, principal: &'a Principal, request: &'a Parts) -> DeniedFuture<'a> {
+        tracing::warn!(
+            user_id = %principal.user_id,
+            path = %request.uri.path(),
+            "access denied: admin route"
+        );
+        Box::pin(std::future::ready(()))
+    }
 }
+
+/// The future [`Authenticator::denied`] returns.
+pub type DeniedFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Accepts nobody. The right authenticator for an app that has no identities yet: every
 /// non-public route answers 401.
@@ -177,7 +192,8 @@ async fn require(
         Err(_) => return ApiError::Unauthorized.into_response(),
     };
     if access == Access::Admin && principal.role != Role::Admin {
-        tracing::warn!(user_id = %principal.user_id, "access denied: admin route");
+        let (parts, _body) = request.into_parts();
+        gate.0.denied(&principal, &parts).await;
         return ApiError::Forbidden.into_response();
     }
     request.extensions_mut().insert(principal);

@@ -136,6 +136,50 @@ impl Password {
     }
 }
 
+/// An item title: 1 to 200 characters, stored and returned exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct ItemTitle(String);
+
+impl TryFrom<String> for ItemTitle {
+    type Error = &'static str;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        match raw.chars().count() {
+            0 => Err("must not be empty"),
+            1..=200 => Ok(Self(raw)),
+            _ => Err("must be at most 200 characters"),
+        }
+    }
+}
+
+impl ItemTitle {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// An item body: up to 10,000 characters, stored and returned exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct ItemBody(String);
+
+impl TryFrom<String> for ItemBody {
+    type Error = &'static str;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        if raw.chars().count() > 10_000 {
+            Err("must be at most 10000 characters")
+        } else {
+            Ok(Self(raw))
+        }
+    }
+}
+
+impl ItemBody {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

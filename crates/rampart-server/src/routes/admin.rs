@@ -1,25 +1,18 @@
 //! Admin endpoints. Mounted as [`rampart::Access::Admin`]: a user gets 403, an anonymous
 //! caller 401.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use rampart::http::RequestContext;
+use rampart::pagination::PageQuery;
 use rampart::{AdminUser, ApiError, Json};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::access::UserAccess;
 use crate::audit::{Event, Kind, StoredEvent};
+use crate::routes::users::UserResponse;
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    pub limit: Option<String>,
-    pub cursor: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
@@ -28,32 +21,15 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
-/// `limit` in 1..=100 (default 20); anything else is 422, never silently clamped.
-fn page_limit(raw: Option<&str>) -> Result<u32, ApiError> {
-    match raw {
-        None => Ok(20),
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", "must be a whole number from 1 to 100")),
-    }
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<UserResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
-const CURSOR_PREFIX: &str = "audit:";
-
-fn decode_cursor(raw: &str) -> Result<i64, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            text.strip_prefix(CURSOR_PREFIX)
-                .and_then(|n| n.parse::<i64>().ok())
-        })
-        .filter(|seq| *seq > 0)
-        .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this endpoint issued"))
-}
+const AUDIT_SCOPE: &str = "admin:audit";
+const USERS_SCOPE: &str = "admin:users";
 
 /// Security events, newest first.
 #[utoipa::path(get, path = "/v1/admin/audit", tag = "admin",
@@ -68,22 +44,50 @@ fn decode_cursor(raw: &str) -> Result<i64, ApiError> {
 pub async fn audit(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    page: PageQuery,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let Query(query) =
-        query.map_err(|_| ApiError::invalid("", "query parameters are limit and cursor only"))?;
-    let limit = page_limit(query.limit.as_deref())?;
-    let before = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let events = state.store.audit_page(before, limit).await?;
-    let next_cursor = (events.len() == limit as usize)
-        .then(|| {
-            events
-                .last()
-                .map(|e| URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{}", e.seq)))
-        })
-        .flatten();
+    let before = state
+        .cursors
+        .position(AUDIT_SCOPE, &page)?
+        .map(|seq| seq.parse::<i64>())
+        .transpose()
+        .map_err(|_| ApiError::internal("a signed audit cursor holds no sequence number"))?;
+    let rows = page.limit.get() + 1;
+    let events = state.store.audit_page(before, rows).await?;
+    let (events, next_cursor) = state
+        .cursors
+        .page(AUDIT_SCOPE, page.limit, events, |e| e.seq.to_string());
     Ok(Json(AuditPage {
         events,
+        next_cursor,
+    }))
+}
+
+/// Every user, in id order (ids are time-ordered, so oldest accounts first).
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 422, description = "Bad limit or cursor", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn users(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    page: PageQuery,
+) -> Result<Json<UserPage>, ApiError> {
+    let after = state.cursors.position(USERS_SCOPE, &page)?;
+    let rows = state
+        .store
+        .list_users(after.as_deref(), page.limit.rows() + 1)
+        .await?;
+    let (rows, next_cursor) = state
+        .cursors
+        .page(USERS_SCOPE, page.limit, rows, |u| u.id.clone());
+    Ok(Json(UserPage {
+        users: rows.iter().map(UserResponse::from).collect(),
         next_cursor,
     }))
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod health;
+pub mod items;
 pub mod jwks;
 pub mod refresh;
 pub mod sessions;
@@ -28,6 +29,12 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .authenticated("/v1/auth/sessions", get(sessions::list))
         .authenticated("/v1/auth/sessions/{id}", delete(sessions::delete))
         .authenticated("/v1/auth/password", post(sessions::change_password))
+        .authenticated("/v1/items", get(items::list).post(items::create))
+        .authenticated(
+            "/v1/items/{id}",
+            get(items::get).patch(items::update).delete(items::delete),
+        )
+        .admin("/v1/admin/users", get(admin::users))
         .admin("/v1/admin/audit", get(admin::audit))
         .admin("/v1/admin/users/{id}/lock", post(admin::lock))
         .admin("/v1/admin/users/{id}/unlock", post(admin::unlock));

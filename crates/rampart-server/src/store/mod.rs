@@ -5,7 +5,10 @@
 //! be added as another module rather than as `if postgres` branches in every method. Store
 //! errors carry the backend's message for the log only; handlers turn them into a generic 500.
 
+pub mod items;
 pub mod sqlite;
+
+pub use items::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -124,7 +127,14 @@ pub struct Rotation {
 }
 
 /// Everything the service needs from its database.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ItemStore + Send + Sync + 'static {
+    /// Users in id order, after `after` when given; at most `rows` (admin listing).
+    fn list_users<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        rows: usize,
+    ) -> StoreFuture<'a, Vec<UserRecord>>;
+
     /// Cheap round trip proving the database answers (for `/ready`).
     fn ping(&self) -> StoreFuture<'_, ()>;
 

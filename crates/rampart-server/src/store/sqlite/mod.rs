@@ -18,6 +18,8 @@ use super::{
     StoreFuture, UserRecord,
 };
 
+mod items;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, Clone)]
@@ -168,6 +170,25 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(row.as_ref().map(user_from).transpose()?)
+        })
+    }
+
+    fn list_users<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        rows: usize,
+    ) -> StoreFuture<'a, Vec<UserRecord>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE (? IS NULL OR id > ?) ORDER BY id LIMIT ?"
+            );
+            let found = sqlx::query(&sql)
+                .bind(after)
+                .bind(after)
+                .bind(items::limit(rows))
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(found.iter().map(user_from).collect::<Result<_, _>>()?)
         })
     }
 

@@ -1,0 +1,231 @@
+//! `/v1/items`: each user's own records.
+//!
+//! Defends against broken object-level authorisation and mass assignment. Every store call
+//! takes the caller as [`Owner`], so another user's item is unreachable and answers exactly like
+//! a missing one (the same 404 document), while the miss is recorded as `access_denied`.
+//! Requests are parsed into separate create and update types that reject unknown fields, so
+//! `id`, `owner_id`, timestamps or `role` in a body are a 422 and never applied; responses are
+//! built from their own type, never by serialising a row. Lists are paged with a bounded limit
+//! and a cursor bound to the caller ([`rampart::pagination`]).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rampart::http::RequestContext;
+use rampart::pagination::PageQuery;
+use rampart::{ApiError, CurrentUser, Json, Principal};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::audit::{Event, Kind};
+use crate::domain::{ItemBody, ItemTitle};
+use crate::state::AppState;
+use crate::store::{ItemChanges, ItemRecord, NewItem, Owner};
+
+/// An item as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemResponse {
+    pub id: String,
+    pub owner_id: String,
+    pub title: String,
+    pub body: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+}
+
+impl From<ItemRecord> for ItemResponse {
+    fn from(item: ItemRecord) -> Self {
+        Self {
+            id: item.id,
+            owner_id: item.owner_id,
+            title: item.title,
+            body: item.body,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemPage {
+    pub items: Vec<ItemResponse>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A new item. Only these fields exist; anything else is a 422.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateItem {
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
+    pub title: ItemTitle,
+    #[schema(value_type = String, max_length = 10000)]
+    pub body: ItemBody,
+}
+
+/// Changes to an item: either field or both; `null` is not a value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateItem {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub title: Option<ItemTitle>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 10000)]
+    pub body: Option<ItemBody>,
+}
+
+/// A field that, when present, must hold a value: `"title": null` is refused rather than read
+/// as "leave unchanged", so a client bug cannot pass for an intended no-op.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// The caller's items, newest first.
+#[utoipa::path(get, path = "/v1/items", tag = "items",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 100, default 20"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of the caller's items", body = ItemPage),
+        (status = 422, description = "Bad limit or cursor, or an unknown parameter", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+    page: PageQuery,
+) -> Result<Json<ItemPage>, ApiError> {
+    let owner = Owner::of(&caller);
+    let scope = format!("items:{}", owner.id());
+    let before = state.cursors.position(&scope, &page)?;
+    let rows = state
+        .store
+        .list_items(&owner, before.as_deref(), page.limit.rows() + 1)
+        .await?;
+    let (rows, next_cursor) = state
+        .cursors
+        .page(&scope, page.limit, rows, |item| item.id.clone());
+    Ok(Json(ItemPage {
+        items: rows.into_iter().map(ItemResponse::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Create an item owned by the caller.
+#[utoipa::path(post, path = "/v1/items", tag = "items", request_body = CreateItem, responses(
+    (status = 201, description = "Created", body = ItemResponse),
+    (status = 422, description = "A field is out of bounds or not writable", body = rampart::Problem, content_type = "application/problem+json"),
+))]
+pub async fn create(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+    Json(new): Json<CreateItem>,
+) -> Result<(StatusCode, Json<ItemResponse>), ApiError> {
+    let item = state
+        .store
+        .create_item(
+            &Owner::of(&caller),
+            NewItem {
+                id: uuid::Uuid::now_v7().to_string(),
+                title: new.title,
+                body: new.body,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(item.into())))
+}
+
+/// One of the caller's items.
+#[utoipa::path(get, path = "/v1/items/{id}", tag = "items",
+    params(("id" = String, Path, description = "Item id")),
+    responses(
+        (status = 200, description = "The item", body = ItemResponse),
+        (status = 404, description = "No such item of the caller's", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    context: RequestContext,
+    CurrentUser(caller): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<ItemResponse>, ApiError> {
+    match state.store.owned_item(&Owner::of(&caller), &id).await? {
+        Some(item) => Ok(Json(item.into())),
+        None => Err(not_found(&state, &context, &caller, &id).await),
+    }
+}
+
+/// Change the title or body of one of the caller's items.
+#[utoipa::path(patch, path = "/v1/items/{id}", tag = "items", request_body = UpdateItem,
+    params(("id" = String, Path, description = "Item id")),
+    responses(
+        (status = 200, description = "The changed item", body = ItemResponse),
+        (status = 404, description = "No such item of the caller's", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is out of bounds or not writable", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    context: RequestContext,
+    CurrentUser(caller): CurrentUser,
+    Path(id): Path<String>,
+    Json(changes): Json<UpdateItem>,
+) -> Result<Json<ItemResponse>, ApiError> {
+    if changes.title.is_none() && changes.body.is_none() {
+        return Err(ApiError::invalid("", "give title, body or both"));
+    }
+    let changes = ItemChanges {
+        title: changes.title,
+        body: changes.body,
+    };
+    match state
+        .store
+        .update_item(&Owner::of(&caller), &id, changes)
+        .await?
+    {
+        Some(item) => Ok(Json(item.into())),
+        None => Err(not_found(&state, &context, &caller, &id).await),
+    }
+}
+
+/// Delete one of the caller's items.
+#[utoipa::path(delete, path = "/v1/items/{id}", tag = "items",
+    params(("id" = String, Path, description = "Item id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such item of the caller's", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    context: RequestContext,
+    CurrentUser(caller): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_item(&Owner::of(&caller), &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&state, &context, &caller, &id).await)
+    }
+}
+
+/// The answer to any item the caller does not own: one 404 whether or not it exists. When it
+/// does exist (someone probing another user's ids), the attempt is recorded as `access_denied`.
+/// Both paths run the same queries, so timing does not tell them apart either.
+async fn not_found(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Principal,
+    id: &str,
+) -> ApiError {
+    match state.store.item_exists(id).await {
+        Ok(true) => {
+            let event = Event::new(Kind::AccessDenied, context)
+                .user(&caller.user_id)
+                .detail(serde_json::json!({"resource": "item", "id": id}));
+            state.audit(event).await;
+        }
+        Ok(false) => {}
+        Err(err) => tracing::error!(error = %err, "item existence check failed"),
+    }
+    ApiError::NotFound
+}

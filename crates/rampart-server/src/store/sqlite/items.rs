@@ -1,0 +1,129 @@
+//! Items in SQLite. Every statement names the owner; see [`crate::store::items`].
+
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreError, StoreFuture};
+
+const ITEM_COLUMNS: &str = "id, owner_id, title, body, created_at, updated_at";
+
+fn item_from(row: &sqlx::sqlite::SqliteRow) -> Result<ItemRecord, StoreError> {
+    Ok(ItemRecord {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// SQLite's LIMIT takes an i64; page sizes are at most a few hundred.
+pub(super) fn limit(rows: usize) -> i64 {
+    i64::try_from(rows).unwrap_or(i64::MAX)
+}
+
+impl ItemStore for SqliteStore {
+    fn create_item<'a>(&'a self, owner: &'a Owner, item: NewItem) -> StoreFuture<'a, ItemRecord> {
+        Box::pin(async move {
+            let now = crate::store::now();
+            let sql = format!(
+                "INSERT INTO items (id, owner_id, title, body, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING {ITEM_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(&item.id)
+                .bind(owner.id())
+                .bind(item.title.into_inner())
+                .bind(item.body.into_inner())
+                .bind(&now)
+                .bind(&now)
+                .fetch_one(&self.pool)
+                .await?;
+            item_from(&row)
+        })
+    }
+
+    fn owned_item<'a>(
+        &'a self,
+        owner: &'a Owner,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<ItemRecord>> {
+        Box::pin(async move {
+            let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ? AND owner_id = ?");
+            let row = sqlx::query(&sql)
+                .bind(id)
+                .bind(owner.id())
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(item_from).transpose()
+        })
+    }
+
+    fn update_item<'a>(
+        &'a self,
+        owner: &'a Owner,
+        id: &'a str,
+        changes: ItemChanges,
+    ) -> StoreFuture<'a, Option<ItemRecord>> {
+        Box::pin(async move {
+            let sql = format!(
+                "UPDATE items SET title = COALESCE(?, title), body = COALESCE(?, body), updated_at = ?
+                 WHERE id = ? AND owner_id = ? RETURNING {ITEM_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(changes.title.map(crate::domain::ItemTitle::into_inner))
+                .bind(changes.body.map(crate::domain::ItemBody::into_inner))
+                .bind(crate::store::now())
+                .bind(id)
+                .bind(owner.id())
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(item_from).transpose()
+        })
+    }
+
+    fn delete_item<'a>(&'a self, owner: &'a Owner, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM items WHERE id = ? AND owner_id = ?")
+                .bind(id)
+                .bind(owner.id())
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn list_items<'a>(
+        &'a self,
+        owner: &'a Owner,
+        before: Option<&'a str>,
+        rows: usize,
+    ) -> StoreFuture<'a, Vec<ItemRecord>> {
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM items
+                 WHERE owner_id = ? AND (? IS NULL OR id < ?)
+                 ORDER BY id DESC LIMIT ?"
+            );
+            let found = sqlx::query(&sql)
+                .bind(owner.id())
+                .bind(before)
+                .bind(before)
+                .bind(limit(rows))
+                .fetch_all(&self.pool)
+                .await?;
+            found.iter().map(item_from).collect()
+        })
+    }
+
+    fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT 1 FROM items WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+}
