@@ -8,34 +8,6 @@ use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const ADMIN_PASSWORD: &str = "granite herons audit every ledger";
-
-async fn admin_token(app: &TestApp) -> String {
-    let hash = app
-        .state
-        .hasher
-        .hash(ADMIN_PASSWORD.to_owned().into())
-        .await
-        .unwrap();
-    app.state
-        .store
-        .create_user(rampart_server::store::NewUser {
-            id: "01a20000-0000-7000-8000-00000000ad01".into(),
-            email: "admin@example.com".into(),
-            email_key: "admin@example.com".into(),
-            username: "admin".into(),
-            username_key: "admin".into(),
-            password_hash: hash,
-            role: rampart::Role::Admin,
-        })
-        .await
-        .unwrap();
-    app.login("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn all_events(app: &TestApp, admin: &str) -> Vec<Value> {
     let page: Value = app
         .get_as("/v1/admin/audit?limit=100", admin)
@@ -114,7 +86,7 @@ async fn every_security_event_is_recorded_without_secrets() {
         .await
         .unwrap();
 
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let events = all_events(&app, &admin).await;
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     for expected in [
@@ -178,7 +150,7 @@ async fn only_admins_read_the_audit_log_and_paging_is_strict() {
         app.get_as("/v1/admin/audit", &user).await.status(),
         StatusCode::FORBIDDEN
     );
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     for bad in [
         "limit=0",
         "limit=101",
@@ -304,7 +276,7 @@ async fn admin_lock_ends_sessions_and_refuses_login_until_unlock() {
         .await
         .unwrap();
     let id = vera["id"].as_str().unwrap().to_owned();
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
 
     let as_user = app
         .client

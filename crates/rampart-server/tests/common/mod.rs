@@ -13,6 +13,8 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+const ADMIN_PASSWORD: &str = "granite herons audit every ledger";
+
 /// The service running inside the test process.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -123,6 +125,63 @@ impl TestApp {
             response.text().await.unwrap_or_default()
         );
         response.json().await.expect("token pair")
+    }
+
+    /// Creates the admin account `admin` (directly in the store, as `rampart user create
+    /// --admin` would) and returns an access token for it.
+    pub async fn admin_token(&self) -> String {
+        let hash = self
+            .state
+            .hasher
+            .hash(ADMIN_PASSWORD.to_owned().into())
+            .await
+            .unwrap();
+        self.state
+            .store
+            .create_user(rampart_server::store::NewUser {
+                id: "01a20000-0000-7000-8000-00000000ad01".into(),
+                email: "admin@example.com".into(),
+                email_key: "admin@example.com".into(),
+                username: "admin".into(),
+                username_key: "admin".into(),
+                password_hash: hash,
+                role: rampart::Role::Admin,
+            })
+            .await
+            .unwrap();
+        self.login("admin", ADMIN_PASSWORD).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The id of the user a token belongs to.
+    pub async fn user_id(&self, token: &str) -> String {
+        let me: serde_json::Value = self
+            .get_as("/v1/users/me", token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        me["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request")
     }
 
     /// GET with a bearer token.
