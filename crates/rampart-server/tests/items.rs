@@ -508,3 +508,42 @@ async fn admins_list_every_user_and_users_cannot() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
 }
+
+#[tokio::test]
+async fn a_database_locked_by_someone_else_answers_503_not_a_hang() {
+    use sqlx::{ConnectOptions, Connection};
+    let app = TestApp::spawn(&[]).await;
+    let alice = token(&app, "alice").await;
+    let url = format!("sqlite://{}", app.data.path().join("rampart.db").display());
+    let mut intruder = url
+        .parse::<sqlx::sqlite::SqliteConnectOptions>()
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut intruder)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let blocked = create(&app, &alice, &json!({"title": "t", "body": "b"})).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(blocked.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(blocked.headers().contains_key("retry-after"));
+    let problem = blocked.text().await.unwrap();
+    assert!(
+        !problem.to_lowercase().contains("sqlite") && !problem.contains("locked"),
+        "{problem}"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut intruder)
+        .await
+        .unwrap();
+    intruder.close().await.unwrap();
+    assert_eq!(
+        create(&app, &alice, &json!({"title": "t", "body": "b"}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+}

@@ -3,7 +3,13 @@
 //! Defends against injection and backend lock-in: every query is a parameterised `sqlx::query`
 //! (no string-built SQL anywhere), and handlers see only the [`Store`] trait, so PostgreSQL can
 //! be added as another module rather than as `if postgres` branches in every method. Store
-//! errors carry the backend's message for the log only; handlers turn them into a generic 500.
+//! errors carry the backend's message for the log only; handlers turn them into a generic 500,
+//! or a 503 when the database is merely saturated.
+//!
+//! No request can hold a connection for long: every statement is an indexed lookup or an
+//! indexed page of at most 101 rows, waits for the write lock are cut at the busy timeout, and
+//! waits for a pooled connection at the acquire timeout (5 s each), after which the caller gets
+//! 503 and the connection is free again.
 
 pub mod items;
 pub mod sqlite;
@@ -35,10 +41,34 @@ pub enum StoreError {
     Conflict(&'static str),
 }
 
+impl StoreError {
+    /// The database is there but saturated: a write lock held past the busy timeout, or no
+    /// pooled connection free within the acquire timeout. Worth retrying shortly.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            Self::Backend(sqlx::Error::PoolTimedOut) => true,
+            // SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+            Self::Backend(sqlx::Error::Database(db)) => db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+            _ => false,
+        }
+    }
+}
+
 /// A store failure reaching a handler is an internal error: logged with the request id at the
-/// edge, never shown. Handlers that expect a specific failure (a conflict) match it first.
+/// edge, never shown. A saturated database is a 503 with `Retry-After` instead, so clients back
+/// off rather than treat it as a bug. Handlers that expect a specific failure (a conflict)
+/// match it first.
 impl From<StoreError> for rampart::ApiError {
     fn from(err: StoreError) -> Self {
+        if err.is_busy() {
+            tracing::warn!(error = %err, "database busy; answering 503");
+            return Self::Unavailable {
+                retry_after: std::time::Duration::from_secs(1),
+            };
+        }
         Self::internal(err)
     }
 }
