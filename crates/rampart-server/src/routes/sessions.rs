@@ -1,9 +1,9 @@
 //! The caller's sessions: list them, end one, end all, and change the password.
 //!
 //! Defends against stolen sessions outliving the user's reaction: every way of ending a session
-//! marks it revoked in the store and drops it from this process's session cache, so its access
-//! tokens are refused on the very next request here, and its refresh token can no longer be
-//! used. A user can only see and end their own sessions: another user's session id answers
+//! marks it revoked in the store and adds it to the in-memory revocation set
+//! ([`crate::access`]), so its access tokens are refused on the very next request, and its
+//! refresh token can no longer be used. A user can only see and end their own sessions: another user's session id answers
 //! exactly like one that does not exist (404).
 
 use axum::extract::{Path, State};
