@@ -47,7 +47,9 @@ struct Revoked {
 #[derive(Debug)]
 pub struct AccessState {
     revoked: RwLock<Revoked>,
-    users: RwLock<HashMap<Box<str>, UserAccess>>,
+    /// The flag marks entries written by a change ([`AccessState::set_user`]): those are never
+    /// evicted, or a stale store read could refill the gap with the state before the change.
+    users: RwLock<HashMap<Box<str>, (UserAccess, bool)>>,
     /// How long a revoked session must be remembered.
     window: Duration,
 }
@@ -114,7 +116,7 @@ impl AccessState {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(user_id)
-            .copied()
+            .map(|(access, _)| *access)
     }
 
     /// Fills the cache with state read from the store, unless a change already put a newer
@@ -122,25 +124,26 @@ impl AccessState {
     pub fn remember_user(&self, user_id: &str, access: UserAccess) -> UserAccess {
         let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
         make_room(&mut users);
-        *users.entry(user_id.into()).or_insert(access)
+        users.entry(user_id.into()).or_insert((access, false)).0
     }
 
     /// Applies a change this process just wrote to the store.
     pub fn set_user(&self, user_id: &str, access: UserAccess) {
         let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
         make_room(&mut users);
-        users.insert(user_id.into(), access);
+        users.insert(user_id.into(), (access, true));
     }
 }
 
-/// Keeps the user map under its cap by dropping half of it. Which half does not matter for
-/// correctness: a dropped user is read from the store again on its next request.
-fn make_room(users: &mut HashMap<Box<str>, UserAccess>) {
+/// Keeps the user map under its cap by dropping half of the entries read from the store. Which
+/// half does not matter: a dropped user is read again on its next request. Entries written by
+/// changes stay (there are only as many as admins made changes).
+fn make_room(users: &mut HashMap<Box<str>, (UserAccess, bool)>) {
     if users.len() >= USER_CAPACITY {
         let mut keep = false;
-        users.retain(|_, _| {
+        users.retain(|_, (_, changed)| {
             keep = !keep;
-            keep
+            *changed || keep
         });
     }
 }
@@ -217,6 +220,21 @@ mod tests {
         // A change always applies.
         access.set_user("u1", USER);
         assert_eq!(access.user("u1"), Some(USER));
+    }
+
+    #[test]
+    fn eviction_never_drops_a_change() {
+        let access = AccessState::new(Duration::from_secs(900));
+        let locked = UserAccess {
+            locked: true,
+            ..USER
+        };
+        access.set_user("locked-user", locked);
+        for i in 0..USER_CAPACITY * 2 {
+            access.remember_user(&format!("user-{i}"), USER);
+        }
+        // A stale read (from before the lock) arriving now must not undo the lock.
+        assert_eq!(access.remember_user("locked-user", USER), locked);
     }
 
     #[test]

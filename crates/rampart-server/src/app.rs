@@ -135,6 +135,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         hasher,
         access,
         cursors,
+        denials: crate::audit::EventSampler::default(),
         audit: crate::audit::AuditLog::default(),
     }))
 }

@@ -91,6 +91,86 @@ impl Event {
     }
 }
 
+/// Admits at most one event per key (a user id, an address) per window, counting the rest, so
+/// a caller repeating a denied request writes one audit row a minute, not one per request.
+/// Bounded: past its capacity, keys whose window has passed are dropped, then all.
+#[derive(Debug)]
+pub struct EventSampler {
+    window: std::time::Duration,
+    keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+const SAMPLER_CAPACITY: usize = 100_000;
+
+impl Default for EventSampler {
+    fn default() -> Self {
+        Self::new(std::time::Duration::from_secs(60))
+    }
+}
+
+impl EventSampler {
+    pub fn new(window: std::time::Duration) -> Self {
+        Self {
+            window,
+            keys: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `Some(left out since the last admitted event)` when `key` may record an event now.
+    pub fn admit(&self, key: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((since, left_out)) = keys.get_mut(key) {
+            if now.duration_since(*since) < self.window {
+                *left_out += 1;
+                return None;
+            }
+            let dropped = *left_out;
+            *since = now;
+            *left_out = 0;
+            return Some(dropped);
+        }
+        if keys.len() >= SAMPLER_CAPACITY {
+            keys.retain(|_, (since, _)| now.duration_since(*since) < self.window);
+            if keys.len() >= SAMPLER_CAPACITY {
+                keys.clear();
+            }
+        }
+        keys.insert(key.to_owned(), (now, 0));
+        Some(0)
+    }
+}
+
+#[cfg(test)]
+mod sampler_tests {
+    use super::EventSampler;
+    use std::time::Duration;
+
+    #[test]
+    fn one_event_per_key_per_window_and_the_rest_are_counted() {
+        let sampler = EventSampler::new(Duration::from_millis(50));
+        assert_eq!(sampler.admit("mallory"), Some(0));
+        for _ in 0..5 {
+            assert_eq!(sampler.admit("mallory"), None);
+        }
+        assert_eq!(sampler.admit("alice"), Some(0), "keys are independent");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(sampler.admit("mallory"), Some(5));
+    }
+
+    #[test]
+    fn a_spray_of_keys_stays_under_the_capacity() {
+        let sampler = EventSampler::new(Duration::from_secs(60));
+        for i in 0..super::SAMPLER_CAPACITY + 10 {
+            sampler.admit(&format!("key-{i}"));
+        }
+        assert!(sampler.keys.lock().unwrap().len() <= super::SAMPLER_CAPACITY);
+    }
+}
+
 /// A stored event, as `GET /v1/admin/audit` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {

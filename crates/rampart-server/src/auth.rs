@@ -68,7 +68,7 @@ impl Authenticator for AppState {
                     "path": request.uri.path().chars().take(256).collect::<String>(),
                     "required": "admin",
                 }));
-            self.audit(event).await;
+            self.audit_denied(event);
         })
     }
 }

@@ -9,7 +9,7 @@ use rampart::tokens::Tokens;
 use rampart::Settings;
 
 use crate::access::AccessState;
-use crate::store::{EndedSession, Store};
+use crate::store::{EndedSession, Store, StoreError};
 
 /// Cloned into every handler call, so it is one `Arc`.
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub struct Shared {
     /// Signs and opens the cursors of every list endpoint.
     pub cursors: rampart::pagination::CursorKey,
     pub audit: crate::audit::AuditLog,
+    /// Thins out `access_denied` events so one caller cannot flood the audit table.
+    pub denials: crate::audit::EventSampler,
 }
 
 impl AppState {
@@ -43,10 +45,79 @@ impl AppState {
         }
     }
 
-    /// Records a security event (see [`crate::audit`]).
-    pub async fn audit(&self, event: crate::audit::Event) {
-        self.audit.record(self.store.as_ref(), event).await;
+    /// Ends one of `user_id`'s sessions in the store and in memory as one step that a cancelled
+    /// request (client gone, timeout) cannot split: otherwise the store could say revoked while
+    /// this node still accepted the session's tokens, and a retry would find nothing to revoke.
+    pub async fn end_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<Option<EndedSession>, StoreError> {
+        let (state, user_id, session_id) =
+            (self.clone(), user_id.to_owned(), session_id.to_owned());
+        to_completion(async move {
+            let ended = state.store.revoke_session(&user_id, &session_id).await?;
+            state.forget_sessions(ended.as_slice());
+            Ok(ended)
+        })
+        .await
     }
+
+    /// Ends every session of `user_id` but `keep`, like [`AppState::end_session`].
+    pub async fn end_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<EndedSession>, StoreError> {
+        let (state, user_id, keep) = (self.clone(), user_id.to_owned(), keep.map(str::to_owned));
+        to_completion(async move {
+            let ended = state
+                .store
+                .revoke_user_sessions(&user_id, keep.as_deref())
+                .await?;
+            state.forget_sessions(&ended);
+            Ok(ended)
+        })
+        .await
+    }
+
+    /// Records a security event (see [`crate::audit`]). The append runs as its own task, so a
+    /// cancelled request cannot leave the table and the in-memory chain head disagreeing.
+    pub async fn audit(&self, event: crate::audit::Event) {
+        let state = self.clone();
+        let _ = to_completion(async move {
+            state.audit.record(state.store.as_ref(), event).await;
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Records an `access_denied` event without making the caller wait for it (the answer's
+    /// timing must not reveal that something was there to deny), and at most once per caller
+    /// per sampling window; the next recorded event counts the ones left out.
+    pub fn audit_denied(&self, mut event: crate::audit::Event) {
+        let key = event.user_id.clone().unwrap_or_default();
+        let Some(suppressed) = self.denials.admit(&key) else {
+            return;
+        };
+        if suppressed > 0 {
+            if let Some(detail) = event.detail.as_object_mut() {
+                detail.insert("suppressed_since_last".into(), suppressed.into());
+            }
+        }
+        let state = self.clone();
+        tokio::spawn(async move { state.audit.record(state.store.as_ref(), event).await });
+    }
+}
+
+/// Runs `work` on its own task and waits for it: dropping the waiting future (a cancelled
+/// request) no longer stops the work half-way.
+pub(crate) async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|err| StoreError::Task(err.to_string()))?
 }
 
 impl std::ops::Deref for AppState {

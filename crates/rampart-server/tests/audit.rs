@@ -166,6 +166,13 @@ async fn only_admins_read_the_audit_log_and_paging_is_strict() {
     }
     // register + login(rosa) + access_denied(rosa on the audit log) + login(admin) = 4 events;
     // pages of 3 cover them with no repeats.
+    // (access_denied is written off the request path: wait for it.)
+    for _ in 0..100 {
+        if all_events(&app, &admin).await.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let first: Value = app
         .get_as("/v1/admin/audit?limit=3", &admin)
         .await

@@ -93,6 +93,15 @@ fn production_refuses_to_start_on_each_unsafe_setting() {
             "RAMPART_ACCESS_TTL",
             2,
         ),
+        (
+            // Accepted but not yet used: nodes would not share revocations.
+            &[
+                ("RAMPART_KEYS_FILE", &keys),
+                ("RAMPART_REDIS_URL", "redis://127.0.0.1:6379"),
+            ],
+            "RAMPART_REDIS_URL",
+            1,
+        ),
         (&[], "RAMPART_KEYS_FILE", 1),
     ];
     for (vars, named, expected) in cases {

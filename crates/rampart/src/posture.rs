@@ -277,8 +277,10 @@ impl Posture {
             let redis = redis.expose_secret();
             add(
                 "RAMPART_REDIS_URL",
-                Verdict::Warn,
-                "set but not used by this build yet: limits and revocation stay per process".into(),
+                Verdict::Fail,
+                "not supported by this build yet: revocations, locks and limits would stay per \
+                 process, so a logout on one node would not reach the others"
+                    .into(),
             );
             if redis.starts_with("redis://") && !is_local_url(redis) {
                 add(

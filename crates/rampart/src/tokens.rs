@@ -309,7 +309,10 @@ impl Tokens {
             && !claims.jti.is_empty()
             && claims.iat <= now + LEEWAY_SECS
             && claims.exp > claims.iat
-            && claims.exp - claims.iat <= crate::posture::MAX_ACCESS_TTL.as_secs();
+            // Not longer than this deployment issues now: after the TTL is lowered, older
+            // long-lived tokens stop verifying rather than outliving the revocations that
+            // are only remembered for the new TTL.
+            && claims.exp - claims.iat <= self.inner.policy.ttl.as_secs();
         if sane {
             Ok(claims)
         } else {

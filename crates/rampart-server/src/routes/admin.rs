@@ -136,20 +136,19 @@ async fn set_lock(
         .find_user(user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.store.set_locked(user_id, locked).await?;
-    state.access.set_user(
-        user_id,
-        UserAccess {
-            role: user.role,
-            locked,
-        },
-    );
+    // Store and memory change together even if this request is cancelled half-way.
+    let (shared, id, role) = (state.clone(), user_id.to_owned(), user.role);
+    crate::state::to_completion(async move {
+        shared.store.set_locked(&id, locked).await?;
+        shared.access.set_user(&id, UserAccess { role, locked });
+        Ok(())
+    })
+    .await?;
     let ended = if locked {
-        state.store.revoke_user_sessions(user_id, None).await?
+        state.end_user_sessions(user_id, None).await?
     } else {
         Vec::new()
     };
-    state.forget_sessions(&ended);
     let kind = if locked {
         Kind::UserLocked
     } else {

@@ -209,8 +209,9 @@ pub async fn delete(
 }
 
 /// The answer to any item the caller does not own: one 404 whether or not it exists. When it
-/// does exist (someone probing another user's ids), the attempt is recorded as `access_denied`.
-/// Both paths run the same queries, so timing does not tell them apart either.
+/// does exist (someone probing another user's ids), the attempt is recorded as `access_denied`
+/// (sampled per caller, written off the request path). Both paths run the same queries and
+/// neither waits for the audit write, so timing does not tell them apart either.
 async fn not_found(
     state: &AppState,
     context: &RequestContext,
@@ -222,7 +223,7 @@ async fn not_found(
             let event = Event::new(Kind::AccessDenied, context)
                 .user(&caller.user_id)
                 .detail(serde_json::json!({"resource": "item", "id": id}));
-            state.audit(event).await;
+            state.audit_denied(event);
         }
         Ok(false) => {}
         Err(err) => tracing::error!(error = %err, "item existence check failed"),

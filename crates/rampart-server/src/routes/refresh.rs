@@ -161,13 +161,7 @@ async fn replay(
             return Ok(pair(access, successor, expires - now));
         }
     }
-    if let Some(ended) = state
-        .store
-        .revoke_session(&row.user_id, &row.session_id)
-        .await?
-    {
-        state.forget_sessions(&[ended]);
-    }
+    state.end_session(&row.user_id, &row.session_id).await?;
     let event = Event::new(Kind::RefreshReuseDetected, context)
         .user(&row.user_id)
         .detail(serde_json::json!({"session_id": row.session_id, "action": "session_revoked"}));

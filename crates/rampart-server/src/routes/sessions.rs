@@ -51,13 +51,9 @@ pub async fn logout(
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    if let Some(ended) = state
-        .store
-        .revoke_session(&caller.user_id, &caller.session_id)
-        .await?
-    {
-        state.forget_sessions(&[ended]);
-    }
+    state
+        .end_session(&caller.user_id, &caller.session_id)
+        .await?;
     let event = Event::new(Kind::Logout, &context)
         .user(&caller.user_id)
         .detail(serde_json::json!({"session_id": caller.session_id}));
@@ -72,11 +68,7 @@ pub async fn logout_all(
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    let ended = state
-        .store
-        .revoke_user_sessions(&caller.user_id, None)
-        .await?;
-    state.forget_sessions(&ended);
+    let ended = state.end_user_sessions(&caller.user_id, None).await?;
     let event = Event::new(Kind::LogoutAll, &context)
         .user(&caller.user_id)
         .detail(serde_json::json!({"sessions_ended": ended.len()}));
@@ -119,12 +111,10 @@ pub async fn delete(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let ended = state
-        .store
-        .revoke_session(&caller.user_id, &id)
+    state
+        .end_session(&caller.user_id, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.forget_sessions(&[ended]);
     let event = Event::new(Kind::SessionRevoked, &context)
         .user(&caller.user_id)
         .detail(serde_json::json!({"session_id": id}));
@@ -170,10 +160,8 @@ pub async fn change_password(
         .map_err(hashing_error)?;
     state.store.set_password_hash(&user.id, &hash).await?;
     let ended = state
-        .store
-        .revoke_user_sessions(&user.id, Some(&caller.session_id))
+        .end_user_sessions(&user.id, Some(&caller.session_id))
         .await?;
-    state.forget_sessions(&ended);
     let event = Event::new(Kind::PasswordChanged, &context)
         .user(&user.id)
         .detail(serde_json::json!({"other_sessions_ended": ended.len()}));

@@ -36,6 +36,9 @@ pub enum StoreError {
     Location(std::io::Error),
     #[error("unsupported database URL (expected sqlite:)")]
     Unsupported,
+    /// A store task panicked or was aborted.
+    #[error("store task failed: {0}")]
+    Task(String),
     /// A unique value is taken; names the value (`email`, `username`).
     #[error("{0} already exists")]
     Conflict(&'static str),

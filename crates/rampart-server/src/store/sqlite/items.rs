@@ -101,18 +101,20 @@ impl ItemStore for SqliteStore {
         rows: usize,
     ) -> StoreFuture<'a, Vec<ItemRecord>> {
         Box::pin(async move {
-            let sql = format!(
-                "SELECT {ITEM_COLUMNS} FROM items
-                 WHERE owner_id = ? AND (? IS NULL OR id < ?)
+            // Two statements, not `(? IS NULL OR id < ?)`: SQLite cannot seek the index with an
+            // OR, and would walk every newer row to reach a deep page.
+            let seek = format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE owner_id = ? AND id < ?
                  ORDER BY id DESC LIMIT ?"
             );
-            let found = sqlx::query(&sql)
-                .bind(owner.id())
-                .bind(before)
-                .bind(before)
-                .bind(limit(rows))
-                .fetch_all(&self.pool)
-                .await?;
+            let first = format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE owner_id = ? ORDER BY id DESC LIMIT ?"
+            );
+            let query = match before {
+                Some(before) => sqlx::query(&seek).bind(owner.id()).bind(before),
+                None => sqlx::query(&first).bind(owner.id()),
+            };
+            let found = query.bind(limit(rows)).fetch_all(&self.pool).await?;
             found.iter().map(item_from).collect()
         })
     }

@@ -179,15 +179,14 @@ impl Store for SqliteStore {
         rows: usize,
     ) -> StoreFuture<'a, Vec<UserRecord>> {
         Box::pin(async move {
-            let sql = format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE (? IS NULL OR id > ?) ORDER BY id LIMIT ?"
-            );
-            let found = sqlx::query(&sql)
-                .bind(after)
-                .bind(after)
-                .bind(items::limit(rows))
-                .fetch_all(&self.pool)
-                .await?;
+            // Two statements so the primary key is seeked, not scanned (see `list_items`).
+            let seek = format!("SELECT {USER_COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?");
+            let first = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT ?");
+            let query = match after {
+                Some(after) => sqlx::query(&seek).bind(after),
+                None => sqlx::query(&first),
+            };
+            let found = query.bind(items::limit(rows)).fetch_all(&self.pool).await?;
             Ok(found.iter().map(user_from).collect::<Result<_, _>>()?)
         })
     }
@@ -436,12 +435,12 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>> {
         Box::pin(async move {
+            // Seeks the rowid from the cursor instead of scanning down to it.
             let rows = sqlx::query(
                 "SELECT seq, id, at, kind, user_id, ip, request_id, detail, prev_hash, hash FROM audit_events
-                 WHERE (? IS NULL OR seq < ?) ORDER BY seq DESC LIMIT ?",
+                 WHERE seq < ? ORDER BY seq DESC LIMIT ?",
             )
-            .bind(before_seq)
-            .bind(before_seq)
+            .bind(before_seq.unwrap_or(i64::MAX))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
