@@ -239,7 +239,7 @@ impl AuditLog {
         };
         let mut stored = StoredEvent {
             seq: 0,
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crate::store::new_id(),
             at: crate::store::now(),
             kind: event.kind.as_str().to_owned(),
             user_id: event.user_id,

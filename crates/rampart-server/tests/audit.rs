@@ -138,10 +138,7 @@ async fn every_security_event_is_recorded_without_secrets() {
 async fn only_admins_read_the_audit_log_and_paging_is_strict() {
     let app = TestApp::spawn(&[]).await;
     let password = app.register("rosa").await;
-    let user = app.login("rosa", &password).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = app.access_token("rosa", &password).await;
     assert_eq!(
         app.get("/v1/admin/audit").await.status(),
         StatusCode::UNAUTHORIZED

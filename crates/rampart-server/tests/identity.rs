@@ -203,15 +203,7 @@ async fn revocations_and_locks_survive_a_restart() {
     let app = TestApp::spawn(&[]).await;
     let password = app.register("frank").await;
     app.register("fiona").await;
-    let login = |name: &'static str| {
-        let (app, password) = (&app, &password);
-        async move {
-            app.login(name, password).await["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
+    let login = |name: &'static str| app.access_token(name, &password);
     let (logged_out, kept, locked) = (
         login("frank").await,
         login("frank").await,
@@ -265,10 +257,7 @@ fn jwt_parts(token: &str) -> (Value, Value, String) {
 async fn access_tokens_carry_ids_only_and_forgeries_fail() {
     let app = TestApp::spawn(&[]).await;
     let password = app.register("grace").await;
-    let token = app.login("grace", &password).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.access_token("grace", &password).await;
     let (header, claims, signature) = jwt_parts(&token);
     assert_eq!(
         (header["alg"].as_str(), header["typ"].as_str()),

@@ -12,10 +12,7 @@ use serde_json::{json, Value};
 
 async fn token(app: &TestApp, name: &str) -> String {
     let password = app.register(name).await;
-    app.login(name, &password).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.access_token(name, &password).await
 }
 
 async fn create(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {

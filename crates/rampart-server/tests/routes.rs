@@ -100,21 +100,14 @@ struct Callers {
     owner_password: String,
 }
 
-async fn login(app: &TestApp, name: &str, password: &str) -> String {
-    app.login(name, password).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 impl Callers {
     /// Logs the users in again when the previous row ended their sessions.
     async fn refresh(&mut self, app: &TestApp) {
         if app.get_as("/v1/users/me", &self.owner).await.status() != 200 {
-            self.owner = login(app, "owner", &self.owner_password).await;
+            self.owner = app.access_token("owner", &self.owner_password).await;
         }
         if app.get_as("/v1/users/me", &self.other).await.status() != 200 {
-            self.other = login(app, "other", &self.owner_password).await;
+            self.other = app.access_token("other", &self.owner_password).await;
         }
     }
 }
@@ -136,23 +129,7 @@ async fn concrete(app: &TestApp, path: &str, owner: &str) -> String {
                 .unwrap();
             item["id"].as_str().unwrap().to_owned()
         }
-        "/v1/auth/sessions/{id}" => {
-            let sessions: Value = app
-                .get_as("/v1/auth/sessions", owner)
-                .await
-                .json()
-                .await
-                .unwrap();
-            sessions["sessions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["current"] == true)
-                .unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
+        "/v1/auth/sessions/{id}" => app.current_session_id(owner).await,
         _ if path.starts_with("/v1/admin/users/{id}") => app.user_id(owner).await,
         _ => return path.to_owned(),
     };
@@ -165,8 +142,8 @@ async fn every_route_and_method_answers_each_caller_as_the_table_says() {
     let owner_password = app.register("owner").await;
     app.register("other").await;
     let mut callers = Callers {
-        owner: login(&app, "owner", &owner_password).await,
-        other: login(&app, "other", &owner_password).await,
+        owner: app.access_token("owner", &owner_password).await,
+        other: app.access_token("other", &owner_password).await,
         owner_password,
     };
 

@@ -138,15 +138,7 @@ async fn sessions_are_listed_and_only_the_owner_can_end_them() {
     assert_eq!(status_of_me(&app, &second).await, StatusCode::OK);
 
     // Deleting the current session acts as logout.
-    let current_id = list["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["current"] == true)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let current_id = app.current_session_id(&second).await;
     let own = app
         .client
         .delete(app.url(&format!("/v1/auth/sessions/{current_id}")))

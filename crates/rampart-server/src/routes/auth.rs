@@ -127,10 +127,6 @@ pub(crate) fn hashing_error(err: HashError) -> ApiError {
     }
 }
 
-fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
-
 /// Create an account.
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, description = "Created", body = UserResponse),
@@ -191,7 +187,7 @@ pub async fn create_user(
     state
         .store
         .create_user(NewUser {
-            id: new_id(),
+            id: store::new_id(),
             email: email.as_str().to_owned(),
             email_key: email.key(),
             username: username.as_str().to_owned(),
@@ -291,7 +287,7 @@ async fn open_session(
     let now = time::OffsetDateTime::now_utc();
     let session_max_age = state.settings.session_max_age;
     let refresh_ttl = state.settings.refresh_ttl.min(session_max_age);
-    let session_id = new_id();
+    let session_id = store::new_id();
     let (refresh_token, refresh_hash) = new_refresh_token()?;
     state
         .store

@@ -128,7 +128,7 @@ pub async fn create(
         .create_item(
             &Owner::of(&caller),
             NewItem {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: crate::store::new_id(),
                 title: new.title,
                 body: new.body,
             },

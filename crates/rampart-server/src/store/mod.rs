@@ -260,6 +260,11 @@ pub fn age(at: &str, now: time::OffsetDateTime) -> std::time::Duration {
         .unwrap_or_default()
 }
 
+/// A new id for a stored row: UUIDv7, so id order is creation order (keyset pages rely on it).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 pub fn now() -> String {
     timestamp(time::OffsetDateTime::now_utc())
 }

@@ -149,10 +149,7 @@ impl TestApp {
             })
             .await
             .unwrap();
-        self.login("admin", ADMIN_PASSWORD).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.access_token("admin", ADMIN_PASSWORD).await
     }
 
     /// The id of the user a token belongs to.
@@ -182,6 +179,33 @@ impl TestApp {
             request = request.json(body);
         }
         request.send().await.expect("request")
+    }
+
+    /// Logs in and returns only the access token.
+    pub async fn access_token(&self, username: &str, password: &str) -> String {
+        self.login(username, password).await["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
+    /// The id of the session `token` belongs to, as the session list marks it current.
+    pub async fn current_session_id(&self, token: &str) -> String {
+        let list: serde_json::Value = self
+            .get_as("/v1/auth/sessions", token)
+            .await
+            .json()
+            .await
+            .expect("session list");
+        list["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .find(|s| s["current"] == true)
+            .expect("a current session")["id"]
+            .as_str()
+            .expect("session id")
+            .to_owned()
     }
 
     /// GET with a bearer token.
