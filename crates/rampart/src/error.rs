@@ -64,8 +64,12 @@ pub enum ApiError {
     UnsupportedMediaType(Cow<'static, str>),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// Over a rate limit; `quota` names the policy for the `RateLimit` headers.
     #[error("too many requests")]
-    TooManyRequests { retry_after: Duration },
+    TooManyRequests {
+        retry_after: Duration,
+        quota: Option<Box<crate::limit::QuotaReport>>,
+    },
     /// The server is shedding load or a dependency is down; the client may retry.
     #[error("service unavailable")]
     Unavailable { retry_after: Duration },
@@ -144,7 +148,7 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::TooManyRequests { retry_after } | Self::Unavailable { retry_after } => {
+            Self::TooManyRequests { retry_after, .. } | Self::Unavailable { retry_after } => {
                 Some(*retry_after)
             }
             _ => None,
@@ -168,10 +172,17 @@ impl IntoResponse for ApiError {
         }
         if let Some(retry) = self.retry_after() {
             // Round up: a client retrying after 0 s would be refused again.
-            let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+            let secs = crate::limit::report::seconds_up(retry);
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let Self::TooManyRequests {
+            quota: Some(report),
+            ..
+        } = &self
+        {
+            report.apply(response.headers_mut());
         }
         if matches!(self, Self::Unauthorized) {
             response
@@ -312,6 +323,7 @@ mod tests {
     #[test]
     fn retry_after_is_rounded_up_and_never_zero() {
         let res = ApiError::TooManyRequests {
+            quota: None,
             retry_after: Duration::from_millis(1500),
         }
         .into_response();

@@ -4,13 +4,14 @@
 //! [`settings`] and [`posture`] (unsafe configuration), [`error`] (information leaks),
 //! [`policy`] (forgotten access checks), [`json`] (hostile bodies), [`http`] (browser-side
 //! attacks, oversized and slow requests, spoofed client addresses, untraceable requests),
-//! [`keys`] (signing-key handling), [`pagination`] (unbounded reads and forged cursors), [`server`] (connection exhaustion) and [`telemetry`]
+//! [`keys`] (signing-key handling), [`limit`] (brute force and floods), [`pagination`] (unbounded reads and forged cursors), [`server`] (connection exhaustion) and [`telemetry`]
 //! (secrets in logs).
 
 pub mod error;
 pub mod http;
 pub mod json;
 pub mod keys;
+pub mod limit;
 pub mod pagination;
 pub mod password;
 pub mod policy;

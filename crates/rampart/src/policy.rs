@@ -6,6 +6,10 @@
 //! anonymous caller gets the same 401 for a real path, a wrong method and a path that does not
 //! exist: nothing about the route map leaks. Handlers take [`CurrentUser`] or [`AdminUser`]; those
 //! extractors fail closed (401/403) if a handler is ever mounted without the matching layer.
+//!
+//! The gate is also where a request is charged to its client ([`SecureRouter::limit_clients`]):
+//! only after authentication is it known whether the client is a user or an address, and a
+//! request with a bad token is charged to its address, so forged tokens cannot dodge the limit.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +24,8 @@ use http::request::Parts;
 use http::HeaderMap;
 
 use crate::error::ApiError;
+use crate::http::RequestContext;
+use crate::limit::{Client, ClientLimit, QuotaReport};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +100,7 @@ pub struct SecureRouter<S = ()> {
     authenticated: Router<S>,
     admin: Router<S>,
     table: Vec<(String, Access)>,
+    limit: Option<ClientLimit>,
 }
 
 impl<S: Clone + Send + Sync + 'static> Default for SecureRouter<S> {
@@ -109,7 +116,16 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             authenticated: Router::new(),
             admin: Router::new(),
             table: Vec::new(),
+            limit: None,
         }
+    }
+
+    /// Charges every request, on every route, to its client under `limit`'s policy: the
+    /// authenticated user, or for anyone else the resolved address (which needs the
+    /// [`crate::http::Hardening`] stack).
+    pub fn limit_clients(mut self, limit: ClientLimit) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     /// Mounts `route` at `path` for `access`. One path has one policy.
@@ -152,9 +168,18 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// The finished router. Non-public routes are wrapped (methods and 405s alike) in the
     /// access check; unknown paths answer 401 to anonymous callers and 404 to authenticated ones.
     pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
-        let auth = Gate(authenticator);
+        let auth = Gate {
+            authenticator,
+            limit: self.limit,
+        };
+        let public = match &auth.limit {
+            Some(_) => self
+                .public
+                .layer(from_fn_with_state(auth.clone(), charge_address)),
+            None => self.public,
+        };
         Router::new()
-            .merge(self.public)
+            .merge(public)
             .merge(self.authenticated.layer(from_fn_with_state(
                 (auth.clone(), Access::Authenticated),
                 require,
@@ -166,38 +191,121 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             .fallback(move |request: Request| {
                 let auth = auth.clone();
                 async move {
-                    match auth.0.authenticate(request.headers()).await {
+                    let admitted = auth
+                        .admit(
+                            request.headers(),
+                            request.extensions(),
+                            request.uri().path(),
+                        )
+                        .await;
+                    let (outcome, report) = match admitted {
+                        Ok(admitted) => admitted,
+                        Err(limited) => return limited.into_response(),
+                    };
+                    let mut response = match outcome {
                         Ok(_) => ApiError::NotFound,
-                        Err(ApiError::Unavailable { retry_after }) => {
-                            ApiError::Unavailable { retry_after }
-                        }
+                        Err(unavailable @ ApiError::Unavailable { .. }) => unavailable,
                         Err(_) => ApiError::Unauthorized,
                     }
+                    .into_response();
+                    with_report(&mut response, report.as_ref());
+                    response
                 }
             })
     }
 }
 
 #[derive(Clone)]
-struct Gate(Arc<dyn Authenticator>);
+struct Gate {
+    authenticator: Arc<dyn Authenticator>,
+    limit: Option<ClientLimit>,
+}
+
+impl Gate {
+    /// Authenticates the request and charges it to its client: the user when the credentials
+    /// hold, else the address. `Err` is the 429.
+    /// Takes the request's parts, not the request: its body is not `Sync`, so a future holding
+    /// `&Request` could not be sent between threads.
+    async fn admit(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+        path: &str,
+    ) -> Result<(Result<Principal, ApiError>, Option<QuotaReport>), ApiError> {
+        let outcome = self.authenticator.authenticate(headers).await;
+        let user = outcome.as_ref().ok().map(|p| p.user_id.as_str());
+        let report = self.charge(extensions, path, user).await?;
+        Ok((outcome, report))
+    }
+
+    async fn charge(
+        &self,
+        extensions: &http::Extensions,
+        path: &str,
+        user: Option<&str>,
+    ) -> Result<Option<QuotaReport>, ApiError> {
+        let Some(limit) = &self.limit else {
+            return Ok(None);
+        };
+        let context = extensions.get::<RequestContext>().ok_or_else(|| {
+            ApiError::internal("client limits need the rampart::http::Hardening stack")
+        })?;
+        let client = user.map_or(Client::Address(context.client_ip), Client::User);
+        limit.charge(client, context, path).await
+    }
+}
+
+fn with_report(response: &mut Response, report: Option<&QuotaReport>) {
+    if let Some(report) = report {
+        report.apply(response.headers_mut());
+    }
+}
+
+/// Public routes: charged to the address.
+async fn charge_address(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let report = match gate
+        .charge(request.extensions(), request.uri().path(), None)
+        .await
+    {
+        Ok(report) => report,
+        Err(limited) => return limited.into_response(),
+    };
+    let mut response = next.run(request).await;
+    with_report(&mut response, report.as_ref());
+    response
+}
 
 async fn require(
     State((gate, access)): State<(Gate, Access)>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let principal = match gate.0.authenticate(request.headers()).await {
-        Ok(principal) => principal,
-        Err(unavailable @ ApiError::Unavailable { .. }) => return unavailable.into_response(),
-        Err(_) => return ApiError::Unauthorized.into_response(),
+    let admitted = gate
+        .admit(
+            request.headers(),
+            request.extensions(),
+            request.uri().path(),
+        )
+        .await;
+    let (outcome, report) = match admitted {
+        Ok(admitted) => admitted,
+        Err(limited) => return limited.into_response(),
     };
-    if access == Access::Admin && principal.role != Role::Admin {
-        let (parts, _body) = request.into_parts();
-        gate.0.denied(&principal, &parts).await;
-        return ApiError::Forbidden.into_response();
-    }
-    request.extensions_mut().insert(principal);
-    next.run(request).await
+    let mut response = match outcome {
+        Ok(principal) if access == Access::Admin && principal.role != Role::Admin => {
+            let (parts, _body) = request.into_parts();
+            gate.authenticator.denied(&principal, &parts).await;
+            ApiError::Forbidden.into_response()
+        }
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(unavailable @ ApiError::Unavailable { .. }) => unavailable.into_response(),
+        Err(_) => ApiError::Unauthorized.into_response(),
+    };
+    with_report(&mut response, report.as_ref());
+    response
 }
 
 /// The authenticated caller. Fails closed with 401 when the route was not mounted as

@@ -320,18 +320,28 @@ impl Posture {
                 "long timeouts let slow clients hold connections".into(),
             );
         }
-        if settings.limit_auth.per_minute() > 60.0 {
-            add(
-                "RAMPART_LIMIT_AUTH",
+        for (setting, rate) in [
+            ("RAMPART_LIMIT_AUTH", settings.limit_auth),
+            ("RAMPART_LIMIT_LOGIN_ACCOUNT", settings.limit_login_account),
+            ("RAMPART_LIMIT_LOGIN_IP_ACCOUNT", settings.limit_login_ip_account),
+        ] {
+            if rate.per_minute() > 60.0 {
+                add(
+                    setting,
+                    Verdict::Warn,
+                    format!("{rate} allows fast password guessing"),
+                );
+            } else {
+                add(setting, Verdict::Pass, rate.to_string());
+            }
+        }
+        match settings.limit_global {
+            Some(rate) => add("RAMPART_LIMIT_GLOBAL", Verdict::Pass, rate.to_string()),
+            None => add(
+                "RAMPART_LIMIT_GLOBAL",
                 Verdict::Warn,
-                format!("{} allows fast password guessing", settings.limit_auth),
-            );
-        } else {
-            add(
-                "RAMPART_LIMIT_AUTH",
-                Verdict::Pass,
-                settings.limit_auth.to_string(),
-            );
+                "off: no per-client limit; only safe behind a gateway that limits clients".into(),
+            ),
         }
         Self { items }
     }

@@ -7,6 +7,10 @@
 //! address, declared-size check, request timeout, access log), because a layer per concern
 //! would box a future and clone a service per request for each of them. Inside it: CORS (when
 //! configured), the panic catcher and axum's streaming body limit.
+//!
+//! It also sheds load: at most `max_in_flight` requests are handled at once, and one over that
+//! is answered 503 with `Retry-After` straight away. A queue would only turn overload into
+//! timeouts for everyone, and memory held by waiting requests.
 
 pub mod access_log;
 pub mod body_limit;
@@ -71,6 +75,9 @@ impl Hardening {
         };
         router.layer(HardenedLayer {
             shared: Arc::new(Shared {
+                in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
+                started: Instant::now(),
+                shed_logged_at: std::sync::atomic::AtomicU64::new(u64::MAX),
                 ids: IdGenerator::new(),
                 client_ip: ClientIpConfig::new(self.trusted_proxies, self.forwarded_header),
                 limits,
@@ -108,6 +115,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 
 #[derive(Debug)]
 struct Shared {
+    in_flight: Arc<tokio::sync::Semaphore>,
+    started: Instant,
+    /// The second (since `started`) of the last shedding log line.
+    shed_logged_at: std::sync::atomic::AtomicU64,
     ids: IdGenerator,
     client_ip: ClientIpConfig,
     limits: HttpLimits,
@@ -171,8 +182,16 @@ where
                 },
             });
 
+            // Held until the response is complete.
+            let permit = Arc::clone(&shared.in_flight).try_acquire_owned().ok();
+            let refused = match permit {
+                None => Some(shared.shed_load()),
+                Some(_) => {
+                    body_limit::refuse_declared_oversize(request.headers(), limits.body_limit)
+                }
+            };
             let mut response =
-                match body_limit::refuse_declared_oversize(request.headers(), limits.body_limit) {
+                match refused {
                     Some(refused) => refused,
                     None => {
                         timeout::within(limits.request_timeout, async move {
@@ -184,6 +203,7 @@ where
                         .await
                     }
                 };
+            drop(permit);
 
             if response.status().as_u16() >= 400 {
                 request_id::finish_problem(&mut response, &id);
@@ -201,6 +221,24 @@ where
             response.headers_mut().insert(REQUEST_ID_HEADER, id);
             Ok(headers::apply(response))
         })
+    }
+}
+
+impl Shared {
+    /// The answer to a request over the in-flight limit; logged at most once a second.
+    fn shed_load(&self) -> Response {
+        use std::sync::atomic::Ordering;
+        let second = self.started.elapsed().as_secs();
+        if self.shed_logged_at.swap(second, Ordering::Relaxed) != second {
+            tracing::warn!(
+                limit = self.limits.max_in_flight,
+                "in-flight request limit reached; shedding load with 503"
+            );
+        }
+        ApiError::Unavailable {
+            retry_after: std::time::Duration::from_secs(1),
+        }
+        .into_response()
     }
 }
 

@@ -43,6 +43,8 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "DOCS",
     "LIMIT_GLOBAL",
     "LIMIT_AUTH",
+    "LIMIT_LOGIN_ACCOUNT",
+    "LIMIT_LOGIN_IP_ACCOUNT",
     "PASSWORD_HASH",
     "ACCESS_TTL",
     "REFRESH_TTL",
@@ -56,6 +58,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "SHUTDOWN_TIMEOUT",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
+    "MAX_IN_FLIGHT",
     "JSON_MAX_DEPTH",
     "TOKEN_ALG",
     "TOKEN_ISSUER",
@@ -144,6 +147,9 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Open connections from one peer address (trusted proxies are exempt).
     pub max_connections_per_ip: usize,
+    /// Requests handled at once; more are answered 503 with `Retry-After` at once rather than
+    /// queued.
+    pub max_in_flight: usize,
     pub json_max_depth: usize,
 }
 
@@ -163,8 +169,15 @@ pub struct Settings {
     pub docs: bool,
     /// `RAMPART_DOCS` was set rather than defaulted (production then allows it, with a warning).
     pub docs_explicit: bool,
-    pub limit_global: Rate,
+    /// Per client on every route; `None` when set to `off` (a limiting gateway in front).
+    pub limit_global: Option<Rate>,
+    /// Per address on login, registration and refresh.
     pub limit_auth: Rate,
+    /// Logins for one account name, from every address together.
+    pub limit_login_account: Rate,
+    /// Logins for one account name from one address: holds when `limit_auth` is raised for
+    /// addresses many people share.
+    pub limit_login_ip_account: Rate,
     pub password_hash: HashParams,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
@@ -408,8 +421,18 @@ impl Reader {
         );
         let docs_explicit = self.get("DOCS").is_some();
         let docs = self.parse("DOCS", !production, parse_bool);
-        let limit_global = self.parse("LIMIT_GLOBAL", Rate::fixed(300, 60), str::parse);
+        let limit_global = self.parse("LIMIT_GLOBAL", Some(Rate::fixed(300, 60)), |s| {
+            if s.trim() == "off" {
+                Ok(None)
+            } else {
+                s.parse().map(Some)
+            }
+        });
         let limit_auth = self.parse("LIMIT_AUTH", Rate::fixed(10, 60), str::parse);
+        let limit_login_account =
+            self.parse("LIMIT_LOGIN_ACCOUNT", Rate::fixed(20, 60), str::parse);
+        let limit_login_ip_account =
+            self.parse("LIMIT_LOGIN_IP_ACCOUNT", Rate::fixed(10, 60), str::parse);
         let password_hash = self.parse("PASSWORD_HASH", HashParams::OWASP_MINIMUM, str::parse);
         let access_ttl = self.parse("ACCESS_TTL", Duration::from_secs(15 * 60), parse_duration);
         let refresh_ttl = self.parse(
@@ -495,6 +518,7 @@ impl Reader {
                 })
             }),
             max_connections_per_ip: self.parse("MAX_CONNECTIONS_PER_IP", 256, positive),
+            max_in_flight: self.parse("MAX_IN_FLIGHT", 1024, positive),
             json_max_depth: self.parse("JSON_MAX_DEPTH", 32, positive),
         };
 
@@ -558,6 +582,8 @@ impl Reader {
             docs_explicit,
             limit_global,
             limit_auth,
+            limit_login_account,
+            limit_login_ip_account,
             password_hash,
             access_ttl,
             refresh_ttl,
@@ -630,7 +656,13 @@ mod tests {
         assert_eq!(s.access_ttl, Duration::from_secs(900));
         assert_eq!(s.refresh_ttl, Duration::from_secs(14 * 86_400));
         assert_eq!(s.refresh_grace, Duration::from_secs(10));
-        assert_eq!(s.limit_global.to_string(), "300/minute");
+        assert_eq!(
+            s.limit_global.map(|r| r.to_string()).as_deref(),
+            Some("300/minute")
+        );
+        assert_eq!(s.limit_login_account.to_string(), "20/minute");
+        assert_eq!(s.limit_login_ip_account.to_string(), "10/minute");
+        assert_eq!(s.http.max_in_flight, 1024);
         assert_eq!(s.limit_auth.to_string(), "10/minute");
         assert_eq!(s.password_hash, HashParams::OWASP_MINIMUM);
         assert_eq!(s.cors.origins, CorsOrigins::None);

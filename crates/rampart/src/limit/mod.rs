@@ -1,0 +1,241 @@
+//! Rate limiting: named GCRA policies over a pluggable store, and the per-client limit that the
+//! access gate applies to every request.
+//!
+//! Defends against brute force and exhaustion by volume: every request is charged to its client
+//! (the authenticated user, or the address [`crate::http::client_ip`] resolved, IPv6 by /64)
+//! before a handler runs, and routes that cost more (login, registration) add their own
+//! policies. Refusals are 429 problem documents with `Retry-After` and the IETF `RateLimit`
+//! headers; allowed responses carry the same headers, so clients can pace themselves.
+//!
+//! - [`gcra`]: the arithmetic; [`backoff`]: login backoff streaks.
+//! - [`store`]: the [`LimitStore`] trait and its keys; [`memory`]: the in-process store.
+//! - [`report`]: policies and the response headers.
+
+pub mod backoff;
+pub mod gcra;
+pub mod memory;
+pub mod report;
+pub mod store;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use backoff::{BackoffPolicy, Streak};
+pub use gcra::{Decision, Quota};
+pub use memory::MemoryStore;
+pub use report::{Policy, QuotaReport};
+pub use store::{ClientAddress, LimitError, LimitKey, LimitStore, Subject};
+
+use crate::error::ApiError;
+use crate::http::RequestContext;
+
+/// Checks policies against a store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    store: Arc<dyn LimitStore>,
+}
+
+/// The answer to one check.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Allowed(QuotaReport),
+    Limited {
+        report: QuotaReport,
+        retry_after: Duration,
+    },
+}
+
+impl Outcome {
+    /// The report for an allowed request, or the 429 for a limited one.
+    pub fn into_result(self) -> Result<QuotaReport, ApiError> {
+        match self {
+            Self::Allowed(report) => Ok(report),
+            Self::Limited {
+                report,
+                retry_after,
+            } => Err(ApiError::TooManyRequests {
+                retry_after,
+                quota: Some(Box::new(report)),
+            }),
+        }
+    }
+}
+
+impl Limiter {
+    pub fn new(store: Arc<dyn LimitStore>) -> Self {
+        Self { store }
+    }
+
+    /// An in-process limiter with the default memory budget.
+    pub fn in_memory() -> Self {
+        Self::new(Arc::new(MemoryStore::default()))
+    }
+
+    pub fn store(&self) -> &dyn LimitStore {
+        self.store.as_ref()
+    }
+
+    /// Spends `cost` of `policy` for `subject` (cost 0 only reports).
+    pub async fn check(
+        &self,
+        policy: &Policy,
+        subject: Subject,
+        cost: u32,
+    ) -> Result<Outcome, LimitError> {
+        let key = LimitKey::new(policy.name(), subject);
+        let decision = self.store.check(&key, policy.quota(), cost).await?;
+        Ok(match decision {
+            Decision::Allowed { remaining, reset } => Outcome::Allowed(QuotaReport {
+                policy: policy.clone(),
+                remaining,
+                reset,
+            }),
+            Decision::Denied { retry_after, reset } => Outcome::Limited {
+                report: QuotaReport {
+                    policy: policy.clone(),
+                    remaining: 0,
+                    reset,
+                },
+                retry_after,
+            },
+        })
+    }
+}
+
+/// Who a request is charged to.
+#[derive(Debug, Clone, Copy)]
+pub enum Client<'a> {
+    /// A verified caller.
+    User(&'a str),
+    /// Anyone else, by resolved address.
+    Address(IpAddr),
+}
+
+impl Client<'_> {
+    pub fn subject(self) -> Subject {
+        match self {
+            Self::User(id) => Subject::User(id.to_owned()),
+            Self::Address(ip) => Subject::Address(ClientAddress::of(ip)),
+        }
+    }
+}
+
+/// A refusal, as an observer sees it.
+#[derive(Debug)]
+pub struct Limited<'a> {
+    pub policy: &'static str,
+    pub client: Client<'a>,
+    pub context: &'a RequestContext,
+    pub path: &'a str,
+    pub retry_after: Duration,
+}
+
+/// Told about every refusal, for security events. Called on the request path, so it must not
+/// block; the default logs.
+pub trait LimitObserver: Send + Sync + 'static {
+    fn limited(&self, event: &Limited<'_>);
+}
+
+/// Logs refusals at `info`, at most one line a second per process (a flood must not become a
+/// log flood), counting the ones left out.
+#[derive(Debug, Default)]
+pub struct LogRefusals {
+    window: std::sync::Mutex<Option<Instant>>,
+    left_out: AtomicU64,
+}
+
+impl LimitObserver for LogRefusals {
+    fn limited(&self, event: &Limited<'_>) {
+        let mut window = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if window.is_some_and(|since| since.elapsed() < Duration::from_secs(1)) {
+            self.left_out.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *window = Some(Instant::now());
+        tracing::info!(
+            policy = event.policy,
+            client = %event.context.client_ip,
+            path = event.path,
+            left_out = self.left_out.swap(0, Ordering::Relaxed),
+            "rate limited"
+        );
+    }
+}
+
+/// The limit every request is charged against: one policy per client. Mounted by
+/// [`crate::SecureRouter::limit_clients`], which knows after authentication whether the client
+/// is a user or an address. A store failure lets requests through (logged): the per-route
+/// limits on credential endpoints fail closed instead.
+#[derive(Clone)]
+pub struct ClientLimit {
+    limiter: Limiter,
+    policy: Policy,
+    observer: Arc<dyn LimitObserver>,
+}
+
+impl fmt::Debug for ClientLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientLimit")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientLimit {
+    pub fn new(limiter: Limiter, policy: Policy) -> Self {
+        Self {
+            limiter,
+            policy,
+            observer: Arc::new(LogRefusals::default()),
+        }
+    }
+
+    /// Tells `observer` about refusals instead of logging them.
+    #[must_use]
+    pub fn observed_by(mut self, observer: Arc<dyn LimitObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Charges one request to `client`: the report for the response headers, or the 429.
+    pub async fn charge(
+        &self,
+        client: Client<'_>,
+        context: &RequestContext,
+        path: &str,
+    ) -> Result<Option<QuotaReport>, ApiError> {
+        match self.limiter.check(&self.policy, client.subject(), 1).await {
+            Ok(Outcome::Allowed(report)) => Ok(Some(report)),
+            Ok(Outcome::Limited {
+                report,
+                retry_after,
+            }) => {
+                self.observer.limited(&Limited {
+                    policy: self.policy.name(),
+                    client,
+                    context,
+                    path,
+                    retry_after,
+                });
+                Err(ApiError::TooManyRequests {
+                    retry_after,
+                    quota: Some(Box::new(report)),
+                })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, policy = self.policy.name(), "rate limit not applied");
+                Ok(None)
+            }
+        }
+    }
+}
