@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use axum::Router;
 use rampart::http::Hardening;
 use rampart::keys::KeySet;
+use rampart::limit::{ClientLimit, LimitObserver, Limiter};
 use rampart::pagination::CursorKey;
 use rampart::password::PasswordHasher;
 use rampart::policy::Authenticator;
@@ -18,6 +19,7 @@ use rampart::Settings;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
+use crate::abuse::AbuseControl;
 use crate::access::AccessState;
 use crate::state::{AppState, Shared};
 use crate::{docs, routes, store};
@@ -110,6 +112,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let store = store::open(&settings.database_url)
         .await
         .context("opening the database")?;
+    let abuse = AbuseControl::new(&settings, Limiter::in_memory())?;
     let hasher = PasswordHasher::for_this_machine(settings.password_hash)
         .context("preparing password hashing")?;
     let access =
@@ -137,6 +140,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         cursors,
         denials: crate::audit::EventSampler::default(),
         audit: crate::audit::AuditLog::default(),
+        abuse,
     }))
 }
 
@@ -152,6 +156,12 @@ pub fn router(state: AppState) -> Router {
     let mut routes = routes::routes(state.keys.is_some());
     if state.settings.docs {
         routes = docs::mount(routes);
+    }
+    if let Some(global) = &state.abuse.global {
+        let observer: Arc<dyn LimitObserver> = Arc::new(state.clone());
+        routes = routes.limit_clients(
+            ClientLimit::new(state.abuse.limiter().clone(), global.clone()).observed_by(observer),
+        );
     }
     let authenticator: Arc<dyn Authenticator> = Arc::new(state.clone());
     routes.into_router(authenticator).with_state(state)

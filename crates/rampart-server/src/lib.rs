@@ -1,6 +1,7 @@
 //! The rampart reference service: routes, stores, docs and the CLI, built on the `rampart`
 //! layers. The binary (`rampart`) is a thin wrapper over [`cli::main`].
 
+pub mod abuse;
 pub mod access;
 pub mod app;
 pub mod audit;

@@ -29,6 +29,8 @@ pub struct Shared {
     pub audit: crate::audit::AuditLog,
     /// Thins out `access_denied` events so one caller cannot flood the audit table.
     pub denials: crate::audit::EventSampler,
+    /// Rate limits, login backoff and the stuffing signal.
+    pub abuse: crate::abuse::AbuseControl,
 }
 
 impl AppState {

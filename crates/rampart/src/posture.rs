@@ -323,7 +323,10 @@ impl Posture {
         for (setting, rate) in [
             ("RAMPART_LIMIT_AUTH", settings.limit_auth),
             ("RAMPART_LIMIT_LOGIN_ACCOUNT", settings.limit_login_account),
-            ("RAMPART_LIMIT_LOGIN_IP_ACCOUNT", settings.limit_login_ip_account),
+            (
+                "RAMPART_LIMIT_LOGIN_IP_ACCOUNT",
+                settings.limit_login_ip_account,
+            ),
         ] {
             if rate.per_minute() > 60.0 {
                 add(

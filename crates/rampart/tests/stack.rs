@@ -89,6 +89,7 @@ fn app() -> Router {
             shutdown_timeout: Duration::from_secs(5),
             max_connections: 100,
             max_connections_per_ip: 100,
+            max_in_flight: 100,
             json_max_depth: 16,
         },
         cors: CorsSettings {

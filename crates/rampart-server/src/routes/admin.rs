@@ -147,6 +147,10 @@ async fn set_lock(
     let ended = if locked {
         state.end_user_sessions(user_id, None).await?
     } else {
+        // An unlock also ends any login backoff on the user's names.
+        state
+            .clear_login_backoff(&[&user.username, &user.email])
+            .await;
         Vec::new()
     };
     let kind = if locked {

@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::abuse::{AuthQuota, Reports};
 use crate::audit::{Event, Kind};
 use crate::domain::{Email, Password, Username};
 use crate::routes::users::UserResponse;
@@ -131,12 +132,22 @@ pub(crate) fn hashing_error(err: HashError) -> ApiError {
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, description = "Created", body = UserResponse),
     (status = 409, description = "The email or username is taken", body = rampart::Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Over the per-address limit of the credential endpoints; see Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
     (status = 422, description = "A field breaks the policy", body = rampart::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn register(
     State(state): State<AppState>,
     context: RequestContext,
+    AuthQuota(reports): AuthQuota,
     Json(request): Json<RegisterRequest>,
+) -> (Reports, Result<(StatusCode, Json<UserResponse>), ApiError>) {
+    (reports, register_user(&state, &context, request).await)
+}
+
+async fn register_user(
+    state: &AppState,
+    context: &RequestContext,
+    request: RegisterRequest,
 ) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
     let mut errors = Vec::new();
     let email = Email::parse(&request.email)
@@ -169,9 +180,9 @@ pub async fn register(
         .hash(password.into_secret())
         .await
         .map_err(hashing_error)?;
-    let user = create_user(&state, &email, &username, password_hash, Role::User).await?;
+    let user = create_user(state, &email, &username, password_hash, Role::User).await?;
     state
-        .audit(Event::new(Kind::Register, &context).user(&user.id))
+        .audit(Event::new(Kind::Register, context).user(&user.id))
         .await;
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
@@ -213,15 +224,32 @@ pub async fn create_user(
     responses(
         (status = 200, description = "A new session", body = TokenPair),
         (status = 401, description = "Unknown user, wrong password or locked account (indistinguishable)", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over a login limit, or this name's backoff delay is running (even with the right password); see Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Hashing is saturated; retry after Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
     context: RequestContext,
+    AuthQuota(mut reports): AuthQuota,
     headers: HeaderMap,
     LoginInput(request): LoginInput,
+) -> (Reports, Result<Json<TokenPair>, ApiError>) {
+    // Refusals and failures carry the limits' headers as much as successes do.
+    let result = attempt_login(&state, &context, &mut reports, &headers, request).await;
+    (reports, result)
+}
+
+async fn attempt_login(
+    state: &AppState,
+    context: &RequestContext,
+    reports: &mut Reports,
+    headers: &HeaderMap,
+    request: LoginRequest,
 ) -> Result<Json<TokenPair>, ApiError> {
     let login_key = request.username.trim().to_lowercase();
+    // Limits and backoff count the name as submitted (bounded), account or not.
+    let name: String = login_key.chars().take(254).collect();
+    reports.extend(state.admit_login(context, &name).await?);
     let user = if login_key.is_empty() || login_key.len() > 254 {
         None
     } else {
@@ -245,8 +273,11 @@ pub async fn login(
                 (Some(u), Verified::Valid { .. }) if u.locked => "locked",
                 _ => "wrong_password",
             };
+            state
+                .login_failed(context, &name, user.as_ref().map(|u| u.id.as_str()))
+                .await;
             let login: String = request.username.chars().take(254).collect();
-            let mut event = Event::new(Kind::LoginFailed, &context)
+            let mut event = Event::new(Kind::LoginFailed, context)
                 .detail(serde_json::json!({"login": login, "reason": reason}));
             if let Some(user) = &user {
                 event = event.user(&user.id);
@@ -266,10 +297,13 @@ pub async fn login(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    let (pair, session_id) = open_session(&state, &user.id, user_agent, &context).await?;
+    let (pair, session_id) = open_session(state, &user.id, user_agent, context).await?;
+    state
+        .clear_login_backoff(&[&name, &user.username, &user.email])
+        .await;
     state
         .audit(
-            Event::new(Kind::LoginSucceeded, &context)
+            Event::new(Kind::LoginSucceeded, context)
                 .user(&user.id)
                 .detail(serde_json::json!({"session_id": session_id})),
         )

@@ -24,6 +24,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::abuse::{AuthQuota, Reports};
 use crate::audit::{Event, Kind};
 use crate::routes::auth::{new_refresh_token, refresh_token_hash, TokenPair};
 use crate::state::AppState;
@@ -40,11 +41,21 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
     (status = 200, description = "A new pair (or, inside the grace window, the same successor pair again)", body = TokenPair),
     (status = 401, description = "Unknown, expired, revoked or reused token", body = rampart::Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Over the per-address limit of the credential endpoints; see Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn refresh(
     State(state): State<AppState>,
     context: RequestContext,
+    AuthQuota(reports): AuthQuota,
     Json(request): Json<RefreshRequest>,
+) -> (Reports, Result<Json<TokenPair>, ApiError>) {
+    (reports, refresh_session(&state, &context, &request).await)
+}
+
+async fn refresh_session(
+    state: &AppState,
+    context: &RequestContext,
+    request: &RefreshRequest,
 ) -> Result<Json<TokenPair>, ApiError> {
     let presented = request.refresh_token.expose_secret();
     if presented.is_empty() || presented.len() > 128 {
@@ -65,8 +76,8 @@ pub async fn refresh(
         }
         match row.spent_at.as_deref() {
             None => {
-                if let Some(pair) = rotate(&state, presented, &hash, &row, now).await? {
-                    let event = Event::new(Kind::TokenRefreshed, &context)
+                if let Some(pair) = rotate(state, presented, &hash, &row, now).await? {
+                    let event = Event::new(Kind::TokenRefreshed, context)
                         .user(&row.user_id)
                         .detail(serde_json::json!({"session_id": row.session_id}));
                     state.audit(event).await;
@@ -74,9 +85,9 @@ pub async fn refresh(
                 }
             }
             Some(spent_at) => {
-                return replay(&state, &context, presented, &row, spent_at, now)
+                return replay(state, context, presented, &row, spent_at, now)
                     .await
-                    .map(Json)
+                    .map(Json);
             }
         }
     }

@@ -41,12 +41,32 @@ impl TestApp {
         Self::spawn_in(data, overrides).await
     }
 
+    /// Starts with the rate limits as shipped (every other test client shares 127.0.0.1, so
+    /// [`TestApp::spawn`] raises them).
+    pub async fn spawn_with_shipped_limits(overrides: &[(&str, &str)]) -> Self {
+        Self::start(tempfile::tempdir().expect("temp dir"), overrides, false).await
+    }
+
     /// Starts on an existing data directory.
     pub async fn spawn_in(data: TempDir, overrides: &[(&str, &str)]) -> Self {
+        Self::start(data, overrides, true).await
+    }
+
+    async fn start(data: TempDir, overrides: &[(&str, &str)], relaxed_limits: bool) -> Self {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("RAMPART_BIND".into(), "127.0.0.1:0".into()),
             ("RAMPART_DATA_DIR".into(), data.path().display().to_string()),
         ]);
+        if relaxed_limits {
+            for name in [
+                "RAMPART_LIMIT_GLOBAL",
+                "RAMPART_LIMIT_AUTH",
+                "RAMPART_LIMIT_LOGIN_ACCOUNT",
+                "RAMPART_LIMIT_LOGIN_IP_ACCOUNT",
+            ] {
+                vars.insert(name.into(), "100000/minute".into());
+            }
+        }
         vars.extend(
             overrides
                 .iter()

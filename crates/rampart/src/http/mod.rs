@@ -190,19 +190,18 @@ where
                     body_limit::refuse_declared_oversize(request.headers(), limits.body_limit)
                 }
             };
-            let mut response =
-                match refused {
-                    Some(refused) => refused,
-                    None => {
-                        timeout::within(limits.request_timeout, async move {
-                            match inner.oneshot(request).await {
-                                Ok(response) => response,
-                                Err(never) => match never {},
-                            }
-                        })
-                        .await
-                    }
-                };
+            let mut response = match refused {
+                Some(refused) => refused,
+                None => {
+                    timeout::within(limits.request_timeout, async move {
+                        match inner.oneshot(request).await {
+                            Ok(response) => response,
+                            Err(never) => match never {},
+                        }
+                    })
+                    .await
+                }
+            };
             drop(permit);
 
             if response.status().as_u16() >= 400 {

@@ -85,18 +85,23 @@ impl Decision {
 pub fn step(quota: Quota, tat: Option<u64>, now: u64, cost: u32) -> (Decision, Option<u64>) {
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat.saturating_add(quota.span(cost));
-    let allow_at = new_tat.saturating_sub(quota.span(quota.burst));
-    if now < allow_at {
+    // How far ahead of now the quota would be committed, against how far it may be. Measured
+    // from now rather than as absolute times, so a clock that starts at zero cannot underflow.
+    let ahead = new_tat - now;
+    let allowed_ahead = quota.span(quota.burst);
+    if ahead > allowed_ahead {
         let decision = Decision::Denied {
-            retry_after: Duration::from_nanos(allow_at - now),
+            retry_after: Duration::from_nanos(ahead - allowed_ahead),
             reset: Duration::from_nanos(tat - now),
         };
         return (decision, None);
     }
-    let remaining = (now - allow_at) / quota.interval_ns;
+    let remaining = (allowed_ahead - ahead) / quota.interval_ns;
     let decision = Decision::Allowed {
-        remaining: u32::try_from(remaining).unwrap_or(u32::MAX).min(quota.burst),
-        reset: Duration::from_nanos(new_tat - now),
+        remaining: u32::try_from(remaining)
+            .unwrap_or(u32::MAX)
+            .min(quota.burst),
+        reset: Duration::from_nanos(ahead),
     };
     (decision, (cost > 0).then_some(new_tat))
 }
@@ -132,7 +137,8 @@ mod tests {
     fn the_burst_is_allowed_and_the_next_request_is_not() {
         let q = ten_per_minute();
         let mut tat = None;
-        let decisions = run(q, &mut tat, 100 * SEC, 11);
+        // From the clock's very start: nothing may underflow.
+        let decisions = run(q, &mut tat, 0, 11);
         for (i, d) in decisions[..10].iter().enumerate() {
             assert_eq!(
                 *d,
@@ -156,7 +162,10 @@ mod tests {
         let q = ten_per_minute();
         let mut tat = None;
         run(q, &mut tat, 0, 10);
-        assert!(!run(q, &mut tat, 5 * SEC, 1)[0].is_allowed(), "5 s < one interval");
+        assert!(
+            !run(q, &mut tat, 5 * SEC, 1)[0].is_allowed(),
+            "5 s < one interval"
+        );
         assert!(run(q, &mut tat, 6 * SEC, 1)[0].is_allowed());
         assert!(!run(q, &mut tat, 6 * SEC, 1)[0].is_allowed());
         // After a whole window idle the full burst is back, not more.
@@ -171,7 +180,10 @@ mod tests {
         run(q, &mut tat, 0, 10);
         let before = tat;
         run(q, &mut tat, SEC, 1000);
-        assert_eq!(tat, before, "hammering while limited must not push the limit out");
+        assert_eq!(
+            tat, before,
+            "hammering while limited must not push the limit out"
+        );
     }
 
     #[test]

@@ -79,7 +79,8 @@ impl MemoryStore {
     /// A check at `now` nanoseconds after the store was made: for simulations and tests.
     pub fn check_at(&self, key: &LimitKey, quota: Quota, cost: u32, now: u64) -> Decision {
         let hash = self.hash(key);
-        self.rates.update(hash, now, |tat| gcra::step(quota, tat, now, cost))
+        self.rates
+            .update(hash, now, |tat| gcra::step(quota, tat, now, cost))
     }
 
     /// A failure recorded at `now` (see [`MemoryStore::check_at`]).
@@ -117,7 +118,12 @@ impl MemoryStore {
 }
 
 impl LimitStore for MemoryStore {
-    fn check<'a>(&'a self, key: &'a LimitKey, quota: Quota, cost: u32) -> LimitFuture<'a, Decision> {
+    fn check<'a>(
+        &'a self,
+        key: &'a LimitKey,
+        quota: Quota,
+        cost: u32,
+    ) -> LimitFuture<'a, Decision> {
         Box::pin(std::future::ready(Ok(self.check_now(key, quota, cost))))
     }
 

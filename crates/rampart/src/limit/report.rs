@@ -82,7 +82,7 @@ impl QuotaReport {
 }
 
 /// Whole seconds, rounded up: a client told 0 while time remains would be refused again.
-pub(crate) fn seconds_up(duration: Duration) -> u64 {
+pub fn seconds_up(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 

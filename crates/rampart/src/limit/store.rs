@@ -23,13 +23,10 @@ impl ClientAddress {
     pub fn of(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(_) => Self(ip),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self(IpAddr::V4(v4)),
-                None => {
-                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    Self(IpAddr::V6(prefix.into()))
-                }
-            },
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+                || Self(IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into())),
+                |v4| Self(IpAddr::V4(v4)),
+            ),
         }
     }
 
@@ -88,7 +85,8 @@ pub type LimitFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LimitError>>
 pub trait LimitStore: Send + Sync + fmt::Debug + 'static {
     /// Spends `cost` units of `quota` on `key` if they are there (GCRA, see
     /// [`super::gcra::step`]). A cost of zero reports the quota without spending it.
-    fn check<'a>(&'a self, key: &'a LimitKey, quota: Quota, cost: u32) -> LimitFuture<'a, Decision>;
+    fn check<'a>(&'a self, key: &'a LimitKey, quota: Quota, cost: u32)
+        -> LimitFuture<'a, Decision>;
 
     /// Counts a failure against `key`'s backoff streak and returns the streak.
     fn record_failure<'a>(

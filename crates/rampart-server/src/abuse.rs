@@ -1,0 +1,375 @@
+//! Abuse control on the credential endpoints: per-address limits, per-account limits, login
+//! backoff and the credential-stuffing signal, and the audit trail of refusals.
+//!
+//! Defends against password guessing and credential stuffing, which a per-client limit alone
+//! cannot stop: guesses at one account spread over many addresses meet the per-account limit and
+//! the backoff; one address trying many accounts (a leaked password list) trips the stuffing
+//! signal, which makes every further login, registration or refresh from it cost five times as
+//! much. Backoff and account limits are kept per submitted name, whether or not an account has
+//! it, so they reveal nothing about which names exist. Refusals are audited as `rate_limited`,
+//! thinned to one per client and policy a minute and sixty a minute in all, so a flood cannot
+//! flood the audit table.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponseParts, ResponseParts};
+use http::request::Parts;
+use rampart::http::RequestContext;
+use rampart::limit::report::seconds_up;
+use rampart::limit::{
+    BackoffPolicy, Client, ClientAddress, LimitKey, LimitObserver, Limited, Limiter, Outcome,
+    Policy, Quota, QuotaReport, Subject,
+};
+use rampart::settings::Rate;
+use rampart::{ApiError, Settings};
+
+use crate::audit::{Event, EventSampler, Kind};
+use crate::state::AppState;
+
+/// Distinct names failing from one address within the window that mark it as stuffing. Above
+/// the default per-address burst, so a person mistyping a few names is never caught, while a
+/// list run at the full default rate is caught within three minutes.
+const STUFFING_NAMES: u32 = 20;
+const STUFFING_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// What an auth request costs from an address marked as stuffing (so `10/minute` becomes 2).
+const STUFFING_COST: u32 = 5;
+/// `rate_limited` audit rows per minute, whatever arrives.
+const AUDIT_BUDGET_PER_MINUTE: u32 = 60;
+/// The policy name reported while a login backoff delay runs.
+pub const BACKOFF_POLICY: &str = "login-backoff";
+
+/// The credential-endpoint policies and the store they are counted in.
+#[derive(Debug)]
+pub struct AbuseControl {
+    limiter: Limiter,
+    /// Per client on every route (`None`: off).
+    pub global: Option<Policy>,
+    auth: Policy,
+    login_account: Policy,
+    login_ip_account: Policy,
+    /// One unit per (address, name) per window: spending it means "a new name failed here".
+    stuffing_name: Policy,
+    stuffing: Policy,
+    audit_budget: Policy,
+    backoff: BackoffPolicy,
+    sampler: EventSampler,
+    over_budget: AtomicU64,
+}
+
+fn policy(name: &'static str, rate: Rate) -> anyhow::Result<Policy> {
+    Policy::new(name, Quota::from_rate(rate)).with_context(|| format!("policy name {name}"))
+}
+
+fn fixed(name: &'static str, count: u32, window: Duration) -> anyhow::Result<Policy> {
+    let quota = Quota::new(count, window).with_context(|| format!("quota of {name}"))?;
+    Policy::new(name, quota).with_context(|| format!("policy name {name}"))
+}
+
+impl AbuseControl {
+    pub fn new(settings: &Settings, limiter: Limiter) -> anyhow::Result<Self> {
+        Ok(Self {
+            limiter,
+            global: settings
+                .limit_global
+                .map(|rate| policy("global", rate))
+                .transpose()?,
+            auth: policy("auth", settings.limit_auth)?,
+            login_account: policy("login-account", settings.limit_login_account)?,
+            login_ip_account: policy("login-ip-account", settings.limit_login_ip_account)?,
+            stuffing_name: fixed("stuffing-name", 1, STUFFING_WINDOW)?,
+            stuffing: fixed("stuffing", STUFFING_NAMES, STUFFING_WINDOW)?,
+            audit_budget: fixed(
+                "audit-rate-limited",
+                AUDIT_BUDGET_PER_MINUTE,
+                Duration::from_secs(60),
+            )?,
+            backoff: BackoffPolicy::default(),
+            sampler: EventSampler::default(),
+            over_budget: AtomicU64::new(0),
+        })
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    fn backoff_key(name: &str) -> LimitKey {
+        LimitKey::new(BACKOFF_POLICY, Subject::Name(name.to_owned()))
+    }
+
+    /// Whether `ip` is marked as stuffing: its budget of distinct failing names is spent.
+    async fn is_stuffing(&self, ip: ClientAddress) -> Result<bool, ApiError> {
+        let outcome = self
+            .limiter
+            .check(&self.stuffing, Subject::Address(ip), 0)
+            .await
+            .map_err(store_down)?;
+        Ok(matches!(
+            outcome,
+            Outcome::Allowed(QuotaReport { remaining: 0, .. })
+        ))
+    }
+}
+
+/// Credential limits fail closed: without the store, a guess could not be counted.
+#[allow(clippy::needless_pass_by_value)] // the shape `map_err` hands over
+fn store_down(err: rampart::limit::LimitError) -> ApiError {
+    tracing::warn!(error = %err, "credential limits unavailable; refusing");
+    ApiError::Unavailable {
+        retry_after: Duration::from_secs(1),
+    }
+}
+
+/// Limit reports to add to a successful response's `RateLimit` headers.
+#[derive(Debug, Default)]
+pub struct Reports(Vec<QuotaReport>);
+
+impl Reports {
+    /// Adds `other`'s reports after these.
+    pub fn extend(&mut self, other: Self) {
+        self.0.extend(other.0);
+    }
+}
+
+impl IntoResponseParts for Reports {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(self, mut parts: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        for report in &self.0 {
+            report.apply(parts.headers_mut());
+        }
+        Ok(parts)
+    }
+}
+
+/// The per-address limit of the credential endpoints, charged before the body is read. A
+/// handler that takes it is limited; the 429 is its rejection.
+#[derive(Debug)]
+pub struct AuthQuota(pub Reports);
+
+impl FromRequestParts<AppState> for AuthQuota {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let context = RequestContext::from_request_parts(parts, state).await?;
+        let abuse = &state.abuse;
+        let address = ClientAddress::of(context.client_ip);
+        let cost = if abuse.is_stuffing(address).await? {
+            STUFFING_COST
+        } else {
+            1
+        };
+        let outcome = abuse
+            .limiter
+            .check(&abuse.auth, Subject::Address(address), cost)
+            .await
+            .map_err(store_down)?;
+        let report = state.refused_or(outcome, &context, parts.uri.path(), None)?;
+        Ok(Self(Reports(vec![report])))
+    }
+}
+
+impl AppState {
+    /// Turns a limited outcome into its audited 429, or gives the allowed report back.
+    fn refused_or(
+        &self,
+        outcome: Outcome,
+        context: &RequestContext,
+        path: &str,
+        user_id: Option<&str>,
+    ) -> Result<QuotaReport, ApiError> {
+        if let Outcome::Limited {
+            report,
+            retry_after,
+        } = &outcome
+        {
+            let client = user_id.map_or(Client::Address(context.client_ip), Client::User);
+            self.limited(&Limited {
+                policy: report.policy.name(),
+                client,
+                context,
+                path,
+                retry_after: *retry_after,
+            });
+        }
+        outcome.into_result()
+    }
+
+    /// Before a login's password is checked: the backoff delay for `name`, then the per
+    /// (address, name) and per-name limits. `name` is the normalised submitted name.
+    pub async fn admit_login(
+        &self,
+        context: &RequestContext,
+        name: &str,
+    ) -> Result<Reports, ApiError> {
+        let abuse = &self.abuse;
+        let path = "/v1/auth/login";
+        let waiting = abuse
+            .limiter
+            .store()
+            .backoff(&AbuseControl::backoff_key(name))
+            .await
+            .map_err(store_down)?;
+        if let Some(retry_after) = waiting {
+            let window = Duration::from_secs(seconds_up(retry_after));
+            let report = Quota::new(1, window)
+                .and_then(|quota| Policy::new(BACKOFF_POLICY, quota))
+                .map(|policy| QuotaReport {
+                    policy,
+                    remaining: 0,
+                    reset: retry_after,
+                });
+            self.limited(&Limited {
+                policy: BACKOFF_POLICY,
+                client: Client::Address(context.client_ip),
+                context,
+                path,
+                retry_after,
+            });
+            return Err(ApiError::TooManyRequests {
+                retry_after,
+                quota: report.map(Box::new),
+            });
+        }
+        let address = ClientAddress::of(context.client_ip);
+        let mut reports = Vec::with_capacity(2);
+        // The narrower limit first, so a refused pair does not spend the account's quota.
+        for (policy, subject) in [
+            (
+                &abuse.login_ip_account,
+                Subject::AddressAndName(address, name.to_owned()),
+            ),
+            (&abuse.login_account, Subject::Name(name.to_owned())),
+        ] {
+            let outcome = abuse
+                .limiter
+                .check(policy, subject, 1)
+                .await
+                .map_err(store_down)?;
+            reports.push(self.refused_or(outcome, context, path, None)?);
+        }
+        Ok(Reports(reports))
+    }
+
+    /// After a wrong password (or unknown name, or locked account): extends `name`'s backoff
+    /// streak, records `login_locked` when that starts or lengthens a delay, and feeds the
+    /// stuffing signal of the client's address.
+    pub async fn login_failed(&self, context: &RequestContext, name: &str, user_id: Option<&str>) {
+        let abuse = &self.abuse;
+        let store = abuse.limiter.store();
+        match store
+            .record_failure(&AbuseControl::backoff_key(name), abuse.backoff)
+            .await
+        {
+            Ok(streak) => {
+                if let Some(delay) = streak.delay {
+                    let login: String = name.chars().take(254).collect();
+                    let mut event =
+                        Event::new(Kind::LoginLocked, context).detail(serde_json::json!({
+                            "login": login,
+                            "failures": streak.failures,
+                            "delay_secs": delay.as_secs(),
+                        }));
+                    if let Some(user_id) = user_id {
+                        event = event.user(user_id);
+                    }
+                    self.audit(event).await;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "login backoff not recorded"),
+        }
+        let address = ClientAddress::of(context.client_ip);
+        let new_name = abuse
+            .limiter
+            .check(
+                &abuse.stuffing_name,
+                Subject::AddressAndName(address, name.to_owned()),
+                1,
+            )
+            .await;
+        if let Ok(Outcome::Allowed(_)) = new_name {
+            let marked = abuse
+                .limiter
+                .check(&abuse.stuffing, Subject::Address(address), 1)
+                .await;
+            if let Ok(Outcome::Allowed(QuotaReport { remaining: 0, .. })) = marked {
+                tracing::warn!(
+                    client = %context.client_ip,
+                    names = STUFFING_NAMES,
+                    "many accounts failing from one address: its auth limit is tightened"
+                );
+            }
+        }
+    }
+
+    /// After a successful login, or an admin's unlock: every name the user logs in with starts
+    /// a fresh streak.
+    pub async fn clear_login_backoff(&self, names: &[&str]) {
+        let store = self.abuse.limiter.store();
+        for name in names {
+            let key = AbuseControl::backoff_key(&name.to_lowercase());
+            if let Err(err) = store.clear_backoff(&key).await {
+                tracing::warn!(error = %err, "login backoff not cleared");
+            }
+        }
+    }
+
+    /// Writes one `rate_limited` row unless sampling leaves it out (see the module header).
+    fn record_limited(&self, event: &Limited<'_>) {
+        let (subject, user_id) = match event.client {
+            Client::User(id) => (id.to_owned(), Some(id)),
+            Client::Address(ip) => (address_text(ip), None),
+        };
+        let Some(suppressed) = self
+            .abuse
+            .sampler
+            .admit(&format!("{}|{subject}", event.policy))
+        else {
+            return;
+        };
+        let path: String = event.path.chars().take(256).collect();
+        let mut record = Event::new(Kind::RateLimited, event.context).detail(serde_json::json!({
+            "policy": event.policy,
+            "path": path,
+            "retry_after_secs": seconds_up(event.retry_after),
+            "suppressed_since_last": suppressed,
+        }));
+        if let Some(user_id) = user_id {
+            record = record.user(user_id);
+        }
+        // Written off the request path: the refusal is not held up by the audit table.
+        let state = self.clone();
+        tokio::spawn(async move {
+            let abuse = &state.abuse;
+            let budget = abuse
+                .limiter
+                .check(&abuse.audit_budget, Subject::Everyone, 1)
+                .await;
+            if !matches!(budget, Ok(Outcome::Allowed(_))) {
+                abuse.over_budget.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let over_budget = abuse.over_budget.swap(0, Ordering::Relaxed);
+            if over_budget > 0 {
+                if let Some(detail) = record.detail.as_object_mut() {
+                    detail.insert("over_budget_since_last".into(), over_budget.into());
+                }
+            }
+            state.audit.record(state.store.as_ref(), record).await;
+        });
+    }
+}
+
+impl LimitObserver for AppState {
+    fn limited(&self, event: &Limited<'_>) {
+        self.record_limited(event);
+    }
+}
+
+fn address_text(ip: IpAddr) -> String {
+    ClientAddress::of(ip).to_string()
+}

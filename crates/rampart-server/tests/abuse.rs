@@ -1,0 +1,381 @@
+//! Abuse control, attacked: per-address and per-account login limits, spoofed and proxied client
+//! addresses, login backoff, the stuffing signal, the global per-client limit and load shedding.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestApp;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
+
+/// A login as `username` with `password`, optionally claiming `X-Forwarded-For: forwarded`.
+async fn login(app: &TestApp, username: &str, password: &str, forwarded: Option<&str>) -> Response {
+    let mut request = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"username": username, "password": password}));
+    if let Some(chain) = forwarded {
+        request = request.header("x-forwarded-for", chain);
+    }
+    request.send().await.unwrap()
+}
+
+fn header(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Asserts a 429 problem document naming `policy` in its rate-limit headers; returns
+/// `Retry-After`.
+async fn assert_limited(response: Response, policy: &str) -> u64 {
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = header(&response, "retry-after").parse().unwrap();
+    assert!(retry_after >= 1);
+    let quoted = format!("\"{policy}\"");
+    let policies = header(&response, "ratelimit-policy");
+    let state = header(&response, "ratelimit");
+    assert!(policies.contains(&quoted), "RateLimit-Policy: {policies}");
+    assert!(
+        state.contains(&format!("{quoted};r=0;t=")),
+        "RateLimit: {state}"
+    );
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 429);
+    retry_after
+}
+
+#[tokio::test]
+async fn the_eleventh_login_in_a_minute_from_one_address_is_429_with_the_headers() {
+    let app = TestApp::spawn_with_shipped_limits(&[]).await;
+    for attempt in 0..10 {
+        let response = login(&app, &format!("guess{attempt}"), "wrong password 1", None).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "attempt {attempt}"
+        );
+        let state = header(&response, "ratelimit");
+        assert!(
+            state.contains(&format!("\"auth\";r={};", 9 - attempt)),
+            "allowed answers show the remaining quota: {state}"
+        );
+        assert!(header(&response, "ratelimit-policy").contains("\"auth\";q=10;w=60"));
+    }
+    let retry_after = assert_limited(login(&app, "guess10", "wrong", None).await, "auth").await;
+    assert!(retry_after <= 6, "one slot returns within one interval");
+    // Registration and refresh share the per-address budget.
+    let register = app
+        .post_json(
+            "/v1/auth/register",
+            &json!({"email": "late@example.com", "username": "late", "password": "violet tandem bicycles rarely whistle"}),
+        )
+        .await;
+    assert_limited(register, "auth").await;
+    let refresh = app
+        .post_json("/v1/auth/refresh", &json!({"refresh_token": "x"}))
+        .await;
+    assert_limited(refresh, "auth").await;
+}
+
+#[tokio::test]
+async fn a_forged_forwarded_for_from_an_untrusted_peer_does_not_change_the_key() {
+    let app = TestApp::spawn_with_shipped_limits(&[]).await;
+    for attempt in 0..10 {
+        let forged = format!("198.51.100.{attempt}");
+        let response = login(&app, "victim", "wrong password", Some(&forged)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = login(&app, "someone", "wrong", Some("203.0.113.99")).await;
+    assert_limited(response, "auth").await;
+}
+
+#[tokio::test]
+async fn through_a_trusted_proxy_the_rightmost_untrusted_hop_is_the_key() {
+    let app =
+        TestApp::spawn_with_shipped_limits(&[("RAMPART_TRUSTED_PROXIES", "127.0.0.0/8")]).await;
+    for attempt in 0..10 {
+        // The leftmost entry is the client's own claim, different every time; the proxy
+        // appended the address it saw, then its own hop.
+        let chain = format!("10.9.9.{attempt}, 198.51.100.7, 127.0.0.2");
+        let response = login(&app, &format!("name{attempt}"), "wrong", Some(&chain)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = login(&app, "name10", "wrong", Some("1.2.3.4, 198.51.100.7")).await;
+    assert_limited(response, "auth").await;
+    let neighbour = login(&app, "name11", "wrong", Some("198.51.100.8")).await;
+    assert_eq!(
+        neighbour.status(),
+        StatusCode::UNAUTHORIZED,
+        "another client"
+    );
+    // IPv6 clients are one client per /64.
+    for host in 1..=10 {
+        let chain = format!("2001:db8:5:6::{host:x}");
+        let response = login(&app, &format!("six{host}"), "wrong", Some(&chain)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let rotated = login(&app, "six11", "wrong", Some("2001:db8:5:6:ffff::1")).await;
+    assert_limited(rotated, "auth").await;
+}
+
+#[tokio::test]
+async fn the_per_account_limit_holds_across_many_addresses() {
+    let app = TestApp::spawn_with_shipped_limits(&[
+        ("RAMPART_TRUSTED_PROXIES", "127.0.0.0/8"),
+        ("RAMPART_LIMIT_GLOBAL", "100000/minute"),
+    ])
+    .await;
+    let password = app.register("pat").await;
+    // Twenty logins with the right password, each from its own address: no per-address limit
+    // is near, yet the account's own limit is spent.
+    for n in 1..=20 {
+        let response = login(&app, "pat", &password, Some(&format!("203.0.113.{n}"))).await;
+        assert_eq!(response.status(), StatusCode::OK, "login {n}");
+    }
+    let response = login(&app, "PAT ", &password, Some("198.51.100.200")).await;
+    assert_limited(response, "login-account").await;
+    // Other accounts are unaffected from the same addresses.
+    app.register("quinn").await;
+    let other = login(&app, "quinn", "wrong", Some("203.0.113.1")).await;
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_per_address_and_account_limit_holds_when_the_address_limit_is_raised() {
+    let app = TestApp::spawn_with_shipped_limits(&[
+        ("RAMPART_LIMIT_AUTH", "1000/minute"),
+        ("RAMPART_LIMIT_GLOBAL", "100000/minute"),
+        ("RAMPART_LIMIT_LOGIN_ACCOUNT", "1000/minute"),
+    ])
+    .await;
+    let password = app.register("ned").await;
+    for n in 0..10 {
+        let response = login(&app, "ned", &password, None).await;
+        assert_eq!(response.status(), StatusCode::OK, "login {n}");
+    }
+    assert_limited(
+        login(&app, "ned", &password, None).await,
+        "login-ip-account",
+    )
+    .await;
+}
+
+async fn fail_logins(app: &TestApp, name: &str, times: usize) {
+    for n in 0..times {
+        let response = login(app, name, "not the password", None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "failure {n}");
+    }
+}
+
+fn backoff_app_overrides() -> Vec<(&'static str, &'static str)> {
+    // Only the backoff is under test: the rate limits are out of the way.
+    vec![
+        ("RAMPART_LIMIT_AUTH", "1000/minute"),
+        ("RAMPART_LIMIT_LOGIN_ACCOUNT", "1000/minute"),
+        ("RAMPART_LIMIT_LOGIN_IP_ACCOUNT", "1000/minute"),
+    ]
+}
+
+#[tokio::test]
+async fn backoff_grows_with_each_failure_and_a_successful_login_clears_it() {
+    let app = TestApp::spawn_with_shipped_limits(&backoff_app_overrides()).await;
+    let admin = app.admin_token().await;
+    let password = app.register("rosa").await;
+    fail_logins(&app, "rosa", 10).await;
+    // The delay runs: even the right password waits.
+    let first = assert_limited(login(&app, "rosa", &password, None).await, "login-backoff").await;
+    assert_eq!(first, 1);
+    // Case and surrounding space do not make another name.
+    assert_limited(login(&app, " ROSA", &password, None).await, "login-backoff").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    fail_logins(&app, "rosa", 1).await;
+    let second = assert_limited(login(&app, "rosa", &password, None).await, "login-backoff").await;
+    assert_eq!(second, 2, "the delay doubles");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let ok = login(&app, "rosa", &password, None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    // A fresh streak: one failure is just a 401 again.
+    fail_logins(&app, "rosa", 2).await;
+
+    let events: Value = app
+        .get_as("/v1/admin/audit?limit=100", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let locked: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "login_locked")
+        .collect();
+    assert_eq!(locked.len(), 2, "one per delay started");
+    assert_eq!(locked[0]["detail"]["failures"], 11);
+    assert_eq!(locked[0]["detail"]["delay_secs"], 2);
+    assert!(locked[0]["user_id"].is_string());
+}
+
+#[tokio::test]
+async fn backoff_reveals_nothing_about_which_names_exist() {
+    let app = TestApp::spawn_with_shipped_limits(&backoff_app_overrides()).await;
+    fail_logins(&app, "nobody-by-this-name", 10).await;
+    assert_limited(
+        login(&app, "nobody-by-this-name", "anything", None).await,
+        "login-backoff",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_admin_unlock_clears_the_backoff() {
+    let app = TestApp::spawn_with_shipped_limits(&backoff_app_overrides()).await;
+    let admin = app.admin_token().await;
+    let password = app.register("sam").await;
+    let token = app.access_token("sam", &password).await;
+    let id = app.user_id(&token).await;
+    // Twelve failures by email: the delay is now 4 s.
+    fail_logins(&app, "sam@example.com", 10).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    fail_logins(&app, "sam@example.com", 1).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    fail_logins(&app, "sam@example.com", 1).await;
+    assert_limited(
+        login(&app, "sam@example.com", &password, None).await,
+        "login-backoff",
+    )
+    .await;
+    let unlock = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/admin/users/{id}/unlock"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(unlock.status(), StatusCode::NO_CONTENT);
+    let ok = login(&app, "sam@example.com", &password, None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn many_accounts_failing_from_one_address_tightens_its_limit() {
+    let app = TestApp::spawn_with_shipped_limits(&[
+        ("RAMPART_LIMIT_AUTH", "1000/hour"),
+        ("RAMPART_TRUSTED_PROXIES", "127.0.0.0/8"),
+    ])
+    .await;
+    let remaining = |response: &Response| -> u64 {
+        let state = header(response, "ratelimit");
+        let start = state.find("\"auth\";r=").unwrap() + "\"auth\";r=".len();
+        state[start..].split(';').next().unwrap().parse().unwrap()
+    };
+    let stuffer = Some("203.0.113.66");
+    let mut last = 0;
+    for n in 0..20 {
+        let response = login(&app, &format!("leaked{n}"), "password123456", stuffer).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        last = remaining(&response);
+    }
+    let response = login(&app, "leaked20", "password123456", stuffer).await;
+    // Five units, or four if one refilled in between (one per 3.6 s); the normal price is one.
+    let spent = last + 1 - remaining(&response);
+    assert!(
+        (5..=6).contains(&spent),
+        "after twenty names failed, each attempt costs five (spent {spent})"
+    );
+    // Another address is charged the normal price.
+    let other = login(&app, "leaked0", "password123456", Some("203.0.113.67")).await;
+    assert_eq!(remaining(&other), 999);
+}
+
+#[tokio::test]
+async fn the_global_limit_counts_users_by_id_and_everyone_else_by_address() {
+    let app = TestApp::spawn(&[("RAMPART_LIMIT_GLOBAL", "5/minute")]).await;
+    let password = app.register("uma").await; // 1
+    let token = app.access_token("uma", &password).await; // 2
+    for _ in 0..3 {
+        assert_eq!(app.get("/health").await.status(), StatusCode::OK); // 3..5
+    }
+    let health = app.get("/health").await;
+    assert_limited(health, "global").await;
+    // A forged token does not buy a fresh quota: it is charged to the address.
+    let forged = app.get_as("/v1/users/me", "not.a.token").await;
+    assert_limited(forged, "global").await;
+    // The user has a quota of their own.
+    let me = app.get_as("/v1/users/me", &token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    assert!(header(&me, "ratelimit").contains("\"global\";r=4;"));
+    assert!(header(&me, "ratelimit-policy").contains("\"global\";q=5;w=60"));
+}
+
+#[tokio::test]
+async fn refusals_are_audited_once_per_client_and_policy_a_minute() {
+    let app =
+        TestApp::spawn_with_shipped_limits(&[("RAMPART_LIMIT_GLOBAL", "100000/minute")]).await;
+    let admin = app.admin_token().await; // one auth slot
+    for n in 0..30 {
+        login(&app, &format!("flood{n}"), "wrong", None).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events: Value = app
+        .get_as("/v1/admin/audit?limit=100", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let limited: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "rate_limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert_eq!(limited[0]["detail"]["policy"], "auth");
+    assert_eq!(limited[0]["ip"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_are_shed_with_503() {
+    let app = TestApp::spawn(&[("RAMPART_MAX_IN_FLIGHT", "1")]).await;
+    // A request whose body never finishes holds the only slot.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/auth/register HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"em",
+    )
+    .await
+    .unwrap();
+    let mut shed = None;
+    for _ in 0..50 {
+        let response = app.get("/health").await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shed = shed.expect("a second request is shed while the first holds the slot");
+    assert_eq!(header(&shed, "retry-after"), "1");
+    assert_eq!(header(&shed, "content-type"), "application/problem+json");
+    drop(slow);
+    let mut recovered = false;
+    for _ in 0..50 {
+        if app.get("/health").await.status() == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(recovered, "the slot is released when the request ends");
+}
