@@ -22,7 +22,7 @@ use rampart::http::RequestContext;
 use rampart::limit::report::seconds_up;
 use rampart::limit::{
     BackoffPolicy, Client, ClientAddress, LimitKey, LimitObserver, Limited, Limiter, Outcome,
-    Policy, Quota, QuotaReport, Subject,
+    Policy, Quota, QuotaReport, Streak, Subject,
 };
 use rampart::settings::Rate;
 use rampart::{ApiError, Settings};
@@ -41,6 +41,7 @@ const STUFFING_COST: u32 = 5;
 const AUDIT_BUDGET_PER_MINUTE: u32 = 60;
 /// The policy name reported while a login backoff delay runs.
 pub const BACKOFF_POLICY: &str = "login-backoff";
+const LOGIN_PATH: &str = "/v1/auth/login";
 
 /// The credential-endpoint policies and the store they are counted in.
 #[derive(Debug)]
@@ -128,13 +129,6 @@ fn store_down(err: rampart::limit::LimitError) -> ApiError {
 #[derive(Debug, Default)]
 pub struct Reports(Vec<QuotaReport>);
 
-impl Reports {
-    /// Adds `other`'s reports after these.
-    pub fn extend(&mut self, other: Self) {
-        self.0.extend(other.0);
-    }
-}
-
 impl IntoResponseParts for Reports {
     type Error = std::convert::Infallible;
 
@@ -199,44 +193,24 @@ impl AppState {
         outcome.into_result()
     }
 
-    /// Before a login's password is checked: the backoff delay for `name`, then the per
-    /// (address, name) and per-name limits. `name` is the normalised submitted name.
+    /// Before a login's password is checked: the backoff delay for `name`, the per
+    /// (address, name) and per-name limits, then the attempt itself, counted against the
+    /// backoff streak in advance (see [`rampart::limit::backoff::StreakState::attempt`]).
+    /// `name` is the normalised submitted name.
     pub async fn admit_login(
         &self,
         context: &RequestContext,
         name: &str,
-    ) -> Result<Reports, ApiError> {
+        reports: &mut Reports,
+    ) -> Result<Streak, ApiError> {
         let abuse = &self.abuse;
-        let path = "/v1/auth/login";
-        let waiting = abuse
-            .limiter
-            .store()
-            .backoff(&AbuseControl::backoff_key(name))
-            .await
-            .map_err(store_down)?;
-        if let Some(retry_after) = waiting {
-            let window = Duration::from_secs(seconds_up(retry_after));
-            let report = Quota::new(1, window)
-                .and_then(|quota| Policy::new(BACKOFF_POLICY, quota))
-                .map(|policy| QuotaReport {
-                    policy,
-                    remaining: 0,
-                    reset: retry_after,
-                });
-            self.limited(&Limited {
-                policy: BACKOFF_POLICY,
-                client: Client::Address(context.client_ip),
-                context,
-                path,
-                retry_after,
-            });
-            return Err(ApiError::TooManyRequests {
-                retry_after,
-                quota: report.map(Box::new),
-            });
+        let key = AbuseControl::backoff_key(name);
+        let store = abuse.limiter.store();
+        // A read first, so attempts refused by the delay do not spend the name's quota.
+        if let Some(waiting) = store.backoff(&key).await.map_err(store_down)? {
+            return Err(self.backoff_refusal(context, waiting));
         }
         let address = ClientAddress::of(context.client_ip);
-        let mut reports = Vec::with_capacity(2);
         // The narrower limit first, so a refused pair does not spend the account's quota.
         for (policy, subject) in [
             (
@@ -250,38 +224,66 @@ impl AppState {
                 .check(policy, subject, 1)
                 .await
                 .map_err(store_down)?;
-            reports.push(self.refused_or(outcome, context, path, None)?);
+            reports
+                .0
+                .push(self.refused_or(outcome, context, LOGIN_PATH, None)?);
         }
-        Ok(Reports(reports))
+        match store
+            .begin_attempt(&key, abuse.backoff)
+            .await
+            .map_err(store_down)?
+        {
+            Ok(streak) => Ok(streak),
+            Err(waiting) => Err(self.backoff_refusal(context, waiting)),
+        }
     }
 
-    /// After a wrong password (or unknown name, or locked account): extends `name`'s backoff
-    /// streak, records `login_locked` when that starts or lengthens a delay, and feeds the
-    /// stuffing signal of the client's address.
-    pub async fn login_failed(&self, context: &RequestContext, name: &str, user_id: Option<&str>) {
-        let abuse = &self.abuse;
-        let store = abuse.limiter.store();
-        match store
-            .record_failure(&AbuseControl::backoff_key(name), abuse.backoff)
-            .await
-        {
-            Ok(streak) => {
-                if let Some(delay) = streak.delay {
-                    let login: String = name.chars().take(254).collect();
-                    let mut event =
-                        Event::new(Kind::LoginLocked, context).detail(serde_json::json!({
-                            "login": login,
-                            "failures": streak.failures,
-                            "delay_secs": delay.as_secs(),
-                        }));
-                    if let Some(user_id) = user_id {
-                        event = event.user(user_id);
-                    }
-                    self.audit(event).await;
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "login backoff not recorded"),
+    /// The 429 while a backoff delay runs; audited like any refusal.
+    fn backoff_refusal(&self, context: &RequestContext, retry_after: Duration) -> ApiError {
+        let report = Quota::new(1, Duration::from_secs(seconds_up(retry_after)))
+            .and_then(|quota| Policy::new(BACKOFF_POLICY, quota))
+            .map(|policy| QuotaReport {
+                policy,
+                remaining: 0,
+                reset: retry_after,
+            });
+        self.limited(&Limited {
+            policy: BACKOFF_POLICY,
+            client: Client::Address(context.client_ip),
+            context,
+            path: LOGIN_PATH,
+            retry_after,
+        });
+        ApiError::TooManyRequests {
+            retry_after,
+            quota: report.map(Box::new),
         }
+    }
+
+    /// After a wrong password (or unknown name, or locked account), whose failure the streak
+    /// already counts: records `login_locked` when it started or lengthened a delay, and feeds
+    /// the stuffing signal of the client's address. The name is recorded only when it is an
+    /// account's: an unknown "name" is often a password typed into the wrong field.
+    pub async fn login_failed(
+        &self,
+        context: &RequestContext,
+        name: &str,
+        streak: Streak,
+        user_id: Option<&str>,
+    ) {
+        if let Some(delay) = streak.delay {
+            let mut detail = serde_json::json!({
+                "failures": streak.failures,
+                "delay_secs": delay.as_secs(),
+            });
+            let mut event = Event::new(Kind::LoginLocked, context);
+            if let Some(user_id) = user_id {
+                detail["login"] = name.chars().take(254).collect::<String>().into();
+                event = event.user(user_id);
+            }
+            self.audit(event.detail(detail)).await;
+        }
+        let abuse = &self.abuse;
         let address = ClientAddress::of(context.client_ip);
         let new_name = abuse
             .limiter

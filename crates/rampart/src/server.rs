@@ -7,7 +7,8 @@
 //! the cap are closed at once rather than queued. On shutdown the listener closes first (new
 //! connections are refused), in-flight requests are drained up to a deadline, then it exits.
 //!
-//! One peer address may hold only a share of the connections (trusted proxies are exempt), and
+//! One peer address (an IPv6 peer by its /64) may hold only a share of the connections (trusted
+//! proxies are exempt), and
 //! a client that stops reading responses is dropped once a write has made no progress for the
 //! stall timeout, so neither many sockets from one host nor a few stalled readers can pin
 //! every slot.
@@ -185,6 +186,8 @@ impl PeerSlots {
                 ip: None,
             });
         }
+        // An IPv6 host is given a whole /64: counting addresses would give it 2^64 shares.
+        let ip = crate::limit::ClientAddress::of(ip).ip();
         let mut open = peers.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(ip).or_insert(0);
         if *count >= peers.cap {

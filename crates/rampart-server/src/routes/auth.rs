@@ -249,7 +249,7 @@ async fn attempt_login(
     let login_key = request.username.trim().to_lowercase();
     // Limits and backoff count the name as submitted (bounded), account or not.
     let name: String = login_key.chars().take(254).collect();
-    reports.extend(state.admit_login(context, &name).await?);
+    let streak = state.admit_login(context, &name, reports).await?;
     let user = if login_key.is_empty() || login_key.len() > 254 {
         None
     } else {
@@ -274,13 +274,15 @@ async fn attempt_login(
                 _ => "wrong_password",
             };
             state
-                .login_failed(context, &name, user.as_ref().map(|u| u.id.as_str()))
+                .login_failed(context, &name, streak, user.as_ref().map(|u| u.id.as_str()))
                 .await;
-            let login: String = request.username.chars().take(254).collect();
+            // The submitted name only when it is an account's (see `login_failed`).
             let mut event = Event::new(Kind::LoginFailed, context)
-                .detail(serde_json::json!({"login": login, "reason": reason}));
+                .detail(serde_json::json!({"reason": reason}));
             if let Some(user) = &user {
-                event = event.user(&user.id);
+                event = event
+                    .user(&user.id)
+                    .detail(serde_json::json!({"login": name, "reason": reason}));
             }
             state.audit(event).await;
             return Err(ApiError::Unauthorized);

@@ -7,16 +7,15 @@
 //! address, declared-size check, request timeout, access log), because a layer per concern
 //! would box a future and clone a service per request for each of them. Inside it: CORS (when
 //! configured), the panic catcher and axum's streaming body limit.
-//!
-//! It also sheds load: at most `max_in_flight` requests are handled at once, and one over that
-//! is answered 503 with `Retry-After` straight away. A queue would only turn overload into
-//! timeouts for everyone, and memory held by waiting requests.
+//! It also sheds load ([`in_flight`]): past `max_in_flight` requests at once, in all or for one
+//! client, a request is answered 503 with `Retry-After` at once.
 
 pub mod access_log;
 pub mod body_limit;
 pub mod client_ip;
 pub mod cors;
 pub mod headers;
+mod in_flight;
 pub mod request_id;
 pub mod timeout;
 
@@ -75,9 +74,7 @@ impl Hardening {
         };
         router.layer(HardenedLayer {
             shared: Arc::new(Shared {
-                in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight.max(1))),
-                started: Instant::now(),
-                shed_logged_at: std::sync::atomic::AtomicU64::new(u64::MAX),
+                in_flight: in_flight::InFlight::new(limits.max_in_flight),
                 ids: IdGenerator::new(),
                 client_ip: ClientIpConfig::new(self.trusted_proxies, self.forwarded_header),
                 limits,
@@ -115,10 +112,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 
 #[derive(Debug)]
 struct Shared {
-    in_flight: Arc<tokio::sync::Semaphore>,
-    started: Instant,
-    /// The second (since `started`) of the last shedding log line.
-    shed_logged_at: std::sync::atomic::AtomicU64,
+    in_flight: Arc<in_flight::InFlight>,
     ids: IdGenerator,
     client_ip: ClientIpConfig,
     limits: HttpLimits,
@@ -182,13 +176,13 @@ where
                 },
             });
 
-            // Held until the response is complete.
-            let permit = Arc::clone(&shared.in_flight).try_acquire_owned().ok();
-            let refused = match permit {
-                None => Some(shared.shed_load()),
-                Some(_) => {
-                    body_limit::refuse_declared_oversize(request.headers(), limits.body_limit)
-                }
+            // Held while the handler runs (the response body streams after).
+            let (slot, refused) = match shared.in_flight.admit(client_ip) {
+                Ok(slot) => (
+                    Some(slot),
+                    body_limit::refuse_declared_oversize(request.headers(), limits.body_limit),
+                ),
+                Err(why) => (None, Some(shared.in_flight.shed(why))),
             };
             let mut response = match refused {
                 Some(refused) => refused,
@@ -202,7 +196,7 @@ where
                     .await
                 }
             };
-            drop(permit);
+            drop(slot);
 
             if response.status().as_u16() >= 400 {
                 request_id::finish_problem(&mut response, &id);
@@ -220,24 +214,6 @@ where
             response.headers_mut().insert(REQUEST_ID_HEADER, id);
             Ok(headers::apply(response))
         })
-    }
-}
-
-impl Shared {
-    /// The answer to a request over the in-flight limit; logged at most once a second.
-    fn shed_load(&self) -> Response {
-        use std::sync::atomic::Ordering;
-        let second = self.started.elapsed().as_secs();
-        if self.shed_logged_at.swap(second, Ordering::Relaxed) != second {
-            tracing::warn!(
-                limit = self.limits.max_in_flight,
-                "in-flight request limit reached; shedding load with 503"
-            );
-        }
-        ApiError::Unavailable {
-            retry_after: std::time::Duration::from_secs(1),
-        }
-        .into_response()
     }
 }
 

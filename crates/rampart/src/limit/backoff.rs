@@ -54,7 +54,7 @@ pub struct StreakState {
 }
 
 /// A streak after a failure was recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Streak {
     pub failures: u32,
     /// The delay this failure started, if it started one.
@@ -76,6 +76,23 @@ impl StreakState {
             forget_at: locked_until.saturating_add(forget_ns),
         };
         (state, Streak { failures, delay })
+    }
+
+    /// One login attempt at `now`, counted as a failure before the password is checked (a
+    /// success clears the streak): `Err` with the delay still running, in which case nothing is
+    /// counted. Counting first is what makes the delay hold against parallel guesses: were the
+    /// failure recorded after the (slow) check, every guess sent the moment a delay ended would
+    /// get through before the first of them was counted.
+    pub fn attempt(
+        previous: Option<Self>,
+        policy: BackoffPolicy,
+        now: u64,
+    ) -> Result<(Self, Streak), Duration> {
+        let previous = previous.filter(|s| s.forget_at > now);
+        if let Some(waiting) = previous.and_then(|s| s.remaining(now)) {
+            return Err(waiting);
+        }
+        Ok(Self::fail(previous, policy, now))
     }
 
     /// The delay still running at `now`.
@@ -120,6 +137,30 @@ mod tests {
         assert_eq!(state.remaining(0), Some(Duration::from_secs(1)));
         assert_eq!(state.remaining(SEC / 2), Some(Duration::from_millis(500)));
         assert_eq!(state.remaining(SEC), None);
+    }
+
+    #[test]
+    fn an_attempt_during_a_delay_is_refused_and_not_counted() {
+        let policy = BackoffPolicy::default();
+        let mut state = None;
+        for _ in 0..9 {
+            state = StreakState::attempt(state, policy, 0).ok().map(|(s, _)| s);
+        }
+        // The tenth starts the delay at once, before its password is even checked...
+        let (tenth, streak) = StreakState::attempt(state, policy, 0).unwrap_or_default();
+        assert_eq!(streak.delay, Some(Duration::from_secs(1)));
+        // ...so guesses sent alongside it are refused, and do not lengthen the delay.
+        for _ in 0..20 {
+            assert_eq!(
+                StreakState::attempt(Some(tenth), policy, SEC / 2).map(|(_, s)| s),
+                Err(Duration::from_millis(500))
+            );
+        }
+        let (_, next) = StreakState::attempt(Some(tenth), policy, SEC).unwrap_or_default();
+        assert_eq!(
+            (next.failures, next.delay),
+            (11, Some(Duration::from_secs(2)))
+        );
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! addresses (or a million made-up login names) would otherwise grow its maps until the process
 //! dies. Each table is split into shards with a fixed entry cap. An entry whose state has run out
 //! (a full quota, a forgotten streak) is worth nothing and is swept first; if a shard is still
-//! full, the entries closest to running out go next, so the keys that are being limited hardest
-//! (an attacker's own) are the last to be forgotten. Only a 64-bit keyed hash of each key is
+//! full, the entries that remember the fewest requests go next (a quota with one unit spent, a
+//! streak of one failure), so the keys that are being limited hardest (an attacker's own, a
+//! victim's backoff) are the last to be forgotten, whichever policy made them. Only a 64-bit keyed hash of each key is
 //! kept, so an entry's size does not depend on what the client sent.
 //!
 //! No limiter crate offers a fixed entry budget with this eviction order together with backoff
@@ -42,7 +43,7 @@ pub struct MemoryUse {
 pub struct MemoryStore {
     epoch: Instant,
     hasher: RandomState,
-    rates: Table<u64>,
+    rates: Table<RateState>,
     streaks: Table<StreakState>,
 }
 
@@ -79,16 +80,26 @@ impl MemoryStore {
     /// A check at `now` nanoseconds after the store was made: for simulations and tests.
     pub fn check_at(&self, key: &LimitKey, quota: Quota, cost: u32, now: u64) -> Decision {
         let hash = self.hash(key);
-        self.rates
-            .update(hash, now, |tat| gcra::step(quota, tat, now, cost))
+        let interval = u64::try_from(quota.interval().as_nanos()).unwrap_or(u64::MAX);
+        self.rates.update(hash, now, |state| {
+            let (decision, tat) = gcra::step(quota, state.map(|s| s.tat), now, cost);
+            (decision, tat.map(|tat| RateState { tat, interval }))
+        })
     }
 
-    /// A failure recorded at `now` (see [`MemoryStore::check_at`]).
-    pub fn record_failure_at(&self, key: &LimitKey, policy: BackoffPolicy, now: u64) -> Streak {
+    /// A login attempt begun at `now` (see [`MemoryStore::check_at`]).
+    pub fn begin_attempt_at(
+        &self,
+        key: &LimitKey,
+        policy: BackoffPolicy,
+        now: u64,
+    ) -> Result<Streak, Duration> {
         let hash = self.hash(key);
         self.streaks.update(hash, now, |previous| {
-            let (state, streak) = StreakState::fail(previous, policy, now);
-            (streak, Some(state))
+            match StreakState::attempt(previous, policy, now) {
+                Ok((state, streak)) => (Ok(streak), Some(state)),
+                Err(waiting) => (Err(waiting), None),
+            }
         })
     }
 
@@ -127,13 +138,13 @@ impl LimitStore for MemoryStore {
         Box::pin(std::future::ready(Ok(self.check_now(key, quota, cost))))
     }
 
-    fn record_failure<'a>(
+    fn begin_attempt<'a>(
         &'a self,
         key: &'a LimitKey,
         policy: BackoffPolicy,
-    ) -> LimitFuture<'a, Streak> {
-        let streak = self.record_failure_at(key, policy, self.now());
-        Box::pin(std::future::ready(Ok(streak)))
+    ) -> LimitFuture<'a, Result<Streak, Duration>> {
+        let attempt = self.begin_attempt_at(key, policy, self.now());
+        Box::pin(std::future::ready(Ok(attempt)))
     }
 
     fn backoff<'a>(&'a self, key: &'a LimitKey) -> LimitFuture<'a, Option<Duration>> {
@@ -146,22 +157,38 @@ impl LimitStore for MemoryStore {
     }
 }
 
-/// What a table needs to know of a value to sweep it.
-trait Expiring {
-    /// The time after which the value changes no answer; `u64::MAX` when the table cannot tell.
-    fn expires_at(&self) -> u64;
+/// A key's GCRA state, with its policy's interval so eviction can weigh it.
+#[derive(Debug, Clone, Copy)]
+struct RateState {
+    tat: u64,
+    interval: u64,
 }
 
-impl Expiring for u64 {
+/// What a table needs to know of a value to sweep and evict it.
+trait Expiring {
+    /// The time after which the value changes no answer.
+    fn expires_at(&self) -> u64;
+    /// How many recent requests the value remembers: what forgetting it would give back.
+    fn weight(&self, now: u64) -> u64;
+}
+
+impl Expiring for RateState {
     /// A TAT in the past is a full quota: the same as no entry at all.
     fn expires_at(&self) -> u64 {
-        *self
+        self.tat
+    }
+    /// Units of quota still spent, whatever the policy's window.
+    fn weight(&self, now: u64) -> u64 {
+        self.tat.saturating_sub(now).div_ceil(self.interval.max(1))
     }
 }
 
 impl Expiring for StreakState {
     fn expires_at(&self) -> u64 {
         self.forget_at
+    }
+    fn weight(&self, _now: u64) -> u64 {
+        u64::from(self.failures)
     }
 }
 
@@ -211,11 +238,18 @@ impl<V: Expiring + Copy> Table<V> {
     /// Runs `step` on the value for `hash` and stores what it returns, making room if needed.
     fn update<T>(&self, hash: u64, now: u64, step: impl FnOnce(Option<V>) -> (T, Option<V>)) -> T {
         let mut shard = self.shard(hash);
-        let current = shard.get(&hash).copied();
-        let (answer, next) = step(current);
+        // One lookup on the hot path (a known key), two only when a key is new.
+        if let Some(slot) = shard.get_mut(&hash) {
+            let (answer, next) = step(Some(*slot));
+            if let Some(value) = next {
+                *slot = value;
+            }
+            return answer;
+        }
+        let (answer, next) = step(None);
         if let Some(value) = next {
-            if current.is_none() && shard.len() >= self.shard_cap {
-                make_room(&mut shard, self.shard_cap, now, V::expires_at);
+            if shard.len() >= self.shard_cap {
+                make_room(&mut shard, self.shard_cap, now);
             }
             shard.insert(hash, value);
         }
@@ -255,25 +289,27 @@ impl<V: Expiring + Copy> Table<V> {
     }
 }
 
-/// Drops what has run out; if that is not enough, the entries closest to running out, down to
-/// seven eighths of the cap so the work is paid once per many inserts.
-fn make_room<V>(shard: &mut Shard<V>, cap: usize, now: u64, expires_at: fn(&V) -> u64) {
-    shard.retain(|_, value| expires_at(value) > now);
-    if shard.len() < cap {
+/// Drops what has run out, then, while the shard is above seven eighths of its cap, the entries
+/// of least weight (soonest to run out among equals). Freeing an eighth at a time pays the scan
+/// once per many inserts, even when little has run out.
+fn make_room<V: Expiring>(shard: &mut Shard<V>, cap: usize, now: u64) {
+    shard.retain(|_, value| value.expires_at() > now);
+    let keep = cap - cap / 8;
+    if shard.len() < keep {
         return;
     }
-    let keep = cap - cap / 8;
-    let mut expiries: Vec<u64> = shard.values().map(expires_at).collect();
-    let drop = expiries.len() - keep;
-    let (_, threshold, _) = expiries.select_nth_unstable(drop);
+    let rank = |value: &V| (value.weight(now), value.expires_at());
+    let mut ranks: Vec<(u64, u64)> = shard.values().map(rank).collect();
+    let drop = ranks.len() - keep;
+    let (_, threshold, _) = ranks.select_nth_unstable(drop);
     let threshold = *threshold;
-    shard.retain(|_, value| expires_at(value) >= threshold);
+    shard.retain(|_, value| rank(value) >= threshold);
     // Ties at the threshold can leave a few too many; drop any of them.
     let excess = shard.len().saturating_sub(keep);
     if excess > 0 {
         let victims: Vec<u64> = shard
             .iter()
-            .filter(|(_, value)| expires_at(value) == threshold)
+            .filter(|(_, value)| rank(value) == threshold)
             .map(|(key, _)| *key)
             .take(excess)
             .collect();
@@ -340,6 +376,39 @@ mod tests {
     }
 
     #[test]
+    fn long_lived_marks_do_not_push_out_an_exhausted_short_quota() {
+        let store = MemoryStore::with_capacity(1024, 64);
+        let auth = per_minute(10);
+        let attacker = address_key(u32::MAX);
+        for _ in 0..10 {
+            store.check_at(&attacker, auth, 1, 0);
+        }
+        // One unit of a one-per-hour policy lives sixty times longer than the attacker's whole
+        // minute, but remembers one request, not ten.
+        let hourly = Quota::new(1, Duration::from_secs(3600)).unwrap_or_else(|| unreachable!());
+        for n in 0..100_000 {
+            let mark = LimitKey::new("stuffing-name", Subject::Name(format!("name{n}")));
+            store.check_at(&mark, hourly, 1, SEC);
+        }
+        assert!(!store.check_at(&attacker, auth, 1, SEC).is_allowed());
+    }
+
+    #[test]
+    fn a_victims_backoff_outlives_a_spray_of_made_up_names() {
+        let store = MemoryStore::with_capacity(1024, 1024);
+        let policy = BackoffPolicy::default();
+        let victim = LimitKey::new("login-backoff", Subject::Name("victim".into()));
+        for _ in 0..10 {
+            let _ = store.begin_attempt_at(&victim, policy, 0);
+        }
+        for n in 0..100_000u32 {
+            let key = LimitKey::new("login-backoff", Subject::Name(format!("made-up{n}")));
+            let _ = store.begin_attempt_at(&key, policy, SEC / 2);
+        }
+        assert!(store.backoff_at(&victim, SEC / 2).is_some());
+    }
+
+    #[test]
     fn run_out_entries_are_swept_before_anything_is_evicted() {
         let store = MemoryStore::with_capacity(1024, 64);
         let quota = per_minute(60); // one-second interval
@@ -367,7 +436,7 @@ mod tests {
         let policy = BackoffPolicy::default();
         for n in 0..200_000u32 {
             let key = LimitKey::new("login-backoff", Subject::Name(format!("user{n}")));
-            store.record_failure_at(&key, policy, 0);
+            let _ = store.begin_attempt_at(&key, policy, 0);
         }
         assert!(store.streaks.memory_use().entries <= 4096);
     }
@@ -378,13 +447,20 @@ mod tests {
         let key = LimitKey::new("login-backoff", Subject::Name("alice".into()));
         let policy = BackoffPolicy::default();
         for _ in 0..10 {
-            store.record_failure_at(&key, policy, 0);
+            let _ = store.begin_attempt_at(&key, policy, 0);
         }
         assert_eq!(store.backoff_at(&key, 0), Some(Duration::from_secs(1)));
+        assert_eq!(
+            store.begin_attempt_at(&key, policy, 0),
+            Err(Duration::from_secs(1))
+        );
         let other = LimitKey::new("login-backoff", Subject::Name("bob".into()));
         assert_eq!(store.backoff_at(&other, 0), None);
         store.clear_backoff_now(&key);
         assert_eq!(store.backoff_at(&key, 0), None);
-        assert_eq!(store.record_failure_at(&key, policy, 0).failures, 1);
+        assert_eq!(
+            store.begin_attempt_at(&key, policy, 0).map(|s| s.failures),
+            Ok(1)
+        );
     }
 }

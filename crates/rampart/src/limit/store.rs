@@ -88,14 +88,16 @@ pub trait LimitStore: Send + Sync + fmt::Debug + 'static {
     fn check<'a>(&'a self, key: &'a LimitKey, quota: Quota, cost: u32)
         -> LimitFuture<'a, Decision>;
 
-    /// Counts a failure against `key`'s backoff streak and returns the streak.
-    fn record_failure<'a>(
+    /// Starts a login attempt on `key`'s backoff streak, atomically: `Err` with the delay
+    /// still running, or the attempt counted as a failure in advance (see
+    /// [`super::backoff::StreakState::attempt`]); a success then clears the streak.
+    fn begin_attempt<'a>(
         &'a self,
         key: &'a LimitKey,
         policy: BackoffPolicy,
-    ) -> LimitFuture<'a, Streak>;
+    ) -> LimitFuture<'a, Result<Streak, Duration>>;
 
-    /// The backoff delay still running for `key`, if any.
+    /// The backoff delay still running for `key`, if any (a read, for refusing early).
     fn backoff<'a>(&'a self, key: &'a LimitKey) -> LimitFuture<'a, Option<Duration>>;
 
     /// Ends `key`'s backoff streak (a successful login, an admin's unlock).

@@ -1,0 +1,152 @@
+//! Load shedding: a cap on the requests handled at once, in all and per client.
+//!
+//! Defends against overload turning into an outage: past the cap a request is answered 503 with
+//! `Retry-After` straight away, because a queue would only turn overload into timeouts for
+//! everyone, and memory held by waiting requests. One client (an address, an IPv6 /64) may hold
+//! only an eighth of the slots, so a few hosts sending slow bodies cannot take them all.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+use crate::limit::ClientAddress;
+
+/// The in-flight slots of one stack.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    total: Arc<Semaphore>,
+    limit: usize,
+    per_client_limit: usize,
+    per_client: Mutex<HashMap<ClientAddress, usize>>,
+    started: Instant,
+    /// The second (since `started`) of the last shedding log line.
+    logged_at: AtomicU64,
+}
+
+/// A request's slot, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<InFlight>,
+    client: ClientAddress,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_client = self
+            .slots
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        let limit = limit.max(1);
+        Arc::new(Self {
+            total: Arc::new(Semaphore::new(limit)),
+            limit,
+            per_client_limit: (limit / 8).max(1),
+            per_client: Mutex::default(),
+            started: Instant::now(),
+            logged_at: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    /// A slot for a request from `ip`, or why there is none (for [`InFlight::shed`]). The
+    /// per-client map holds only clients with a request in flight, so it is bounded by the total.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
+        let Ok(permit) = Arc::clone(&self.total).try_acquire_owned() else {
+            return Err("in-flight request limit reached");
+        };
+        let client = ClientAddress::of(ip);
+        {
+            let mut per_client = self
+                .per_client
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let count = per_client.entry(client).or_insert(0);
+            if *count >= self.per_client_limit {
+                return Err("one client holds its share of in-flight requests");
+            }
+            *count += 1;
+        }
+        Ok(Slot {
+            slots: Arc::clone(self),
+            client,
+            _permit: permit,
+        })
+    }
+
+    /// The 503 for a request [`InFlight::admit`] refused; logged at most once a second.
+    pub(crate) fn shed(&self, why: &'static str) -> Response {
+        let second = self.started.elapsed().as_secs();
+        if self.logged_at.swap(second, Ordering::Relaxed) != second {
+            tracing::warn!(
+                limit = self.limit,
+                per_client = self.per_client_limit,
+                "{why}; shedding load with 503"
+            );
+        }
+        ApiError::Unavailable {
+            retry_after: Duration::from_secs(1),
+        }
+        .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    #[test]
+    fn one_client_gets_an_eighth_and_the_rest_remain_for_others() {
+        let slots = InFlight::new(16);
+        let hog: Vec<Slot> = (0..2)
+            .filter_map(|_| slots.admit(ip("203.0.113.1")).ok())
+            .collect();
+        assert_eq!(hog.len(), 2);
+        assert!(slots.admit(ip("203.0.113.1")).is_err(), "over its share");
+        // Another host of the same /64 is the same client.
+        let first = slots.admit(ip("2001:db8::1"));
+        assert!(first.is_ok());
+        let six: Vec<Slot> = (0..2)
+            .filter_map(|_| slots.admit(ip("2001:db8::2")).ok())
+            .collect();
+        assert_eq!(six.len(), 1);
+        assert!(
+            slots.admit(ip("198.51.100.1")).is_ok(),
+            "others still get in"
+        );
+        drop(hog);
+        assert!(slots.admit(ip("203.0.113.1")).is_ok(), "slots come back");
+        assert!(slots.per_client.lock().map_or(0, |m| m.len()) <= 16);
+    }
+
+    #[test]
+    fn the_total_is_a_hard_cap() {
+        let slots = InFlight::new(8);
+        let held: Vec<Slot> = (0..8u8)
+            .filter_map(|n| slots.admit(IpAddr::from([198, 51, 100, n])).ok())
+            .collect();
+        assert_eq!(held.len(), 8);
+        assert!(slots.admit(ip("203.0.113.9")).is_err());
+    }
+}
