@@ -3,9 +3,11 @@
 //! Defends against three things:
 //! - offline cracking of a stolen table: argon2id at or above the OWASP parameters, salted per
 //!   password, with old hashes upgraded at the next successful login;
-//! - login floods starving everything else: hashing runs on blocking threads, at most one per
-//!   core at a time, behind a bounded queue; when the queue is full the caller gets
-//!   [`HashError::Busy`] (answer 503 with `Retry-After`) instead of an unbounded backlog;
+//! - login floods starving everything else: hashing runs on its own threads, one per core, at
+//!   a lower CPU priority than the threads serving requests (on Linux), behind a bounded queue;
+//!   when the queue is full the caller gets [`HashError::Busy`] (answer 503 with `Retry-After`)
+//!   instead of an unbounded backlog. A flood of logins then uses the CPU that requests leave
+//!   idle rather than taking it from them;
 //! - account enumeration by timing: [`PasswordHasher::verify`] with no stored hash verifies
 //!   against a dummy hash of the same cost, so an unknown user costs what a wrong password costs.
 //!
@@ -69,10 +71,10 @@ pub struct HasherStats {
 pub struct PasswordHasher {
     params: HashParams,
     argon2: Argon2<'static>,
-    /// Admission: workers plus queue slots. Failing to get one is `Busy`.
+    /// Admission: workers plus queue slots. Failing to get one is `Busy`. A slot is held until
+    /// its hash is done, even if the request that asked for it has gone.
     admitted: Arc<Semaphore>,
-    /// Concurrency: one hash per core at a time.
-    running: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     dummy_hash: Arc<str>,
     counters: Arc<Counters>,
 }
@@ -100,7 +102,7 @@ impl PasswordHasher {
             params,
             argon2,
             admitted: Arc::new(Semaphore::new(workers + queue)),
-            running: Arc::new(Semaphore::new(workers)),
+            pool: Arc::new(HashPool::start(workers, workers + queue)?),
             dummy_hash: dummy_hash.into(),
             counters: Arc::default(),
         })
@@ -167,22 +169,75 @@ impl PasswordHasher {
         Ok(outcome)
     }
 
-    /// Runs CPU-heavy work on a blocking thread, within the pool's bounds.
+    /// Runs CPU-heavy work on the hashing threads, within the queue's bound.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let Ok(_admitted) = Arc::clone(&self.admitted).try_acquire_owned() else {
+        let Ok(admitted) = Arc::clone(&self.admitted).try_acquire_owned() else {
             self.counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
             return Err(HashError::Busy);
         };
-        let _running = Arc::clone(&self.running)
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
-        tokio::task::spawn_blocking(work)
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.pool.submit(Box::new(move || {
+            let _ = done.send(work());
+            drop(admitted);
+        }))?;
+        outcome
             .await
             .map_err(|_| HashError::Internal("hashing task failed".into()))
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that only hash. They exit when the last [`PasswordHasher`] clone is dropped (the
+/// queue's sender goes with it).
+#[derive(Debug)]
+struct HashPool {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl HashPool {
+    fn start(workers: usize, queue: usize) -> Result<Self, HashError> {
+        let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(queue);
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for n in 0..workers {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("rampart-hash-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = receiver
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(job) = job else { return };
+                        // A panicking hash fails its one request (its answer channel drops),
+                        // not the worker.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                })
+                .map_err(|err| HashError::Internal(format!("starting a hashing thread: {err}")))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        // Admission already bounds the jobs to the channel's capacity, so this never blocks.
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError::Internal("hashing pool stopped".into()))
+    }
+}
+
+/// Nice 10 for the calling thread: it gets about a tenth of a core that request threads want,
+/// and all of an idle one. Linux keeps niceness per thread; elsewhere this does nothing.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = rustix::process::setpriority_process(None, 10) {
+        tracing::debug!(error = %err, "hashing threads keep normal priority");
     }
 }
 

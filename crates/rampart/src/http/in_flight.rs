@@ -5,10 +5,10 @@
 //! everyone, and memory held by waiting requests. One client (an address, an IPv6 /64) may hold
 //! only an eighth of the slots, so a few hosts sending slow bodies cannot take them all.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::response::{IntoResponse, Response};
@@ -17,13 +17,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::ApiError;
 use crate::limit::ClientAddress;
 
+/// Per-client counters: clients hash (with a per-process key) into this many buckets, so the
+/// count needs no lock and no memory per client. Two clients sharing a bucket share its cap,
+/// which with this many buckets and an eighth of the slots each is rare and only ever strict.
+const BUCKETS: usize = 4096;
+
 /// The in-flight slots of one stack.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     total: Arc<Semaphore>,
     limit: usize,
-    per_client_limit: usize,
-    per_client: Mutex<HashMap<ClientAddress, usize>>,
+    per_client_limit: u32,
+    per_client: Box<[AtomicU32]>,
+    hasher: RandomState,
     started: Instant,
     /// The second (since `started`) of the last shedding log line.
     logged_at: AtomicU64,
@@ -33,23 +39,13 @@ pub(crate) struct InFlight {
 #[derive(Debug)]
 pub(crate) struct Slot {
     slots: Arc<InFlight>,
-    client: ClientAddress,
+    bucket: usize,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut per_client = self
-            .slots
-            .per_client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = per_client.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                per_client.remove(&self.client);
-            }
-        }
+        self.slots.per_client[self.bucket].fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -59,34 +55,29 @@ impl InFlight {
         Arc::new(Self {
             total: Arc::new(Semaphore::new(limit)),
             limit,
-            per_client_limit: (limit / 8).max(1),
-            per_client: Mutex::default(),
+            per_client_limit: u32::try_from(limit / 8).unwrap_or(u32::MAX).max(1),
+            per_client: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            hasher: RandomState::new(),
             started: Instant::now(),
             logged_at: AtomicU64::new(u64::MAX),
         })
     }
 
-    /// A slot for a request from `ip`, or why there is none (for [`InFlight::shed`]). The
-    /// per-client map holds only clients with a request in flight, so it is bounded by the total.
+    /// A slot for a request from `ip`, or why there is none (for [`InFlight::shed`]).
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
         let Ok(permit) = Arc::clone(&self.total).try_acquire_owned() else {
             return Err("in-flight request limit reached");
         };
-        let client = ClientAddress::of(ip);
-        {
-            let mut per_client = self
-                .per_client
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let count = per_client.entry(client).or_insert(0);
-            if *count >= self.per_client_limit {
-                return Err("one client holds its share of in-flight requests");
-            }
-            *count += 1;
+        let hash = self.hasher.hash_one(ClientAddress::of(ip));
+        let bucket = usize::try_from(hash % BUCKETS as u64).unwrap_or(0);
+        let counter = &self.per_client[bucket];
+        if counter.fetch_add(1, Ordering::AcqRel) >= self.per_client_limit {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return Err("one client holds its share of in-flight requests");
         }
         Ok(Slot {
             slots: Arc::clone(self),
-            client,
+            bucket,
             _permit: permit,
         })
     }
@@ -137,7 +128,11 @@ mod tests {
         );
         drop(hog);
         assert!(slots.admit(ip("203.0.113.1")).is_ok(), "slots come back");
-        assert!(slots.per_client.lock().map_or(0, |m| m.len()) <= 16);
+        drop((first, six));
+        assert!(slots
+            .per_client
+            .iter()
+            .all(|c| c.load(Ordering::Relaxed) <= 1));
     }
 
     #[test]
