@@ -118,6 +118,13 @@ impl PasswordHasher {
         self.params
     }
 
+    /// True when a hash asked for now would be refused as [`HashError::Busy`]. A hint (another
+    /// request may take or free a slot a moment later) that lets a caller shed a request before
+    /// doing other work for it.
+    pub fn is_saturated(&self) -> bool {
+        self.admitted.available_permits() == 0
+    }
+
     pub fn stats(&self) -> HasherStats {
         let c = &self.counters;
         HasherStats {

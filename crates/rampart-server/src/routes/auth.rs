@@ -249,6 +249,12 @@ async fn attempt_login(
     let login_key = request.username.trim().to_lowercase();
     // Limits and backoff count the name as submitted (bounded), account or not.
     let name: String = login_key.chars().take(254).collect();
+    // Shed a login that could not be hashed before anything else is done for it: before the
+    // store is read, and before the attempt counts against the name's backoff, so a flood that
+    // fills the pool cannot turn an owner's retries into a lockout.
+    if state.hasher.is_saturated() {
+        return Err(hashing_error(HashError::Busy));
+    }
     let streak = state.admit_login(context, &name, reports).await?;
     let user = if login_key.is_empty() || login_key.len() > 254 {
         None
