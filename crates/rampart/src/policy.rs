@@ -168,14 +168,12 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// The finished router. Non-public routes are wrapped (methods and 405s alike) in the
     /// access check; unknown paths answer 401 to anonymous callers and 404 to authenticated ones.
     pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
-        let auth = Gate {
+        let auth = Gate(Arc::new(GateParts {
             authenticator,
             limit: self.limit,
-        };
-        let public = match &auth.limit {
-            Some(_) => self
-                .public
-                .layer(from_fn_with_state(auth.clone(), charge_address)),
+        }));
+        let public = match &auth.0.limit {
+            Some(_) => self.public.layer(ChargeAddressLayer(auth.clone())),
             None => self.public,
         };
         Router::new()
@@ -215,8 +213,11 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     }
 }
 
+/// Shared by every route's layer; cloned per request, so one `Arc`.
 #[derive(Clone)]
-struct Gate {
+struct Gate(Arc<GateParts>);
+
+struct GateParts {
     authenticator: Arc<dyn Authenticator>,
     limit: Option<ClientLimit>,
 }
@@ -232,7 +233,7 @@ impl Gate {
         extensions: &http::Extensions,
         path: &str,
     ) -> Result<(Result<Principal, ApiError>, Option<QuotaReport>), ApiError> {
-        let outcome = self.authenticator.authenticate(headers).await;
+        let outcome = self.0.authenticator.authenticate(headers).await;
         let user = outcome.as_ref().ok().map(|p| p.user_id.as_str());
         let report = self.charge(extensions, path, user).await?;
         Ok((outcome, report))
@@ -244,7 +245,7 @@ impl Gate {
         path: &str,
         user: Option<&str>,
     ) -> Result<Option<QuotaReport>, ApiError> {
-        let Some(limit) = &self.limit else {
+        let Some(limit) = &self.0.limit else {
             return Ok(None);
         };
         let context = extensions.get::<RequestContext>().ok_or_else(|| {
@@ -261,18 +262,61 @@ fn with_report(response: &mut Response, report: Option<&QuotaReport>) {
     }
 }
 
-/// Public routes: charged to the address.
-async fn charge_address(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let report = match gate
-        .charge(request.extensions(), request.uri().path(), None)
-        .await
-    {
-        Ok(report) => report,
-        Err(limited) => return limited.into_response(),
-    };
-    let mut response = next.run(request).await;
-    with_report(&mut response, report.as_ref());
-    response
+/// Public routes are charged to the address. A plain tower layer rather than `from_fn`, which
+/// would box a clone of the inner service on every request of the hottest routes.
+#[derive(Clone)]
+struct ChargeAddressLayer(Gate);
+
+impl<S> tower::Layer<S> for ChargeAddressLayer {
+    type Service = ChargeAddress<S>;
+    fn layer(&self, inner: S) -> ChargeAddress<S> {
+        ChargeAddress {
+            inner,
+            gate: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ChargeAddress<S> {
+    inner: S,
+    gate: Gate,
+}
+
+impl<S> tower::Service<Request> for ChargeAddress<S>
+where
+    S: tower::Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone is ready only if polled; the readied one serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            let report = match gate
+                .charge(request.extensions(), request.uri().path(), None)
+                .await
+            {
+                Ok(report) => report,
+                Err(limited) => return Ok(limited.into_response()),
+            };
+            let mut response = inner.call(request).await?;
+            with_report(&mut response, report.as_ref());
+            Ok(response)
+        })
+    }
 }
 
 async fn require(
@@ -294,7 +338,7 @@ async fn require(
     let mut response = match outcome {
         Ok(principal) if access == Access::Admin && principal.role != Role::Admin => {
             let (parts, _body) = request.into_parts();
-            gate.authenticator.denied(&principal, &parts).await;
+            gate.0.authenticator.denied(&principal, &parts).await;
             ApiError::Forbidden.into_response()
         }
         Ok(principal) => {

@@ -17,7 +17,10 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// A named limit. The name appears in headers and audit events, so it is a short lower-case
 /// word (`[a-z0-9-]`), checked when the policy is made.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct Policy(std::sync::Arc<PolicyParts>);
+
+#[derive(Debug)]
+struct PolicyParts {
     name: &'static str,
     quota: Quota,
     header: HeaderValue,
@@ -40,19 +43,19 @@ impl Policy {
             seconds_up(quota.window())
         ))
         .ok()?;
-        Some(Self {
+        Some(Self(std::sync::Arc::new(PolicyParts {
             name,
             quota,
             header,
-        })
+        })))
     }
 
     pub fn name(&self) -> &'static str {
-        self.name
+        self.0.name
     }
 
     pub fn quota(&self) -> Quota {
-        self.quota
+        self.0.quota
     }
 }
 
@@ -68,14 +71,15 @@ pub struct QuotaReport {
 impl QuotaReport {
     /// Appends this policy to the response's `RateLimit-Policy` and `RateLimit` lists.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.append(RATELIMIT_POLICY, self.policy.header.clone());
+        headers.append(RATELIMIT_POLICY, self.policy.0.header.clone());
         let state = format!(
             "\"{}\";r={};t={}",
-            self.policy.name,
+            self.policy.0.name,
             self.remaining,
             seconds_up(self.reset)
         );
-        if let Ok(value) = HeaderValue::from_str(&state) {
+        // Taken over without a copy: a policy name and two numbers are always a valid value.
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(state)) {
             headers.append(RATELIMIT, value);
         }
     }
