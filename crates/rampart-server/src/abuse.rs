@@ -162,37 +162,13 @@ impl FromRequestParts<AppState> for AuthQuota {
             .check(&abuse.auth, Subject::Address(address), cost)
             .await
             .map_err(store_down)?;
-        let report = state.refused_or(outcome, &context, parts.uri.path(), None)?;
+        let client = Client::Address(context.client_ip);
+        let report = outcome.observed(state, client, &context, parts.uri.path())?;
         Ok(Self(Reports(vec![report])))
     }
 }
 
 impl AppState {
-    /// Turns a limited outcome into its audited 429, or gives the allowed report back.
-    fn refused_or(
-        &self,
-        outcome: Outcome,
-        context: &RequestContext,
-        path: &str,
-        user_id: Option<&str>,
-    ) -> Result<QuotaReport, ApiError> {
-        if let Outcome::Limited {
-            report,
-            retry_after,
-        } = &outcome
-        {
-            let client = user_id.map_or(Client::Address(context.client_ip), Client::User);
-            self.limited(&Limited {
-                policy: report.policy.name(),
-                client,
-                context,
-                path,
-                retry_after: *retry_after,
-            });
-        }
-        outcome.into_result()
-    }
-
     /// Before a login's password is checked: the backoff delay for `name`, the per
     /// (address, name) and per-name limits, then the attempt itself, counted against the
     /// backoff streak in advance (see [`rampart::limit::backoff::StreakState::attempt`]).
@@ -224,9 +200,10 @@ impl AppState {
                 .check(policy, subject, 1)
                 .await
                 .map_err(store_down)?;
+            let client = Client::Address(context.client_ip);
             reports
                 .0
-                .push(self.refused_or(outcome, context, LOGIN_PATH, None)?);
+                .push(outcome.observed(self, client, context, LOGIN_PATH)?);
         }
         match store
             .begin_attempt(&key, abuse.backoff)

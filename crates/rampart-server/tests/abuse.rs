@@ -23,22 +23,6 @@ async fn login(app: &TestApp, username: &str, password: &str, forwarded: Option<
     request.send().await.unwrap()
 }
 
-async fn events_of(app: &TestApp, admin: &str, kind: &str) -> Vec<Value> {
-    let page: Value = app
-        .get_as("/v1/admin/audit?limit=100", admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .cloned()
-        .collect()
-}
-
 fn header(response: &Response, name: &str) -> String {
     response
         .headers()
@@ -225,7 +209,7 @@ async fn backoff_grows_with_each_failure_and_a_successful_login_clears_it() {
     // A fresh streak: one failure is just a 401 again.
     fail_logins(&app, "rosa", 2).await;
 
-    let locked = events_of(&app, &admin, "login_locked").await;
+    let locked = app.audit_events(&admin, Some("login_locked")).await;
     assert_eq!(locked.len(), 2, "one per delay started");
     assert_eq!(locked[0]["detail"]["failures"], 11);
     assert_eq!(locked[0]["detail"]["delay_secs"], 2);
@@ -256,11 +240,11 @@ async fn backoff_reveals_nothing_about_which_names_exist() {
     assert_eq!(real["status"], 429);
     // The audit trail keeps names only when they are accounts' (an unknown "name" is often a
     // password typed into the wrong field).
-    for event in events_of(&app, &admin, "login_failed").await {
+    for event in app.audit_events(&admin, Some("login_failed")).await {
         let text = event.to_string();
         assert!(!text.contains("nobody-by-this-name"), "{text}");
     }
-    let locked = events_of(&app, &admin, "login_locked").await;
+    let locked = app.audit_events(&admin, Some("login_locked")).await;
     assert_eq!(locked.len(), 2);
     assert!(locked.iter().any(|e| e["detail"]["login"] == "realname"));
 }
@@ -386,14 +370,14 @@ async fn refusals_are_audited_once_per_client_and_policy_a_minute() {
     // The row is written off the request path: wait for it, then make sure no second follows.
     let mut limited = Vec::new();
     for _ in 0..100 {
-        limited = events_of(&app, &admin, "rate_limited").await;
+        limited = app.audit_events(&admin, Some("rate_limited")).await;
         if !limited.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let limited_now = events_of(&app, &admin, "rate_limited").await;
+    let limited_now = app.audit_events(&admin, Some("rate_limited")).await;
     assert_eq!(limited_now.len(), 1, "{limited_now:?}");
     assert_eq!(limited, limited_now);
     assert_eq!(limited[0]["detail"]["policy"], "auth");

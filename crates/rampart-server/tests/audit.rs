@@ -8,16 +8,6 @@ use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-async fn all_events(app: &TestApp, admin: &str) -> Vec<Value> {
-    let page: Value = app
-        .get_as("/v1/admin/audit?limit=100", admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    page["events"].as_array().unwrap().clone()
-}
-
 #[tokio::test]
 async fn every_security_event_is_recorded_without_secrets() {
     let app = TestApp::spawn(&[("RAMPART_REFRESH_GRACE", "1s")]).await;
@@ -87,7 +77,7 @@ async fn every_security_event_is_recorded_without_secrets() {
         .unwrap();
 
     let admin = app.admin_token().await;
-    let events = all_events(&app, &admin).await;
+    let events = app.audit_events(&admin, None).await;
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     for expected in [
         "register",
@@ -165,7 +155,7 @@ async fn only_admins_read_the_audit_log_and_paging_is_strict() {
     // pages of 3 cover them with no repeats.
     // (access_denied is written off the request path: wait for it.)
     for _ in 0..100 {
-        if all_events(&app, &admin).await.len() == 4 {
+        if app.audit_events(&admin, None).await.len() == 4 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -344,7 +334,8 @@ async fn admin_lock_ends_sessions_and_refuses_login_until_unlock() {
         .unwrap();
     assert_eq!(unlocked.status(), StatusCode::NO_CONTENT);
     app.login("vera", &password).await;
-    let kinds: Vec<String> = all_events(&app, &admin)
+    let kinds: Vec<String> = app
+        .audit_events(&admin, None)
         .await
         .iter()
         .filter_map(|e| e["kind"].as_str().map(str::to_owned))

@@ -156,19 +156,7 @@ async fn another_users_item_is_indistinguishable_from_a_missing_one() {
     let admin = app.admin_token().await;
     let mut denied = Vec::new();
     for _ in 0..50 {
-        let events: Value = app
-            .get_as("/v1/admin/audit?limit=100", &admin)
-            .await
-            .json()
-            .await
-            .unwrap();
-        denied = events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "access_denied")
-            .cloned()
-            .collect();
+        denied = app.audit_events(&admin, Some("access_denied")).await;
         if !denied.is_empty() {
             break;
         }

@@ -189,23 +189,13 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             .fallback(move |request: Request| {
                 let auth = auth.clone();
                 async move {
-                    let admitted = auth
-                        .admit(
-                            request.headers(),
-                            request.extensions(),
-                            request.uri().path(),
-                        )
-                        .await;
-                    let (outcome, report) = match admitted {
-                        Ok(admitted) => admitted,
+                    let Admission { caller, report } = match auth.admit(&request).await {
+                        Ok(admission) => admission,
                         Err(limited) => return limited.into_response(),
                     };
-                    let mut response = match outcome {
-                        Ok(_) => ApiError::NotFound,
-                        Err(unavailable @ ApiError::Unavailable { .. }) => unavailable,
-                        Err(_) => ApiError::Unauthorized,
-                    }
-                    .into_response();
+                    let mut response = caller.map_or_else(IntoResponse::into_response, |_| {
+                        ApiError::NotFound.into_response()
+                    });
                     with_report(&mut response, report.as_ref());
                     response
                 }
@@ -222,21 +212,39 @@ struct GateParts {
     limit: Option<ClientLimit>,
 }
 
+/// What the gate made of a request.
+struct Admission {
+    /// The verified caller, or the answer for one without valid credentials: 401, or 503 when
+    /// the authenticator could not tell.
+    caller: Result<Principal, ApiError>,
+    /// The client's quota, for the response headers.
+    report: Option<QuotaReport>,
+}
+
 impl Gate {
     /// Authenticates the request and charges it to its client: the user when the credentials
     /// hold, else the address. `Err` is the 429.
-    /// Takes the request's parts, not the request: its body is not `Sync`, so a future holding
-    /// `&Request` could not be sent between threads.
-    async fn admit(
-        &self,
-        headers: &HeaderMap,
-        extensions: &http::Extensions,
-        path: &str,
-    ) -> Result<(Result<Principal, ApiError>, Option<QuotaReport>), ApiError> {
-        let outcome = self.0.authenticator.authenticate(headers).await;
-        let user = outcome.as_ref().ok().map(|p| p.user_id.as_str());
-        let report = self.charge(extensions, path, user).await?;
-        Ok((outcome, report))
+    fn admit<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> impl Future<Output = Result<Admission, ApiError>> + Send + 'a {
+        // The future borrows the request's parts, not the request: its body is not `Sync`, so a
+        // future holding `&Request` could not be sent between threads.
+        let (headers, extensions, path) = (
+            request.headers(),
+            request.extensions(),
+            request.uri().path(),
+        );
+        async move {
+            let caller = match self.0.authenticator.authenticate(headers).await {
+                Ok(principal) => Ok(principal),
+                Err(unavailable @ ApiError::Unavailable { .. }) => Err(unavailable),
+                Err(_) => Err(ApiError::Unauthorized),
+            };
+            let user = caller.as_ref().ok().map(|p| p.user_id.as_str());
+            let report = self.charge(extensions, path, user).await?;
+            Ok(Admission { caller, report })
+        }
     }
 
     async fn charge(
@@ -324,18 +332,11 @@ async fn require(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let admitted = gate
-        .admit(
-            request.headers(),
-            request.extensions(),
-            request.uri().path(),
-        )
-        .await;
-    let (outcome, report) = match admitted {
-        Ok(admitted) => admitted,
+    let Admission { caller, report } = match gate.admit(&request).await {
+        Ok(admission) => admission,
         Err(limited) => return limited.into_response(),
     };
-    let mut response = match outcome {
+    let mut response = match caller {
         Ok(principal) if access == Access::Admin && principal.role != Role::Admin => {
             let (parts, _body) = request.into_parts();
             gate.0.authenticator.denied(&principal, &parts).await;
@@ -345,8 +346,7 @@ async fn require(
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(unavailable @ ApiError::Unavailable { .. }) => unavailable.into_response(),
-        Err(_) => ApiError::Unauthorized.into_response(),
+        Err(refused) => refused.into_response(),
     };
     with_report(&mut response, report.as_ref());
     response

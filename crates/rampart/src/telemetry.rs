@@ -22,6 +22,38 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, Settings};
 
+/// Lets one log line a second through and counts the ones held back, for events that arrive in
+/// floods (refusals, shed requests): a flood of them must not become a flood of log lines.
+#[derive(Debug)]
+pub struct LogThrottle {
+    started: std::time::Instant,
+    /// The second (since `started`) of the last line let through.
+    second: AtomicU64,
+    held_back: AtomicU64,
+}
+
+impl Default for LogThrottle {
+    fn default() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            second: AtomicU64::new(u64::MAX),
+            held_back: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LogThrottle {
+    /// `Some(lines held back since the last one)` when a line may be written now.
+    pub fn admit(&self) -> Option<u64> {
+        let second = self.started.elapsed().as_secs();
+        if self.second.swap(second, Ordering::Relaxed) == second {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.held_back.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// Longest time a log line waits in memory.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Lines waiting beyond this are dropped (and counted) rather than grow memory.
@@ -146,4 +178,19 @@ pub fn init(settings: &Settings) -> Option<LogGuard> {
         eprintln!("warning: the log flusher thread could not start; logs appear only at exit");
     }
     Some(LogGuard { pending, stop })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_throttle_lets_one_line_a_second_through_and_counts_the_rest() {
+        let throttle = LogThrottle::default();
+        assert_eq!(throttle.admit(), Some(0));
+        assert_eq!(throttle.admit(), None);
+        assert_eq!(throttle.admit(), None);
+        std::thread::sleep(Duration::from_millis(1010));
+        assert_eq!(throttle.admit(), Some(2));
+    }
 }

@@ -172,6 +172,23 @@ impl TestApp {
         self.access_token("admin", ADMIN_PASSWORD).await
     }
 
+    /// The newest hundred audit events, only those of `kind` if given, as an admin reads them.
+    pub async fn audit_events(&self, admin: &str, kind: Option<&str>) -> Vec<serde_json::Value> {
+        let page: serde_json::Value = self
+            .get_as("/v1/admin/audit?limit=100", admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| kind.is_none_or(|kind| e["kind"] == kind))
+            .cloned()
+            .collect()
+    }
+
     /// The id of the user a token belongs to.
     pub async fn user_id(&self, token: &str) -> String {
         let me: serde_json::Value = self

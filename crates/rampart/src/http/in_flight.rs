@@ -7,15 +7,16 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::limit::ClientAddress;
+use crate::telemetry::LogThrottle;
 
 /// Per-client counters: clients hash (with a per-process key) into this many buckets, so the
 /// count needs no lock and no memory per client. Two clients sharing a bucket share its cap,
@@ -30,9 +31,7 @@ pub(crate) struct InFlight {
     per_client_limit: u32,
     per_client: Box<[AtomicU32]>,
     hasher: RandomState,
-    started: Instant,
-    /// The second (since `started`) of the last shedding log line.
-    logged_at: AtomicU64,
+    log: LogThrottle,
 }
 
 /// A request's slot, given back when dropped.
@@ -58,8 +57,7 @@ impl InFlight {
             per_client_limit: u32::try_from(limit / 8).unwrap_or(u32::MAX).max(1),
             per_client: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             hasher: RandomState::new(),
-            started: Instant::now(),
-            logged_at: AtomicU64::new(u64::MAX),
+            log: LogThrottle::default(),
         })
     }
 
@@ -88,11 +86,11 @@ impl InFlight {
 
     /// The 503 for a request [`InFlight::admit`] refused; logged at most once a second.
     pub(crate) fn shed(&self, why: &'static str) -> Response {
-        let second = self.started.elapsed().as_secs();
-        if self.logged_at.swap(second, Ordering::Relaxed) != second {
+        if let Some(left_out) = self.log.admit() {
             tracing::warn!(
                 limit = self.limit,
                 per_client = self.per_client_limit,
+                left_out,
                 "{why}; shedding load with 503"
             );
         }

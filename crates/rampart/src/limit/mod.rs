@@ -19,9 +19,8 @@ pub mod store;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use backoff::{BackoffPolicy, Streak};
 pub use gcra::{Decision, Quota};
@@ -50,6 +49,30 @@ pub enum Outcome {
 
 impl Outcome {
     /// The report for an allowed request, or the 429 for a limited one.
+    /// [`Outcome::into_result`], after telling `observer` about a refusal.
+    pub fn observed(
+        self,
+        observer: &dyn LimitObserver,
+        client: Client<'_>,
+        context: &RequestContext,
+        path: &str,
+    ) -> Result<QuotaReport, ApiError> {
+        if let Self::Limited {
+            report,
+            retry_after,
+        } = &self
+        {
+            observer.limited(&Limited {
+                policy: report.policy.name(),
+                client,
+                context,
+                path,
+                retry_after: *retry_after,
+            });
+        }
+        self.into_result()
+    }
+
     pub fn into_result(self) -> Result<QuotaReport, ApiError> {
         match self {
             Self::Allowed(report) => Ok(report),
@@ -139,32 +162,21 @@ pub trait LimitObserver: Send + Sync + 'static {
     fn limited(&self, event: &Limited<'_>);
 }
 
-/// Logs refusals at `info`, at most one line a second per process (a flood must not become a
-/// log flood), counting the ones left out.
+/// Logs refusals at `info`, at most one line a second per process, counting the ones left out.
 #[derive(Debug, Default)]
-pub struct LogRefusals {
-    window: std::sync::Mutex<Option<Instant>>,
-    left_out: AtomicU64,
-}
+pub struct LogRefusals(crate::telemetry::LogThrottle);
 
 impl LimitObserver for LogRefusals {
     fn limited(&self, event: &Limited<'_>) {
-        let mut window = self
-            .window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if window.is_some_and(|since| since.elapsed() < Duration::from_secs(1)) {
-            self.left_out.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(left_out) = self.0.admit() {
+            tracing::info!(
+                policy = event.policy,
+                client = %event.context.client_ip,
+                path = event.path,
+                left_out,
+                "rate limited"
+            );
         }
-        *window = Some(Instant::now());
-        tracing::info!(
-            policy = event.policy,
-            client = %event.context.client_ip,
-            path = event.path,
-            left_out = self.left_out.swap(0, Ordering::Relaxed),
-            "rate limited"
-        );
     }
 }
 
@@ -215,23 +227,9 @@ impl ClientLimit {
         path: &str,
     ) -> Result<Option<QuotaReport>, ApiError> {
         match self.limiter.check(&self.policy, client.subject(), 1).await {
-            Ok(Outcome::Allowed(report)) => Ok(Some(report)),
-            Ok(Outcome::Limited {
-                report,
-                retry_after,
-            }) => {
-                self.observer.limited(&Limited {
-                    policy: self.policy.name(),
-                    client,
-                    context,
-                    path,
-                    retry_after,
-                });
-                Err(ApiError::TooManyRequests {
-                    retry_after,
-                    quota: Some(Box::new(report)),
-                })
-            }
+            Ok(outcome) => outcome
+                .observed(self.observer.as_ref(), client, context, path)
+                .map(Some),
             Err(err) => {
                 tracing::warn!(error = %err, policy = self.policy.name(), "rate limit not applied");
                 Ok(None)
