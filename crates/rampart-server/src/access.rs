@@ -13,7 +13,7 @@
 //! makes is written here right after the store, so locks and role changes apply to the very next
 //! request. A store read never overwrites a newer entry (it only fills a gap), so a lookup that
 //! raced a lock cannot put the unlocked state back. The user map is capped; an evicted user is
-//! simply read again. The scale-out work replaces "this process" with a broadcast to all nodes.
+//! simply read again. Changes made by other nodes arrive through [`crate::cluster`].
 
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
@@ -125,6 +125,15 @@ impl AccessState {
         let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
         make_room(&mut users);
         users.entry(user_id.into()).or_insert((access, false)).0
+    }
+
+    /// Applies a change read from the store after another node made it, if the user is cached
+    /// here (an uncached user is read fresh on its next request anyway).
+    pub fn update_cached(&self, user_id: &str, access: UserAccess) {
+        let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = users.get_mut(user_id) {
+            entry.0 = access;
+        }
     }
 
     /// Applies a change this process just wrote to the store.

@@ -13,7 +13,7 @@ use rampart::password::PasswordHasher;
 use rampart::policy::Authenticator;
 use rampart::posture::Posture;
 use rampart::server::{self, ServeOptions};
-use rampart::settings::{KeysSource, TokenAlgorithm};
+use rampart::settings::{KeysSource, StoreFailure, TokenAlgorithm};
 use rampart::tokens::{TokenPolicy, Tokens};
 use rampart::Settings;
 use secrecy::ExposeSecret;
@@ -21,8 +21,12 @@ use tokio::net::TcpListener;
 
 use crate::abuse::AbuseControl;
 use crate::access::AccessState;
+use crate::cluster::Cluster;
 use crate::state::{AppState, Shared};
 use crate::{docs, routes, store};
+
+/// Bound on one limiter call to Redis: a request never waits longer for its rate limit.
+const REDIS_LIMIT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Production refuses to start on any failing posture item; this error names them.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +116,33 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let store = store::open(&settings.database_url)
         .await
         .context("opening the database")?;
-    let abuse = AbuseControl::new(&settings, Limiter::in_memory())?;
+    let redis_client = settings
+        .redis_url
+        .as_ref()
+        .map(|url| redis::Client::open(url.expose_secret()))
+        .transpose()
+        .context("RAMPART_REDIS_URL")?;
+    let redis = redis_client
+        .clone()
+        .map(|client| {
+            rampart::limit::RedisStore::new(client, &settings.redis_namespace, REDIS_LIMIT_TIMEOUT)
+        })
+        .transpose()
+        .context("connecting to Redis")?;
+    let limiter = match &redis {
+        Some(redis) => Limiter::new(Arc::new(redis.clone())),
+        None => Limiter::in_memory(),
+    };
+    let abuse = AbuseControl::new(&settings, limiter)?;
+    let cluster = if store.is_shared() {
+        Cluster::shared(
+            redis_client,
+            &settings.redis_namespace,
+            settings.revocation_bound,
+        )?
+    } else {
+        Cluster::single()
+    };
     let hasher = PasswordHasher::for_this_machine(settings.password_hash)
         .context("preparing password hashing")?;
     let access =
@@ -130,7 +160,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         revoked_sessions = revoked.len(),
         "loaded recently revoked sessions"
     );
-    Ok(AppState::new(Shared {
+    let state = AppState::new(Shared {
         settings,
         store,
         keys,
@@ -139,9 +169,13 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         access,
         cursors,
         denials: crate::audit::EventSampler::default(),
-        audit: crate::audit::AuditLog::default(),
+        audit: crate::audit::AuditLog,
         abuse,
-    }))
+        cluster,
+        redis,
+    });
+    state.start_cluster_sync();
+    Ok(state)
 }
 
 /// The complete, hardened router for these settings.
@@ -159,8 +193,11 @@ pub fn router(state: AppState) -> Router {
     }
     if let Some(global) = &state.abuse.global {
         let observer: Arc<dyn LimitObserver> = Arc::new(state.clone());
+        let fail_closed = state.settings.limit_store_failure == StoreFailure::FailClosed;
         routes = routes.limit_clients(
-            ClientLimit::new(state.abuse.limiter().clone(), global.clone()).observed_by(observer),
+            ClientLimit::new(state.abuse.limiter().clone(), global.clone())
+                .observed_by(observer)
+                .fail_closed(fail_closed),
         );
     }
     let authenticator: Arc<dyn Authenticator> = Arc::new(state.clone());

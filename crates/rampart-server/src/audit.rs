@@ -9,7 +9,6 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use crate::store::{Store, StoreError};
 
@@ -206,12 +205,10 @@ pub fn chain_hash(prev_hash: &str, event: &StoredEvent) -> String {
     crate::store::sha256_hex(fields.to_string().as_bytes())
 }
 
-/// Appends events in order. One writer at a time per process keeps the chain linear; the last
-/// hash is kept in memory so an append is one insert.
+/// Writes events: a log line, and a row the store chains to the newest one (the store
+/// serialises appends, across nodes too, so the chain stays linear).
 #[derive(Debug, Default)]
-pub struct AuditLog {
-    last_hash: Mutex<Option<String>>,
-}
+pub struct AuditLog;
 
 impl AuditLog {
     /// Records `event` (log line and table row). A failure to persist is logged, not returned:
@@ -229,15 +226,7 @@ impl AuditLog {
     }
 
     async fn append(&self, store: &dyn Store, event: Event) -> Result<(), StoreError> {
-        let mut last = self.last_hash.lock().await;
-        let prev_hash = match last.as_ref() {
-            Some(hash) => hash.clone(),
-            None => store
-                .last_audit_hash()
-                .await?
-                .unwrap_or_else(|| GENESIS.to_owned()),
-        };
-        let mut stored = StoredEvent {
+        let stored = StoredEvent {
             seq: 0,
             id: crate::store::new_id(),
             at: crate::store::now(),
@@ -246,14 +235,11 @@ impl AuditLog {
             ip: event.ip.map(|ip| ip.to_string()),
             request_id: event.request_id,
             detail: event.detail,
-            prev_hash: prev_hash.clone(),
+            // Set by the store, under its append lock.
+            prev_hash: String::new(),
             hash: String::new(),
         };
-        stored.hash = chain_hash(&prev_hash, &stored);
-        let hash = stored.hash.clone();
-        store.append_audit(stored).await?;
-        *last = Some(hash);
-        Ok(())
+        store.append_audit(stored).await
     }
 }
 

@@ -35,6 +35,12 @@ impl Authenticator for AppState {
                 .tokens
                 .verify(token)
                 .map_err(|_| ApiError::Unauthorized)?;
+            // Never fail open: a node that cannot confirm other nodes' revocations refuses.
+            if !self.cluster.freshness.is_current() {
+                return Err(ApiError::Unavailable {
+                    retry_after: Duration::from_secs(1),
+                });
+            }
             if self.access.is_revoked(&claims.sid) {
                 return Err(ApiError::Unauthorized);
             }

@@ -7,6 +7,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod docs;
 pub mod domain;
 pub mod import;

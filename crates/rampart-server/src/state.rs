@@ -31,6 +31,10 @@ pub struct Shared {
     pub denials: crate::audit::EventSampler,
     /// Rate limits, login backoff and the stuffing signal.
     pub abuse: crate::abuse::AbuseControl,
+    /// Other nodes sharing the database: broadcasts and the freshness of this node's view.
+    pub cluster: crate::cluster::Cluster,
+    /// The shared limiter store, when configured (for readiness).
+    pub redis: Option<rampart::limit::RedisStore>,
 }
 
 impl AppState {
@@ -38,7 +42,8 @@ impl AppState {
         Self(Arc::new(shared))
     }
 
-    /// Makes the access tokens of sessions the store just ended stop working on this node.
+    /// Makes the access tokens of sessions the store just ended stop working on this node (the
+    /// callers below also tell the other nodes).
     pub fn forget_sessions(&self, ended: &[EndedSession]) {
         let now = time::OffsetDateTime::now_utc();
         for session in ended {
@@ -60,6 +65,7 @@ impl AppState {
         to_completion(async move {
             let ended = state.store.revoke_session(&user_id, &session_id).await?;
             state.forget_sessions(ended.as_slice());
+            state.announce_ended(ended.as_slice()).await;
             Ok(ended)
         })
         .await
@@ -78,6 +84,7 @@ impl AppState {
                 .revoke_user_sessions(&user_id, keep.as_deref())
                 .await?;
             state.forget_sessions(&ended);
+            state.announce_ended(&ended).await;
             Ok(ended)
         })
         .await

@@ -198,6 +198,7 @@ fn verify(app: &TestApp) -> (Option<i32>, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(["audit-log", "verify"])
         .env("RAMPART_DATA_DIR", app.data.path())
+        .env("RAMPART_DATABASE_URL", &app.database_url)
         .output()
         .unwrap();
     (
@@ -206,21 +207,39 @@ fn verify(app: &TestApp) -> (Option<i32>, String) {
     )
 }
 
+/// Edits the audit table behind the service's back, as someone with database access would
+/// (first removing the append-only triggers, which stop the application itself).
 async fn tamper(app: &TestApp, sql: &str) {
     use sqlx::ConnectOptions;
-    let url = format!("sqlite://{}", app.data.path().join("rampart.db").display());
-    let mut conn = url
-        .parse::<sqlx::sqlite::SqliteConnectOptions>()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    for statement in [
-        "DROP TRIGGER IF EXISTS audit_events_no_update",
-        "DROP TRIGGER IF EXISTS audit_events_no_delete",
-        sql,
-    ] {
-        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    match common::backend() {
+        common::Backend::Sqlite => {
+            let mut conn = app
+                .database_url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            for statement in [
+                "DROP TRIGGER IF EXISTS audit_events_no_update",
+                "DROP TRIGGER IF EXISTS audit_events_no_delete",
+                sql,
+            ] {
+                sqlx::query(statement).execute(&mut conn).await.unwrap();
+            }
+        }
+        common::Backend::Postgres => {
+            let mut conn = app
+                .database_url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            for statement in ["ALTER TABLE audit_events DISABLE TRIGGER USER", sql] {
+                sqlx::query(statement).execute(&mut conn).await.unwrap();
+            }
+        }
     }
 }
 

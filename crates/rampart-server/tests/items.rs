@@ -214,6 +214,38 @@ async fn mass_assignment_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn nul_characters_and_malformed_ids_are_refused_cleanly_on_every_backend() {
+    let app = TestApp::spawn(&[]).await;
+    let alice = token(&app, "alice").await;
+    // PostgreSQL cannot store NUL: refused as input (422) everywhere, never a 500.
+    for body in [
+        json!({"title": "a\u{0}b", "body": "x"}),
+        json!({"title": "t", "body": "x\u{0}"}),
+    ] {
+        let response = create(&app, &alice, &body).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    // Ids that are not ids name nothing: 404, without reaching the database as raw bytes.
+    for path in ["/v1/items/%00", "/v1/items/not-an-id", "/v1/auth/sessions/%00"] {
+        let method = if path.contains("sessions") {
+            reqwest::Method::DELETE
+        } else {
+            reqwest::Method::GET
+        };
+        let response = app.call(method, path, Some(&alice), None).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    // A login name with NUL is a failed login like any other.
+    let response = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "ali\u{0}ce", "password": "whatever whatever"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn hostile_text_is_stored_and_returned_verbatim_as_json() {
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
@@ -224,7 +256,7 @@ async fn hostile_text_is_stored_and_returned_verbatim_as_json() {
         "%_%\\",
         "<script>alert(1)</script>",
         "{{7*7}} ${7*7}",
-        "line\nbreak\ttab \u{0}nul",
+        "line\nbreak\ttab \u{7f}del",
         "emoji 🦀 and RTL \u{202e}txet",
     ];
     for payload in payloads {
@@ -503,20 +535,41 @@ async fn admins_list_every_user_and_users_cannot() {
 
 #[tokio::test]
 async fn a_database_locked_by_someone_else_answers_503_not_a_hang() {
-    use sqlx::{ConnectOptions, Connection};
+    use sqlx::ConnectOptions;
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
-    let url = format!("sqlite://{}", app.data.path().join("rampart.db").display());
-    let mut intruder = url
-        .parse::<sqlx::sqlite::SqliteConnectOptions>()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut intruder)
-        .await
-        .unwrap();
+    // Someone else takes the write lock and sits on it.
+    let mut intruder: Box<dyn std::any::Any> = match common::backend() {
+        common::Backend::Sqlite => {
+            let mut conn = app
+                .database_url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+        common::Backend::Postgres => {
+            let mut conn = app
+                .database_url
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+    };
     let started = std::time::Instant::now();
     let blocked = create(&app, &alice, &json!({"title": "t", "body": "b"})).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
@@ -524,14 +577,18 @@ async fn a_database_locked_by_someone_else_answers_503_not_a_hang() {
     assert!(blocked.headers().contains_key("retry-after"));
     let problem = blocked.text().await.unwrap();
     assert!(
-        !problem.to_lowercase().contains("sqlite") && !problem.contains("locked"),
+        !problem.to_lowercase().contains("sqlite")
+            && !problem.to_lowercase().contains("postgres")
+            && !problem.contains("lock"),
         "{problem}"
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut intruder)
-        .await
-        .unwrap();
-    intruder.close().await.unwrap();
+    if let Some(conn) = intruder.downcast_mut::<sqlx::SqliteConnection>() {
+        sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+    }
+    if let Some(conn) = intruder.downcast_mut::<sqlx::PgConnection>() {
+        sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+    }
+    drop(intruder);
     assert_eq!(
         create(&app, &alice, &json!({"title": "t", "body": "b"}))
             .await

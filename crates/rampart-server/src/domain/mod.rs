@@ -136,14 +136,37 @@ impl Password {
     }
 }
 
-/// An item title: 1 to 200 characters, stored and returned exactly as given.
+/// A record id from a path (`/v1/items/{id}`): every id rampart issues is a UUID in its
+/// canonical form, so anything else names nothing and is answered 404 without a database
+/// round trip (and never reaches a query as bytes a backend rejects, such as NUL).
+pub fn record_id(raw: String) -> Result<String, rampart::ApiError> {
+    let canonical = raw.len() == 36
+        && raw.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+        });
+    if canonical {
+        Ok(raw)
+    } else {
+        Err(rampart::ApiError::NotFound)
+    }
+}
+
+/// An item title: 1 to 200 characters but NUL, stored and returned exactly as given.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct ItemTitle(String);
 
+/// NUL (U+0000) is refused in stored text: PostgreSQL cannot store it, and C consumers of an
+/// export would cut the text short at it.
+const NUL_REFUSED: &str = "must not contain the NUL character (U+0000)";
+
 impl TryFrom<String> for ItemTitle {
     type Error = &'static str;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
+        if raw.contains('\0') {
+            return Err(NUL_REFUSED);
+        }
         match raw.chars().count() {
             0 => Err("must not be empty"),
             1..=200 => Ok(Self(raw)),
@@ -158,7 +181,7 @@ impl ItemTitle {
     }
 }
 
-/// An item body: up to 10,000 characters, stored and returned exactly as given.
+/// An item body: up to 10,000 characters but NUL, stored and returned exactly as given.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct ItemBody(String);
@@ -166,6 +189,9 @@ pub struct ItemBody(String);
 impl TryFrom<String> for ItemBody {
     type Error = &'static str;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
+        if raw.contains('\0') {
+            return Err(NUL_REFUSED);
+        }
         if raw.chars().count() > 10_000 {
             Err("must be at most 10000 characters")
         } else {

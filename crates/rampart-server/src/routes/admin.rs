@@ -105,6 +105,7 @@ pub async fn lock(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let id = crate::domain::record_id(id)?;
     set_lock(&state, &context, &admin.user_id, &id, true).await
 }
 
@@ -121,6 +122,7 @@ pub async fn unlock(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let id = crate::domain::record_id(id)?;
     set_lock(&state, &context, &admin.user_id, &id, false).await
 }
 
@@ -141,6 +143,7 @@ async fn set_lock(
     crate::state::to_completion(async move {
         shared.store.set_locked(&id, locked).await?;
         shared.access.set_user(&id, UserAccess { role, locked });
+        shared.announce_user(&id).await;
         Ok(())
     })
     .await?;

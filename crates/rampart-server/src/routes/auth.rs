@@ -256,7 +256,7 @@ async fn attempt_login(
         return Err(hashing_error(HashError::Busy));
     }
     let streak = state.admit_login(context, &name, reports).await?;
-    let user = if login_key.is_empty() || login_key.len() > 254 {
+    let user = if login_key.is_empty() || login_key.len() > 254 || login_key.contains('\0') {
         None
     } else {
         state.store.find_user_by_login(&login_key).await?

@@ -150,6 +150,7 @@ pub async fn get(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<ItemResponse>, ApiError> {
+    let id = crate::domain::record_id(id)?;
     match state.store.owned_item(&Owner::of(&caller), &id).await? {
         Some(item) => Ok(Json(item.into())),
         None => Err(not_found(&state, &context, &caller, &id).await),
@@ -171,6 +172,7 @@ pub async fn update(
     Path(id): Path<String>,
     Json(changes): Json<UpdateItem>,
 ) -> Result<Json<ItemResponse>, ApiError> {
+    let id = crate::domain::record_id(id)?;
     if changes.title.is_none() && changes.body.is_none() {
         return Err(ApiError::invalid("", "give title, body or both"));
     }
@@ -201,6 +203,7 @@ pub async fn delete(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let id = crate::domain::record_id(id)?;
     if state.store.delete_item(&Owner::of(&caller), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

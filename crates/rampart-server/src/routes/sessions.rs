@@ -111,6 +111,7 @@ pub async fn delete(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let id = crate::domain::record_id(id)?;
     state
         .end_session(&caller.user_id, &id)
         .await?

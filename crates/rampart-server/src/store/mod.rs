@@ -1,17 +1,19 @@
-//! Persistence behind traits, one module per backend.
+//! Persistence behind traits, one module per backend: [`sqlite`] (the embedded default, one
+//! node) and [`postgres`] (several nodes sharing one database).
 //!
 //! Defends against injection and backend lock-in: every query is a parameterised `sqlx::query`
-//! (no string-built SQL anywhere), and handlers see only the [`Store`] trait, so PostgreSQL can
-//! be added as another module rather than as `if postgres` branches in every method. Store
-//! errors carry the backend's message for the log only; handlers turn them into a generic 500,
-//! or a 503 when the database is merely saturated.
+//! (client input is never spliced into SQL), and handlers see only the [`Store`] trait, so each
+//! backend is a module rather than `if postgres` branches in every method. Store errors carry
+//! the backend's message for the log only; handlers turn them into a generic 500, or a 503 when
+//! the database is saturated or unreachable, so an outage never leaks internals.
 //!
 //! No request can hold a connection for long: every statement is an indexed lookup or an
-//! indexed page of at most 101 rows, waits for the write lock are cut at the busy timeout, and
-//! waits for a pooled connection at the acquire timeout (5 s each), after which the caller gets
-//! 503 and the connection is free again.
+//! indexed page of at most 101 rows, lock waits and statements are cut by timeouts, and waits
+//! for a pooled connection at the acquire timeout, after which the caller gets 503 and the
+//! connection is free again.
 
 pub mod items;
+pub mod postgres;
 pub mod sqlite;
 
 pub use items::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner};
@@ -34,7 +36,7 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database location: {0}")]
     Location(std::io::Error),
-    #[error("unsupported database URL (expected sqlite:)")]
+    #[error("unsupported database URL (expected sqlite: or postgres:)")]
     Unsupported,
     /// A store task panicked or was aborted.
     #[error("store task failed: {0}")]
@@ -45,16 +47,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The database is there but saturated: a write lock held past the busy timeout, or no
-    /// pooled connection free within the acquire timeout. Worth retrying shortly.
+    /// The database is saturated or out of reach, not wrong: a lock held past its timeout, no
+    /// pooled connection within the acquire timeout, a connection that failed or was cut, a
+    /// server shutting down. Worth retrying shortly, so clients get 503, not 500.
     pub fn is_busy(&self) -> bool {
         match self {
-            Self::Backend(sqlx::Error::PoolTimedOut) => true,
-            // SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
-            Self::Backend(sqlx::Error::Database(db)) => db
-                .code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .is_some_and(|code| matches!(code & 0xff, 5 | 6)),
+            Self::Backend(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            Self::Backend(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+                code.parse::<i32>()
+                    .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+                    // PostgreSQL: connection exceptions (08…), shutdown or start-up (57P0…),
+                    // too many connections (53300), lock or statement timeout (55P03, 57014).
+                    || code.starts_with("08")
+                    || code.starts_with("57P0")
+                    || matches!(&*code, "53300" | "55P03" | "57014")
+            }),
             _ => false,
         }
     }
@@ -147,6 +161,21 @@ pub struct RefreshState {
     pub session_expires_at: String,
 }
 
+/// A user whose role or lock changed (what other nodes must re-apply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedUser {
+    pub id: String,
+    pub role: Role,
+    pub locked: bool,
+}
+
+/// What changed in access state since a point in time: sessions revoked and users updated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessChanges {
+    pub ended: Vec<EndedSession>,
+    pub users: Vec<ChangedUser>,
+}
+
 /// Spending a refresh token and storing its successor, as one atomic step.
 #[derive(Debug)]
 pub struct Rotation {
@@ -188,9 +217,9 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     /// session is not revoked; false otherwise (another request spent it first, or the session
     /// ended meanwhile).
     fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool>;
-    /// The hash of the newest audit row, if any.
-    fn last_audit_hash(&self) -> StoreFuture<'_, Option<String>>;
-    /// Appends one chained audit row.
+    /// Appends one audit row, chained to the newest one: the store sets `prev_hash` and `hash`
+    /// (see [`crate::audit::chain_hash`]) under a lock that serialises every writer of the
+    /// table, so concurrent appends, from this process or another node, never fork the chain.
     fn append_audit(&self, event: crate::audit::StoredEvent) -> StoreFuture<'_, ()>;
     /// Audit rows newest first, older than `before_seq` when given.
     fn audit_page(
@@ -222,6 +251,11 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     /// Revoked sessions that issued an access token after `since` (RFC 3339): the ones whose
     /// tokens may still be unexpired. Loaded into memory at start-up.
     fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>>;
+    /// Sessions revoked and users updated after `since` (RFC 3339): what a node polls to catch
+    /// changes made by other nodes, whether or not their broadcast reached it.
+    fn changes_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, AccessChanges>;
+    /// Whether several processes may share this store (and so must keep each other current).
+    fn is_shared(&self) -> bool;
 }
 
 /// `now` as stored: UTC, RFC 3339, fixed microseconds, so text order is time order.
@@ -274,7 +308,63 @@ pub async fn open(url: &SecretString) -> Result<std::sync::Arc<dyn Store>, Store
     let url = url.expose_secret();
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
         Err(StoreError::Unsupported)
     }
+}
+
+/// The role as stored (a CHECK constraint allows only these two).
+pub(crate) fn role_text(role: Role) -> &'static str {
+    match role {
+        Role::Admin => "admin",
+        Role::User => "user",
+    }
+}
+
+/// A stored role; anything unexpected is least privilege.
+pub(crate) fn role_from(text: &str) -> Role {
+    if text == "admin" {
+        Role::Admin
+    } else {
+        Role::User
+    }
+}
+
+/// Whether a unique-constraint failure was on the email (else the username): both backends
+/// name the violated column or index in the message.
+pub(crate) fn conflict(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            let on_email = db.message().contains("email")
+                || db.constraint().is_some_and(|c| c.contains("email"));
+            return StoreError::Conflict(if on_email { "email" } else { "username" });
+        }
+    }
+    StoreError::Backend(err)
+}
+
+/// A user row's columns, the same on both backends.
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, created_at";
+
+/// Builds a [`UserRecord`] from a row of [`USER_COLUMNS`], on any backend.
+pub(crate) fn user_from<'r, R>(row: &'r R) -> Result<UserRecord, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    &'r str: sqlx::ColumnIndex<R> + sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        role: role_from(row.try_get::<&str, _>("role")?),
+        locked: row.try_get("locked")?,
+        created_at: row.try_get("created_at")?,
+    })
 }

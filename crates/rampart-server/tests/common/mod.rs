@@ -1,5 +1,10 @@
 //! Test harness: starts the real service on port 0 with a fresh data directory (SQLite file and
 //! development keys) per test, either in-process or as the `rampart` binary.
+//!
+//! One suite, two backends: each behavioural test file is also built as a second test target
+//! named `<file>_postgres` (see Cargo.toml), and in those the harness gives every test a fresh
+//! PostgreSQL database instead of the SQLite file. See [`services`] for when the PostgreSQL and
+//! Redis tests run, skip or fail.
 #![allow(dead_code, unreachable_pub, clippy::expect_used, clippy::unwrap_used)] // test harness: failing loudly is the point
 
 use std::collections::HashMap;
@@ -15,11 +20,32 @@ use tokio::sync::oneshot;
 
 const ADMIN_PASSWORD: &str = "granite herons audit every ledger";
 
+pub mod services;
+
+/// The database backend this test target runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `Postgres` in the `*_postgres` test targets, which compile the same files.
+pub fn backend() -> Backend {
+    if env!("CARGO_CRATE_NAME").ends_with("_postgres") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
 /// The service running inside the test process.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub data: TempDir,
+    /// The database the app runs on (`sqlite://…` in the data directory, or a fresh
+    /// PostgreSQL database).
+    pub database_url: String,
     /// The running app's state, for tests that must look behind the HTTP surface.
     pub state: rampart_server::state::AppState,
     stop: Option<oneshot::Sender<()>>,
@@ -38,7 +64,9 @@ impl TestApp {
             let _ = stop.send(());
         }
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
-        Self::spawn_in(data, overrides).await
+        let mut vars = vec![("RAMPART_DATABASE_URL", self.database_url.as_str())];
+        vars.extend_from_slice(overrides);
+        Self::spawn_in(data, &vars).await
     }
 
     /// Starts with the rate limits as shipped (every other test client shares 127.0.0.1, so
@@ -53,9 +81,17 @@ impl TestApp {
     }
 
     async fn start(data: TempDir, overrides: &[(&str, &str)], relaxed_limits: bool) -> Self {
+        let database_url = match overrides.iter().find(|(k, _)| *k == "RAMPART_DATABASE_URL") {
+            Some((_, url)) => (*url).to_owned(),
+            None => match backend() {
+                Backend::Sqlite => format!("sqlite://{}", data.path().join("rampart.db").display()),
+                Backend::Postgres => services::fresh_postgres_database().await,
+            },
+        };
         let mut vars: HashMap<String, String> = HashMap::from([
             ("RAMPART_BIND".into(), "127.0.0.1:0".into()),
             ("RAMPART_DATA_DIR".into(), data.path().display().to_string()),
+            ("RAMPART_DATABASE_URL".into(), database_url.clone()),
         ]);
         if relaxed_limits {
             for name in [
@@ -93,6 +129,7 @@ impl TestApp {
             addr,
             client,
             data,
+            database_url,
             state,
             stop: Some(stop),
         }

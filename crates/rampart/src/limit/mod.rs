@@ -8,12 +8,15 @@
 //! headers; allowed responses carry the same headers, so clients can pace themselves.
 //!
 //! - [`gcra`]: the arithmetic; [`backoff`]: login backoff streaks.
-//! - [`store`]: the [`LimitStore`] trait and its keys; [`memory`]: the in-process store.
+//! - [`store`]: the [`LimitStore`] trait and its keys; [`memory`]: the in-process store;
+//!   `redis` (feature `redis`): the store several nodes share.
 //! - [`report`]: policies and the response headers.
 
 pub mod backoff;
 pub mod gcra;
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod report;
 pub mod store;
 
@@ -25,6 +28,8 @@ use std::time::Duration;
 pub use backoff::{BackoffPolicy, Streak};
 pub use gcra::{Decision, Quota};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use report::{Policy, QuotaReport};
 pub use store::{ClientAddress, LimitError, LimitKey, LimitStore, Subject};
 
@@ -182,13 +187,16 @@ impl LimitObserver for LogRefusals {
 
 /// The limit every request is charged against: one policy per client. Mounted by
 /// [`crate::SecureRouter::limit_clients`], which knows after authentication whether the client
-/// is a user or an address. A store failure lets requests through (logged): the per-route
-/// limits on credential endpoints fail closed instead.
+/// is a user or an address. A store failure lets requests through (logged, at most a line a
+/// second) unless [`ClientLimit::fail_closed`] is set; the per-route limits on credential
+/// endpoints always fail closed.
 #[derive(Clone)]
 pub struct ClientLimit {
     limiter: Limiter,
     policy: Policy,
     observer: Arc<dyn LimitObserver>,
+    fail_closed: bool,
+    store_errors: Arc<crate::telemetry::LogThrottle>,
 }
 
 impl fmt::Debug for ClientLimit {
@@ -205,7 +213,16 @@ impl ClientLimit {
             limiter,
             policy,
             observer: Arc::new(LogRefusals::default()),
+            fail_closed: false,
+            store_errors: Arc::default(),
         }
+    }
+
+    /// Refuses requests with 503 while the store cannot answer, instead of letting them through.
+    #[must_use]
+    pub fn fail_closed(mut self, fail_closed: bool) -> Self {
+        self.fail_closed = fail_closed;
+        self
     }
 
     /// Tells `observer` about refusals instead of logging them.
@@ -231,7 +248,20 @@ impl ClientLimit {
                 .observed(self.observer.as_ref(), client, context, path)
                 .map(Some),
             Err(err) => {
-                tracing::warn!(error = %err, policy = self.policy.name(), "rate limit not applied");
+                if let Some(left_out) = self.store_errors.admit() {
+                    tracing::warn!(
+                        error = %err,
+                        policy = self.policy.name(),
+                        fail_closed = self.fail_closed,
+                        left_out,
+                        "rate-limit store unavailable"
+                    );
+                }
+                if self.fail_closed {
+                    return Err(ApiError::Unavailable {
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
                 Ok(None)
             }
         }

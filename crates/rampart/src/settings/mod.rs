@@ -35,6 +35,8 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "DATA_DIR",
     "DATABASE_URL",
     "REDIS_URL",
+    "REDIS_NAMESPACE",
+    "REVOCATION_BOUND",
     "KEYS_FILE",
     "CORS_ORIGINS",
     "CORS_CREDENTIALS",
@@ -45,6 +47,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "LIMIT_AUTH",
     "LIMIT_LOGIN_ACCOUNT",
     "LIMIT_LOGIN_IP_ACCOUNT",
+    "LIMIT_STORE_FAILURE",
     "PASSWORD_HASH",
     "ACCESS_TTL",
     "REFRESH_TTL",
@@ -161,6 +164,11 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key and channel, so deployments can share one Redis.
+    pub redis_namespace: String,
+    /// With a shared database: the longest a node accepts tokens without having confirmed the
+    /// revocations and account locks made by other nodes (it answers 503 past it).
+    pub revocation_bound: Duration,
     pub keys: KeysSource,
     pub cors: CorsSettings,
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -178,6 +186,9 @@ pub struct Settings {
     /// Logins for one account name from one address: holds when `limit_auth` is raised for
     /// addresses many people share.
     pub limit_login_ip_account: Rate,
+    /// What the per-client limit does when a shared limit store cannot answer. Credential
+    /// routes always fail closed.
+    pub limit_store_failure: StoreFailure,
     pub password_hash: HashParams,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
@@ -188,6 +199,15 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub http: HttpLimits,
     pub tokens: TokenSettings,
+}
+
+/// What a limit does when its shared store (Redis) cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// Let the request through (availability first; the in-flight cap still bounds load).
+    FailOpen,
+    /// Refuse with 503 until the store answers again.
+    FailClosed,
 }
 
 /// Every problem found while reading settings, each naming its variable.
@@ -429,6 +449,30 @@ impl Reader {
             }
         });
         let limit_auth = self.parse("LIMIT_AUTH", Rate::fixed(10, 60), str::parse);
+        let limit_store_failure = self.parse(
+            "LIMIT_STORE_FAILURE",
+            StoreFailure::FailOpen,
+            |s| match s.trim() {
+                "fail_open" => Ok(StoreFailure::FailOpen),
+                "fail_closed" => Ok(StoreFailure::FailClosed),
+                _ => Err("must be fail_open or fail_closed".into()),
+            },
+        );
+        let redis_namespace = self.parse("REDIS_NAMESPACE", "rampart".to_owned(), |s| {
+            let s = s.trim();
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+            if !s.is_empty() && s.len() <= 64 && s.chars().all(allowed) {
+                Ok(s.to_owned())
+            } else {
+                Err("must be 1 to 64 of [A-Za-z0-9._-]".into())
+            }
+        });
+        let revocation_bound =
+            self.parse("REVOCATION_BOUND", Duration::from_secs(10), parse_duration);
+        if revocation_bound < Duration::from_secs(1) || revocation_bound > Duration::from_secs(300)
+        {
+            self.fail("RAMPART_REVOCATION_BOUND", "must be between 1s and 5m".into());
+        }
         let limit_login_account =
             self.parse("LIMIT_LOGIN_ACCOUNT", Rate::fixed(20, 60), str::parse);
         let limit_login_ip_account =
@@ -571,6 +615,8 @@ impl Reader {
             data_dir,
             database_url: SecretString::from(database_url),
             redis_url: redis_url.map(SecretString::from),
+            redis_namespace,
+            revocation_bound,
             keys,
             cors: CorsSettings {
                 origins,
@@ -584,6 +630,7 @@ impl Reader {
             limit_auth,
             limit_login_account,
             limit_login_ip_account,
+            limit_store_failure,
             password_hash,
             access_ttl,
             refresh_ttl,

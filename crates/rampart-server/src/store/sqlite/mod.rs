@@ -10,21 +10,24 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use rampart::Role;
 use sqlx::Row;
 
 use super::{
-    EndedSession, NewSession, NewUser, RefreshState, Rotation, SessionRecord, Store, StoreError,
-    StoreFuture, UserRecord,
+    conflict, role_from, role_text, user_from, AccessChanges, ChangedUser, EndedSession,
+    NewSession, NewUser, RefreshState, Rotation, SessionRecord, Store, StoreError, StoreFuture,
+    UserRecord, USER_COLUMNS,
 };
 
 mod items;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The newest audit row's hash, read once: appends are serialised by this lock (one
+    /// process owns an SQLite file), so each is a single insert.
+    audit_head: tokio::sync::Mutex<Option<String>>,
 }
 
 impl SqliteStore {
@@ -60,54 +63,11 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            audit_head: tokio::sync::Mutex::new(None),
+        })
     }
-}
-
-const USER_COLUMNS: &str =
-    "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, created_at";
-
-fn role_from(text: &str) -> Role {
-    // The CHECK constraint allows only these two; anything else would be least privilege.
-    if text == "admin" {
-        Role::Admin
-    } else {
-        Role::User
-    }
-}
-
-fn role_text(role: Role) -> &'static str {
-    match role {
-        Role::Admin => "admin",
-        Role::User => "user",
-    }
-}
-
-fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, sqlx::Error> {
-    Ok(UserRecord {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password_hash")?,
-        role: role_from(row.try_get::<&str, _>("role")?),
-        locked: row.try_get("locked")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-/// Maps a unique-constraint failure to the value that is taken.
-fn conflict(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            let message = db.message();
-            return StoreError::Conflict(if message.contains("email") {
-                "email"
-            } else {
-                "username"
-            });
-        }
-    }
-    StoreError::Backend(err)
 }
 
 impl Store for SqliteStore {
@@ -399,17 +359,20 @@ impl Store for SqliteStore {
         })
     }
 
-    fn last_audit_hash(&self) -> StoreFuture<'_, Option<String>> {
+    fn append_audit(&self, mut event: crate::audit::StoredEvent) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.map(|r| r.try_get("hash")).transpose()?)
-        })
-    }
-
-    fn append_audit(&self, event: crate::audit::StoredEvent) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
+            let mut head = self.audit_head.lock().await;
+            let prev_hash = match head.as_ref() {
+                Some(hash) => hash.clone(),
+                None => sqlx::query("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|row| row.try_get("hash"))
+                    .transpose()?
+                    .unwrap_or_else(|| crate::audit::GENESIS.to_owned()),
+            };
+            event.prev_hash = prev_hash;
+            event.hash = crate::audit::chain_hash(&event.prev_hash, &event);
             sqlx::query(
                 "INSERT INTO audit_events (id, at, kind, user_id, ip, request_id, detail, prev_hash, hash)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -425,8 +388,43 @@ impl Store for SqliteStore {
             .bind(&event.hash)
             .execute(&self.pool)
             .await?;
+            *head = Some(event.hash);
             Ok(())
         })
+    }
+
+    fn changes_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, AccessChanges> {
+        Box::pin(async move {
+            let ended = sqlx::query(
+                "SELECT id, last_used_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at > ?",
+            )
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+            let users = sqlx::query(
+                "SELECT id, role, locked_at IS NOT NULL AS locked FROM users WHERE updated_at > ?",
+            )
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(AccessChanges {
+                ended: ended.iter().map(ended_session).collect::<Result<_, _>>()?,
+                users: users
+                    .iter()
+                    .map(|row| {
+                        Ok(ChangedUser {
+                            id: row.try_get("id")?,
+                            role: role_from(row.try_get::<&str, _>("role")?),
+                            locked: row.try_get("locked")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?,
+            })
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 
     fn audit_page(

@@ -1,0 +1,387 @@
+//! Several nodes acting as one: what one node revokes or locks, every node refuses.
+//!
+//! Defends against a token staying usable on the nodes that did not handle its logout, its
+//! refresh-reuse detection or its account's lock. Each node keeps revocations and users' access
+//! in memory ([`crate::access`]), so three things keep those copies current:
+//!
+//! - **At once:** a change is written to the database, then published on a Redis channel; every
+//!   node applies it on receipt. The revoking node publishes before it answers.
+//! - **Within a bound, whatever Redis does:** every node also polls the database for sessions
+//!   revoked and users changed since its last look (overlapping the previous look by a minute,
+//!   so moderate clock skew between nodes cannot hide a change). A node cut off from Redis, or
+//!   one whose peer could not publish, still learns of every change within a third of
+//!   `RAMPART_REVOCATION_BOUND`. A resubscription after Redis comes back polls at once.
+//! - **Never fail open:** a node that has not completed a poll within `RAMPART_REVOCATION_BOUND`
+//!   cannot be sure any session is still live, so it refuses every token (503) until it has.
+//!
+//! Messages carry ids, never access state: a "user changed" message only makes a node re-read
+//! that user from the database, so whoever can publish on the channel can at worst end sessions
+//! early, never unlock an account or grant a role.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::access::UserAccess;
+use crate::state::AppState;
+use crate::store::{AccessChanges, EndedSession};
+
+/// How far each poll reaches back before the previous one began.
+const POLL_OVERLAP: Duration = Duration::from_secs(60);
+/// Bound on one Redis call (publish, subscribe).
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Larger messages are ignored: a sender would be broken or hostile.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Sessions per message when a revoke-all ends many.
+const SESSIONS_PER_MESSAGE: usize = 500;
+
+/// One change, as published.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum Message {
+    /// Sessions ended: `(id, last_used_at)`, the age deciding how long to remember each.
+    Ended { sessions: Vec<(String, String)> },
+    /// A user's role or lock changed: re-read it from the database.
+    User { id: String },
+}
+
+/// How current this node's view of revocations is.
+#[derive(Debug)]
+pub struct Freshness {
+    started: Instant,
+    /// Milliseconds after `started` when the last complete poll began.
+    synced_ms: AtomicU64,
+    /// `None` on a store only this process uses: nothing can change behind its back.
+    bound: Option<Duration>,
+}
+
+impl Freshness {
+    fn new(bound: Option<Duration>) -> Self {
+        Self {
+            started: Instant::now(),
+            synced_ms: AtomicU64::new(0),
+            bound,
+        }
+    }
+
+    /// Whether tokens may be accepted: every change made before `bound` ago is known here.
+    pub fn is_current(&self) -> bool {
+        let Some(bound) = self.bound else {
+            return true;
+        };
+        let synced = Duration::from_millis(self.synced_ms.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(synced) <= bound
+    }
+
+    fn synced_at(&self, at: Instant) {
+        let ms = u64::try_from(at.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX);
+        self.synced_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+}
+
+/// This node's link to the others: the publisher and the freshness of its view.
+#[derive(Debug)]
+pub struct Cluster {
+    bus: Option<Bus>,
+    pub freshness: Freshness,
+    /// Wakes the poller early (after a resubscription).
+    resync: Notify,
+}
+
+struct Bus {
+    client: redis::Client,
+    publisher: ConnectionManager,
+    channel: String,
+    failures: rampart::telemetry::LogThrottle,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A node alone: SQLite, nothing to keep current.
+    pub fn single() -> Self {
+        Self {
+            bus: None,
+            freshness: Freshness::new(None),
+            resync: Notify::new(),
+        }
+    }
+
+    /// A node sharing its database with others, broadcasting through `redis` when given.
+    pub fn shared(
+        redis: Option<redis::Client>,
+        namespace: &str,
+        bound: Duration,
+    ) -> anyhow::Result<Self> {
+        let bus = match redis {
+            Some(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(REDIS_TIMEOUT))
+                    .set_response_timeout(Some(REDIS_TIMEOUT))
+                    .set_number_of_retries(1);
+                let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+                Some(Bus {
+                    client,
+                    publisher,
+                    channel: format!("{namespace}:access"),
+                    failures: rampart::telemetry::LogThrottle::default(),
+                })
+            }
+            None => None,
+        };
+        let cluster = Self {
+            bus,
+            freshness: Freshness::new(Some(bound)),
+            resync: Notify::new(),
+        };
+        // The start-up load of recent revocations counts as the first sync.
+        cluster.freshness.synced_at(Instant::now());
+        Ok(cluster)
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        self.freshness.bound.map(|bound| bound / 3)
+    }
+}
+
+impl AppState {
+    /// Starts the poller and, with Redis, the subscriber. Only for a shared store.
+    pub fn start_cluster_sync(&self) {
+        let Some(every) = self.cluster.poll_interval() else {
+            return;
+        };
+        tokio::spawn(poll(self.clone(), every));
+        if self.cluster.bus.is_some() {
+            tokio::spawn(subscribe(self.clone()));
+        }
+    }
+
+    /// Tells the other nodes that `ended` sessions were revoked. Waits for Redis (bounded), so
+    /// the answer to the revoking request leaves after the message; a failure is logged, and
+    /// the other nodes' polls catch the change within the bound.
+    pub async fn announce_ended(&self, ended: &[EndedSession]) {
+        for chunk in ended.chunks(SESSIONS_PER_MESSAGE) {
+            let sessions = chunk
+                .iter()
+                .map(|s| (s.id.clone(), s.last_used_at.clone()))
+                .collect();
+            self.publish(&Message::Ended { sessions }).await;
+        }
+    }
+
+    /// Tells the other nodes that `user_id`'s role or lock changed.
+    pub async fn announce_user(&self, user_id: &str) {
+        self.publish(&Message::User {
+            id: user_id.to_owned(),
+        })
+        .await;
+    }
+
+    async fn publish(&self, message: &Message) {
+        let Some(bus) = &self.cluster.bus else {
+            return;
+        };
+        let Ok(payload) = serde_json::to_string(message) else {
+            return;
+        };
+        let mut connection = bus.publisher.clone();
+        let sent = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            redis::cmd("PUBLISH")
+                .arg(&bus.channel)
+                .arg(payload)
+                .query_async::<i64>(&mut connection),
+        )
+        .await;
+        let failure = match sent {
+            Ok(Ok(_)) => return,
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        if let Some(left_out) = bus.failures.admit() {
+            tracing::error!(
+                error = %failure,
+                left_out,
+                "could not broadcast an access change; other nodes learn of it by polling"
+            );
+        }
+    }
+
+    /// Applies changes made elsewhere: revocations join the set, changed users that this node
+    /// has cached are re-read (an uncached user is read fresh on its next request anyway).
+    fn apply_changes(&self, changes: AccessChanges) {
+        self.forget_sessions(&changes.ended);
+        for user in changes.users {
+            self.access.update_cached(
+                &user.id,
+                UserAccess {
+                    role: user.role,
+                    locked: user.locked,
+                },
+            );
+        }
+    }
+
+    async fn apply_message(&self, payload: &[u8]) {
+        if payload.len() > MAX_MESSAGE {
+            tracing::warn!(bytes = payload.len(), "ignored an oversized cluster message");
+            return;
+        }
+        match serde_json::from_slice::<Message>(payload) {
+            Ok(Message::Ended { sessions }) => {
+                let ended: Vec<EndedSession> = sessions
+                    .into_iter()
+                    .map(|(id, last_used_at)| EndedSession { id, last_used_at })
+                    .collect();
+                self.forget_sessions(&ended);
+            }
+            Ok(Message::User { id }) => match self.store.find_user(&id).await {
+                Ok(Some(user)) => self.access.update_cached(
+                    &id,
+                    UserAccess {
+                        role: user.role,
+                        locked: user.locked,
+                    },
+                ),
+                Ok(None) => {}
+                // The poll will carry the change instead.
+                Err(err) => tracing::warn!(error = %err, "could not re-read a changed user"),
+            },
+            Err(err) => tracing::warn!(error = %err, "ignored a malformed cluster message"),
+        }
+    }
+}
+
+/// Polls the database for changes every `every`, and at once when woken by a resubscription.
+async fn poll(state: AppState, every: Duration) {
+    let mut since = time::OffsetDateTime::now_utc() - state.access.window();
+    let failures = rampart::telemetry::LogThrottle::default();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = state.cluster.resync.notified() => {}
+        }
+        let began = Instant::now();
+        let began_utc = time::OffsetDateTime::now_utc();
+        let look_from = crate::store::timestamp(since - POLL_OVERLAP);
+        match tokio::time::timeout(every.max(REDIS_TIMEOUT), state.store.changes_since(&look_from))
+            .await
+        {
+            Ok(Ok(changes)) => {
+                state.apply_changes(changes);
+                state.cluster.freshness.synced_at(began);
+                since = began_utc;
+            }
+            outcome => {
+                if let Some(left_out) = failures.admit() {
+                    let error = match outcome {
+                        Ok(Err(err)) => err.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    tracing::error!(
+                        %error,
+                        left_out,
+                        "could not poll for revocations; tokens are refused past the bound"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Listens on the channel, reconnecting (with backoff) whenever the connection ends, and asks
+/// for a poll after each (re)subscription: messages sent while it was away are lost, the
+/// database still has the changes.
+async fn subscribe(state: AppState) {
+    let Some(bus) = &state.cluster.bus else {
+        return;
+    };
+    let mut delay = Duration::from_millis(100);
+    let failures = rampart::telemetry::LogThrottle::default();
+    loop {
+        let connected = tokio::time::timeout(REDIS_TIMEOUT, async {
+            let mut pubsub = bus.client.get_async_pubsub().await?;
+            pubsub.subscribe(&bus.channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        match connected {
+            Ok(Ok(pubsub)) => {
+                delay = Duration::from_millis(100);
+                state.cluster.resync.notify_one();
+                tracing::info!(channel = %bus.channel, "subscribed to access changes");
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    state.apply_message(message.get_payload_bytes()).await;
+                }
+                tracing::warn!("access-change subscription ended; reconnecting");
+            }
+            outcome => {
+                if let Some(left_out) = failures.admit() {
+                    let error = match outcome {
+                        Ok(Err(err)) => err.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    tracing::warn!(%error, left_out, "cannot subscribe to access changes");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_alone_is_always_current() {
+        assert!(Freshness::new(None).is_current());
+    }
+
+    #[test]
+    fn a_shared_node_is_current_only_within_the_bound_of_its_last_sync() {
+        let fresh = Freshness::new(Some(Duration::from_millis(50)));
+        fresh.synced_at(Instant::now());
+        assert!(fresh.is_current());
+        std::thread::sleep(Duration::from_millis(70));
+        assert!(!fresh.is_current(), "no sync for longer than the bound");
+        fresh.synced_at(Instant::now());
+        assert!(fresh.is_current());
+        // A poll that began earlier but finished later never moves the mark back.
+        fresh.synced_at(fresh.started);
+        assert!(fresh.is_current());
+    }
+
+    #[test]
+    fn messages_are_parsed_strictly() {
+        let ended: Message =
+            serde_json::from_str(r#"{"kind":"ended","sessions":[["s1","2026-01-01T00:00:00.000000Z"]]}"#)
+                .unwrap();
+        assert_eq!(
+            ended,
+            Message::Ended {
+                sessions: vec![("s1".into(), "2026-01-01T00:00:00.000000Z".into())]
+            }
+        );
+        for bad in [
+            r#"{"kind":"user","id":"u1","locked":false}"#,
+            r#"{"kind":"grant","id":"u1"}"#,
+            r#"{"kind":"user"}"#,
+        ] {
+            assert!(serde_json::from_str::<Message>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The shared limiter store: every node's counters in one Redis, so a limit is one limit
+//! however many nodes answer.
+//!
+//! Defends against a limit multiplied by the node count (an attacker spreading guesses over N
+//! nodes gets N budgets) and against races between nodes: each [`LimitStore`] method is one Lua
+//! script, run atomically by Redis in one round trip, reading Redis's own clock (`TIME`) so nodes
+//! with drifting clocks still agree. Keys hold a SHA-256 of the subject, never a login name or
+//! an address in the clear, and every key expires once it no longer limits anything, so Redis
+//! holds only live state. No crate implements GCRA and backoff streaks as Redis scripts with
+//! these semantics (the in-process [`super::MemoryStore`] and this store must agree), so the
+//! scripts are written here, mirroring [`super::gcra::step`] and
+//! [`super::backoff::StreakState::attempt`] in microseconds (Lua numbers are doubles: exact
+//! to 2^53, which microseconds since 1970 stay well under).
+//!
+//! Every call is bounded by a timeout; a failure is a [`LimitError`], and the caller decides
+//! whether that fails open or closed.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+use super::backoff::{BackoffPolicy, Streak};
+use super::gcra::{Decision, Quota};
+use super::store::{LimitError, LimitFuture, LimitKey, LimitStore, Subject};
+
+/// Reads Redis's clock in microseconds; shared by the scripts.
+const NOW: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n";
+
+/// GCRA, as [`super::gcra::step`]: KEYS[1] holds the theoretical arrival time (µs).
+/// ARGV: interval (µs), burst, cost. Returns {allowed, remaining or retry_after, reset}.
+const CHECK: &str = r"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local ahead = tat + interval * cost - now
+local allowed = interval * burst
+if ahead > allowed then
+  return {0, ahead - allowed, tat - now}
+end
+if cost > 0 then
+  redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX', math.max(1, math.ceil(ahead / 1000)))
+end
+return {1, math.floor((allowed - ahead) / interval), ahead}
+";
+
+/// A login attempt on a backoff streak, as [`super::backoff::StreakState::attempt`]: KEYS[1]
+/// is a hash of failures (f), delay end (l) and forget time (g), in µs. ARGV: free failures,
+/// first delay, max delay, forget after (µs). Returns {0, wait} while a delay runs, else
+/// {1, failures, has_delay, delay}.
+const ATTEMPT: &str = r"
+local s = redis.call('HMGET', KEYS[1], 'f', 'l', 'g')
+local failures = tonumber(s[1]) or 0
+local locked = tonumber(s[2]) or 0
+local forget = tonumber(s[3]) or 0
+if forget <= now then failures = 0 locked = 0 end
+if locked > now then return {0, locked - now} end
+failures = failures + 1
+local free = math.max(1, tonumber(ARGV[1]))
+local has_delay = 0
+local delay = 0
+if failures >= free then
+  has_delay = 1
+  delay = math.min(tonumber(ARGV[2]) * 2 ^ math.min(failures - free, 31), tonumber(ARGV[3]))
+end
+local forget_in = delay + tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'f', failures, 'l', string.format('%.0f', now + delay), 'g', string.format('%.0f', now + forget_in))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil(forget_in / 1000)))
+return {1, failures, has_delay, delay}
+";
+
+/// The delay still running on a streak (µs), or -1.
+const PEEK: &str = r"
+local s = redis.call('HMGET', KEYS[1], 'l', 'g')
+local locked = tonumber(s[1]) or 0
+local forget = tonumber(s[2]) or 0
+if forget > now and locked > now then return locked - now end
+return -1
+";
+
+/// Limiter state in Redis. Cheap to clone (the connection is multiplexed and reconnects on its
+/// own after Redis restarts or the network fails).
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    namespace: String,
+    timeout: Duration,
+    check: Script,
+    attempt: Script,
+    peek: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: never printed.
+        f.debug_struct("RedisStore")
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on `client`, its keys under `namespace` (so deployments can share a Redis), each
+    /// call bounded by `timeout`. Connects lazily: a node starts while Redis is down, and its
+    /// limits fail (open or closed, as the caller decides) until Redis answers.
+    pub fn new(
+        client: redis::Client,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<Self, LimitError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|err| LimitError(err.to_string()))?;
+        Ok(Self {
+            connection,
+            namespace: namespace.to_owned(),
+            timeout,
+            check: Script::new(&format!("{NOW}{CHECK}")),
+            attempt: Script::new(&format!("{NOW}{ATTEMPT}")),
+            peek: Script::new(&format!("{NOW}{PEEK}")),
+        })
+    }
+
+    /// One round trip proving Redis answers (readiness).
+    pub async fn ping(&self) -> Result<(), LimitError> {
+        let mut connection = self.connection.clone();
+        self.bounded(async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    fn key(&self, kind: &str, key: &LimitKey) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        // Tagged, with NUL between parts: no two subjects hash the same input (an address
+        // never contains NUL, and it comes before the free-form name).
+        match &key.subject {
+            Subject::Address(address) => hash.update(format!("a\0{address}")),
+            Subject::User(id) => hash.update(format!("u\0{id}")),
+            Subject::Name(name) => hash.update(format!("n\0{name}")),
+            Subject::AddressAndName(address, name) => {
+                hash.update(format!("an\0{address}\0{name}"));
+            }
+            Subject::Everyone => hash.update("e"),
+        }
+        let digest = hash.finalize();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{kind}:{}:{hex}", self.namespace, key.policy)
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, LimitError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(LimitError(err.to_string())),
+            Err(_) => Err(LimitError(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn from_micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
+}
+
+fn malformed(reply: &[i64]) -> LimitError {
+    LimitError(format!("unexpected script reply {reply:?}"))
+}
+
+impl LimitStore for RedisStore {
+    fn check<'a>(
+        &'a self,
+        key: &'a LimitKey,
+        quota: Quota,
+        cost: u32,
+    ) -> LimitFuture<'a, Decision> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let mut invocation = self.check.key(self.key("rl", key));
+            invocation
+                .arg(micros(quota.interval()).max(1))
+                .arg(quota.burst())
+                .arg(cost);
+            let reply: Vec<i64> = self
+                .bounded(invocation.invoke_async(&mut connection))
+                .await?;
+            match reply.as_slice() {
+                [1, remaining, reset] => Ok(Decision::Allowed {
+                    remaining: u32::try_from(*remaining)
+                        .unwrap_or(0)
+                        .min(quota.burst()),
+                    reset: from_micros(*reset),
+                }),
+                [0, retry_after, reset] => Ok(Decision::Denied {
+                    retry_after: from_micros(*retry_after),
+                    reset: from_micros(*reset),
+                }),
+                _ => Err(malformed(&reply)),
+            }
+        })
+    }
+
+    fn begin_attempt<'a>(
+        &'a self,
+        key: &'a LimitKey,
+        policy: BackoffPolicy,
+    ) -> LimitFuture<'a, Result<Streak, Duration>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let mut invocation = self.attempt.key(self.key("bo", key));
+            invocation
+                .arg(policy.free_failures)
+                .arg(micros(policy.first_delay))
+                .arg(micros(policy.max_delay))
+                .arg(micros(policy.forget_after));
+            let reply: Vec<i64> = self
+                .bounded(invocation.invoke_async(&mut connection))
+                .await?;
+            match reply.as_slice() {
+                [0, wait] => Ok(Err(from_micros(*wait))),
+                [1, failures, has_delay, delay] => Ok(Ok(Streak {
+                    failures: u32::try_from(*failures).unwrap_or(u32::MAX),
+                    delay: (*has_delay == 1).then(|| from_micros(*delay)),
+                })),
+                _ => Err(malformed(&reply)),
+            }
+        })
+    }
+
+    fn backoff<'a>(&'a self, key: &'a LimitKey) -> LimitFuture<'a, Option<Duration>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let invocation = self.peek.key(self.key("bo", key));
+            let wait: i64 = self
+                .bounded(invocation.invoke_async(&mut connection))
+                .await?;
+            Ok((wait >= 0).then(|| from_micros(wait)))
+        })
+    }
+
+    fn clear_backoff<'a>(&'a self, key: &'a LimitKey) -> LimitFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let name = self.key("bo", key);
+            self.bounded(async move {
+                redis::cmd("DEL")
+                    .arg(name)
+                    .query_async::<i64>(&mut connection)
+                    .await
+                    .map(drop)
+            })
+            .await
+        })
+    }
+}
