@@ -1,0 +1,378 @@
+//! Several `rampart` processes sharing one PostgreSQL and one Redis act as one service: one
+//! limit, one revocation list, and outages that fail safe and heal without a restart.
+//! Needs the real services (see `common::services`): fails under CI without them, skips
+//! elsewhere.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::services::{self, PrivateRedis, Relay};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const PASSWORD: &str = "violet tandem bicycles rarely whistle";
+
+/// One `rampart serve` process.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    data: TempDir,
+    client: reqwest::Client,
+}
+
+/// What the nodes of one test share.
+struct Shared {
+    database_url: String,
+    redis_url: Option<String>,
+    namespace: String,
+}
+
+impl Shared {
+    async fn new(redis_url: Option<String>) -> Self {
+        if let Some(url) = &redis_url {
+            services::require_redis(url).await;
+        }
+        Self {
+            database_url: services::fresh_postgres_database().await,
+            redis_url,
+            namespace: services::fresh_namespace(),
+        }
+    }
+
+    /// Starts a node; nodes after the first verify the first one's signing keys.
+    fn node(&self, first: Option<&Node>, vars: &[(&str, &str)]) -> Node {
+        let data = tempfile::tempdir().unwrap();
+        let keys = first.map(|node| node.data.path().join("keys.json").display().to_string());
+        let log = std::fs::File::create(data.path().join("rampart.log")).unwrap();
+        let mut command = common::command(
+            &data,
+            &[
+                ("RAMPART_DATABASE_URL", self.database_url.as_str()),
+                ("RAMPART_REDIS_NAMESPACE", self.namespace.as_str()),
+                ("RAMPART_LIMIT_GLOBAL", "100000/minute"),
+                ("RAMPART_LIMIT_AUTH", "100000/minute"),
+                ("RAMPART_LIMIT_LOGIN_ACCOUNT", "100000/minute"),
+                ("RAMPART_LIMIT_LOGIN_IP_ACCOUNT", "100000/minute"),
+                ("RAMPART_LOG", "info"),
+            ],
+        );
+        if let Some(url) = &self.redis_url {
+            command.env("RAMPART_REDIS_URL", url);
+        }
+        if let Some(keys) = &keys {
+            command.env("RAMPART_KEYS_FILE", keys);
+        }
+        let mut child = command
+            .envs(vars.iter().copied())
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(data.path().join("rampart.log"));
+                panic!("node did not start: {line:?}\n{log:?}")
+            });
+        Node {
+            child,
+            addr,
+            data,
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Node {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, format!("http://{}{path}", self.addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn register(&self, name: &str) {
+        let body = json!({"email": format!("{name}@example.com"), "username": name, "password": PASSWORD});
+        let response = self
+            .call(Method::POST, "/v1/auth/register", None, Some(body))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+
+    async fn login_as(&self, name: &str, password: &str) -> reqwest::Response {
+        let body = json!({"username": name, "password": password});
+        self.call(Method::POST, "/v1/auth/login", None, Some(body))
+            .await
+    }
+
+    async fn login(&self, name: &str) -> Value {
+        let response = self.login_as(name, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    async fn me(&self, token: &str) -> StatusCode {
+        self.call(Method::GET, "/v1/users/me", Some(token), None)
+            .await
+            .status()
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        let body = json!({"refresh_token": refresh_token});
+        self.call(Method::POST, "/v1/auth/refresh", None, Some(body))
+            .await
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn access(pair: &Value) -> &str {
+    pair["access_token"].as_str().unwrap()
+}
+
+/// Polls `check` until it holds or `limit` passes; returns how long it took.
+async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auth_limit_is_one_limit_across_nodes() {
+    let shared = Shared::new(Some(services::redis_url())).await;
+    let limited = [("RAMPART_LIMIT_AUTH", "6/minute")];
+    let a = shared.node(None, &limited);
+    let b = shared.node(Some(&a), &limited);
+    // Six guesses spread over both nodes spend one budget of six...
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let response = node.login_as("nobody", "wrong password here").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+        let remaining = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(
+            remaining.contains(&format!("r={}", 5 - i)),
+            "guess {i}: {remaining}"
+        );
+    }
+    // ...so the seventh is refused by either node.
+    for node in [&a, &b] {
+        let response = node.login_as("nobody", "wrong password here").await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_on_one_node_is_refused_by_the_other_on_the_next_request() {
+    let shared = Shared::new(Some(services::redis_url())).await;
+    let a = shared.node(None, &[]);
+    let b = shared.node(Some(&a), &[]);
+    a.register("alice").await;
+    let pair = a.login("alice").await;
+    assert_eq!(b.me(access(&pair)).await, StatusCode::OK);
+    let out = a
+        .call(Method::POST, "/v1/auth/logout", Some(access(&pair)), None)
+        .await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert_eq!(b.me(access(&pair)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.me(access(&pair)).await, StatusCode::UNAUTHORIZED);
+
+    // Logging out everywhere on B ends the session on A at once too.
+    let pair = b.login("alice").await;
+    assert_eq!(a.me(access(&pair)).await, StatusCode::OK);
+    let everywhere = b
+        .call(Method::POST, "/v1/auth/logout-all", Some(access(&pair)), None)
+        .await;
+    assert_eq!(everywhere.status(), StatusCode::NO_CONTENT);
+    assert_eq!(a.me(access(&pair)).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_reuse_is_detected_across_nodes() {
+    let shared = Shared::new(Some(services::redis_url())).await;
+    let vars = [("RAMPART_REFRESH_GRACE", "0s")];
+    let a = shared.node(None, &vars);
+    let b = shared.node(Some(&a), &vars);
+    a.register("bob").await;
+    let first = a.login("bob").await;
+    // Rotated on B...
+    let second = b.refresh(first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(second.status(), StatusCode::OK);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(a.me(access(&second)).await, StatusCode::OK);
+    // ...then the spent token is replayed on A: reuse, and the whole session ends everywhere.
+    let replay = a.refresh(first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(b.me(access(&second)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.me(access(&second)).await, StatusCode::UNAUTHORIZED);
+    let successor = b.refresh(second["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(successor.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_a_revocation_still_reaches_every_node_within_the_bound() {
+    let shared = Shared::new(None).await;
+    let vars = [("RAMPART_REVOCATION_BOUND", "3s")];
+    let a = shared.node(None, &vars);
+    let b = shared.node(Some(&a), &vars);
+    a.register("carol").await;
+    let pair = a.login("carol").await;
+    assert_eq!(b.me(access(&pair)).await, StatusCode::OK);
+    a.call(Method::POST, "/v1/auth/logout", Some(access(&pair)), None)
+        .await;
+    let took = within(Duration::from_secs(3), || async {
+        b.me(access(&pair)).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(took.is_some(), "B kept honouring a revoked session past the bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_fails_safe_and_recovers_without_restarting_the_nodes() {
+    let mut redis = PrivateRedis::start().await;
+    let shared = Shared::new(Some(redis.url())).await;
+    // A long bound: a refusal within a second after the restart proves the broadcast, not a
+    // poll, carried it.
+    let vars = [("RAMPART_REVOCATION_BOUND", "30s")];
+    let a = shared.node(None, &vars);
+    let b = shared.node(Some(&a), &vars);
+    let strict = shared.node(
+        Some(&a),
+        &[
+            ("RAMPART_REVOCATION_BOUND", "30s"),
+            ("RAMPART_LIMIT_STORE_FAILURE", "fail_closed"),
+        ],
+    );
+    a.register("dave").await;
+    let pair = a.login("dave").await;
+
+    redis.stop();
+    // Credential routes fail closed; the per-client limit follows the setting.
+    let login = a.login_as("dave", PASSWORD).await;
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        login.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(a.me(access(&pair)).await, StatusCode::OK, "fail_open (default)");
+    assert_eq!(
+        strict.me(access(&pair)).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "fail_closed"
+    );
+    let ready = a.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let detail = ready.text().await.unwrap();
+    assert!(detail.contains("Redis") && !detail.contains("127.0.0.1"), "{detail}");
+
+    redis.start_again().await;
+    let healed = within(Duration::from_secs(10), || async {
+        a.login_as("dave", PASSWORD).await.status() == StatusCode::OK
+            && strict.me(access(&pair)).await == StatusCode::OK
+    })
+    .await;
+    assert!(healed.is_some(), "limits did not recover after Redis came back");
+    let ready = a.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    // The subscriptions come back too: a logout on A is refused by B at once again.
+    let resubscribed = within(Duration::from_secs(10), || async {
+        let pair = a.login("dave").await;
+        a.call(Method::POST, "/v1/auth/logout", Some(access(&pair)), None)
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.me(access(&pair)).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(resubscribed.is_some(), "B no longer hears revocations");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_503_then_heals_without_a_restart() {
+    let relay = Relay::start(services::postgres_addr()).await;
+    let mut shared = Shared::new(None).await;
+    let (_, name) = shared.database_url.rsplit_once('/').unwrap();
+    shared.database_url = format!("postgres://postgres@{}/{name}", relay.addr);
+    let a = shared.node(None, &[("RAMPART_REVOCATION_BOUND", "2s")]);
+    a.register("erin").await;
+    let pair = a.login("erin").await;
+    let item = a
+        .call(
+            Method::POST,
+            "/v1/items",
+            Some(access(&pair)),
+            Some(json!({"title": "t", "body": "b"})),
+        )
+        .await;
+    assert_eq!(item.status(), StatusCode::CREATED);
+    let item: Value = item.json().await.unwrap();
+    let path = format!("/v1/items/{}", item["id"].as_str().unwrap());
+
+    relay.cut();
+    let started = Instant::now();
+    let down = a.call(Method::GET, &path, Some(access(&pair)), None).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "a bounded wait");
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(down.headers()["content-type"], "application/problem+json");
+    assert!(down.headers().contains_key("retry-after"));
+    let problem = down.text().await.unwrap().to_lowercase();
+    for internal in ["postgres", "sqlx", "connection", "5432", "relay", "io error"] {
+        assert!(!problem.contains(internal), "{problem}");
+    }
+    let ready = a.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Past the bound the node cannot know which sessions were revoked: it refuses tokens.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unsure = a.call(Method::GET, "/v1/users/me", Some(access(&pair)), None).await;
+    assert_eq!(unsure.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    relay.restore();
+    let healed = within(Duration::from_secs(15), || async {
+        a.call(Method::GET, &path, Some(access(&pair)), None)
+            .await
+            .status()
+            == StatusCode::OK
+    })
+    .await;
+    assert!(healed.is_some(), "service did not resume when the database returned");
+    let ready = a.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+}
