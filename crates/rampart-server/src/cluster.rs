@@ -235,7 +235,10 @@ impl AppState {
 
     async fn apply_message(&self, payload: &[u8]) {
         if payload.len() > MAX_MESSAGE {
-            tracing::warn!(bytes = payload.len(), "ignored an oversized cluster message");
+            tracing::warn!(
+                bytes = payload.len(),
+                "ignored an oversized cluster message"
+            );
             return;
         }
         match serde_json::from_slice::<Message>(payload) {
@@ -275,8 +278,11 @@ async fn poll(state: AppState, every: Duration) {
         let began = Instant::now();
         let began_utc = time::OffsetDateTime::now_utc();
         let look_from = crate::store::timestamp(since - POLL_OVERLAP);
-        match tokio::time::timeout(every.max(REDIS_TIMEOUT), state.store.changes_since(&look_from))
-            .await
+        match tokio::time::timeout(
+            every.max(REDIS_TIMEOUT),
+            state.store.changes_since(&look_from),
+        )
+        .await
         {
             Ok(Ok(changes)) => {
                 state.apply_changes(changes);
@@ -367,9 +373,10 @@ mod tests {
 
     #[test]
     fn messages_are_parsed_strictly() {
-        let ended: Message =
-            serde_json::from_str(r#"{"kind":"ended","sessions":[["s1","2026-01-01T00:00:00.000000Z"]]}"#)
-                .unwrap();
+        let ended: Message = serde_json::from_str(
+            r#"{"kind":"ended","sessions":[["s1","2026-01-01T00:00:00.000000Z"]]}"#,
+        )
+        .unwrap();
         assert_eq!(
             ended,
             Message::Ended {

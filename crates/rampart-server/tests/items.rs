@@ -223,10 +223,18 @@ async fn nul_characters_and_malformed_ids_are_refused_cleanly_on_every_backend()
         json!({"title": "t", "body": "x\u{0}"}),
     ] {
         let response = create(&app, &alice, &body).await;
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
     }
     // Ids that are not ids name nothing: 404, without reaching the database as raw bytes.
-    for path in ["/v1/items/%00", "/v1/items/not-an-id", "/v1/auth/sessions/%00"] {
+    for path in [
+        "/v1/items/%00",
+        "/v1/items/not-an-id",
+        "/v1/auth/sessions/%00",
+    ] {
         let method = if path.contains("sessions") {
             reqwest::Method::DELETE
         } else {

@@ -94,7 +94,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .into_response(),
         Some(what) => (
             [(header::RETRY_AFTER, "5")],
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("Not ready: {what}.")),
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Not ready: {what}."),
+            ),
         )
             .into_response(),
     }

@@ -309,7 +309,9 @@ pub async fn open(url: &SecretString) -> Result<std::sync::Arc<dyn Store>, Store
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PostgresStore::open(url).await?))
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
+        ))
     } else {
         Err(StoreError::Unsupported)
     }

@@ -25,9 +25,9 @@ pub fn redis_url() -> String {
 }
 
 fn required() -> bool {
-    ["CI", "REQUIRE_TEST_SERVICES"].iter().any(|name| {
-        std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-    })
+    ["CI", "REQUIRE_TEST_SERVICES"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
 }
 
 /// Fails the test under CI; elsewhere ends this test binary successfully after saying which

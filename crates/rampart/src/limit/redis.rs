@@ -26,7 +26,8 @@ use super::gcra::{Decision, Quota};
 use super::store::{LimitError, LimitFuture, LimitKey, LimitStore, Subject};
 
 /// Reads Redis's clock in microseconds; shared by the scripts.
-const NOW: &str = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n";
+const NOW: &str =
+    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n";
 
 /// GCRA, as [`super::gcra::step`]: KEYS[1] holds the theoretical arrival time (µs).
 /// ARGV: interval (µs), burst, cost. Returns {allowed, remaining or retry_after, reset}.
@@ -203,9 +204,7 @@ impl LimitStore for RedisStore {
                 .await?;
             match reply.as_slice() {
                 [1, remaining, reset] => Ok(Decision::Allowed {
-                    remaining: u32::try_from(*remaining)
-                        .unwrap_or(0)
-                        .min(quota.burst()),
+                    remaining: u32::try_from(*remaining).unwrap_or(0).min(quota.burst()),
                     reset: from_micros(*reset),
                 }),
                 [0, retry_after, reset] => Ok(Decision::Denied {

@@ -449,15 +449,13 @@ impl Reader {
             }
         });
         let limit_auth = self.parse("LIMIT_AUTH", Rate::fixed(10, 60), str::parse);
-        let limit_store_failure = self.parse(
-            "LIMIT_STORE_FAILURE",
-            StoreFailure::FailOpen,
-            |s| match s.trim() {
+        let limit_store_failure = self.parse("LIMIT_STORE_FAILURE", StoreFailure::FailOpen, |s| {
+            match s.trim() {
                 "fail_open" => Ok(StoreFailure::FailOpen),
                 "fail_closed" => Ok(StoreFailure::FailClosed),
                 _ => Err("must be fail_open or fail_closed".into()),
-            },
-        );
+            }
+        });
         let redis_namespace = self.parse("REDIS_NAMESPACE", "rampart".to_owned(), |s| {
             let s = s.trim();
             let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -471,7 +469,10 @@ impl Reader {
             self.parse("REVOCATION_BOUND", Duration::from_secs(10), parse_duration);
         if revocation_bound < Duration::from_secs(1) || revocation_bound > Duration::from_secs(300)
         {
-            self.fail("RAMPART_REVOCATION_BOUND", "must be between 1s and 5m".into());
+            self.fail(
+                "RAMPART_REVOCATION_BOUND",
+                "must be between 1s and 5m".into(),
+            );
         }
         let limit_login_account =
             self.parse("LIMIT_LOGIN_ACCOUNT", Rate::fixed(20, 60), str::parse);

@@ -131,7 +131,8 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, Vec<UserRecord>> {
         Box::pin(async move {
             // Two statements so the primary key is seeked, not scanned (see `list_items`).
-            let seek = format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+            let seek =
+                format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
             let first = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1");
             let query = match after {
                 Some(after) => sqlx::query(&seek).bind(after),
