@@ -2,6 +2,7 @@
 //! limit, one revocation list, and outages that fail safe and heal without a restart.
 //! Needs the real services (see `common::services`): fails under CI without them, skips
 //! elsewhere.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: failing loudly is the point
 
 mod common;
 

@@ -33,9 +33,10 @@ fn required() -> bool {
 /// Fails the test under CI; elsewhere ends this test binary successfully after saying which
 /// service is missing (every test in a `*_postgres` or cluster binary needs it).
 fn unavailable(service: &str, url: &str, error: &str) -> ! {
-    if required() {
-        panic!("{service} is required under CI but unreachable at {url}: {error}");
-    }
+    assert!(
+        !required(),
+        "{service} is required under CI but unreachable at {url}: {error}"
+    );
     eprintln!(
         "\nSKIPPED: {service} is not reachable at {url} ({error}); its tests did not run. \
          Start it or set the TEST_*_URL variables (CI requires it).\n"

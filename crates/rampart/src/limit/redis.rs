@@ -15,7 +15,7 @@
 //! Every call is bounded by a timeout; a failure is a [`LimitError`], and the caller decides
 //! whether that fails open or closed.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -157,7 +157,12 @@ impl RedisStore {
             Subject::Everyone => hash.update("e"),
         }
         let digest = hash.finalize();
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = digest[..16]
+            .iter()
+            .fold(String::with_capacity(32), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
         format!("{}:{kind}:{}:{hex}", self.namespace, key.policy)
     }
 
