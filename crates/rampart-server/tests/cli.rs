@@ -94,12 +94,15 @@ fn production_refuses_to_start_on_each_unsafe_setting() {
             2,
         ),
         (
-            // Accepted but not yet used: nodes would not share revocations.
+            // Password hashes must not cross the network in the clear.
             &[
                 ("RAMPART_KEYS_FILE", &keys),
-                ("RAMPART_REDIS_URL", "redis://127.0.0.1:6379"),
+                (
+                    "RAMPART_DATABASE_URL",
+                    "postgres://rampart@db.internal/rampart",
+                ),
             ],
-            "RAMPART_REDIS_URL",
+            "RAMPART_DATABASE_URL",
             1,
         ),
         (&[], "RAMPART_KEYS_FILE", 1),

@@ -260,11 +260,27 @@ impl Posture {
         }
 
         let db = settings.database_url.expose_secret();
-        if db.starts_with("postgres") {
+        let tls = [
+            "sslmode=require",
+            "sslmode=verify-ca",
+            "sslmode=verify-full",
+        ];
+        if db.starts_with("postgres") && !is_local_url(db) && !tls.iter().any(|m| db.contains(m)) {
             add(
                 "RAMPART_DATABASE_URL",
                 Verdict::Fail,
-                "PostgreSQL is not supported by this build yet; use sqlite:".into(),
+                "remote PostgreSQL without TLS: password and token hashes would cross the \
+                 network in the clear; add sslmode=verify-full"
+                    .into(),
+            );
+        } else if db.starts_with("postgres") && settings.redis_url.is_none() {
+            add(
+                "RAMPART_DATABASE_URL",
+                Verdict::Warn,
+                "PostgreSQL without RAMPART_REDIS_URL: several nodes would each limit on their \
+                 own, and revocations reach other nodes by polling (within \
+                 RAMPART_REVOCATION_BOUND), not at once"
+                    .into(),
             );
         } else {
             add(
@@ -275,13 +291,6 @@ impl Posture {
         }
         if let Some(redis) = &settings.redis_url {
             let redis = redis.expose_secret();
-            add(
-                "RAMPART_REDIS_URL",
-                Verdict::Fail,
-                "not supported by this build yet: revocations, locks and limits would stay per \
-                 process, so a logout on one node would not reach the others"
-                    .into(),
-            );
             if redis.starts_with("redis://") && !is_local_url(redis) {
                 add(
                     "RAMPART_REDIS_URL",
