@@ -14,6 +14,7 @@
 
 pub mod items;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use items::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner};
@@ -350,23 +351,3 @@ pub(crate) fn conflict(err: sqlx::Error) -> StoreError {
 /// A user row's columns, the same on both backends.
 pub(crate) const USER_COLUMNS: &str =
     "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, created_at";
-
-/// Builds a [`UserRecord`] from a row of [`USER_COLUMNS`], on any backend.
-pub(crate) fn user_from<'r, R>(row: &'r R) -> Result<UserRecord, sqlx::Error>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    &'r str: sqlx::ColumnIndex<R> + sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(UserRecord {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        username: row.try_get("username")?,
-        password_hash: row.try_get("password_hash")?,
-        role: role_from(row.try_get::<&str, _>("role")?),
-        locked: row.try_get("locked")?,
-        created_at: row.try_get("created_at")?,
-    })
-}

@@ -1,22 +1,10 @@
 //! Items in PostgreSQL. Every statement names the owner; see [`crate::store::items`].
 
-use sqlx::Row;
-
 use super::PostgresStore;
-use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreError, StoreFuture};
+use crate::store::rows::item_from;
+use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreFuture};
 
 const ITEM_COLUMNS: &str = "id, owner_id, title, body, created_at, updated_at";
-
-fn item_from(row: &sqlx::postgres::PgRow) -> Result<ItemRecord, StoreError> {
-    Ok(ItemRecord {
-        id: row.try_get("id")?,
-        owner_id: row.try_get("owner_id")?,
-        title: row.try_get("title")?,
-        body: row.try_get("body")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 
 /// LIMIT takes a BIGINT; page sizes are at most a few hundred.
 pub(super) fn limit(rows: usize) -> i64 {

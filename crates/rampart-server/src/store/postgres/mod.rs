@@ -11,13 +11,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
+use super::rows::{
+    access_changes, audit_from, ended_session, refresh_state_from, session_from, user_from,
+};
 use super::{
-    conflict, role_from, role_text, user_from, AccessChanges, ChangedUser, EndedSession,
-    NewSession, NewUser, RefreshState, Rotation, SessionRecord, Store, StoreError, StoreFuture,
-    UserRecord, USER_COLUMNS,
+    conflict, role_text, AccessChanges, EndedSession, NewSession, NewUser, RefreshState, Rotation,
+    SessionRecord, Store, StoreError, StoreFuture, UserRecord, USER_COLUMNS,
 };
 
 mod items;
@@ -211,17 +213,7 @@ impl Store for PostgresStore {
             .bind(super::now())
             .fetch_all(&self.pool)
             .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(SessionRecord {
-                        id: row.try_get("id")?,
-                        created_at: row.try_get("created_at")?,
-                        last_used_at: row.try_get("last_used_at")?,
-                        user_agent: row.try_get("user_agent")?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(StoreError::from)
+            rows.iter().map(session_from).collect()
         })
     }
 
@@ -294,18 +286,7 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
             let Some(row) = row else { return Ok(None) };
-            Ok(Some(RefreshState {
-                session_id: row.try_get("session_id")?,
-                user_id: row.try_get("user_id")?,
-                expires_at: row.try_get("expires_at")?,
-                spent_at: row.try_get("spent_at")?,
-                successor_sealed: row.try_get("successor_sealed")?,
-                successor_jti: row.try_get("successor_jti")?,
-                successor_iat: row.try_get("successor_iat")?,
-                successor_expires_at: row.try_get("successor_expires_at")?,
-                session_live: row.try_get("session_live")?,
-                session_expires_at: row.try_get("session_expires_at")?,
-            }))
+            refresh_state_from(&row).map(Some)
         })
     }
 
@@ -399,19 +380,7 @@ impl Store for PostgresStore {
             .bind(since)
             .fetch_all(&self.pool)
             .await?;
-            Ok(AccessChanges {
-                ended: ended.iter().map(ended_session).collect::<Result<_, _>>()?,
-                users: users
-                    .iter()
-                    .map(|row| {
-                        Ok(ChangedUser {
-                            id: row.try_get("id")?,
-                            role: role_from(row.try_get::<&str, _>("role")?),
-                            locked: row.try_get("locked")?,
-                        })
-                    })
-                    .collect::<Result<_, sqlx::Error>>()?,
-            })
+            access_changes(&ended, &users)
         })
     }
 
@@ -455,28 +424,4 @@ impl Store for PostgresStore {
             rows.iter().map(audit_from).collect()
         })
     }
-}
-
-fn audit_from(row: &PgRow) -> Result<crate::audit::StoredEvent, StoreError> {
-    let detail: String = row.try_get("detail")?;
-    Ok(crate::audit::StoredEvent {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        at: row.try_get("at")?,
-        kind: row.try_get("kind")?,
-        user_id: row.try_get("user_id")?,
-        ip: row.try_get("ip")?,
-        request_id: row.try_get("request_id")?,
-        // A row whose detail is not JSON is kept as a string, so verification still sees it.
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-fn ended_session(row: &PgRow) -> Result<EndedSession, StoreError> {
-    Ok(EndedSession {
-        id: row.try_get("id")?,
-        last_used_at: row.try_get("last_used_at")?,
-    })
 }

@@ -1,22 +1,10 @@
 //! Items in SQLite. Every statement names the owner; see [`crate::store::items`].
 
-use sqlx::Row;
-
 use super::SqliteStore;
-use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreError, StoreFuture};
+use crate::store::rows::item_from;
+use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreFuture};
 
 const ITEM_COLUMNS: &str = "id, owner_id, title, body, created_at, updated_at";
-
-fn item_from(row: &sqlx::sqlite::SqliteRow) -> Result<ItemRecord, StoreError> {
-    Ok(ItemRecord {
-        id: row.try_get("id")?,
-        owner_id: row.try_get("owner_id")?,
-        title: row.try_get("title")?,
-        body: row.try_get("body")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 
 /// SQLite's LIMIT takes an i64; page sizes are at most a few hundred.
 pub(super) fn limit(rows: usize) -> i64 {
