@@ -135,11 +135,8 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     };
     let abuse = AbuseControl::new(&settings, limiter)?;
     let cluster = if store.is_shared() {
-        Cluster::shared(
-            redis_client,
-            &settings.redis_namespace,
-            settings.revocation_bound,
-        )?
+        let bus = redis_client.zip(redis.as_ref().map(rampart::limit::RedisStore::connection));
+        Cluster::shared(bus, &settings.redis_namespace, settings.revocation_bound)
     } else {
         Cluster::single()
     };

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -118,28 +118,19 @@ impl Cluster {
         }
     }
 
-    /// A node sharing its database with others, broadcasting through `redis` when given.
+    /// A node sharing its database with others, broadcasting through Redis when given: the
+    /// client opens the subscription, the limiter's connection carries the publishes.
     pub fn shared(
-        redis: Option<redis::Client>,
+        redis: Option<(redis::Client, ConnectionManager)>,
         namespace: &str,
         bound: Duration,
-    ) -> anyhow::Result<Self> {
-        let bus = match redis {
-            Some(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(REDIS_TIMEOUT))
-                    .set_response_timeout(Some(REDIS_TIMEOUT))
-                    .set_number_of_retries(1);
-                let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-                Some(Bus {
-                    client,
-                    publisher,
-                    channel: format!("{namespace}:access"),
-                    failures: rampart::telemetry::LogThrottle::default(),
-                })
-            }
-            None => None,
-        };
+    ) -> Self {
+        let bus = redis.map(|(client, publisher)| Bus {
+            client,
+            publisher,
+            channel: format!("{namespace}:access"),
+            failures: rampart::telemetry::LogThrottle::default(),
+        });
         let cluster = Self {
             bus,
             freshness: Freshness::new(Some(bound)),
@@ -147,7 +138,7 @@ impl Cluster {
         };
         // The start-up load of recent revocations counts as the first sync.
         cluster.freshness.synced_at(Instant::now());
-        Ok(cluster)
+        cluster
     }
 
     fn poll_interval(&self) -> Option<Duration> {

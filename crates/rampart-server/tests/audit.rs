@@ -210,36 +210,16 @@ fn verify(app: &TestApp) -> (Option<i32>, String) {
 /// Edits the audit table behind the service's back, as someone with database access would
 /// (first removing the append-only triggers, which stop the application itself).
 async fn tamper(app: &TestApp, sql: &str) {
-    use sqlx::ConnectOptions;
-    match common::backend() {
-        common::Backend::Sqlite => {
-            let mut conn = app
-                .database_url
-                .parse::<sqlx::sqlite::SqliteConnectOptions>()
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            for statement in [
-                "DROP TRIGGER IF EXISTS audit_events_no_update",
-                "DROP TRIGGER IF EXISTS audit_events_no_delete",
-                sql,
-            ] {
-                sqlx::query(statement).execute(&mut conn).await.unwrap();
-            }
-        }
-        common::Backend::Postgres => {
-            let mut conn = app
-                .database_url
-                .parse::<sqlx::postgres::PgConnectOptions>()
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            for statement in ["ALTER TABLE audit_events DISABLE TRIGGER USER", sql] {
-                sqlx::query(statement).execute(&mut conn).await.unwrap();
-            }
-        }
+    let untrigger: &[&str] = match common::backend() {
+        common::Backend::Sqlite => &[
+            "DROP TRIGGER IF EXISTS audit_events_no_update",
+            "DROP TRIGGER IF EXISTS audit_events_no_delete",
+        ],
+        common::Backend::Postgres => &["ALTER TABLE audit_events DISABLE TRIGGER USER"],
+    };
+    let mut db = app.raw_database().await;
+    for statement in untrigger.iter().chain([&sql]) {
+        db.execute(statement).await;
     }
 }
 

@@ -543,41 +543,19 @@ async fn admins_list_every_user_and_users_cannot() {
 
 #[tokio::test]
 async fn a_database_locked_by_someone_else_answers_503_not_a_hang() {
-    use sqlx::ConnectOptions;
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     // Someone else takes the write lock and sits on it.
-    let mut intruder: Box<dyn std::any::Any> = match common::backend() {
-        common::Backend::Sqlite => {
-            let mut conn = app
-                .database_url
-                .parse::<sqlx::sqlite::SqliteConnectOptions>()
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            sqlx::query("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Box::new(conn)
-        }
+    let mut intruder = app.raw_database().await;
+    match common::backend() {
+        common::Backend::Sqlite => intruder.execute("BEGIN IMMEDIATE").await,
         common::Backend::Postgres => {
-            let mut conn = app
-                .database_url
-                .parse::<sqlx::postgres::PgConnectOptions>()
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-            sqlx::query("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            Box::new(conn)
+            intruder.execute("BEGIN").await;
+            intruder
+                .execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+                .await;
         }
-    };
+    }
     let started = std::time::Instant::now();
     let blocked = create(&app, &alice, &json!({"title": "t", "body": "b"})).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
@@ -590,13 +568,7 @@ async fn a_database_locked_by_someone_else_answers_503_not_a_hang() {
             && !problem.contains("lock"),
         "{problem}"
     );
-    if let Some(conn) = intruder.downcast_mut::<sqlx::SqliteConnection>() {
-        sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
-    }
-    if let Some(conn) = intruder.downcast_mut::<sqlx::PgConnection>() {
-        sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
-    }
-    drop(intruder);
+    intruder.execute("ROLLBACK").await;
     assert_eq!(
         create(&app, &alice, &json!({"title": "t", "body": "b"}))
             .await

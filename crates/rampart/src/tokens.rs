@@ -351,6 +351,19 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Lower-case hex SHA-256 of `bytes`: how opaque tokens are stored (never the token itself),
+/// and how shared stores name a subject without holding it in the clear.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,19 +136,35 @@ impl Password {
     }
 }
 
-/// A record id from a path (`/v1/items/{id}`): every id rampart issues is a UUID in its
-/// canonical form, so anything else names nothing and is answered 404 without a database
-/// round trip (and never reaches a query as bytes a backend rejects, such as NUL).
-pub fn record_id(raw: String) -> Result<String, rampart::ApiError> {
-    let canonical = raw.len() == 36
-        && raw.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
-        });
-    if canonical {
-        Ok(raw)
-    } else {
-        Err(rampart::ApiError::NotFound)
+/// A record id from the path (`/v1/items/{id}`), as an extractor. Every id rampart issues is a
+/// UUID in its canonical form, so anything else names nothing: 404 without a database round
+/// trip, and bytes a backend rejects (such as NUL) never reach a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordId(pub String);
+
+impl RecordId {
+    pub fn parse(raw: String) -> Option<Self> {
+        let canonical = raw.len() == 36
+            && raw.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+            });
+        canonical.then_some(Self(raw))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RecordId {
+    type Rejection = rampart::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| rampart::ApiError::NotFound)?;
+        Self::parse(raw).ok_or(rampart::ApiError::NotFound)
     }
 }
 

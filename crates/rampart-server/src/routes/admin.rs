@@ -1,7 +1,7 @@
 //! Admin endpoints. Mounted as [`rampart::Access::Admin`]: a user gets 403, an anonymous
 //! caller 401.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::access::UserAccess;
 use crate::audit::{Event, Kind, StoredEvent};
+use crate::domain::RecordId;
 use crate::routes::users::UserResponse;
 use crate::state::AppState;
 
@@ -103,9 +104,8 @@ pub async fn lock(
     State(state): State<AppState>,
     context: RequestContext,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    let id = crate::domain::record_id(id)?;
     set_lock(&state, &context, &admin.user_id, &id, true).await
 }
 
@@ -120,9 +120,8 @@ pub async fn unlock(
     State(state): State<AppState>,
     context: RequestContext,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    let id = crate::domain::record_id(id)?;
     set_lock(&state, &context, &admin.user_id, &id, false).await
 }
 

@@ -8,7 +8,7 @@
 //! built from their own type, never by serialising a row. Lists are paged with a bounded limit
 //! and a cursor bound to the caller ([`rampart::pagination`]).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::audit::{Event, Kind};
+use crate::domain::RecordId;
 use crate::domain::{ItemBody, ItemTitle};
 use crate::state::AppState;
 use crate::store::{ItemChanges, ItemRecord, NewItem, Owner};
@@ -148,9 +149,8 @@ pub async fn get(
     State(state): State<AppState>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<Json<ItemResponse>, ApiError> {
-    let id = crate::domain::record_id(id)?;
     match state.store.owned_item(&Owner::of(&caller), &id).await? {
         Some(item) => Ok(Json(item.into())),
         None => Err(not_found(&state, &context, &caller, &id).await),
@@ -169,10 +169,9 @@ pub async fn update(
     State(state): State<AppState>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
     Json(changes): Json<UpdateItem>,
 ) -> Result<Json<ItemResponse>, ApiError> {
-    let id = crate::domain::record_id(id)?;
     if changes.title.is_none() && changes.body.is_none() {
         return Err(ApiError::invalid("", "give title, body or both"));
     }
@@ -201,9 +200,8 @@ pub async fn delete(
     State(state): State<AppState>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    let id = crate::domain::record_id(id)?;
     if state.store.delete_item(&Owner::of(&caller), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

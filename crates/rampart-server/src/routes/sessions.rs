@@ -6,7 +6,7 @@
 //! refresh token can no longer be used. A user can only see and end their own sessions: another user's session id answers
 //! exactly like one that does not exist (404).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rampart::http::RequestContext;
 use rampart::password::Verified;
@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{Event, Kind};
 use crate::domain::Password;
+use crate::domain::RecordId;
 use crate::routes::auth::hashing_error;
 use crate::state::AppState;
 
@@ -109,9 +110,8 @@ pub async fn delete(
     State(state): State<AppState>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    Path(id): Path<String>,
+    RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    let id = crate::domain::record_id(id)?;
     state
         .end_session(&caller.user_id, &id)
         .await?

@@ -274,17 +274,8 @@ pub fn timestamp(at: time::OffsetDateTime) -> String {
     )
 }
 
-/// Lower-case hex SHA-256 of `bytes`: how refresh tokens are stored and audit rows chained.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    use std::fmt::Write as _;
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
-}
+/// Lower-case hex SHA-256: how refresh tokens are stored and audit rows chained.
+pub use rampart::tokens::sha256_hex;
 
 /// How long ago the stored timestamp `at` was; zero when it is unreadable or in the future, so
 /// callers that use it to decide how long to keep remembering something keep it longest.

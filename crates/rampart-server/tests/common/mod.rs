@@ -301,6 +301,46 @@ impl TestApp {
     }
 }
 
+/// A connection of the test's own to the app's database: what someone with database access
+/// (an intruder, a slow batch job) can do behind the service's back.
+pub enum RawDatabase {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl RawDatabase {
+    pub async fn execute(&mut self, sql: &str) {
+        match self {
+            Self::Sqlite(conn) => sqlx::query(sql).execute(conn).await.map(drop),
+            Self::Postgres(conn) => sqlx::query(sql).execute(conn).await.map(drop),
+        }
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    }
+}
+
+impl TestApp {
+    pub async fn raw_database(&self) -> RawDatabase {
+        use sqlx::ConnectOptions;
+        let url = &self.database_url;
+        match backend() {
+            Backend::Sqlite => RawDatabase::Sqlite(
+                url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap(),
+            ),
+            Backend::Postgres => RawDatabase::Postgres(
+                url.parse::<sqlx::postgres::PgConnectOptions>()
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

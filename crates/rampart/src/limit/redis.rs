@@ -15,7 +15,7 @@
 //! Every call is bounded by a timeout; a failure is a [`LimitError`], and the caller decides
 //! whether that fails open or closed.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -130,6 +130,12 @@ impl RedisStore {
         })
     }
 
+    /// The multiplexed connection, for other users of the same Redis (the revocation
+    /// broadcast), so a node keeps one connection and one reconnect policy.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
     /// One round trip proving Redis answers (readiness).
     pub async fn ping(&self) -> Result<(), LimitError> {
         let mut connection = self.connection.clone();
@@ -143,27 +149,18 @@ impl RedisStore {
     }
 
     fn key(&self, kind: &str, key: &LimitKey) -> String {
-        use sha2::{Digest, Sha256};
-        let mut hash = Sha256::new();
         // Tagged, with NUL between parts: no two subjects hash the same input (an address
         // never contains NUL, and it comes before the free-form name).
-        match &key.subject {
-            Subject::Address(address) => hash.update(format!("a\0{address}")),
-            Subject::User(id) => hash.update(format!("u\0{id}")),
-            Subject::Name(name) => hash.update(format!("n\0{name}")),
-            Subject::AddressAndName(address, name) => {
-                hash.update(format!("an\0{address}\0{name}"));
-            }
-            Subject::Everyone => hash.update("e"),
-        }
-        let digest = hash.finalize();
-        let hex = digest[..16]
-            .iter()
-            .fold(String::with_capacity(32), |mut hex, b| {
-                let _ = write!(hex, "{b:02x}");
-                hex
-            });
-        format!("{}:{kind}:{}:{hex}", self.namespace, key.policy)
+        let subject = match &key.subject {
+            Subject::Address(address) => format!("a\0{address}"),
+            Subject::User(id) => format!("u\0{id}"),
+            Subject::Name(name) => format!("n\0{name}"),
+            Subject::AddressAndName(address, name) => format!("an\0{address}\0{name}"),
+            Subject::Everyone => "e".to_owned(),
+        };
+        // 128 bits of the digest: collisions are out of reach, keys stay short.
+        let digest = crate::tokens::sha256_hex(subject.as_bytes());
+        format!("{}:{kind}:{}:{}", self.namespace, key.policy, &digest[..32])
     }
 
     async fn bounded<T>(
