@@ -35,8 +35,7 @@ pub struct PageLimit(u32);
 impl PageLimit {
     /// Parses a `limit` query value; out of range or not a whole number is an error message.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
-        text.parse::<u32>()
-            .ok()
+        crate::settings::whole_number::<u32>(text)
             .filter(|n| (MIN_LIMIT..=MAX_LIMIT).contains(n))
             .map(Self)
             .ok_or("must be a whole number from 1 to 100")

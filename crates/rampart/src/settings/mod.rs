@@ -20,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use crate::http::client_ip::ForwardedHeader;
 
+pub(crate) use values::whole_number;
 pub use values::{
     format_duration, parse_bool, parse_duration, parse_networks, parse_size, CorsOrigins,
     HashParams, Rate,
@@ -525,9 +526,7 @@ impl Reader {
             other => Err(format!("`{other}` is not a log format; use pretty or json")),
         });
         let positive = |s: &str| -> Result<usize, String> {
-            s.trim()
-                .parse::<usize>()
-                .ok()
+            whole_number::<usize>(s.trim())
                 .filter(|n| *n > 0)
                 .ok_or_else(|| format!("`{s}` is not a whole number above zero"))
         };

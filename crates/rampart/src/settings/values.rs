@@ -11,6 +11,14 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+/// A whole number written in ASCII digits only. `str::parse` also takes a leading `+`, which is
+/// not one of the documented forms; every number in a setting goes through here instead.
+pub(crate) fn whole_number<T: FromStr>(raw: &str) -> Option<T> {
+    (!raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| raw.parse().ok())
+        .flatten()
+}
+
 /// A duration written as a whole number and a unit: `90s`, `15m`, `12h`, `14d`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
@@ -18,9 +26,8 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{raw}` has no unit; write it like 90s, 15m, 12h or 14d"))?;
     let (number, unit) = raw.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{raw}` is not a duration like 90s, 15m, 12h or 14d"))?;
+    let n: u64 = whole_number(number)
+        .ok_or_else(|| format!("`{raw}` is not a duration like 90s, 15m, 12h or 14d"))?;
     let per_unit = match unit {
         "s" => 1,
         "m" => 60,
@@ -67,10 +74,7 @@ pub fn parse_size(raw: &str) -> Result<usize, String> {
     } else {
         (raw, 1)
     };
-    number
-        .trim()
-        .parse::<usize>()
-        .ok()
+    whole_number::<usize>(number.trim())
         .and_then(|n| n.checked_mul(mult))
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("`{raw}` is not a size like 1048576, 64KiB or 1MiB"))
@@ -114,7 +118,7 @@ impl FromStr for Rate {
         let raw = raw.trim();
         let bad = || format!("`{raw}` is not a rate like 10/minute (units: second, minute, hour)");
         let (count, unit) = raw.split_once('/').ok_or_else(bad)?;
-        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let count: u32 = whole_number(count.trim()).ok_or_else(bad)?;
         let per = match unit.trim() {
             "second" => Duration::from_secs(1),
             "minute" => Duration::from_secs(60),
@@ -197,10 +201,8 @@ impl FromStr for HashParams {
             let (key, value) = part
                 .split_once('=')
                 .ok_or_else(|| format!("`{part}` should be key=value (m, t or p)"))?;
-            let value: u32 = value
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{part}`: the value must be a whole number"))?;
+            let value: u32 = whole_number(value.trim())
+                .ok_or_else(|| format!("`{part}`: the value must be a whole number"))?;
             let slot = match key.trim() {
                 "m" => &mut m,
                 "t" => &mut t,
