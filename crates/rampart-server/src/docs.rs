@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::Router;
 use http::{header, HeaderValue};
 use rampart::{Access, FieldError, Problem, SecureRouter};
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{
     Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement,
     SecurityScheme,
@@ -81,6 +82,7 @@ pub fn document(table: &[(String, Access)]) -> Document {
             continue;
         };
         for operation in operations(item) {
+            let statuses = statuses_of(operation);
             let responses = &mut operation.responses.responses;
             if *access != Access::Public {
                 operation.security = Some(vec![
@@ -96,12 +98,67 @@ pub fn document(table: &[(String, Access)]) -> Document {
                     .entry("403".into())
                     .or_insert_with(|| problem_response("The caller is not an admin"));
             }
-            responses.entry("default".into()).or_insert_with(|| {
-                problem_response("Any other error (408, 413, 429, 500, 503), as a problem document")
-            });
+            for (status, description) in statuses {
+                responses
+                    .entry(status.into())
+                    .or_insert_with(|| problem_response(description));
+            }
         }
     }
     doc
+}
+
+/// Every error status an operation can answer, from what the operation takes: the hardening
+/// layers can answer any request with 408, 429, 500 or 503; a JSON body adds the extractor's
+/// 400, 413, 415 and 422; query parameters add 422; a path id adds 404. Listing them (rather
+/// than a catch-all `default`) is what lets a contract fuzzer flag a status the document does
+/// not promise.
+fn statuses_of(operation: &utoipa::openapi::path::Operation) -> Vec<(&'static str, &'static str)> {
+    let mut statuses = vec![
+        ("408", "The request was not received in time"),
+        (
+            "429",
+            "Over a rate limit; see Retry-After and the RateLimit headers",
+        ),
+        (
+            "500",
+            "An unexpected error; the server log has the details under the request id",
+        ),
+        (
+            "503",
+            "Overloaded or a dependency is down; retry after Retry-After",
+        ),
+    ];
+    if operation.request_body.is_some() {
+        statuses.extend([
+            ("400", "The body is not well-formed JSON"),
+            ("413", "The body is larger than the limit"),
+            ("415", "The body is not application/json"),
+            (
+                "422",
+                "A field is missing, unknown or invalid; `errors` names it",
+            ),
+        ]);
+    }
+    let parameters = operation.parameters.iter().flatten();
+    let (mut query, mut path) = (false, false);
+    for parameter in parameters {
+        match parameter.parameter_in {
+            ParameterIn::Query => query = true,
+            ParameterIn::Path => path = true,
+            _ => {}
+        }
+    }
+    if query {
+        statuses.push((
+            "422",
+            "A query parameter is unknown, repeated or invalid; `errors` names it",
+        ));
+    }
+    if path {
+        statuses.push(("404", "No such record, or not the caller's"));
+    }
+    statuses
 }
 
 fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {

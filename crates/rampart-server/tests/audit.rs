@@ -292,6 +292,30 @@ async fn admin_lock_ends_sessions_and_refuses_login_until_unlock() {
         .unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
+    // Locking oneself would end the session doing it and could leave no admin at all.
+    let admin_me: Value = app
+        .get_as("/v1/users/me", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own = app
+        .client
+        .post(app.url(&format!(
+            "/v1/admin/users/{}/lock",
+            admin_me["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        app.get_as("/v1/users/me", &admin).await.status(),
+        StatusCode::OK,
+        "the admin's session survives the refused self-lock"
+    );
+
     let locked = app
         .client
         .post(app.url(&format!("/v1/admin/users/{id}/lock")))

@@ -487,3 +487,166 @@ fn user_import_takes_fastapi_hashes_rejects_garbage_and_never_prints_hashes() {
     let response = raw_login(server.addr, "old@example.com", "fastapi era passphrase");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
+
+/// What one request of the load generator saw.
+#[derive(Debug)]
+enum Seen {
+    /// A whole response (status line, headers, and as many body bytes as Content-Length says).
+    Complete(u16),
+    /// The connection was refused, or closed before a single response byte.
+    Refused,
+    /// Some of a response and then the connection closed: a request cut off mid-answer.
+    Truncated(String),
+}
+
+/// One `Connection: close` request; what came back, judged by its own Content-Length.
+fn send_once(addr: std::net::SocketAddr, request: &[u8]) -> Seen {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return Seen::Refused;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    if stream.write_all(request).is_err() {
+        return Seen::Refused;
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    if raw.is_empty() {
+        return Seen::Refused;
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Seen::Truncated(text);
+    };
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse::<usize>().ok());
+    let status = head.get(9..12).and_then(|s| s.parse().ok());
+    match (status, length) {
+        (Some(status), Some(length)) if body.len() == length => Seen::Complete(status),
+        _ => Seen::Truncated(text),
+    }
+}
+
+/// Graceful degradation under load: SIGTERM while clients keep sending slow logins and health
+/// checks. Every request sent before the signal gets its whole answer, connections opened after
+/// it are refused, no answer is ever cut off, and the process exits well within the drain
+/// timeout.
+#[test]
+fn sigterm_under_load_finishes_accepted_requests_and_refuses_new_ones() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let drain = Duration::from_secs(10);
+    let server = Binary::start(&[
+        // The access log would fill the test's stderr pipe under load.
+        ("RAMPART_LOG", "warn"),
+        ("RAMPART_SHUTDOWN_TIMEOUT", "10s"),
+        ("RAMPART_LIMIT_GLOBAL", "1000000/second"),
+        ("RAMPART_LIMIT_AUTH", "1000000/second"),
+        ("RAMPART_LIMIT_LOGIN_ACCOUNT", "1000000/second"),
+        ("RAMPART_LIMIT_LOGIN_IP_ACCOUNT", "1000000/second"),
+    ]);
+    let addr = server.addr;
+    let body = r#"{"username":"nobody-here","password":"not the right password at all"}"#;
+    let login = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let health = "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<(Instant, Instant, Seen)>::new()));
+    let workers: Vec<_> = [&login, &login, &login, &health, &health]
+        .into_iter()
+        .map(|request| {
+            let (request, stop, seen) = (request.clone(), Arc::clone(&stop), Arc::clone(&seen));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let outcome = send_once(addr, request.as_bytes());
+                    let refused = matches!(outcome, Seen::Refused);
+                    seen.lock().unwrap().push((sent, Instant::now(), outcome));
+                    if refused {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let signalled = Instant::now();
+    let (status, stderr) = server.terminate(drain + Duration::from_secs(5));
+    let exited_after = signalled.elapsed();
+    // Keep the clients knocking a while after the exit, so "refused" is observed, not assumed.
+    std::thread::sleep(
+        (Instant::now().max(signalled + Duration::from_millis(300)) + Duration::from_millis(400))
+            .saturating_duration_since(Instant::now()),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit {status:?}: {stderr}"
+    );
+    assert!(exited_after < drain, "took {exited_after:?} to exit");
+    let seen = seen.lock().unwrap();
+    let before: Vec<_> = seen
+        .iter()
+        .filter(|(sent, _, _)| *sent + Duration::from_millis(100) < signalled)
+        .collect();
+    assert!(
+        before.len() > 10,
+        "too little load before the signal: {}",
+        before.len()
+    );
+    for (_, _, outcome) in &before {
+        assert!(
+            matches!(outcome, Seen::Complete(200 | 401 | 429 | 503)),
+            "a request sent before the signal was not answered: {outcome:?}"
+        );
+    }
+    let in_flight = before
+        .iter()
+        .filter(|(_, done, _)| *done > signalled)
+        .count();
+    let drained = seen
+        .iter()
+        .filter(|(sent, done, o)| {
+            *sent < signalled && *done > signalled && matches!(o, Seen::Complete(_))
+        })
+        .count();
+    assert!(
+        drained >= 1,
+        "no request was in flight at the signal, so nothing was drained ({in_flight} sent early)"
+    );
+    let late: Vec<_> = seen
+        .iter()
+        .filter(|(sent, _, _)| *sent > signalled + Duration::from_millis(300))
+        .collect();
+    assert!(
+        !late.is_empty(),
+        "the clients stopped before the listener closed"
+    );
+    for (_, _, outcome) in &late {
+        assert!(
+            matches!(outcome, Seen::Refused),
+            "a connection opened after the signal was served: {outcome:?}"
+        );
+    }
+    for (_, _, outcome) in seen.iter() {
+        if let Seen::Truncated(partial) = outcome {
+            panic!("an answer was cut off: {partial:?}");
+        }
+    }
+}

@@ -201,10 +201,28 @@ async fn openapi_documents_every_route_with_its_policy() {
                 *access != rampart::Access::Public,
                 "{path}: security must follow the policy"
             );
+            let responses = &operation["responses"];
             assert!(
-                operation["responses"]["default"].is_object(),
-                "{path}: error responses undocumented"
+                responses.get("default").is_none(),
+                "{path}: a catch-all response hides undocumented statuses"
             );
+            for status in ["408", "429", "500", "503"] {
+                assert!(
+                    responses[status]["content"]["application/problem+json"].is_object(),
+                    "{path}: {status} undocumented"
+                );
+            }
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(
+                        responses[status].is_object(),
+                        "{path}: {status} undocumented"
+                    );
+                }
+            }
+            if path.contains('{') {
+                assert!(responses["404"].is_object(), "{path}: 404 undocumented");
+            }
         }
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());

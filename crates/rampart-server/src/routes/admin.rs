@@ -93,12 +93,15 @@ pub async fn users(
     }))
 }
 
-/// Lock a user: login is refused and every session ends at once.
+/// Lock a user: login is refused and every session ends at once. An admin cannot lock their
+/// own account (409): that would end the very session doing it, and with a single admin it
+/// would leave nobody able to unlock; another admin can.
 #[utoipa::path(post, path = "/v1/admin/users/{id}/lock", tag = "admin",
     params(("id" = String, Path, description = "User id")),
     responses(
         (status = 204, description = "Locked; sessions ended"),
         (status = 404, description = "No such user", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller's own account", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lock(
     State(state): State<AppState>,
@@ -106,6 +109,11 @@ pub async fn lock(
     AdminUser(admin): AdminUser,
     RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
+    if id == admin.user_id {
+        return Err(ApiError::Conflict(
+            "An admin cannot lock their own account; another admin can.".into(),
+        ));
+    }
     set_lock(&state, &context, &admin.user_id, &id, true).await
 }
 
