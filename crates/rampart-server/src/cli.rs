@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `check`, `keys generate|rotate`.
+//! The command line: `serve` (the default), `migrate`, `check`, `keys generate|rotate`,
+//! `user create|import`, `audit-log verify`, and `audit <url>` (the black-box scanner).
 //!
 //! Exit codes: 0 success; 1 refused or failed (unsafe production posture, a runtime error);
 //! 2 invalid configuration or usage.
@@ -52,6 +53,9 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditLogCommand,
     },
+    /// Check any running HTTP API (rampart or not) against the security checklist, from
+    /// outside. Exit 1 when a finding reaches --fail-on, 2 on a usage or connection error.
+    Audit(Box<rampart_audit::AuditArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +104,10 @@ pub enum KeysCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The auditor looks at another server; this one's configuration has no say in it.
+    if let Some(Command::Audit(args)) = &cli.command {
+        return rampart_audit::main(args);
+    }
     // Key generation needs no configuration, so a broken environment cannot block it.
     if let Some(Command::Keys {
         action: KeysCommand::Generate { out },
@@ -125,6 +133,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }),
         Command::Check => check(&settings),
+        Command::Audit(args) => rampart_audit::main(&args),
         Command::Keys {
             action: KeysCommand::Rotate { file },
         } => keys_rotate(file, &settings),

@@ -650,3 +650,43 @@ fn sigterm_under_load_finishes_accepted_requests_and_refuses_new_ones() {
         }
     }
 }
+
+#[test]
+fn audit_command_prints_the_report_and_sets_the_exit_code() {
+    let server = Binary::start(&[]);
+    let target = server.url("/");
+    // Development serves its docs: low findings, so --fail-on low fails and medium passes.
+    let (code, out, err) = run(
+        &[],
+        &[
+            "audit",
+            &target,
+            "--format",
+            "sarif",
+            "--fail-on",
+            "low",
+            "--quiet",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let sarif: serde_json::Value = serde_json::from_str(&out).expect("SARIF on stdout");
+    assert_eq!(sarif["version"], "2.1.0");
+    let (code, out, err) = run(
+        &[],
+        &["audit", &target, "--format", "json", "--fail-on", "medium"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    assert_eq!(report["authenticated"], false);
+    assert!(
+        err.contains("GET /openapi.json -> 200"),
+        "every request is printed: {err}"
+    );
+
+    let (code, _, err) = run(&[], &["audit", "http://127.0.0.1:9", "--quiet"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot reach"), "{err}");
+    let (code, _, err) = run(&[], &["audit", "ftp://example.com"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("http:// or https://"), "{err}");
+}

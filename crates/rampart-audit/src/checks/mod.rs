@@ -1,0 +1,140 @@
+//! The checks, run in an order that keeps them from disturbing each other: passive reads first,
+//! then token forgeries, then login probes, and the login burst (which exhausts the target's
+//! limit for a while) last.
+
+mod access;
+mod cors;
+mod errors;
+mod limits;
+mod login;
+mod surface;
+mod tokens;
+
+use crate::client::{Answer, Probe, ProbeError, Req};
+use crate::findings::Finding;
+use crate::spec::Operation;
+
+pub(crate) use login::{log_in, Credentials, LoggedIn};
+
+/// What the checks share during one run.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) probe: &'a mut Probe,
+    pub(crate) findings: Vec<Finding>,
+    /// What could not be checked, and why; printed with the report.
+    pub(crate) notes: Vec<String>,
+    pub(crate) operations: Vec<Operation>,
+    pub(crate) token: Option<String>,
+    pub(crate) credentials: Option<Credentials>,
+    pub(crate) login_path: String,
+    /// Every response seen, kept small: status, request line and the headers the passive
+    /// checks read.
+    pub(crate) seen: Vec<(String, Answer)>,
+}
+
+impl Ctx<'_> {
+    /// Sends a request and remembers the answer for the passive checks.
+    pub(crate) async fn send(&mut self, req: &Req) -> Result<Answer, ProbeError> {
+        let answer = self.probe.send(req).await?;
+        if self.seen.len() < 200 {
+            let mut kept = answer.clone();
+            kept.body.truncate(4096);
+            self.seen.push((req.line(), kept));
+        }
+        Ok(answer)
+    }
+
+    pub(crate) fn report(&mut self, finding: Finding) {
+        self.findings.push(finding);
+    }
+
+    pub(crate) fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    /// GET operations without path parameters, public or secured.
+    pub(crate) fn plain_gets(&self, secured: bool) -> impl Iterator<Item = &Operation> {
+        self.operations.iter().filter(move |o| {
+            o.method == http::Method::GET && o.secured == secured && o.path_params.is_empty()
+        })
+    }
+}
+
+/// Runs every check in order; a spent budget ends the run early with a note.
+pub(crate) async fn run_all(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
+    macro_rules! step {
+        ($name:literal, $check:path) => {
+            progress(concat!("checking ", $name), ctx.probe.is_quiet());
+            match $check(ctx).await {
+                Ok(()) => {}
+                Err(ProbeError::Budget) => {
+                    ctx.note(concat!(
+                        "the request budget (--max-requests) ran out during the ",
+                        $name,
+                        " checks; later checks did not run"
+                    ));
+                    return Ok(());
+                }
+                Err(err) => return Err(err),
+            }
+        };
+    }
+    step!(
+        "security headers, banners, TLS, TRACE and docs",
+        surface::run
+    );
+    step!("CORS", cors::run);
+    step!("anonymous access and the route map", access::run);
+    step!("error leakage", errors::run);
+    step!("access token", tokens::run);
+    step!("body and page size limits", limits::run);
+    step!("login enumeration", login::enumeration);
+    step!("login rate limit", login::rate_limit);
+    step!("cookies", surface::cookies);
+    Ok(())
+}
+
+pub(crate) fn progress(message: &str, quiet: bool) {
+    if !quiet {
+        eprintln!("{message}");
+    }
+}
+
+/// A random lower-case hex string, for names no real account or route has.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    use std::fmt::Write as _;
+    let mut raw = vec![0u8; bytes];
+    // Randomness only makes names unlikely to collide; a failure leaves zeros, still valid.
+    let _ = getrandom::fill(&mut raw);
+    raw.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A random UUID-shaped id, for path parameters that should name nothing.
+pub(crate) fn random_id() -> String {
+    let h = random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Shortens a body for evidence.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}...")
+    }
+}

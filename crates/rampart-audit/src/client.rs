@@ -1,0 +1,255 @@
+//! The only way checks reach the target: one origin, a request budget, a pace, and a log.
+//!
+//! Defends the *target* against the auditor: every request goes to the origin given on the
+//! command line (a path that would leave it is refused, redirects are not followed), the total
+//! is capped by `--max-requests`, requests are spaced by `--rate`, bodies read back are capped,
+//! and every request is printed as it is sent so the operator sees exactly what the tool did.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method};
+use reqwest::Url;
+
+/// Response bodies are read up to this much; the rest is discarded.
+const MAX_BODY: usize = 256 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A request a check wants to send.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: Method,
+    /// Path and query, starting with `/`, relative to the target's origin.
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<(&'static str, Vec<u8>)>,
+}
+
+impl Req {
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::GET, path)
+    }
+
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    #[must_use]
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    #[must_use]
+    pub fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = Some(("application/json", body.to_string().into_bytes()));
+        self
+    }
+
+    #[must_use]
+    pub fn body(mut self, content_type: &'static str, bytes: Vec<u8>) -> Self {
+        self.body = Some((content_type, bytes));
+        self
+    }
+
+    /// `METHOD /path`, for evidence.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+    /// From sending the request to the end of the (capped) body.
+    pub elapsed: Duration,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Why a request was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// `--max-requests` is spent; checks stop and the report says what was not checked.
+    #[error("the request budget (--max-requests) is spent")]
+    Budget,
+    /// The target could not be reached or did not answer in time.
+    #[error("{0}")]
+    Network(String),
+    /// A check asked for a request outside the target's origin (a bug in the check).
+    #[error("refused to send a request outside the target's origin: {0}")]
+    OffOrigin(String),
+}
+
+/// The target and the limits the run keeps to.
+#[derive(Debug)]
+pub struct Probe {
+    client: reqwest::Client,
+    origin: Url,
+    budget: u32,
+    sent: u32,
+    interval: Duration,
+    last: Option<Instant>,
+    quiet: bool,
+}
+
+impl Probe {
+    /// `target` must be an `http` or `https` URL; only its scheme, host and port are used.
+    pub fn new(target: &str, budget: u32, rate: f64, quiet: bool) -> Result<Self, String> {
+        let mut origin = Url::parse(target).map_err(|e| format!("`{target}` is not a URL: {e}"))?;
+        if !matches!(origin.scheme(), "http" | "https") || origin.host().is_none() {
+            return Err(format!(
+                "`{target}` must be an http:// or https:// URL with a host"
+            ));
+        }
+        origin.set_path("/");
+        origin.set_query(None);
+        origin.set_fragment(None);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .user_agent(concat!("rampart-audit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let interval = if rate.is_finite() && rate > 0.0 {
+            Duration::from_secs_f64(1.0 / rate)
+        } else {
+            Duration::ZERO
+        };
+        Ok(Self {
+            client,
+            origin,
+            budget,
+            sent: 0,
+            interval,
+            last: None,
+            quiet,
+        })
+    }
+
+    pub fn origin(&self) -> &Url {
+        &self.origin
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.origin.scheme() == "https"
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    pub fn sent(&self) -> u32 {
+        self.sent
+    }
+
+    pub fn remaining(&self) -> u32 {
+        self.budget.saturating_sub(self.sent)
+    }
+
+    /// Sends `req`, pacing to the rate and counting against the budget.
+    pub async fn send(&mut self, req: &Req) -> Result<Answer, ProbeError> {
+        if self.sent >= self.budget {
+            return Err(ProbeError::Budget);
+        }
+        let url = self
+            .origin
+            .join(req.path.trim_start_matches('/'))
+            .ok()
+            .filter(|u| u.origin() == self.origin.origin())
+            .ok_or_else(|| ProbeError::OffOrigin(req.path.clone()))?;
+        if let Some(last) = self.last {
+            let wait = (last + self.interval).saturating_duration_since(Instant::now());
+            tokio::time::sleep(wait).await;
+        }
+        self.sent += 1;
+        self.last = Some(Instant::now());
+        let mut builder = self.client.request(req.method.clone(), url);
+        for (name, value) in &req.headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some((content_type, bytes)) = &req.body {
+            builder = builder
+                .header("content-type", *content_type)
+                .body(bytes.clone());
+        }
+        let started = Instant::now();
+        let result = read(builder).await;
+        let status = result
+            .as_ref()
+            .map_or_else(|e| format!("error: {e}"), |a| a.0.to_string());
+        if !self.quiet {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "  [{:>4}/{}] {} -> {status}",
+                self.sent,
+                self.budget,
+                req.line()
+            );
+        }
+        result.map(|(status, headers, body)| Answer {
+            status,
+            headers,
+            body,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+async fn read(builder: reqwest::RequestBuilder) -> Result<(u16, HeaderMap, String), ProbeError> {
+    let mut response = builder
+        .send()
+        .await
+        .map_err(|e| ProbeError::Network(describe(&e)))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ProbeError::Network(describe(&e)))?
+    {
+        let room = MAX_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "no answer within 15 s".into()
+    } else if err.is_connect() {
+        "connection failed".into()
+    } else {
+        "the connection broke".into()
+    }
+}

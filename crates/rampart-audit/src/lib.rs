@@ -1,0 +1,196 @@
+//! `rampart audit <url>`: the API security checklist as a black-box scanner for any HTTP API
+//! (rampart, FastAPI, Express, Spring, ...), for developers before shipping and for CI.
+//!
+//! Safe by default: it contacts only the origin it is given, sends at most `--max-requests`
+//! requests at `--rate` per second, never follows redirects, and sends nothing destructive:
+//! only GET, HEAD, OPTIONS and TRACE, plus logins (for made-up users, and with the credentials
+//! given) and one oversized body to the login route. Every request is printed as it is sent.
+//! Findings carry evidence, the fix, their CWE and OWASP API Top 10 (2023) category, and the
+//! checklist item they verify.
+
+mod checks;
+pub mod client;
+pub mod findings;
+pub mod report;
+pub mod spec;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use findings::{Finding, Severity};
+pub use report::{Format, Report};
+
+/// The options of `rampart audit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// The API's base URL, e.g. http://127.0.0.1:8080. Only this origin is contacted.
+    pub target: String,
+    /// An existing account, for the login, token and enumeration checks.
+    #[arg(long, env = "RAMPART_AUDIT_USERNAME")]
+    pub username: Option<String>,
+    /// Its password. Prefer the environment variable: arguments are visible to other local users.
+    #[arg(long, env = "RAMPART_AUDIT_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Where to log in: a JSON body {"username","password"} is tried, then the OAuth2 password form.
+    #[arg(long, default_value = "/v1/auth/login")]
+    pub login_path: String,
+    /// An access token to use instead of logging in.
+    #[arg(long, env = "RAMPART_AUDIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// An OpenAPI (JSON) document to aim the checks; by default it is fetched from the target
+    /// if exposed.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Exit 1 when a finding at or above this severity exists.
+    #[arg(long, value_enum, default_value_t = Severity::High)]
+    pub fail_on: Severity,
+    /// The most requests the run may send.
+    #[arg(long, default_value_t = 300)]
+    pub max_requests: u32,
+    /// Requests per second, at most.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// No progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Why a run could not produce a report (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot reach {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+}
+
+/// Runs every check against `args.target`.
+pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
+    let mut probe = client::Probe::new(&args.target, args.max_requests, args.rate, args.quiet)
+        .map_err(AuditError::Usage)?;
+    let target = probe.origin().to_string();
+    let operations = match &args.spec {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| AuditError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                AuditError::Usage(format!(
+                    "{} is not a JSON OpenAPI document: {e}",
+                    path.display()
+                ))
+            })?;
+            if !spec::is_spec(&doc) {
+                return Err(AuditError::Usage(format!(
+                    "{} has no `openapi` or `swagger` version field",
+                    path.display()
+                )));
+            }
+            spec::operations(&doc)
+        }
+        None => Vec::new(),
+    };
+    let unreachable = |reason: String| AuditError::Unreachable {
+        target: target.clone(),
+        reason,
+    };
+
+    let credentials = args.username.clone().map(|username| checks::Credentials {
+        username,
+        password: args.password.clone(),
+    });
+    let mut notes = Vec::new();
+    let mut login_answer = None;
+    let token = match (&args.token, &credentials) {
+        (Some(token), _) => Some(token.clone()),
+        (
+            None,
+            Some(checks::Credentials {
+                username,
+                password: Some(password),
+            }),
+        ) => {
+            checks::progress(
+                &format!("logging in as {username} at {}", args.login_path),
+                args.quiet,
+            );
+            match checks::log_in(&mut probe, &args.login_path, username, password).await {
+                Ok(Ok(checks::LoggedIn {
+                    token,
+                    request,
+                    answer,
+                })) => {
+                    login_answer = Some((request, answer));
+                    Some(token)
+                }
+                Ok(Err(why)) => {
+                    return Err(AuditError::Usage(format!(
+                        "{why}: check --username, --password and --login-path"
+                    )))
+                }
+                Err(client::ProbeError::Network(reason)) => return Err(unreachable(reason)),
+                Err(err) => return Err(AuditError::Usage(err.to_string())),
+            }
+        }
+        (None, Some(_)) => {
+            notes.push("--username without --password: the login enumeration check runs, the token checks do not".to_owned());
+            None
+        }
+        (None, None) => None,
+    };
+    let mut ctx = checks::Ctx {
+        probe: &mut probe,
+        findings: Vec::new(),
+        notes,
+        operations,
+        token: token.clone(),
+        credentials,
+        login_path: args.login_path.clone(),
+        seen: login_answer.into_iter().collect(),
+    };
+    match checks::run_all(&mut ctx).await {
+        Ok(()) => {}
+        Err(client::ProbeError::Network(reason)) => return Err(unreachable(reason)),
+        Err(err) => return Err(AuditError::Usage(err.to_string())),
+    }
+    let (mut findings, notes) = (ctx.findings, ctx.notes);
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+    Ok(Report {
+        target,
+        findings,
+        authenticated: token.is_some(),
+        requests_sent: probe.sent(),
+        notes,
+    })
+}
+
+/// `rampart audit`: prints the report on stdout; exit 1 when a finding reaches `--fail-on`, 2
+/// on a usage or connection error, else 0.
+pub fn main(args: &AuditArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(audit(args)) {
+        Ok(report) => {
+            println!("{}", report.render(args.format));
+            if report.worst().is_some_and(|worst| worst >= args.fail_on) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The three ways a report is written: a table for people (grouped by severity, with a one-line
+//! verdict), JSON for scripts, and SARIF 2.1.0 for CI systems that display findings.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::findings::{Finding, Severity, CATALOGUE};
+
+/// Output format of `rampart audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Sarif,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub findings: Vec<Finding>,
+    /// Whether an access token was obtained (or given) and used for the authenticated checks.
+    pub authenticated: bool,
+    pub requests_sent: u32,
+    /// What was not checked, and why.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The worst severity found, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.table(),
+            Format::Json => serde_json::to_string_pretty(self).unwrap_or_default(),
+            Format::Sarif => serde_json::to_string_pretty(&self.sarif()).unwrap_or_default(),
+        }
+    }
+
+    fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = writeln!(out, "rampart audit of {}", self.target);
+        let _ = writeln!(
+            out,
+            "{} requests sent; {}",
+            self.requests_sent,
+            if self.authenticated {
+                "logged in, token used for the authenticated checks"
+            } else {
+                "anonymous (no token)"
+            }
+        );
+        for severity in [
+            Severity::Critical,
+            Severity::High,
+            Severity::Medium,
+            Severity::Low,
+            Severity::Info,
+        ] {
+            let group: Vec<&Finding> = self
+                .findings
+                .iter()
+                .filter(|f| f.severity == severity)
+                .collect();
+            if group.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "\n{} ({})",
+                severity.as_str().to_ascii_uppercase(),
+                group.len()
+            );
+            for f in group {
+                let _ = writeln!(out, "  {:<12} {}", f.id, f.title);
+                let _ = writeln!(out, "               evidence:  {}", f.evidence);
+                let _ = writeln!(out, "               fix:       {}", f.fix);
+                let _ = writeln!(
+                    out,
+                    "               {} · {} · checklist {}",
+                    f.cwe, f.owasp, f.checklist
+                );
+            }
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(out, "\nnot checked");
+            for note in &self.notes {
+                let _ = writeln!(out, "  - {note}");
+            }
+        }
+        let count = |s: Severity| self.findings.iter().filter(|f| f.severity == s).count();
+        let _ = writeln!(
+            out,
+            "\nverdict: {} (critical {}, high {}, medium {}, low {}, info {})",
+            match self.worst() {
+                Some(Severity::Critical | Severity::High) => "FAIL",
+                Some(Severity::Medium) => "needs work",
+                _ => "pass",
+            },
+            count(Severity::Critical),
+            count(Severity::High),
+            count(Severity::Medium),
+            count(Severity::Low),
+            count(Severity::Info),
+        );
+        out
+    }
+
+    /// SARIF 2.1.0: one run, every check as a rule (with CWE and OWASP tags), one result per
+    /// finding located at the target URL.
+    pub fn sarif(&self) -> Value {
+        let rules: Vec<Value> = CATALOGUE
+            .iter()
+            .map(|c| {
+                let cwe = format!("CWE-{}", c.cwe);
+                json!({
+                    "id": c.id,
+                    "name": c.title,
+                    "shortDescription": {"text": c.title},
+                    "fullDescription": {"text": format!("{} ({}, {}; checklist {})", c.title, cwe, c.owasp, c.checklist)},
+                    "help": {"text": c.fix},
+                    "properties": {
+                        "tags": ["security", cwe, c.owasp],
+                        "cwe": cwe,
+                        "owasp": c.owasp,
+                        "checklist": c.checklist,
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<Value> = self
+            .findings
+            .iter()
+            .map(|f| {
+                let rule_index = CATALOGUE.iter().position(|c| c.id == f.id).unwrap_or(0);
+                json!({
+                    "ruleId": f.id,
+                    "ruleIndex": rule_index,
+                    "level": level(f.severity),
+                    "message": {"text": format!("{}: {}", f.title, f.evidence)},
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": self.target}}}],
+                    "properties": {
+                        "severity": f.severity.as_str(),
+                        "security-severity": security_severity(f.severity),
+                        "cwe": f.cwe,
+                        "owasp": f.owasp,
+                        "checklist": f.checklist,
+                        "fix": f.fix,
+                    }
+                })
+            })
+            .collect();
+        json!({
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [{
+                "tool": {"driver": {
+                    "name": "rampart-audit",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "informationUri": "https://example.invalid/rampart",
+                    "rules": rules,
+                }},
+                "invocations": [{"executionSuccessful": true, "toolExecutionNotifications":
+                    self.notes.iter().map(|n| json!({"level": "note", "message": {"text": n}})).collect::<Vec<_>>()}],
+                "results": results,
+                "properties": {"target": self.target, "requestsSent": self.requests_sent, "authenticated": self.authenticated},
+            }]
+        })
+    }
+}
+
+fn level(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Info => "note",
+    }
+}
+
+/// GitHub's `security-severity` scale (0.0 to 10.0).
+fn security_severity(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+        Severity::Info => "0.0",
+    }
+}
