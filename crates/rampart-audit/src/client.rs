@@ -111,6 +111,8 @@ pub enum ProbeError {
 pub struct Probe {
     client: reqwest::Client,
     origin: Url,
+    /// The target URL's own path (`/api` for `https://host/api`), prefixed to every request.
+    base: String,
     budget: u32,
     sent: u32,
     interval: Duration,
@@ -127,6 +129,12 @@ impl Probe {
                 "`{target}` must be an http:// or https:// URL with a host"
             ));
         }
+        if !(0.01..=1000.0).contains(&rate) {
+            return Err(format!(
+                "--rate {rate} must be between 0.01 and 1000 requests per second"
+            ));
+        }
+        let base = origin.path().trim_end_matches('/').to_owned();
         origin.set_path("/");
         origin.set_query(None);
         origin.set_fragment(None);
@@ -136,14 +144,11 @@ impl Probe {
             .user_agent(concat!("rampart-audit/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-        let interval = if rate.is_finite() && rate > 0.0 {
-            Duration::from_secs_f64(1.0 / rate)
-        } else {
-            Duration::ZERO
-        };
+        let interval = Duration::from_secs_f64(1.0 / rate);
         Ok(Self {
             client,
             origin,
+            base,
             budget,
             sent: 0,
             interval,
@@ -154,6 +159,15 @@ impl Probe {
 
     pub fn origin(&self) -> &Url {
         &self.origin
+    }
+
+    /// The target as given: origin and base path.
+    pub fn target(&self) -> String {
+        format!(
+            "{}{}/",
+            self.origin.as_str().trim_end_matches('/'),
+            self.base
+        )
     }
 
     pub fn is_https(&self) -> bool {
@@ -172,16 +186,24 @@ impl Probe {
         self.budget.saturating_sub(self.sent)
     }
 
+    /// The URL for `path`: always below the target's base path on its origin. The `./` keeps
+    /// `users:batch` from reading as a scheme, and leading slashes or backslashes cannot turn it
+    /// into a network path to another host.
+    fn resolve(&self, path: &str) -> Option<Url> {
+        let relative = format!(".{}/{}", self.base, path.trim_start_matches(['/', '\\']));
+        self.origin
+            .join(&relative)
+            .ok()
+            .filter(|u| u.origin() == self.origin.origin())
+    }
+
     /// Sends `req`, pacing to the rate and counting against the budget.
     pub async fn send(&mut self, req: &Req) -> Result<Answer, ProbeError> {
         if self.sent >= self.budget {
             return Err(ProbeError::Budget);
         }
         let url = self
-            .origin
-            .join(req.path.trim_start_matches('/'))
-            .ok()
-            .filter(|u| u.origin() == self.origin.origin())
+            .resolve(&req.path)
             .ok_or_else(|| ProbeError::OffOrigin(req.path.clone()))?;
         if let Some(last) = self.last {
             let wait = (last + self.interval).saturating_duration_since(Instant::now());
@@ -251,5 +273,36 @@ fn describe(err: &reqwest::Error) -> String {
         "connection failed".into()
     } else {
         "the connection broke".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_stays_below_the_target() {
+        let probe = Probe::new("https://api.example.com/base/", 10, 20.0, true).unwrap();
+        let at = |p: &str| probe.resolve(p).map(|u| u.to_string());
+        assert_eq!(
+            at("/v1/items?limit=5").as_deref(),
+            Some("https://api.example.com/base/v1/items?limit=5")
+        );
+        assert_eq!(
+            at("/users:batchGet").as_deref(),
+            Some("https://api.example.com/base/users:batchGet")
+        );
+        assert_eq!(
+            at("//evil.example/x").as_deref(),
+            Some("https://api.example.com/base/evil.example/x")
+        );
+        assert_eq!(
+            at("\\\\evil.example/x").as_deref(),
+            Some("https://api.example.com/base/evil.example/x")
+        );
+        assert_eq!(probe.target(), "https://api.example.com/base/");
+        assert!(Probe::new("https://api.example.com", 10, 0.0, true).is_err());
+        assert!(Probe::new("https://api.example.com", 10, f64::NAN, true).is_err());
+        assert!(Probe::new("ftp://api.example.com", 10, 1.0, true).is_err());
     }
 }

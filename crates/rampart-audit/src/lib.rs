@@ -71,7 +71,7 @@ pub enum AuditError {
 pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     let mut probe = client::Probe::new(&args.target, args.max_requests, args.rate, args.quiet)
         .map_err(AuditError::Usage)?;
-    let target = probe.origin().to_string();
+    let target = probe.target();
     let operations = match &args.spec {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -103,6 +103,8 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     });
     let mut notes = Vec::new();
     let mut login_answer = None;
+    let mut login_worked = false;
+    let mut login_format = None;
     let token = match (&args.token, &credentials) {
         (Some(token), _) => Some(token.clone()),
         (
@@ -119,10 +121,13 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
             match checks::log_in(&mut probe, &args.login_path, username, password).await {
                 Ok(Ok(checks::LoggedIn {
                     token,
+                    format,
                     request,
                     answer,
                 })) => {
                     login_answer = Some((request, answer));
+                    login_format = Some(format);
+                    login_worked = true;
                     Some(token)
                 }
                 Ok(Err(why)) => {
@@ -149,18 +154,25 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         credentials,
         login_path: args.login_path.clone(),
         seen: login_answer.into_iter().collect(),
+        token_route: None,
+        login_format,
     };
-    match checks::run_all(&mut ctx).await {
-        Ok(()) => {}
-        Err(client::ProbeError::Network(reason)) => return Err(unreachable(reason)),
-        Err(err) => return Err(AuditError::Usage(err.to_string())),
+    checks::run_all(&mut ctx).await;
+    if ctx.seen.is_empty() {
+        // Not one answer: the target is down or not HTTP, and a report would be all "not checked".
+        let reason = ctx.notes.last().cloned().unwrap_or_default();
+        return Err(unreachable(reason));
     }
+    let token_route = ctx.token_route.take();
     let (mut findings, notes) = (ctx.findings, ctx.notes);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     Ok(Report {
         target,
         findings,
-        authenticated: token.is_some(),
+        logged_in: login_worked,
+        authenticated: token_route.is_some(),
+        token_route,
+        fail_on: args.fail_on,
         requests_sent: probe.sent(),
         notes,
     })
@@ -182,7 +194,7 @@ pub fn main(args: &AuditArgs) -> ExitCode {
     match runtime.block_on(audit(args)) {
         Ok(report) => {
             println!("{}", report.render(args.format));
-            if report.worst().is_some_and(|worst| worst >= args.fail_on) {
+            if report.failed() {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -19,14 +19,26 @@ pub enum Format {
 pub struct Report {
     pub target: String,
     pub findings: Vec<Finding>,
-    /// Whether an access token was obtained (or given) and used for the authenticated checks.
+    /// Whether the login with the given credentials worked.
+    pub logged_in: bool,
+    /// Whether a token was obtained (or given) and a route accepted it: the authenticated
+    /// checks really ran as a user.
     pub authenticated: bool,
+    /// The route that proved the token works.
+    pub token_route: Option<String>,
     pub requests_sent: u32,
     /// What was not checked, and why.
     pub notes: Vec<String>,
+    /// The severity at which the run counts as failed.
+    pub fail_on: Severity,
 }
 
 impl Report {
+    /// Whether a finding reaches `--fail-on` (exit code 1).
+    pub fn failed(&self) -> bool {
+        self.worst().is_some_and(|worst| worst >= self.fail_on)
+    }
+
     /// The worst severity found, if any.
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
@@ -44,16 +56,13 @@ impl Report {
         use std::fmt::Write as _;
         let mut out = String::new();
         let _ = writeln!(out, "rampart audit of {}", self.target);
-        let _ = writeln!(
-            out,
-            "{} requests sent; {}",
-            self.requests_sent,
-            if self.authenticated {
-                "logged in, token used for the authenticated checks"
-            } else {
-                "anonymous (no token)"
-            }
-        );
+        let session = match (&self.token_route, self.logged_in) {
+            (Some(route), true) => format!("logged in; the token was accepted by GET {route} and used for the authenticated checks"),
+            (Some(route), false) => format!("the given token was accepted by GET {route} and used for the authenticated checks"),
+            (None, true) => "logged in, but no route accepted the token: the authenticated checks are limited".to_owned(),
+            (None, false) => "anonymous: no credentials, so only the unauthenticated checks ran".to_owned(),
+        };
+        let _ = writeln!(out, "{} requests sent; {session}", self.requests_sent);
         for severity in [
             Severity::Critical,
             Severity::High,
@@ -96,10 +105,10 @@ impl Report {
         let _ = writeln!(
             out,
             "\nverdict: {} (critical {}, high {}, medium {}, low {}, info {})",
-            match self.worst() {
-                Some(Severity::Critical | Severity::High) => "FAIL",
-                Some(Severity::Medium) => "needs work",
-                _ => "pass",
+            if self.failed() {
+                format!("FAIL, findings at or above {}", self.fail_on.as_str())
+            } else {
+                format!("pass, nothing at or above {}", self.fail_on.as_str())
             },
             count(Severity::Critical),
             count(Severity::High),

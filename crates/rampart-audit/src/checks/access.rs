@@ -26,10 +26,19 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
         });
         return Ok(());
     }
+    // An unknown path first: what the target answers for nothing at all. A single-page app or a
+    // gateway answering 2xx to every path is not an open route.
+    let unknown = format!("/rampart-audit-{}/{}", random_hex(4), random_hex(4));
+    let control = ctx.send(&Req::get(&unknown)).await?;
     let mut refused_status = None;
+    let mut catch_all = Vec::new();
     for (method, path) in &secured {
         let answer = ctx.send(&Req::new(method.clone(), path)).await?;
         if answer.is_success() {
+            if control.is_success() && control.body == answer.body {
+                catch_all.push(path.clone());
+                continue;
+            }
             ctx.report(Finding::new(
                 &findings::ANONYMOUS_ACCESS,
                 Severity::High,
@@ -43,20 +52,23 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             refused_status.get_or_insert(answer.status);
         }
     }
+    if !catch_all.is_empty() {
+        ctx.note(format!(
+            "{} answered anonymous callers exactly as the unknown path {unknown} did ({}): a catch-all, so not judged",
+            catch_all.join(", "),
+            control.status
+        ));
+    }
 
     // The route map: an unknown path should look like a secured one to an anonymous caller.
-    if let Some(secured_status) = refused_status {
-        let unknown = format!("/rampart-audit-{}/{}", random_hex(4), random_hex(4));
-        let answer = ctx.send(&Req::get(&unknown)).await?;
-        if answer.status == 404 {
-            ctx.report(Finding::new(
-                &findings::ROUTE_MAP,
-                Severity::Low,
-                format!(
-                    "anonymous GET {unknown} -> 404 but secured routes -> {secured_status}: existing paths can be told from missing ones"
-                ),
-            ));
-        }
+    if let (Some(secured_status), 404) = (refused_status, control.status) {
+        ctx.report(Finding::new(
+            &findings::ROUTE_MAP,
+            Severity::Low,
+            format!(
+                "anonymous GET {unknown} -> 404 but secured routes -> {secured_status}: existing paths can be told from missing ones"
+            ),
+        ));
     }
     Ok(())
 }

@@ -55,8 +55,12 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             "application/json",
             b"{\"username\": \"x\", \"password\": ".to_vec(),
         ),
-        Req::new(Method::POST, &login)
-            .json(&serde_json::json!({"username": {"$gt": ""}, "password": [1, {"a": null}]})),
+        // Wrong types only in the password: an operator such as `{"$gt": ""}` as the name could
+        // match a real account on a document store, and the auditor never tries real accounts.
+        Req::new(Method::POST, &login).json(&serde_json::json!({
+            "username": format!("rampart-audit-{}", super::random_hex(5)),
+            "password": {"$gt": [1, {"a": null}]}
+        })),
         Req::get("/%ff%fe/..%2f..%2fetc%2fpasswd"),
     ];
     let token = ctx.token.clone();

@@ -9,7 +9,8 @@ use crate::findings::{self, Finding, Severity};
 
 /// Just over 2 MiB: above any sensible JSON body limit, small enough to send quickly.
 const OVERSIZED: usize = 2 * 1024 * 1024 + 1024;
-const HUGE_PAGE: u32 = 100_000;
+/// Far above any sane cap (100), small enough not to load the target.
+const HUGE_PAGE: u32 = 1000;
 const LISTS_PROBED: usize = 3;
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {

@@ -9,13 +9,15 @@ use crate::client::{Answer, ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
 use crate::spec;
 
-const DOCS_PATHS: [&str; 6] = [
+const DOCS_PATHS: [&str; 8] = [
     "/docs",
     "/docs/",
     "/redoc",
     "/swagger-ui/",
+    "/swagger-ui/index.html",
     "/swagger-ui.html",
     "/api-docs",
+    "/api-docs/",
 ];
 const SPEC_PATHS: [&str; 4] = [
     "/openapi.json",
@@ -164,7 +166,12 @@ fn hsts_finding(answer: &Answer) -> Option<Finding> {
 fn hsts_max_age(value: &str) -> u64 {
     value
         .split(';')
-        .filter_map(|part| part.trim().strip_prefix("max-age="))
+        .filter_map(|part| {
+            let part = part.trim();
+            part.get(..8)
+                .filter(|key| key.eq_ignore_ascii_case("max-age="))
+                .map(|_| &part[8..])
+        })
         .find_map(|v| v.trim_matches('"').parse().ok())
         .unwrap_or(0)
 }
@@ -172,7 +179,7 @@ fn hsts_max_age(value: &str) -> u64 {
 fn banners(ctx: &mut Ctx<'_>) {
     let mut seen = std::collections::BTreeSet::new();
     for (_, answer) in &ctx.seen {
-        for name in ["server", "x-powered-by", "x-aspnet-version", "x-runtime"] {
+        for name in ["server", "x-powered-by", "x-aspnet-version"] {
             if let Some(value) = answer.header(name) {
                 seen.insert(format!("{name}: {value}"));
             }

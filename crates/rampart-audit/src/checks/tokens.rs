@@ -59,13 +59,13 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
         );
         return Ok(());
     };
+    let probe = probe_route(ctx, &token).await?;
     let Some(jwt) = Jwt::parse(&token) else {
         ctx.note("the access token is not a JWT: claim and forgery checks do not apply");
         return Ok(());
     };
     claims(ctx, &jwt);
-
-    let Some(probe) = probe_route(ctx, &token).await? else {
+    let Some(probe) = probe else {
         return Ok(());
     };
     let accepted = |status: u16| (200..300).contains(&status);
@@ -103,7 +103,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let mut edited = jwt.claims.clone();
     edited["rampart_audit"] = Value::from(true);
     if let Some(exp) = edited.get("exp").and_then(Value::as_u64) {
-        edited["exp"] = Value::from(exp + ONE_HOUR);
+        edited["exp"] = Value::from(exp.saturating_add(ONE_HOUR));
     }
     let tampered = format!(
         "{}.{}.{signature}",
@@ -122,8 +122,16 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
 
 /// Lifetime and personal data, read from the claims without sending anything.
 fn claims(ctx: &mut Ctx<'_>, jwt: &Jwt) {
-    let exp = jwt.claims.get("exp").and_then(Value::as_u64);
-    let iat = jwt.claims.get("iat").and_then(Value::as_u64);
+    // NumericDate may be written with a fraction; whole seconds are enough here.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let seconds = |name: &str| {
+        jwt.claims
+            .get(name)
+            .and_then(Value::as_f64)
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| v as u64)
+    };
+    let (exp, iat) = (seconds("exp"), seconds("iat"));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -228,6 +236,7 @@ async fn probe_route(ctx: &mut Ctx<'_>, token: &str) -> Result<Option<String>, P
             .send(&Req::get(&path).bearer("rampart.audit.garbage"))
             .await?;
         if matches!(garbage.status, 401 | 403) {
+            ctx.token_route = Some(path.clone());
             return Ok(Some(path));
         }
         ctx.note(format!(
@@ -243,8 +252,20 @@ async fn probe_route(ctx: &mut Ctx<'_>, token: &str) -> Result<Option<String>, P
 /// known to accept as an HMAC secret.
 async fn confusion(ctx: &mut Ctx<'_>, jwt: &Jwt, probe: &str) -> Result<(), ProbeError> {
     let mut keys = Vec::new();
-    for path in JWKS_PATHS {
-        let answer = ctx.send(&Req::get(path)).await?;
+    // An OpenID provider names its JWKS; only a path on the target's own origin is followed.
+    let discovery = ctx
+        .send(&Req::get("/.well-known/openid-configuration"))
+        .await?;
+    let origin = ctx.probe.origin().as_str().trim_end_matches('/').to_owned();
+    let announced = discovery
+        .json()
+        .and_then(|d| d.get("jwks_uri").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|uri| uri.strip_prefix(&origin).map(str::to_owned))
+        .filter(|path| path.starts_with('/'));
+    let mut paths: Vec<String> = announced.into_iter().collect();
+    paths.extend(JWKS_PATHS.iter().map(|p| (*p).to_owned()));
+    for path in paths {
+        let answer = ctx.send(&Req::get(&path)).await?;
         if let Some(found) = answer
             .json()
             .and_then(|j| j.get("keys").and_then(Value::as_array).cloned())
@@ -254,7 +275,7 @@ async fn confusion(ctx: &mut Ctx<'_>, jwt: &Jwt, probe: &str) -> Result<(), Prob
         }
     }
     if keys.is_empty() {
-        ctx.note("no JWKS at /.well-known/jwks.json: algorithm confusion was not checked");
+        ctx.note("no JWKS (openid-configuration's jwks_uri, /.well-known/jwks.json, /jwks.json): algorithm confusion was not checked");
         return Ok(());
     }
     for key in keys.iter().take(3) {
