@@ -156,6 +156,7 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         seen: login_answer.into_iter().collect(),
         token_route: None,
         login_format,
+        unknown: None,
     };
     checks::run_all(&mut ctx).await;
     if ctx.seen.is_empty() {

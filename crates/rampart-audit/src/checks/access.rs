@@ -3,7 +3,7 @@
 
 use http::Method;
 
-use super::{excerpt, random_hex, random_id, Ctx};
+use super::{excerpt, random_id, Ctx};
 use crate::client::{ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
 
@@ -28,8 +28,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     }
     // An unknown path first: what the target answers for nothing at all. A single-page app or a
     // gateway answering 2xx to every path is not an open route.
-    let unknown = format!("/rampart-audit-{}/{}", random_hex(4), random_hex(4));
-    let control = ctx.send(&Req::get(&unknown)).await?;
+    let (unknown, control) = ctx.unknown_path().await?;
     let mut refused_status = None;
     let mut catch_all = Vec::new();
     for (method, path) in &secured {

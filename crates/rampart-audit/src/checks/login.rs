@@ -44,27 +44,16 @@ fn login_request(path: &str, format: Format, username: &str, password: &str) -> 
         Format::Json => Req::new(Method::POST, path)
             .json(&serde_json::json!({"username": username, "password": password})),
         Format::Form => {
-            let body = format!(
-                "grant_type=password&username={}&password={}",
-                form_encode(username),
-                form_encode(password)
-            );
+            let body = serde_urlencoded::to_string([
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
+            .unwrap_or_default();
             Req::new(Method::POST, path)
                 .body("application/x-www-form-urlencoded", body.into_bytes())
         }
     }
-}
-
-fn form_encode(text: &str) -> String {
-    use std::fmt::Write as _;
-    text.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    })
 }
 
 /// A successful login: the access token, the format that worked, and the request and answer.
@@ -543,6 +532,11 @@ mod tests {
         let e = r#"{"error":{"detail":"no user bob","trace_id":"1","at":1700000000}}"#;
         let f = r#"{"error":{"detail":"no user eve","trace_id":"2","at":1700000555}}"#;
         assert_eq!(normalise(e, "bob"), normalise(f, "eve"));
-        assert_eq!(form_encode("a b&c"), "a%20b%26c");
+        let Some((_, bytes)) = login_request("/login", Format::Form, "a b&c", "p=1%").body else {
+            panic!("a form login has a body");
+        };
+        let sent: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap();
+        assert_eq!(sent[1], ("username".into(), "a b&c".into()));
+        assert_eq!(sent[2], ("password".into(), "p=1%".into()));
     }
 }

@@ -34,6 +34,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) token_route: Option<String>,
     /// The body format the login route takes, once known.
     pub(crate) login_format: Option<login::Format>,
+    /// An anonymous GET of a path no API has, asked once: the error answer the header check
+    /// judges and the control the access check compares secured routes against.
+    pub(crate) unknown: Option<(String, Answer)>,
 }
 
 impl Ctx<'_> {
@@ -50,6 +53,17 @@ impl Ctx<'_> {
             self.seen.push((req.line(), kept));
         }
         Ok(answer)
+    }
+
+    /// The anonymous answer for a made-up path (sent on first use).
+    pub(crate) async fn unknown_path(&mut self) -> Result<(String, Answer), ProbeError> {
+        if let Some(known) = &self.unknown {
+            return Ok(known.clone());
+        }
+        let path = format!("/rampart-audit-{}/{}", random_hex(4), random_hex(4));
+        let answer = self.send(&Req::get(&path)).await?;
+        self.unknown = Some((path.clone(), answer.clone()));
+        Ok((path, answer))
     }
 
     pub(crate) fn report(&mut self, finding: Finding) {

@@ -30,8 +30,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     docs(ctx).await?;
 
     let success = first_success(ctx).await?;
-    let unknown_path = format!("/rampart-audit-{}", random_hex(6));
-    let error = ctx.send(&Req::get(&unknown_path)).await?;
+    let (unknown_path, error) = ctx.unknown_path().await?;
     match &success {
         Some((line, answer)) => {
             let missing = missing_headers(answer);
