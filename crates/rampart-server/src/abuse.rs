@@ -1,6 +1,11 @@
 //! Abuse control on the credential endpoints: per-address limits, per-account limits, login
 //! backoff and the credential-stuffing signal, and the audit trail of refusals.
 //!
+//! Every endpoint that checks a password goes through [`AppState::admit_attempt`]: a wrong
+//! `current_password` behind a stolen access token counts on the account's backoff streak
+//! exactly like a wrong password at the login form, so a token does not buy an unlimited
+//! password oracle.
+//!
 //! Defends against password guessing and credential stuffing, which a per-client limit alone
 //! cannot stop: guesses at one account spread over many addresses meet the per-account limit and
 //! the backoff; one address trying many accounts (a leaked password list) trips the stuffing
@@ -169,54 +174,84 @@ impl FromRequestParts<AppState> for AuthQuota {
 }
 
 impl AppState {
-    /// Before a login's password is checked: the backoff delay for `name`, the per
-    /// (address, name) and per-name limits, then the attempt itself, counted against the
-    /// backoff streak in advance (see [`rampart::limit::backoff::StreakState::attempt`]).
-    /// `name` is the normalised submitted name.
+    /// Before a password or second factor is checked for the account known by `names`
+    /// (normalised; a login passes the one name submitted, a password change the account's
+    /// username and email): the backoff delay of every name, the per (address, name) and
+    /// per-name limits on the first, then the attempt itself, counted against every name's
+    /// backoff streak in advance (see [`rampart::limit::backoff::StreakState::attempt`]). A
+    /// check behind a stolen token thereby costs the same streak as a guess at the login form,
+    /// whichever name the account is then logged in with. Returns the longest streak.
+    pub async fn admit_attempt(
+        &self,
+        context: &RequestContext,
+        names: &[&str],
+        path: &'static str,
+        reports: &mut Reports,
+    ) -> Result<Streak, ApiError> {
+        let abuse = &self.abuse;
+        let keys: Vec<LimitKey> = names.iter().map(|n| AbuseControl::backoff_key(n)).collect();
+        let store = abuse.limiter.store();
+        // Reads first, so attempts refused by a delay do not spend the name's quota.
+        for key in &keys {
+            if let Some(waiting) = store.backoff(key).await.map_err(store_down)? {
+                return Err(self.backoff_refusal(context, path, waiting));
+            }
+        }
+        let address = ClientAddress::of(context.client_ip);
+        if let Some(name) = names.first() {
+            // The narrower limit first, so a refused pair does not spend the account's quota.
+            for (policy, subject) in [
+                (
+                    &abuse.login_ip_account,
+                    Subject::AddressAndName(address, (*name).to_owned()),
+                ),
+                (&abuse.login_account, Subject::Name((*name).to_owned())),
+            ] {
+                let outcome = abuse
+                    .limiter
+                    .check(policy, subject, 1)
+                    .await
+                    .map_err(store_down)?;
+                let client = Client::Address(context.client_ip);
+                reports.0.push(outcome.observed(self, client, context, path)?);
+            }
+        }
+        let mut longest = Streak::default();
+        for key in &keys {
+            match store
+                .begin_attempt(key, abuse.backoff)
+                .await
+                .map_err(store_down)?
+            {
+                Ok(streak) => {
+                    if (streak.delay, streak.failures) > (longest.delay, longest.failures) {
+                        longest = streak;
+                    }
+                }
+                Err(waiting) => return Err(self.backoff_refusal(context, path, waiting)),
+            }
+        }
+        Ok(longest)
+    }
+
+    /// [`AppState::admit_attempt`] for a login with the submitted `name`.
     pub async fn admit_login(
         &self,
         context: &RequestContext,
         name: &str,
         reports: &mut Reports,
     ) -> Result<Streak, ApiError> {
-        let abuse = &self.abuse;
-        let key = AbuseControl::backoff_key(name);
-        let store = abuse.limiter.store();
-        // A read first, so attempts refused by the delay do not spend the name's quota.
-        if let Some(waiting) = store.backoff(&key).await.map_err(store_down)? {
-            return Err(self.backoff_refusal(context, waiting));
-        }
-        let address = ClientAddress::of(context.client_ip);
-        // The narrower limit first, so a refused pair does not spend the account's quota.
-        for (policy, subject) in [
-            (
-                &abuse.login_ip_account,
-                Subject::AddressAndName(address, name.to_owned()),
-            ),
-            (&abuse.login_account, Subject::Name(name.to_owned())),
-        ] {
-            let outcome = abuse
-                .limiter
-                .check(policy, subject, 1)
-                .await
-                .map_err(store_down)?;
-            let client = Client::Address(context.client_ip);
-            reports
-                .0
-                .push(outcome.observed(self, client, context, LOGIN_PATH)?);
-        }
-        match store
-            .begin_attempt(&key, abuse.backoff)
+        self.admit_attempt(context, &[name], LOGIN_PATH, reports)
             .await
-            .map_err(store_down)?
-        {
-            Ok(streak) => Ok(streak),
-            Err(waiting) => Err(self.backoff_refusal(context, waiting)),
-        }
     }
 
     /// The 429 while a backoff delay runs; audited like any refusal.
-    fn backoff_refusal(&self, context: &RequestContext, retry_after: Duration) -> ApiError {
+    fn backoff_refusal(
+        &self,
+        context: &RequestContext,
+        path: &'static str,
+        retry_after: Duration,
+    ) -> ApiError {
         let report = Quota::new(1, Duration::from_secs(seconds_up(retry_after)))
             .and_then(|quota| Policy::new(BACKOFF_POLICY, quota))
             .map(|policy| QuotaReport {
@@ -228,7 +263,7 @@ impl AppState {
             policy: BACKOFF_POLICY,
             client: Client::Address(context.client_ip),
             context,
-            path: LOGIN_PATH,
+            path,
             retry_after,
         });
         ApiError::TooManyRequests {
@@ -237,10 +272,32 @@ impl AppState {
         }
     }
 
-    /// After a wrong password (or unknown name, or locked account), whose failure the streak
-    /// already counts: records `login_locked` when it started or lengthened a delay, and feeds
-    /// the stuffing signal of the client's address. The name is recorded only when it is an
-    /// account's: an unknown "name" is often a password typed into the wrong field.
+    /// Records `login_locked` when a failed check started or lengthened a backoff delay. The
+    /// name is recorded only when it is an account's: an unknown "name" is often a password
+    /// typed into the wrong field.
+    pub async fn record_lockout(
+        &self,
+        context: &RequestContext,
+        name: &str,
+        streak: Streak,
+        user_id: Option<&str>,
+    ) {
+        let Some(delay) = streak.delay else { return };
+        let mut detail = serde_json::json!({
+            "failures": streak.failures,
+            "delay_secs": delay.as_secs(),
+        });
+        let mut event = Event::new(Kind::LoginLocked, context);
+        if let Some(user_id) = user_id {
+            detail["login"] = name.chars().take(254).collect::<String>().into();
+            event = event.user(user_id);
+        }
+        self.audit(event.detail(detail)).await;
+    }
+
+    /// After a wrong password (or unknown name, or locked account) at the login form, whose
+    /// failure the streak already counts: [`AppState::record_lockout`], and the stuffing signal
+    /// of the client's address.
     pub async fn login_failed(
         &self,
         context: &RequestContext,
@@ -248,18 +305,7 @@ impl AppState {
         streak: Streak,
         user_id: Option<&str>,
     ) {
-        if let Some(delay) = streak.delay {
-            let mut detail = serde_json::json!({
-                "failures": streak.failures,
-                "delay_secs": delay.as_secs(),
-            });
-            let mut event = Event::new(Kind::LoginLocked, context);
-            if let Some(user_id) = user_id {
-                detail["login"] = name.chars().take(254).collect::<String>().into();
-                event = event.user(user_id);
-            }
-            self.audit(event.detail(detail)).await;
-        }
+        self.record_lockout(context, name, streak, user_id).await;
         let abuse = &self.abuse;
         let address = ClientAddress::of(context.client_ip);
         let new_name = abuse

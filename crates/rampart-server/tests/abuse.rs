@@ -307,6 +307,97 @@ async fn an_admin_unlock_clears_the_backoff() {
     assert_eq!(ok.status(), StatusCode::OK);
 }
 
+async fn change_password(app: &TestApp, token: &str, current: &str, new: &str) -> Response {
+    app.call(
+        reqwest::Method::POST,
+        "/v1/auth/password",
+        Some(token),
+        Some(&json!({"current_password": current, "new_password": new})),
+    )
+    .await
+}
+
+const NEW_PASSWORD: &str = "quiet lanterns drift over harbours";
+
+#[tokio::test]
+async fn a_stolen_token_guesses_the_current_password_on_the_login_backoff() {
+    let app = TestApp::spawn_with_shipped_limits(&backoff_app_overrides()).await;
+    let admin = app.admin_token().await;
+    let password = app.register("vera").await;
+    let stolen = app.access_token("vera", &password).await;
+    let guess = |n: usize| format!("guess number {n} of many");
+    for n in 0..10 {
+        let response = change_password(&app, &stolen, &guess(n), NEW_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "guess {n}");
+    }
+    // The tenth started a delay; two more failures once each delay ends make it four seconds,
+    // long enough to check every door while it runs on a busy machine.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let eleventh = change_password(&app, &stolen, &guess(10), NEW_PASSWORD).await;
+    assert_eq!(eleventh.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let twelfth = change_password(&app, &stolen, &guess(11), NEW_PASSWORD).await;
+    assert_eq!(twelfth.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // While it runs, even the right password is refused, here and at the login form under
+    // either of the account's names.
+    let right = change_password(&app, &stolen, &password, NEW_PASSWORD).await;
+    let retry_after = assert_limited(right, "login-backoff").await;
+    assert!((1..=4).contains(&retry_after), "{retry_after}");
+    assert_limited(login(&app, "vera", &password, None).await, "login-backoff").await;
+    assert_limited(
+        login(&app, "VERA@example.com", &password, None).await,
+        "login-backoff",
+    )
+    .await;
+
+    let failed = app
+        .audit_events(&admin, Some("password_change_failed"))
+        .await;
+    assert_eq!(failed.len(), 12, "every wrong guess is a security event");
+    let id = app.user_id(&stolen).await;
+    assert!(failed.iter().all(|e| e["user_id"] == id.as_str()));
+    assert!(failed.iter().all(|e| !e.to_string().contains("guess number")));
+    assert_eq!(
+        app.audit_events(&admin, Some("login_locked")).await.len(),
+        3,
+        "one per delay started"
+    );
+    // Nothing changed: the old password still is the password once the delay is over.
+    let still = app.state.store.find_user(&id).await.unwrap().unwrap();
+    assert!(matches!(
+        app.state
+            .hasher
+            .verify(password.clone().into(), Some(&still.password_hash))
+            .await
+            .unwrap(),
+        rampart::password::Verified::Valid { .. }
+    ));
+}
+
+#[tokio::test]
+async fn wrong_current_passwords_and_wrong_logins_share_one_streak_that_a_success_ends() {
+    let app = TestApp::spawn_with_shipped_limits(&backoff_app_overrides()).await;
+    let password = app.register("wanda").await;
+    let token = app.access_token("wanda", &password).await;
+    // Five at the login form and four behind the token: nine, no delay yet.
+    fail_logins(&app, "wanda", 5).await;
+    for n in 0..4 {
+        let response = change_password(&app, &token, &format!("wrong {n} here"), NEW_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // The right current password ends the streak (and changes the password)...
+    let changed = change_password(&app, &token, &password, NEW_PASSWORD).await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    // ...so nine more failures are still free: without the reset the tenth overall would
+    // have started a delay and these would be refused.
+    fail_logins(&app, "wanda", 9).await;
+    assert_eq!(
+        login(&app, "wanda", NEW_PASSWORD, None).await.status(),
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn many_accounts_failing_from_one_address_tightens_its_limit() {
     let app = TestApp::spawn_with_shipped_limits(&[

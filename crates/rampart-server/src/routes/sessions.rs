@@ -4,17 +4,20 @@
 //! marks it revoked in the store and adds it to the in-memory revocation set
 //! ([`crate::access`]), so its access tokens are refused on the very next request, and its
 //! refresh token can no longer be used. A user can only see and end their own sessions: another user's session id answers
-//! exactly like one that does not exist (404).
+//! exactly like one that does not exist (404). A password change checks the current password
+//! under the account's login backoff ([`crate::abuse`]), so a stolen access token is not an
+//! unlimited password oracle.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use rampart::http::RequestContext;
-use rampart::password::Verified;
+use rampart::password::{HashError, Verified};
 use rampart::{ApiError, CurrentUser, Json};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::abuse::Reports;
 use crate::audit::{Event, Kind};
 use crate::domain::Password;
 use crate::domain::RecordId;
@@ -127,26 +130,68 @@ pub async fn delete(
 #[utoipa::path(post, path = "/v1/auth/password", tag = "sessions", request_body = PasswordChange, responses(
     (status = 204, description = "Changed; other sessions ended"),
     (status = 422, description = "Current password wrong, or the new one breaks the policy", body = rampart::Problem, content_type = "application/problem+json"),
+    (status = 429, description = "The account's login backoff is running (wrong current passwords count like failed logins), or a per-account limit is spent; see Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
+    (status = 503, description = "Hashing is saturated; retry after Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn change_password(
     State(state): State<AppState>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
     Json(change): Json<PasswordChange>,
+) -> (Reports, Result<StatusCode, ApiError>) {
+    let mut reports = Reports::default();
+    let result = attempt_password_change(&state, &context, &caller, change, &mut reports).await;
+    (reports, result)
+}
+
+async fn attempt_password_change(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &rampart::Principal,
+    change: PasswordChange,
+    reports: &mut Reports,
 ) -> Result<StatusCode, ApiError> {
     let user = state
         .store
         .find_user(&caller.user_id)
         .await?
         .ok_or(ApiError::Unauthorized)?;
+    if state.hasher.is_saturated() {
+        return Err(hashing_error(HashError::Busy));
+    }
+    // The account's names as the login form keys them: a guess here costs what a guess there
+    // costs, whichever name the account is logged in with afterwards.
+    let (username_key, email_key) = (user.username.to_lowercase(), user.email.to_lowercase());
+    let streak = state
+        .admit_attempt(
+            context,
+            &[&username_key, &email_key],
+            "/v1/auth/password",
+            reports,
+        )
+        .await?;
     let verified = state
         .hasher
         .verify(change.current_password, Some(&user.password_hash))
         .await
         .map_err(hashing_error)?;
     if verified == Verified::Invalid {
+        state
+            .record_lockout(context, &username_key, streak, Some(&user.id))
+            .await;
+        let event = Event::new(Kind::PasswordChangeFailed, context)
+            .user(&user.id)
+            .detail(serde_json::json!({
+                "session_id": caller.session_id,
+                "failures": streak.failures,
+            }));
+        state.audit(event).await;
         return Err(ApiError::invalid("current_password", "is incorrect"));
     }
+    // The password is proven: the streak it counted in advance ends here.
+    state
+        .clear_login_backoff(&[&user.username, &user.email])
+        .await;
     let (username, email) = (user.username.clone(), user.email.clone());
     let new = tokio::task::spawn_blocking(move || {
         Password::parse(change.new_password, Some(&username), Some(&email))
@@ -163,7 +208,7 @@ pub async fn change_password(
     let ended = state
         .end_user_sessions(&user.id, Some(&caller.session_id))
         .await?;
-    let event = Event::new(Kind::PasswordChanged, &context)
+    let event = Event::new(Kind::PasswordChanged, context)
         .user(&user.id)
         .detail(serde_json::json!({"other_sessions_ended": ended.len()}));
     state.audit(event).await;
