@@ -3,8 +3,10 @@
 //!
 //! Defends against importing garbage as credentials: every row's email and username go through
 //! the same parsers as registration, and a hash is accepted only in a format the verifier
-//! understands (bcrypt or argon2). Imported bcrypt hashes are upgraded to argon2id at each
-//! user's next successful login. Hashes are never printed, not even for rejected rows.
+//! understands (bcrypt or argon2) and at a cost within the hasher's ceiling
+//! ([`rampart::password::CostCeiling`]), so a row cannot plant a hash whose every login pins a
+//! hashing thread for hours. Imported bcrypt hashes are upgraded to argon2id at each user's
+//! next successful login. Hashes are never printed, not even for rejected rows.
 
 use std::path::Path;
 
@@ -63,6 +65,10 @@ pub async fn import(state: &AppState, path: &Path) -> anyhow::Result<Report> {
                 line,
                 "hash is not bcrypt ($2a$/$2b$/$2y$) or argon2 (PHC string)".into(),
             ));
+            continue;
+        }
+        if let Err(why) = state.hasher.ceiling().check(&row.hash) {
+            report.rejected.push((line, format!("hash refused: {why}")));
             continue;
         }
         match crate::routes::auth::create_user(

@@ -488,6 +488,38 @@ fn user_import_takes_fastapi_hashes_rejects_garbage_and_never_prints_hashes() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
 
+#[test]
+fn user_import_refuses_hashes_above_the_cost_ceiling_naming_line_and_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let salt_and_hash = "c2FsdHNhbHRzYWx0$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo";
+    let jsonl = format!(
+        "{{\"email\":\"ok@example.com\",\"username\":\"okuser\",\"hash\":\"$argon2id$v=19$m=65536,t=3,p=4${salt_and_hash}\"}}\n\
+         {{\"email\":\"slow@example.com\",\"username\":\"slowuser\",\"hash\":\"$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234\"}}\n\
+         {{\"email\":\"huge@example.com\",\"username\":\"hugeuser\",\"hash\":\"$argon2id$v=19$m=2097152,t=1000,p=1${salt_and_hash}\"}}\n"
+    );
+    let file = data.path().join("users.jsonl");
+    std::fs::write(&file, jsonl).unwrap();
+    let output = command(&data, &[])
+        .args(["user", "import", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stdout.contains("imported 1 user(s), rejected 2"), "{stdout}");
+    assert!(
+        stderr.contains("line 2:") && stderr.contains("bcrypt cost 31 is above the ceiling of 13"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3:") && stderr.contains("above the ceiling of 131072 KiB"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(salt_and_hash), "hashes are never printed");
+}
+
 /// What one request of the load generator saw.
 #[derive(Debug)]
 enum Seen {

@@ -349,3 +349,66 @@ async fn an_imported_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
         .await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_planted_hash_above_the_cost_ceiling_is_never_computed_at_login() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("bystander").await;
+    // Hashes that got into the table behind the importer's back (an old import, a direct
+    // write): 2^31 bcrypt rounds, and argon2 at 2 GiB and 1000 passes. Computing either would
+    // pin a hashing thread for hours and starve every other login.
+    for (n, hash) in [
+        "$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234",
+        "$argon2id$v=19$m=2097152,t=1000,p=1$c2FsdHNhbHRzYWx0$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo",
+    ]
+    .iter()
+    .enumerate()
+    {
+        app.state
+            .store
+            .create_user(rampart_server::store::NewUser {
+                id: format!("01a20000-0000-7000-8000-00000000c0c{n}"),
+                email: format!("costly{n}@example.com"),
+                email_key: format!("costly{n}@example.com"),
+                username: format!("costly{n}"),
+                username_key: format!("costly{n}"),
+                password_hash: (*hash).to_owned(),
+                role: rampart::Role::User,
+            })
+            .await
+            .unwrap();
+    }
+    let before = app.state.hasher.stats();
+    let mut attempts = tokio::task::JoinSet::new();
+    for n in 0..2 {
+        for _ in 0..4 {
+            let (client, url) = (app.client.clone(), app.url("/v1/auth/login"));
+            attempts.spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({"username": format!("costly{n}"), "password": "any guess at all"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            });
+        }
+    }
+    let started = std::time::Instant::now();
+    while let Some(status) = attempts.join_next().await {
+        // Refused like any wrong password (or shed while the pool is busy), and quickly.
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::SERVICE_UNAVAILABLE].contains(&status.unwrap())
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The pool is free: an ordinary login goes through.
+    app.login("bystander", &password).await;
+    let after = app.state.hasher.stats();
+    assert!(after.over_ceiling > before.over_ceiling);
+    assert_eq!(
+        after.over_ceiling - before.over_ceiling,
+        after.dummy_verifications - before.dummy_verifications,
+        "each one cost a dummy verification, as an unknown user does"
+    );
+}

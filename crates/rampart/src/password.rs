@@ -15,6 +15,12 @@
 //! table can be imported; those always report `needs_rehash`. Known limit: until an imported
 //! user logs in once, a bcrypt verification takes longer than an argon2id one, which can tell
 //! an attacker that an imported account exists.
+//!
+//! A stored hash chooses its own cost, so an imported `$2b$31$` or an argon2 hash asking for
+//! gigabytes and a thousand passes would pin a hashing thread for hours per login. Every hash is
+//! held to a [`CostCeiling`] before it is computed: the importer refuses rows above it, and a
+//! verification of one that got into the table anyway does the dummy hash's work instead and
+//! fails, exactly like an unknown user.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,6 +53,81 @@ pub enum Verified {
     Invalid,
 }
 
+/// The most a stored hash may cost to verify. Above it a hash is refused at import and never
+/// computed at login. The ceiling covers the common framework defaults (passlib and Django
+/// bcrypt at cost 12, argon2-cffi at m=65536,t=3, Django argon2 at m=102400,t=2) and rises
+/// with the configured parameters, so the server's own hashes are always within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostCeiling {
+    /// Highest bcrypt cost (2^cost rounds; 13 is about half a second on one core).
+    pub bcrypt_cost: u32,
+    /// Highest argon2 memory, in KiB.
+    pub argon2_memory_kib: u32,
+    /// Highest argon2 memory times passes, in KiB: what a verification costs in time.
+    pub argon2_work_kib: u64,
+    /// Highest argon2 lanes.
+    pub argon2_lanes: u32,
+}
+
+impl CostCeiling {
+    /// The fixed ceiling, raised where the configured parameters are above it.
+    pub fn for_params(params: HashParams) -> Self {
+        Self {
+            bcrypt_cost: 13,
+            argon2_memory_kib: params.memory_kib.max(128 * 1024),
+            argon2_work_kib: (u64::from(params.memory_kib) * u64::from(params.iterations))
+                .max(256 * 1024),
+            argon2_lanes: params.parallelism.max(16),
+        }
+    }
+
+    /// `Ok` when verifying `stored` costs no more than the ceiling; otherwise which parameter
+    /// is above which limit. Never quotes the hash itself.
+    pub fn check(&self, stored: &str) -> Result<(), String> {
+        if is_bcrypt(stored) {
+            let cost = stored
+                .parse::<bcrypt::HashParts>()
+                .map_err(|_| "not a readable bcrypt hash".to_owned())?
+                .get_cost();
+            if cost > self.bcrypt_cost {
+                return Err(format!(
+                    "bcrypt cost {cost} is above the ceiling of {}",
+                    self.bcrypt_cost
+                ));
+            }
+            return Ok(());
+        }
+        let parsed = PasswordHash::new(stored).map_err(|_| "not a PHC string".to_owned())?;
+        let params = Params::try_from(&parsed)
+            .map_err(|_| "its argon2 parameters are not readable".to_owned())?;
+        let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+        if m > self.argon2_memory_kib {
+            return Err(format!(
+                "argon2 memory m={m} KiB is above the ceiling of {} KiB",
+                self.argon2_memory_kib
+            ));
+        }
+        let work = u64::from(m) * u64::from(t);
+        if work > self.argon2_work_kib {
+            return Err(format!(
+                "argon2 m*t={work} KiB is above the ceiling of {} KiB (m={m}, t={t})",
+                self.argon2_work_kib
+            ));
+        }
+        if p > self.argon2_lanes {
+            return Err(format!(
+                "argon2 parallelism p={p} is above the ceiling of {}",
+                self.argon2_lanes
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_bcrypt(stored: &str) -> bool {
+    stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$")
+}
+
 /// Counters, for metrics and for tests that must prove work was done.
 #[derive(Debug, Default)]
 struct Counters {
@@ -54,6 +135,7 @@ struct Counters {
     verifications: AtomicU64,
     dummy_verifications: AtomicU64,
     rejected_busy: AtomicU64,
+    over_ceiling: AtomicU64,
 }
 
 /// A snapshot of [`PasswordHasher`]'s counters.
@@ -64,12 +146,15 @@ pub struct HasherStats {
     pub verifications: u64,
     pub dummy_verifications: u64,
     pub rejected_busy: u64,
+    /// Verifications refused because the stored hash was above the [`CostCeiling`].
+    pub over_ceiling: u64,
 }
 
 /// Hashes and verifies passwords on a bounded pool. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: HashParams,
+    ceiling: CostCeiling,
     argon2: Argon2<'static>,
     /// Admission: workers plus queue slots. Failing to get one is `Busy`. A slot is held until
     /// its hash is done, even if the request that asked for it has gone.
@@ -100,6 +185,7 @@ impl PasswordHasher {
         let workers = workers.max(1);
         Ok(Self {
             params,
+            ceiling: CostCeiling::for_params(params),
             argon2,
             admitted: Arc::new(Semaphore::new(workers + queue)),
             pool: Arc::new(HashPool::start(workers, workers + queue)?),
@@ -118,6 +204,11 @@ impl PasswordHasher {
         self.params
     }
 
+    /// The most a stored hash may cost; see [`CostCeiling`].
+    pub fn ceiling(&self) -> CostCeiling {
+        self.ceiling
+    }
+
     /// True when a hash asked for now would be refused as [`HashError::Busy`]. A hint (another
     /// request may take or free a slot a moment later) that lets a caller shed a request before
     /// doing other work for it.
@@ -132,6 +223,7 @@ impl PasswordHasher {
             verifications: c.verifications.load(Ordering::Relaxed),
             dummy_verifications: c.dummy_verifications.load(Ordering::Relaxed),
             rejected_busy: c.rejected_busy.load(Ordering::Relaxed),
+            over_ceiling: c.over_ceiling.load(Ordering::Relaxed),
         }
     }
 
@@ -146,14 +238,30 @@ impl PasswordHasher {
     }
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no stored
-    /// hash (unknown user), which always yields [`Verified::Invalid`] after the same work.
+    /// hash (unknown user), which always yields [`Verified::Invalid`] after the same work. A
+    /// stored hash above the [`CostCeiling`] is treated like no hash at all: the dummy's work,
+    /// then `Invalid`, so it can neither pin a thread nor be told apart by its timing.
     pub async fn verify(
         &self,
         password: SecretString,
         stored: Option<&str>,
     ) -> Result<Verified, HashError> {
-        let dummy = stored.is_none();
-        let stored: Arc<str> = stored.map_or_else(|| Arc::clone(&self.dummy_hash), Arc::from);
+        let over_ceiling = match stored.map(|hash| self.ceiling.check(hash)) {
+            Some(Err(why)) => {
+                tracing::error!(
+                    reason = %why,
+                    "stored password hash is above the cost ceiling; verifying the dummy instead"
+                );
+                self.counters.over_ceiling.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        };
+        let dummy = stored.is_none() || over_ceiling;
+        let stored: Arc<str> = match stored {
+            Some(hash) if !over_ceiling => Arc::from(hash),
+            _ => Arc::clone(&self.dummy_hash),
+        };
         let params = self.params;
         let argon2 = self.argon2.clone();
         let outcome = self
@@ -251,7 +359,7 @@ fn lower_priority() {
 /// True for the stored-hash formats [`PasswordHasher::verify`] understands: an argon2 PHC
 /// string or a `$2a$`/`$2b$`/`$2y$` bcrypt hash. Used to vet imported hashes.
 pub fn is_supported_hash(stored: &str) -> bool {
-    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+    if is_bcrypt(stored) {
         return stored.parse::<bcrypt::HashParts>().is_ok();
     }
     PasswordHash::new(stored).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
@@ -282,7 +390,7 @@ fn verify_with(
     password: &[u8],
     stored: &str,
 ) -> Verified {
-    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+    if is_bcrypt(stored) {
         return match bcrypt::verify(password, stored) {
             Ok(true) => Verified::Valid { needs_rehash: true },
             _ => Verified::Invalid,
@@ -413,6 +521,64 @@ mod tests {
         ] {
             assert!(!is_supported_hash(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_ceiling_refuses_hashes_that_would_pin_a_thread_and_names_the_limit() {
+        let ceiling = CostCeiling::for_params(HashParams::OWASP_MINIMUM);
+        let salt = "c2FsdHNhbHRzYWx0";
+        let out = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo";
+        let argon = |m: u32, t: u32, p: u32| format!("$argon2id$v=19$m={m},t={t},p={p}${salt}${out}");
+        // Framework defaults and rampart's own parameters are within it.
+        for fine in [
+            argon(19_456, 2, 1),
+            argon(65_536, 3, 4),
+            argon(102_400, 2, 8),
+            bcrypt::hash("x", 4).unwrap(),
+            "$2b$12$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234".into(),
+        ] {
+            assert_eq!(ceiling.check(&fine), Ok(()), "{fine}");
+        }
+        for (hostile, names) in [
+            // The review's hashes: bcrypt at 2^31 rounds, argon2 at 2 GiB and 1000 passes.
+            ("$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234".to_owned(), "bcrypt cost 31 is above the ceiling of 13"),
+            (argon(2 * 1024 * 1024, 1000, 1), "memory m=2097152 KiB is above the ceiling of 131072 KiB"),
+            (argon(65_536, 100, 1), "m*t=6553600 KiB is above the ceiling of 262144 KiB"),
+            (argon(131_072, 16, 64), "m*t"),
+            (argon(8192, 2, 64), "parallelism p=64 is above the ceiling of 16"),
+        ] {
+            let why = ceiling.check(&hostile).unwrap_err();
+            assert!(why.contains(names), "{hostile}: {why}");
+            assert!(!why.contains(out), "never quotes the hash");
+        }
+        // A server configured above the fixed ceiling can still verify its own hashes.
+        let strong = CostCeiling::for_params(HashParams {
+            memory_kib: 262_144,
+            iterations: 4,
+            parallelism: 1,
+        });
+        assert_eq!(strong.check(&argon(262_144, 4, 1)), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_hash_above_the_ceiling_is_never_computed_and_fails_like_an_unknown_user() {
+        let hasher = PasswordHasher::new(FAST, 1, 2).unwrap();
+        // Would take hours: 2^31 bcrypt rounds. The test finishes only if it is not computed.
+        let hostile = "$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234";
+        let before = hasher.stats();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            hasher.verify(secret("anything"), Some(hostile)).await.unwrap(),
+            Verified::Invalid
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let after = hasher.stats();
+        assert_eq!(after.over_ceiling, before.over_ceiling + 1);
+        assert_eq!(
+            after.dummy_verifications,
+            before.dummy_verifications + 1,
+            "the dummy hash's work was done instead, as for an unknown user"
+        );
     }
 
     #[tokio::test]
