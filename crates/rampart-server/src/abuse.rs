@@ -213,7 +213,9 @@ impl AppState {
                     .await
                     .map_err(store_down)?;
                 let client = Client::Address(context.client_ip);
-                reports.0.push(outcome.observed(self, client, context, path)?);
+                reports
+                    .0
+                    .push(outcome.observed(self, client, context, path)?);
             }
         }
         let mut longest = Streak::default();

@@ -88,11 +88,15 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Write a new keys file (mode 0600) for RAMPART_KEYS_FILE. Refuses to overwrite.
+    /// Write a new keys file (mode 0600) for RAMPART_KEYS_FILE, or with --hs256 a new HS256
+    /// secret for RAMPART_JWT_SECRET_FILE. Refuses to overwrite.
     Generate {
         /// Where to write the file.
         #[arg(long)]
         out: PathBuf,
+        /// Write a 512-bit random HS256 secret (base64url) instead of an Ed25519 keys file.
+        #[arg(long)]
+        hs256: bool,
     },
     /// Add a new signing key; the previous one keeps verifying until its tokens have expired.
     Rotate {
@@ -110,10 +114,10 @@ pub fn main() -> ExitCode {
     }
     // Key generation needs no configuration, so a broken environment cannot block it.
     if let Some(Command::Keys {
-        action: KeysCommand::Generate { out },
+        action: KeysCommand::Generate { out, hs256 },
     }) = &cli.command
     {
-        return keys_generate(out);
+        return keys_generate(out, *hs256);
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -138,8 +142,8 @@ pub fn main() -> ExitCode {
             action: KeysCommand::Rotate { file },
         } => keys_rotate(file, &settings),
         Command::Keys {
-            action: KeysCommand::Generate { out },
-        } => keys_generate(&out),
+            action: KeysCommand::Generate { out, hs256 },
+        } => keys_generate(&out, hs256),
         Command::AuditLog {
             action: AuditLogCommand::Verify,
         } => {
@@ -290,7 +294,26 @@ fn check(settings: &Settings) -> ExitCode {
     }
 }
 
-fn keys_generate(out: &std::path::Path) -> ExitCode {
+fn keys_generate(out: &std::path::Path, hs256: bool) -> ExitCode {
+    if hs256 {
+        return match rampart::keys::generate_hs256_secret()
+            .and_then(|secret| rampart::keys::write_secret_file(out, &secret))
+        {
+            Ok(()) => {
+                println!(
+                    "wrote {} ({} random bytes, base64url); set RAMPART_TOKEN_ALG=HS256 and \
+                     RAMPART_JWT_SECRET_FILE to it",
+                    out.display(),
+                    rampart::keys::HS256_SECRET_BYTES
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match KeySet::generate().and_then(|set| set.write_new(out).map(|()| set)) {
         Ok(set) => {
             println!(

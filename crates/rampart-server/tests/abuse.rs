@@ -328,7 +328,11 @@ async fn a_stolen_token_guesses_the_current_password_on_the_login_backoff() {
     let guess = |n: usize| format!("guess number {n} of many");
     for n in 0..10 {
         let response = change_password(&app, &stolen, &guess(n), NEW_PASSWORD).await;
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "guess {n}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "guess {n}"
+        );
     }
     // The tenth started a delay; two more failures once each delay ends make it four seconds,
     // long enough to check every door while it runs on a busy machine.
@@ -357,7 +361,9 @@ async fn a_stolen_token_guesses_the_current_password_on_the_login_backoff() {
     assert_eq!(failed.len(), 12, "every wrong guess is a security event");
     let id = app.user_id(&stolen).await;
     assert!(failed.iter().all(|e| e["user_id"] == id.as_str()));
-    assert!(failed.iter().all(|e| !e.to_string().contains("guess number")));
+    assert!(failed
+        .iter()
+        .all(|e| !e.to_string().contains("guess number")));
     assert_eq!(
         app.audit_events(&admin, Some("login_locked")).await.len(),
         3,
@@ -383,7 +389,8 @@ async fn wrong_current_passwords_and_wrong_logins_share_one_streak_that_a_succes
     // Five at the login form and four behind the token: nine, no delay yet.
     fail_logins(&app, "wanda", 5).await;
     for n in 0..4 {
-        let response = change_password(&app, &token, &format!("wrong {n} here"), NEW_PASSWORD).await;
+        let response =
+            change_password(&app, &token, &format!("wrong {n} here"), NEW_PASSWORD).await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
     // The right current password ends the streak (and changes the password)...

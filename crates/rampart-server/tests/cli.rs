@@ -183,6 +183,57 @@ fn keys_generate_is_private_never_overwrites_and_rotates() {
 }
 
 #[test]
+fn weak_hs256_secrets_are_refused_and_keys_generate_makes_a_strong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for weak in [
+        "0123456789abcdef0123456789abcdef",
+        "passwordpasswordpasswordpassword1234567890",
+    ] {
+        let (code, out, err) = run(
+            &[
+                ("RAMPART_ENV", "production"),
+                ("RAMPART_TOKEN_ALG", "HS256"),
+                ("RAMPART_JWT_SECRET", weak),
+            ],
+            &["serve"],
+        );
+        assert_eq!(code, Some(1), "{weak}: {err}");
+        assert!(err.contains("RAMPART_JWT_SECRET"), "{err}");
+        assert!(!out.contains("listening on"), "{weak}: it started anyway");
+        assert!(!err.contains(weak), "the secret itself is never printed");
+    }
+
+    let secret = dir.path().join("hs256.secret");
+    let secret = secret.to_str().unwrap();
+    let (code, out, err) = run(&[], &["keys", "generate", "--hs256", "--out", secret]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("RAMPART_JWT_SECRET_FILE"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let written = std::fs::read_to_string(secret).unwrap();
+    assert_eq!(written.len(), 86, "64 bytes, base64url without padding");
+    let (code, _, err) = run(&[], &["keys", "generate", "--hs256", "--out", secret]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(secret).unwrap(), written);
+
+    let (code, out, err) = run(
+        &[
+            ("RAMPART_ENV", "production"),
+            ("RAMPART_TOKEN_ALG", "HS256"),
+            ("RAMPART_JWT_SECRET_FILE", secret),
+        ],
+        &["check"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains(&written), "the secret is never printed");
+}
+
+#[test]
 fn migrate_creates_the_database() {
     let data = tempfile::tempdir().unwrap();
     let output = command(&data, &[]).arg("migrate").output().unwrap();
@@ -508,7 +559,10 @@ fn user_import_refuses_hashes_above_the_cost_ceiling_naming_line_and_limit() {
         String::from_utf8_lossy(&output.stderr),
     );
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stdout.contains("imported 1 user(s), rejected 2"), "{stdout}");
+    assert!(
+        stdout.contains("imported 1 user(s), rejected 2"),
+        "{stdout}"
+    );
     assert!(
         stderr.contains("line 2:") && stderr.contains("bcrypt cost 31 is above the ceiling of 13"),
         "{stderr}"

@@ -386,7 +386,9 @@ async fn a_planted_hash_above_the_cost_ceiling_is_never_computed_at_login() {
             attempts.spawn(async move {
                 client
                     .post(url)
-                    .json(&json!({"username": format!("costly{n}"), "password": "any guess at all"}))
+                    .json(
+                        &json!({"username": format!("costly{n}"), "password": "any guess at all"}),
+                    )
                     .send()
                     .await
                     .unwrap()

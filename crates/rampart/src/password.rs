@@ -528,7 +528,8 @@ mod tests {
         let ceiling = CostCeiling::for_params(HashParams::OWASP_MINIMUM);
         let salt = "c2FsdHNhbHRzYWx0";
         let out = "YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXo";
-        let argon = |m: u32, t: u32, p: u32| format!("$argon2id$v=19$m={m},t={t},p={p}${salt}${out}");
+        let argon =
+            |m: u32, t: u32, p: u32| format!("$argon2id$v=19$m={m},t={t},p={p}${salt}${out}");
         // Framework defaults and rampart's own parameters are within it.
         for fine in [
             argon(19_456, 2, 1),
@@ -541,11 +542,23 @@ mod tests {
         }
         for (hostile, names) in [
             // The review's hashes: bcrypt at 2^31 rounds, argon2 at 2 GiB and 1000 passes.
-            ("$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234".to_owned(), "bcrypt cost 31 is above the ceiling of 13"),
-            (argon(2 * 1024 * 1024, 1000, 1), "memory m=2097152 KiB is above the ceiling of 131072 KiB"),
-            (argon(65_536, 100, 1), "m*t=6553600 KiB is above the ceiling of 262144 KiB"),
+            (
+                "$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234".to_owned(),
+                "bcrypt cost 31 is above the ceiling of 13",
+            ),
+            (
+                argon(2 * 1024 * 1024, 1000, 1),
+                "memory m=2097152 KiB is above the ceiling of 131072 KiB",
+            ),
+            (
+                argon(65_536, 100, 1),
+                "m*t=6553600 KiB is above the ceiling of 262144 KiB",
+            ),
             (argon(131_072, 16, 64), "m*t"),
-            (argon(8192, 2, 64), "parallelism p=64 is above the ceiling of 16"),
+            (
+                argon(8192, 2, 64),
+                "parallelism p=64 is above the ceiling of 16",
+            ),
         ] {
             let why = ceiling.check(&hostile).unwrap_err();
             assert!(why.contains(names), "{hostile}: {why}");
@@ -568,7 +581,10 @@ mod tests {
         let before = hasher.stats();
         let started = std::time::Instant::now();
         assert_eq!(
-            hasher.verify(secret("anything"), Some(hostile)).await.unwrap(),
+            hasher
+                .verify(secret("anything"), Some(hostile))
+                .await
+                .unwrap(),
             Verified::Invalid
         );
         assert!(started.elapsed() < std::time::Duration::from_secs(10));

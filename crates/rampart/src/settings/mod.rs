@@ -585,11 +585,15 @@ impl Reader {
         match (algorithm, &hs256_secret) {
             (TokenAlgorithm::Hs256, None) => self.fail(
                 "RAMPART_JWT_SECRET",
-                "required with RAMPART_TOKEN_ALG=HS256 (at least 32 random bytes)".into(),
+                "required with RAMPART_TOKEN_ALG=HS256; `rampart keys generate --hs256 --out PATH` \
+                 makes one for RAMPART_JWT_SECRET_FILE"
+                    .into(),
             ),
             (TokenAlgorithm::Hs256, Some(secret)) if secret.len() < 32 => self.fail(
                 "RAMPART_JWT_SECRET",
-                "must be at least 32 bytes; generate it with a CSPRNG".into(),
+                "must be at least 32 bytes (production asks for 256 bits of entropy); \
+                 `rampart keys generate --hs256 --out PATH` makes one"
+                    .into(),
             ),
             (TokenAlgorithm::EdDsa, Some(_)) => self.fail(
                 "RAMPART_JWT_SECRET",

@@ -8,6 +8,11 @@
 //!
 //! The file is a JWK set (RFC 7517) whose keys carry their private part (`d`), plus
 //! `created_at` / `retired_at`, so standard tooling can read it. The first key signs.
+//!
+//! HS256 deployments use a shared secret instead of a keys file: [`generate_hs256_secret`]
+//! makes one, and [`strength::secret_bits`] judges an operator's own.
+
+pub mod strength;
 
 use std::fmt;
 use std::io::Write;
@@ -328,6 +333,33 @@ impl KeySet {
             .collect();
         serde_json::json!({ "keys": keys })
     }
+}
+
+/// Random bytes in a secret made by [`generate_hs256_secret`]: 512 bits, twice what
+/// production requires, so no chance pattern in the encoding can bring it below the floor.
+pub const HS256_SECRET_BYTES: usize = 64;
+/// The least entropy production accepts in an HS256 secret (the key size of HMAC-SHA256).
+pub const MIN_SECRET_BITS: u32 = 256;
+
+/// A new HS256 secret: [`HS256_SECRET_BYTES`] from the system's CSPRNG, base64url.
+pub fn generate_hs256_secret() -> Result<secrecy::SecretString, KeysError> {
+    let mut bytes = [0u8; HS256_SECRET_BYTES];
+    getrandom::fill(&mut bytes).map_err(|_| KeysError::Random)?;
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    bytes.fill(0);
+    Ok(secrecy::SecretString::from(secret))
+}
+
+/// Writes `secret` to a new file (mode 0600) for `RAMPART_JWT_SECRET_FILE`; refuses to
+/// overwrite.
+pub fn write_secret_file(path: &Path, secret: &secrecy::SecretString) -> Result<(), KeysError> {
+    use secrecy::ExposeSecret as _;
+    if path.exists() {
+        return Err(KeysError::Exists {
+            path: path.display().to_string(),
+        });
+    }
+    write_private(path, secret.expose_secret().as_bytes())
 }
 
 /// Creates a directory (and parents) readable only by the owner.
