@@ -25,12 +25,12 @@ fn lookups(c: &mut Criterion) {
         b.iter(|| set.contains(std::hint::black_box(live.as_str())));
     });
 
-    let empty = AccessState::new(Duration::from_secs(900));
+    let empty = AccessState::new(Duration::from_secs(900), Duration::from_secs(10));
     c.bench_function("is_revoked, none held", |b| {
         b.iter(|| empty.is_revoked(std::hint::black_box(&live)));
     });
 
-    let full = AccessState::new(Duration::from_secs(900));
+    let full = AccessState::new(Duration::from_secs(900), Duration::from_secs(10));
     for n in 0..HELD {
         full.revoke(&session(n), Duration::ZERO);
     }

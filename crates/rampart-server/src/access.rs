@@ -9,13 +9,18 @@
 //! set holds only sessions that issued a token within that window. Tokens are issued only by a
 //! login (bounded by the password-hash pool) or a refresh, which bounds the set's size.
 //!
-//! Users' role and lock are read from the store once and then kept; every change this process
-//! makes is written here right after the store, so locks and role changes apply to the very next
-//! request. A store read never overwrites a newer entry (it only fills a gap), so a lookup that
-//! raced a lock cannot put the unlocked state back. The user map is capped; an evicted user is
-//! simply read again. Changes made by other nodes arrive through [`crate::cluster`].
+//! Users' role and lock are read from the store and kept for at most the recheck interval
+//! (`RAMPART_REVOCATION_BOUND`); every change this process makes is written here right after
+//! the store, so locks and role changes made through the API apply to the very next request,
+//! and a change made any other way (another node, a `psql` session, a restored backup) applies
+//! within the interval, on one node as on many. Each entry carries a generation: a store read
+//! replaces only the entry it found stale, never one a change wrote while the read was in
+//! flight, so a lookup that raced a lock cannot put the unlocked state back. The user map is
+//! capped; an evicted user is simply read again. Changes made by other nodes also arrive
+//! sooner through [`crate::cluster`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -43,28 +48,63 @@ struct Revoked {
     next_sweep: Instant,
 }
 
+/// One cached user.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    access: UserAccess,
+    /// When it was read or changed; past the recheck interval it is read again.
+    at: Instant,
+    /// Bumped by every write, so a store read can tell whether a change overtook it.
+    generation: u64,
+    /// Written by a change ([`AccessState::set_user`]): never evicted, or a stale store read
+    /// could refill the gap with the state before the change.
+    changed: bool,
+}
+
+/// What the cache knows of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cached {
+    /// Checked within the recheck interval: use it.
+    Fresh(UserAccess),
+    /// Unknown or older than the interval: read the store, then [`AccessState::refreshed`]
+    /// with this token.
+    Stale(Seen),
+}
+
+/// Which entry a store read is about to replace (see [`Cached::Stale`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen(Option<u64>);
+
 /// The in-memory revocation set and user access cache. One per process, held in the app state.
 #[derive(Debug)]
 pub struct AccessState {
     revoked: RwLock<Revoked>,
-    /// The flag marks entries written by a change ([`AccessState::set_user`]): those are never
-    /// evicted, or a stale store read could refill the gap with the state before the change.
-    users: RwLock<HashMap<Box<str>, (UserAccess, bool)>>,
+    users: RwLock<HashMap<Box<str>, Entry>>,
+    generations: AtomicU64,
     /// How long a revoked session must be remembered.
     window: Duration,
+    /// How long a user's role and lock are trusted before they are read again.
+    recheck: Duration,
 }
 
 impl AccessState {
-    /// `token_lifetime` is the longest an access token can stay valid, leeway included.
-    pub fn new(token_lifetime: Duration) -> Self {
+    /// `token_lifetime` is the longest an access token can stay valid, leeway included;
+    /// `recheck` the longest a user's role and lock are trusted without reading them again.
+    pub fn new(token_lifetime: Duration, recheck: Duration) -> Self {
         Self {
             revoked: RwLock::new(Revoked {
                 until: HashMap::new(),
                 next_sweep: Instant::now() + SWEEP_INTERVAL,
             }),
             users: RwLock::new(HashMap::new()),
+            generations: AtomicU64::new(0),
             window: token_lifetime + REFRESH_RACE_MARGIN,
+            recheck,
         }
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// How far back revocations matter: sessions revoked, or last issuing a token, before
@@ -110,49 +150,86 @@ impl AccessState {
             .len()
     }
 
-    /// The user's cached access state; `None` means read it from the store.
-    pub fn user(&self, user_id: &str) -> Option<UserAccess> {
-        self.users
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(user_id)
-            .map(|(access, _)| *access)
+    /// The user's cached access state, if it may still be trusted.
+    pub fn user(&self, user_id: &str) -> Cached {
+        let users = self.users.read().unwrap_or_else(PoisonError::into_inner);
+        match users.get(user_id) {
+            Some(entry) if entry.at.elapsed() < self.recheck => Cached::Fresh(entry.access),
+            Some(entry) => Cached::Stale(Seen(Some(entry.generation))),
+            None => Cached::Stale(Seen(None)),
+        }
     }
 
-    /// Fills the cache with state read from the store, unless a change already put a newer
-    /// entry there in the meantime; returns the entry that is now cached.
-    pub fn remember_user(&self, user_id: &str, access: UserAccess) -> UserAccess {
+    /// Stores what a read of the store found, unless a change replaced the entry `seen` while
+    /// the read was in flight; returns the entry that is now cached.
+    pub fn refreshed(&self, user_id: &str, access: UserAccess, seen: Seen) -> UserAccess {
+        let generation = self.next_generation();
         let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
         make_room(&mut users);
-        users.entry(user_id.into()).or_insert((access, false)).0
+        let fresh = Entry {
+            access,
+            at: Instant::now(),
+            generation,
+            changed: false,
+        };
+        match users.get_mut(user_id) {
+            Some(entry) if Some(entry.generation) == seen.0 => {
+                *entry = Entry {
+                    changed: entry.changed,
+                    ..fresh
+                };
+                access
+            }
+            // A change landed meanwhile: it is newer than this read.
+            Some(entry) => entry.access,
+            None => {
+                users.insert(user_id.into(), fresh);
+                access
+            }
+        }
     }
 
     /// Applies a change read from the store after another node made it, if the user is cached
     /// here (an uncached user is read fresh on its next request anyway).
     pub fn update_cached(&self, user_id: &str, access: UserAccess) {
+        let generation = self.next_generation();
         let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = users.get_mut(user_id) {
-            entry.0 = access;
+            *entry = Entry {
+                access,
+                at: Instant::now(),
+                generation,
+                changed: entry.changed,
+            };
         }
     }
 
     /// Applies a change this process just wrote to the store.
     pub fn set_user(&self, user_id: &str, access: UserAccess) {
+        let generation = self.next_generation();
         let mut users = self.users.write().unwrap_or_else(PoisonError::into_inner);
         make_room(&mut users);
-        users.insert(user_id.into(), (access, true));
+        users.insert(
+            user_id.into(),
+            Entry {
+                access,
+                at: Instant::now(),
+                generation,
+                changed: true,
+            },
+        );
     }
 }
 
 /// Keeps the user map under its cap by dropping half of the entries read from the store. Which
 /// half does not matter: a dropped user is read again on its next request. Entries written by
 /// changes stay (there are only as many as admins made changes).
-fn make_room(users: &mut HashMap<Box<str>, (UserAccess, bool)>) {
+fn make_room(users: &mut HashMap<Box<str>, Entry>) {
     if users.len() >= USER_CAPACITY {
         let mut keep = false;
-        users.retain(|_, (_, changed)| {
+        users.retain(|_, entry| {
             keep = !keep;
-            *changed || keep
+            entry.changed || keep
         });
     }
 }
@@ -165,10 +242,19 @@ mod tests {
         role: Role::User,
         locked: false,
     };
+    const RECHECK: Duration = Duration::from_secs(10);
+
+    /// What a request does: read the store when the cache says so.
+    fn lookup(access: &AccessState, id: &str, in_store: UserAccess) -> UserAccess {
+        match access.user(id) {
+            Cached::Fresh(cached) => cached,
+            Cached::Stale(seen) => access.refreshed(id, in_store, seen),
+        }
+    }
 
     #[test]
     fn a_revoked_session_stays_revoked_for_the_window_then_is_forgotten() {
-        let access = AccessState::new(Duration::from_secs(900));
+        let access = AccessState::new(Duration::from_secs(900), RECHECK);
         assert!(!access.is_revoked("s1"));
         access.revoke("s1", Duration::ZERO);
         assert!(access.is_revoked("s1"));
@@ -183,7 +269,7 @@ mod tests {
     fn entries_expire_and_are_swept() {
         let access = AccessState {
             window: Duration::from_millis(30),
-            ..AccessState::new(Duration::ZERO)
+            ..AccessState::new(Duration::ZERO, RECHECK)
         };
         access.revoke("s1", Duration::ZERO);
         assert!(access.is_revoked("s1"));
@@ -204,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_later_revocation_never_shortens_an_entry() {
-        let access = AccessState::new(Duration::from_secs(900));
+        let access = AccessState::new(Duration::from_secs(900), RECHECK);
         access.revoke("s1", Duration::ZERO);
         access.revoke("s1", Duration::from_secs(899));
         let until = access.revoked.read().unwrap().until["s1"];
@@ -213,44 +299,74 @@ mod tests {
 
     #[test]
     fn a_store_read_never_overwrites_a_newer_change() {
-        let access = AccessState::new(Duration::from_secs(900));
-        // A request read the user as unlocked; meanwhile an admin locked them.
+        let access = AccessState::new(Duration::from_secs(900), RECHECK);
         let locked = UserAccess {
             locked: true,
             ..USER
         };
+        // A request found the user uncached and went to read the store (unlocked)...
+        let Cached::Stale(seen) = access.user("u1") else {
+            panic!("an unknown user is stale")
+        };
+        // ...meanwhile an admin locked them...
         access.set_user("u1", locked);
-        assert_eq!(
-            access.remember_user("u1", USER),
-            locked,
-            "the request sees the lock"
-        );
-        assert_eq!(access.user("u1"), Some(locked));
+        // ...and the stale read arrives last: the request still sees the lock.
+        assert_eq!(access.refreshed("u1", USER, seen), locked);
+        assert_eq!(access.user("u1"), Cached::Fresh(locked));
+        // The same race on an entry that had gone stale.
+        let stale = AccessState::new(Duration::from_secs(900), Duration::ZERO);
+        stale.refreshed("u2", USER, Seen(None));
+        let Cached::Stale(seen) = stale.user("u2") else {
+            panic!("a zero interval makes every entry stale")
+        };
+        stale.set_user("u2", locked);
+        assert_eq!(stale.refreshed("u2", USER, seen), locked);
         // A change always applies.
         access.set_user("u1", USER);
-        assert_eq!(access.user("u1"), Some(USER));
+        assert_eq!(access.user("u1"), Cached::Fresh(USER));
+    }
+
+    #[test]
+    fn a_change_made_behind_the_processs_back_is_seen_after_the_recheck_interval() {
+        let access = AccessState::new(Duration::from_secs(900), Duration::from_millis(40));
+        let admin = UserAccess {
+            role: Role::Admin,
+            locked: false,
+        };
+        assert_eq!(lookup(&access, "u1", admin), admin);
+        // Demoted in the database by hand: nothing told this process.
+        assert_eq!(
+            lookup(&access, "u1", USER),
+            admin,
+            "trusted within the interval"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(lookup(&access, "u1", USER), USER, "read again after it");
     }
 
     #[test]
     fn eviction_never_drops_a_change() {
-        let access = AccessState::new(Duration::from_secs(900));
+        let access = AccessState::new(Duration::from_secs(900), RECHECK);
         let locked = UserAccess {
             locked: true,
             ..USER
         };
+        let Cached::Stale(seen) = access.user("locked-user") else {
+            panic!("unknown")
+        };
         access.set_user("locked-user", locked);
         for i in 0..USER_CAPACITY * 2 {
-            access.remember_user(&format!("user-{i}"), USER);
+            access.refreshed(&format!("user-{i}"), USER, Seen(None));
         }
         // A stale read (from before the lock) arriving now must not undo the lock.
-        assert_eq!(access.remember_user("locked-user", USER), locked);
+        assert_eq!(access.refreshed("locked-user", USER, seen), locked);
     }
 
     #[test]
     fn the_user_cache_stays_under_its_cap() {
-        let access = AccessState::new(Duration::from_secs(900));
+        let access = AccessState::new(Duration::from_secs(900), RECHECK);
         for i in 0..USER_CAPACITY + 10 {
-            access.remember_user(&format!("user-{i}"), USER);
+            access.refreshed(&format!("user-{i}"), USER, Seen(None));
         }
         let len = access.users.read().unwrap().len();
         assert!(len <= USER_CAPACITY, "{len}");

@@ -138,12 +138,14 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         let bus = redis_client.zip(redis.as_ref().map(rampart::limit::RedisStore::connection));
         Cluster::shared(bus, &settings.redis_namespace, settings.revocation_bound)
     } else {
-        Cluster::single()
+        Cluster::single(settings.revocation_bound)
     };
     let hasher = PasswordHasher::for_this_machine(settings.password_hash)
         .context("preparing password hashing")?;
-    let access =
-        AccessState::new(settings.access_ttl + Duration::from_secs(rampart::tokens::LEEWAY_SECS));
+    let access = AccessState::new(
+        settings.access_ttl + Duration::from_secs(rampart::tokens::LEEWAY_SECS),
+        settings.revocation_bound,
+    );
     let since = store::timestamp(time::OffsetDateTime::now_utc() - access.window());
     let revoked = store
         .revoked_sessions_since(&since)

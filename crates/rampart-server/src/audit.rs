@@ -33,6 +33,7 @@ pub enum Kind {
     RateLimited,
     UserLocked,
     UserUnlocked,
+    RoleChanged,
 }
 
 impl Kind {
@@ -53,6 +54,7 @@ impl Kind {
             Self::RateLimited => "rate_limited",
             Self::UserLocked => "user_locked",
             Self::UserUnlocked => "user_unlocked",
+            Self::RoleChanged => "role_changed",
         }
     }
 }

@@ -3,8 +3,8 @@
 //! Defends against tokens outliving what they stand for: a signature-valid token is refused
 //! when its session was revoked or its user is locked, and roles come from the store, never
 //! from token claims. Both checks are in-memory lookups ([`crate::access`]), so the hot path
-//! adds no database read; a session's absolute end is enforced by never issuing a token that
-//! expires after it.
+//! adds no database read but one per user per recheck interval; a session's absolute end is
+//! enforced by never issuing a token that expires after it.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use rampart::http::RequestContext;
 use rampart::policy::{AuthFuture, Authenticator, DeniedFuture};
 use rampart::{ApiError, Principal};
 
-use crate::access::UserAccess;
+use crate::access::{Cached, Seen, UserAccess};
 use crate::audit::{Event, Kind};
 use crate::state::AppState;
 
@@ -45,8 +45,8 @@ impl Authenticator for AppState {
                 return Err(ApiError::Unauthorized);
             }
             let user = match self.access.user(&claims.sub) {
-                Some(user) => user,
-                None => self.load_user_access(&claims.sub).await?,
+                Cached::Fresh(user) => user,
+                Cached::Stale(seen) => self.load_user_access(&claims.sub, seen).await?,
             };
             if user.locked {
                 return Err(ApiError::Unauthorized);
@@ -80,8 +80,9 @@ impl Authenticator for AppState {
 }
 
 impl AppState {
-    /// Reads a user's role and lock on their first request to this process.
-    async fn load_user_access(&self, user_id: &str) -> Result<UserAccess, ApiError> {
+    /// Reads a user's role and lock on their first request to this process, and again once
+    /// the cached copy is older than the recheck interval.
+    async fn load_user_access(&self, user_id: &str, seen: Seen) -> Result<UserAccess, ApiError> {
         let user = self
             .store
             .find_user(user_id)
@@ -93,12 +94,13 @@ impl AppState {
                 }
             })?
             .ok_or(ApiError::Unauthorized)?;
-        Ok(self.access.remember_user(
+        Ok(self.access.refreshed(
             user_id,
             UserAccess {
                 role: user.role,
                 locked: user.locked,
             },
+            seen,
         ))
     }
 }

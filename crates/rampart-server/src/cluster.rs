@@ -89,6 +89,8 @@ impl Freshness {
 pub struct Cluster {
     bus: Option<Bus>,
     pub freshness: Freshness,
+    /// How often the database is polled for changes made elsewhere.
+    poll_every: Duration,
     /// Wakes the poller early (after a resubscription).
     resync: Notify,
 }
@@ -109,11 +111,15 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Cluster {
-    /// A node alone: SQLite, nothing to keep current.
-    pub fn single() -> Self {
+    /// A node alone on its SQLite file. It still polls, every third of `bound`, so a session
+    /// revoked or a user changed in the file by hand (or by another tool) is seen, but it never
+    /// refuses tokens for want of a poll: nothing else can write the file unannounced often
+    /// enough to matter, and the users' roles and locks are rechecked within `bound` anyway.
+    pub fn single(bound: Duration) -> Self {
         Self {
             bus: None,
             freshness: Freshness::new(None),
+            poll_every: bound / 3,
             resync: Notify::new(),
         }
     }
@@ -134,25 +140,19 @@ impl Cluster {
         let cluster = Self {
             bus,
             freshness: Freshness::new(Some(bound)),
+            poll_every: bound / 3,
             resync: Notify::new(),
         };
         // The start-up load of recent revocations counts as the first sync.
         cluster.freshness.synced_at(Instant::now());
         cluster
     }
-
-    fn poll_interval(&self) -> Option<Duration> {
-        self.freshness.bound.map(|bound| bound / 3)
-    }
 }
 
 impl AppState {
-    /// Starts the poller and, with Redis, the subscriber. Only for a shared store.
+    /// Starts the poller and, with Redis, the subscriber.
     pub fn start_cluster_sync(&self) {
-        let Some(every) = self.cluster.poll_interval() else {
-            return;
-        };
-        tokio::spawn(poll(self.clone(), every));
+        tokio::spawn(poll(self.clone(), self.cluster.poll_every));
         if self.cluster.bus.is_some() {
             tokio::spawn(subscribe(self.clone()));
         }

@@ -40,6 +40,7 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
         sessions::logout, sessions::logout_all, sessions::list, sessions::delete, sessions::change_password,
         items::list, items::create, items::get, items::update, items::delete,
         admin::users,
+        admin::change_user,
         admin::audit,
         admin::lock,
         admin::unlock,

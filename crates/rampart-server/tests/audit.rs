@@ -368,3 +368,194 @@ async fn admin_lock_ends_sessions_and_refuses_login_until_unlock() {
         "{kinds:?}"
     );
 }
+
+async fn set_role(app: &TestApp, admin: &str, id: &str, body: &Value) -> reqwest::Response {
+    app.call(
+        reqwest::Method::PATCH,
+        &format!("/v1/admin/users/{id}"),
+        Some(admin),
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_role_change_applies_to_tokens_already_issued_on_the_next_request() {
+    let app = TestApp::spawn(&[]).await;
+    let admin = app.admin_token().await;
+    let password = app.register("nora").await;
+    let token = app.access_token("nora", &password).await;
+    let id = app.user_id(&token).await;
+    assert_eq!(
+        app.get_as("/v1/admin/users", &token).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let promoted = set_role(&app, &admin, &id, &json!({"role": "admin"})).await;
+    assert_eq!(promoted.status(), StatusCode::OK);
+    let user: Value = promoted.json().await.unwrap();
+    assert_eq!(user["role"], "admin");
+    assert_eq!(user["id"], id.as_str());
+    assert!(user.get("password_hash").is_none());
+    // The token she already holds carries no role: the very next request is an admin's.
+    assert_eq!(
+        app.get_as("/v1/admin/users", &token).await.status(),
+        StatusCode::OK
+    );
+    // Setting the role she has is accepted and changes nothing.
+    let again = set_role(&app, &admin, &id, &json!({"role": "admin"})).await;
+    assert_eq!(again.status(), StatusCode::OK);
+
+    let demoted = set_role(&app, &admin, &id, &json!({"role": "user"})).await;
+    assert_eq!(demoted.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_as("/v1/admin/users", &token).await.status(),
+        StatusCode::FORBIDDEN,
+        "the demotion applies to the next request, not the next login"
+    );
+    let events = app.audit_events(&admin, Some("role_changed")).await;
+    assert_eq!(events.len(), 2, "one per change, none for the no-op");
+    let admin_id = app.user_id(&admin).await;
+    assert_eq!(events[0]["user_id"], id.as_str());
+    assert_eq!(
+        events[0]["detail"],
+        json!({"by": admin_id, "from": "admin", "to": "user"})
+    );
+    assert_eq!(events[1]["detail"]["to"], "admin");
+}
+
+#[tokio::test]
+async fn role_changes_refuse_bad_input_and_never_leave_no_admin() {
+    let app = TestApp::spawn(&[]).await;
+    let admin = app.admin_token().await;
+    let admin_id = app.user_id(&admin).await;
+    let password = app.register("omar").await;
+    let omar = app
+        .user_id(&app.access_token("omar", &password).await)
+        .await;
+
+    for (body, field) in [
+        (json!({"role": "root"}), "role"),
+        (json!({"role": "admin", "locked": false}), "locked"),
+        (json!({}), "role"),
+    ] {
+        let response = set_role(&app, &admin, &omar, &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert!(problem.to_string().contains(field), "{problem}");
+    }
+    let missing = set_role(
+        &app,
+        &admin,
+        "01a20000-0000-7000-8000-0000000000ff",
+        &json!({"role": "user"}),
+    )
+    .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // The only admin cannot demote themselves: nobody could ever administer again.
+    let last = set_role(&app, &admin, &admin_id, &json!({"role": "user"})).await;
+    assert_eq!(last.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        app.get_as("/v1/admin/users", &admin).await.status(),
+        StatusCode::OK
+    );
+
+    // Two admins demoting each other at the same moment: one may win, never both.
+    let promoted = set_role(&app, &admin, &omar, &json!({"role": "admin"})).await;
+    assert_eq!(promoted.status(), StatusCode::OK);
+    let omar_token = app.access_token("omar", &password).await;
+    let demote = json!({"role": "user"});
+    for _ in 0..10 {
+        let (a, b) = tokio::join!(
+            set_role(&app, &admin, &omar, &demote),
+            set_role(&app, &omar_token, &admin_id, &demote),
+        );
+        let statuses = [a.status(), b.status()];
+        assert!(
+            statuses.contains(&StatusCode::CONFLICT) || statuses.contains(&StatusCode::FORBIDDEN),
+            "{statuses:?}: both demotions went through"
+        );
+        let admins: Value = app
+            .get_as("/v1/admin/users?limit=100", &admin)
+            .await
+            .json()
+            .await
+            .unwrap_or_default();
+        let left = app.state.store.list_users(None, 100).await.unwrap();
+        let count = left
+            .iter()
+            .filter(|u| u.role == rampart::Role::Admin)
+            .count();
+        assert_eq!(count, 1, "exactly one admin left ({admins})");
+        // Put both back for the next round, by whichever is still admin.
+        let survivor = if left
+            .iter()
+            .any(|u| u.id == admin_id && u.role == rampart::Role::Admin)
+        {
+            &admin
+        } else {
+            &omar_token
+        };
+        for id in [&omar, &admin_id] {
+            let restored = set_role(&app, survivor, id, &json!({"role": "admin"})).await;
+            assert_eq!(restored.status(), StatusCode::OK);
+        }
+    }
+}
+
+#[tokio::test]
+async fn roles_and_locks_changed_in_the_database_apply_within_the_bound() {
+    let app = TestApp::spawn(&[("RAMPART_REVOCATION_BOUND", "1s")]).await;
+    let admin = app.admin_token().await;
+    let admin_id = app.user_id(&admin).await;
+    let password = app.register("pia").await;
+    let token = app.access_token("pia", &password).await;
+    let id = app.user_id(&token).await;
+    let other_password = app.register("quin").await;
+    let other = app.access_token("quin", &other_password).await;
+    let other_id = app.user_id(&other).await;
+    assert_eq!(
+        app.get_as("/v1/admin/users", &admin).await.status(),
+        StatusCode::OK
+    );
+    // Behind the service's back: an operator's psql session, a restored backup. Neither
+    // touches `updated_at`, so the poll for changes cannot see them: only the recheck can.
+    let mut db = app.raw_database().await;
+    let long_ago = "2000-01-01T00:00:00.000000Z";
+    db.execute(&format!(
+        "UPDATE users SET role = 'user', updated_at = '{long_ago}' WHERE id = '{admin_id}'"
+    ))
+    .await;
+    db.execute(&format!(
+        "UPDATE users SET locked_at = '{long_ago}', updated_at = '{long_ago}' WHERE id = '{id}'"
+    ))
+    .await;
+    db.execute(&format!(
+        "UPDATE sessions SET revoked_at = '{}' WHERE user_id = '{other_id}'",
+        rampart_server::store::now()
+    ))
+    .await;
+    // The bound, plus slack for a busy machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let demoted = app.get_as("/v1/admin/users", &admin).await.status();
+        let locked = app.get_as("/v1/users/me", &token).await.status();
+        let revoked = app.get_as("/v1/users/me", &other).await.status();
+        if demoted == StatusCode::FORBIDDEN
+            && locked == StatusCode::UNAUTHORIZED
+            && revoked == StatusCode::UNAUTHORIZED
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {demoted}, {locked} and {revoked} past the 1 s bound"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

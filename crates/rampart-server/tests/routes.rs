@@ -72,6 +72,12 @@ fn table() -> Vec<(&'static str, Method, Option<Value>, Expect)> {
         ("/v1/admin/users", Method::GET, None, [403, 403, 401]),
         ("/v1/admin/audit", Method::GET, None, [403, 403, 401]),
         (
+            "/v1/admin/users/{id}",
+            Method::PATCH,
+            Some(json!({"role": "admin"})),
+            [403, 403, 401],
+        ),
+        (
             "/v1/admin/users/{id}/lock",
             Method::POST,
             None,

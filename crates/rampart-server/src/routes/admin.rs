@@ -1,12 +1,17 @@
 //! Admin endpoints. Mounted as [`rampart::Access::Admin`]: a user gets 403, an anonymous
 //! caller 401.
+//!
+//! Defends against privilege changes that linger or lock everyone out: a role change or a lock
+//! is written to the store, then to this node's access cache and announced to the others, so
+//! it applies to the user's very next request with tokens already issued; demoting the only
+//! admin is refused (409) inside a transaction that serialises role changes.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
 use rampart::{AdminUser, ApiError, Json};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access::UserAccess;
@@ -14,6 +19,7 @@ use crate::audit::{Event, Kind, StoredEvent};
 use crate::domain::RecordId;
 use crate::routes::users::UserResponse;
 use crate::state::AppState;
+use crate::store::RoleChange;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
@@ -91,6 +97,71 @@ pub async fn users(
         users: rows.iter().map(UserResponse::from).collect(),
         next_cursor,
     }))
+}
+
+/// The one field an admin may change on a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    pub role: rampart::Role,
+}
+
+/// Change a user's role. Takes effect on that user's very next request, tokens already issued
+/// included. Demoting the last admin is refused.
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "The user, with the new role", body = UserResponse),
+        (status = 404, description = "No such user", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave no admin", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a role (`user` or `admin`), or another field", body = rampart::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_user(
+    State(state): State<AppState>,
+    context: RequestContext,
+    AdminUser(admin): AdminUser,
+    RecordId(id): RecordId,
+    Json(change): Json<UserChange>,
+) -> Result<Json<UserResponse>, ApiError> {
+    // Store, cache and broadcast change together even if this request is cancelled half-way.
+    let shared = state.clone();
+    let (user_id, role) = (id.clone(), change.role);
+    let outcome = crate::state::to_completion(async move {
+        let outcome = shared.store.set_role(&user_id, role).await?;
+        if let RoleChange::Changed { user, .. } = &outcome {
+            shared.access.set_user(
+                &user.id,
+                UserAccess {
+                    role: user.role,
+                    locked: user.locked,
+                },
+            );
+            shared.announce_user(&user.id).await;
+        }
+        Ok(outcome)
+    })
+    .await?;
+    let (previous, user) = match outcome {
+        RoleChange::Changed { previous, user } => (previous, user),
+        RoleChange::NotFound => return Err(ApiError::NotFound),
+        RoleChange::LastAdmin => {
+            return Err(ApiError::Conflict(
+                "This is the only admin; make another user admin first.".into(),
+            ))
+        }
+    };
+    if previous != user.role {
+        let event = Event::new(Kind::RoleChanged, &context)
+            .user(&user.id)
+            .detail(serde_json::json!({
+                "by": admin.user_id,
+                "from": previous,
+                "to": user.role,
+            }));
+        state.audit(event).await;
+    }
+    Ok(Json(UserResponse::from(&user)))
 }
 
 /// Lock a user: login is refused and every session ends at once. An admin cannot lock their

@@ -9,7 +9,7 @@ pub mod refresh;
 pub mod sessions;
 pub mod users;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use rampart::SecureRouter;
 
 use crate::state::AppState;
@@ -35,6 +35,7 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
             get(items::get).patch(items::update).delete(items::delete),
         )
         .admin("/v1/admin/users", get(admin::users))
+        .admin("/v1/admin/users/{id}", patch(admin::change_user))
         .admin("/v1/admin/audit", get(admin::audit))
         .admin("/v1/admin/users/{id}/lock", post(admin::lock))
         .admin("/v1/admin/users/{id}/unlock", post(admin::unlock));

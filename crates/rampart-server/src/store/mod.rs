@@ -189,6 +189,58 @@ pub struct Rotation {
     pub successor_expires_at: String,
 }
 
+/// What [`Store::set_role`] did.
+#[derive(Debug, Clone)]
+pub enum RoleChange {
+    /// The user now has the role asked for; `previous` is what they had.
+    Changed {
+        previous: Role,
+        user: UserRecord,
+    },
+    NotFound,
+    /// Refused: it would demote the only admin.
+    LastAdmin,
+}
+
+/// The statements of a role change, the same on both backends, run inside a transaction that
+/// the backend has made exclusive for role changes (so two admins demoting each other at once
+/// cannot both succeed and leave no admin).
+macro_rules! change_role {
+    ($tx:expr, $id:expr, $role:expr) => {{
+        let (tx, id, role) = ($tx, $id, $role);
+        let sql = format!(
+            "SELECT {} FROM users WHERE id = $1",
+            $crate::store::USER_COLUMNS
+        );
+        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await? else {
+            return Ok($crate::store::RoleChange::NotFound);
+        };
+        let before = $crate::store::rows::user_from(&row)?;
+        if before.role == rampart::Role::Admin && role != rampart::Role::Admin {
+            let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+                .fetch_one(&mut **tx)
+                .await?;
+            if admins <= 1 {
+                return Ok($crate::store::RoleChange::LastAdmin);
+            }
+        }
+        if before.role != role {
+            sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
+                .bind($crate::store::role_text(role))
+                .bind($crate::store::now())
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let previous = before.role;
+        $crate::store::RoleChange::Changed {
+            previous,
+            user: $crate::store::UserRecord { role, ..before },
+        }
+    }};
+}
+pub(crate) use change_role;
+
 /// Everything the service needs from its database.
 pub trait Store: ItemStore + Send + Sync + 'static {
     /// Users in id order, after `after` when given; at most `rows` (admin listing).
@@ -209,6 +261,8 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     fn set_password_hash<'a>(&'a self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()>;
     /// Locks (login refused, sessions unusable) or unlocks a user.
     fn set_locked<'a>(&'a self, id: &'a str, locked: bool) -> StoreFuture<'a, ()>;
+    /// Gives a user `role`, unless that would leave no admin ([`RoleChange::LastAdmin`]).
+    fn set_role<'a>(&'a self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange>;
 
     /// Opens a session and stores its first refresh token's hash, atomically.
     fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()>;

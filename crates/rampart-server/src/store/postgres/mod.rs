@@ -11,6 +11,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use rampart::Role;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
@@ -18,8 +19,8 @@ use super::rows::{
     access_changes, audit_from, ended_session, refresh_state_from, session_from, user_from,
 };
 use super::{
-    conflict, role_text, AccessChanges, EndedSession, NewSession, NewUser, RefreshState, Rotation,
-    SessionRecord, Store, StoreError, StoreFuture, UserRecord, USER_COLUMNS,
+    conflict, role_text, AccessChanges, EndedSession, NewSession, NewUser, RefreshState,
+    RoleChange, Rotation, SessionRecord, Store, StoreError, StoreFuture, UserRecord, USER_COLUMNS,
 };
 
 mod items;
@@ -168,6 +169,20 @@ impl Store for PostgresStore {
                 .execute(&self.pool)
                 .await?;
             Ok(())
+        })
+    }
+
+    fn set_role<'a>(&'a self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // Serialises role changes across nodes (not other writes): both demotions of a
+            // last pair of admins read the count in turn, so one of them is refused.
+            sqlx::query("SELECT pg_advisory_xact_lock(7270816)")
+                .execute(&mut *tx)
+                .await?;
+            let change = super::change_role!(&mut tx, id, role);
+            tx.commit().await?;
+            Ok(change)
         })
     }
 

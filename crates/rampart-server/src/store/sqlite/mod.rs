@@ -10,14 +10,15 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use rampart::Role;
 use sqlx::Row;
 
 use super::rows::{
     access_changes, audit_from, ended_session, refresh_state_from, session_from, user_from,
 };
 use super::{
-    conflict, role_text, AccessChanges, EndedSession, NewSession, NewUser, RefreshState, Rotation,
-    SessionRecord, Store, StoreError, StoreFuture, UserRecord, USER_COLUMNS,
+    conflict, role_text, AccessChanges, EndedSession, NewSession, NewUser, RefreshState,
+    RoleChange, Rotation, SessionRecord, Store, StoreError, StoreFuture, UserRecord, USER_COLUMNS,
 };
 
 mod items;
@@ -176,6 +177,17 @@ impl Store for SqliteStore {
                 .execute(&self.pool)
                 .await?;
             Ok(())
+        })
+    }
+
+    fn set_role<'a>(&'a self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange> {
+        Box::pin(async move {
+            // IMMEDIATE takes the write lock at once: two role changes never both read the old
+            // admin count.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let change = super::change_role!(&mut tx, id, role);
+            tx.commit().await?;
+            Ok(change)
         })
     }
 
