@@ -485,15 +485,20 @@ async fn refusals_are_audited_once_per_client_and_policy_a_minute() {
 #[tokio::test]
 async fn requests_over_the_in_flight_limit_are_shed_with_503() {
     let app = TestApp::spawn(&[("RAMPART_MAX_IN_FLIGHT", "1")]).await;
-    // A request whose body never finishes holds the only slot.
-    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    slow.write_all(
-        b"POST /v1/auth/register HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"em",
-    )
-    .await
-    .unwrap();
+    // Someone else holds the database's write lock, so a registration waits in its handler
+    // (up to the busy timeout) holding the only slot.
+    let mut db = app.raw_database().await;
+    db.execute("BEGIN EXCLUSIVE").await;
+    let (client, url) = (app.client.clone(), app.url("/v1/auth/register"));
+    let waiting = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&json!({"email": "wait@example.com", "username": "waiter", "password": "violet tandem bicycles rarely whistle"}))
+            .send()
+            .await
+    });
     let mut shed = None;
-    for _ in 0..50 {
+    for _ in 0..100 {
         let response = app.get("/health").await;
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
             shed = Some(response);
@@ -504,7 +509,12 @@ async fn requests_over_the_in_flight_limit_are_shed_with_503() {
     let shed = shed.expect("a second request is shed while the first holds the slot");
     assert_eq!(header(&shed, "retry-after"), "1");
     assert_eq!(header(&shed, "content-type"), "application/problem+json");
-    drop(slow);
+    db.execute("ROLLBACK").await;
+    assert_eq!(
+        waiting.await.unwrap().unwrap().status(),
+        StatusCode::CREATED,
+        "the waiting request finishes once the lock is gone"
+    );
     let mut recovered = false;
     for _ in 0..50 {
         if app.get("/health").await.status() == StatusCode::OK {
@@ -514,4 +524,81 @@ async fn requests_over_the_in_flight_limit_are_shed_with_503() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(recovered, "the slot is released when the request ends");
+}
+
+/// Opens a connection from `source` (any 127.0.0.0/8 address is this host) and sends a POST
+/// head declaring a body of `declared` bytes, then `sent` of them.
+async fn stalled_post(
+    app: &TestApp,
+    source: std::net::Ipv4Addr,
+    declared: usize,
+    sent: &[u8],
+) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let mut stream = socket.connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn stalled_bodies_from_many_addresses_hold_no_slot_and_are_cut_at_the_body_timeout() {
+    use tokio::io::AsyncReadExt;
+    let app = TestApp::spawn(&[
+        ("RAMPART_MAX_IN_FLIGHT", "16"),
+        ("RAMPART_BODY_TIMEOUT", "2s"),
+    ])
+    .await;
+    let password = app.register("steady").await;
+    // The review's attack, scaled to the slots: nine source addresses, each with twenty
+    // requests that declare 1000 bytes and then send a byte a second.
+    let mut stalled = Vec::new();
+    for host in 2..=10u8 {
+        for _ in 0..20 {
+            let source = std::net::Ipv4Addr::new(127, 0, 0, host);
+            stalled.push(stalled_post(&app, source, 1000, b"{").await);
+        }
+    }
+    let trickle = tokio::spawn(async move {
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for stream in &mut stalled {
+                let _ = stream.write_all(b" ").await;
+            }
+        }
+        stalled
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Everyone else is served at once: a fresh address's health check and a whole login.
+    let fresh = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 50]))
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let health = fresh.get(app.url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+    let login = fresh
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"username": "steady", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+
+    // Past the body timeout each stalled request is answered 408 and its connection closed,
+    // though it was still sending.
+    let stalled = trickle.await.unwrap();
+    for mut stream in stalled {
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
+        assert!(read.await.is_ok(), "the connection was closed");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+    }
 }

@@ -329,6 +329,7 @@ impl Posture {
             );
         }
         if http.header_timeout > Duration::from_secs(60)
+            || http.body_timeout > Duration::from_secs(60)
             || http.request_timeout > Duration::from_secs(300)
         {
             add(

@@ -8,9 +8,12 @@
 //! would box a future and clone a service per request for each of them. Inside it: CORS (when
 //! configured), the panic catcher and axum's streaming body limit.
 //! It also sheds load ([`in_flight`]): past `max_in_flight` requests at once, in all or for one
-//! client, a request is answered 503 with `Retry-After` at once.
+//! client, a request is answered 503 with `Retry-After` at once. A request's body is received
+//! whole, within the body timeout and a byte budget, before it asks for one of those slots
+//! ([`body_intake`]), so a client slow to send its body holds no slot at all.
 
 pub mod access_log;
+mod body_intake;
 pub mod body_limit;
 pub mod client_ip;
 pub mod cors;
@@ -75,6 +78,7 @@ impl Hardening {
         router.layer(HardenedLayer {
             shared: Arc::new(Shared {
                 in_flight: in_flight::InFlight::new(limits.max_in_flight),
+                intake: body_intake::BodyIntake::new(limits.body_limit, limits.body_timeout),
                 ids: IdGenerator::new(),
                 client_ip: ClientIpConfig::new(self.trusted_proxies, self.forwarded_header),
                 limits,
@@ -113,6 +117,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 #[derive(Debug)]
 struct Shared {
     in_flight: Arc<in_flight::InFlight>,
+    intake: Arc<body_intake::BodyIntake>,
     ids: IdGenerator,
     client_ip: ClientIpConfig,
     limits: HttpLimits,
@@ -176,27 +181,21 @@ where
                 },
             });
 
-            // Held while the handler runs (the response body streams after).
-            let (slot, refused) = match shared.in_flight.admit(client_ip) {
-                Ok(slot) => (
-                    Some(slot),
-                    body_limit::refuse_declared_oversize(request.headers(), limits.body_limit),
-                ),
-                Err(why) => (None, Some(shared.in_flight.shed(why))),
-            };
-            let mut response = match refused {
-                Some(refused) => refused,
-                None => {
-                    timeout::within(limits.request_timeout, async move {
+            let mut response = match admit(&shared, request, client_ip).await {
+                Ok((request, slot, body)) => {
+                    let response = timeout::within(limits.request_timeout, async move {
                         match inner.oneshot(request).await {
                             Ok(response) => response,
                             Err(never) => match never {},
                         }
                     })
-                    .await
+                    .await;
+                    // Held while the handler runs (the response body streams after).
+                    drop((slot, body));
+                    response
                 }
+                Err(refused) => refused,
             };
-            drop(slot);
 
             if response.status().as_u16() >= 400 {
                 request_id::finish_problem(&mut response, &id);
@@ -214,6 +213,26 @@ where
             response.headers_mut().insert(REQUEST_ID_HEADER, id);
             Ok(headers::apply(response))
         })
+    }
+}
+
+/// What a request must pass before its handler runs, cheapest refusal first: a declared size
+/// over the limit (413, nothing read), its whole body within the body timeout and budget (408,
+/// 413, 503), then an in-flight slot (503).
+async fn admit(
+    shared: &Shared,
+    request: Request,
+    client_ip: IpAddr,
+) -> Result<(Request, in_flight::Slot, body_intake::Held), Response> {
+    if let Some(refused) =
+        body_limit::refuse_declared_oversize(request.headers(), shared.limits.body_limit)
+    {
+        return Err(refused);
+    }
+    let (request, body) = shared.intake.receive(request, client_ip).await?;
+    match shared.in_flight.admit(client_ip) {
+        Ok(slot) => Ok((request, slot, body)),
+        Err(why) => Err(shared.in_flight.shed(why)),
     }
 }
 

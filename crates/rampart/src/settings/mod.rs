@@ -59,6 +59,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "BODY_LIMIT",
     "REQUEST_TIMEOUT",
     "HEADER_TIMEOUT",
+    "BODY_TIMEOUT",
     "SHUTDOWN_TIMEOUT",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
@@ -147,6 +148,8 @@ pub struct HttpLimits {
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub header_timeout: Duration,
+    /// Time allowed to receive a whole request body, counted from the end of the head.
+    pub body_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_connections: usize,
     /// Open connections from one peer address (trusted proxies are exempt).
@@ -547,6 +550,7 @@ impl Reader {
                 nonzero_duration,
             ),
             header_timeout: self.parse("HEADER_TIMEOUT", Duration::from_secs(10), nonzero_duration),
+            body_timeout: self.parse("BODY_TIMEOUT", Duration::from_secs(10), nonzero_duration),
             shutdown_timeout: self.parse(
                 "SHUTDOWN_TIMEOUT",
                 Duration::from_secs(30),
