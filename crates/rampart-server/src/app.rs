@@ -11,7 +11,6 @@ use rampart::limit::{ClientLimit, LimitObserver, Limiter};
 use rampart::pagination::CursorKey;
 use rampart::password::PasswordHasher;
 use rampart::policy::Authenticator;
-use rampart::posture::Posture;
 use rampart::server::{self, ServeOptions};
 use rampart::settings::{KeysSource, StoreFailure, TokenAlgorithm};
 use rampart::tokens::{TokenPolicy, Tokens};
@@ -35,7 +34,7 @@ pub struct UnsafePosture(pub String);
 
 /// Checks the posture: an error in production when anything fails, log lines otherwise.
 pub fn enforce_posture(settings: &Settings) -> Result<(), UnsafePosture> {
-    let posture = Posture::assess(settings);
+    let posture = crate::posture::assess(settings);
     if settings.env.is_production() && !posture.is_safe_for_production() {
         let lines: Vec<String> = posture
             .failures()
@@ -109,6 +108,29 @@ fn cursor_key(settings: &Settings, keys: Option<&KeySet>) -> anyhow::Result<Curs
     Ok(CursorKey::derive(secret.expose_secret().as_bytes()))
 }
 
+/// A Redis client for `url`; with `ca`, a `rediss://` server's certificate must chain to the
+/// certificates in that PEM file rather than to the system's trust store.
+fn redis_client(
+    url: &secrecy::SecretString,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<redis::Client> {
+    let client = match ca {
+        None => redis::Client::open(url.expose_secret()),
+        Some(path) => {
+            let root_cert = std::fs::read(path)
+                .with_context(|| format!("reading RAMPART_REDIS_CA_FILE {}", path.display()))?;
+            redis::Client::build_with_tls(
+                url.expose_secret(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+        }
+    };
+    client.context("RAMPART_REDIS_URL")
+}
+
 /// The application state for these settings: store opened and migrated, keys loaded.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let (tokens, keys) = token_service(&settings)?;
@@ -119,9 +141,8 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let redis_client = settings
         .redis_url
         .as_ref()
-        .map(|url| redis::Client::open(url.expose_secret()))
-        .transpose()
-        .context("RAMPART_REDIS_URL")?;
+        .map(|url| redis_client(url, settings.redis_ca_file.as_deref()))
+        .transpose()?;
     let redis = redis_client
         .clone()
         .map(|client| {

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rampart::keys::KeySet;
-use rampart::posture::Posture;
 use rampart::settings::KeysSource;
 use rampart::Settings;
 
@@ -274,7 +273,7 @@ fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 }
 
 fn check(settings: &Settings) -> ExitCode {
-    let posture = Posture::assess(settings);
+    let posture = crate::posture::assess(settings);
     println!(
         "rampart {} security posture ({})",
         env!("CARGO_PKG_VERSION"),

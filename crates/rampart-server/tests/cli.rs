@@ -105,6 +105,38 @@ fn production_refuses_to_start_on_each_unsafe_setting() {
             "RAMPART_DATABASE_URL",
             1,
         ),
+        (
+            // The review's tricks: a local-looking URL whose `host=` is remote, and a later
+            // sslmode that undoes the first.
+            &[
+                ("RAMPART_KEYS_FILE", &keys),
+                (
+                    "RAMPART_DATABASE_URL",
+                    "postgres://app:pw@localhost/db?host=db.internal",
+                ),
+            ],
+            "RAMPART_DATABASE_URL",
+            1,
+        ),
+        (
+            &[
+                ("RAMPART_KEYS_FILE", &keys),
+                (
+                    "RAMPART_DATABASE_URL",
+                    "postgres://app:pw@db.internal/db?sslmode=require&sslmode=disable",
+                ),
+            ],
+            "RAMPART_DATABASE_URL",
+            1,
+        ),
+        (
+            &[
+                ("RAMPART_KEYS_FILE", &keys),
+                ("RAMPART_REDIS_URL", "redis://cache.internal:6379"),
+            ],
+            "RAMPART_REDIS_URL",
+            1,
+        ),
         (&[], "RAMPART_KEYS_FILE", 1),
     ];
     for (vars, named, expected) in cases {

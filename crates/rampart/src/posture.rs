@@ -1,6 +1,9 @@
 //! The security posture of a configuration: every choice that would be unsafe in production,
 //! listed with the setting that causes it.
 //!
+//! The items here judge the layers' settings; a server adds its own (where its database and
+//! Redis are, and how it reaches them: `rampart-server`'s `posture` module).
+//!
 //! Defends against shipping a development configuration: in production any failing item refuses
 //! start-up (fail closed), and `rampart check` prints the same list so an operator sees it before
 //! deploying. Items are judged by production's rules whatever the environment, so a developer
@@ -267,53 +270,6 @@ impl Posture {
             );
         }
 
-        let db = settings.database_url.expose_secret();
-        let tls = [
-            "sslmode=require",
-            "sslmode=verify-ca",
-            "sslmode=verify-full",
-        ];
-        if db.starts_with("postgres") && !is_local_url(db) && !tls.iter().any(|m| db.contains(m)) {
-            add(
-                "RAMPART_DATABASE_URL",
-                Verdict::Fail,
-                "remote PostgreSQL without TLS: password and token hashes would cross the \
-                 network in the clear; add sslmode=verify-full"
-                    .into(),
-            );
-        } else if db.starts_with("postgres") && settings.redis_url.is_none() {
-            add(
-                "RAMPART_DATABASE_URL",
-                Verdict::Warn,
-                "PostgreSQL without RAMPART_REDIS_URL: several nodes would each limit on their \
-                 own, and revocations reach other nodes by polling (within \
-                 RAMPART_REVOCATION_BOUND), not at once"
-                    .into(),
-            );
-        } else {
-            add(
-                "RAMPART_DATABASE_URL",
-                Verdict::Pass,
-                settings.database_url_redacted(),
-            );
-        }
-        if let Some(redis) = &settings.redis_url {
-            let redis = redis.expose_secret();
-            if redis.starts_with("redis://") && !is_local_url(redis) {
-                add(
-                    "RAMPART_REDIS_URL",
-                    Verdict::Warn,
-                    "remote Redis without TLS; use rediss://".into(),
-                );
-            } else {
-                add(
-                    "RAMPART_REDIS_URL",
-                    Verdict::Pass,
-                    crate::settings::redact_url(redis),
-                );
-            }
-        }
-
         let http = &settings.http;
         if http.body_limit > 10 * 1024 * 1024 {
             add(
@@ -449,24 +405,6 @@ fn loose_permissions(_meta: &std::fs::Metadata) -> Option<u32> {
 }
 
 /// True when the URL's host is exactly `localhost`, a loopback address or a unix socket path.
-fn is_local_url(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if host_port.is_empty() {
-        return true; // no host: a unix socket or the driver's local default
-    }
-    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,11 +460,6 @@ mod tests {
                 "RAMPART_TRUSTED_PROXIES",
                 "0.0.0.0/1,128.0.0.0/1",
                 "RAMPART_TRUSTED_PROXIES",
-            ),
-            (
-                "RAMPART_DATABASE_URL",
-                "postgres://db.internal/app",
-                "RAMPART_DATABASE_URL",
             ),
             (
                 "RAMPART_PASSWORD_HASH",
@@ -643,30 +576,11 @@ mod tests {
     }
 
     #[test]
-    fn local_means_exactly_local() {
-        for local in [
-            "postgres://u:p@localhost/db",
-            "redis://127.0.0.1:6379",
-            "postgres://[::1]:5432/x",
-            "postgres:///db",
-        ] {
-            assert!(is_local_url(local), "{local}");
-        }
-        for remote in [
-            "postgres://u:p@localhost.attacker.example/db",
-            "redis://127.evil.example",
-            "redis://10.0.0.5",
-        ] {
-            assert!(!is_local_url(remote), "{remote}");
-        }
-    }
-
-    #[test]
     fn report_never_prints_secrets() {
-        let p = posture(&[(
-            "RAMPART_DATABASE_URL",
-            "postgres://app:s3cretpw@127.0.0.1/app",
-        )]);
+        let p = posture(&[
+            ("RAMPART_TOKEN_ALG", "HS256"),
+            ("RAMPART_JWT_SECRET", "s3cretpw-s3cretpw-s3cretpw-s3cretpw"),
+        ]);
         assert!(!p.table().contains("s3cretpw"));
     }
 }

@@ -44,7 +44,7 @@ fn unavailable(service: &str, url: &str, error: &str) -> ! {
     std::process::exit(0);
 }
 
-async fn admin_connection() -> sqlx::PgConnection {
+pub async fn admin_connection() -> sqlx::PgConnection {
     let url = postgres_admin_url();
     let options: sqlx::postgres::PgConnectOptions = match url.parse() {
         Ok(options) => options,
@@ -54,6 +54,23 @@ async fn admin_connection() -> sqlx::PgConnection {
         Ok(Ok(connection)) => connection,
         Ok(Err(err)) => unavailable("PostgreSQL", &url, &err.to_string()),
         Err(_) => unavailable("PostgreSQL", &url, "no answer in 5 s"),
+    }
+}
+
+/// PostgreSQL answers and has TLS on (`ssl = on`, as Debian's default configuration has it,
+/// with its self-signed certificate), or the test fails (CI) or the binary skips (elsewhere).
+pub async fn require_postgres_tls() {
+    let mut admin = admin_connection().await;
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    if ssl != "on" {
+        unavailable(
+            "PostgreSQL with TLS",
+            &postgres_admin_url(),
+            "the server runs with ssl = off",
+        );
     }
 }
 
@@ -172,6 +189,141 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis server of the test's own that speaks only TLS, with a certificate for `localhost`
+/// and `127.0.0.1` signed by a CA made for the test (`openssl` on the PATH makes both).
+pub struct TlsRedis {
+    pub port: u16,
+    /// The CA certificate (PEM) clients must trust.
+    pub ca_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl TlsRedis {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(path("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let steps: [Vec<String>; 3] = [
+            ["req", "-x509"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(ec.iter().map(|s| (*s).to_owned()))
+                .chain([
+                    "-keyout".into(),
+                    path("ca.key"),
+                    "-out".into(),
+                    path("ca.pem"),
+                    "-days".into(),
+                    "1".into(),
+                    "-subj".into(),
+                    "/CN=rampart test CA".into(),
+                ])
+                .collect(),
+            ["req"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(ec.iter().map(|s| (*s).to_owned()))
+                .chain([
+                    "-keyout".into(),
+                    path("server.key"),
+                    "-out".into(),
+                    path("server.csr"),
+                    "-subj".into(),
+                    "/CN=localhost".into(),
+                ])
+                .collect(),
+            ["x509", "-req", "-in"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain([
+                    path("server.csr"),
+                    "-CA".into(),
+                    path("ca.pem"),
+                    "-CAkey".into(),
+                    path("ca.key"),
+                    "-CAcreateserial".into(),
+                    "-out".into(),
+                    path("server.pem"),
+                    "-days".into(),
+                    "1".into(),
+                    "-extfile".into(),
+                    path("ext"),
+                ])
+                .collect(),
+        ];
+        for args in steps {
+            let made = Command::new("openssl")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            match made {
+                Ok(status) if status.success() => {}
+                Ok(status) => panic!("openssl {args:?} failed: {status}"),
+                Err(err) => unavailable("openssl (the binary)", "PATH", &err.to_string()),
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args([
+                "--tls-cert-file",
+                &path("server.pem"),
+                "--tls-key-file",
+                &path("server.key"),
+            ])
+            .args([
+                "--tls-ca-cert-file",
+                &path("ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(err) => unavailable("redis-server (the binary)", "PATH", &err.to_string()),
+        };
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Self {
+                    port,
+                    ca_file: dir.path().join("ca.pem"),
+                    _dir: dir,
+                    child,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server with TLS did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("rediss://localhost:{}", self.port)
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -36,6 +36,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "DATA_DIR",
     "DATABASE_URL",
     "REDIS_URL",
+    "REDIS_CA_FILE",
     "REDIS_NAMESPACE",
     "REVOCATION_BOUND",
     "KEYS_FILE",
@@ -168,6 +169,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub redis_url: Option<SecretString>,
+    /// PEM certificates that a `rediss://` server's certificate must chain to, instead of the
+    /// system's trust store.
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key and channel, so deployments can share one Redis.
     pub redis_namespace: String,
     /// With a shared database: the longest a node accepts tokens without having confirmed the
@@ -417,6 +421,21 @@ impl Reader {
                 Err("must start with redis:// or rediss://".into())
             }
         });
+        let redis_ca_file = self
+            .get("REDIS_CA_FILE")
+            .map(str::trim)
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from);
+        if redis_ca_file.is_some()
+            && !redis_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("rediss://"))
+        {
+            self.fail(
+                "RAMPART_REDIS_CA_FILE",
+                "is only used with a rediss:// RAMPART_REDIS_URL".into(),
+            );
+        }
         let keys = match self.get("KEYS_FILE") {
             Some(path) if !path.trim().is_empty() => KeysSource::File(PathBuf::from(path.trim())),
             _ if production => KeysSource::Missing,
@@ -623,6 +642,7 @@ impl Reader {
             data_dir,
             database_url: SecretString::from(database_url),
             redis_url: redis_url.map(SecretString::from),
+            redis_ca_file,
             redis_namespace,
             revocation_bound,
             keys,
