@@ -108,6 +108,27 @@ fn cursor_key(settings: &Settings, keys: Option<&KeySet>) -> anyhow::Result<Curs
     Ok(CursorKey::derive(secret.expose_secret().as_bytes()))
 }
 
+/// The key the audit chain is sealed with: from the keys file's audit key, or, with HS256 and
+/// no keys file, from the shared secret.
+pub fn audit_chain_key(
+    settings: &Settings,
+    keys: Option<&KeySet>,
+) -> anyhow::Result<crate::audit::chain::ChainKey> {
+    use crate::audit::chain::ChainKey;
+    if let Some(keys) = keys {
+        return keys.audit_key().map(ChainKey::derive).with_context(|| {
+            "the keys file has no audit_key (it predates keyed audit chains); \
+             `rampart keys rotate` adds one"
+        });
+    }
+    let secret = settings
+        .tokens
+        .hs256_secret
+        .as_ref()
+        .context("no keys file or secret to derive the audit chain key from")?;
+    Ok(ChainKey::derive(secret.expose_secret().as_bytes()))
+}
+
 /// A Redis client for `url`; with `ca`, a `rediss://` server's certificate must chain to the
 /// certificates in that PEM file rather than to the system's trust store.
 fn redis_client(
@@ -135,6 +156,7 @@ fn redis_client(
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let (tokens, keys) = token_service(&settings)?;
     let cursors = cursor_key(&settings, keys.as_ref())?;
+    let chain_key = audit_chain_key(&settings, keys.as_ref())?;
     let store = store::open(&settings.database_url)
         .await
         .context("opening the database")?;
@@ -180,6 +202,10 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         revoked_sessions = revoked.len(),
         "loaded recently revoked sessions"
     );
+    let audit =
+        crate::audit::AuditLog::open(store.as_ref(), chain_key, settings.audit_anchor.clone())
+            .await
+            .context("opening the audit anchor")?;
     let state = AppState::new(Shared {
         settings,
         store,
@@ -189,7 +215,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         access,
         cursors,
         denials: crate::audit::EventSampler::default(),
-        audit: crate::audit::AuditLog,
+        audit,
         abuse,
         cluster,
         redis,

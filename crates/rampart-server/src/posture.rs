@@ -165,10 +165,14 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        let map = pairs
+        let mut map: std::collections::HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        map.insert(
+            "RAMPART_AUDIT_ANCHOR".into(),
+            "/var/lib/rampart/anchor".into(),
+        );
         Settings::from_map(map).unwrap_or_else(|e| panic!("{e}"))
     }
 

@@ -198,6 +198,7 @@ fn verify(app: &TestApp) -> (Option<i32>, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(["audit-log", "verify"])
         .env("RAMPART_DATA_DIR", app.data.path())
+        .env("RAMPART_AUDIT_ANCHOR", app.data.path().join("audit-anchor"))
         .env("RAMPART_DATABASE_URL", &app.database_url)
         .output()
         .unwrap();
@@ -558,4 +559,111 @@ async fn roles_and_locks_changed_in_the_database_apply_within_the_bound() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Three registrations: three audit rows, anchored at the third.
+async fn app_with_three_events() -> TestApp {
+    let app = TestApp::spawn(&[]).await;
+    for name in ["sam", "tina", "uma"] {
+        app.register(name).await;
+    }
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(0), "{out}");
+    app
+}
+
+#[tokio::test]
+async fn removing_the_newest_audit_rows_is_caught_by_the_anchor() {
+    let app = app_with_three_events().await;
+    tamper(&app, "DELETE FROM audit_events WHERE seq >= 2").await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the chain ends at row 1 but the anchor records row 3"),
+        "{out}"
+    );
+    // Every row gone: the same.
+    tamper(&app, "DELETE FROM audit_events").await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("the anchor records row 3"), "{out}");
+}
+
+#[tokio::test]
+async fn rows_removed_while_the_server_runs_stay_evident_after_new_events() {
+    let app = app_with_three_events().await;
+    tamper(&app, "DELETE FROM audit_events WHERE seq = 3").await;
+    // The service goes on recording; the anchor must not quietly move past the gap.
+    app.register("vic").await;
+    app.register("wes").await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("row"), "{out}");
+}
+
+#[tokio::test]
+async fn a_chain_recomputed_without_the_key_does_not_verify() {
+    use rampart_server::audit::chain::{legacy_hash, GENESIS};
+    // Rewrite history the way the old, unkeyed chain allowed: change a row, then recompute
+    // every hash after it. First keeping the rows marked keyed, then marking them all as
+    // pre-key rows so the whole chain is a valid plain SHA-256 chain from the start.
+    for mark_unkeyed in [false, true] {
+        let app = app_with_three_events().await;
+        let mut rows = app.state.store.audit_after(0, 100).await.unwrap();
+        rows[1].user_id = Some("someone-else".into());
+        let mut prev = GENESIS.to_owned();
+        let mut statements = Vec::new();
+        for row in &mut rows {
+            row.prev_hash.clone_from(&prev);
+            row.hash = legacy_hash(&prev, row);
+            let alg = if mark_unkeyed {
+                "sha256"
+            } else {
+                row.alg.as_str()
+            };
+            statements.push(format!(
+                "UPDATE audit_events SET user_id = {}, prev_hash = '{}', hash = '{}', alg = '{alg}' WHERE seq = {}",
+                row.user_id.as_ref().map_or("NULL".into(), |u| format!("'{u}'")),
+                row.prev_hash,
+                row.hash,
+                row.seq
+            ));
+            prev.clone_from(&row.hash);
+        }
+        for statement in &statements {
+            tamper(&app, statement).await;
+        }
+        let (code, out) = verify(&app);
+        assert_eq!(code, Some(1), "{out}");
+        let expected = if mark_unkeyed {
+            // A perfect plain chain, but not the one the anchor sealed.
+            "the anchored row 3 is missing or is not the row the anchor sealed"
+        } else {
+            "row 1 (event"
+        };
+        assert!(out.contains(expected), "unkeyed={mark_unkeyed}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn a_forged_or_missing_anchor_fails_verification() {
+    let app = app_with_three_events().await;
+    let anchor = app.data.path().join("audit-anchor");
+    let genuine = std::fs::read_to_string(&anchor).unwrap();
+    let record: Value = serde_json::from_str(&genuine).unwrap();
+    assert_eq!(record["seq"], 3);
+    // Pointing the anchor at an earlier row (to hide a truncation) needs the key.
+    let rows = app.state.store.audit_after(0, 100).await.unwrap();
+    let forged = json!({"seq": 1, "hash": rows[0].hash, "mac": record["mac"]});
+    std::fs::write(&anchor, forged.to_string()).unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("not written with this deployment's key"),
+        "{out}"
+    );
+    std::fs::remove_file(&anchor).unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no audit anchor"), "{out}");
 }

@@ -14,6 +14,10 @@ fn settings(pairs: &[(&str, &str)], data: &tempfile::TempDir) -> rampart::Settin
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     map.insert("RAMPART_DATA_DIR".into(), data.path().display().to_string());
+    map.insert(
+        "RAMPART_AUDIT_ANCHOR".into(),
+        data.path().join("audit-anchor").display().to_string(),
+    );
     rampart::Settings::from_map(map).unwrap()
 }
 

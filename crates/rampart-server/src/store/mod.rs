@@ -189,6 +189,14 @@ pub struct Rotation {
     pub successor_expires_at: String,
 }
 
+/// Where an audit row landed in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
 /// What [`Store::set_role`] did.
 #[derive(Debug, Clone)]
 pub enum RoleChange {
@@ -272,10 +280,15 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     /// session is not revoked; false otherwise (another request spent it first, or the session
     /// ended meanwhile).
     fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool>;
-    /// Appends one audit row, chained to the newest one: the store sets `prev_hash` and `hash`
-    /// (see [`crate::audit::chain_hash`]) under a lock that serialises every writer of the
-    /// table, so concurrent appends, from this process or another node, never fork the chain.
-    fn append_audit(&self, event: crate::audit::StoredEvent) -> StoreFuture<'_, ()>;
+    /// Appends one audit row, chained to the newest one: the store sets `prev_hash` and seals
+    /// `hash` with `key` ([`crate::audit::chain::ChainKey::seal`]) under a lock that serialises
+    /// every writer of the table, so concurrent appends, from this process or another node,
+    /// never fork the chain.
+    fn append_audit<'a>(
+        &'a self,
+        event: crate::audit::StoredEvent,
+        key: &'a crate::audit::chain::ChainKey,
+    ) -> StoreFuture<'a, Appended>;
     /// Audit rows newest first, older than `before_seq` when given.
     fn audit_page(
         &self,

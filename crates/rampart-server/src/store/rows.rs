@@ -78,6 +78,7 @@ pub(crate) fn audit_from(row: &impl StoreRow) -> Result<crate::audit::StoredEven
         request_id: row.maybe_text("request_id")?,
         // A row whose detail is not JSON is kept as a string, so verification still sees it.
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        alg: row.text("alg")?,
         prev_hash: row.text("prev_hash")?,
         hash: row.text("hash")?,
     })

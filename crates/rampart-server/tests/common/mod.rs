@@ -92,6 +92,10 @@ impl TestApp {
             ("RAMPART_BIND".into(), "127.0.0.1:0".into()),
             ("RAMPART_DATA_DIR".into(), data.path().display().to_string()),
             ("RAMPART_DATABASE_URL".into(), database_url.clone()),
+            (
+                "RAMPART_AUDIT_ANCHOR".into(),
+                data.path().join("audit-anchor").display().to_string(),
+            ),
         ]);
         if relaxed_limits {
             for name in [
@@ -363,6 +367,7 @@ pub fn command(data: &TempDir, vars: &[(&str, &str)]) -> Command {
         cmd.env_remove(key);
     }
     cmd.env("RAMPART_DATA_DIR", data.path())
+        .env("RAMPART_AUDIT_ANCHOR", data.path().join("audit-anchor"))
         .env("RAMPART_BIND", "127.0.0.1:0")
         .envs(vars.iter().copied())
         .current_dir(data.path())

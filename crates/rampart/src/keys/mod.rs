@@ -113,10 +113,20 @@ impl Key {
     }
 }
 
-/// The signing key and any retired keys still valid for verification.
+/// The signing key and any retired keys still valid for verification, and the secret the
+/// audit chain is keyed with.
 #[derive(Debug)]
 pub struct KeySet {
     keys: Vec<Key>,
+    /// 32 random bytes that outlive every rotation: rows keyed with it years ago must still
+    /// verify. `None` only in a file written before audit keys existed.
+    audit_key: Option<secrecy::SecretSlice<u8>>,
+}
+
+fn new_audit_key() -> Result<secrecy::SecretSlice<u8>, KeysError> {
+    let mut bytes = vec![0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|_| KeysError::Random)?;
+    Ok(secrecy::SecretSlice::from(bytes))
 }
 
 /// On-disk form of one key (an OKP JWK with its private part).
@@ -145,14 +155,26 @@ struct StoredKey {
 #[serde(deny_unknown_fields)]
 struct StoredSet {
     keys: Vec<StoredKey>,
+    /// Base64url of the audit chain's secret (not a JWK: it never signs a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audit_key: Option<String>,
 }
 
 impl KeySet {
-    /// A fresh set with one new signing key.
+    /// A fresh set with one new signing key and an audit key.
     pub fn generate() -> Result<Self, KeysError> {
         Ok(Self {
             keys: vec![Key::generate(OffsetDateTime::now_utc())?],
+            audit_key: Some(new_audit_key()?),
         })
+    }
+
+    /// The secret the audit chain is keyed with; `None` in a file that predates it (a
+    /// rotation adds one).
+    pub fn audit_key(&self) -> Option<&[u8]> {
+        self.audit_key
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret)
     }
 
     /// The key new tokens are signed with.
@@ -171,8 +193,12 @@ impl KeySet {
     }
 
     /// Adds a new signing key; the previous one is retired (still verifies) and keys retired
-    /// longer than [`RETIRED_KEY_RETENTION`] ago are dropped.
+    /// longer than [`RETIRED_KEY_RETENTION`] ago are dropped. The audit key is kept, or added
+    /// to a file that has none.
     pub fn rotate(&mut self, now: OffsetDateTime) -> Result<(), KeysError> {
+        if self.audit_key.is_none() {
+            self.audit_key = Some(new_audit_key()?);
+        }
         let new = Key::generate(now)?;
         for key in &mut self.keys {
             key.retired_at.get_or_insert(now);
@@ -234,6 +260,17 @@ impl KeySet {
                 retired_at: k.retired_at,
             });
         }
+        let audit_key = match stored.audit_key {
+            None => None,
+            Some(encoded) => {
+                let bytes = URL_SAFE_NO_PAD
+                    .decode(encoded.as_bytes())
+                    .ok()
+                    .filter(|bytes| bytes.len() == 32)
+                    .ok_or("its audit_key is not 32 bytes of base64url")?;
+                Some(secrecy::SecretSlice::from(bytes))
+            }
+        };
         match keys.first() {
             None => Err("it holds no keys".into()),
             Some(first) if first.is_retired() => {
@@ -242,7 +279,7 @@ impl KeySet {
             Some(_) => {
                 let now = OffsetDateTime::now_utc();
                 keys.retain(|k| k.still_verifies(now));
-                Ok(Self { keys })
+                Ok(Self { keys, audit_key })
             }
         }
     }
@@ -264,6 +301,7 @@ impl KeySet {
                     retired_at: k.retired_at,
                 })
                 .collect(),
+            audit_key: self.audit_key().map(|key| URL_SAFE_NO_PAD.encode(key)),
         };
         serde_json::to_string_pretty(&stored).unwrap_or_default()
     }
@@ -299,10 +337,16 @@ impl KeySet {
         })
     }
 
-    /// Loads the development keys file, creating it (and its folder, mode 0700) on first use.
+    /// Loads the development keys file, creating it (and its folder, mode 0700) on first use,
+    /// and adding an audit key to one written before audit keys existed.
     pub fn load_or_generate(path: &Path) -> Result<Self, KeysError> {
         if path.exists() {
-            return Self::load(path);
+            let mut set = Self::load(path)?;
+            if set.audit_key.is_none() {
+                set.audit_key = Some(new_audit_key()?);
+                set.replace(path)?;
+            }
+            return Ok(set);
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir).map_err(|e| KeysError::Write {
@@ -461,6 +505,52 @@ mod tests {
         recent.rotate(OffsetDateTime::now_utc()).unwrap();
         recent.replace(&path).unwrap();
         assert!(KeySet::load(&path).unwrap().find(&kept).is_some());
+    }
+
+    #[test]
+    fn the_audit_key_outlives_rotations_and_is_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let mut set = KeySet::generate().unwrap();
+        let audit = set.audit_key().map(<[u8]>::to_vec).unwrap();
+        assert_eq!(audit.len(), 32);
+        let t0 = OffsetDateTime::now_utc();
+        set.rotate(t0).unwrap();
+        set.rotate(t0 + RETIRED_KEY_RETENTION + Duration::from_secs(1))
+            .unwrap();
+        set.write_new(&path).unwrap();
+        let loaded = KeySet::load(&path).unwrap();
+        assert_eq!(loaded.audit_key(), Some(audit.as_slice()));
+        let public = loaded.public_jwks().to_string();
+        assert!(!public.contains(&URL_SAFE_NO_PAD.encode(&audit)));
+        assert!(!format!("{loaded:?}").contains(&URL_SAFE_NO_PAD.encode(&audit)));
+
+        // A file from before audit keys: loading as development keys adds one, once.
+        let legacy = dir.path().join("legacy.json");
+        let mut stored: serde_json::Value = serde_json::from_str(&set.to_json()).unwrap();
+        stored.as_object_mut().unwrap().remove("audit_key");
+        std::fs::write(&legacy, stored.to_string()).unwrap();
+        assert!(KeySet::load(&legacy).unwrap().audit_key().is_none());
+        let upgraded = KeySet::load_or_generate(&legacy).unwrap();
+        let added = upgraded.audit_key().map(<[u8]>::to_vec).unwrap();
+        assert_eq!(
+            KeySet::load(&legacy).unwrap().audit_key(),
+            Some(added.as_slice())
+        );
+        assert_eq!(
+            upgraded.current().kid(),
+            set.current().kid(),
+            "the signing key stays"
+        );
+        let mut rotated = KeySet::load(&legacy).unwrap();
+        rotated.rotate(OffsetDateTime::now_utc()).unwrap();
+        assert_eq!(rotated.audit_key(), Some(added.as_slice()));
+        // A malformed one is refused, not replaced.
+        assert!(KeySet::parse(
+            &set.to_json()
+                .replace(&URL_SAFE_NO_PAD.encode(set.audit_key().unwrap()), "c2hvcnQ")
+        )
+        .is_err());
     }
 
     #[test]

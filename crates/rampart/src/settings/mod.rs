@@ -39,6 +39,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "REDIS_CA_FILE",
     "REDIS_NAMESPACE",
     "REVOCATION_BOUND",
+    "AUDIT_ANCHOR",
     "KEYS_FILE",
     "CORS_ORIGINS",
     "CORS_CREDENTIALS",
@@ -177,6 +178,8 @@ pub struct Settings {
     /// With a shared database: the longest a node accepts tokens without having confirmed the
     /// revocations and account locks made by other nodes (it answers 503 past it).
     pub revocation_bound: Duration,
+    /// The file outside the database that holds the audit chain's head.
+    pub audit_anchor: PathBuf,
     pub keys: KeysSource,
     pub cors: CorsSettings,
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -421,6 +424,20 @@ impl Reader {
                 Err("must start with redis:// or rediss://".into())
             }
         });
+        let audit_anchor = match self.get("AUDIT_ANCHOR").map(str::trim) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => {
+                if !database_url.starts_with("sqlite:") {
+                    self.fail(
+                        "RAMPART_AUDIT_ANCHOR",
+                        "required with PostgreSQL: a file outside the database (one per node) \
+                         that holds the audit chain's head, so removed rows are noticed"
+                            .into(),
+                    );
+                }
+                data_dir.join("audit-anchor")
+            }
+        };
         let redis_ca_file = self
             .get("REDIS_CA_FILE")
             .map(str::trim)
@@ -643,6 +660,7 @@ impl Reader {
             database_url: SecretString::from(database_url),
             redis_url: redis_url.map(SecretString::from),
             redis_ca_file,
+            audit_anchor,
             redis_namespace,
             revocation_bound,
             keys,
@@ -780,6 +798,19 @@ mod tests {
     }
 
     #[test]
+    fn postgres_needs_an_audit_anchor_outside_the_database() {
+        let url = ("RAMPART_DATABASE_URL", "postgres://app@db.internal/app");
+        let err = settings(&[url])
+            .err()
+            .unwrap_or_else(|| SettingsError { problems: vec![] });
+        assert_eq!(problem_names(&err), vec!["RAMPART_AUDIT_ANCHOR"]);
+        let s = settings(&[url, ("RAMPART_AUDIT_ANCHOR", "/var/lib/rampart/anchor")]);
+        assert!(s.is_ok());
+        let sqlite = settings(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(sqlite.audit_anchor.ends_with("audit-anchor"));
+    }
+
+    #[test]
     fn wildcard_cors_with_credentials_is_refused_everywhere() {
         let err = settings(&[
             ("RAMPART_CORS_ORIGINS", "*"),
@@ -796,10 +827,13 @@ mod tests {
         let path = dir.path().join("db");
         std::fs::write(&path, "postgres://app:hunter2hunter2@db.internal/app\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        let s = settings(&[(
-            "RAMPART_DATABASE_URL_FILE",
-            path.to_str().unwrap_or_default(),
-        )])
+        let s = settings(&[
+            (
+                "RAMPART_DATABASE_URL_FILE",
+                path.to_str().unwrap_or_default(),
+            ),
+            ("RAMPART_AUDIT_ANCHOR", "/var/lib/rampart/audit-anchor"),
+        ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             s.database_url.expose_secret(),

@@ -346,7 +346,11 @@ impl Store for PostgresStore {
         })
     }
 
-    fn append_audit(&self, mut event: crate::audit::StoredEvent) -> StoreFuture<'_, ()> {
+    fn append_audit<'a>(
+        &'a self,
+        mut event: crate::audit::StoredEvent,
+        key: &'a crate::audit::chain::ChainKey,
+    ) -> StoreFuture<'a, super::Appended> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
             // EXCLUSIVE blocks other appends (from any node) until commit, not readers.
@@ -359,11 +363,12 @@ impl Store for PostgresStore {
                     .await?
                     .map(|row| row.try_get("hash"))
                     .transpose()?
-                    .unwrap_or_else(|| crate::audit::GENESIS.to_owned());
-            event.hash = crate::audit::chain_hash(&event.prev_hash, &event);
-            sqlx::query(
-                "INSERT INTO audit_events (id, at, kind, user_id, ip, request_id, detail, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    .unwrap_or_else(|| crate::audit::chain::GENESIS.to_owned());
+            crate::audit::chain::KEYED.clone_into(&mut event.alg);
+            event.hash = key.seal(&event.prev_hash, &event);
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO audit_events (id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
             )
             .bind(&event.id)
             .bind(&event.at)
@@ -372,12 +377,17 @@ impl Store for PostgresStore {
             .bind(&event.ip)
             .bind(&event.request_id)
             .bind(event.detail.to_string())
+            .bind(&event.alg)
             .bind(&event.prev_hash)
             .bind(&event.hash)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(())
+            Ok(super::Appended {
+                seq,
+                prev_hash: event.prev_hash,
+                hash: event.hash,
+            })
         })
     }
 
@@ -411,7 +421,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             // Seeks the rowid from the cursor instead of scanning down to it.
             let rows = sqlx::query(
-                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, prev_hash, hash FROM audit_events
+                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
                  WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
             )
             .bind(before_seq.unwrap_or(i64::MAX))
@@ -429,7 +439,7 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, prev_hash, hash FROM audit_events
+                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
                  WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
             )
             .bind(after_seq)

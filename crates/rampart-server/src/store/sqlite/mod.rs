@@ -352,7 +352,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append_audit(&self, mut event: crate::audit::StoredEvent) -> StoreFuture<'_, ()> {
+    fn append_audit<'a>(
+        &'a self,
+        mut event: crate::audit::StoredEvent,
+        key: &'a crate::audit::chain::ChainKey,
+    ) -> StoreFuture<'a, super::Appended> {
         Box::pin(async move {
             let mut head = self.audit_head.lock().await;
             let prev_hash = match head.as_ref() {
@@ -362,13 +366,14 @@ impl Store for SqliteStore {
                     .await?
                     .map(|row| row.try_get("hash"))
                     .transpose()?
-                    .unwrap_or_else(|| crate::audit::GENESIS.to_owned()),
+                    .unwrap_or_else(|| crate::audit::chain::GENESIS.to_owned()),
             };
             event.prev_hash = prev_hash;
-            event.hash = crate::audit::chain_hash(&event.prev_hash, &event);
-            sqlx::query(
-                "INSERT INTO audit_events (id, at, kind, user_id, ip, request_id, detail, prev_hash, hash)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            crate::audit::chain::KEYED.clone_into(&mut event.alg);
+            event.hash = key.seal(&event.prev_hash, &event);
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO audit_events (id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             )
             .bind(&event.id)
             .bind(&event.at)
@@ -377,12 +382,17 @@ impl Store for SqliteStore {
             .bind(&event.ip)
             .bind(&event.request_id)
             .bind(event.detail.to_string())
+            .bind(&event.alg)
             .bind(&event.prev_hash)
             .bind(&event.hash)
-            .execute(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-            *head = Some(event.hash);
-            Ok(())
+            *head = Some(event.hash.clone());
+            Ok(super::Appended {
+                seq,
+                prev_hash: event.prev_hash,
+                hash: event.hash,
+            })
         })
     }
 
@@ -416,7 +426,7 @@ impl Store for SqliteStore {
         Box::pin(async move {
             // Seeks the rowid from the cursor instead of scanning down to it.
             let rows = sqlx::query(
-                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, prev_hash, hash FROM audit_events
+                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
                  WHERE seq < ? ORDER BY seq DESC LIMIT ?",
             )
             .bind(before_seq.unwrap_or(i64::MAX))
@@ -434,7 +444,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, prev_hash, hash FROM audit_events
+                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
                  WHERE seq > ? ORDER BY seq ASC LIMIT ?",
             )
             .bind(after_seq)

@@ -1,19 +1,23 @@
-//! The audit trail: every security event, persisted and chained.
+//! The audit trail: every security event, persisted, chained and anchored.
 //!
 //! Defends against silent tampering and missing evidence: events are written to an append-only
-//! table whose rows each carry `hash = SHA-256(previous hash, this row's fields)`, so an edited,
-//! deleted or reordered row is found by `rampart audit-log verify`, which names the first row
-//! that does not match. Every event is also a structured log line. Events hold ids, the client
-//! address, the request id and a small detail object, never a password or a token.
+//! table whose rows are each sealed to the one before with a keyed MAC ([`chain`]), and the
+//! chain's head is kept outside the database ([`anchor`]), so an edited, inserted, deleted,
+//! reordered or recomputed row, and the removal of the newest rows, are found by `rampart
+//! audit-log verify`, which names what it found. Every event is also a structured log line.
+//! Events hold ids, the client address, the request id and a small detail object, never a
+//! password or a token.
+
+pub mod anchor;
+pub mod chain;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::store::{Store, StoreError};
-
-/// The hash before the first row.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+use chain::ChainKey;
 
 /// Kinds of security event (API.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,34 +191,34 @@ pub struct StoredEvent {
     pub request_id: Option<String>,
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+    /// How the row is sealed: [`chain::KEYED`], or [`chain::LEGACY`] for rows from before.
+    #[serde(skip)]
+    pub alg: String,
     #[serde(skip)]
     pub prev_hash: String,
     #[serde(skip)]
     pub hash: String,
 }
 
-/// The chain hash of a row: covers the previous hash and every field, unambiguously (as a JSON
-/// array, so no field can bleed into the next).
-pub fn chain_hash(prev_hash: &str, event: &StoredEvent) -> String {
-    let fields = serde_json::json!([
-        prev_hash,
-        event.id,
-        event.at,
-        event.kind,
-        event.user_id,
-        event.ip,
-        event.request_id,
-        event.detail.to_string(),
-    ]);
-    crate::store::sha256_hex(fields.to_string().as_bytes())
+/// Writes events: a log line, and a row the store seals to the newest one under its append
+/// lock (across nodes too, so the chain stays linear), then moves the anchor.
+#[derive(Debug)]
+pub struct AuditLog {
+    key: ChainKey,
+    anchor: anchor::Anchor,
 }
 
-/// Writes events: a log line, and a row the store chains to the newest one (the store
-/// serialises appends, across nodes too, so the chain stays linear).
-#[derive(Debug, Default)]
-pub struct AuditLog;
-
 impl AuditLog {
+    /// The log for `store`, sealing with `key` and anchoring at `anchor_path`.
+    pub async fn open(
+        store: &dyn Store,
+        key: ChainKey,
+        anchor_path: PathBuf,
+    ) -> Result<Self, StoreError> {
+        let anchor = anchor::Anchor::open(anchor_path, &key, store).await?;
+        Ok(Self { key, anchor })
+    }
+
     /// Records `event` (log line and table row). A failure to persist is logged, not returned:
     /// the request that caused the event has already happened.
     pub async fn record(&self, store: &dyn Store, event: Event) {
@@ -224,12 +228,17 @@ impl AuditLog {
             request_id = event.request_id.as_deref().unwrap_or(""),
             "security event"
         );
-        if let Err(err) = self.append(store, event).await {
-            tracing::error!(error = %err, "audit event could not be stored");
+        match self.append(store, event).await {
+            Ok(appended) => self.anchor.advance(&self.key, store, &appended).await,
+            Err(err) => tracing::error!(error = %err, "audit event could not be stored"),
         }
     }
 
-    async fn append(&self, store: &dyn Store, event: Event) -> Result<(), StoreError> {
+    async fn append(
+        &self,
+        store: &dyn Store,
+        event: Event,
+    ) -> Result<crate::store::Appended, StoreError> {
         let stored = StoredEvent {
             seq: 0,
             id: crate::store::new_id(),
@@ -240,39 +249,10 @@ impl AuditLog {
             request_id: event.request_id,
             detail: event.detail,
             // Set by the store, under its append lock.
+            alg: chain::KEYED.to_owned(),
             prev_hash: String::new(),
             hash: String::new(),
         };
-        store.append_audit(stored).await
-    }
-}
-
-/// Checks consecutive rows against the chain, continuing from `prev` (start with [`GENESIS`]):
-/// the first row whose link or hash does not match, as `(seq, id)`, or `None`.
-pub fn first_broken(prev: &mut String, events: &[StoredEvent]) -> Option<(i64, String)> {
-    for event in events {
-        if event.prev_hash != *prev || chain_hash(prev, event) != event.hash {
-            return Some((event.seq, event.id.clone()));
-        }
-        prev.clone_from(&event.hash);
-    }
-    None
-}
-
-/// Walks the whole table in order. `Ok(Err((seq, id)))` names the first broken row;
-/// `Ok(Ok(count))` is an intact chain of `count` rows.
-pub async fn verify(store: &dyn Store) -> Result<Result<u64, (i64, String)>, StoreError> {
-    let mut prev = GENESIS.to_owned();
-    let (mut after, mut count) = (0i64, 0u64);
-    loop {
-        let batch = store.audit_after(after, 1000).await?;
-        let Some(last) = batch.last() else {
-            return Ok(Ok(count));
-        };
-        after = last.seq;
-        if let Some(broken) = first_broken(&mut prev, &batch) {
-            return Ok(Err(broken));
-        }
-        count += batch.len() as u64;
+        store.append_audit(stored, &self.key).await
     }
 }

@@ -1,0 +1,219 @@
+//! The audit chain's head, kept in a file outside the database (`RAMPART_AUDIT_ANCHOR`).
+//!
+//! Defends against removing the newest audit rows: a chain whose last rows were deleted is
+//! still a valid chain, so only a record of where it ended can show that it got shorter. After
+//! each append the anchor file is replaced (atomically, mode 0600) with the new head's sequence
+//! number and hash, sealed with the chain key so it cannot be forged either; `rampart audit-log
+//! verify` fails when the chain ends before the anchored row or that row differs.
+//!
+//! The anchor only moves forward along the chain. When a new row does not follow the anchored
+//! one (another node appended in between, or rows were removed), the anchored row is looked up
+//! first; if it is gone or changed, the anchor stops moving, so the evidence stays for
+//! `verify`, and the departure is logged.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::chain::{Anchored, ChainKey, GENESIS};
+use crate::store::{Appended, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error("there is no audit anchor at {0}")]
+    Missing(String),
+    #[error("cannot read the audit anchor at {path}: {kind}")]
+    Read {
+        path: String,
+        kind: std::io::ErrorKind,
+    },
+    #[error("the audit anchor at {0} was not written with this deployment's key (forged, edited or copied from elsewhere)")]
+    Forged(String),
+    #[error("cannot write the audit anchor at {path}: {kind}")]
+    Write {
+        path: String,
+        kind: std::io::ErrorKind,
+    },
+}
+
+/// The file's content.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    seq: i64,
+    hash: String,
+    mac: String,
+}
+
+/// Reads and checks the anchor at `path`.
+pub fn read(path: &Path, key: &ChainKey) -> Result<Anchored, AnchorError> {
+    let shown = || path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => AnchorError::Missing(shown()),
+        kind => AnchorError::Read {
+            path: shown(),
+            kind,
+        },
+    })?;
+    let record: Record = serde_json::from_str(&text).map_err(|_| AnchorError::Forged(shown()))?;
+    if record.mac != key.seal_anchor(record.seq, &record.hash) {
+        return Err(AnchorError::Forged(shown()));
+    }
+    Ok(Anchored {
+        seq: record.seq,
+        hash: record.hash,
+    })
+}
+
+/// Replaces the anchor at `path` with `anchored`: a private temporary file beside it, synced,
+/// then renamed over it, so a crash leaves the old anchor or the new one, never half of one.
+pub fn write(path: &Path, key: &ChainKey, anchored: &Anchored) -> Result<(), AnchorError> {
+    let failed = |e: std::io::Error| AnchorError::Write {
+        path: path.display().to_string(),
+        kind: e.kind(),
+    };
+    let record = Record {
+        seq: anchored.seq,
+        hash: anchored.hash.clone(),
+        mac: key.seal_anchor(anchored.seq, &anchored.hash),
+    };
+    let text = serde_json::to_string(&record).map_err(|e| failed(e.into()))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        rampart::keys::create_private_dir(dir).map_err(failed)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(failed)?;
+    file.write_all(text.as_bytes()).map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    std::fs::rename(&tmp, path).map_err(failed)
+}
+
+/// Where this process has anchored the chain.
+#[derive(Debug)]
+struct State {
+    anchored: Anchored,
+    /// The chain departed from the anchor: it no longer moves, as evidence.
+    frozen: bool,
+}
+
+/// The anchor a serving process keeps current.
+#[derive(Debug)]
+pub struct Anchor {
+    path: PathBuf,
+    state: tokio::sync::Mutex<State>,
+    failures: rampart::telemetry::LogThrottle,
+}
+
+impl Anchor {
+    /// Opens the anchor at `path` for a serving process. A missing one is created at the
+    /// chain's current head (the first start, or the first since anchors existed); one that
+    /// is forged, or that the chain no longer reaches, is kept as it is and never moved.
+    pub async fn open(
+        path: PathBuf,
+        key: &ChainKey,
+        store: &dyn Store,
+    ) -> Result<Self, StoreError> {
+        let (anchored, frozen) = match read(&path, key) {
+            Ok(anchored) => {
+                let kept = still_there(store, &anchored).await?;
+                if !kept {
+                    tracing::error!(
+                        anchor = %path.display(),
+                        seq = anchored.seq,
+                        "the audit chain no longer reaches its anchor (rows removed or rewritten); \
+                         the anchor is kept as evidence: run `rampart audit-log verify`"
+                    );
+                }
+                (anchored, !kept)
+            }
+            Err(AnchorError::Missing(_)) => {
+                let anchored = match store.audit_page(None, 1).await?.first() {
+                    Some(head) => Anchored {
+                        seq: head.seq,
+                        hash: head.hash.clone(),
+                    },
+                    None => Anchored {
+                        seq: 0,
+                        hash: GENESIS.to_owned(),
+                    },
+                };
+                if let Err(err) = write(&path, key, &anchored) {
+                    tracing::error!(error = %err, "the audit anchor could not be created");
+                } else {
+                    tracing::info!(anchor = %path.display(), seq = anchored.seq, "audit chain anchored");
+                }
+                (anchored, false)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the audit anchor is kept as evidence and never moved");
+                (
+                    Anchored {
+                        seq: i64::MAX,
+                        hash: String::new(),
+                    },
+                    true,
+                )
+            }
+        };
+        Ok(Self {
+            path,
+            state: tokio::sync::Mutex::new(State { anchored, frozen }),
+            failures: rampart::telemetry::LogThrottle::default(),
+        })
+    }
+
+    /// Moves the anchor to a row just appended, if it is further along the same chain.
+    pub async fn advance(&self, key: &ChainKey, store: &dyn Store, appended: &Appended) {
+        let mut state = self.state.lock().await;
+        if state.frozen || appended.seq <= state.anchored.seq {
+            return;
+        }
+        if appended.prev_hash != state.anchored.hash && state.anchored.seq > 0 {
+            // Not the next row after the anchored one: it must still be there as it was.
+            match still_there(store, &state.anchored).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    state.frozen = true;
+                    tracing::error!(
+                        anchor = %self.path.display(),
+                        seq = state.anchored.seq,
+                        "the audit chain departed from its anchor (rows removed or rewritten); \
+                         the anchor is kept as evidence: run `rampart audit-log verify`"
+                    );
+                    return;
+                }
+                // Checked again on the next append.
+                Err(_) => return,
+            }
+        }
+        let next = Anchored {
+            seq: appended.seq,
+            hash: appended.hash.clone(),
+        };
+        match write(&self.path, key, &next) {
+            Ok(()) => state.anchored = next,
+            Err(err) => {
+                if let Some(left_out) = self.failures.admit() {
+                    tracing::error!(error = %err, left_out, "the audit anchor could not be moved");
+                }
+            }
+        }
+    }
+}
+
+/// Whether the anchored row is still in the table with the hash it was anchored with.
+async fn still_there(store: &dyn Store, anchored: &Anchored) -> Result<bool, StoreError> {
+    if anchored.seq == 0 {
+        return Ok(true);
+    }
+    let found = store.audit_after(anchored.seq - 1, 1).await?;
+    Ok(found
+        .first()
+        .is_some_and(|row| row.seq == anchored.seq && row.hash == anchored.hash))
+}

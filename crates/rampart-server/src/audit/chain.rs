@@ -1,0 +1,269 @@
+//! The audit chain: every row sealed to the one before it with a keyed MAC.
+//!
+//! Defends against rewriting history with database access alone. A plain hash chain can be
+//! recomputed by anyone who edits a row, so each row's `hash` is an HMAC-SHA256, under a key
+//! derived from the keys file (or the HS256 secret), over the previous row's `hash` and every
+//! field of this one: an edited, inserted, reordered or recomputed row no longer verifies
+//! without the key. The chain's end is checked against the anchor kept outside the database
+//! ([`super::anchor`]), so removing the newest rows is caught too.
+//!
+//! Rows written before the chain was keyed keep their plain SHA-256 (`alg = 'sha256'`) and
+//! still verify, but only as a prefix: an unkeyed row after a keyed one is a break.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::StoredEvent;
+use crate::store::{Store, StoreError};
+
+/// The `prev_hash` of the first row.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// `alg` of rows sealed with the chain key.
+pub const KEYED: &str = "hmac-sha256";
+/// `alg` of rows written before the chain was keyed.
+pub const LEGACY: &str = "sha256";
+
+/// The key rows are sealed with. Derived, so the keys file's secret is never used directly.
+pub struct ChainKey([u8; 32]);
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChainKey(..)")
+    }
+}
+
+impl Drop for ChainKey {
+    fn drop(&mut self) {
+        self.0.fill(0);
+    }
+}
+
+impl ChainKey {
+    /// The chain key for `secret` (the keys file's audit key, or the HS256 secret).
+    pub fn derive(secret: &[u8]) -> Self {
+        Self(mac(secret, b"rampart audit chain v1"))
+    }
+
+    /// The MAC of a row: over its `alg`, the previous row's hash and every field, as a JSON
+    /// array, so no field can bleed into the next.
+    pub fn seal(&self, prev_hash: &str, event: &StoredEvent) -> String {
+        let fields = serde_json::json!([
+            KEYED,
+            prev_hash,
+            event.id,
+            event.at,
+            event.kind,
+            event.user_id,
+            event.ip,
+            event.request_id,
+            event.detail.to_string(),
+        ]);
+        hex(&mac(&self.0, fields.to_string().as_bytes()))
+    }
+
+    /// The MAC of an anchor record, so a forged anchor file is refused too.
+    pub fn seal_anchor(&self, seq: i64, hash: &str) -> String {
+        hex(&mac(
+            &self.0,
+            format!("rampart audit anchor\n{seq}\n{hash}").as_bytes(),
+        ))
+    }
+}
+
+fn mac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length; this cannot fail.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// The hash of a row written before the chain was keyed (plain SHA-256, same fields).
+pub fn legacy_hash(prev_hash: &str, event: &StoredEvent) -> String {
+    let fields = serde_json::json!([
+        prev_hash,
+        event.id,
+        event.at,
+        event.kind,
+        event.user_id,
+        event.ip,
+        event.request_id,
+        event.detail.to_string(),
+    ]);
+    crate::store::sha256_hex(fields.to_string().as_bytes())
+}
+
+/// The chain's end as the anchor recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchored {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// What verification found wrong, naming the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Break {
+    /// The row does not follow the one before it: a row was removed or reordered.
+    Unlinked { seq: i64, id: String },
+    /// The row's MAC does not match: edited, or written (or recomputed) without the key.
+    Forged { seq: i64, id: String },
+    /// A plain-hash row after keyed rows: recomputed without the key.
+    Unkeyed { seq: i64, id: String },
+    /// The chain ends before the anchored row: the newest rows were removed.
+    Truncated { last: Option<i64>, anchored: i64 },
+    /// The anchored row is there but is not the row that was anchored: the chain was
+    /// rewritten from some point on.
+    Departed { seq: i64 },
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unlinked { seq, id } => write!(
+                f,
+                "row {seq} (event {id}) does not follow the row before it: a row was removed or reordered"
+            ),
+            Self::Forged { seq, id } => write!(
+                f,
+                "row {seq} (event {id}) does not match its MAC: it was edited, or written without the key"
+            ),
+            Self::Unkeyed { seq, id } => write!(
+                f,
+                "row {seq} (event {id}) is an unkeyed row after keyed ones: the chain was recomputed without the key"
+            ),
+            Self::Truncated { last, anchored } => write!(
+                f,
+                "the chain ends at row {} but the anchor records row {anchored}: the newest rows were removed",
+                last.map_or_else(|| "0 (it is empty)".to_owned(), |seq| seq.to_string())
+            ),
+            Self::Departed { seq } => write!(
+                f,
+                "the anchored row {seq} is missing or is not the row the anchor sealed: the chain was cut or rewritten"
+            ),
+        }
+    }
+}
+
+/// An intact chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intact {
+    pub rows: u64,
+    /// Of them, rows from before the chain was keyed.
+    pub unkeyed: u64,
+}
+
+/// Walks the whole table in order against `key`, then checks its end against `anchor`.
+pub async fn verify(
+    store: &dyn Store,
+    key: &ChainKey,
+    anchor: &Anchored,
+) -> Result<Result<Intact, Break>, StoreError> {
+    let mut walk = Walk::new(key, anchor);
+    let mut after = 0i64;
+    loop {
+        let batch = store.audit_after(after, 1000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        for row in &batch {
+            if let Err(broken) = walk.step(row) {
+                return Ok(Err(broken));
+            }
+        }
+    }
+    Ok(walk.finish())
+}
+
+/// Verification's state between rows.
+struct Walk<'a> {
+    key: &'a ChainKey,
+    anchor: &'a Anchored,
+    prev: String,
+    keyed: bool,
+    last: Option<i64>,
+    /// The anchored row was met, and matched.
+    anchor_met: bool,
+    intact: Intact,
+}
+
+impl<'a> Walk<'a> {
+    fn new(key: &'a ChainKey, anchor: &'a Anchored) -> Self {
+        Self {
+            key,
+            anchor,
+            prev: GENESIS.to_owned(),
+            keyed: false,
+            last: None,
+            anchor_met: false,
+            intact: Intact {
+                rows: 0,
+                unkeyed: 0,
+            },
+        }
+    }
+
+    fn step(&mut self, row: &StoredEvent) -> Result<(), Break> {
+        let named = || (row.seq, row.id.clone());
+        if row.prev_hash != self.prev {
+            let (seq, id) = named();
+            return Err(Break::Unlinked { seq, id });
+        }
+        match row.alg.as_str() {
+            KEYED => {
+                if self.key.seal(&self.prev, row) != row.hash {
+                    let (seq, id) = named();
+                    return Err(Break::Forged { seq, id });
+                }
+                self.keyed = true;
+            }
+            LEGACY if !self.keyed => {
+                if legacy_hash(&self.prev, row) != row.hash {
+                    let (seq, id) = named();
+                    return Err(Break::Forged { seq, id });
+                }
+                self.intact.unkeyed += 1;
+            }
+            _ => {
+                let (seq, id) = named();
+                return Err(Break::Unkeyed { seq, id });
+            }
+        }
+        if row.seq == self.anchor.seq {
+            if row.hash != self.anchor.hash {
+                return Err(Break::Departed { seq: row.seq });
+            }
+            self.anchor_met = true;
+        }
+        self.prev.clone_from(&row.hash);
+        self.last = Some(row.seq);
+        self.intact.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Intact, Break> {
+        // Sequence 0 anchors the empty chain: nothing to find.
+        if self.anchor.seq == 0 || self.anchor_met {
+            return Ok(self.intact);
+        }
+        if self.last.is_none_or(|last| last < self.anchor.seq) {
+            return Err(Break::Truncated {
+                last: self.last,
+                anchored: self.anchor.seq,
+            });
+        }
+        // Rows go on past the anchored one, which is gone.
+        Err(Break::Departed {
+            seq: self.anchor.seq,
+        })
+    }
+}
