@@ -667,3 +667,47 @@ async fn a_forged_or_missing_anchor_fails_verification() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("no audit anchor"), "{out}");
 }
+
+#[tokio::test]
+async fn a_client_chosen_request_id_is_kept_beside_the_servers_never_in_its_place() {
+    let app = TestApp::spawn(&[]).await;
+    let admin = app.admin_token().await;
+    // An attacker reuses the id of someone else's request, hoping to have its failed logins
+    // filed under it.
+    let victims_id = "0190c1a2-7e4b-7000-8000-00000000beef";
+    let response = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("x-request-id", victims_id)
+        .json(&json!({"username": "admin", "password": "not the password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    // The contract: a sane id is echoed, in the header and the problem document alike.
+    assert_eq!(response.headers()["x-request-id"], victims_id);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["request_id"], victims_id);
+
+    let failed = app.audit_events(&admin, Some("login_failed")).await;
+    assert_eq!(failed.len(), 1);
+    assert_ne!(
+        failed[0]["request_id"], victims_id,
+        "filed under the server's id"
+    );
+    assert!(failed[0]["request_id"]
+        .as_str()
+        .is_some_and(|id| id.len() == 36));
+    assert_eq!(failed[0]["detail"]["client_request_id"], victims_id);
+    // Without a client id there is nothing beside the server's.
+    let quiet = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "admin", "password": "still not it"}),
+        )
+        .await;
+    let echoed = quiet.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let failed = app.audit_events(&admin, Some("login_failed")).await;
+    assert_eq!(failed[0]["request_id"], echoed.as_str());
+    assert!(failed[0]["detail"].get("client_request_id").is_none());
+}

@@ -69,7 +69,10 @@ pub struct Event {
     pub kind: Kind,
     pub user_id: Option<String>,
     pub ip: Option<IpAddr>,
+    /// The server's own id for the request.
     pub request_id: Option<String>,
+    /// The id the client sent, kept in the detail beside the server's (never in its place).
+    pub client_request_id: Option<String>,
     /// A small JSON object of ids and reasons; never secrets.
     pub detail: serde_json::Value,
 }
@@ -80,7 +83,8 @@ impl Event {
             kind,
             user_id: None,
             ip: Some(context.client_ip),
-            request_id: Some(context.request_id().to_owned()),
+            request_id: Some(context.server_request_id().to_owned()),
+            client_request_id: context.client_request_id().map(str::to_owned),
             detail: serde_json::json!({}),
         }
     }
@@ -239,6 +243,10 @@ impl AuditLog {
         store: &dyn Store,
         event: Event,
     ) -> Result<crate::store::Appended, StoreError> {
+        let mut detail = event.detail;
+        if let (Some(client_id), Some(object)) = (event.client_request_id, detail.as_object_mut()) {
+            object.insert("client_request_id".into(), client_id.into());
+        }
         let stored = StoredEvent {
             seq: 0,
             id: crate::store::new_id(),
@@ -247,7 +255,7 @@ impl AuditLog {
             user_id: event.user_id,
             ip: event.ip.map(|ip| ip.to_string()),
             request_id: event.request_id,
-            detail: event.detail,
+            detail,
             // Set by the store, under its append lock.
             alg: chain::KEYED.to_owned(),
             prev_hash: String::new(),

@@ -13,7 +13,12 @@ use http::{Method, StatusCode};
 /// What is logged about one request.
 #[derive(Debug)]
 pub struct Entry<'a> {
+    /// The id this server gave the request.
     pub request_id: &'a str,
+    /// The id the client sent and the response echoed, when it sent one: recorded beside the
+    /// server's, never in its place, so a client cannot choose the id its actions are filed
+    /// under.
+    pub client_request_id: Option<&'a str>,
     pub method: &'a Method,
     pub path: &'a str,
     pub status: StatusCode,
@@ -32,9 +37,10 @@ pub fn record(entry: &Entry<'_>) {
         entry.path,
         entry.client,
     );
+    let client_request_id = entry.client_request_id.unwrap_or("");
     if status >= 500 {
-        tracing::error!(request_id, method, path, status, latency_us, %client, cause = entry.cause.unwrap_or(""), "request failed");
+        tracing::error!(request_id, client_request_id, method, path, status, latency_us, %client, cause = entry.cause.unwrap_or(""), "request failed");
     } else {
-        tracing::info!(request_id, method, path, status, latency_us, %client, "request");
+        tracing::info!(request_id, client_request_id, method, path, status, latency_us, %client, "request");
     }
 }

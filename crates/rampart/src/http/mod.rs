@@ -90,17 +90,32 @@ impl Hardening {
 /// Per-request facts the stack establishes, available to handlers as an extractor.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The id on the response's `x-request-id` and in any problem document.
+    /// The id on the response's `x-request-id` and in any problem document: the client's, when
+    /// it sent a sane one, else [`RequestContext::server_request_id`].
     pub request_id: HeaderValue,
+    /// The id this server gave the request, whatever the client sent: what logs and audit
+    /// records are filed under.
+    pub server_request_id: HeaderValue,
     /// The client address (see [`client_ip`]): the key for rate limits and audit records.
     pub client_ip: IpAddr,
     pub json: JsonConfig,
 }
 
 impl RequestContext {
+    /// The id the response carries.
     pub fn request_id(&self) -> &str {
         // Only ever built from ASCII (validated or generated).
         self.request_id.to_str().unwrap_or_default()
+    }
+
+    /// The server's own id for the request.
+    pub fn server_request_id(&self) -> &str {
+        self.server_request_id.to_str().unwrap_or_default()
+    }
+
+    /// The id the client chose, when it sent one.
+    pub fn client_request_id(&self) -> Option<&str> {
+        (self.request_id != self.server_request_id).then(|| self.request_id())
     }
 }
 
@@ -166,7 +181,9 @@ where
         Box::pin(async move {
             let started = Instant::now();
             let limits = shared.limits;
-            let id = request_id::take_or_generate(request.headers(), &shared.ids);
+            let server_id = shared.ids.generate();
+            let sent_id = request_id::from_client(request.headers());
+            let id = sent_id.clone().unwrap_or_else(|| server_id.clone());
             let client_ip = shared
                 .client_ip
                 .resolve_request(request.extensions(), request.headers());
@@ -174,6 +191,7 @@ where
             let uri = request.uri().clone();
             request.extensions_mut().insert(RequestContext {
                 request_id: id.clone(),
+                server_request_id: server_id.clone(),
                 client_ip,
                 json: JsonConfig {
                     max_depth: limits.json_max_depth,
@@ -202,7 +220,8 @@ where
             }
             let cause = response.extensions_mut().remove::<InternalCause>();
             access_log::record(&access_log::Entry {
-                request_id: id.to_str().unwrap_or_default(),
+                request_id: server_id.to_str().unwrap_or_default(),
+                client_request_id: sent_id.as_ref().and_then(|id| id.to_str().ok()),
                 method: &method,
                 path: uri.path(),
                 status: response.status(),

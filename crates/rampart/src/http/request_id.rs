@@ -1,8 +1,11 @@
 //! Request ids: one per request, on every response, its log line and every problem document.
 //!
-//! Defends against untraceable incidents and log injection: a client-sent `x-request-id` is
-//! echoed only when it is short and made of safe characters (otherwise a fresh UUIDv7 is used),
-//! so an attacker cannot smuggle newlines or markup into logs through it. This layer also
+//! Defends against untraceable incidents, log injection and misfiled evidence: a client-sent
+//! `x-request-id` is echoed only when it is short and made of safe characters (otherwise a fresh
+//! UUIDv7 is used), so an attacker cannot smuggle newlines or markup into logs through it. Every
+//! request also gets an id of the server's own, and logs and audit records are filed under that
+//! one, with the client's beside it: a client cannot make its actions look like another
+//! request's by reusing its id. This layer also
 //! finishes every error body: problem documents get the request id, and bare error statuses from
 //! outside rampart's handlers (axum's 405, a layer's status-only answer) become problem+json.
 //!
@@ -78,13 +81,12 @@ impl Default for IdGenerator {
     }
 }
 
-/// The client's id when it is sane, else a fresh one.
-pub fn take_or_generate(headers: &HeaderMap, ids: &IdGenerator) -> HeaderValue {
+/// The client's id, when it sent a sane one.
+pub fn from_client(headers: &HeaderMap) -> Option<HeaderValue> {
     headers
         .get(&REQUEST_ID_HEADER)
         .filter(|v| is_sane(v))
         .cloned()
-        .unwrap_or_else(|| ids.generate())
 }
 
 /// Renders an error body as problem+json carrying the request id: a handler's [`Problem`] gets
