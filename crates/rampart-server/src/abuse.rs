@@ -121,12 +121,13 @@ impl AbuseControl {
     }
 }
 
-/// Credential limits fail closed: without the store, a guess could not be counted.
+/// Credential limits fail closed: without the store, a guess could not be counted. The cause
+/// reaches the access log (folded into a line a second while it lasts).
 #[allow(clippy::needless_pass_by_value)] // the shape `map_err` hands over
 fn store_down(err: rampart::limit::LimitError) -> ApiError {
-    tracing::warn!(error = %err, "credential limits unavailable; refusing");
-    ApiError::Unavailable {
+    ApiError::DependencyUnavailable {
         retry_after: Duration::from_secs(1),
+        cause: format!("credential limits unavailable, refusing: {err}"),
     }
 }
 

@@ -87,11 +87,9 @@ impl AppState {
             .store
             .find_user(user_id)
             .await
-            .map_err(|err| {
-                tracing::error!(error = %err, "user lookup failed");
-                ApiError::Unavailable {
-                    retry_after: Duration::from_secs(5),
-                }
+            .map_err(|err| ApiError::DependencyUnavailable {
+                retry_after: Duration::from_secs(1),
+                cause: format!("user lookup failed: {err}"),
             })?
             .ok_or(ApiError::Unauthorized)?;
         Ok(self.access.refreshed(

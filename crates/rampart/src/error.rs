@@ -73,6 +73,14 @@ pub enum ApiError {
     /// The server is shedding load or a dependency is down; the client may retry.
     #[error("service unavailable")]
     Unavailable { retry_after: Duration },
+    /// A dependency (the database, Redis) failed or is saturated; the client may retry. Answered
+    /// exactly like [`ApiError::Unavailable`]; the cause goes to the request's access-log line
+    /// (where repeats are folded into one line a second), never to the client.
+    #[error("dependency unavailable: {cause}")]
+    DependencyUnavailable {
+        retry_after: Duration,
+        cause: String,
+    },
     /// Anything unexpected. The source is logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -102,7 +110,9 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::DependencyUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,7 +144,7 @@ impl ApiError {
                 "Too many requests; retry after the delay in Retry-After.".into(),
                 Vec::new(),
             ),
-            Self::Unavailable { .. } => (
+            Self::Unavailable { .. } | Self::DependencyUnavailable { .. } => (
                 "The service is temporarily unable to handle the request.".into(),
                 Vec::new(),
             ),
@@ -148,9 +158,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::TooManyRequests { retry_after, .. } | Self::Unavailable { retry_after } => {
-                Some(*retry_after)
-            }
+            Self::TooManyRequests { retry_after, .. }
+            | Self::Unavailable { retry_after }
+            | Self::DependencyUnavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -165,10 +175,18 @@ pub struct InternalCause(pub String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.problem().into_response();
-        if let Self::Internal(cause) = &self {
-            response
-                .extensions_mut()
-                .insert(InternalCause(error_chain(cause.as_ref())));
+        match &self {
+            Self::Internal(cause) => {
+                response
+                    .extensions_mut()
+                    .insert(InternalCause(error_chain(cause.as_ref())));
+            }
+            Self::DependencyUnavailable { cause, .. } => {
+                response
+                    .extensions_mut()
+                    .insert(InternalCause(cause.clone()));
+            }
+            _ => {}
         }
         if let Some(retry) = self.retry_after() {
             // Round up: a client retrying after 0 s would be refused again.

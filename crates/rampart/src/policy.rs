@@ -61,7 +61,7 @@ pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, ApiError
 /// should answer from memory on the hot path (a verified-token cache, a revocation set) and
 /// reach a store only on a cache miss. Every credential failure must be
 /// [`ApiError::Unauthorized`], with no hint of which check failed; a store outage may be
-/// [`ApiError::Unavailable`].
+/// [`ApiError::Unavailable`] or [`ApiError::DependencyUnavailable`].
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a>;
 
@@ -238,7 +238,10 @@ impl Gate {
         async move {
             let caller = match self.0.authenticator.authenticate(headers).await {
                 Ok(principal) => Ok(principal),
-                Err(unavailable @ ApiError::Unavailable { .. }) => Err(unavailable),
+                Err(
+                    unavailable @ (ApiError::Unavailable { .. }
+                    | ApiError::DependencyUnavailable { .. }),
+                ) => Err(unavailable),
                 Err(_) => Err(ApiError::Unauthorized),
             };
             let user = caller.as_ref().ok().map(|p| p.user_id.as_str());

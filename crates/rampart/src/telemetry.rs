@@ -54,6 +54,33 @@ impl LogThrottle {
     }
 }
 
+/// [`LogThrottle`] per kind: one line a second for each of at most [`KeyedThrottle::KEYS`]
+/// kinds of repeated failure (more kinds share one slot), so an outage that fails every request
+/// writes a line a second per kind with a count, not a line per request.
+#[derive(Debug, Default)]
+pub struct KeyedThrottle {
+    kinds: Mutex<std::collections::HashMap<String, std::sync::Arc<LogThrottle>>>,
+}
+
+impl KeyedThrottle {
+    /// Distinct kinds tracked; the rest share one throttle.
+    pub const KEYS: usize = 64;
+
+    /// `Some(lines of this kind held back since the last one)` when one may be written now.
+    pub fn admit(&self, kind: &str) -> Option<u64> {
+        let throttle = {
+            let mut kinds = self.kinds.lock().unwrap_or_else(PoisonError::into_inner);
+            let key = if kinds.len() >= Self::KEYS && !kinds.contains_key(kind) {
+                "(other kinds)"
+            } else {
+                kind
+            };
+            std::sync::Arc::clone(kinds.entry(key.to_owned()).or_default())
+        };
+        throttle.admit()
+    }
+}
+
 /// Longest time a log line waits in memory.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Lines waiting beyond this are dropped (and counted) rather than grow memory.
@@ -186,6 +213,14 @@ mod tests {
 
     #[test]
     fn the_log_throttle_lets_one_line_a_second_through_and_counts_the_rest() {
+        let keyed = KeyedThrottle::default();
+        assert_eq!(keyed.admit("database"), Some(0));
+        assert_eq!(keyed.admit("database"), None);
+        assert_eq!(keyed.admit("redis"), Some(0), "kinds are counted apart");
+        for n in 0..KeyedThrottle::KEYS * 2 {
+            keyed.admit(&format!("kind {n}"));
+        }
+        assert!(keyed.kinds.lock().unwrap().len() <= KeyedThrottle::KEYS + 1);
         let throttle = LogThrottle::default();
         assert_eq!(throttle.admit(), Some(0));
         assert_eq!(throttle.admit(), None);

@@ -55,34 +55,23 @@ pub async fn health() -> Json<Health> {
 pub async fn ready(State(state): State<AppState>) -> Response {
     let database = async {
         match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, "readiness: database unavailable");
-                false
-            }
-            Err(_) => {
-                tracing::error!("readiness: database did not answer in time");
-                false
-            }
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(format!("database: {err}")),
+            Err(_) => Some("database: no answer in time".to_owned()),
         }
     };
     let redis = async {
         let redis = state.redis.as_ref()?;
-        Some(match redis.ping().await {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::error!(error = %err, "readiness: Redis unavailable");
-                false
-            }
-        })
+        Some(redis.ping().await.err().map(|err| format!("Redis: {err}")))
     };
     let (database, redis) = tokio::join!(database, redis);
-    let down = match (database, redis) {
-        (true, None | Some(true)) => None,
-        (false, Some(false)) => Some("the database and Redis are unavailable"),
-        (false, _) => Some("the database is unavailable"),
-        (true, Some(false)) => Some("Redis is unavailable"),
+    let down = match (database.is_some(), redis.as_ref().map(Option::is_some)) {
+        (false, None | Some(false)) => None,
+        (true, Some(true)) => Some("the database and Redis are unavailable"),
+        (true, _) => Some("the database is unavailable"),
+        (false, Some(true)) => Some("Redis is unavailable"),
     };
+
     match down {
         None => Json(Readiness {
             status: "ready",
@@ -92,13 +81,25 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             },
         })
         .into_response(),
-        Some(what) => (
-            [(header::RETRY_AFTER, "5")],
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("Not ready: {what}."),
-            ),
-        )
-            .into_response(),
+        Some(what) => {
+            let mut response = (
+                [(header::RETRY_AFTER, "5")],
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("Not ready: {what}."),
+                ),
+            )
+                .into_response();
+            // Why, for the access log (folded into a line a second while it lasts); the
+            // probe's caller sees only which dependency.
+            let causes: Vec<String> = [database, redis.flatten()].into_iter().flatten().collect();
+            response
+                .extensions_mut()
+                .insert(rampart::error::InternalCause(format!(
+                    "not ready: {}",
+                    causes.join("; ")
+                )));
+            response
+        }
     }
 }

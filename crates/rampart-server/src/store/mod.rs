@@ -82,9 +82,10 @@ impl StoreError {
 impl From<StoreError> for rampart::ApiError {
     fn from(err: StoreError) -> Self {
         if err.is_busy() {
-            tracing::warn!(error = %err, "database busy; answering 503");
-            return Self::Unavailable {
+            // Logged once a second per kind on the access log, with the cause.
+            return Self::DependencyUnavailable {
                 retry_after: std::time::Duration::from_secs(1),
+                cause: err.to_string(),
             };
         }
         Self::internal(err)

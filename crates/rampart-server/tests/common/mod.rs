@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 const ADMIN_PASSWORD: &str = "granite herons audit every ledger";
 
+pub mod nodes;
 pub mod services;
 
 /// The database backend this test target runs on.

@@ -327,51 +327,124 @@ impl Drop for TlsRedis {
     }
 }
 
-/// A TCP relay to `target` that the test can cut (every connection dropped, new ones refused)
-/// and restore: a database outage as the service sees it, without stopping the database the
-/// other tests use.
+/// A TCP relay to `target` that the test can cut (every connection dropped, new ones refused),
+/// hang (connections accepted and read, nothing forwarded or answered: a host that drops
+/// packets) and restore: an outage as the service sees it, without stopping the server the
+/// other tests use. It counts what clients sent while it was not forwarding.
 pub struct Relay {
     pub addr: SocketAddr,
-    up: Arc<watch::Sender<bool>>,
+    mode: Arc<watch::Sender<Mode>>,
+    /// Bytes clients sent that were swallowed while hanging.
+    swallowed: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    Cut,
+    Hang,
 }
 
 impl Relay {
     pub async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (up, _) = watch::channel(true);
-        let up = Arc::new(up);
-        let relay_up = up.clone();
+        let (mode, _) = watch::channel(Mode::Up);
+        let mode = Arc::new(mode);
+        let swallowed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (relay_mode, relay_swallowed) = (mode.clone(), swallowed.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
-                if !*relay_up.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                let mut down = relay_up.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = down.wait_for(|up| !*up) => {}
+                let now = *relay_mode.borrow();
+                match now {
+                    Mode::Cut => drop(inbound),
+                    Mode::Hang => {
+                        tokio::spawn(swallow(
+                            inbound,
+                            relay_swallowed.clone(),
+                            relay_mode.subscribe(),
+                        ));
                     }
-                });
+                    Mode::Up => {
+                        tokio::spawn(forward(
+                            inbound,
+                            target,
+                            relay_mode.subscribe(),
+                            relay_swallowed.clone(),
+                        ));
+                    }
+                }
             }
         });
-        Self { addr, up }
+        Self {
+            addr,
+            mode,
+            swallowed,
+        }
     }
 
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.mode.send_replace(Mode::Cut);
+    }
+
+    pub fn hang(&self) {
+        self.mode.send_replace(Mode::Hang);
     }
 
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.mode.send_replace(Mode::Up);
+    }
+
+    /// How many times `needle` appears in what was swallowed so far.
+    pub fn swallowed_count(&self, needle: &[u8]) -> usize {
+        let swallowed = self.swallowed.lock().unwrap();
+        swallowed
+            .windows(needle.len())
+            .filter(|window| *window == needle)
+            .count()
+    }
+}
+
+/// Forwards both ways while up; drops the connection when cut; keeps it open but swallows
+/// what the client sends (and answers nothing) while hanging.
+async fn forward(
+    mut inbound: TcpStream,
+    target: SocketAddr,
+    mut mode: watch::Receiver<Mode>,
+    swallowed: Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    let Ok(mut outbound) = TcpStream::connect(target).await else {
+        return;
+    };
+    let outcome = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+        changed = mode.wait_for(|m| *m != Mode::Up) => changed.map(|m| *m),
+    };
+    if matches!(outcome, Ok(Mode::Hang)) {
+        drop(outbound);
+        swallow(inbound, swallowed, mode).await;
+    }
+}
+
+async fn swallow(
+    mut inbound: TcpStream,
+    swallowed: Arc<std::sync::Mutex<Vec<u8>>>,
+    mut mode: watch::Receiver<Mode>,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = inbound.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => swallowed.lock().unwrap().extend_from_slice(&buffer[..n]),
+            },
+            // Restored or cut: this connection is done either way.
+            _ = mode.wait_for(|m| *m != Mode::Hang) => return,
+        }
     }
 }
 

@@ -79,6 +79,7 @@ impl Hardening {
             shared: Arc::new(Shared {
                 in_flight: in_flight::InFlight::new(limits.max_in_flight),
                 intake: body_intake::BodyIntake::new(limits.body_limit, limits.body_timeout),
+                access_log: access_log::AccessLog::default(),
                 ids: IdGenerator::new(),
                 client_ip: ClientIpConfig::new(self.trusted_proxies, self.forwarded_header),
                 limits,
@@ -133,6 +134,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
 struct Shared {
     in_flight: Arc<in_flight::InFlight>,
     intake: Arc<body_intake::BodyIntake>,
+    access_log: access_log::AccessLog,
     ids: IdGenerator,
     client_ip: ClientIpConfig,
     limits: HttpLimits,
@@ -219,7 +221,7 @@ where
                 request_id::finish_problem(&mut response, &id);
             }
             let cause = response.extensions_mut().remove::<InternalCause>();
-            access_log::record(&access_log::Entry {
+            shared.access_log.record(&access_log::Entry {
                 request_id: server_id.to_str().unwrap_or_default(),
                 client_request_id: sent_id.as_ref().and_then(|id| id.to_str().ok()),
                 method: &method,

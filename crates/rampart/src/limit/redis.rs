@@ -13,9 +13,12 @@
 //! to 2^53, which microseconds since 1970 stay well under).
 //!
 //! Every call is bounded by a timeout; a failure is a [`LimitError`], and the caller decides
-//! whether that fails open or closed.
+//! whether that fails open or closed. While Redis is down a circuit breaker fails calls at once
+//! instead of dialling it for each one (see [`Breaker`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -89,6 +92,7 @@ pub struct RedisStore {
     connection: ConnectionManager,
     namespace: String,
     timeout: Duration,
+    breaker: Arc<Breaker>,
     check: Script,
     attempt: Script,
     peek: Script,
@@ -124,6 +128,7 @@ impl RedisStore {
             connection,
             namespace: namespace.to_owned(),
             timeout,
+            breaker: Arc::new(Breaker::new()),
             check: Script::new(&format!("{NOW}{CHECK}")),
             attempt: Script::new(&format!("{NOW}{ATTEMPT}")),
             peek: Script::new(&format!("{NOW}{PEEK}")),
@@ -163,15 +168,121 @@ impl RedisStore {
         format!("{}:{kind}:{}:{}", self.namespace, key.policy, &digest[..32])
     }
 
+    /// Runs one call within the timeout, unless the breaker says Redis is down: then it fails
+    /// at once (see [`Breaker`]).
     async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, LimitError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(LimitError(err.to_string())),
-            Err(_) => Err(LimitError(format!("no answer within {:?}", self.timeout))),
+        if let Err(retry_in) = self.breaker.admit() {
+            return Err(LimitError(format!(
+                "Redis is down (not dialled again for {retry_in:?})"
+            )));
         }
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => {
+                self.breaker.succeeded();
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                if err.is_io_error()
+                    || err.is_connection_refusal()
+                    || err.is_connection_dropped()
+                    || err.is_timeout()
+                    || err.is_unrecoverable_error()
+                {
+                    self.breaker.failed();
+                } else {
+                    // Redis answered (a script error, say): it is up.
+                    self.breaker.succeeded();
+                }
+                Err(LimitError(err.to_string()))
+            }
+            Err(_) => {
+                self.breaker.failed();
+                Err(LimitError(format!("no answer within {:?}", self.timeout)))
+            }
+        }
+    }
+}
+
+/// A circuit breaker for the Redis connection.
+///
+/// Defends the fail-open path against paying for an outage on every request: without it each
+/// request would wait for a connection attempt (about 150 ms where the address refuses, the
+/// whole timeout where packets are dropped) before the limiter gives up. After a connection-level
+/// failure the breaker opens: calls fail at once for a cool-down (250 ms, doubling with each
+/// failed probe up to 2 s); then one call at a time is let through as a probe, and the first
+/// that succeeds closes it. So an outage costs microseconds per request, and recovery is seen
+/// within the cool-down of Redis coming back.
+#[derive(Debug)]
+struct Breaker {
+    started: std::time::Instant,
+    /// Milliseconds after `started` until which calls fail at once; 0 when closed.
+    open_until: AtomicU64,
+    /// Consecutive failed probes, for the cool-down's growth.
+    failures: AtomicU32,
+    /// A probe is in flight; the others keep failing fast until it returns.
+    probing: AtomicBool,
+}
+
+const FIRST_COOL_DOWN: Duration = Duration::from_millis(250);
+const LONGEST_COOL_DOWN: Duration = Duration::from_secs(2);
+
+impl Breaker {
+    fn new() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            open_until: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// `Ok` when a call may go out (always, while closed; one probe at a time once the
+    /// cool-down is over); `Err` with the cool-down left otherwise.
+    fn admit(&self) -> Result<(), Duration> {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        if now < until {
+            return Err(Duration::from_millis(until - now));
+        }
+        if self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Ok(());
+        }
+        Err(Duration::ZERO)
+    }
+
+    fn succeeded(&self) {
+        if self.open_until.swap(0, Ordering::AcqRel) != 0 {
+            tracing::info!("Redis answers again");
+        }
+        self.failures.store(0, Ordering::Release);
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn failed(&self) {
+        let failures = self.failures.fetch_add(1, Ordering::AcqRel);
+        let cool_down = FIRST_COOL_DOWN
+            .saturating_mul(1u32.checked_shl(failures.min(8)).unwrap_or(u32::MAX))
+            .min(LONGEST_COOL_DOWN);
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(cool_down.as_millis()).unwrap_or(u64::MAX))
+            .max(1);
+        self.open_until.store(until, Ordering::Release);
+        self.probing.store(false, Ordering::Release);
     }
 }
 
@@ -269,5 +380,43 @@ impl LimitStore for RedisStore {
             })
             .await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_fails_fast_while_open_and_lets_one_probe_through_after_the_cool_down() {
+        let breaker = Breaker::new();
+        assert_eq!(breaker.admit(), Ok(()), "closed: every call goes out");
+        assert_eq!(breaker.admit(), Ok(()));
+        breaker.failed();
+        let waiting = breaker.admit().err();
+        assert!(waiting.is_some_and(|left| left <= FIRST_COOL_DOWN));
+        std::thread::sleep(FIRST_COOL_DOWN + Duration::from_millis(20));
+        assert_eq!(breaker.admit(), Ok(()), "one probe");
+        assert!(breaker.admit().is_err(), "only one at a time");
+        // The probe failed: a longer cool-down.
+        breaker.failed();
+        let waiting = breaker.admit().err();
+        assert!(waiting.is_some_and(|left| left > FIRST_COOL_DOWN));
+        // A probe that succeeds closes it.
+        std::thread::sleep(FIRST_COOL_DOWN * 2 + Duration::from_millis(20));
+        assert_eq!(breaker.admit(), Ok(()));
+        breaker.succeeded();
+        assert_eq!(breaker.admit(), Ok(()));
+        assert_eq!(breaker.admit(), Ok(()));
+    }
+
+    #[test]
+    fn the_cool_down_stops_growing_at_its_cap() {
+        let breaker = Breaker::new();
+        for _ in 0..40 {
+            breaker.failed();
+        }
+        let waiting = breaker.admit().err();
+        assert!(waiting.is_some_and(|left| left <= LONGEST_COOL_DOWN));
     }
 }

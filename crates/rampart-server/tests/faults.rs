@@ -1,0 +1,138 @@
+//! Dependencies failing: what a node does while its Redis or PostgreSQL is down, paused or
+//! restarting, and what it writes to its log meanwhile. Each test breaks a server of its own (a
+//! relay it can cut or hang, a private process), never the machine's shared ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::services::{self, Relay};
+use common::TestApp;
+use reqwest::StatusCode;
+
+fn redis_addr() -> std::net::SocketAddr {
+    let url = services::redis_url();
+    let hostport = url.trim_start_matches("redis://").trim_end_matches('/');
+    let hostport = hostport.replace("localhost", "127.0.0.1");
+    hostport.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_hung_redis_is_not_dialled_for_every_fail_open_request() {
+    services::require_redis(&services::redis_url()).await;
+    let relay = Relay::start(redis_addr()).await;
+    let namespace = services::fresh_namespace();
+    let app = TestApp::spawn(&[
+        ("RAMPART_REDIS_URL", &format!("redis://{}", relay.addr)),
+        ("RAMPART_REDIS_NAMESPACE", &namespace),
+    ])
+    .await;
+    // Public routes are charged to the address in Redis: the limit's headers show it.
+    let charged = app.get("/health").await;
+    assert_eq!(charged.status(), StatusCode::OK);
+    assert!(charged.headers().contains_key("ratelimit"));
+
+    // Redis stops answering without closing anything: the costliest kind of outage.
+    relay.hang();
+    let started = Instant::now();
+    for n in 0..200 {
+        let response = app.get("/health").await;
+        assert_eq!(response.status(), StatusCode::OK, "request {n} fails open");
+    }
+    let elapsed = started.elapsed();
+    // Without a breaker each of the 200 would have sent its script and waited out the 500 ms
+    // timeout (100 s in all). With it, only the probes are sent.
+    let sent = relay.swallowed_count(b"EVALSHA") + relay.swallowed_count(b"EVAL\r");
+    assert!(
+        sent <= 12,
+        "{sent} limiter calls reached the hung Redis in {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+
+    // Back: within the longest cool-down the limit is charged in Redis again.
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        if app.get("/health").await.headers().contains_key("ratelimit") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the limit never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Lines at `level` in a node's JSON log.
+fn log_lines(node: &common::nodes::Node, level: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(node.data.path().join("rampart.log")).unwrap_or_default();
+    let tag = format!("\"level\":\"{level}\"");
+    log.lines()
+        .filter(|line| line.contains(&tag))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_a_few_log_lines_a_second_not_one_per_request() {
+    use common::nodes::{access, Shared};
+    let relay = Relay::start(services::postgres_addr()).await;
+    let mut shared = Shared::new(None).await;
+    let (_, name) = shared.database_url.rsplit_once('/').unwrap();
+    shared.database_url = format!("postgres://postgres@{}/{name}", relay.addr);
+    let node = shared.node(None, &[("RAMPART_LOG_FORMAT", "json")]);
+    node.register("olga").await;
+    let pair = node.login("olga").await;
+    let token = access(&pair).to_owned();
+    let before = log_lines(&node, "ERROR").len() + log_lines(&node, "WARN").len();
+
+    relay.cut();
+    let started = Instant::now();
+    let mut answered = 0u32;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (client, base, token) = (
+            node.client.clone(),
+            format!("http://{}", node.addr),
+            token.clone(),
+        );
+        workers.spawn(async move {
+            let mut refused = 0u32;
+            while started.elapsed() < Duration::from_secs(3) {
+                let request = match worker % 3 {
+                    0 => client.get(format!("{base}/v1/items")).bearer_auth(&token),
+                    1 => client.get(format!("{base}/ready")),
+                    _ => client
+                        .post(format!("{base}/v1/auth/login"))
+                        .json(&serde_json::json!({"username": "olga", "password": "x"})),
+                };
+                if let Ok(response) = request.send().await {
+                    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                        refused += 1;
+                    }
+                }
+            }
+            refused
+        });
+    }
+    while let Some(refused) = workers.join_next().await {
+        answered += refused.unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64().ceil();
+    relay.restore();
+    // Give the log writer its flush interval.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = log_lines(&node, "ERROR").len() + log_lines(&node, "WARN").len() - before;
+    assert!(answered >= 100, "only {answered} requests were refused");
+    // A line a second per kind of failure (a handful of kinds), whatever the request count.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bound = (seconds as usize + 1) * 8;
+    assert!(
+        lines <= bound,
+        "{lines} ERROR/WARN lines for {answered} refused requests in {seconds} s:\n{}",
+        log_lines(&node, "WARN").join("\n")
+    );
+    // And they say how many they stand for.
+    assert!(log_lines(&node, "WARN")
+        .iter()
+        .any(|l| l.contains("\"repeated\":")));
+}
