@@ -35,10 +35,13 @@ impl Authenticator for AppState {
                 .tokens
                 .verify(token)
                 .map_err(|_| ApiError::Unauthorized)?;
-            // Never fail open: a node that cannot confirm other nodes' revocations refuses.
+            // Never fail open: a node that cannot confirm other nodes' revocations refuses, and
+            // asks for a poll now rather than at the next interval.
             if !self.cluster.freshness.is_current() {
-                return Err(ApiError::Unavailable {
+                self.resync_now();
+                return Err(ApiError::DependencyUnavailable {
                     retry_after: Duration::from_secs(1),
+                    cause: "revocations not confirmed within RAMPART_REVOCATION_BOUND".into(),
                 });
             }
             if self.access.is_revoked(&claims.sid) {

@@ -32,6 +32,8 @@ use crate::store::{AccessChanges, EndedSession};
 
 /// How far each poll reaches back before the previous one began.
 const POLL_OVERLAP: Duration = Duration::from_secs(60);
+/// How soon a failed poll is tried again (doubling up to the poll interval).
+const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// Bound on one Redis call (publish, subscribe).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Larger messages are ignored: a sender would be broken or hostile.
@@ -77,7 +79,7 @@ impl Freshness {
         self.started.elapsed().saturating_sub(synced) <= bound
     }
 
-    fn synced_at(&self, at: Instant) {
+    pub(crate) fn synced_at(&self, at: Instant) {
         let ms = u64::try_from(at.saturating_duration_since(self.started).as_millis())
             .unwrap_or(u64::MAX);
         self.synced_ms.fetch_max(ms, Ordering::AcqRel);
@@ -156,6 +158,11 @@ impl AppState {
         if self.cluster.bus.is_some() {
             tokio::spawn(subscribe(self.clone()));
         }
+    }
+
+    /// Asks the poller to try now: a request was refused because the last poll is too old.
+    pub fn resync_now(&self) {
+        self.cluster.resync.notify_one();
     }
 
     /// Tells the other nodes that `ended` sessions were revoked. Waits for Redis (bounded), so
@@ -257,13 +264,17 @@ impl AppState {
     }
 }
 
-/// Polls the database for changes every `every`, and at once when woken by a resubscription.
+/// Polls the database for changes every `every`, and at once when woken (by a resubscription,
+/// or by a request refused for want of a recent poll). A failed poll is retried soon (from
+/// 250 ms, doubling up to `every`), so a node is current again within a moment of its
+/// database's return rather than a whole interval later.
 async fn poll(state: AppState, every: Duration) {
     let mut since = time::OffsetDateTime::now_utc() - state.access.window();
     let failures = rampart::telemetry::LogThrottle::default();
+    let mut wait = every;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(wait) => {}
             () = state.cluster.resync.notified() => {}
         }
         let began = Instant::now();
@@ -279,8 +290,14 @@ async fn poll(state: AppState, every: Duration) {
                 state.apply_changes(changes);
                 state.cluster.freshness.synced_at(began);
                 since = began_utc;
+                wait = every;
             }
             outcome => {
+                wait = if wait >= every {
+                    FIRST_RETRY
+                } else {
+                    (wait * 2).min(every)
+                };
                 if let Some(left_out) = failures.admit() {
                     let error = match outcome {
                         Ok(Err(err)) => err.to_string(),

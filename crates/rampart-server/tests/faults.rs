@@ -136,3 +136,134 @@ async fn a_database_outage_is_a_few_log_lines_a_second_not_one_per_request() {
         .iter()
         .any(|l| l.contains("\"repeated\":")));
 }
+
+/// How long until `check` holds, polling every 50 ms; `None` past `limit`.
+async fn time_until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_tokens_within_seconds_of_its_databases_restart_quiet_or_not() {
+    use common::nodes::{access, Shared};
+    let postgres = services::PrivatePostgres::start();
+    let shared = Shared {
+        database_url: postgres.database("restarts").await,
+        redis_url: None,
+        namespace: services::fresh_namespace(),
+    };
+    // A short bound, so a quiet spell outlasts it, as 12 s of quiet outlasted the default.
+    let node = shared.node(None, &[("RAMPART_REVOCATION_BOUND", "3s")]);
+    node.register("rhea").await;
+    let pair = node.login("rhea").await;
+    let token = access(&pair).to_owned();
+    // Fill the pool with connections that a restart will kill.
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (client, url, token) = (
+            node.client.clone(),
+            format!("http://{}/v1/items", node.addr),
+            token.clone(),
+        );
+        burst.spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status())
+        });
+    }
+    while let Some(status) = burst.join_next().await {
+        assert_eq!(status.unwrap().unwrap(), StatusCode::OK);
+    }
+
+    for quiet in [Duration::from_secs(4), Duration::from_millis(200)] {
+        // Quiet past the bound (every pooled connection idle), or barely quiet at all.
+        tokio::time::sleep(quiet).await;
+        postgres.restart();
+        let back = time_until(Duration::from_secs(10), || async {
+            node.me(&token).await == StatusCode::OK
+        })
+        .await;
+        assert!(
+            back.is_some_and(|took| took <= Duration::from_secs(5)),
+            "after {quiet:?} of quiet the node served tokens again only after {back:?}"
+        );
+        eprintln!("served again {back:?} after a restart that followed {quiet:?} of quiet");
+        // And every pooled connection works again: a burst sees no 503.
+        for _ in 0..20 {
+            let status = node
+                .call(reqwest::Method::GET, "/v1/items", Some(&token), None)
+                .await
+                .status();
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_longer_than_the_bound_a_node_serves_tokens_within_seconds_of_the_return() {
+    use common::nodes::{access, Shared};
+    let postgres = services::PrivatePostgres::start();
+    let shared = Shared {
+        database_url: postgres.database("outage").await,
+        redis_url: None,
+        namespace: services::fresh_namespace(),
+    };
+    let node = shared.node(None, &[("RAMPART_REVOCATION_BOUND", "2s")]);
+    node.register("sven").await;
+    let token = access(&node.login("sven").await).to_owned();
+
+    // Killed (no clean shutdown), and down past the bound: the node may no longer trust its
+    // view of revocations and refuses tokens.
+    postgres.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(node.me(&token).await, StatusCode::SERVICE_UNAVAILABLE);
+    postgres.start_again();
+    let back = time_until(Duration::from_secs(10), || async {
+        node.me(&token).await == StatusCode::OK
+    })
+    .await;
+    assert!(
+        back.is_some_and(|took| took <= Duration::from_secs(5)),
+        "served tokens again only after {back:?}"
+    );
+    eprintln!("served again {back:?} after the database's return");
+
+    // Paused (a frozen VM): requests fail within the statement and acquire timeouts, never
+    // hang, and service resumes with the database.
+    postgres.pause(true);
+    let started = Instant::now();
+    let during = node
+        .call(reqwest::Method::GET, "/v1/items", Some(&token), None)
+        .await;
+    assert_eq!(during.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    postgres.pause(false);
+    let back = time_until(Duration::from_secs(10), || async {
+        node.call(reqwest::Method::GET, "/v1/items", Some(&token), None)
+            .await
+            .status()
+            == StatusCode::OK
+    })
+    .await;
+    assert!(
+        back.is_some_and(|took| took <= Duration::from_secs(5)),
+        "{back:?}"
+    );
+}

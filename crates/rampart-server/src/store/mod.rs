@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A store task panicked or was aborted.
     #[error("store task failed: {0}")]
     Task(String),
+    /// The database did not answer within the store's own deadline (a paused server).
+    #[error("no answer from the database within {0:?}")]
+    Deadline(std::time::Duration),
     /// A unique value is taken; names the value (`email`, `username`).
     #[error("{0} already exists")]
     Conflict(&'static str),
@@ -53,7 +56,8 @@ impl StoreError {
     /// server shutting down. Worth retrying shortly, so clients get 503, not 500.
     pub fn is_busy(&self) -> bool {
         match self {
-            Self::Backend(
+            Self::Deadline(_)
+            | Self::Backend(
                 sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::Io(_)

@@ -327,6 +327,173 @@ impl Drop for TlsRedis {
     }
 }
 
+/// A PostgreSQL server of the test's own (initdb into a temporary directory, its own port,
+/// fsync off), which the test can restart, kill, pause and resume. Needs the server binaries
+/// (`initdb`, `pg_ctl`; Debian keeps them in /usr/lib/postgresql/*/bin); run as root, it runs
+/// them as the `postgres` user, as PostgreSQL refuses root.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let Some(bin) = postgres_bin_dir() else {
+            unavailable(
+                "PostgreSQL server binaries (initdb, pg_ctl)",
+                "/usr/lib/postgresql/*/bin or PATH",
+                "not found",
+            );
+        };
+        let dir = tempfile::tempdir().unwrap();
+        if running_as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown to postgres failed");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let postgres = Self { port, dir, bin };
+        let data = postgres.data();
+        let initdb = postgres.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        assert!(initdb.success(), "initdb failed");
+        postgres.start_again();
+        postgres
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of the server's programs, as `postgres` when this process is root.
+    fn run(&self, program: &str, args: &[&str]) -> std::process::ExitStatus {
+        let program = self.bin.join(program);
+        let mut command = if running_as_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            Command::new(&program)
+        };
+        command
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|err| panic!("{}: {err}", program.display()))
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let data = self.data();
+        let log = self.dir.path().join("server.log").display().to_string();
+        let started = self.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+        );
+        assert!(started.success(), "pg_ctl start failed");
+    }
+
+    /// Stops the server as a crash would (no checkpoint, every connection cut).
+    pub fn kill(&self) {
+        let data = self.data();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// What an operator's `systemctl restart` does: a fast shutdown, then a start.
+    pub fn restart(&self) {
+        let data = self.data();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+        self.start_again();
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) every process of this server, the postmaster and
+    /// the backends serving connections: a paused VM.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let pid_file = std::path::Path::new(&self.data()).join("postmaster.pid");
+        let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.lines().next().map(str::to_owned))
+        else {
+            return;
+        };
+        let _ = Command::new("pkill").args([signal, "-P", &pid]).status();
+        let _ = Command::new("kill").args([signal, &pid]).status();
+    }
+
+    /// Creates `name` and returns its URL.
+    pub async fn database(&self, name: &str) -> String {
+        let mut admin = loop {
+            let options: sqlx::postgres::PgConnectOptions = self.url("postgres").parse().unwrap();
+            match options.connect().await {
+                Ok(connection) => break connection,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let _ = admin.close().await;
+        self.url(name)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.pause(false);
+        self.kill();
+    }
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Where initdb and pg_ctl live: on the PATH, or Debian's newest /usr/lib/postgresql/*/bin.
+fn postgres_bin_dir() -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+    });
+    on_path.or_else(|| {
+        let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").exists())
+            .collect();
+        versions.sort_by_key(|bin| {
+            bin.parent()
+                .and_then(|v| v.file_name())
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        versions.pop()
+    })
+}
+
 /// A TCP relay to `target` that the test can cut (every connection dropped, new ones refused),
 /// hang (connections accepted and read, nothing forwarded or answered: a host that drops
 /// packets) and restore: an outage as the service sees it, without stopping the server the

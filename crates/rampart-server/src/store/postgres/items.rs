@@ -1,6 +1,6 @@
 //! Items in PostgreSQL. Every statement names the owner; see [`crate::store::items`].
 
-use super::PostgresStore;
+use super::{bounded, PostgresStore};
 use crate::store::rows::item_from;
 use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreFuture};
 
@@ -13,7 +13,7 @@ pub(super) fn limit(rows: usize) -> i64 {
 
 impl ItemStore for PostgresStore {
     fn create_item<'a>(&'a self, owner: &'a Owner, item: NewItem) -> StoreFuture<'a, ItemRecord> {
-        Box::pin(async move {
+        bounded(async move {
             let now = crate::store::now();
             let sql = format!(
                 "INSERT INTO items (id, owner_id, title, body, created_at, updated_at)
@@ -37,7 +37,7 @@ impl ItemStore for PostgresStore {
         owner: &'a Owner,
         id: &'a str,
     ) -> StoreFuture<'a, Option<ItemRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = $1 AND owner_id = $2");
             let row = sqlx::query(&sql)
                 .bind(id)
@@ -54,7 +54,7 @@ impl ItemStore for PostgresStore {
         id: &'a str,
         changes: ItemChanges,
     ) -> StoreFuture<'a, Option<ItemRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             let sql = format!(
                 "UPDATE items SET title = COALESCE($1, title), body = COALESCE($2, body), updated_at = $3
                  WHERE id = $4 AND owner_id = $5 RETURNING {ITEM_COLUMNS}"
@@ -72,7 +72,7 @@ impl ItemStore for PostgresStore {
     }
 
     fn delete_item<'a>(&'a self, owner: &'a Owner, id: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        bounded(async move {
             let done = sqlx::query("DELETE FROM items WHERE id = $1 AND owner_id = $2")
                 .bind(id)
                 .bind(owner.id())
@@ -88,7 +88,7 @@ impl ItemStore for PostgresStore {
         before: Option<&'a str>,
         rows: usize,
     ) -> StoreFuture<'a, Vec<ItemRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             // Two statements, so each plan seeks the (owner_id, id) index directly.
             let seek = format!(
                 "SELECT {ITEM_COLUMNS} FROM items WHERE owner_id = $1 AND id < $2
@@ -107,7 +107,7 @@ impl ItemStore for PostgresStore {
     }
 
     fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        bounded(async move {
             let row = sqlx::query("SELECT 1 FROM items WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)

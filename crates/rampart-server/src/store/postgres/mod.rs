@@ -4,8 +4,9 @@
 //! bounded, acquiring a connection times out, and every session sets a statement timeout, a
 //! lock timeout and an idle-in-transaction timeout, so no request holds a connection or a lock
 //! for long. A database that goes away is a 503 (see [`super::StoreError::is_busy`]); broken
-//! connections are dropped and new ones opened on demand, so service resumes without a restart
-//! when the database returns. Audit appends from every node are serialised by a table lock in
+//! connections are dropped and new ones opened on demand, and a connection that sat idle is
+//! pinged before reuse, so service resumes within a moment of the database's return, with no
+//! restart and no trail of failures on dead connections. Audit appends from every node are serialised by a table lock in
 //! the appending transaction, so the hash chain stays linear.
 
 use std::str::FromStr;
@@ -32,6 +33,27 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a pooled (or new) connection before it gets 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest any one store call may take, whatever the database does: a paused or
+/// unreachable server stops answering without closing anything, and the server-side statement
+/// timeout cannot fire there. Past it the call fails as busy (503) and its connection is
+/// dropped (sqlx checks it before reuse).
+const CALL_DEADLINE: Duration = Duration::from_secs(6);
+
+/// Boxes a store call under [`CALL_DEADLINE`].
+fn bounded<'a, T: Send + 'a>(
+    call: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'a,
+) -> StoreFuture<'a, T> {
+    Box::pin(async move {
+        tokio::time::timeout(CALL_DEADLINE, call)
+            .await
+            .unwrap_or(Err(StoreError::Deadline(CALL_DEADLINE)))
+    })
+}
+
+/// A pooled connection idle this long is pinged before it is used again. Shorter than any
+/// restart, so no connection a restart killed is handed to a request unchecked; longer than
+/// the gaps between requests under load, where the ping would double the round trips.
+const PING_AFTER_IDLE: Duration = Duration::from_millis(100);
 /// Per-session limits, sent at connect time.
 const SESSION_LIMITS: [(&str, &str); 3] = [
     ("statement_timeout", "5s"),
@@ -53,9 +75,21 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // No ping before every checkout (it would double the round trips); a connection
-            // found broken by a query is closed, and that request alone gets 503.
+            // No ping before every checkout (it would double the round trips under load), but
+            // one before reusing a connection that sat idle: after a database restart every
+            // idle connection is dead, and each would otherwise fail the request (or the
+            // revocation poll) that drew it, one at a time. A failed ping closes it and a
+            // fresh one is opened in its place.
             .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < PING_AFTER_IDLE {
+                        return Ok(true);
+                    }
+                    sqlx::Connection::ping(connection).await?;
+                    Ok(true)
+                })
+            })
             .idle_timeout(Duration::from_secs(300))
             .connect_with(options)
             .await?;
@@ -66,14 +100,14 @@ impl PostgresStore {
 
 impl Store for PostgresStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
+        bounded(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
         })
     }
 
     fn create_user(&self, user: NewUser) -> StoreFuture<'_, UserRecord> {
-        Box::pin(async move {
+        bounded(async move {
             let now = super::now();
             sqlx::query(
                 "INSERT INTO users (id, email, email_key, username, username_key, password_hash, role, created_at, updated_at)
@@ -104,7 +138,7 @@ impl Store for PostgresStore {
     }
 
     fn find_user_by_login<'a>(&'a self, login_key: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             let sql = format!(
                 "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1 OR username_key = $1"
             );
@@ -117,7 +151,7 @@ impl Store for PostgresStore {
     }
 
     fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
             let row = sqlx::query(&sql)
                 .bind(id)
@@ -132,7 +166,7 @@ impl Store for PostgresStore {
         after: Option<&'a str>,
         rows: usize,
     ) -> StoreFuture<'a, Vec<UserRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             // Two statements so the primary key is seeked, not scanned (see `list_items`).
             let seek =
                 format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
@@ -147,7 +181,7 @@ impl Store for PostgresStore {
     }
 
     fn set_password_hash<'a>(&'a self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        bounded(async move {
             sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                 .bind(hash)
                 .bind(super::now())
@@ -159,7 +193,7 @@ impl Store for PostgresStore {
     }
 
     fn set_locked<'a>(&'a self, id: &'a str, locked: bool) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        bounded(async move {
             let now = super::now();
             let locked_at = locked.then_some(now.clone());
             sqlx::query("UPDATE users SET locked_at = $1, updated_at = $2 WHERE id = $3")
@@ -173,7 +207,7 @@ impl Store for PostgresStore {
     }
 
     fn set_role<'a>(&'a self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange> {
-        Box::pin(async move {
+        bounded(async move {
             let mut tx = self.pool.begin().await?;
             // Serialises role changes across nodes (not other writes): both demotions of a
             // last pair of admins read the count in turn, so one of them is refused.
@@ -187,7 +221,7 @@ impl Store for PostgresStore {
     }
 
     fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
+        bounded(async move {
             let now = super::now();
             let mut tx = self.pool.begin().await?;
             sqlx::query(
@@ -218,7 +252,7 @@ impl Store for PostgresStore {
     }
 
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             let rows = sqlx::query(
                 "SELECT id, created_at, last_used_at, user_agent FROM sessions
                  WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
@@ -237,7 +271,7 @@ impl Store for PostgresStore {
         user_id: &'a str,
         session_id: &'a str,
     ) -> StoreFuture<'a, Option<EndedSession>> {
-        Box::pin(async move {
+        bounded(async move {
             let row = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL
                  RETURNING id, last_used_at",
@@ -256,7 +290,7 @@ impl Store for PostgresStore {
         user_id: &'a str,
         keep: Option<&'a str>,
     ) -> StoreFuture<'a, Vec<EndedSession>> {
-        Box::pin(async move {
+        bounded(async move {
             let rows = sqlx::query(
                 "UPDATE sessions SET revoked_at = $1
                  WHERE user_id = $2 AND revoked_at IS NULL AND ($3::text IS NULL OR id <> $3)
@@ -272,7 +306,7 @@ impl Store for PostgresStore {
     }
 
     fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>> {
-        Box::pin(async move {
+        bounded(async move {
             let rows = sqlx::query(
                 "SELECT id, last_used_at FROM sessions
                  WHERE revoked_at IS NOT NULL AND last_used_at > $1",
@@ -285,7 +319,7 @@ impl Store for PostgresStore {
     }
 
     fn refresh_state<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<RefreshState>> {
-        Box::pin(async move {
+        bounded(async move {
             let row = sqlx::query(
                 "SELECT r.session_id, s.user_id, r.expires_at, r.spent_at, r.successor_sealed,
                         r.successor_jti, r.successor_iat, n.expires_at AS successor_expires_at,
@@ -306,7 +340,7 @@ impl Store for PostgresStore {
     }
 
     fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool> {
-        Box::pin(async move {
+        bounded(async move {
             let now = super::now();
             let mut tx = self.pool.begin().await?;
             // The conditional UPDATE is the lock: of concurrent refreshes, exactly one matches.
@@ -351,7 +385,7 @@ impl Store for PostgresStore {
         mut event: crate::audit::StoredEvent,
         key: &'a crate::audit::chain::ChainKey,
     ) -> StoreFuture<'a, super::Appended> {
-        Box::pin(async move {
+        bounded(async move {
             let mut tx = self.pool.begin().await?;
             // EXCLUSIVE blocks other appends (from any node) until commit, not readers.
             sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
@@ -392,7 +426,7 @@ impl Store for PostgresStore {
     }
 
     fn changes_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, AccessChanges> {
-        Box::pin(async move {
+        bounded(async move {
             let ended = sqlx::query(
                 "SELECT id, last_used_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at > $1",
             )
@@ -418,7 +452,7 @@ impl Store for PostgresStore {
         before_seq: Option<i64>,
         limit: u32,
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>> {
-        Box::pin(async move {
+        bounded(async move {
             // Seeks the rowid from the cursor instead of scanning down to it.
             let rows = sqlx::query(
                 "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
@@ -437,7 +471,7 @@ impl Store for PostgresStore {
         after_seq: i64,
         limit: u32,
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>> {
-        Box::pin(async move {
+        bounded(async move {
             let rows = sqlx::query(
                 "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
                  WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
