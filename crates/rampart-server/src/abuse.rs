@@ -248,7 +248,7 @@ impl AppState {
             .await
     }
 
-    /// The 429 while a backoff delay runs; audited like any refusal.
+    /// The 429 while a backoff delay runs; recorded like any refusal (sampled).
     fn backoff_refusal(
         &self,
         context: &RequestContext,
@@ -275,17 +275,16 @@ impl AppState {
         }
     }
 
-    /// Records `login_locked` when a failed check started or lengthened a backoff delay. The
-    /// name is recorded only when it is an account's: an unknown "name" is often a password
-    /// typed into the wrong field.
-    pub async fn record_lockout(
-        &self,
+    /// The `login_locked` event when a failed check started or lengthened a backoff delay, to
+    /// record with the failure. The name is recorded only when it is an account's: an unknown
+    /// "name" is often a password typed into the wrong field.
+    pub fn lockout_event(
         context: &RequestContext,
         name: &str,
         streak: Streak,
         user_id: Option<&str>,
-    ) {
-        let Some(delay) = streak.delay else { return };
+    ) -> Option<Event> {
+        let delay = streak.delay?;
         let mut detail = serde_json::json!({
             "failures": streak.failures,
             "delay_secs": delay.as_secs(),
@@ -295,20 +294,12 @@ impl AppState {
             detail["login"] = name.chars().take(254).collect::<String>().into();
             event = event.user(user_id);
         }
-        self.audit(event.detail(detail)).await;
+        Some(event.detail(detail))
     }
 
     /// After a wrong password (or unknown name, or locked account) at the login form, whose
-    /// failure the streak already counts: [`AppState::record_lockout`], and the stuffing signal
-    /// of the client's address.
-    pub async fn login_failed(
-        &self,
-        context: &RequestContext,
-        name: &str,
-        streak: Streak,
-        user_id: Option<&str>,
-    ) {
-        self.record_lockout(context, name, streak, user_id).await;
+    /// failure the streak already counts: feeds the stuffing signal of the client's address.
+    pub async fn login_failed(&self, context: &RequestContext, name: &str) {
         let abuse = &self.abuse;
         let address = ClientAddress::of(context.client_ip);
         let new_name = abuse
@@ -332,6 +323,23 @@ impl AppState {
                 );
             }
         }
+    }
+
+    /// Records the events of a refused password check (the failure, and `login_locked` when it
+    /// started a delay) together, before the refusal is answered: a guess that is not on
+    /// record is not answered as a wrong password but as 503.
+    pub async fn record_failure(&self, events: Vec<Event>) -> Result<(), ApiError> {
+        let state = self.clone();
+        crate::state::to_completion(async move {
+            let mut unit = state.begin().await?;
+            for event in events {
+                unit.record(event).await?;
+            }
+            unit.commit().await?;
+            Ok::<(), crate::store::StoreError>(())
+        })
+        .await
+        .map_err(ApiError::from)
     }
 
     /// After a successful login, or an admin's unlock: every name the user logs in with starts
@@ -387,7 +395,10 @@ impl AppState {
                     detail.insert("over_budget_since_last".into(), over_budget.into());
                 }
             }
-            state.audit.record(state.store.as_ref(), record).await;
+            // Sampled and off the request path by design (see the module header).
+            if let Err(err) = state.audit.record(state.store.as_ref(), record).await {
+                tracing::warn!(error = %err, "a sampled rate_limited event was not stored");
+            }
         });
     }
 }

@@ -256,7 +256,8 @@ async fn user_create(
     } else {
         rampart::Role::User
     };
-    let user = crate::routes::auth::create_user(&state, &email, &username, hash, role)
+    let event = crate::audit::Event::command_line(crate::audit::Kind::Register);
+    let user = crate::routes::auth::create_user(&state, &email, &username, hash, role, event)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
     println!(

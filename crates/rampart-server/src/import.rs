@@ -77,6 +77,8 @@ pub async fn import(state: &AppState, path: &Path) -> anyhow::Result<Report> {
             &username,
             row.hash,
             rampart::Role::User,
+            crate::audit::Event::command_line(crate::audit::Kind::Register)
+                .detail(serde_json::json!({"via": "import", "line": line})),
         )
         .await
         {

@@ -52,18 +52,34 @@ impl AppState {
         }
     }
 
-    /// Ends one of `user_id`'s sessions in the store and in memory as one step that a cancelled
-    /// request (client gone, timeout) cannot split: otherwise the store could say revoked while
-    /// this node still accepted the session's tokens, and a retry would find nothing to revoke.
+    /// Opens a unit of work: changes and the events that record them, committed together.
+    pub async fn begin(&self) -> Result<Unit, StoreError> {
+        Ok(Unit {
+            state: self.clone(),
+            tx: self.store.begin().await?,
+            recorded: Vec::new(),
+        })
+    }
+
+    /// Ends one of `user_id`'s sessions, recording `event` with it, in the store and in memory
+    /// as one step that a cancelled request (client gone, timeout) cannot split: otherwise the
+    /// store could say revoked while this node still accepted the session's tokens. `None`
+    /// (and no event) when the user has no such live session.
     pub async fn end_session(
         &self,
         user_id: &str,
         session_id: &str,
+        event: crate::audit::Event,
     ) -> Result<Option<EndedSession>, StoreError> {
         let (state, user_id, session_id) =
             (self.clone(), user_id.to_owned(), session_id.to_owned());
         to_completion(async move {
-            let ended = state.store.revoke_session(&user_id, &session_id).await?;
+            let mut unit = state.begin().await?;
+            let ended = unit.tx().revoke_session(&user_id, &session_id).await?;
+            if ended.is_some() {
+                unit.record(event).await?;
+                unit.commit().await?;
+            }
             state.forget_sessions(ended.as_slice());
             state.announce_ended(ended.as_slice()).await;
             Ok(ended)
@@ -71,18 +87,23 @@ impl AppState {
         .await
     }
 
-    /// Ends every session of `user_id` but `keep`, like [`AppState::end_session`].
+    /// Ends every session of `user_id` but `keep`, like [`AppState::end_session`], recording
+    /// the event `describe` makes of the sessions that ended.
     pub async fn end_user_sessions(
         &self,
         user_id: &str,
         keep: Option<&str>,
+        describe: impl FnOnce(&[EndedSession]) -> crate::audit::Event + Send + 'static,
     ) -> Result<Vec<EndedSession>, StoreError> {
         let (state, user_id, keep) = (self.clone(), user_id.to_owned(), keep.map(str::to_owned));
         to_completion(async move {
-            let ended = state
-                .store
+            let mut unit = state.begin().await?;
+            let ended = unit
+                .tx()
                 .revoke_user_sessions(&user_id, keep.as_deref())
                 .await?;
+            unit.record(describe(&ended)).await?;
+            unit.commit().await?;
             state.forget_sessions(&ended);
             state.announce_ended(&ended).await;
             Ok(ended)
@@ -90,15 +111,12 @@ impl AppState {
         .await
     }
 
-    /// Records a security event (see [`crate::audit`]). The append runs as its own task, so a
-    /// cancelled request cannot leave the table and the in-memory chain head disagreeing.
-    pub async fn audit(&self, event: crate::audit::Event) {
+    /// Records a security event that has no change to commit with (a refused login): its own
+    /// transaction, run to completion so a cancelled request cannot cut it short. An error
+    /// means the event is not on record, and the caller must not act as if it were.
+    pub async fn audit(&self, event: crate::audit::Event) -> Result<(), StoreError> {
         let state = self.clone();
-        let _ = to_completion(async move {
-            state.audit.record(state.store.as_ref(), event).await;
-            Ok(())
-        })
-        .await;
+        to_completion(async move { state.audit.record(state.store.as_ref(), event).await }).await
     }
 
     /// Records an `access_denied` event without making the caller wait for it (the answer's
@@ -115,18 +133,68 @@ impl AppState {
             }
         }
         let state = self.clone();
-        tokio::spawn(async move { state.audit.record(state.store.as_ref(), event).await });
+        tokio::spawn(async move {
+            // Sampled and off the request path by design: the refusal it records changed
+            // nothing, and its timing must not wait on the audit table.
+            if let Err(err) = state.audit.record(state.store.as_ref(), event).await {
+                tracing::warn!(error = %err, "a sampled access_denied event was not stored");
+            }
+        });
+    }
+}
+
+/// A transaction and the audit events appended in it ([`AppState::begin`]). Dropped without
+/// [`Unit::commit`], nothing of it happened: neither the changes nor their record.
+pub struct Unit {
+    state: AppState,
+    tx: Box<dyn crate::store::Tx>,
+    recorded: Vec<crate::audit::Recorded>,
+}
+
+impl std::fmt::Debug for Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unit")
+            .field("events", &self.recorded.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Unit {
+    /// The transaction, for the changes.
+    pub fn tx(&mut self) -> &mut dyn crate::store::Tx {
+        self.tx.as_mut()
+    }
+
+    /// Appends `event` to the audit chain in this transaction. Record events after the
+    /// changes: from the first append to the commit, other appends wait.
+    pub async fn record(&mut self, event: crate::audit::Event) -> Result<(), StoreError> {
+        let recorded = self.state.audit.append_in(self.tx.as_mut(), event).await?;
+        self.recorded.push(recorded);
+        Ok(())
+    }
+
+    /// Commits the changes and their events together, then logs the events and moves the
+    /// audit anchor.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let Unit {
+            state,
+            tx,
+            recorded,
+        } = self;
+        tx.commit().await?;
+        state.audit.committed(state.store.as_ref(), &recorded).await;
+        Ok(())
     }
 }
 
 /// Runs `work` on its own task and waits for it: dropping the waiting future (a cancelled
 /// request) no longer stops the work half-way.
-pub(crate) async fn to_completion<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
-) -> Result<T, StoreError> {
+pub(crate) async fn to_completion<T: Send + 'static, E: From<StoreError> + Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, E> {
     tokio::spawn(work)
         .await
-        .map_err(|err| StoreError::Task(err.to_string()))?
+        .map_err(|err| E::from(StoreError::Task(err.to_string())))?
 }
 
 impl std::ops::Deref for AppState {

@@ -711,3 +711,77 @@ async fn a_client_chosen_request_id_is_kept_beside_the_servers_never_in_its_plac
     assert_eq!(failed[0]["request_id"], echoed.as_str());
     assert!(failed[0]["detail"].get("client_request_id").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_audit_table_locked_no_action_is_acknowledged_without_its_record() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("xena").await;
+    // Someone holds the audit table (on SQLite: the whole file) for longer than the lock
+    // timeout, as a long report query or a hostile session might.
+    let mut db = app.raw_database().await;
+    match common::backend() {
+        common::Backend::Sqlite => db.execute("BEGIN EXCLUSIVE").await,
+        common::Backend::Postgres => {
+            db.execute("BEGIN").await;
+            db.execute("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+                .await;
+        }
+    }
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (client, url, password) = (
+            app.client.clone(),
+            app.url("/v1/auth/login"),
+            password.clone(),
+        );
+        attempts.spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"username": "xena", "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut acknowledged = 0;
+    while let Some(status) = attempts.join_next().await {
+        let status = status.unwrap();
+        assert!(
+            [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE].contains(&status),
+            "{status}"
+        );
+        if status == StatusCode::OK {
+            acknowledged += 1;
+        }
+    }
+    db.execute("ROLLBACK").await;
+    // Whatever was answered 200 is on record, and nothing else happened: as many sessions
+    // as acknowledged logins, as many `login_succeeded` rows.
+    let admin = app.admin_token().await;
+    let recorded = app.audit_events(&admin, Some("login_succeeded")).await;
+    let sessions = app
+        .state
+        .store
+        .list_sessions(
+            &app.state
+                .store
+                .find_user_by_login("xena")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions.len(),
+        acknowledged,
+        "sessions opened = logins acknowledged"
+    );
+    assert_eq!(
+        recorded.len() - 1,
+        acknowledged,
+        "login_succeeded rows = logins acknowledged (plus the admin's own)"
+    );
+}

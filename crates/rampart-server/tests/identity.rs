@@ -160,7 +160,7 @@ async fn failed_logins_are_indistinguishable_and_do_the_same_work() {
         .await
         .unwrap()
         .unwrap();
-    app.state.store.set_locked(&erin.id, true).await.unwrap();
+    app.lock_in_store(&erin.id).await;
 
     let attempts = [
         ("nobody-here", "whatever it may be"),
@@ -226,7 +226,7 @@ async fn revocations_and_locks_survive_a_restart() {
         .await
         .unwrap()
         .unwrap();
-    app.state.store.set_locked(&fiona.id, true).await.unwrap();
+    app.lock_in_store(&fiona.id).await;
 
     // The revoked session's token is still signature-valid and unexpired; only the revocation
     // loaded from the store at start-up can refuse it.
@@ -317,19 +317,16 @@ async fn an_imported_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
     let app = TestApp::spawn(&[]).await;
     // A row as `rampart user import` (or a FastAPI/passlib table) would hold it.
     let legacy = bcrypt::hash("imported fastapi passphrase", 4).unwrap();
-    app.state
-        .store
-        .create_user(rampart_server::store::NewUser {
-            id: "01a20000-0000-7000-8000-00000000b0b0".into(),
-            email: "legacy@example.com".into(),
-            email_key: "legacy@example.com".into(),
-            username: "legacy".into(),
-            username_key: "legacy".into(),
-            password_hash: legacy.clone(),
-            role: rampart::Role::User,
-        })
-        .await
-        .unwrap();
+    app.insert_user(rampart_server::store::NewUser {
+        id: "01a20000-0000-7000-8000-00000000b0b0".into(),
+        email: "legacy@example.com".into(),
+        email_key: "legacy@example.com".into(),
+        username: "legacy".into(),
+        username_key: "legacy".into(),
+        password_hash: legacy.clone(),
+        role: rampart::Role::User,
+    })
+    .await;
     app.login("legacy", "imported fastapi passphrase").await;
     let stored = app
         .state
@@ -364,19 +361,16 @@ async fn a_planted_hash_above_the_cost_ceiling_is_never_computed_at_login() {
     .iter()
     .enumerate()
     {
-        app.state
-            .store
-            .create_user(rampart_server::store::NewUser {
-                id: format!("01a20000-0000-7000-8000-00000000c0c{n}"),
-                email: format!("costly{n}@example.com"),
-                email_key: format!("costly{n}@example.com"),
-                username: format!("costly{n}"),
-                username_key: format!("costly{n}"),
-                password_hash: (*hash).to_owned(),
-                role: rampart::Role::User,
-            })
-            .await
-            .unwrap();
+        app.insert_user(rampart_server::store::NewUser {
+            id: format!("01a20000-0000-7000-8000-00000000c0c{n}"),
+            email: format!("costly{n}@example.com"),
+            email_key: format!("costly{n}@example.com"),
+            username: format!("costly{n}"),
+            username_key: format!("costly{n}"),
+            password_hash: (*hash).to_owned(),
+            role: rampart::Role::User,
+        })
+        .await;
     }
     let before = app.state.hasher.stats();
     let mut attempts = tokio::task::JoinSet::new();

@@ -243,16 +243,12 @@ async fn a_refresh_racing_a_revocation_cannot_mint_a_token_for_the_ended_session
     let row = app.state.store.refresh_state(&hash).await.unwrap().unwrap();
     assert!(row.session_live);
     // ...then the session ended before the refresh spent its token.
-    let ended = app
-        .state
-        .store
-        .revoke_user_sessions(&row.user_id, None)
-        .await
-        .unwrap();
+    let mut tx = app.state.store.begin().await.unwrap();
+    let ended = tx.revoke_user_sessions(&row.user_id, None).await.unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(ended.len(), 1);
-    let rotated = app
-        .state
-        .store
+    let mut tx = app.state.store.begin().await.unwrap();
+    let rotated = tx
         .rotate_refresh(rampart_server::store::Rotation {
             spent_hash: hash.clone(),
             session_id: row.session_id.clone(),

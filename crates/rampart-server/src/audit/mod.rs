@@ -89,6 +89,18 @@ impl Event {
         }
     }
 
+    /// An event from the command line (no request, no address).
+    pub fn command_line(kind: Kind) -> Self {
+        Self {
+            kind,
+            user_id: None,
+            ip: None,
+            request_id: None,
+            client_request_id: None,
+            detail: serde_json::json!({"via": "command line"}),
+        }
+    }
+
     #[must_use]
     pub fn user(mut self, user_id: &str) -> Self {
         self.user_id = Some(user_id.to_owned());
@@ -204,12 +216,22 @@ pub struct StoredEvent {
     pub hash: String,
 }
 
-/// Writes events: a log line, and a row the store seals to the newest one under its append
-/// lock (across nodes too, so the chain stays linear), then moves the anchor.
+/// Writes events: a row the store seals to the newest one under its append lock (across nodes
+/// too, so the chain stays linear) inside the transaction of the change it records, then, once
+/// that commits, a log line and the anchor moved.
 #[derive(Debug)]
 pub struct AuditLog {
     key: ChainKey,
     anchor: anchor::Anchor,
+}
+
+/// An event appended in a transaction, for [`AuditLog::committed`].
+#[derive(Debug)]
+pub struct Recorded {
+    appended: crate::store::Appended,
+    kind: Kind,
+    user_id: Option<String>,
+    request_id: Option<String>,
 }
 
 impl AuditLog {
@@ -223,26 +245,14 @@ impl AuditLog {
         Ok(Self { key, anchor })
     }
 
-    /// Records `event` (log line and table row). A failure to persist is logged, not returned:
-    /// the request that caused the event has already happened.
-    pub async fn record(&self, store: &dyn Store, event: Event) {
-        tracing::info!(
-            audit = event.kind.as_str(),
-            user_id = event.user_id.as_deref().unwrap_or(""),
-            request_id = event.request_id.as_deref().unwrap_or(""),
-            "security event"
-        );
-        match self.append(store, event).await {
-            Ok(appended) => self.anchor.advance(&self.key, store, &appended).await,
-            Err(err) => tracing::error!(error = %err, "audit event could not be stored"),
-        }
-    }
-
-    async fn append(
+    /// Appends `event` inside `tx`: it is stored if and only if the transaction commits.
+    pub async fn append_in(
         &self,
-        store: &dyn Store,
+        tx: &mut dyn crate::store::Tx,
         event: Event,
-    ) -> Result<crate::store::Appended, StoreError> {
+    ) -> Result<Recorded, StoreError> {
+        let (kind, user_id, request_id) =
+            (event.kind, event.user_id.clone(), event.request_id.clone());
         let mut detail = event.detail;
         if let (Some(client_id), Some(object)) = (event.client_request_id, detail.as_object_mut()) {
             object.insert("client_request_id".into(), client_id.into());
@@ -251,7 +261,7 @@ impl AuditLog {
             seq: 0,
             id: crate::store::new_id(),
             at: crate::store::now(),
-            kind: event.kind.as_str().to_owned(),
+            kind: kind.as_str().to_owned(),
             user_id: event.user_id,
             ip: event.ip.map(|ip| ip.to_string()),
             request_id: event.request_id,
@@ -261,6 +271,38 @@ impl AuditLog {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        store.append_audit(stored, &self.key).await
+        let appended = tx.append_audit(stored, &self.key).await?;
+        Ok(Recorded {
+            appended,
+            kind,
+            user_id,
+            request_id,
+        })
+    }
+
+    /// After the transaction holding `recorded` committed: one log line per event, and the
+    /// anchor moved to the newest.
+    pub async fn committed(&self, store: &dyn Store, recorded: &[Recorded]) {
+        for event in recorded {
+            tracing::info!(
+                audit = event.kind.as_str(),
+                user_id = event.user_id.as_deref().unwrap_or(""),
+                request_id = event.request_id.as_deref().unwrap_or(""),
+                "security event"
+            );
+        }
+        if let Some(newest) = recorded.iter().map(|r| &r.appended).max_by_key(|a| a.seq) {
+            self.anchor.advance(&self.key, store, newest).await;
+        }
+    }
+
+    /// Records an event that has no change to commit with (a refused login, a denied
+    /// request): its own transaction.
+    pub async fn record(&self, store: &dyn Store, event: Event) -> Result<(), StoreError> {
+        let mut tx = store.begin().await?;
+        let recorded = self.append_in(tx.as_mut(), event).await?;
+        tx.commit().await?;
+        self.committed(store, &[recorded]).await;
+        Ok(())
     }
 }

@@ -124,26 +124,38 @@ pub async fn change_user(
     RecordId(id): RecordId,
     Json(change): Json<UserChange>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    // Store, cache and broadcast change together even if this request is cancelled half-way.
+    // Store, event, cache and broadcast change together even if this request is cancelled.
     let shared = state.clone();
     let (user_id, role) = (id.clone(), change.role);
+    let event = Event::new(Kind::RoleChanged, &context).user(&id);
     let outcome = crate::state::to_completion(async move {
-        let outcome = shared.store.set_role(&user_id, role).await?;
-        if let RoleChange::Changed { user, .. } = &outcome {
-            shared.access.set_user(
-                &user.id,
-                UserAccess {
-                    role: user.role,
-                    locked: user.locked,
-                },
-            );
-            shared.announce_user(&user.id).await;
+        let mut unit = shared.begin().await?;
+        let outcome = unit.tx().set_role(&user_id, role).await?;
+        let RoleChange::Changed { previous, user } = &outcome else {
+            return Ok(outcome);
+        };
+        if *previous != user.role {
+            unit.record(event.detail(serde_json::json!({
+                "by": admin.user_id,
+                "from": previous,
+                "to": user.role,
+            })))
+            .await?;
         }
-        Ok(outcome)
+        unit.commit().await?;
+        shared.access.set_user(
+            &user.id,
+            UserAccess {
+                role: user.role,
+                locked: user.locked,
+            },
+        );
+        shared.announce_user(&user.id).await;
+        Ok::<_, crate::store::StoreError>(outcome)
     })
     .await?;
-    let (previous, user) = match outcome {
-        RoleChange::Changed { previous, user } => (previous, user),
+    let user = match outcome {
+        RoleChange::Changed { user, .. } => user,
         RoleChange::NotFound => return Err(ApiError::NotFound),
         RoleChange::LastAdmin => {
             return Err(ApiError::Conflict(
@@ -151,16 +163,6 @@ pub async fn change_user(
             ))
         }
     };
-    if previous != user.role {
-        let event = Event::new(Kind::RoleChanged, &context)
-            .user(&user.id)
-            .detail(serde_json::json!({
-                "by": admin.user_id,
-                "from": previous,
-                "to": user.role,
-            }));
-        state.audit(event).await;
-    }
     Ok(Json(UserResponse::from(&user)))
 }
 
@@ -216,32 +218,41 @@ async fn set_lock(
         .find_user(user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    // Store and memory change together even if this request is cancelled half-way.
+    // The lock, the sessions' end and the event: one transaction; then this node's cache and
+    // the broadcast. Run to completion even if this request is cancelled half-way.
     let (shared, id, role) = (state.clone(), user_id.to_owned(), user.role);
-    crate::state::to_completion(async move {
-        shared.store.set_locked(&id, locked).await?;
-        shared.access.set_user(&id, UserAccess { role, locked });
-        shared.announce_user(&id).await;
-        Ok(())
-    })
-    .await?;
-    let ended = if locked {
-        state.end_user_sessions(user_id, None).await?
-    } else {
-        // An unlock also ends any login backoff on the user's names.
-        state
-            .clear_login_backoff(&[&user.username, &user.email])
-            .await;
-        Vec::new()
-    };
     let kind = if locked {
         Kind::UserLocked
     } else {
         Kind::UserUnlocked
     };
-    let event = Event::new(kind, context)
-        .user(user_id)
-        .detail(serde_json::json!({"by": admin_id, "sessions_ended": ended.len()}));
-    state.audit(event).await;
+    let event = Event::new(kind, context).user(user_id);
+    let admin_id = admin_id.to_owned();
+    crate::state::to_completion(async move {
+        let mut unit = shared.begin().await?;
+        unit.tx().set_locked(&id, locked).await?;
+        let ended = if locked {
+            unit.tx().revoke_user_sessions(&id, None).await?
+        } else {
+            Vec::new()
+        };
+        unit.record(
+            event.detail(serde_json::json!({"by": admin_id, "sessions_ended": ended.len()})),
+        )
+        .await?;
+        unit.commit().await?;
+        shared.access.set_user(&id, UserAccess { role, locked });
+        shared.forget_sessions(&ended);
+        shared.announce_ended(&ended).await;
+        shared.announce_user(&id).await;
+        Ok::<(), crate::store::StoreError>(())
+    })
+    .await?;
+    if !locked {
+        // An unlock also ends any login backoff on the user's names.
+        state
+            .clear_login_backoff(&[&user.username, &user.email])
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

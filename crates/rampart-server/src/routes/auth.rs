@@ -180,39 +180,45 @@ async fn register_user(
         .hash(password.into_secret())
         .await
         .map_err(hashing_error)?;
-    let user = create_user(state, &email, &username, password_hash, Role::User).await?;
-    state
-        .audit(Event::new(Kind::Register, context).user(&user.id))
-        .await;
+    let event = Event::new(Kind::Register, context);
+    let user = create_user(state, &email, &username, password_hash, Role::User, event).await?;
     Ok((StatusCode::CREATED, Json(UserResponse::from(&user))))
 }
 
-/// Stores a new user; shared by registration and the CLI.
+/// Stores a new user and the `register` event for it, together; shared by registration, the
+/// CLI and the importer.
 pub async fn create_user(
     state: &AppState,
     email: &Email,
     username: &Username,
     password_hash: String,
     role: Role,
+    event: Event,
 ) -> Result<UserRecord, ApiError> {
-    state
-        .store
-        .create_user(NewUser {
-            id: store::new_id(),
-            email: email.as_str().to_owned(),
-            email_key: email.key(),
-            username: username.as_str().to_owned(),
-            username_key: username.key(),
-            password_hash,
-            role,
-        })
-        .await
-        .map_err(|err| match err {
-            StoreError::Conflict(_) => {
-                ApiError::Conflict("The email or username is already registered.".into())
-            }
-            other => ApiError::internal(other),
-        })
+    let new = NewUser {
+        id: store::new_id(),
+        email: email.as_str().to_owned(),
+        email_key: email.key(),
+        username: username.as_str().to_owned(),
+        username_key: username.key(),
+        password_hash,
+        role,
+    };
+    let state = state.clone();
+    crate::state::to_completion(async move {
+        let mut unit = state.begin().await?;
+        let user = unit.tx().create_user(new).await?;
+        unit.record(event.user(&user.id)).await?;
+        unit.commit().await?;
+        Ok(user)
+    })
+    .await
+    .map_err(|err| match err {
+        StoreError::Conflict(_) => {
+            ApiError::Conflict("The email or username is already registered.".into())
+        }
+        other => ApiError::from(other),
+    })
 }
 
 /// Log in with a username or email and a password.
@@ -279,82 +285,98 @@ async fn attempt_login(
                 (Some(u), Verified::Valid { .. }) if u.locked => "locked",
                 _ => "wrong_password",
             };
-            state
-                .login_failed(context, &name, streak, user.as_ref().map(|u| u.id.as_str()))
-                .await;
-            // The submitted name only when it is an account's (see `login_failed`).
-            let mut event = Event::new(Kind::LoginFailed, context)
+            state.login_failed(context, &name).await;
+            // The submitted name only when it is an account's (see `lockout_event`).
+            let user_id = user.as_ref().map(|u| u.id.as_str());
+            let mut failed = Event::new(Kind::LoginFailed, context)
                 .detail(serde_json::json!({"reason": reason}));
-            if let Some(user) = &user {
-                event = event
-                    .user(&user.id)
+            if let Some(user_id) = user_id {
+                failed = failed
+                    .user(user_id)
                     .detail(serde_json::json!({"login": name, "reason": reason}));
             }
-            state.audit(event).await;
+            let locked = AppState::lockout_event(context, &name, streak, user_id);
+            state
+                .record_failure(std::iter::once(failed).chain(locked).collect())
+                .await?;
             return Err(ApiError::Unauthorized);
         }
     };
-    if needs_rehash {
-        // Upgrade old or imported hashes now that the password is known to be right.
+    // Upgrade old or imported hashes now that the password is known to be right.
+    let rehash = if needs_rehash {
         match state.hasher.hash(password_copy).await {
-            Ok(hash) => state.store.set_password_hash(&user.id, &hash).await?,
-            Err(err) => tracing::warn!(error = %err, "password rehash skipped"),
+            Ok(hash) => Some(hash),
+            Err(err) => {
+                tracing::warn!(error = %err, "password rehash skipped");
+                None
+            }
         }
-    }
+    } else {
+        None
+    };
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    let (pair, session_id) = open_session(state, &user.id, user_agent, context).await?;
+    let event = Event::new(Kind::LoginSucceeded, context).user(&user.id);
+    let pair = open_session(state, &user.id, user_agent, context, rehash, event).await?;
     state
         .clear_login_backoff(&[&name, &user.username, &user.email])
-        .await;
-    state
-        .audit(
-            Event::new(Kind::LoginSucceeded, context)
-                .user(&user.id)
-                .detail(serde_json::json!({"session_id": session_id})),
-        )
         .await;
     Ok(Json(pair))
 }
 
-/// Opens a session for `user_id` and returns its first token pair and the session id.
+/// Opens a session for `user_id` (storing a rehashed password first, if given) and records
+/// `event` for it, in one transaction; returns the first token pair.
 async fn open_session(
     state: &AppState,
     user_id: &str,
     user_agent: Option<String>,
     context: &RequestContext,
-) -> Result<(TokenPair, String), ApiError> {
+    rehash: Option<String>,
+    event: Event,
+) -> Result<TokenPair, ApiError> {
     let now = time::OffsetDateTime::now_utc();
     let session_max_age = state.settings.session_max_age;
     let refresh_ttl = state.settings.refresh_ttl.min(session_max_age);
     let session_id = store::new_id();
     let (refresh_token, refresh_hash) = new_refresh_token()?;
-    state
-        .store
-        .create_session(NewSession {
-            id: session_id.clone(),
-            user_id: user_id.to_owned(),
-            user_agent,
-            ip: context.client_ip.to_string(),
-            expires_at: store::timestamp(now + session_max_age),
-            refresh_hash,
-            refresh_expires_at: store::timestamp(now + refresh_ttl),
-        })
-        .await?;
+    let session = NewSession {
+        id: session_id.clone(),
+        user_id: user_id.to_owned(),
+        user_agent,
+        ip: context.client_ip.to_string(),
+        expires_at: store::timestamp(now + session_max_age),
+        refresh_hash,
+        refresh_expires_at: store::timestamp(now + refresh_ttl),
+    };
+    let (shared, owner, event) = (
+        state.clone(),
+        user_id.to_owned(),
+        event.detail(serde_json::json!({"session_id": session_id})),
+    );
+    crate::state::to_completion(async move {
+        let mut unit = shared.begin().await?;
+        if let Some(hash) = rehash {
+            unit.tx().set_password_hash(&owner, &hash).await?;
+        }
+        unit.tx().create_session(session).await?;
+        unit.record(event).await?;
+        unit.commit().await?;
+        Ok::<(), StoreError>(())
+    })
+    .await?;
     let access = state
         .tokens
         .issue(user_id, &session_id)
         .map_err(ApiError::internal)?;
-    let pair = TokenPair {
+    Ok(TokenPair {
         access_token: access.token,
         token_type: "Bearer",
         expires_in: access.expires_in.as_secs(),
         refresh_token,
         refresh_expires_in: refresh_ttl.as_secs(),
-    };
-    Ok((pair, session_id))
+    })
 }
 
 /// A 256-bit random refresh token and the SHA-256 that is stored in its place.

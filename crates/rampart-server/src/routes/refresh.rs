@@ -76,11 +76,10 @@ async fn refresh_session(
         }
         match row.spent_at.as_deref() {
             None => {
-                if let Some(pair) = rotate(state, presented, &hash, &row, now).await? {
-                    let event = Event::new(Kind::TokenRefreshed, context)
-                        .user(&row.user_id)
-                        .detail(serde_json::json!({"session_id": row.session_id}));
-                    state.audit(event).await;
+                let event = Event::new(Kind::TokenRefreshed, context)
+                    .user(&row.user_id)
+                    .detail(serde_json::json!({"session_id": row.session_id}));
+                if let Some(pair) = rotate(state, presented, &hash, &row, now, event).await? {
                     return Ok(Json(pair));
                 }
             }
@@ -94,13 +93,15 @@ async fn refresh_session(
     Err(ApiError::Unauthorized)
 }
 
-/// Spends the token and issues its successor; `None` when a concurrent request spent it first.
+/// Spends the token and issues its successor, recording `event` in the same transaction;
+/// `None` (and nothing changed or recorded) when a concurrent request spent it first.
 async fn rotate(
     state: &AppState,
     presented: &str,
     hash: &str,
     row: &RefreshState,
     now: OffsetDateTime,
+    event: Event,
 ) -> Result<Option<TokenPair>, ApiError> {
     let (successor, successor_hash) = new_refresh_token()?;
     let mut jti = [0u8; 16];
@@ -110,18 +111,26 @@ async fn rotate(
     let session_end =
         OffsetDateTime::parse(&row.session_expires_at, &Rfc3339).map_err(ApiError::internal)?;
     let successor_expires = (now + state.settings.refresh_ttl).min(session_end);
-    let rotated = state
-        .store
-        .rotate_refresh(Rotation {
-            spent_hash: hash.to_owned(),
-            session_id: row.session_id.clone(),
-            successor_hash,
-            successor_sealed: seal(presented, &successor)?,
-            successor_jti: jti.clone(),
-            successor_iat: iat,
-            successor_expires_at: store::timestamp(successor_expires),
-        })
-        .await?;
+    let rotation = Rotation {
+        spent_hash: hash.to_owned(),
+        session_id: row.session_id.clone(),
+        successor_hash,
+        successor_sealed: seal(presented, &successor)?,
+        successor_jti: jti.clone(),
+        successor_iat: iat,
+        successor_expires_at: store::timestamp(successor_expires),
+    };
+    let shared = state.clone();
+    let rotated = crate::state::to_completion(async move {
+        let mut unit = shared.begin().await?;
+        if !unit.tx().rotate_refresh(rotation).await? {
+            return Ok(false);
+        }
+        unit.record(event).await?;
+        unit.commit().await?;
+        Ok::<bool, store::StoreError>(true)
+    })
+    .await?;
     if !rotated {
         return Ok(None);
     }
@@ -172,11 +181,12 @@ async fn replay(
             return Ok(pair(access, successor, expires - now));
         }
     }
-    state.end_session(&row.user_id, &row.session_id).await?;
     let event = Event::new(Kind::RefreshReuseDetected, context)
         .user(&row.user_id)
         .detail(serde_json::json!({"session_id": row.session_id, "action": "session_revoked"}));
-    state.audit(event).await;
+    state
+        .end_session(&row.user_id, &row.session_id, event)
+        .await?;
     Err(ApiError::Unauthorized)
 }
 

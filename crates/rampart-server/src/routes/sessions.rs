@@ -55,13 +55,12 @@ pub async fn logout(
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .end_session(&caller.user_id, &caller.session_id)
-        .await?;
     let event = Event::new(Kind::Logout, &context)
         .user(&caller.user_id)
         .detail(serde_json::json!({"session_id": caller.session_id}));
-    state.audit(event).await;
+    state
+        .end_session(&caller.user_id, &caller.session_id, event)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -72,11 +71,12 @@ pub async fn logout_all(
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    let ended = state.end_user_sessions(&caller.user_id, None).await?;
-    let event = Event::new(Kind::LogoutAll, &context)
-        .user(&caller.user_id)
-        .detail(serde_json::json!({"sessions_ended": ended.len()}));
-    state.audit(event).await;
+    let event = Event::new(Kind::LogoutAll, &context).user(&caller.user_id);
+    state
+        .end_user_sessions(&caller.user_id, None, move |ended| {
+            event.detail(serde_json::json!({"sessions_ended": ended.len()}))
+        })
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -115,14 +115,13 @@ pub async fn delete(
     CurrentUser(caller): CurrentUser,
     RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .end_session(&caller.user_id, &id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
     let event = Event::new(Kind::SessionRevoked, &context)
         .user(&caller.user_id)
         .detail(serde_json::json!({"session_id": id}));
-    state.audit(event).await;
+    state
+        .end_session(&caller.user_id, &id, event)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,16 +175,16 @@ async fn attempt_password_change(
         .await
         .map_err(hashing_error)?;
     if verified == Verified::Invalid {
-        state
-            .record_lockout(context, &username_key, streak, Some(&user.id))
-            .await;
-        let event = Event::new(Kind::PasswordChangeFailed, context)
+        let failed = Event::new(Kind::PasswordChangeFailed, context)
             .user(&user.id)
             .detail(serde_json::json!({
                 "session_id": caller.session_id,
                 "failures": streak.failures,
             }));
-        state.audit(event).await;
+        let locked = AppState::lockout_event(context, &username_key, streak, Some(&user.id));
+        state
+            .record_failure(std::iter::once(failed).chain(locked).collect())
+            .await?;
         return Err(ApiError::invalid("current_password", "is incorrect"));
     }
     // The password is proven: the streak it counted in advance ends here.
@@ -204,13 +203,23 @@ async fn attempt_password_change(
         .hash(new.into_secret())
         .await
         .map_err(hashing_error)?;
-    state.store.set_password_hash(&user.id, &hash).await?;
-    let ended = state
-        .end_user_sessions(&user.id, Some(&caller.session_id))
-        .await?;
-    let event = Event::new(Kind::PasswordChanged, context)
-        .user(&user.id)
-        .detail(serde_json::json!({"other_sessions_ended": ended.len()}));
-    state.audit(event).await;
+    // The new hash, the other sessions' end and the event: one transaction, run to completion.
+    let (shared, user_id, keep) = (state.clone(), user.id.clone(), caller.session_id.clone());
+    let event = Event::new(Kind::PasswordChanged, context).user(&user.id);
+    crate::state::to_completion(async move {
+        let mut unit = shared.begin().await?;
+        unit.tx().set_password_hash(&user_id, &hash).await?;
+        let ended = unit
+            .tx()
+            .revoke_user_sessions(&user_id, Some(&keep))
+            .await?;
+        unit.record(event.detail(serde_json::json!({"other_sessions_ended": ended.len()})))
+            .await?;
+        unit.commit().await?;
+        shared.forget_sessions(&ended);
+        shared.announce_ended(&ended).await;
+        Ok::<(), crate::store::StoreError>(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,8 +16,10 @@ pub mod items;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+pub mod tx;
 
 pub use items::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner};
+pub use tx::Tx;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -215,47 +217,12 @@ pub enum RoleChange {
     LastAdmin,
 }
 
-/// The statements of a role change, the same on both backends, run inside a transaction that
-/// the backend has made exclusive for role changes (so two admins demoting each other at once
-/// cannot both succeed and leave no admin).
-macro_rules! change_role {
-    ($tx:expr, $id:expr, $role:expr) => {{
-        let (tx, id, role) = ($tx, $id, $role);
-        let sql = format!(
-            "SELECT {} FROM users WHERE id = $1",
-            $crate::store::USER_COLUMNS
-        );
-        let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut **tx).await? else {
-            return Ok($crate::store::RoleChange::NotFound);
-        };
-        let before = $crate::store::rows::user_from(&row)?;
-        if before.role == rampart::Role::Admin && role != rampart::Role::Admin {
-            let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
-                .fetch_one(&mut **tx)
-                .await?;
-            if admins <= 1 {
-                return Ok($crate::store::RoleChange::LastAdmin);
-            }
-        }
-        if before.role != role {
-            sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
-                .bind($crate::store::role_text(role))
-                .bind($crate::store::now())
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        let previous = before.role;
-        $crate::store::RoleChange::Changed {
-            previous,
-            user: $crate::store::UserRecord { role, ..before },
-        }
-    }};
-}
-pub(crate) use change_role;
-
-/// Everything the service needs from its database.
+/// Everything the service needs from its database. Reads are methods here; changes happen in a
+/// transaction ([`Store::begin`]) together with the audit rows that record them.
 pub trait Store: ItemStore + Send + Sync + 'static {
+    /// Opens a unit of work (see [`tx`]).
+    fn begin(&self) -> StoreFuture<'_, Box<dyn Tx>>;
+
     /// Users in id order, after `after` when given; at most `rows` (admin listing).
     fn list_users<'a>(
         &'a self,
@@ -266,34 +233,12 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     /// Cheap round trip proving the database answers (for `/ready`).
     fn ping(&self) -> StoreFuture<'_, ()>;
 
-    /// Inserts a user; [`StoreError::Conflict`] when the email or username is taken.
-    fn create_user(&self, user: NewUser) -> StoreFuture<'_, UserRecord>;
     /// The user whose normalised email or username is `login_key`.
     fn find_user_by_login<'a>(&'a self, login_key: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
     fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<UserRecord>>;
-    fn set_password_hash<'a>(&'a self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()>;
-    /// Locks (login refused, sessions unusable) or unlocks a user.
-    fn set_locked<'a>(&'a self, id: &'a str, locked: bool) -> StoreFuture<'a, ()>;
-    /// Gives a user `role`, unless that would leave no admin ([`RoleChange::LastAdmin`]).
-    fn set_role<'a>(&'a self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange>;
 
-    /// Opens a session and stores its first refresh token's hash, atomically.
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()>;
     /// The refresh token whose SHA-256 is `hash`, with its session's state.
     fn refresh_state<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<RefreshState>>;
-    /// Marks the token spent and stores its successor, only if it was not spent yet and its
-    /// session is not revoked; false otherwise (another request spent it first, or the session
-    /// ended meanwhile).
-    fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool>;
-    /// Appends one audit row, chained to the newest one: the store sets `prev_hash` and seals
-    /// `hash` with `key` ([`crate::audit::chain::ChainKey::seal`]) under a lock that serialises
-    /// every writer of the table, so concurrent appends, from this process or another node,
-    /// never fork the chain.
-    fn append_audit<'a>(
-        &'a self,
-        event: crate::audit::StoredEvent,
-        key: &'a crate::audit::chain::ChainKey,
-    ) -> StoreFuture<'a, Appended>;
     /// Audit rows newest first, older than `before_seq` when given.
     fn audit_page(
         &self,
@@ -308,19 +253,6 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>>;
     /// The user's sessions that are neither revoked nor expired, newest first.
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>>;
-    /// Revokes one of `user_id`'s live sessions; `None` when it has no such session (someone
-    /// else's id and an unknown id look the same).
-    fn revoke_session<'a>(
-        &'a self,
-        user_id: &'a str,
-        session_id: &'a str,
-    ) -> StoreFuture<'a, Option<EndedSession>>;
-    /// Revokes every live session of `user_id` except `keep`; returns those that ended.
-    fn revoke_user_sessions<'a>(
-        &'a self,
-        user_id: &'a str,
-        keep: Option<&'a str>,
-    ) -> StoreFuture<'a, Vec<EndedSession>>;
     /// Revoked sessions that issued an access token after `since` (RFC 3339): the ones whose
     /// tokens may still be unexpired. Loaded into memory at start-up.
     fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>>;
@@ -329,6 +261,23 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     fn changes_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, AccessChanges>;
     /// Whether several processes may share this store (and so must keep each other current).
     fn is_shared(&self) -> bool;
+}
+
+/// The longest any one store call may take, whatever the database does: a paused or
+/// unreachable server stops answering without closing anything, and the server-side statement
+/// timeout cannot fire there. Past it the call fails as busy (503) and its connection is
+/// dropped (sqlx checks it before reuse).
+const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(6);
+
+/// Boxes a store call under [`CALL_DEADLINE`].
+pub(crate) fn bounded<'a, T: Send + 'a>(
+    call: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+) -> StoreFuture<'a, T> {
+    Box::pin(async move {
+        tokio::time::timeout(CALL_DEADLINE, call)
+            .await
+            .unwrap_or(Err(StoreError::Deadline(CALL_DEADLINE)))
+    })
 }
 
 /// `now` as stored: UTC, RFC 3339, fixed microseconds, so text order is time order.

@@ -198,20 +198,36 @@ impl TestApp {
             .hash(ADMIN_PASSWORD.to_owned().into())
             .await
             .unwrap();
-        self.state
-            .store
-            .create_user(rampart_server::store::NewUser {
-                id: "01a20000-0000-7000-8000-00000000ad01".into(),
-                email: "admin@example.com".into(),
-                email_key: "admin@example.com".into(),
-                username: "admin".into(),
-                username_key: "admin".into(),
-                password_hash: hash,
-                role: rampart::Role::Admin,
-            })
-            .await
-            .unwrap();
+        self.insert_user(rampart_server::store::NewUser {
+            id: "01a20000-0000-7000-8000-00000000ad01".into(),
+            email: "admin@example.com".into(),
+            email_key: "admin@example.com".into(),
+            username: "admin".into(),
+            username_key: "admin".into(),
+            password_hash: hash,
+            role: rampart::Role::Admin,
+        })
+        .await;
         self.access_token("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Writes a user straight into the store, as `rampart user import` or an old table would
+    /// have left it (no event recorded).
+    pub async fn insert_user(
+        &self,
+        user: rampart_server::store::NewUser,
+    ) -> rampart_server::store::UserRecord {
+        let mut tx = self.state.store.begin().await.unwrap();
+        let user = tx.create_user(user).await.unwrap();
+        tx.commit().await.unwrap();
+        user
+    }
+
+    /// Locks a user straight in the store (no event, no broadcast).
+    pub async fn lock_in_store(&self, user_id: &str) {
+        let mut tx = self.state.store.begin().await.unwrap();
+        tx.set_locked(user_id, true).await.unwrap();
+        tx.commit().await.unwrap();
     }
 
     /// The newest hundred audit events, only those of `kind` if given, as an admin reads them.

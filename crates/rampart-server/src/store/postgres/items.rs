@@ -1,6 +1,7 @@
 //! Items in PostgreSQL. Every statement names the owner; see [`crate::store::items`].
 
-use super::{bounded, PostgresStore};
+use super::PostgresStore;
+use crate::store::bounded;
 use crate::store::rows::item_from;
 use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreFuture};
 

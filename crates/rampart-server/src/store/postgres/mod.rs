@@ -12,16 +12,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use rampart::Role;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use super::rows::{
     access_changes, audit_from, ended_session, refresh_state_from, session_from, user_from,
 };
 use super::{
-    conflict, role_text, AccessChanges, EndedSession, NewSession, NewUser, RefreshState,
-    RoleChange, Rotation, SessionRecord, Store, StoreError, StoreFuture, UserRecord, USER_COLUMNS,
+    bounded, AccessChanges, EndedSession, RefreshState, SessionRecord, Store, StoreError,
+    StoreFuture, Tx, UserRecord, USER_COLUMNS,
 };
 
 mod items;
@@ -33,23 +32,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a request waits for a pooled (or new) connection before it gets 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-/// The longest any one store call may take, whatever the database does: a paused or
-/// unreachable server stops answering without closing anything, and the server-side statement
-/// timeout cannot fire there. Past it the call fails as busy (503) and its connection is
-/// dropped (sqlx checks it before reuse).
-const CALL_DEADLINE: Duration = Duration::from_secs(6);
-
-/// Boxes a store call under [`CALL_DEADLINE`].
-fn bounded<'a, T: Send + 'a>(
-    call: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'a,
-) -> StoreFuture<'a, T> {
-    Box::pin(async move {
-        tokio::time::timeout(CALL_DEADLINE, call)
-            .await
-            .unwrap_or(Err(StoreError::Deadline(CALL_DEADLINE)))
-    })
-}
-
 /// A pooled connection idle this long is pinged before it is used again. Shorter than any
 /// restart, so no connection a restart killed is handed to a request unchecked; longer than
 /// the gaps between requests under load, where the ping would double the round trips.
@@ -64,6 +46,57 @@ const SESSION_LIMITS: [(&str, &str); 3] = [
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+}
+
+/// A transaction on PostgreSQL.
+struct PgTx {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    /// This transaction holds the audit table's append lock.
+    audit_locked: bool,
+}
+
+/// The advisory lock role changes take in turn, on every node.
+const ROLE_CHANGE_LOCK: i64 = 7_270_816;
+
+impl PgTx {
+    /// Serialises role changes across nodes (not other writes): both demotions of a last pair
+    /// of admins read the count in turn, so one of them is refused.
+    async fn role_changes_take_turns(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ROLE_CHANGE_LOCK)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The chain's head, under a table lock that blocks other appends (from any node) until
+    /// this transaction ends, but not readers.
+    async fn audit_prev(&mut self) -> Result<String, StoreError> {
+        if !self.audit_locked {
+            sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
+                .execute(&mut *self.tx)
+                .await?;
+            self.audit_locked = true;
+        }
+        let head: Option<String> = sqlx::query_scalar(super::tx::AUDIT_HEAD)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(head.unwrap_or_else(|| crate::audit::chain::GENESIS.to_owned()))
+    }
+
+    #[allow(clippy::unused_self)] // the same call as SQLite's, which caches the head
+    fn audit_appended(&mut self, _hash: &str) {}
+}
+
+impl Tx for PgTx {
+    super::tx::tx_statements!();
+
+    fn commit(self: Box<Self>) -> StoreFuture<'static, ()> {
+        bounded(async move {
+            self.tx.commit().await?;
+            Ok(())
+        })
+    }
 }
 
 impl PostgresStore {
@@ -99,41 +132,20 @@ impl PostgresStore {
 }
 
 impl Store for PostgresStore {
+    fn begin(&self) -> StoreFuture<'_, Box<dyn Tx>> {
+        bounded(async move {
+            let tx = self.pool.begin().await?;
+            Ok(Box::new(PgTx {
+                tx,
+                audit_locked: false,
+            }) as Box<dyn Tx>)
+        })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         bounded(async move {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
-        })
-    }
-
-    fn create_user(&self, user: NewUser) -> StoreFuture<'_, UserRecord> {
-        bounded(async move {
-            let now = super::now();
-            sqlx::query(
-                "INSERT INTO users (id, email, email_key, username, username_key, password_hash, role, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&user.id)
-            .bind(&user.email)
-            .bind(&user.email_key)
-            .bind(&user.username)
-            .bind(&user.username_key)
-            .bind(&user.password_hash)
-            .bind(role_text(user.role))
-            .bind(&now)
-            .bind(&now)
-            .execute(&self.pool)
-            .await
-            .map_err(conflict)?;
-            Ok(UserRecord {
-                id: user.id,
-                email: user.email,
-                username: user.username,
-                password_hash: user.password_hash,
-                role: user.role,
-                locked: false,
-                created_at: now,
-            })
         })
     }
 
@@ -180,77 +192,6 @@ impl Store for PostgresStore {
         })
     }
 
-    fn set_password_hash<'a>(&'a self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()> {
-        bounded(async move {
-            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-                .bind(hash)
-                .bind(super::now())
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
-    }
-
-    fn set_locked<'a>(&'a self, id: &'a str, locked: bool) -> StoreFuture<'a, ()> {
-        bounded(async move {
-            let now = super::now();
-            let locked_at = locked.then_some(now.clone());
-            sqlx::query("UPDATE users SET locked_at = $1, updated_at = $2 WHERE id = $3")
-                .bind(locked_at)
-                .bind(now)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
-    }
-
-    fn set_role<'a>(&'a self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange> {
-        bounded(async move {
-            let mut tx = self.pool.begin().await?;
-            // Serialises role changes across nodes (not other writes): both demotions of a
-            // last pair of admins read the count in turn, so one of them is refused.
-            sqlx::query("SELECT pg_advisory_xact_lock(7270816)")
-                .execute(&mut *tx)
-                .await?;
-            let change = super::change_role!(&mut tx, id, role);
-            tx.commit().await?;
-            Ok(change)
-        })
-    }
-
-    fn create_session(&self, session: NewSession) -> StoreFuture<'_, ()> {
-        bounded(async move {
-            let now = super::now();
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&session.id)
-            .bind(&session.user_id)
-            .bind(&now)
-            .bind(&now)
-            .bind(&session.expires_at)
-            .bind(&session.user_agent)
-            .bind(&session.ip)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&session.refresh_hash)
-            .bind(&session.id)
-            .bind(&now)
-            .bind(&session.refresh_expires_at)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
         bounded(async move {
             let rows = sqlx::query(
@@ -263,45 +204,6 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
             rows.iter().map(session_from).collect()
-        })
-    }
-
-    fn revoke_session<'a>(
-        &'a self,
-        user_id: &'a str,
-        session_id: &'a str,
-    ) -> StoreFuture<'a, Option<EndedSession>> {
-        bounded(async move {
-            let row = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL
-                 RETURNING id, last_used_at",
-            )
-            .bind(super::now())
-            .bind(session_id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            row.as_ref().map(ended_session).transpose()
-        })
-    }
-
-    fn revoke_user_sessions<'a>(
-        &'a self,
-        user_id: &'a str,
-        keep: Option<&'a str>,
-    ) -> StoreFuture<'a, Vec<EndedSession>> {
-        bounded(async move {
-            let rows = sqlx::query(
-                "UPDATE sessions SET revoked_at = $1
-                 WHERE user_id = $2 AND revoked_at IS NULL AND ($3::text IS NULL OR id <> $3)
-                 RETURNING id, last_used_at",
-            )
-            .bind(super::now())
-            .bind(user_id)
-            .bind(keep)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(ended_session).collect()
         })
     }
 
@@ -336,92 +238,6 @@ impl Store for PostgresStore {
             .await?;
             let Some(row) = row else { return Ok(None) };
             refresh_state_from(&row).map(Some)
-        })
-    }
-
-    fn rotate_refresh(&self, rotation: Rotation) -> StoreFuture<'_, bool> {
-        bounded(async move {
-            let now = super::now();
-            let mut tx = self.pool.begin().await?;
-            // The conditional UPDATE is the lock: of concurrent refreshes, exactly one matches.
-            let spent = sqlx::query(
-                "UPDATE refresh_tokens
-                 SET spent_at = $1, successor_hash = $2, successor_sealed = $3, successor_jti = $4, successor_iat = $5
-                 WHERE token_hash = $6 AND spent_at IS NULL
-                   AND EXISTS (SELECT 1 FROM sessions WHERE id = $7 AND revoked_at IS NULL)",
-            )
-            .bind(&now)
-            .bind(&rotation.successor_hash)
-            .bind(&rotation.successor_sealed)
-            .bind(&rotation.successor_jti)
-            .bind(rotation.successor_iat)
-            .bind(&rotation.spent_hash)
-            .bind(&rotation.session_id)
-            .execute(&mut *tx)
-            .await?;
-            if spent.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-                .bind(&rotation.successor_hash)
-                .bind(&rotation.session_id)
-                .bind(&now)
-                .bind(&rotation.successor_expires_at)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2")
-                .bind(&now)
-                .bind(&rotation.session_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-    }
-
-    fn append_audit<'a>(
-        &'a self,
-        mut event: crate::audit::StoredEvent,
-        key: &'a crate::audit::chain::ChainKey,
-    ) -> StoreFuture<'a, super::Appended> {
-        bounded(async move {
-            let mut tx = self.pool.begin().await?;
-            // EXCLUSIVE blocks other appends (from any node) until commit, not readers.
-            sqlx::query("LOCK TABLE audit_events IN EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
-            event.prev_hash =
-                sqlx::query("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|row| row.try_get("hash"))
-                    .transpose()?
-                    .unwrap_or_else(|| crate::audit::chain::GENESIS.to_owned());
-            crate::audit::chain::KEYED.clone_into(&mut event.alg);
-            event.hash = key.seal(&event.prev_hash, &event);
-            let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO audit_events (id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
-            )
-            .bind(&event.id)
-            .bind(&event.at)
-            .bind(&event.kind)
-            .bind(&event.user_id)
-            .bind(&event.ip)
-            .bind(&event.request_id)
-            .bind(event.detail.to_string())
-            .bind(&event.alg)
-            .bind(&event.prev_hash)
-            .bind(&event.hash)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(super::Appended {
-                seq,
-                prev_hash: event.prev_hash,
-                hash: event.hash,
-            })
         })
     }
 

@@ -1,6 +1,7 @@
 //! Items in SQLite. Every statement names the owner; see [`crate::store::items`].
 
 use super::SqliteStore;
+use crate::store::bounded;
 use crate::store::rows::item_from;
 use crate::store::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner, StoreFuture};
 
@@ -13,7 +14,7 @@ pub(super) fn limit(rows: usize) -> i64 {
 
 impl ItemStore for SqliteStore {
     fn create_item<'a>(&'a self, owner: &'a Owner, item: NewItem) -> StoreFuture<'a, ItemRecord> {
-        Box::pin(async move {
+        bounded(async move {
             let now = crate::store::now();
             let sql = format!(
                 "INSERT INTO items (id, owner_id, title, body, created_at, updated_at)
@@ -37,7 +38,7 @@ impl ItemStore for SqliteStore {
         owner: &'a Owner,
         id: &'a str,
     ) -> StoreFuture<'a, Option<ItemRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ? AND owner_id = ?");
             let row = sqlx::query(&sql)
                 .bind(id)
@@ -54,7 +55,7 @@ impl ItemStore for SqliteStore {
         id: &'a str,
         changes: ItemChanges,
     ) -> StoreFuture<'a, Option<ItemRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             let sql = format!(
                 "UPDATE items SET title = COALESCE(?, title), body = COALESCE(?, body), updated_at = ?
                  WHERE id = ? AND owner_id = ? RETURNING {ITEM_COLUMNS}"
@@ -72,7 +73,7 @@ impl ItemStore for SqliteStore {
     }
 
     fn delete_item<'a>(&'a self, owner: &'a Owner, id: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        bounded(async move {
             let done = sqlx::query("DELETE FROM items WHERE id = ? AND owner_id = ?")
                 .bind(id)
                 .bind(owner.id())
@@ -88,7 +89,7 @@ impl ItemStore for SqliteStore {
         before: Option<&'a str>,
         rows: usize,
     ) -> StoreFuture<'a, Vec<ItemRecord>> {
-        Box::pin(async move {
+        bounded(async move {
             // Two statements, not `(? IS NULL OR id < ?)`: SQLite cannot seek the index with an
             // OR, and would walk every newer row to reach a deep page.
             let seek = format!(
@@ -108,7 +109,7 @@ impl ItemStore for SqliteStore {
     }
 
     fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
+        bounded(async move {
             let row = sqlx::query("SELECT 1 FROM items WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&self.pool)
