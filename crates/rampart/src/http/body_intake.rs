@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue};
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -119,8 +119,12 @@ impl BodyIntake {
     }
 
     async fn collect(&self, mut body: Body, held: &mut Held) -> Result<Bytes, Response> {
-        // Most bodies arrive in one frame, which is kept as it is; more are joined at the end.
-        let mut frames: Vec<Bytes> = Vec::new();
+        // Each frame is a slice of the connection's read buffer and keeps that whole block
+        // alive: a body trickled a byte per packet would hold a block per byte. So frames are
+        // copied into one buffer of the body's own, and only a body that arrives in a single
+        // frame is kept as it came.
+        let mut first: Option<Bytes> = None;
+        let mut buffer = BytesMut::new();
         let mut received = 0usize;
         while let Some(frame) = body.frame().await {
             // A broken or reset upload: nothing to answer but a bad request.
@@ -135,13 +139,16 @@ impl BodyIntake {
                 ));
             }
             self.hold(held, data.len()).map_err(|why| self.shed(why))?;
-            frames.push(data);
+            if first.is_none() && buffer.is_empty() && axum::body::HttpBody::is_end_stream(&body) {
+                first = Some(data);
+            } else {
+                if let Some(earlier) = first.take() {
+                    buffer.extend_from_slice(&earlier);
+                }
+                buffer.extend_from_slice(&data);
+            }
         }
-        Ok(match frames.len() {
-            0 => Bytes::new(),
-            1 => frames.swap_remove(0),
-            _ => frames.concat().into(),
-        })
+        Ok(first.unwrap_or_else(|| buffer.freeze()))
     }
 
     /// Counts `more` received bytes against the budget and the client's share.
