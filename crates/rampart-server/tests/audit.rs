@@ -785,3 +785,99 @@ async fn with_the_audit_table_locked_no_action_is_acknowledged_without_its_recor
         "login_succeeded rows = logins acknowledged (plus the admin's own)"
     );
 }
+
+#[tokio::test]
+async fn locked_admins_do_not_count_and_two_admins_cannot_lock_each_other_out() {
+    let app = TestApp::spawn(&[]).await;
+    let admin = app.admin_token().await;
+    let admin_id = app.user_id(&admin).await;
+    let password = app.register("yuri").await;
+    let yuri = app
+        .user_id(&app.access_token("yuri", &password).await)
+        .await;
+    let promoted = set_role(&app, &admin, &yuri, &json!({"role": "admin"})).await;
+    assert_eq!(promoted.status(), StatusCode::OK);
+    let lock = |token: String, id: String| {
+        let (client, url) = (
+            app.client.clone(),
+            app.url(&format!("/v1/admin/users/{id}/lock")),
+        );
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The outside review: lock the other admin, then demote oneself: nobody is left who can act.
+    assert_eq!(
+        lock(admin.clone(), yuri.clone()).await,
+        StatusCode::NO_CONTENT
+    );
+    let demote = set_role(&app, &admin, &admin_id, &json!({"role": "user"})).await;
+    assert_eq!(
+        demote.status(),
+        StatusCode::CONFLICT,
+        "the locked admin does not count"
+    );
+    let unlock = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/admin/users/{yuri}/unlock"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(unlock.status(), StatusCode::NO_CONTENT);
+    // The lock ended her sessions.
+    let yuri_token = app.access_token("yuri", &password).await;
+    // Both lock each other at the same moment: one may win, never both.
+    let (a, b) = tokio::join!(
+        lock(admin.clone(), yuri.clone()),
+        lock(yuri_token.clone(), admin_id.clone()),
+    );
+    assert!(
+        [a, b].contains(&StatusCode::CONFLICT) || [a, b].contains(&StatusCode::UNAUTHORIZED),
+        "{a} {b}: both locks went through"
+    );
+    let users = app.state.store.list_users(None, 100).await.unwrap();
+    let acting = users
+        .iter()
+        .filter(|u| u.role == rampart::Role::Admin && !u.locked)
+        .count();
+    assert_eq!(acting, 1, "one admin can still act");
+}
+
+#[tokio::test]
+async fn a_detail_rewritten_to_parse_alike_still_breaks_the_seal() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("zane").await;
+    app.login("zane", &password).await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(0), "{out}");
+    let rows = app.state.store.audit_after(0, 100).await.unwrap();
+    let login = rows.iter().find(|r| r.kind == "login_succeeded").unwrap();
+    let session = login.detail["session_id"].as_str().unwrap();
+    // A repeated key: serde keeps the last value (so the parsed detail is unchanged), SQLite's
+    // json_extract and many readers the first.
+    let forged = format!(r#"{{"session_id":"forged","session_id":"{session}"}}"#);
+    assert_eq!(
+        serde_json::from_str::<Value>(&forged).unwrap(),
+        login.detail,
+        "parses alike"
+    );
+    tamper(
+        &app,
+        &format!(
+            "UPDATE audit_events SET detail = '{forged}' WHERE seq = {}",
+            login.seq
+        ),
+    )
+    .await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("row {}", login.seq)), "{out}");
+}

@@ -47,7 +47,10 @@ impl ChainKey {
     }
 
     /// The MAC of a row: over its `alg`, the previous row's hash and every field, as a JSON
-    /// array, so no field can bleed into the next.
+    /// array, so no field can bleed into the next. The detail is sealed as the exact text
+    /// stored, not as parsed: JSON that parses alike can read differently to another parser
+    /// (a repeated key is the first value to SQLite, the last to serde), so any change to the
+    /// stored bytes breaks the seal.
     pub fn seal(&self, prev_hash: &str, event: &StoredEvent) -> String {
         let fields = serde_json::json!([
             KEYED,
@@ -58,7 +61,7 @@ impl ChainKey {
             event.user_id,
             event.ip,
             event.request_id,
-            event.detail.to_string(),
+            event.detail_text,
         ]);
         hex(&mac(&self.0, fields.to_string().as_bytes()))
     }

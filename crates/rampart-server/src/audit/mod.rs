@@ -207,6 +207,9 @@ pub struct StoredEvent {
     pub request_id: Option<String>,
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+    /// The detail exactly as stored: what the seal covers.
+    #[serde(skip)]
+    pub detail_text: String,
     /// How the row is sealed: [`chain::KEYED`], or [`chain::LEGACY`] for rows from before.
     #[serde(skip)]
     pub alg: String,
@@ -265,6 +268,7 @@ impl AuditLog {
             user_id: event.user_id,
             ip: event.ip.map(|ip| ip.to_string()),
             request_id: event.request_id,
+            detail_text: detail.to_string(),
             detail,
             // Set by the store, under its append lock.
             alg: chain::KEYED.to_owned(),

@@ -3,8 +3,9 @@
 //!
 //! Defends against privilege changes that linger or lock everyone out: a role change or a lock
 //! is written to the store, then to this node's access cache and announced to the others, so
-//! it applies to the user's very next request with tokens already issued; demoting the only
-//! admin is refused (409) inside a transaction that serialises role changes.
+//! it applies to the user's very next request with tokens already issued; demoting or locking
+//! the last admin who is not locked is refused (409) inside a transaction that serialises role
+//! and lock changes, so two admins acting on each other at once cannot leave nobody.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -114,7 +115,7 @@ pub struct UserChange {
     responses(
         (status = 200, description = "The user, with the new role", body = UserResponse),
         (status = 404, description = "No such user", body = rampart::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "It would leave no admin", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It would leave no admin who is not locked", body = rampart::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a role (`user` or `admin`), or another field", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_user(
@@ -174,7 +175,7 @@ pub async fn change_user(
     responses(
         (status = 204, description = "Locked; sessions ended"),
         (status = 404, description = "No such user", body = rampart::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The caller's own account", body = rampart::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller's own account, or the last admin who is not locked", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lock(
     State(state): State<AppState>,
@@ -228,9 +229,11 @@ async fn set_lock(
     };
     let event = Event::new(kind, context).user(user_id);
     let admin_id = admin_id.to_owned();
-    crate::state::to_completion(async move {
+    let applied = crate::state::to_completion(async move {
         let mut unit = shared.begin().await?;
-        unit.tx().set_locked(&id, locked).await?;
+        if !unit.tx().set_locked(&id, locked).await? {
+            return Ok(false);
+        }
         let ended = if locked {
             unit.tx().revoke_user_sessions(&id, None).await?
         } else {
@@ -245,9 +248,15 @@ async fn set_lock(
         shared.forget_sessions(&ended);
         shared.announce_ended(&ended).await;
         shared.announce_user(&id).await;
-        Ok::<(), crate::store::StoreError>(())
+        Ok::<bool, crate::store::StoreError>(true)
     })
     .await?;
+    if !applied {
+        return Err(ApiError::Conflict(
+            "This is the last admin who can act; locking them would leave nobody to unlock anyone."
+                .into(),
+        ));
+    }
     if !locked {
         // An unlock also ends any login backoff on the user's names.
         state

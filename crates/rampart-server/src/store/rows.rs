@@ -77,7 +77,9 @@ pub(crate) fn audit_from(row: &impl StoreRow) -> Result<crate::audit::StoredEven
         ip: row.maybe_text("ip")?,
         request_id: row.maybe_text("request_id")?,
         // A row whose detail is not JSON is kept as a string, so verification still sees it.
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        detail: serde_json::from_str(&detail)
+            .unwrap_or_else(|_| serde_json::Value::String(detail.clone())),
+        detail_text: detail,
         alg: row.text("alg")?,
         prev_hash: row.text("prev_hash")?,
         hash: row.text("hash")?,

@@ -24,11 +24,16 @@ pub trait Tx: Send {
     /// Inserts a user; [`super::StoreError::Conflict`] when the email or username is taken.
     fn create_user(&mut self, user: NewUser) -> StoreFuture<'_, UserRecord>;
     fn set_password_hash<'a>(&'a mut self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()>;
-    /// Locks (login refused, sessions unusable) or unlocks a user.
-    fn set_locked<'a>(&'a mut self, id: &'a str, locked: bool) -> StoreFuture<'a, ()>;
-    /// Gives a user `role`, unless that would leave no admin ([`RoleChange::LastAdmin`]). The
-    /// backend makes role changes take turns, so two demotions cannot both pass the count.
+    /// Locks (login refused, sessions unusable) or unlocks a user. Refuses (false, nothing
+    /// changed) to lock the last admin who is not locked: nobody could unlock anyone again.
+    fn set_locked<'a>(&'a mut self, id: &'a str, locked: bool) -> StoreFuture<'a, bool>;
+    /// Gives a user `role`, unless that would leave no unlocked admin
+    /// ([`RoleChange::LastAdmin`]).
     fn set_role<'a>(&'a mut self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange>;
+    /// Admins other than `id` who are not locked: those who could still administer. Role and
+    /// lock changes take turns from here (across nodes), so two of them cannot both pass the
+    /// count and leave nobody.
+    fn acting_admins_besides<'a>(&'a mut self, id: &'a str) -> StoreFuture<'a, i64>;
     /// Opens a session with its first refresh token's hash.
     fn create_session(&mut self, session: NewSession) -> StoreFuture<'_, ()>;
     /// Marks the token spent and stores its successor, only if it was not spent yet and its
@@ -117,8 +122,17 @@ macro_rules! tx_statements {
             &'a mut self,
             id: &'a str,
             locked: bool,
-        ) -> $crate::store::StoreFuture<'a, ()> {
+        ) -> $crate::store::StoreFuture<'a, bool> {
             bounded(async move {
+                if locked {
+                    let target = sqlx::query_scalar::<_, String>("SELECT role FROM users WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                    if target.as_deref() == Some("admin") && self.acting_admins_besides(id).await? == 0 {
+                        return Ok(false);
+                    }
+                }
                 let now = $crate::store::now();
                 let locked_at = locked.then_some(now.clone());
                 sqlx::query("UPDATE users SET locked_at = $1, updated_at = $2 WHERE id = $3")
@@ -127,7 +141,23 @@ macro_rules! tx_statements {
                     .bind(id)
                     .execute(&mut *self.tx)
                     .await?;
-                Ok(())
+                Ok(true)
+            })
+        }
+
+        fn acting_admins_besides<'a>(
+            &'a mut self,
+            id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, i64> {
+            bounded(async move {
+                self.role_changes_take_turns().await?;
+                let admins: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND locked_at IS NULL AND id <> $1",
+                )
+                .bind(id)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                Ok(admins)
             })
         }
 
@@ -137,21 +167,17 @@ macro_rules! tx_statements {
             role: rampart::Role,
         ) -> $crate::store::StoreFuture<'a, $crate::store::RoleChange> {
             bounded(async move {
-                self.role_changes_take_turns().await?;
                 let sql = format!("SELECT {} FROM users WHERE id = $1", $crate::store::USER_COLUMNS);
                 let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.tx).await?
                 else {
                     return Ok($crate::store::RoleChange::NotFound);
                 };
                 let before = $crate::store::rows::user_from(&row)?;
-                if before.role == rampart::Role::Admin && role != rampart::Role::Admin {
-                    let admins: i64 =
-                        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
-                            .fetch_one(&mut *self.tx)
-                            .await?;
-                    if admins <= 1 {
-                        return Ok($crate::store::RoleChange::LastAdmin);
-                    }
+                if before.role == rampart::Role::Admin
+                    && role != rampart::Role::Admin
+                    && self.acting_admins_besides(id).await? == 0
+                {
+                    return Ok($crate::store::RoleChange::LastAdmin);
                 }
                 if before.role != role {
                     sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
@@ -308,7 +334,7 @@ macro_rules! tx_statements {
                 .bind(&event.user_id)
                 .bind(&event.ip)
                 .bind(&event.request_id)
-                .bind(event.detail.to_string())
+                .bind(&event.detail_text)
                 .bind(&event.alg)
                 .bind(&event.prev_hash)
                 .bind(&event.hash)

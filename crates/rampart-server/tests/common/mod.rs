@@ -226,7 +226,7 @@ impl TestApp {
     /// Locks a user straight in the store (no event, no broadcast).
     pub async fn lock_in_store(&self, user_id: &str) {
         let mut tx = self.state.store.begin().await.unwrap();
-        tx.set_locked(user_id, true).await.unwrap();
+        assert!(tx.set_locked(user_id, true).await.unwrap());
         tx.commit().await.unwrap();
     }
 
