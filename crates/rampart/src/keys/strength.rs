@@ -291,7 +291,6 @@ fn bits_per_char(secret: &[char]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine as _;
 
     fn random_bytes(n: usize) -> Vec<u8> {
         let mut bytes = vec![0u8; n];
@@ -322,6 +321,7 @@ mod tests {
     /// Secrets an outside review got past an earlier estimator, each then trusted by
     /// production; a token signed with the first was forged.
     #[test]
+    #[allow(clippy::format_collect)] // building test strings
     fn padding_invisible_characters_counters_walks_and_encoded_text_are_not_entropy() {
         let sentence = "the quick brown fox jumps over the lazy dog every single day";
         let hex_sentence: String = sentence.bytes().map(|b| format!("{b:02x}")).collect();
