@@ -62,6 +62,13 @@ pub enum AuditLogCommand {
     /// Check every row's MAC and link, and that the chain reaches the anchored row; exit 1
     /// naming what was found.
     Verify,
+    /// Anchor the chain's current head in RAMPART_AUDIT_ANCHOR, after checking every row's
+    /// MAC and link: once on a node joining a running cluster, or after an investigation.
+    Anchor {
+        /// Replace an existing anchor (it is evidence: keep a copy first).
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +154,9 @@ pub fn main() -> ExitCode {
         Command::AuditLog {
             action: AuditLogCommand::Verify,
         } => run_async(verify_audit_log(settings)),
+        Command::AuditLog {
+            action: AuditLogCommand::Anchor { replace },
+        } => run_async(anchor_audit_log(settings, replace)),
         Command::User {
             action: UserCommand::Import { file },
         } => run_async(async move {
@@ -210,6 +220,52 @@ async fn verify_audit_log(settings: Settings) -> anyhow::Result<()> {
             anyhow::bail!("audit log tampered with")
         }
     }
+}
+
+/// `rampart audit-log anchor`: anchors a chain that verifies, at its current head.
+async fn anchor_audit_log(settings: Settings, replace: bool) -> anyhow::Result<()> {
+    use crate::audit::{anchor, chain};
+    let path = &settings.audit_anchor;
+    if path.exists() && !replace {
+        anyhow::bail!(
+            "an anchor exists at {}: it is evidence; `--replace` replaces it (keep a copy first)",
+            path.display()
+        );
+    }
+    let (_, keys) = app::token_service(&settings)?;
+    let key = app::audit_chain_key(&settings, keys.as_ref())?;
+    let store = store::open(&settings.database_url).await?;
+    let from_start = chain::Anchored {
+        seq: 0,
+        hash: chain::GENESIS.to_owned(),
+    };
+    let intact = match chain::verify(store.as_ref(), &key, &from_start).await? {
+        Ok(intact) => intact,
+        Err(broken) => {
+            println!("not anchored: audit log broken: {broken}");
+            anyhow::bail!("audit log tampered with")
+        }
+    };
+    let head = store
+        .audit_page(None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map_or(from_start, |row| chain::Anchored {
+            seq: row.seq,
+            hash: row.hash,
+        });
+    if let Ok(previous) = anchor::read(path, &key) {
+        println!("replacing the anchor at row {}", previous.seq);
+    }
+    anchor::write(path, &key, &head)?;
+    println!(
+        "anchored the audit chain at row {} in {} ({} event(s) verified)",
+        head.seq,
+        path.display(),
+        intact.rows
+    );
+    Ok(())
 }
 
 /// The first line of standard input, refused when stdin is a terminal (it would echo).

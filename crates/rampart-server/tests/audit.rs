@@ -881,3 +881,64 @@ async fn a_detail_rewritten_to_parse_alike_still_breaks_the_seal() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains(&format!("row {}", login.seq)), "{out}");
 }
+
+/// Runs `rampart <args>` on the app's data and database; `None` for the exit code when it
+/// was still running after 20 s (and was killed).
+fn rampart(app: &TestApp, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = common::command(&app.data, &[("RAMPART_DATABASE_URL", &app.database_url)])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[tokio::test]
+async fn a_deleted_anchor_stops_the_server_until_an_operator_anchors_the_chain() {
+    let app = app_with_three_events().await;
+    // Cut the newest row, then delete the anchor that would show it: the review's attack.
+    tamper(&app, "DELETE FROM audit_events WHERE seq = 3").await;
+    std::fs::remove_file(app.data.path().join("audit-anchor")).unwrap();
+    let (code, out) = rampart(&app, &["serve"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "a server on that data must refuse to start: {out}"
+    );
+    assert!(
+        out.contains("audit anchor") && out.contains("missing"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rampart audit-log anchor"),
+        "it says what to do: {out}"
+    );
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    // The operator, having looked, anchors the chain as it now is; then the server starts.
+    let (code, out) = rampart(&app, &["audit-log", "anchor"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("anchored the audit chain at row 2"), "{out}");
+    let (code, out) = rampart(&app, &["audit-log", "anchor"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "an existing anchor is evidence, not replaced: {out}"
+    );
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(0), "{out}");
+}

@@ -244,3 +244,42 @@ async fn a_database_outage_is_503_then_heals_without_a_restart() {
     let ready = a.call(Method::GET, "/ready", None, None).await;
     assert_eq!(ready.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_one_anchor_file_never_move_it_past_each_others_evidence() {
+    let shared = Shared::new(None).await;
+    let anchors = tempfile::tempdir().unwrap();
+    let anchor = anchors.path().join("audit-anchor").display().to_string();
+    let a = shared.node(None, &[("RAMPART_AUDIT_ANCHOR", &anchor)]);
+    let b = shared.node(Some(&a), &[("RAMPART_AUDIT_ANCHOR", &anchor)]);
+    // B records two events, then A five: the shared anchor is at the seventh row.
+    b.register("bea").await;
+    b.register("ben").await;
+    for name in ["ada", "alf", "ann", "art", "ava"] {
+        a.register(name).await;
+    }
+    // Someone with database access removes A's five rows...
+    let mut db: sqlx::PgConnection = sqlx::Connection::connect(&shared.database_url)
+        .await
+        .unwrap();
+    for statement in [
+        "ALTER TABLE audit_events DISABLE TRIGGER USER",
+        "DELETE FROM audit_events WHERE seq > (SELECT MIN(seq) + 1 FROM audit_events)",
+    ] {
+        sqlx::query(statement).execute(&mut db).await.unwrap();
+    }
+    // ...and B, whose last anchored row is still there, goes on recording.
+    let failed = b.login_as("bea", "not her password").await;
+    assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    b.register("bob").await;
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["audit-log", "verify"])
+        .env("RAMPART_DATA_DIR", a.data.path())
+        .env("RAMPART_DATABASE_URL", &shared.database_url)
+        .env("RAMPART_AUDIT_ANCHOR", &anchor)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{out}");
+    assert!(out.contains("row 7"), "the evidence is kept: {out}");
+}

@@ -136,6 +136,7 @@ struct Counters {
     dummy_verifications: AtomicU64,
     rejected_busy: AtomicU64,
     over_ceiling: AtomicU64,
+    unreadable: AtomicU64,
 }
 
 /// A snapshot of [`PasswordHasher`]'s counters.
@@ -148,6 +149,8 @@ pub struct HasherStats {
     pub rejected_busy: u64,
     /// Verifications refused because the stored hash was above the [`CostCeiling`].
     pub over_ceiling: u64,
+    /// Stored values that could not be verified at all (the dummy's work was done instead).
+    pub unreadable: u64,
 }
 
 /// Hashes and verifies passwords on a bounded pool. Cheap to clone.
@@ -224,6 +227,7 @@ impl PasswordHasher {
             dummy_verifications: c.dummy_verifications.load(Ordering::Relaxed),
             rejected_busy: c.rejected_busy.load(Ordering::Relaxed),
             over_ceiling: c.over_ceiling.load(Ordering::Relaxed),
+            unreadable: c.unreadable.load(Ordering::Relaxed),
         }
     }
 
@@ -264,14 +268,22 @@ impl PasswordHasher {
         };
         let params = self.params;
         let argon2 = self.argon2.clone();
+        let dummy_hash = Arc::clone(&self.dummy_hash);
+        let counters = Arc::clone(&self.counters);
         let outcome = self
             .run(move || {
-                verify_with(
+                let (verified, readable) = verify_with(
                     &argon2,
                     params,
                     password.expose_secret().as_bytes(),
                     &stored,
-                )
+                    &dummy_hash,
+                );
+                if !readable {
+                    counters.unreadable.fetch_add(1, Ordering::Relaxed);
+                    counters.dummy_verifications.fetch_add(1, Ordering::Relaxed);
+                }
+                verified
             })
             .await?;
         self.counters.verifications.fetch_add(1, Ordering::Relaxed);
@@ -384,38 +396,58 @@ fn hash_with(argon2: &Argon2<'static>, password: &[u8]) -> Result<String, HashEr
         .map_err(|e| HashError::Internal(format!("argon2: {e}")))
 }
 
+/// Verifies `password` against `stored`. A stored value that cannot be verified at all (not a
+/// hash this module reads, an output too short to compare) does the `dummy`'s work before it
+/// fails, like an unknown user: a broken row must not answer faster than a wrong password.
 fn verify_with(
     argon2: &Argon2<'static>,
     current: HashParams,
     password: &[u8],
     stored: &str,
-) -> Verified {
+    dummy: &str,
+) -> (Verified, bool) {
+    if let Some(verified) = try_verify(argon2, current, password, stored) {
+        return (verified, true);
+    }
+    tracing::error!("a stored password hash cannot be verified; it fails like an unknown user's");
+    if let Ok(dummy) = PasswordHash::new(dummy) {
+        let _ = argon2.verify_password(password, &dummy);
+    }
+    (Verified::Invalid, false)
+}
+
+/// `None` when `stored` cannot be verified at all.
+fn try_verify(
+    argon2: &Argon2<'static>,
+    current: HashParams,
+    password: &[u8],
+    stored: &str,
+) -> Option<Verified> {
     if is_bcrypt(stored) {
         return match bcrypt::verify(password, stored) {
-            Ok(true) => Verified::Valid { needs_rehash: true },
-            _ => Verified::Invalid,
+            Ok(true) => Some(Verified::Valid { needs_rehash: true }),
+            Ok(false) => Some(Verified::Invalid),
+            Err(_) => None,
         };
     }
-    let Ok(parsed) = PasswordHash::new(stored) else {
-        tracing::error!("stored password hash is not in a supported format");
-        return Verified::Invalid;
-    };
-    if parsed.algorithm.as_str() != "argon2id"
-        && parsed.algorithm.as_str() != "argon2i"
-        && parsed.algorithm.as_str() != "argon2d"
-    {
-        tracing::error!("stored password hash uses an unsupported algorithm");
-        return Verified::Invalid;
+    let parsed = PasswordHash::new(stored).ok()?;
+    if !matches!(
+        parsed.algorithm.as_str(),
+        "argon2id" | "argon2i" | "argon2d"
+    ) {
+        return None;
     }
-    if argon2.verify_password(password, &parsed).is_err() {
-        return Verified::Invalid;
+    match argon2.verify_password(password, &parsed) {
+        Ok(()) => {}
+        Err(argon2::password_hash::Error::Password) => return Some(Verified::Invalid),
+        Err(_) => return None,
     }
     let weaker = Params::try_from(&parsed).map_or(true, |p| {
         p.m_cost() < current.memory_kib || p.t_cost() < current.iterations
     });
-    Verified::Valid {
+    Some(Verified::Valid {
         needs_rehash: weaker || parsed.algorithm.as_str() != "argon2id",
-    }
+    })
 }
 
 #[cfg(test)]
@@ -595,6 +627,34 @@ mod tests {
             before.dummy_verifications + 1,
             "the dummy hash's work was done instead, as for an unknown user"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stored_value_that_cannot_be_verified_costs_the_dummys_work() {
+        let hasher = PasswordHasher::new(FAST, 1, 2).unwrap();
+        for broken in [
+            // Readable enough to pass the ceiling, but argon2 refuses the salt before hashing.
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$YQ",
+            "$scrypt$ln=16,r=8,p=1$c2FsdA$aGFzaA",
+            "$2b$04$tooshort",
+            "not a hash at all",
+        ] {
+            let before = hasher.stats().dummy_verifications;
+            assert_eq!(
+                hasher
+                    .verify(secret("anything"), Some(broken))
+                    .await
+                    .unwrap(),
+                Verified::Invalid
+            );
+            assert_eq!(
+                hasher.stats().dummy_verifications,
+                before + 1,
+                "{broken}: the dummy's work, as for an unknown user"
+            );
+        }
+        assert!(hasher.stats().unreadable >= 1);
     }
 
     #[tokio::test]

@@ -9,7 +9,15 @@
 //! The anchor only moves forward along the chain. When a new row does not follow the anchored
 //! one (another node appended in between, or rows were removed), the anchored row is looked up
 //! first; if it is gone or changed, the anchor stops moving, so the evidence stays for
-//! `verify`, and the departure is logged.
+//! `verify`, and the departure is logged. The file is re-read, under a lock file, before every
+//! move, so nodes that share one anchor file move it in turn and never past each other's
+//! evidence; a file found deleted, replaced by an older one or forged also stops it.
+//!
+//! A server refuses to start on an anchor it cannot trust: forged, no longer reached by the
+//! chain, or missing while the chain already holds sealed rows (deleting the file must not
+//! wipe the record of where the chain ended). Only an empty chain, or one from before keyed
+//! chains, is anchored without asking; otherwise `rampart audit-log anchor` does it, once
+//! the operator has checked the chain (a new node joining a running cluster, say).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -82,8 +90,15 @@ pub fn write(path: &Path, key: &ChainKey, anchored: &Anchored) -> Result<(), Anc
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         rampart::keys::create_private_dir(dir).map_err(failed)?;
     }
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
+    // A name of this writer's own: writers sharing the file never replace each other's
+    // half-written one.
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+    let tmp = path.with_extension(format!(
+        "tmp.{}.{}",
+        std::process::id(),
+        u64::from_le_bytes(nonce)
+    ));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -98,8 +113,29 @@ pub fn write(path: &Path, key: &ChainKey, anchored: &Anchored) -> Result<(), Anc
 #[derive(Debug)]
 struct State {
     anchored: Anchored,
-    /// The chain departed from the anchor: it no longer moves, as evidence.
+    /// The chain or the file departed from the anchor: it no longer moves, as evidence.
     frozen: bool,
+}
+
+/// Why a server cannot start on its anchor.
+#[derive(Debug, thiserror::Error)]
+pub enum Untrusted {
+    #[error(
+        "the audit anchor at {path} is missing while the chain already holds sealed rows (up to \
+         row {head}): it was deleted, or RAMPART_AUDIT_ANCHOR now points elsewhere. Check the \
+         chain with `rampart audit-log verify`; `rampart audit-log anchor` then anchors its \
+         current head (on a node joining a running cluster, that is the first step)"
+    )]
+    Missing { path: String, head: i64 },
+    #[error(
+        "the audit chain no longer reaches its anchor at {path} (row {seq} was removed or \
+         rewritten); see `rampart audit-log verify`, and keep the anchor as evidence"
+    )]
+    Departed { path: String, seq: i64 },
+    #[error("{0}; see `rampart audit-log verify`")]
+    File(#[from] AnchorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The anchor a serving process keeps current.
@@ -111,59 +147,50 @@ pub struct Anchor {
 }
 
 impl Anchor {
-    /// Opens the anchor at `path` for a serving process. A missing one is created at the
-    /// chain's current head (the first start, or the first since anchors existed); one that
-    /// is forged, or that the chain no longer reaches, is kept as it is and never moved.
-    pub async fn open(
-        path: PathBuf,
-        key: &ChainKey,
-        store: &dyn Store,
-    ) -> Result<Self, StoreError> {
-        let (anchored, frozen) = match read(&path, key) {
+    /// Opens the anchor at `path` for a serving process (see the module header for when it
+    /// refuses).
+    pub async fn open(path: PathBuf, key: &ChainKey, store: &dyn Store) -> Result<Self, Untrusted> {
+        let shown = path.display().to_string();
+        let anchored = match read(&path, key) {
             Ok(anchored) => {
-                let kept = still_there(store, &anchored).await?;
-                if !kept {
-                    tracing::error!(
-                        anchor = %path.display(),
-                        seq = anchored.seq,
-                        "the audit chain no longer reaches its anchor (rows removed or rewritten); \
-                         the anchor is kept as evidence: run `rampart audit-log verify`"
-                    );
+                if !still_there(store, &anchored).await? {
+                    return Err(Untrusted::Departed {
+                        path: shown,
+                        seq: anchored.seq,
+                    });
                 }
-                (anchored, !kept)
+                anchored
             }
             Err(AnchorError::Missing(_)) => {
-                let anchored = match store.audit_page(None, 1).await?.first() {
-                    Some(head) => Anchored {
-                        seq: head.seq,
-                        hash: head.hash.clone(),
-                    },
-                    None => Anchored {
+                let head = store.audit_page(None, 1).await?.into_iter().next();
+                if let Some(head) = head.as_ref().filter(|h| h.alg == super::chain::KEYED) {
+                    return Err(Untrusted::Missing {
+                        path: shown,
+                        head: head.seq,
+                    });
+                }
+                let anchored = head.map_or_else(
+                    || Anchored {
                         seq: 0,
                         hash: GENESIS.to_owned(),
                     },
-                };
-                if let Err(err) = write(&path, key, &anchored) {
-                    tracing::error!(error = %err, "the audit anchor could not be created");
-                } else {
-                    tracing::info!(anchor = %path.display(), seq = anchored.seq, "audit chain anchored");
-                }
-                (anchored, false)
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "the audit anchor is kept as evidence and never moved");
-                (
-                    Anchored {
-                        seq: i64::MAX,
-                        hash: String::new(),
+                    |head| Anchored {
+                        seq: head.seq,
+                        hash: head.hash,
                     },
-                    true,
-                )
+                );
+                write(&path, key, &anchored)?;
+                tracing::info!(anchor = %shown, seq = anchored.seq, "audit chain anchored");
+                anchored
             }
+            Err(err) => return Err(err.into()),
         };
         Ok(Self {
             path,
-            state: tokio::sync::Mutex::new(State { anchored, frozen }),
+            state: tokio::sync::Mutex::new(State {
+                anchored,
+                frozen: false,
+            }),
             failures: rampart::telemetry::LogThrottle::default(),
         })
     }
@@ -172,6 +199,34 @@ impl Anchor {
     pub async fn advance(&self, key: &ChainKey, store: &dyn Store, appended: &Appended) {
         let mut state = self.state.lock().await;
         if state.frozen || appended.seq <= state.anchored.seq {
+            return;
+        }
+        let Some(_lock) = self.lock_file().await else {
+            if let Some(left_out) = self.failures.admit() {
+                tracing::error!(left_out, anchor = %self.path.display(), "the audit anchor's lock could not be taken; not moved this time");
+            }
+            return;
+        };
+        // Another node sharing the file may have moved it; the file may also have been
+        // deleted or rolled back behind everyone's back.
+        match read(&self.path, key) {
+            Ok(on_disk) if on_disk.seq > state.anchored.seq => state.anchored = on_disk,
+            Ok(on_disk) if on_disk == state.anchored => {}
+            outcome => {
+                state.frozen = true;
+                let found =
+                    outcome.map_or_else(|e| e.to_string(), |a| format!("it records row {}", a.seq));
+                tracing::error!(
+                    anchor = %self.path.display(),
+                    seq = state.anchored.seq,
+                    %found,
+                    "the audit anchor file changed behind this process (deleted, rolled back or \
+                     replaced); it is no longer moved: run `rampart audit-log verify`"
+                );
+                return;
+            }
+        }
+        if appended.seq <= state.anchored.seq {
             return;
         }
         if appended.prev_hash != state.anchored.hash && state.anchored.seq > 0 {
@@ -204,6 +259,27 @@ impl Anchor {
                 }
             }
         }
+    }
+
+    /// An exclusive lock on `<anchor>.lock`, shared with every process using this anchor;
+    /// waits up to a second for it without blocking the runtime.
+    async fn lock_file(&self) -> Option<std::fs::File> {
+        let path = self.path.with_extension("lock");
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).ok()?;
+        for _ in 0..200 {
+            match file.try_lock() {
+                Ok(()) => return Some(file),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(std::fs::TryLockError::Error(_)) => return None,
+            }
+        }
+        None
     }
 }
 

@@ -238,12 +238,13 @@ pub struct Recorded {
 }
 
 impl AuditLog {
-    /// The log for `store`, sealing with `key` and anchoring at `anchor_path`.
+    /// The log for `store`, sealing with `key` and anchoring at `anchor_path`; refused when
+    /// the anchor cannot be trusted (see [`anchor`]).
     pub async fn open(
         store: &dyn Store,
         key: ChainKey,
         anchor_path: PathBuf,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, anchor::Untrusted> {
         let anchor = anchor::Anchor::open(anchor_path, &key, store).await?;
         Ok(Self { key, anchor })
     }

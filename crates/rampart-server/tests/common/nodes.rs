@@ -43,13 +43,16 @@ impl Shared {
         }
     }
 
-    /// Starts a node; nodes after the first verify the first one's signing keys.
-    pub fn node(&self, first: Option<&Node>, vars: &[(&str, &str)]) -> Node {
-        let data = tempfile::tempdir().unwrap();
+    /// A `rampart` command for a node on `data` (see [`Shared::node`]).
+    fn command(
+        &self,
+        data: &TempDir,
+        first: Option<&Node>,
+        vars: &[(&str, &str)],
+    ) -> std::process::Command {
         let keys = first.map(|node| node.data.path().join("keys.json").display().to_string());
-        let log = std::fs::File::create(data.path().join("rampart.log")).unwrap();
         let mut command = super::command(
-            &data,
+            data,
             &[
                 ("RAMPART_DATABASE_URL", self.database_url.as_str()),
                 ("RAMPART_REDIS_NAMESPACE", self.namespace.as_str()),
@@ -66,8 +69,28 @@ impl Shared {
         if let Some(keys) = &keys {
             command.env("RAMPART_KEYS_FILE", keys);
         }
+        command.envs(vars.iter().copied());
+        command
+    }
+
+    /// Starts a node; nodes after the first verify the first one's signing keys. Like an
+    /// operator adding a node, it anchors the audit chain first (`rampart audit-log anchor`;
+    /// a node sharing an anchor file that exists keeps it).
+    pub fn node(&self, first: Option<&Node>, vars: &[(&str, &str)]) -> Node {
+        let data = tempfile::tempdir().unwrap();
+        let anchored = self
+            .command(&data, first, vars)
+            .args(["audit-log", "anchor"])
+            .output()
+            .unwrap();
+        let shared_anchor_exists = String::from_utf8_lossy(&anchored.stderr).contains("exists");
+        assert!(
+            anchored.status.success() || shared_anchor_exists,
+            "{anchored:?}"
+        );
+        let log = std::fs::File::create(data.path().join("rampart.log")).unwrap();
+        let mut command = self.command(&data, first, vars);
         let mut child = command
-            .envs(vars.iter().copied())
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(log)

@@ -247,7 +247,7 @@ fn shortest_period(chars: &[char]) -> usize {
 /// The text a hex or base64 secret decodes to, when it is mostly readable.
 fn decoded_text(secret: &str) -> Option<String> {
     let secret = secret.trim();
-    let bytes = if secret.len() % 2 == 0 && secret.chars().all(|c| c.is_ascii_hexdigit()) {
+    let bytes = if secret.len().is_multiple_of(2) && secret.chars().all(|c| c.is_ascii_hexdigit()) {
         (0..secret.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&secret[i..i + 2], 16))
