@@ -169,6 +169,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         .clone()
         .map(|client| {
             rampart::limit::RedisStore::new(client, &settings.redis_namespace, REDIS_LIMIT_TIMEOUT)
+                .map(|store| store.with_announcements(crate::cluster::ANNOUNCEMENTS))
         })
         .transpose()
         .context("connecting to Redis")?;
@@ -177,9 +178,20 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         None => Limiter::in_memory(),
     };
     let abuse = AbuseControl::new(&settings, limiter)?;
+    // Read before the recent revocations are loaded: every change announced up to it is then
+    // known here. Redis down at start: zero, and the first poll catches up.
+    let announced = match &redis {
+        Some(redis) => redis.announcements_now().await.unwrap_or(0),
+        None => 0,
+    };
     let cluster = if store.is_shared() {
-        let bus = redis_client.zip(redis.as_ref().map(rampart::limit::RedisStore::connection));
-        Cluster::shared(bus, &settings.redis_namespace, settings.revocation_bound)
+        let bus = redis_client.zip(redis.clone());
+        Cluster::shared(
+            bus,
+            &settings.redis_namespace,
+            settings.revocation_bound,
+            announced,
+        )
     } else {
         Cluster::single(settings.revocation_bound)
     };

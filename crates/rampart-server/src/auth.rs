@@ -62,6 +62,29 @@ impl Authenticator for AppState {
         })
     }
 
+    /// After the request's limit check: if it (or any other) read an announcement this node has
+    /// not applied yet (another node's logout, lock or role change, a moment ago), wait for it,
+    /// then look at the session and the user again.
+    fn recheck(&self, principal: Principal) -> AuthFuture<'_> {
+        Box::pin(async move {
+            self.catch_up_on_announcements().await?;
+            if self.access.is_revoked(&principal.session_id) {
+                return Err(ApiError::Unauthorized);
+            }
+            let user = match self.access.user(&principal.user_id) {
+                Cached::Fresh(user) => user,
+                Cached::Stale(seen) => self.load_user_access(&principal.user_id, seen).await?,
+            };
+            if user.locked {
+                return Err(ApiError::Unauthorized);
+            }
+            Ok(Principal {
+                role: user.role,
+                ..principal
+            })
+        })
+    }
+
     /// A user reaching for an admin route: recorded as `access_denied`.
     fn denied<'a>(&'a self, principal: &'a Principal, request: &'a Parts) -> DeniedFuture<'a> {
         Box::pin(async move {

@@ -4,8 +4,13 @@
 //! refresh-reuse detection or its account's lock. Each node keeps revocations and users' access
 //! in memory ([`crate::access`]), so three things keep those copies current:
 //!
-//! - **At once:** a change is written to the database, then published on a Redis channel; every
-//!   node applies it on receipt. The revoking node publishes before it answers.
+//! - **At once:** a change is written to the database, then announced on a Redis channel; every
+//!   node applies it on receipt. The revoking node announces before it answers. Announcements
+//!   are counted in Redis, and every request's rate-limit check (the round trip it makes
+//!   anyway) reads the count: a node that has seen a count above the announcements it has
+//!   applied waits for the message (or reads the database) before it lets a token through, so
+//!   a request sent the moment the 204 of a logout arrives is refused on every node, even
+//!   when the message itself is still on its way.
 //! - **Within a bound, whatever Redis does:** every node also polls the database for sessions
 //!   revoked and users changed since its last look (overlapping the previous look by a minute,
 //!   so moderate clock skew between nodes cannot hide a change). A node cut off from Redis, or
@@ -22,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -32,6 +36,12 @@ use crate::store::{AccessChanges, EndedSession};
 
 /// How far each poll reaches back before the previous one began.
 const POLL_OVERLAP: Duration = Duration::from_secs(60);
+/// Announcements' count key, under the namespace.
+pub const ANNOUNCEMENTS: &str = "access-announcements";
+/// How long a request waits for an announced change's message before asking for a poll.
+const MESSAGE_WAIT: Duration = Duration::from_millis(100);
+/// How long it then waits for the poll.
+const POLL_WAIT: Duration = Duration::from_secs(2);
 /// How soon a failed poll is tried again (doubling up to the poll interval).
 const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// Bound on one Redis call (publish, subscribe).
@@ -95,11 +105,17 @@ pub struct Cluster {
     poll_every: Duration,
     /// Wakes the poller early (after a resubscription).
     resync: Notify,
+    /// Every announcement up to this count has been applied here.
+    applied: AtomicU64,
+    /// Woken whenever `applied` moves.
+    applied_moved: Notify,
 }
 
 struct Bus {
     client: redis::Client,
-    publisher: ConnectionManager,
+    /// The limiter's store: its connection carries the announcements, and its checks read
+    /// their count.
+    store: rampart::limit::RedisStore,
     channel: String,
     failures: rampart::telemetry::LogThrottle,
 }
@@ -123,19 +139,24 @@ impl Cluster {
             freshness: Freshness::new(None),
             poll_every: bound / 3,
             resync: Notify::new(),
+            applied: AtomicU64::new(0),
+            applied_moved: Notify::new(),
         }
     }
 
-    /// A node sharing its database with others, broadcasting through Redis when given: the
-    /// client opens the subscription, the limiter's connection carries the publishes.
+    /// A node sharing its database with others, announcing through Redis when given: the
+    /// client opens the subscription, the limiter's store (with announcements enabled, see
+    /// [`ANNOUNCEMENTS`]) carries the announcements. `applied` is the announcement count read
+    /// before the start-up load of recent revocations: everything up to it is known.
     pub fn shared(
-        redis: Option<(redis::Client, ConnectionManager)>,
+        redis: Option<(redis::Client, rampart::limit::RedisStore)>,
         namespace: &str,
         bound: Duration,
+        applied: u64,
     ) -> Self {
-        let bus = redis.map(|(client, publisher)| Bus {
+        let bus = redis.map(|(client, store)| Bus {
             client,
-            publisher,
+            store,
             channel: format!("{namespace}:access"),
             failures: rampart::telemetry::LogThrottle::default(),
         });
@@ -144,6 +165,8 @@ impl Cluster {
             freshness: Freshness::new(Some(bound)),
             poll_every: bound / 3,
             resync: Notify::new(),
+            applied: AtomicU64::new(applied),
+            applied_moved: Notify::new(),
         };
         // The start-up load of recent revocations counts as the first sync.
         cluster.freshness.synced_at(Instant::now());
@@ -193,19 +216,9 @@ impl AppState {
         let Ok(payload) = serde_json::to_string(message) else {
             return;
         };
-        let mut connection = bus.publisher.clone();
-        let sent = tokio::time::timeout(
-            REDIS_TIMEOUT,
-            redis::cmd("PUBLISH")
-                .arg(&bus.channel)
-                .arg(payload)
-                .query_async::<i64>(&mut connection),
-        )
-        .await;
-        let failure = match sent {
-            Ok(Ok(_)) => return,
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => "timed out".to_owned(),
+        let failure = match bus.store.announce(&bus.channel, &payload).await {
+            Ok(_) => return,
+            Err(err) => err.to_string(),
         };
         if let Some(left_out) = bus.failures.admit() {
             tracing::error!(
@@ -213,6 +226,53 @@ impl AppState {
                 left_out,
                 "could not broadcast an access change; other nodes learn of it by polling"
             );
+        }
+    }
+
+    /// Notes that every announcement up to `count` is applied here.
+    fn applied_up_to(&self, count: u64) {
+        if self.cluster.applied.fetch_max(count, Ordering::AcqRel) < count {
+            self.cluster.applied_moved.notify_waiters();
+        }
+    }
+
+    /// Before a token is accepted: if any request's limit check has read an announcement count
+    /// above what this node has applied, waits for those announcements (a moment for the
+    /// message, then a poll of the database), so the checks that follow see them. An error
+    /// (503) when they cannot be had in time: refusing is safe, accepting might not be.
+    pub async fn catch_up_on_announcements(&self) -> Result<(), rampart::ApiError> {
+        let Some(bus) = &self.cluster.bus else {
+            return Ok(());
+        };
+        let seen = bus.store.announcements_seen();
+        if self.cluster.applied.load(Ordering::Acquire) >= seen {
+            return Ok(());
+        }
+        if self.applied_within(seen, MESSAGE_WAIT).await {
+            return Ok(());
+        }
+        self.resync_now();
+        if self.applied_within(seen, POLL_WAIT).await {
+            return Ok(());
+        }
+        Err(rampart::ApiError::DependencyUnavailable {
+            retry_after: Duration::from_secs(1),
+            cause: "access changes announced but not yet applied on this node".into(),
+        })
+    }
+
+    async fn applied_within(&self, count: u64, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let moved = self.cluster.applied_moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self.cluster.applied.load(Ordering::Acquire) >= count {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return self.cluster.applied.load(Ordering::Acquire) >= count;
+            }
         }
     }
 
@@ -239,7 +299,18 @@ impl AppState {
             );
             return;
         }
-        match serde_json::from_slice::<Message>(payload) {
+        // "<count> <json>"; a message without a count (an older node) is applied uncounted.
+        let (count, json) = match payload.iter().position(|b| *b == b' ') {
+            Some(space) => match std::str::from_utf8(&payload[..space])
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                Some(count) => (Some(count), &payload[space + 1..]),
+                None => (None, payload),
+            },
+            None => (None, payload),
+        };
+        match serde_json::from_slice::<Message>(json) {
             Ok(Message::Ended { sessions }) => {
                 let ended: Vec<EndedSession> = sessions
                     .into_iter()
@@ -256,10 +327,25 @@ impl AppState {
                     },
                 ),
                 Ok(None) => {}
-                // The poll will carry the change instead.
-                Err(err) => tracing::warn!(error = %err, "could not re-read a changed user"),
+                // The poll will carry the change instead; until then the count stays behind.
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not re-read a changed user");
+                    self.resync_now();
+                    return;
+                }
             },
-            Err(err) => tracing::warn!(error = %err, "ignored a malformed cluster message"),
+            Err(err) => {
+                tracing::warn!(error = %err, "ignored a malformed cluster message");
+                return;
+            }
+        }
+        let Some(count) = count else { return };
+        let applied = self.cluster.applied.load(Ordering::Acquire);
+        if count == applied + 1 {
+            self.applied_up_to(count);
+        } else if count > applied + 1 {
+            // Messages were missed (the subscription dropped them): the database has them.
+            self.resync_now();
         }
     }
 }
@@ -279,6 +365,11 @@ async fn poll(state: AppState, every: Duration) {
         }
         let began = Instant::now();
         let began_utc = time::OffsetDateTime::now_utc();
+        // Every change announced up to this count was committed before this poll begins.
+        let announced = match &state.cluster.bus {
+            Some(bus) => bus.store.announcements_now().await.ok(),
+            None => None,
+        };
         let look_from = crate::store::timestamp(since - POLL_OVERLAP);
         match tokio::time::timeout(
             every.max(REDIS_TIMEOUT),
@@ -289,6 +380,9 @@ async fn poll(state: AppState, every: Duration) {
             Ok(Ok(changes)) => {
                 state.apply_changes(changes);
                 state.cluster.freshness.synced_at(began);
+                if let Some(count) = announced {
+                    state.applied_up_to(count);
+                }
                 since = began_utc;
                 wait = every;
             }

@@ -9,6 +9,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nodes::{access, within, Shared, PASSWORD};
+
+fn redis_addr() -> std::net::SocketAddr {
+    let url = services::redis_url();
+    let hostport = url.trim_start_matches("redis://").trim_end_matches('/');
+    hostport.replace("localhost", "127.0.0.1").parse().unwrap()
+}
 use common::services::{self, PrivateRedis, Relay};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -66,6 +72,60 @@ async fn logout_on_one_node_is_refused_by_the_other_on_the_next_request() {
         .await;
     assert_eq!(everywhere.status(), StatusCode::NO_CONTENT);
     assert_eq!(a.me(access(&pair)).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_logouts_204_no_other_node_accepts_the_token_though_the_broadcast_lags() {
+    services::require_redis(&services::redis_url()).await;
+    // Node B hears the broadcast 400 ms late (a busy node, a slow network): the next request
+    // arrives first, every time.
+    let lag = services::LaggingPubSub::start(redis_addr(), Duration::from_millis(400)).await;
+    let shared = Shared::new(Some(services::redis_url())).await;
+    // Cheap hashes (development allows them): this is about revocations, not argon2.
+    let vars = [("RAMPART_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")];
+    let a = shared.node(None, &vars);
+    let lagging_url = format!("redis://{}", lag.addr);
+    let b = shared.node(Some(&a), &[vars[0], ("RAMPART_REDIS_URL", &lagging_url)]);
+    a.register("lena").await;
+    a.register("luis").await;
+    // Load on B throughout: another user reading items as fast as they can.
+    let reader = access(&b.login("luis").await).to_owned();
+    let b = std::sync::Arc::new(b);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (loaded, flag) = (b.clone(), stop.clone());
+    let load = tokio::spawn(async move {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = loaded
+                .call(Method::GET, "/v1/items", Some(&reader), None)
+                .await;
+        }
+    });
+    let mut leaked = 0;
+    let tries = 100;
+    for round in 0..tries {
+        let pair = a.login("lena").await;
+        let token = access(&pair);
+        assert_eq!(
+            b.me(token).await,
+            StatusCode::OK,
+            "round {round}: live before"
+        );
+        let out = a
+            .call(Method::POST, "/v1/auth/logout", Some(token), None)
+            .await;
+        assert_eq!(out.status(), StatusCode::NO_CONTENT);
+        match b.me(token).await {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::OK => leaked += 1,
+            other => panic!("round {round}: {other}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.await;
+    assert_eq!(
+        leaked, 0,
+        "{leaked} of {tries} requests were accepted after the 204"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,15 @@ pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, ApiError
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a>;
 
+    /// Called once the request has been charged to the verified caller, before the handler
+    /// runs: the last word on `principal`. A service whose nodes share a limit store can learn
+    /// from that charge that another node changed something (a revocation, a lock, a role)
+    /// which this one has not applied yet, wait for it here, and answer with the caller as
+    /// they now stand. The default accepts the caller as authenticated.
+    fn recheck(&self, principal: Principal) -> AuthFuture<'_> {
+        Box::pin(std::future::ready(Ok(principal)))
+    }
+
     /// Called when an authenticated caller is refused a route for lack of a role (the 403),
     /// before the answer is sent: the place to record a security event. The default logs a
     /// warning.
@@ -246,6 +255,17 @@ impl Gate {
             };
             let user = caller.as_ref().ok().map(|p| p.user_id.as_str());
             let report = self.charge(extensions, path, user).await?;
+            let caller = match caller {
+                Ok(principal) => match self.0.authenticator.recheck(principal).await {
+                    Ok(principal) => Ok(principal),
+                    Err(
+                        unavailable @ (ApiError::Unavailable { .. }
+                        | ApiError::DependencyUnavailable { .. }),
+                    ) => Err(unavailable),
+                    Err(_) => Err(ApiError::Unauthorized),
+                },
+                refused => refused,
+            };
             Ok(Admission { caller, report })
         }
     }

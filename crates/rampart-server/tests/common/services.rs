@@ -615,6 +615,85 @@ async fn swallow(
     }
 }
 
+/// A TCP relay to a Redis at `target` that holds back what the server sends on subscribed
+/// connections by `delay`: a publish/subscribe message that is still on its way (a busy node,
+/// a slow network) when the next request arrives, made certain rather than left to chance.
+/// Every other connection (the limiter's commands) passes at once.
+pub struct LaggingPubSub {
+    pub addr: SocketAddr,
+}
+
+impl LaggingPubSub {
+    pub async fn start(target: SocketAddr, delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(lagging(inbound, target, delay));
+            }
+        });
+        Self { addr }
+    }
+}
+
+async fn lagging(inbound: TcpStream, target: SocketAddr, delay: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(outbound) = TcpStream::connect(target).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = inbound.into_split();
+    let (mut server_read, mut server_write) = outbound.into_split();
+    let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = subscribed.clone();
+    let upstream = tokio::spawn(async move {
+        let mut buffer = [0u8; 8192];
+        while let Ok(n) = client_read.read(&mut buffer).await {
+            if n == 0 || server_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+            if buffer[..n]
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"SUBSCRIBE"))
+            {
+                watching.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    });
+    // Bytes from the server, each released `delay` after it arrived (in order) once the
+    // connection has subscribed.
+    let (held, mut release) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let downstream = tokio::spawn(async move {
+        while let Some((arrived, bytes)) = release.recv().await {
+            tokio::time::sleep_until(arrived + delay).await;
+            if client_write.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buffer = [0u8; 8192];
+    while let Ok(n) = server_read.read(&mut buffer).await {
+        if n == 0 {
+            break;
+        }
+        let now = tokio::time::Instant::now();
+        let at = if subscribed.load(std::sync::atomic::Ordering::Acquire) {
+            now
+        } else {
+            now - delay
+        };
+        if held.send((at, buffer[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(held);
+    let _ = downstream.await;
+    upstream.abort();
+}
+
 /// PostgreSQL's address, from the admin URL.
 pub fn postgres_addr() -> SocketAddr {
     let url = postgres_admin_url();

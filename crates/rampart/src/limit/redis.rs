@@ -32,9 +32,12 @@ use super::store::{LimitError, LimitFuture, LimitKey, LimitStore, Subject};
 const NOW: &str =
     "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n";
 
-/// GCRA, as [`super::gcra::step`]: KEYS[1] holds the theoretical arrival time (µs).
-/// ARGV: interval (µs), burst, cost. Returns {allowed, remaining or retry_after, reset}.
+/// GCRA, as [`super::gcra::step`]: KEYS[1] holds the theoretical arrival time (µs); KEYS[2],
+/// when given, the announcement count, read in the same round trip. ARGV: interval (µs), burst,
+/// cost. Returns {allowed, remaining or retry_after, reset, announcements}.
 const CHECK: &str = r"
+local announced = 0
+if #KEYS > 1 then announced = tonumber(redis.call('GET', KEYS[2])) or 0 end
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -43,12 +46,21 @@ if tat < now then tat = now end
 local ahead = tat + interval * cost - now
 local allowed = interval * burst
 if ahead > allowed then
-  return {0, ahead - allowed, tat - now}
+  return {0, ahead - allowed, tat - now, announced}
 end
 if cost > 0 then
   redis.call('SET', KEYS[1], string.format('%.0f', now + ahead), 'PX', math.max(1, math.ceil(ahead / 1000)))
 end
-return {1, math.floor((allowed - ahead) / interval), ahead}
+return {1, math.floor((allowed - ahead) / interval), ahead, announced}
+";
+
+/// An announcement: KEYS[1] counts them; ARGV: channel, message. Publishes "<count> <message>"
+/// and returns the count, both in one atomic step, so the count a check reads never runs ahead
+/// of the messages on the channel.
+const ANNOUNCE: &str = r"
+local count = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], count .. ' ' .. ARGV[2])
+return count
 ";
 
 /// A login attempt on a backoff streak, as [`super::backoff::StreakState::attempt`]: KEYS[1]
@@ -93,6 +105,10 @@ pub struct RedisStore {
     namespace: String,
     timeout: Duration,
     breaker: Arc<Breaker>,
+    /// Announcements: the counter's key, and the highest count any check has read.
+    announcements: Option<String>,
+    announced_seen: Arc<AtomicU64>,
+    announce: Script,
     check: Script,
     attempt: Script,
     peek: Script,
@@ -129,10 +145,60 @@ impl RedisStore {
             namespace: namespace.to_owned(),
             timeout,
             breaker: Arc::new(Breaker::new()),
+            announcements: None,
+            announced_seen: Arc::new(AtomicU64::new(0)),
+            announce: Script::new(ANNOUNCE),
             check: Script::new(&format!("{NOW}{CHECK}")),
             attempt: Script::new(&format!("{NOW}{ATTEMPT}")),
             peek: Script::new(&format!("{NOW}{PEEK}")),
         })
+    }
+
+    /// Counts announcements under `name` (in the namespace) and has every check read the count,
+    /// in the round trip it makes anyway. An application that broadcasts changes with
+    /// [`RedisStore::announce`] learns from any request's limit check that a change was
+    /// announced which it has not received yet ([`RedisStore::announcements_seen`]), and can
+    /// wait for it instead of acting on stale state: no extra round trip per request.
+    #[must_use]
+    pub fn with_announcements(mut self, name: &str) -> Self {
+        self.announcements = Some(format!("{}:{name}", self.namespace));
+        self
+    }
+
+    /// Publishes `message` on `channel` as `"<count> <message>"`, counting it; returns the
+    /// count. Fails at once while the breaker is open.
+    pub async fn announce(&self, channel: &str, message: &str) -> Result<u64, LimitError> {
+        let Some(counter) = &self.announcements else {
+            return Err(LimitError("announcements are not enabled".into()));
+        };
+        let mut connection = self.connection.clone();
+        let mut invocation = self.announce.key(counter);
+        invocation.arg(channel).arg(message);
+        let count: i64 = self
+            .bounded(invocation.invoke_async(&mut connection))
+            .await?;
+        let count = u64::try_from(count).unwrap_or(0);
+        self.announced_seen.fetch_max(count, Ordering::AcqRel);
+        Ok(count)
+    }
+
+    /// The announcement count as Redis holds it now (one round trip).
+    pub async fn announcements_now(&self) -> Result<u64, LimitError> {
+        let Some(counter) = &self.announcements else {
+            return Ok(0);
+        };
+        let mut connection = self.connection.clone();
+        let count: Option<u64> = self
+            .bounded(redis::cmd("GET").arg(counter).query_async(&mut connection))
+            .await?;
+        let count = count.unwrap_or(0);
+        self.announced_seen.fetch_max(count, Ordering::AcqRel);
+        Ok(count)
+    }
+
+    /// The highest announcement count any call has read so far.
+    pub fn announcements_seen(&self) -> u64 {
+        self.announced_seen.load(Ordering::Acquire)
     }
 
     /// The multiplexed connection, for other users of the same Redis (the revocation
@@ -308,6 +374,9 @@ impl LimitStore for RedisStore {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let mut invocation = self.check.key(self.key("rl", key));
+            if let Some(counter) = &self.announcements {
+                invocation.key(counter);
+            }
             invocation
                 .arg(micros(quota.interval()).max(1))
                 .arg(quota.burst())
@@ -315,17 +384,22 @@ impl LimitStore for RedisStore {
             let reply: Vec<i64> = self
                 .bounded(invocation.invoke_async(&mut connection))
                 .await?;
-            match reply.as_slice() {
-                [1, remaining, reset] => Ok(Decision::Allowed {
+            let decision = match reply.as_slice() {
+                [1, remaining, reset, _] => Decision::Allowed {
                     remaining: u32::try_from(*remaining).unwrap_or(0).min(quota.burst()),
                     reset: from_micros(*reset),
-                }),
-                [0, retry_after, reset] => Ok(Decision::Denied {
+                },
+                [0, retry_after, reset, _] => Decision::Denied {
                     retry_after: from_micros(*retry_after),
                     reset: from_micros(*reset),
-                }),
-                _ => Err(malformed(&reply)),
+                },
+                _ => return Err(malformed(&reply)),
+            };
+            if let Some(&announced) = reply.get(3) {
+                self.announced_seen
+                    .fetch_max(u64::try_from(announced).unwrap_or(0), Ordering::AcqRel);
             }
+            Ok(decision)
         })
     }
 
