@@ -267,3 +267,132 @@ async fn after_an_outage_longer_than_the_bound_a_node_serves_tokens_within_secon
         "{back:?}"
     );
 }
+
+/// The `sid` claim of an access token.
+fn session_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_killed_mid_load_leaves_no_acknowledged_action_without_its_record() {
+    use common::nodes::{access, Shared};
+    use reqwest::Method;
+    let postgres = services::PrivatePostgres::start();
+    let shared = Shared {
+        database_url: postgres.database("killed").await,
+        redis_url: None,
+        namespace: services::fresh_namespace(),
+    };
+    let node = std::sync::Arc::new(shared.node(
+        None,
+        &[("RAMPART_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")],
+    ));
+    for n in 0..4 {
+        node.register(&format!("kim{n}")).await;
+    }
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for n in 0..4 {
+        let node = node.clone();
+        workers.spawn(async move {
+            let (mut logins, mut logouts) = (Vec::new(), Vec::new());
+            while started.elapsed() < Duration::from_secs(5) {
+                let body = serde_json::json!({"username": format!("kim{n}"), "password": common::nodes::PASSWORD});
+                let Ok(response) = node
+                    .client
+                    .post(format!("http://{}/v1/auth/login", node.addr))
+                    .json(&body)
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                if response.status() != StatusCode::OK {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                let pair: serde_json::Value = response.json().await.unwrap();
+                let token = access(&pair).to_owned();
+                logins.push(session_of(&token));
+                let out = node.call(Method::POST, "/v1/auth/logout", Some(&token), None).await;
+                if out.status() == StatusCode::NO_CONTENT {
+                    logouts.push(session_of(&token));
+                }
+            }
+            (logins, logouts)
+        });
+    }
+    // The database dies without warning mid-load, and comes back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.start_again();
+    let (mut logins, mut logouts) = (Vec::new(), Vec::new());
+    while let Some(outcome) = workers.join_next().await {
+        let (l, o) = outcome.unwrap();
+        logins.extend(l);
+        logouts.extend(o);
+    }
+    assert!(
+        logins.len() >= 10,
+        "only {} logins were answered",
+        logins.len()
+    );
+
+    let mut db: sqlx::PgConnection = sqlx::Connection::connect(&shared.database_url)
+        .await
+        .unwrap();
+    let recorded = |kind: &'static str| {
+        sqlx::query_scalar::<_, String>(
+            "SELECT detail::json->>'session_id' FROM audit_events WHERE kind = $1",
+        )
+        .bind(kind)
+    };
+    let logged_in: std::collections::HashSet<String> = recorded("login_succeeded")
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let logged_out: std::collections::HashSet<String> = recorded("logout")
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let missing_in: Vec<_> = logins.iter().filter(|s| !logged_in.contains(*s)).collect();
+    let missing_out: Vec<_> = logouts
+        .iter()
+        .filter(|s| !logged_out.contains(*s))
+        .collect();
+    assert!(
+        missing_in.is_empty(),
+        "acknowledged logins without a row: {missing_in:?}"
+    );
+    assert!(
+        missing_out.is_empty(),
+        "acknowledged logouts without a row: {missing_out:?}"
+    );
+    // And no record without its action: every recorded login opened its session.
+    let sessions: std::collections::HashSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT id FROM sessions")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert!(logged_in.iter().all(|s| sessions.contains(s)));
+    eprintln!(
+        "{} logins and {} logouts acknowledged around the outage, each on record",
+        logins.len(),
+        logouts.len()
+    );
+}
