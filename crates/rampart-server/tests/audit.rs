@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 #[tokio::test]
 async fn every_security_event_is_recorded_without_secrets() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[("RAMPART_REFRESH_GRACE", "1s")]).await;
     let password = app.register("quinn").await;
     let failed = app
@@ -126,6 +127,7 @@ async fn every_security_event_is_recorded_without_secrets() {
 
 #[tokio::test]
 async fn only_admins_read_the_audit_log_and_paging_is_strict() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("rosa").await;
     let user = app.access_token("rosa", &password).await;
@@ -226,6 +228,7 @@ async fn tamper(app: &TestApp, sql: &str) {
 
 #[tokio::test]
 async fn editing_or_deleting_an_audit_row_is_caught_and_named() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     for name in ["sam", "tina", "uma"] {
         app.register(name).await;
@@ -259,6 +262,7 @@ async fn editing_or_deleting_an_audit_row_is_caught_and_named() {
 
 #[tokio::test]
 async fn admin_lock_ends_sessions_and_refuses_login_until_unlock() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("vera").await;
     let pair = app.login("vera", &password).await;
@@ -382,6 +386,7 @@ async fn set_role(app: &TestApp, admin: &str, id: &str, body: &Value) -> reqwest
 
 #[tokio::test]
 async fn a_role_change_applies_to_tokens_already_issued_on_the_next_request() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let admin = app.admin_token().await;
     let password = app.register("nora").await;
@@ -427,6 +432,7 @@ async fn a_role_change_applies_to_tokens_already_issued_on_the_next_request() {
 
 #[tokio::test]
 async fn role_changes_refuse_bad_input_and_never_leave_no_admin() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let admin = app.admin_token().await;
     let admin_id = app.user_id(&admin).await;
@@ -511,6 +517,7 @@ async fn role_changes_refuse_bad_input_and_never_leave_no_admin() {
 
 #[tokio::test]
 async fn roles_and_locks_changed_in_the_database_apply_within_the_bound() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[("RAMPART_REVOCATION_BOUND", "1s")]).await;
     let admin = app.admin_token().await;
     let admin_id = app.user_id(&admin).await;
@@ -574,6 +581,7 @@ async fn app_with_three_events() -> TestApp {
 
 #[tokio::test]
 async fn removing_the_newest_audit_rows_is_caught_by_the_anchor() {
+    crate::require!(common::backend_ready().await);
     let app = app_with_three_events().await;
     tamper(&app, "DELETE FROM audit_events WHERE seq >= 2").await;
     let (code, out) = verify(&app);
@@ -591,6 +599,7 @@ async fn removing_the_newest_audit_rows_is_caught_by_the_anchor() {
 
 #[tokio::test]
 async fn rows_removed_while_the_server_runs_stay_evident_after_new_events() {
+    crate::require!(common::backend_ready().await);
     let app = app_with_three_events().await;
     tamper(&app, "DELETE FROM audit_events WHERE seq = 3").await;
     // The service goes on recording; the anchor must not quietly move past the gap.
@@ -603,6 +612,7 @@ async fn rows_removed_while_the_server_runs_stay_evident_after_new_events() {
 
 #[tokio::test]
 async fn a_chain_recomputed_without_the_key_does_not_verify() {
+    crate::require!(common::backend_ready().await);
     use rampart_server::audit::chain::{legacy_hash, GENESIS};
     // Rewrite history the way the old, unkeyed chain allowed: change a row, then recompute
     // every hash after it. First keeping the rows marked keyed, then marking them all as
@@ -647,6 +657,7 @@ async fn a_chain_recomputed_without_the_key_does_not_verify() {
 
 #[tokio::test]
 async fn a_forged_or_missing_anchor_fails_verification() {
+    crate::require!(common::backend_ready().await);
     let app = app_with_three_events().await;
     let anchor = app.data.path().join("audit-anchor");
     let genuine = std::fs::read_to_string(&anchor).unwrap();
@@ -670,6 +681,7 @@ async fn a_forged_or_missing_anchor_fails_verification() {
 
 #[tokio::test]
 async fn a_client_chosen_request_id_is_kept_beside_the_servers_never_in_its_place() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let admin = app.admin_token().await;
     // An attacker reuses the id of someone else's request, hoping to have its failed logins
@@ -714,6 +726,7 @@ async fn a_client_chosen_request_id_is_kept_beside_the_servers_never_in_its_plac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_audit_table_locked_no_action_is_acknowledged_without_its_record() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("xena").await;
     // Someone holds the audit table (on SQLite: the whole file) for longer than the lock
@@ -788,6 +801,7 @@ async fn with_the_audit_table_locked_no_action_is_acknowledged_without_its_recor
 
 #[tokio::test]
 async fn locked_admins_do_not_count_and_two_admins_cannot_lock_each_other_out() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let admin = app.admin_token().await;
     let admin_id = app.user_id(&admin).await;
@@ -853,6 +867,7 @@ async fn locked_admins_do_not_count_and_two_admins_cannot_lock_each_other_out() 
 
 #[tokio::test]
 async fn a_detail_rewritten_to_parse_alike_still_breaks_the_seal() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("zane").await;
     app.login("zane", &password).await;
@@ -909,6 +924,7 @@ fn rampart(app: &TestApp, args: &[&str]) -> (Option<i32>, String) {
 
 #[tokio::test]
 async fn a_deleted_anchor_stops_the_server_until_an_operator_anchors_the_chain() {
+    crate::require!(common::backend_ready().await);
     let app = app_with_three_events().await;
     // Cut the newest row, then delete the anchor that would show it: the review's attack.
     tamper(&app, "DELETE FROM audit_events WHERE seq = 3").await;

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auth_limit_is_one_limit_across_nodes() {
-    let shared = Shared::new(Some(services::redis_url())).await;
+    let shared = crate::require!(Shared::new(Some(services::redis_url())).await);
     let limited = [("RAMPART_LIMIT_AUTH", "6/minute")];
     let a = shared.node(None, &limited);
     let b = shared.node(Some(&a), &limited);
@@ -46,7 +46,7 @@ async fn the_auth_limit_is_one_limit_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_one_node_is_refused_by_the_other_on_the_next_request() {
-    let shared = Shared::new(Some(services::redis_url())).await;
+    let shared = crate::require!(Shared::new(Some(services::redis_url())).await);
     let a = shared.node(None, &[]);
     let b = shared.node(Some(&a), &[]);
     a.register("alice").await;
@@ -76,11 +76,11 @@ async fn logout_on_one_node_is_refused_by_the_other_on_the_next_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_logouts_204_no_other_node_accepts_the_token_though_the_broadcast_lags() {
-    services::require_redis(&services::redis_url()).await;
+    crate::require!(services::require_redis(&services::redis_url()).await);
     // Node B hears the broadcast 400 ms late (a busy node, a slow network): the next request
     // arrives first, every time.
     let lag = services::LaggingPubSub::start(redis_addr(), Duration::from_millis(400)).await;
-    let shared = Shared::new(Some(services::redis_url())).await;
+    let shared = crate::require!(Shared::new(Some(services::redis_url())).await);
     // Cheap hashes (development allows them): this is about revocations, not argon2.
     let vars = [("RAMPART_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")];
     let a = shared.node(None, &vars);
@@ -130,7 +130,7 @@ async fn after_a_logouts_204_no_other_node_accepts_the_token_though_the_broadcas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_reuse_is_detected_across_nodes() {
-    let shared = Shared::new(Some(services::redis_url())).await;
+    let shared = crate::require!(Shared::new(Some(services::redis_url())).await);
     let vars = [("RAMPART_REFRESH_GRACE", "0s")];
     let a = shared.node(None, &vars);
     let b = shared.node(Some(&a), &vars);
@@ -152,7 +152,7 @@ async fn refresh_reuse_is_detected_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_a_revocation_still_reaches_every_node_within_the_bound() {
-    let shared = Shared::new(None).await;
+    let shared = crate::require!(Shared::new(None).await);
     let vars = [("RAMPART_REVOCATION_BOUND", "3s")];
     let a = shared.node(None, &vars);
     let b = shared.node(Some(&a), &vars);
@@ -173,8 +173,8 @@ async fn without_redis_a_revocation_still_reaches_every_node_within_the_bound() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_fails_safe_and_recovers_without_restarting_the_nodes() {
-    let mut redis = PrivateRedis::start().await;
-    let shared = Shared::new(Some(redis.url())).await;
+    let mut redis = crate::require!(PrivateRedis::start().await);
+    let shared = crate::require!(Shared::new(Some(redis.url())).await);
     // A long bound: a refusal within a second after the restart proves the broadcast, not a
     // poll, carried it.
     let vars = [("RAMPART_REVOCATION_BOUND", "30s")];
@@ -241,7 +241,7 @@ async fn a_redis_restart_fails_safe_and_recovers_without_restarting_the_nodes() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_503_then_heals_without_a_restart() {
     let relay = Relay::start(services::postgres_addr()).await;
-    let mut shared = Shared::new(None).await;
+    let mut shared = crate::require!(Shared::new(None).await);
     let (_, name) = shared.database_url.rsplit_once('/').unwrap();
     shared.database_url = format!("postgres://postgres@{}/{name}", relay.addr);
     let a = shared.node(None, &[("RAMPART_REVOCATION_BOUND", "2s")]);
@@ -307,7 +307,7 @@ async fn a_database_outage_is_503_then_heals_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_sharing_one_anchor_file_never_move_it_past_each_others_evidence() {
-    let shared = Shared::new(None).await;
+    let shared = crate::require!(Shared::new(None).await);
     let anchors = tempfile::tempdir().unwrap();
     let anchor = anchors.path().join("audit-anchor").display().to_string();
     let a = shared.node(None, &[("RAMPART_AUDIT_ANCHOR", &anchor)]);

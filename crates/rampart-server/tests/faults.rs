@@ -20,7 +20,7 @@ fn redis_addr() -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn a_hung_redis_is_not_dialled_for_every_fail_open_request() {
-    services::require_redis(&services::redis_url()).await;
+    crate::require!(services::require_redis(&services::redis_url()).await);
     let relay = Relay::start(redis_addr()).await;
     let namespace = services::fresh_namespace();
     let app = TestApp::spawn(&[
@@ -76,7 +76,7 @@ fn log_lines(node: &common::nodes::Node, level: &str) -> Vec<String> {
 async fn a_database_outage_is_a_few_log_lines_a_second_not_one_per_request() {
     use common::nodes::{access, Shared};
     let relay = Relay::start(services::postgres_addr()).await;
-    let mut shared = Shared::new(None).await;
+    let mut shared = crate::require!(Shared::new(None).await);
     let (_, name) = shared.database_url.rsplit_once('/').unwrap();
     shared.database_url = format!("postgres://postgres@{}/{name}", relay.addr);
     let node = shared.node(None, &[("RAMPART_LOG_FORMAT", "json")]);
@@ -156,7 +156,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_serves_tokens_within_seconds_of_its_databases_restart_quiet_or_not() {
     use common::nodes::{access, Shared};
-    let postgres = services::PrivatePostgres::start();
+    let postgres = crate::require!(services::PrivatePostgres::start());
     let shared = Shared {
         database_url: postgres.database("restarts").await,
         redis_url: None,
@@ -215,7 +215,7 @@ async fn a_node_serves_tokens_within_seconds_of_its_databases_restart_quiet_or_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_outage_longer_than_the_bound_a_node_serves_tokens_within_seconds_of_the_return() {
     use common::nodes::{access, Shared};
-    let postgres = services::PrivatePostgres::start();
+    let postgres = crate::require!(services::PrivatePostgres::start());
     let shared = Shared {
         database_url: postgres.database("outage").await,
         redis_url: None,
@@ -285,7 +285,7 @@ fn session_of(token: &str) -> String {
 async fn a_database_killed_mid_load_leaves_no_acknowledged_action_without_its_record() {
     use common::nodes::{access, Shared};
     use reqwest::Method;
-    let postgres = services::PrivatePostgres::start();
+    let postgres = crate::require!(services::PrivatePostgres::start());
     let shared = Shared {
         database_url: postgres.database("killed").await,
         redis_url: None,

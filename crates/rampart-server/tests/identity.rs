@@ -12,6 +12,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL
 
 #[tokio::test]
 async fn register_login_and_me() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("alice").await;
     let pair = app.login("alice", &password).await;
@@ -42,6 +43,7 @@ async fn register_login_and_me() {
 
 #[tokio::test]
 async fn oauth2_password_form_logs_in() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("formuser").await;
     let response = app
@@ -72,6 +74,7 @@ async fn oauth2_password_form_logs_in() {
 
 #[tokio::test]
 async fn every_registration_rule_answers_422_per_field() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let cases = [
         (
@@ -131,6 +134,7 @@ async fn every_registration_rule_answers_422_per_field() {
 
 #[tokio::test]
 async fn duplicate_email_or_username_is_409_ignoring_case() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     app.register("carol").await;
     for (email, username) in [
@@ -150,6 +154,7 @@ async fn duplicate_email_or_username_is_409_ignoring_case() {
 
 #[tokio::test]
 async fn failed_logins_are_indistinguishable_and_do_the_same_work() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("dave").await;
     let locked_password = app.register("erin").await;
@@ -200,6 +205,7 @@ async fn failed_logins_are_indistinguishable_and_do_the_same_work() {
 
 #[tokio::test]
 async fn revocations_and_locks_survive_a_restart() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("frank").await;
     app.register("fiona").await;
@@ -255,6 +261,7 @@ fn jwt_parts(token: &str) -> (Value, Value, String) {
 
 #[tokio::test]
 async fn access_tokens_carry_ids_only_and_forgeries_fail() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("grace").await;
     let token = app.access_token("grace", &password).await;
@@ -295,6 +302,7 @@ async fn access_tokens_carry_ids_only_and_forgeries_fail() {
 
 #[tokio::test]
 async fn jwks_serves_public_keys_only() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let jwks: Value = app
         .get("/.well-known/jwks.json")
@@ -314,6 +322,7 @@ async fn jwks_serves_public_keys_only() {
 
 #[tokio::test]
 async fn an_imported_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     // A row as `rampart user import` (or a FastAPI/passlib table) would hold it.
     let legacy = bcrypt::hash("imported fastapi passphrase", 4).unwrap();
@@ -349,6 +358,7 @@ async fn an_imported_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
 
 #[tokio::test]
 async fn a_planted_hash_above_the_cost_ceiling_is_never_computed_at_login() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("bystander").await;
     // Hashes that got into the table behind the importer's back (an old import, a direct

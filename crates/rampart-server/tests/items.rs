@@ -43,6 +43,7 @@ async fn field_errors(response: reqwest::Response) -> Vec<String> {
 
 #[tokio::test]
 async fn the_owner_has_full_use_of_an_item() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     let item = create_ok(&app, &alice, "groceries").await;
@@ -108,6 +109,7 @@ async fn comparable(response: reqwest::Response) -> (u16, Vec<(String, String)>,
 
 #[tokio::test]
 async fn another_users_item_is_indistinguishable_from_a_missing_one() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     let mallory = token(&app, "mallory").await;
@@ -169,6 +171,7 @@ async fn another_users_item_is_indistinguishable_from_a_missing_one() {
 
 #[tokio::test]
 async fn mass_assignment_is_refused_and_changes_nothing() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     let bob_id = app.user_id(&token(&app, "bob").await).await;
@@ -215,6 +218,7 @@ async fn mass_assignment_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn nul_characters_and_malformed_ids_are_refused_cleanly_on_every_backend() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     // PostgreSQL cannot store NUL: refused as input (422) everywhere, never a 500.
@@ -255,6 +259,7 @@ async fn nul_characters_and_malformed_ids_are_refused_cleanly_on_every_backend()
 
 #[tokio::test]
 async fn hostile_text_is_stored_and_returned_verbatim_as_json() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     let payloads = [
@@ -304,6 +309,7 @@ async fn hostile_text_is_stored_and_returned_verbatim_as_json() {
 
 #[tokio::test]
 async fn field_bounds_are_enforced_in_characters() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     let crab = "🦀"; // four bytes, one character
@@ -347,6 +353,7 @@ async fn field_bounds_are_enforced_in_characters() {
 
 #[tokio::test]
 async fn page_limits_outside_1_to_100_are_refused() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     for query in [
@@ -374,6 +381,7 @@ async fn page_limits_outside_1_to_100_are_refused() {
 
 #[tokio::test]
 async fn forged_and_foreign_cursors_are_refused() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     let bob = token(&app, "bob").await;
@@ -433,6 +441,7 @@ async fn forged_and_foreign_cursors_are_refused() {
 
 #[tokio::test]
 async fn ten_thousand_items_page_to_the_end_without_gaps_or_duplicates() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     let bob = token(&app, "bob").await;
@@ -494,6 +503,7 @@ async fn ten_thousand_items_page_to_the_end_without_gaps_or_duplicates() {
 
 #[tokio::test]
 async fn admins_list_every_user_and_users_cannot() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     for name in ["bob", "carol", "dave"] {
@@ -543,6 +553,7 @@ async fn admins_list_every_user_and_users_cannot() {
 
 #[tokio::test]
 async fn a_database_locked_by_someone_else_answers_503_not_a_hang() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let alice = token(&app, "alice").await;
     // Someone else takes the write lock and sits on it.

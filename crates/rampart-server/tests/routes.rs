@@ -144,6 +144,7 @@ async fn concrete(app: &TestApp, path: &str, owner: &str) -> String {
 
 #[tokio::test]
 async fn every_route_and_method_answers_each_caller_as_the_table_says() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let owner_password = app.register("owner").await;
     app.register("other").await;

@@ -30,6 +30,7 @@ async fn status_of_me(app: &TestApp, token: &str) -> StatusCode {
 
 #[tokio::test]
 async fn logout_ends_the_calling_session_at_once() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("henry").await;
     let phone = token_for(&app, "henry", &password).await;
@@ -57,6 +58,7 @@ async fn logout_ends_the_calling_session_at_once() {
 
 #[tokio::test]
 async fn logout_all_ends_every_session() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("iris").await;
     let tokens = [
@@ -76,6 +78,7 @@ async fn logout_all_ends_every_session() {
 
 #[tokio::test]
 async fn sessions_are_listed_and_only_the_owner_can_end_them() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("jack").await;
     let first = token_for(&app, "jack", &password).await;
@@ -152,6 +155,7 @@ async fn sessions_are_listed_and_only_the_owner_can_end_them() {
 
 #[tokio::test]
 async fn password_change_ends_the_other_sessions_but_not_the_callers() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("kate").await;
     let caller = token_for(&app, "kate", &password).await;
@@ -201,6 +205,7 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn refresh_rotates_and_the_successor_keeps_working() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("liam").await;
     let first = app.login("liam", &password).await;
@@ -234,6 +239,7 @@ async fn refresh_rotates_and_the_successor_keeps_working() {
 
 #[tokio::test]
 async fn a_refresh_racing_a_revocation_cannot_mint_a_token_for_the_ended_session() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("ruth").await;
     let pair = app.login("ruth", &password).await;
@@ -282,6 +288,7 @@ fn expiry_of(access_token: &Value) -> u64 {
 
 #[tokio::test]
 async fn no_access_token_outlives_the_sessions_absolute_end() {
+    crate::require!(common::backend_ready().await);
     // The session ends exactly when its first access token does. Access tokens are
     // self-contained, so one minted by a later refresh must be cut to the session's end, or it
     // would keep working after the session is over.
@@ -307,6 +314,7 @@ async fn no_access_token_outlives_the_sessions_absolute_end() {
 
 #[tokio::test]
 async fn a_replay_inside_the_grace_window_gets_the_identical_pair() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("mia").await;
     let pair = app.login("mia", &password).await;
@@ -319,6 +327,7 @@ async fn a_replay_inside_the_grace_window_gets_the_identical_pair() {
 
 #[tokio::test]
 async fn a_replay_after_the_grace_window_revokes_the_whole_family() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[("RAMPART_REFRESH_GRACE", "1s")]).await;
     let password = app.register("noah").await;
     let pair = app.login("noah", &password).await;
@@ -348,6 +357,7 @@ async fn a_replay_after_the_grace_window_revokes_the_whole_family() {
 
 #[tokio::test]
 async fn fifty_concurrent_refreshes_yield_one_successor_and_no_error() {
+    crate::require!(common::backend_ready().await);
     let app = std::sync::Arc::new(TestApp::spawn(&[]).await);
     let password = app.register("olivia").await;
     let token = app.login("olivia", &password).await["refresh_token"]
@@ -378,6 +388,7 @@ async fn fifty_concurrent_refreshes_yield_one_successor_and_no_error() {
 
 #[tokio::test]
 async fn logout_kills_the_refresh_token_too() {
+    crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;
     let password = app.register("paul").await;
     let pair = app.login("paul", &password).await;

@@ -23,14 +23,14 @@ fn settings(pairs: &[(&str, &str)], data: &tempfile::TempDir) -> rampart::Settin
 
 #[tokio::test]
 async fn postgres_over_tls_encrypts_every_connection_of_the_pool() {
-    services::require_postgres_tls().await;
+    crate::require!(services::require_postgres_tls().await);
     let url = services::fresh_postgres_database().await;
     let database = url.rsplit('/').next().unwrap().to_owned();
     let app = TestApp::spawn(&[("RAMPART_DATABASE_URL", &format!("{url}?sslmode=require"))]).await;
     let password = app.register("tina").await;
     app.login("tina", &password).await;
 
-    let mut admin = services::admin_connection().await;
+    let mut admin = services::admin_connection().await.unwrap();
     let (connections, encrypted): (i64, Option<bool>) = sqlx::query_as(
         "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
          WHERE a.datname = $1 AND a.application_name = 'rampart'",
@@ -48,7 +48,7 @@ async fn postgres_over_tls_encrypts_every_connection_of_the_pool() {
 
 #[tokio::test]
 async fn postgres_verify_full_refuses_a_server_it_cannot_authenticate() {
-    services::require_postgres_tls().await;
+    crate::require!(services::require_postgres_tls().await);
     // The machine's server presents Debian's self-signed "snakeoil" certificate, made out to
     // the host's name. Reached by address, it is not the server that was asked for, exactly
     // as a man in the middle's certificate would not be: verify-full must not connect,
@@ -81,7 +81,7 @@ async fn postgres_verify_full_refuses_a_server_it_cannot_authenticate() {
 
 #[tokio::test]
 async fn redis_over_tls_works_with_a_private_ca_and_only_with_it() {
-    let redis = services::TlsRedis::start().await;
+    let redis = crate::require!(services::TlsRedis::start().await);
     let (url, ca) = (redis.url(), redis.ca_file.display().to_string());
     // The server has no plain-text port: everything below went over TLS.
     let app = TestApp::spawn(&[("RAMPART_REDIS_URL", &url), ("RAMPART_REDIS_CA_FILE", &ca)]).await;

@@ -33,7 +33,13 @@ async fn store_in_namespace() -> Option<(RedisStore, String)> {
                 .iter()
                 .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0"));
             assert!(!required, "Redis is required under CI: {url}: {err}");
-            eprintln!("SKIPPED: Redis is not reachable at {url} ({err})");
+            // Straight to stderr, where `cargo test` shows it: libtest captures the print
+            // macros only.
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("SKIPPED {test}: Redis is not reachable at {url} ({err})\n").as_bytes(),
+            );
             None
         }
     }

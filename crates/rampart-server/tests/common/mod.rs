@@ -23,6 +23,29 @@ const ADMIN_PASSWORD: &str = "granite herons audit every ledger";
 pub mod nodes;
 pub mod services;
 
+/// Ends the test early, saying so, when a dependency it needs is missing (see
+/// [`services::Skip`]); under CI the check itself fails the test instead.
+#[macro_export]
+macro_rules! require {
+    ($check:expr) => {
+        match $check {
+            Ok(value) => value,
+            Err(skip) => {
+                skip.report();
+                return;
+            }
+        }
+    };
+}
+
+/// The database this target's tests run on answers: always on SQLite; PostgreSQL is checked.
+pub async fn backend_ready() -> Result<(), services::Skip> {
+    match backend() {
+        Backend::Sqlite => Ok(()),
+        Backend::Postgres => services::postgres().await,
+    }
+}
+
 /// The database backend this test target runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

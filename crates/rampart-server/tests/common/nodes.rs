@@ -32,15 +32,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub async fn new(redis_url: Option<String>) -> Self {
+    /// What the nodes of one test share: a fresh database, and Redis when given (both checked:
+    /// a [`services::Skip`] when missing).
+    pub async fn new(redis_url: Option<String>) -> Result<Self, services::Skip> {
+        services::postgres().await?;
         if let Some(url) = &redis_url {
-            services::require_redis(url).await;
+            services::require_redis(url).await?;
         }
-        Self {
+        Ok(Self {
             database_url: services::fresh_postgres_database().await,
             redis_url,
             namespace: services::fresh_namespace(),
-        }
+        })
     }
 
     /// A `rampart` command for a node on `data` (see [`Shared::node`]).

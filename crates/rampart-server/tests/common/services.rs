@@ -1,10 +1,11 @@
 //! The real PostgreSQL and Redis the scale-out tests run against, and tools to break them.
 //!
 //! Where they are: `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and
-//! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). When one cannot be reached, tests that
-//! need it fail under CI (`CI=true` or `REQUIRE_TEST_SERVICES=1`, which `.ci/run` sets) and
-//! are skipped elsewhere, with a message naming the service, so a laptop without them still
-//! runs the rest of the suite.
+//! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). When one cannot be reached, a test that
+//! needs it fails under CI (`CI=true` or `REQUIRE_TEST_SERVICES=1`, which `.ci/run` sets);
+//! elsewhere it ends early with a `SKIPPED <test>: <why>` line that `cargo test` shows (see
+//! [`Skip`] and `require!`), so a laptop without them still runs the rest of the suite and says
+//! what it left out.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -30,54 +31,90 @@ fn required() -> bool {
         .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
 }
 
-/// Fails the test under CI; elsewhere ends this test binary successfully after saying which
-/// service is missing (every test in a `*_postgres` or cluster binary needs it).
-fn unavailable(service: &str, url: &str, error: &str) -> ! {
-    assert!(
-        !required(),
-        "{service} is required under CI but unreachable at {url}: {error}"
-    );
-    eprintln!(
-        "\nSKIPPED: {service} is not reachable at {url} ({error}); its tests did not run. \
-         Start it or set the TEST_*_URL variables (CI requires it).\n"
-    );
-    std::process::exit(0);
+/// A dependency a test needs is missing, off CI: the test ends early and says so.
+#[derive(Debug)]
+#[must_use]
+pub struct Skip(String);
+
+impl Skip {
+    /// Writes `SKIPPED <test>: <why>` straight to stderr, where `cargo test` shows it (libtest
+    /// captures only the print macros' output).
+    pub fn report(&self) {
+        use std::io::Write as _;
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a test");
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {}", self.0);
+    }
 }
 
-pub async fn admin_connection() -> sqlx::PgConnection {
+/// Fails the test under CI; elsewhere the [`Skip`] naming what is missing.
+fn unavailable(service: &str, place: &str, error: &str) -> Skip {
+    assert!(
+        !required(),
+        "{service} is required under CI but unavailable at {place}: {error}"
+    );
+    Skip(format!(
+        "{service} is not available at {place} ({error}); start it or set the TEST_*_URL \
+         variables (CI requires it)"
+    ))
+}
+
+pub async fn admin_connection() -> Result<sqlx::PgConnection, Skip> {
     let url = postgres_admin_url();
     let options: sqlx::postgres::PgConnectOptions = match url.parse() {
         Ok(options) => options,
-        Err(err) => unavailable("PostgreSQL", &url, &err.to_string()),
+        Err(err) => return Err(unavailable("PostgreSQL", &url, &err.to_string())),
     };
     match tokio::time::timeout(Duration::from_secs(5), options.connect()).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(err)) => unavailable("PostgreSQL", &url, &err.to_string()),
-        Err(_) => unavailable("PostgreSQL", &url, "no answer in 5 s"),
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(err)) => Err(unavailable("PostgreSQL", &url, &err.to_string())),
+        Err(_) => Err(unavailable("PostgreSQL", &url, "no answer in 5 s")),
     }
+}
+
+/// PostgreSQL answers (checked once per test binary).
+pub async fn postgres() -> Result<(), Skip> {
+    static REACHABLE: tokio::sync::OnceCell<Result<(), String>> =
+        tokio::sync::OnceCell::const_new();
+    let outcome = REACHABLE
+        .get_or_init(|| async {
+            match admin_connection().await {
+                Ok(connection) => {
+                    let _ = connection.close().await;
+                    Ok(())
+                }
+                Err(skip) => Err(skip.0),
+            }
+        })
+        .await;
+    outcome.clone().map_err(Skip)
 }
 
 /// PostgreSQL answers and has TLS on (`ssl = on`, as Debian's default configuration has it,
 /// with its self-signed certificate), or the test fails (CI) or the binary skips (elsewhere).
-pub async fn require_postgres_tls() {
-    let mut admin = admin_connection().await;
+pub async fn require_postgres_tls() -> Result<(), Skip> {
+    let mut admin = admin_connection().await?;
     let ssl: String = sqlx::query_scalar("SHOW ssl")
         .fetch_one(&mut admin)
         .await
         .unwrap();
     if ssl != "on" {
-        unavailable(
+        return Err(unavailable(
             "PostgreSQL with TLS",
             &postgres_admin_url(),
             "the server runs with ssl = off",
-        );
+        ));
     }
+    Ok(())
 }
 
 /// Creates an empty database for one test and returns its URL. Databases left by earlier runs
-/// (their name carries their creation time) are dropped once they are an hour old.
+/// (their name carries their creation time) are dropped once they are an hour old. Call
+/// [`postgres`] first (through `require!`): this one assumes PostgreSQL is there.
 pub async fn fresh_postgres_database() -> String {
-    let mut admin = admin_connection().await;
+    let mut admin = admin_connection()
+        .await
+        .unwrap_or_else(|skip| panic!("PostgreSQL was checked first: {skip:?}"));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -111,8 +148,8 @@ pub async fn fresh_postgres_database() -> String {
     format!("{server}/{name}")
 }
 
-/// Redis answers at `url`, or the test fails (CI) or the binary skips (elsewhere).
-pub async fn require_redis(url: &str) {
+/// Redis answers at `url`, or the test fails (CI) or skips (elsewhere).
+pub async fn require_redis(url: &str) -> Result<(), Skip> {
     let outcome = async {
         let client = redis::Client::open(url)?;
         let mut connection = client.get_multiplexed_async_connection().await?;
@@ -121,9 +158,20 @@ pub async fn require_redis(url: &str) {
             .await
     };
     match tokio::time::timeout(Duration::from_secs(5), outcome).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) => unavailable("Redis", url, &err.to_string()),
-        Err(_) => unavailable("Redis", url, "no answer in 5 s"),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(unavailable("Redis", url, &err.to_string())),
+        Err(_) => Err(unavailable("Redis", url, "no answer in 5 s")),
+    }
+}
+
+/// `program` is on the PATH (the private servers' binaries, `openssl`).
+pub fn program(program: &str) -> Result<(), Skip> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()));
+    if found {
+        Ok(())
+    } else {
+        Err(unavailable(program, "PATH", "not found"))
     }
 }
 
@@ -140,7 +188,8 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    pub async fn start() -> Self {
+    pub async fn start() -> Result<Self, Skip> {
+        program("redis-server")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -148,7 +197,7 @@ impl PrivateRedis {
             .port();
         let mut redis = Self { port, child: None };
         redis.start_again().await;
-        redis
+        Ok(redis)
     }
 
     pub fn url(&self) -> String {
@@ -163,13 +212,12 @@ impl PrivateRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        match child {
-            Ok(child) => self.child = Some(child),
-            Err(err) => unavailable("redis-server (the binary)", "PATH", &err.to_string()),
-        }
+        self.child = Some(child.unwrap_or_else(|err| panic!("redis-server: {err}")));
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                require_redis(&self.url()).await;
+                require_redis(&self.url())
+                    .await
+                    .unwrap_or_else(|skip| panic!("the private Redis: {skip:?}"));
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -203,7 +251,9 @@ pub struct TlsRedis {
 }
 
 impl TlsRedis {
-    pub async fn start() -> Self {
+    pub async fn start() -> Result<Self, Skip> {
+        program("redis-server")?;
+        program("openssl")?;
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name).display().to_string();
         std::fs::write(path("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
@@ -271,7 +321,7 @@ impl TlsRedis {
             match made {
                 Ok(status) if status.success() => {}
                 Ok(status) => panic!("openssl {args:?} failed: {status}"),
-                Err(err) => unavailable("openssl (the binary)", "PATH", &err.to_string()),
+                Err(err) => panic!("openssl: {err}"),
             }
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -297,18 +347,15 @@ impl TlsRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) => unavailable("redis-server (the binary)", "PATH", &err.to_string()),
-        };
+        let child = child.unwrap_or_else(|err| panic!("redis-server: {err}"));
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Self {
+                return Ok(Self {
                     port,
                     ca_file: dir.path().join("ca.pem"),
                     _dir: dir,
                     child,
-                };
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -338,13 +385,13 @@ pub struct PrivatePostgres {
 }
 
 impl PrivatePostgres {
-    pub fn start() -> Self {
+    pub fn start() -> Result<Self, Skip> {
         let Some(bin) = postgres_bin_dir() else {
-            unavailable(
+            return Err(unavailable(
                 "PostgreSQL server binaries (initdb, pg_ctl)",
                 "/usr/lib/postgresql/*/bin or PATH",
                 "not found",
-            );
+            ));
         };
         let dir = tempfile::tempdir().unwrap();
         if running_as_root() {
@@ -368,7 +415,7 @@ impl PrivatePostgres {
         );
         assert!(initdb.success(), "initdb failed");
         postgres.start_again();
-        postgres
+        Ok(postgres)
     }
 
     fn data(&self) -> String {
