@@ -612,8 +612,8 @@ async fn rows_removed_while_the_server_runs_stay_evident_after_new_events() {
 
 #[tokio::test]
 async fn a_chain_recomputed_without_the_key_does_not_verify() {
-    crate::require!(common::backend_ready().await);
     use rampart_server::audit::chain::{legacy_hash, GENESIS};
+    crate::require!(common::backend_ready().await);
     // Rewrite history the way the old, unkeyed chain allowed: change a row, then recompute
     // every hash after it. First keeping the rows marked keyed, then marking them all as
     // pre-key rows so the whole chain is a valid plain SHA-256 chain from the start.

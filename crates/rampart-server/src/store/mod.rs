@@ -58,12 +58,16 @@ impl StoreError {
     /// server shutting down. Worth retrying shortly, so clients get 503, not 500.
     pub fn is_busy(&self) -> bool {
         match self {
+            // A protocol error is what a connection cut mid-handshake looks like (a proxy or
+            // load balancer in front of a database that is down accepts and closes): the
+            // database is out of reach, not the request wrong.
             Self::Deadline(_)
             | Self::Backend(
                 sqlx::Error::PoolTimedOut
                 | sqlx::Error::PoolClosed
                 | sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
                 | sqlx::Error::WorkerCrashed,
             ) => true,
             Self::Backend(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {

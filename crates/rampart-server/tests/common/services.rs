@@ -347,7 +347,7 @@ impl TlsRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
-        let child = child.unwrap_or_else(|err| panic!("redis-server: {err}"));
+        let mut child = child.unwrap_or_else(|err| panic!("redis-server: {err}"));
         for _ in 0..100 {
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return Ok(Self {
@@ -359,6 +359,8 @@ impl TlsRedis {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server with TLS did not start on port {port}");
     }
 
