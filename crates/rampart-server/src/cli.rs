@@ -367,6 +367,17 @@ fn check(settings: &Settings) -> ExitCode {
 }
 
 fn keys_generate(out: &std::path::Path, hs256: bool) -> ExitCode {
+    // A folder that does not exist yet (`/etc/rampart`) is made, private to its owner.
+    if let Some(dir) = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        if let Err(err) = rampart::keys::create_private_dir(dir) {
+            eprintln!("error: cannot create the folder {}: {err}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        println!("created {} (mode 0700)", dir.display());
+    }
     if hs256 {
         return match rampart::keys::generate_hs256_secret()
             .and_then(|secret| rampart::keys::write_secret_file(out, &secret))

@@ -212,6 +212,26 @@ fn keys_generate_is_private_never_overwrites_and_rotates() {
         serde_json::from_str(&std::fs::read_to_string(&keys).unwrap()).unwrap();
     assert_eq!(rotated["keys"].as_array().map(Vec::len), Some(2));
     assert!(rotated["keys"][1]["retired_at"].is_string());
+
+    // Into a folder that does not exist yet, as in the README's `/etc/rampart/keys.json`.
+    let nested = dir.path().join("etc/rampart/keys.json");
+    let (code, out, err) = run(
+        &[],
+        &["keys", "generate", "--out", nested.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("created") && out.contains("mode 0700"),
+        "{out}"
+    );
+    assert!(nested.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let folder = nested.parent().unwrap();
+        let mode = std::fs::metadata(folder).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
 }
 
 #[test]

@@ -307,3 +307,45 @@ async fn request_id_is_echoed_when_sane_and_replaced_when_not() {
     let replaced = sent("evil\" id").await.unwrap();
     assert_ne!(replaced.headers()["x-request-id"], "evil\" id");
 }
+
+#[tokio::test]
+async fn error_answers_say_what_to_fix() {
+    let app = TestApp::spawn(&[]).await;
+    // `curl -d '{...}'` without -H: JSON labelled as a form. Login says so (and register's 415
+    // says to send JSON), instead of blaming the form's fields.
+    let json_as_form = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"username":"alice","password":"secret"}"#)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(json_as_form, 415).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{body}"
+    );
+    // A missing field is named as the field.
+    let missing = app
+        .post_json(
+            "/v1/auth/register",
+            &serde_json::json!({"email": "a@example.com", "username": "alice"}),
+        )
+        .await;
+    let body = problem(missing, 422).await;
+    assert_eq!(body["errors"][0]["field"], "password", "{body}");
+    assert_eq!(body["errors"][0]["message"], "is required", "{body}");
+    // RFC 6750: a bad token is `invalid_token`; no token at all, the bare challenge.
+    let forged = app.get_as("/v1/users/me", "not.a.token").await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        forged.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+    let none = app.get("/v1/users/me").await;
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+}

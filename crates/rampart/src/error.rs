@@ -203,6 +203,8 @@ impl IntoResponse for ApiError {
             report.apply(response.headers_mut());
         }
         if matches!(self, Self::Unauthorized) {
+            // The gate says `error="invalid_token"` when credentials were sent (RFC 6750 3.1);
+            // with none, the bare challenge.
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -80,8 +80,19 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, A
         let inner = err.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." { String::new() } else { path };
-                ApiError::Validation(vec![FieldError::new(field, data_error_message(&inner))])
+                let message = data_error_message(&inner);
+                // serde reports a missing field at the object that lacks it, by name only in
+                // its message: name it as the field, like every other field error.
+                let missing = message
+                    .strip_prefix("missing field `")
+                    .and_then(|rest| rest.strip_suffix('`'));
+                let (field, message) = match missing {
+                    Some(name) if path == "." => (name.to_owned(), "is required".to_owned()),
+                    Some(name) => (format!("{path}.{name}"), "is required".to_owned()),
+                    None if path == "." => (String::new(), message),
+                    None => (path, message),
+                };
+                ApiError::Validation(vec![FieldError::new(field, message)])
             }
             _ => ApiError::BadRequest(
                 format!(
@@ -170,6 +181,21 @@ impl<T: Serialize> IntoResponse for Json<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_field_is_named_as_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Login {
+            username: String,
+            password: String,
+        }
+        let Err(ApiError::Validation(errors)) = parse::<Login>(br#"{"username":"a"}"#, 8) else {
+            panic!("a missing field is a validation error");
+        };
+        assert_eq!(errors[0].field, "password");
+        assert_eq!(errors[0].message, "is required");
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize)]

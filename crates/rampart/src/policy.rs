@@ -359,6 +359,7 @@ async fn require(
         Ok(admission) => admission,
         Err(limited) => return limited.into_response(),
     };
+    let presented = request.headers().contains_key(http::header::AUTHORIZATION);
     let mut response = match caller {
         Ok(principal) if access == Access::Admin && principal.role != Role::Admin => {
             let (parts, _body) = request.into_parts();
@@ -369,7 +370,19 @@ async fn require(
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(refused) => refused.into_response(),
+        Err(refused) => {
+            let unauthorized = matches!(refused, ApiError::Unauthorized);
+            let mut response = refused.into_response();
+            if unauthorized && presented {
+                // RFC 6750 3.1: credentials were sent and are not good (forged, expired,
+                // revoked: which one is not said).
+                response.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+            }
+            response
+        }
     };
     with_report(&mut response, report.as_ref());
     response

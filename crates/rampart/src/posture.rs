@@ -342,10 +342,13 @@ impl Posture {
             .unwrap_or(0);
         let mut out = format!("{:<6} {:<width$}  {}\n", "STATUS", "SETTING", "FINDING");
         for item in &self.items {
+            // `Display` of the verdict writes without padding; pad its text.
             let _ = writeln!(
                 out,
                 "{:<6} {:<width$}  {}",
-                item.verdict, item.setting, item.message
+                item.verdict.to_string(),
+                item.setting,
+                item.message
             );
         }
         out
@@ -573,6 +576,17 @@ mod tests {
         let p = hs256(generated.expose_secret());
         assert!(p.is_safe_for_production(), "{}", p.table());
         assert!(!p.table().contains(generated.expose_secret()));
+    }
+
+    #[test]
+    fn the_table_lines_up_under_its_header() {
+        let table = posture(&[]).table();
+        let mut lines = table.lines();
+        let header = lines.next().unwrap_or_default();
+        let column = header.find("SETTING").unwrap_or(usize::MAX);
+        for line in lines {
+            assert_eq!(line.find("RAMPART_"), Some(column), "{line}");
+        }
     }
 
     #[test]

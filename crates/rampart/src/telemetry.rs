@@ -173,9 +173,12 @@ pub fn init(settings: &Settings) -> Option<LogGuard> {
         lines: Mutex::new(Vec::with_capacity(256 * 1024)),
         dropped: AtomicU64::new(0),
     });
+    // Colour only for a person at a terminal: a file or a log shipper gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(BatchedWriter(Arc::clone(&pending)))
+        .with_ansi(colour)
         .with_target(false);
     let installed = match settings.log_format {
         LogFormat::Json => builder

@@ -97,6 +97,21 @@ impl<S: Send + Sync> FromRequest<S> for LoginInput {
             let Json(login) = Json::<LoginRequest>::from_request(request, state).await?;
             return Ok(Self(login));
         }
+        // `curl -d '{...}'` sends JSON labelled as a form: say so, rather than that the form is
+        // wrong. (The body is already in memory: the stack receives it whole.)
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            return Err(ApiError::UnsupportedMediaType(
+                "The body is JSON but its Content-Type is application/x-www-form-urlencoded \
+                 (what `curl -d` sends unless told otherwise): send Content-Type: \
+                 application/json, or the form grant_type=password&username=...&password=..."
+                    .into(),
+            ));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
         let axum::Form(grant) = axum::Form::<PasswordGrant>::from_request(request, state)
             .await
             .map_err(|rejection| match rejection.status() {

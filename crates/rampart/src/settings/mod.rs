@@ -77,7 +77,16 @@ pub const KNOWN_SETTINGS: &[&str] = &[
 pub const SECRET_SETTINGS: &[&str] = &["DATABASE_URL", "REDIS_URL", "JWT_SECRET"];
 
 /// Variables that are read but are not settings themselves.
-const META_VARIABLES: &[&str] = &["CONFIG"];
+/// Environment variables that are not server settings: the config file's name, and the
+/// credentials `rampart audit` reads (a CI job exports them beside a server's own settings).
+const META_VARIABLES: &[&str] = &[
+    "CONFIG",
+    "AUDIT_USERNAME",
+    "AUDIT_PASSWORD",
+    "AUDIT_TOKEN",
+    "AUDIT_USERNAME2",
+    "AUDIT_PASSWORD2",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -795,6 +804,21 @@ mod tests {
         ] {
             assert!(names.contains(&expected), "{expected} not reported: {err}");
         }
+    }
+
+    #[test]
+    fn the_auditors_credentials_in_the_environment_are_not_unknown_settings() {
+        let s = settings(&[
+            ("RAMPART_AUDIT_USERNAME", "ci-bot"),
+            ("RAMPART_AUDIT_PASSWORD", "from the CI secret store"),
+            ("RAMPART_AUDIT_TOKEN", "eyJ..."),
+        ]);
+        assert!(s.is_ok(), "{:?}", s.err());
+        // A misspelt server setting under the same prefix is still caught.
+        let err = settings(&[("RAMPART_AUDIT_ANCOR", "/var/lib/anchor")])
+            .err()
+            .unwrap_or_else(|| SettingsError { problems: vec![] });
+        assert_eq!(problem_names(&err), vec!["RAMPART_AUDIT_ANCOR"]);
     }
 
     #[test]
