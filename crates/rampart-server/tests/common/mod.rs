@@ -73,6 +73,8 @@ pub struct TestApp {
     /// The running app's state, for tests that must look behind the HTTP surface.
     pub state: rampart_server::state::AppState,
     stop: Option<oneshot::Sender<()>>,
+    /// The PostgreSQL database made for this app, dropped with it (a restart hands it on).
+    owned_database: Option<String>,
 }
 
 impl TestApp {
@@ -90,7 +92,9 @@ impl TestApp {
         let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
         let mut vars = vec![("RAMPART_DATABASE_URL", self.database_url.as_str())];
         vars.extend_from_slice(overrides);
-        Self::spawn_in(data, &vars).await
+        let mut restarted = Self::spawn_in(data, &vars).await;
+        restarted.owned_database = self.owned_database.take();
+        restarted
     }
 
     /// Starts with the rate limits as shipped (every other test client shares 127.0.0.1, so
@@ -105,13 +109,20 @@ impl TestApp {
     }
 
     async fn start(data: TempDir, overrides: &[(&str, &str)], relaxed_limits: bool) -> Self {
-        let database_url = match overrides.iter().find(|(k, _)| *k == "RAMPART_DATABASE_URL") {
-            Some((_, url)) => (*url).to_owned(),
-            None => match backend() {
-                Backend::Sqlite => format!("sqlite://{}", data.path().join("rampart.db").display()),
-                Backend::Postgres => services::fresh_postgres_database().await,
-            },
-        };
+        let (database_url, owned_database) =
+            match overrides.iter().find(|(k, _)| *k == "RAMPART_DATABASE_URL") {
+                Some((_, url)) => ((*url).to_owned(), None),
+                None => match backend() {
+                    Backend::Sqlite => (
+                        format!("sqlite://{}", data.path().join("rampart.db").display()),
+                        None,
+                    ),
+                    Backend::Postgres => {
+                        let url = services::fresh_postgres_database().await;
+                        (url.clone(), Some(url))
+                    }
+                },
+            };
         let mut vars: HashMap<String, String> = HashMap::from([
             ("RAMPART_BIND".into(), "127.0.0.1:0".into()),
             ("RAMPART_DATA_DIR".into(), data.path().display().to_string()),
@@ -160,6 +171,7 @@ impl TestApp {
             database_url,
             state,
             stop: Some(stop),
+            owned_database,
         }
     }
 
@@ -389,6 +401,9 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(url) = self.owned_database.take() {
+            services::drop_database(&url);
         }
     }
 }

@@ -174,6 +174,13 @@ impl Node {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The nodes were dropped (killed) first: they were declared after it.
+        services::drop_database(&self.database_url);
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -148,6 +148,34 @@ pub async fn fresh_postgres_database() -> String {
     format!("{server}/{name}")
 }
 
+/// Drops the database `url` names (with its connections), from a thread of its own: called
+/// from `Drop`, where the test's runtime cannot be waited on. Databases a crashed run leaves
+/// are dropped by later runs once an hour old (see [`fresh_postgres_database`]).
+pub fn drop_database(url: &str) {
+    let Some(name) = url.rsplit('/').next().map(str::to_owned) else {
+        return;
+    };
+    if !name.starts_with("rampart_t_") {
+        return;
+    }
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            if let Ok(mut admin) = admin_connection().await {
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::query(&drop).execute(&mut admin).await;
+                let _ = admin.close().await;
+            }
+        });
+    })
+    .join();
+}
+
 /// Redis answers at `url`, or the test fails (CI) or skips (elsewhere).
 pub async fn require_redis(url: &str) -> Result<(), Skip> {
     let outcome = async {
