@@ -184,6 +184,15 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         Some(redis) => redis.announcements_now().await.unwrap_or(0),
         None => 0,
     };
+    if let (true, KeysSource::GeneratedForDevelopment(path)) = (store.is_shared(), &settings.keys) {
+        // Each node would make its own keys, and refuse every other node's tokens.
+        tracing::warn!(
+            keys = %path.display(),
+            "a shared database with development keys generated on this node: every node needs \
+             the same keys, so set RAMPART_KEYS_FILE on each to one file (`rampart keys \
+             generate --out PATH`), or tokens from one node are refused by the others"
+        );
+    }
     let cluster = if store.is_shared() {
         let bus = redis_client.zip(redis.clone());
         Cluster::shared(
