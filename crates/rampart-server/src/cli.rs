@@ -61,7 +61,13 @@ pub enum Command {
 pub enum AuditLogCommand {
     /// Check every row's MAC and link, and that the chain reaches the anchored row; exit 1
     /// naming what was found.
-    Verify,
+    Verify {
+        /// A row the chain must hold with this seal, as a "security event" log line recorded
+        /// it (its `seq` and `seal` fields): logs kept off the host catch a rollback of both
+        /// the database and the anchor file. Repeatable.
+        #[arg(long, value_name = "SEQ:SEAL", value_parser = parse_witness)]
+        witness: Vec<crate::audit::chain::Anchored>,
+    },
     /// Anchor the chain's current head in RAMPART_AUDIT_ANCHOR, after checking every row's
     /// MAC and link: once on a node joining a running cluster, or after an investigation.
     Anchor {
@@ -152,8 +158,8 @@ pub fn main() -> ExitCode {
             action: KeysCommand::Generate { out, hs256 },
         } => keys_generate(&out, hs256),
         Command::AuditLog {
-            action: AuditLogCommand::Verify,
-        } => run_async(verify_audit_log(settings)),
+            action: AuditLogCommand::Verify { witness },
+        } => run_async(verify_audit_log(settings, witness)),
         Command::AuditLog {
             action: AuditLogCommand::Anchor { replace },
         } => run_async(anchor_audit_log(settings, replace)),
@@ -193,8 +199,31 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `rampart audit-log verify`: the whole chain against the key, its end against the anchor.
-async fn verify_audit_log(settings: Settings) -> anyhow::Result<()> {
+/// `--witness SEQ:SEAL`: a row number and its 64-hex-digit seal.
+fn parse_witness(text: &str) -> Result<crate::audit::chain::Anchored, String> {
+    let (seq, seal) = text
+        .split_once(':')
+        .ok_or("expected SEQ:SEAL, as a security event's log line gives them")?;
+    let seq: i64 = seq
+        .parse()
+        .ok()
+        .filter(|seq| *seq > 0)
+        .ok_or("SEQ is a row number (1 or more)")?;
+    if seal.len() != 64 || !seal.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err("SEAL is the row's seal: 64 lower-case hex digits".into());
+    }
+    Ok(crate::audit::chain::Anchored {
+        seq,
+        hash: seal.to_owned(),
+    })
+}
+
+/// `rampart audit-log verify`: the whole chain against the key, its end against the anchor,
+/// and any witnesses.
+async fn verify_audit_log(
+    settings: Settings,
+    witnesses: Vec<crate::audit::chain::Anchored>,
+) -> anyhow::Result<()> {
     use crate::audit::{anchor, chain};
     let (_, keys) = app::token_service(&settings)?;
     let key = app::audit_chain_key(&settings, keys.as_ref())?;
@@ -206,11 +235,16 @@ async fn verify_audit_log(settings: Settings) -> anyhow::Result<()> {
             anyhow::bail!("audit anchor unusable")
         }
     };
-    match chain::verify(store.as_ref(), &key, &anchored).await? {
+    match chain::verify(store.as_ref(), &key, Some(&anchored), &witnesses).await? {
         Ok(intact) => {
+            let also = if witnesses.is_empty() {
+                String::new()
+            } else {
+                format!(" and holds the {} witnessed row(s)", witnesses.len())
+            };
             println!(
                 "audit log intact: {} event(s), {} of them from before the chain was keyed; \
-                 it reaches the anchored row {}",
+                 it reaches the anchored row {}{also}",
                 intact.rows, intact.unkeyed, anchored.seq
             );
             Ok(())
@@ -222,7 +256,8 @@ async fn verify_audit_log(settings: Settings) -> anyhow::Result<()> {
     }
 }
 
-/// `rampart audit-log anchor`: anchors a chain that verifies, at its current head.
+/// `rampart audit-log anchor`: anchors a chain that verifies, at its current head (a chain
+/// with no sealed row yet is started first, so the anchor names a row of its own).
 async fn anchor_audit_log(settings: Settings, replace: bool) -> anyhow::Result<()> {
     use crate::audit::{anchor, chain};
     let path = &settings.audit_anchor;
@@ -235,26 +270,24 @@ async fn anchor_audit_log(settings: Settings, replace: bool) -> anyhow::Result<(
     let (_, keys) = app::token_service(&settings)?;
     let key = app::audit_chain_key(&settings, keys.as_ref())?;
     let store = store::open(&settings.database_url).await?;
-    let from_start = chain::Anchored {
-        seq: 0,
-        hash: chain::GENESIS.to_owned(),
-    };
-    let intact = match chain::verify(store.as_ref(), &key, &from_start).await? {
+    let intact = match chain::verify(store.as_ref(), &key, None, &[]).await? {
         Ok(intact) => intact,
         Err(broken) => {
             println!("not anchored: audit log broken: {broken}");
             anyhow::bail!("audit log tampered with")
         }
     };
-    let head = store
-        .audit_page(None, 1)
-        .await?
-        .into_iter()
-        .next()
-        .map_or(from_start, |row| chain::Anchored {
+    let head = store.audit_page(None, 1).await?.into_iter().next();
+    let head = match head {
+        Some(row) if row.alg == chain::KEYED => chain::Anchored {
             seq: row.seq,
             hash: row.hash,
-        });
+        },
+        _ => {
+            let legacy = i64::try_from(intact.unkeyed).unwrap_or(i64::MAX);
+            anchor::start_chain(store.as_ref(), &key, legacy).await?
+        }
+    };
     if let Ok(previous) = anchor::read(path, &key) {
         println!("replacing the anchor at row {}", previous.seq);
     }

@@ -98,7 +98,13 @@ async fn every_security_event_is_recorded_without_secrets() {
     }
     let at: Vec<&str> = events.iter().filter_map(|e| e["at"].as_str()).collect();
     assert!(at.windows(2).all(|w| w[0] >= w[1]), "newest first");
-    for event in &events {
+    // The chain's first row is the server's own: no request, no address.
+    let (started, requested): (Vec<&Value>, Vec<&Value>) = events
+        .iter()
+        .partition(|e| e["kind"] == "audit_chain_started");
+    assert_eq!(started.len(), 1, "{kinds:?}");
+    assert!(started[0]["ip"].is_null() && started[0]["request_id"].is_null());
+    for event in requested {
         assert!(
             event["request_id"].is_string() && event["ip"].is_string(),
             "{event}"
@@ -153,11 +159,11 @@ async fn only_admins_read_the_audit_log_and_paging_is_strict() {
         let response = app.get_as(&format!("/v1/admin/audit?{bad}"), &admin).await;
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
-    // register + login(rosa) + access_denied(rosa on the audit log) + login(admin) = 4 events;
-    // pages of 3 cover them with no repeats.
+    // the chain's start + register + login(rosa) + access_denied(rosa on the audit log) +
+    // login(admin) = 5 events; pages of 3 cover them with no repeats.
     // (access_denied is written off the request path: wait for it.)
     for _ in 0..100 {
-        if app.audit_events(&admin, None).await.len() == 4 {
+        if app.audit_events(&admin, None).await.len() == 5 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -183,7 +189,7 @@ async fn only_admins_read_the_audit_log_and_paging_is_strict() {
         .chain(second["events"].as_array().unwrap())
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids.len(), 4);
+    assert_eq!(ids.len(), 5);
     assert!(second["next_cursor"].is_null());
     let denied = first["events"]
         .as_array()
@@ -235,7 +241,7 @@ async fn editing_or_deleting_an_audit_row_is_caught_and_named() {
     }
     let (code, out) = verify(&app);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("intact: 3 event(s)"), "{out}");
+    assert!(out.contains("intact: 4 event(s)"), "{out}");
 
     tamper(
         &app,
@@ -568,7 +574,7 @@ async fn roles_and_locks_changed_in_the_database_apply_within_the_bound() {
     }
 }
 
-/// Three registrations: three audit rows, anchored at the third.
+/// The chain's start and three registrations: four audit rows, anchored at the fourth.
 async fn app_with_three_events() -> TestApp {
     let app = TestApp::spawn(&[]).await;
     for name in ["sam", "tina", "uma"] {
@@ -583,18 +589,18 @@ async fn app_with_three_events() -> TestApp {
 async fn removing_the_newest_audit_rows_is_caught_by_the_anchor() {
     crate::require!(common::backend_ready().await);
     let app = app_with_three_events().await;
-    tamper(&app, "DELETE FROM audit_events WHERE seq >= 2").await;
+    tamper(&app, "DELETE FROM audit_events WHERE seq >= 3").await;
     let (code, out) = verify(&app);
     assert_eq!(code, Some(1), "{out}");
     assert!(
-        out.contains("the chain ends at row 1 but the anchor records row 3"),
+        out.contains("the chain ends at row 2 but the anchor records row 4"),
         "{out}"
     );
     // Every row gone: the same.
     tamper(&app, "DELETE FROM audit_events").await;
     let (code, out) = verify(&app);
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("the anchor records row 3"), "{out}");
+    assert!(out.contains("the anchor records row 4"), "{out}");
 }
 
 #[tokio::test]
@@ -647,7 +653,7 @@ async fn a_chain_recomputed_without_the_key_does_not_verify() {
         assert_eq!(code, Some(1), "{out}");
         let expected = if mark_unkeyed {
             // A perfect plain chain, but not the one the anchor sealed.
-            "the anchored row 3 is missing or is not the row the anchor sealed"
+            "the anchored row 4 is missing or is not the row the anchor sealed"
         } else {
             "row 1 (event"
         };
@@ -662,7 +668,7 @@ async fn a_forged_or_missing_anchor_fails_verification() {
     let anchor = app.data.path().join("audit-anchor");
     let genuine = std::fs::read_to_string(&anchor).unwrap();
     let record: Value = serde_json::from_str(&genuine).unwrap();
-    assert_eq!(record["seq"], 3);
+    assert_eq!(record["seq"], 4);
     // Pointing the anchor at an earlier row (to hide a truncation) needs the key.
     let rows = app.state.store.audit_after(0, 100).await.unwrap();
     let forged = json!({"seq": 1, "hash": rows[0].hash, "mac": record["mac"]});
@@ -900,12 +906,22 @@ async fn a_detail_rewritten_to_parse_alike_still_breaks_the_seal() {
 /// Runs `rampart <args>` on the app's data and database; `None` for the exit code when it
 /// was still running after 20 s (and was killed).
 fn rampart(app: &TestApp, args: &[&str]) -> (Option<i32>, String) {
+    rampart_with_input(app, args, "")
+}
+
+/// [`rampart`] with `input` on its standard input.
+fn rampart_with_input(app: &TestApp, args: &[&str], input: &str) -> (Option<i32>, String) {
+    use std::io::Write as _;
     let mut child = common::command(&app.data, &[("RAMPART_DATABASE_URL", &app.database_url)])
         .args(args)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -923,11 +939,133 @@ fn rampart(app: &TestApp, args: &[&str]) -> (Option<i32>, String) {
 }
 
 #[tokio::test]
+async fn the_command_line_beside_a_running_server_extends_the_same_chain() {
+    crate::require!(common::backend_ready().await);
+    let app = app_with_three_events().await;
+    // An operator creates a user while the server runs (the review's split: the server
+    // chained its next row to a head it had cached, leaving the command line's row off).
+    let (code, out) = rampart_with_input(
+        &app,
+        &[
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--username",
+            "ops-made",
+        ],
+        "quartz lanterns hum beneath cold rivers\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    app.register("after-cli").await;
+    let failed = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"username": "ops-made", "password": "not the password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("intact: 7 event(s)"), "{out}");
+}
+
+#[tokio::test]
+async fn wiping_the_audit_log_and_its_anchor_is_refused_at_start() {
+    crate::require!(common::backend_ready().await);
+    let app = app_with_three_events().await;
+    tamper(&app, "DELETE FROM audit_events").await;
+    std::fs::remove_file(app.data.path().join("audit-anchor")).unwrap();
+    let (code, out) = rampart(&app, &["serve"]);
+    assert_eq!(code, Some(1), "a wiped log must not start afresh: {out}");
+    assert!(
+        out.contains("missing") && out.contains("handed out up to 4"),
+        "{out}"
+    );
+    // The row numbers reset too: the users are still there, with no event for any of them.
+    let reset = match common::backend() {
+        common::Backend::Sqlite => "DELETE FROM sqlite_sequence WHERE name = 'audit_events'",
+        common::Backend::Postgres => "ALTER SEQUENCE audit_events_seq_seq RESTART",
+    };
+    tamper(&app, reset).await;
+    let (code, out) = rampart(&app, &["serve"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("3 user(s), but no sealed event"), "{out}");
+}
+
+#[tokio::test]
+async fn an_anchor_of_the_empty_chain_does_not_cover_a_chain_in_use() {
+    use rampart_server::audit::{anchor, chain};
+    crate::require!(common::backend_ready().await);
+    let app = app_with_three_events().await;
+    // An anchor of an empty chain, sealed with the same keys (as an older release wrote on a
+    // first start, or another deployment sharing the keys file did), over the newest rows cut.
+    let key =
+        rampart_server::app::audit_chain_key(&app.state.settings, app.state.keys.as_ref()).unwrap();
+    let empty = chain::Anchored {
+        seq: 0,
+        hash: chain::GENESIS.to_owned(),
+    };
+    anchor::write(&app.data.path().join("audit-anchor"), &key, &empty).unwrap();
+    tamper(&app, "DELETE FROM audit_events WHERE seq >= 3").await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the anchor records an empty chain, but the chain holds 1 sealed event(s)"),
+        "{out}"
+    );
+    let (code, out) = rampart(&app, &["serve"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("records an empty chain"), "{out}");
+}
+
+#[tokio::test]
+async fn a_rollback_of_both_database_and_anchor_is_caught_by_a_witness() {
+    crate::require!(common::backend_ready().await);
+    let app = app_with_three_events().await;
+    let anchor = app.data.path().join("audit-anchor");
+    let older_anchor = std::fs::read(&anchor).unwrap();
+    app.register("vic").await;
+    app.register("wes").await;
+    let rows = app.state.store.audit_after(0, 100).await.unwrap();
+    let witness = |seq: i64| {
+        let row = rows.iter().find(|row| row.seq == seq).unwrap();
+        format!("{}:{}", row.seq, row.hash)
+    };
+    let (newest, third) = (witness(6), witness(3));
+    // Someone with both the database and the anchor file rolls them back together.
+    tamper(&app, "DELETE FROM audit_events WHERE seq > 4").await;
+    std::fs::write(&anchor, older_anchor).unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(0), "the anchor alone cannot see this: {out}");
+    let (code, out) = rampart(&app, &["audit-log", "verify", "--witness", &newest]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the chain ends at row 4 but a witness records row 6"),
+        "{out}"
+    );
+    let (code, out) = rampart(&app, &["audit-log", "verify", "--witness", &third]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("holds the 1 witnessed row(s)"), "{out}");
+    let wrong = format!("3:{}", "ab".repeat(32));
+    let (code, out) = rampart(&app, &["audit-log", "verify", "--witness", &wrong]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("row 3 is missing or is not the row its witness recorded"),
+        "{out}"
+    );
+    let (code, out) = rampart(&app, &["audit-log", "verify", "--witness", "3:short"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("64 lower-case hex digits"), "{out}");
+}
+
+#[tokio::test]
 async fn a_deleted_anchor_stops_the_server_until_an_operator_anchors_the_chain() {
     crate::require!(common::backend_ready().await);
     let app = app_with_three_events().await;
     // Cut the newest row, then delete the anchor that would show it: the review's attack.
-    tamper(&app, "DELETE FROM audit_events WHERE seq = 3").await;
+    tamper(&app, "DELETE FROM audit_events WHERE seq = 4").await;
     std::fs::remove_file(app.data.path().join("audit-anchor")).unwrap();
     let (code, out) = rampart(&app, &["serve"]);
     assert_eq!(
@@ -948,7 +1086,7 @@ async fn a_deleted_anchor_stops_the_server_until_an_operator_anchors_the_chain()
     // The operator, having looked, anchors the chain as it now is; then the server starts.
     let (code, out) = rampart(&app, &["audit-log", "anchor"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("anchored the audit chain at row 2"), "{out}");
+    assert!(out.contains("anchored the audit chain at row 3"), "{out}");
     let (code, out) = rampart(&app, &["audit-log", "anchor"]);
     assert_eq!(
         code,

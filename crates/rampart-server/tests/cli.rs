@@ -444,6 +444,37 @@ fn logs_hold_no_bodies_tokens_or_query_strings() {
     }
 }
 
+#[test]
+fn each_security_event_log_line_witnesses_its_audit_row() {
+    let server = Binary::start(&[("RAMPART_LOG_FORMAT", "json")]);
+    for _ in 0..2 {
+        let response = raw_login(server.addr, "nobody", "not a password at all");
+        assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    }
+    let (_, logs, data) = server.terminate_keeping_data(Duration::from_secs(10));
+    let witnesses: Vec<String> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == "security event")
+        .map(|line| {
+            format!(
+                "{}:{}",
+                line["seq"],
+                line["seal"].as_str().expect("a seal on every event line")
+            )
+        })
+        .collect();
+    assert_eq!(witnesses.len(), 2, "one line per failed login: {logs}");
+    let mut args = vec!["audit-log", "verify"];
+    for witness in &witnesses {
+        args.extend(["--witness", witness]);
+    }
+    let output = command(&data, &[]).args(&args).output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.contains("holds the 2 witnessed row(s)"), "{out}");
+}
+
 /// Runs `rampart ARGS` on `data` with `stdin` piped in; returns the finished output.
 fn run_with_stdin(data: &tempfile::TempDir, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = command(data, &[])

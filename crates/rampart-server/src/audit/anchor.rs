@@ -13,19 +13,31 @@
 //! move, so nodes that share one anchor file move it in turn and never past each other's
 //! evidence; a file found deleted, replaced by an older one or forged also stops it.
 //!
+//! Every chain begins with a sealed row of its own (`audit_chain_started`), and an anchor
+//! always names a row, so an anchor file copied from another deployment that shares the keys
+//! file fits no row here.
+//!
 //! A server refuses to start on an anchor it cannot trust: forged, no longer reached by the
-//! chain, or missing while the chain already holds sealed rows (deleting the file must not
-//! wipe the record of where the chain ended). Only an empty chain, or one from before keyed
-//! chains, is anchored without asking; otherwise `rampart audit-log anchor` does it, once
-//! the operator has checked the chain (a new node joining a running cluster, say).
+//! chain, followed by rows that do not link or seal, or missing (or recording an empty chain)
+//! while the database shows the chain was in use: sealed events, users but no events, or row
+//! numbers handed out past the newest row (rows deleted). Deleting the file, or the rows with
+//! it, must not wipe the record of where the chain ended. Only a chain holding nothing but its
+//! start, or one from before keyed chains, is anchored without asking; otherwise `rampart
+//! audit-log anchor` does it, once the operator has checked the chain (a new node joining a
+//! running cluster, say).
+//!
+//! Known limit: someone who can rewrite both the database and the anchor file can roll both
+//! back to an earlier moment (or start over, users and all). Each "security event" log line
+//! carries its row's number and seal, so logs shipped off the host are a third witness that
+//! `rampart audit-log verify --witness SEQ:SEAL` checks.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::chain::{Anchored, ChainKey, GENESIS};
-use crate::store::{Appended, Store, StoreError};
+use super::chain::{Anchored, ChainKey};
+use crate::store::{Appended, ChainEvidence, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnchorError {
@@ -121,21 +133,96 @@ struct State {
 #[derive(Debug, thiserror::Error)]
 pub enum Untrusted {
     #[error(
-        "the audit anchor at {path} is missing while the chain already holds sealed rows (up to \
-         row {head}): it was deleted, or RAMPART_AUDIT_ANCHOR now points elsewhere. Check the \
-         chain with `rampart audit-log verify`; `rampart audit-log anchor` then anchors its \
+        "the audit anchor at {path} is missing, but the database shows the chain in use \
+         ({found}): the anchor was deleted, or RAMPART_AUDIT_ANCHOR now points elsewhere. Check \
+         the chain with `rampart audit-log verify`; `rampart audit-log anchor` then anchors its \
          current head (on a node joining a running cluster, that is the first step)"
     )]
-    Missing { path: String, head: i64 },
+    Missing { path: String, found: String },
+    #[error(
+        "the audit anchor at {path} records an empty chain, but the database shows the chain in \
+         use ({found}): the anchor is from before those events, or from another deployment. \
+         Check the chain with `rampart audit-log verify`; `rampart audit-log anchor --replace` \
+         then anchors its current head"
+    )]
+    Overtaken { path: String, found: String },
     #[error(
         "the audit chain no longer reaches its anchor at {path} (row {seq} was removed or \
          rewritten); see `rampart audit-log verify`, and keep the anchor as evidence"
     )]
     Departed { path: String, seq: i64 },
+    #[error(
+        "the audit chain is broken after its anchored row: {broken}; see `rampart audit-log \
+         verify`, and keep the anchor at {path} as evidence"
+    )]
+    Broken {
+        path: String,
+        broken: super::chain::Break,
+    },
     #[error("{0}; see `rampart audit-log verify`")]
     File(#[from] AnchorError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why the database's chain may not be anchored without an operator: it shows the chain was
+/// in use, so a missing anchor (or one of the empty chain) is not a fresh start. `None` for a
+/// chain holding nothing but its start (and, from before keyed chains, unkeyed rows).
+fn in_use(evidence: &ChainEvidence) -> Option<String> {
+    if evidence.sealed_events > 0 {
+        return Some(format!(
+            "{} sealed event(s), up to row {}",
+            evidence.sealed_events, evidence.newest
+        ));
+    }
+    if evidence.issued > evidence.newest {
+        return Some(format!(
+            "row numbers were handed out up to {}, but the newest row is {}: rows were deleted",
+            evidence.issued, evidence.newest
+        ));
+    }
+    if evidence.legacy_rows == 0 && evidence.users > 0 {
+        return Some(format!(
+            "{} user(s), but no sealed event: the events were deleted",
+            evidence.users
+        ));
+    }
+    None
+}
+
+/// The chain's first sealed row, appended in a transaction of its own, where the chain has
+/// none: what a new anchor points at.
+pub async fn start_chain(
+    store: &dyn Store,
+    key: &ChainKey,
+    legacy_rows: i64,
+) -> Result<Anchored, StoreError> {
+    let event = super::Event::server(super::Kind::ChainStarted)
+        .detail(serde_json::json!({ "legacy_rows": legacy_rows }));
+    let mut tx = store.begin().await?;
+    let appended = tx.append_audit(event.into_row(), key).await?;
+    tx.commit().await?;
+    Ok(Anchored {
+        seq: appended.seq,
+        hash: appended.hash,
+    })
+}
+
+/// Where a chain that may be anchored without an operator is anchored: its newest row when
+/// that is already sealed (a chain start another node wrote), else a new chain start.
+async fn fresh_head(
+    store: &dyn Store,
+    key: &ChainKey,
+    evidence: &ChainEvidence,
+) -> Result<Anchored, StoreError> {
+    let head = store.audit_page(None, 1).await?.into_iter().next();
+    match head {
+        Some(head) if head.alg == super::chain::KEYED => Ok(Anchored {
+            seq: head.seq,
+            hash: head.hash,
+        }),
+        _ => start_chain(store, key, evidence.legacy_rows).await,
+    }
 }
 
 /// The anchor a serving process keeps current.
@@ -152,7 +239,7 @@ impl Anchor {
     pub async fn open(path: PathBuf, key: &ChainKey, store: &dyn Store) -> Result<Self, Untrusted> {
         let shown = path.display().to_string();
         let anchored = match read(&path, key) {
-            Ok(anchored) => {
+            Ok(anchored) if anchored.seq > 0 => {
                 if !still_there(store, &anchored).await? {
                     return Err(Untrusted::Departed {
                         path: shown,
@@ -161,30 +248,29 @@ impl Anchor {
                 }
                 anchored
             }
-            Err(AnchorError::Missing(_)) => {
-                let head = store.audit_page(None, 1).await?.into_iter().next();
-                if let Some(head) = head.as_ref().filter(|h| h.alg == super::chain::KEYED) {
-                    return Err(Untrusted::Missing {
-                        path: shown,
-                        head: head.seq,
+            outcome @ (Ok(_) | Err(AnchorError::Missing(_))) => {
+                let evidence = store.chain_evidence().await?;
+                if let Some(found) = in_use(&evidence) {
+                    return Err(match outcome {
+                        Ok(_) => Untrusted::Overtaken { path: shown, found },
+                        Err(_) => Untrusted::Missing { path: shown, found },
                     });
                 }
-                let anchored = head.map_or_else(
-                    || Anchored {
-                        seq: 0,
-                        hash: GENESIS.to_owned(),
-                    },
-                    |head| Anchored {
-                        seq: head.seq,
-                        hash: head.hash,
-                    },
-                );
+                let anchored = fresh_head(store, key, &evidence).await?;
                 write(&path, key, &anchored)?;
                 tracing::info!(anchor = %shown, seq = anchored.seq, "audit chain anchored");
                 anchored
             }
             Err(err) => return Err(err.into()),
         };
+        // Rows appended since the anchor last moved (by other nodes, or the command line
+        // beside this server) must follow it, each with its seal.
+        if let Err(broken) = super::chain::verify_after(store, key, &anchored).await? {
+            return Err(Untrusted::Broken {
+                path: shown,
+                broken,
+            });
+        }
         Ok(Self {
             path,
             state: tokio::sync::Mutex::new(State {

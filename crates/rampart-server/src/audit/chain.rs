@@ -124,10 +124,18 @@ pub enum Break {
     /// A plain-hash row after keyed rows: recomputed without the key.
     Unkeyed { seq: i64, id: String },
     /// The chain ends before the anchored row: the newest rows were removed.
-    Truncated { last: Option<i64>, anchored: i64 },
+    Truncated {
+        last: Option<i64>,
+        anchored: i64,
+        /// Recorded by a witness (a log line), not the anchor file.
+        witness: bool,
+    },
     /// The anchored row is there but is not the row that was anchored: the chain was
     /// rewritten from some point on.
-    Departed { seq: i64 },
+    Departed { seq: i64, witness: bool },
+    /// The anchor records an empty chain, which holds sealed events: an anchor from before
+    /// them, or from another deployment.
+    Overtaken { events: u64 },
 }
 
 impl fmt::Display for Break {
@@ -145,14 +153,30 @@ impl fmt::Display for Break {
                 f,
                 "row {seq} (event {id}) is an unkeyed row after keyed ones: the chain was recomputed without the key"
             ),
-            Self::Truncated { last, anchored } => write!(
+            Self::Truncated {
+                last,
+                anchored,
+                witness,
+            } => write!(
                 f,
-                "the chain ends at row {} but the anchor records row {anchored}: the newest rows were removed",
-                last.map_or_else(|| "0 (it is empty)".to_owned(), |seq| seq.to_string())
+                "the chain ends at row {} but {} records row {anchored}: the newest rows were removed",
+                last.map_or_else(|| "0 (it is empty)".to_owned(), |seq| seq.to_string()),
+                if *witness { "a witness" } else { "the anchor" }
             ),
-            Self::Departed { seq } => write!(
+            Self::Departed {
+                seq,
+                witness: false,
+            } => write!(
                 f,
                 "the anchored row {seq} is missing or is not the row the anchor sealed: the chain was cut or rewritten"
+            ),
+            Self::Departed { seq, witness: true } => write!(
+                f,
+                "row {seq} is missing or is not the row its witness recorded: the chain was cut or rewritten"
+            ),
+            Self::Overtaken { events } => write!(
+                f,
+                "the anchor records an empty chain, but the chain holds {events} sealed event(s): the anchor is from before them, or from another deployment"
             ),
         }
     }
@@ -166,13 +190,20 @@ pub struct Intact {
     pub unkeyed: u64,
 }
 
-/// Walks the whole table in order against `key`, then checks its end against `anchor`.
+/// Walks the whole table in order against `key`, then checks that it reaches `anchor` (none
+/// when anchoring a chain) and every `witness` (a row's number and seal as a log line
+/// recorded it), each with the seal recorded.
 pub async fn verify(
     store: &dyn Store,
     key: &ChainKey,
-    anchor: &Anchored,
+    anchor: Option<&Anchored>,
+    witnesses: &[Anchored],
 ) -> Result<Result<Intact, Break>, StoreError> {
-    let mut walk = Walk::new(key, anchor);
+    let mut walk = Walk::new(key, GENESIS.to_owned(), false, Vec::new());
+    walk.has_anchor = anchor.is_some();
+    walk.checkpoints
+        .extend(anchor.into_iter().chain(witnesses).cloned());
+    walk.met = vec![false; walk.checkpoints.len()];
     let mut after = 0i64;
     loop {
         let batch = store.audit_after(after, 1000).await?;
@@ -187,27 +218,59 @@ pub async fn verify(
     Ok(walk.finish())
 }
 
+/// Checks the rows after the anchored one (written by other nodes, or by the command line,
+/// since this anchor last moved): each must follow the one before and carry its seal. The
+/// newest of them, or `from` itself when there are none.
+pub async fn verify_after(
+    store: &dyn Store,
+    key: &ChainKey,
+    from: &Anchored,
+) -> Result<Result<Anchored, Break>, StoreError> {
+    let mut walk = Walk::new(key, from.hash.clone(), true, Vec::new());
+    let mut head = from.clone();
+    loop {
+        let batch = store.audit_after(head.seq, 1000).await?;
+        let Some(last) = batch.last() else { break };
+        for row in &batch {
+            if let Err(broken) = walk.step(row) {
+                return Ok(Err(broken));
+            }
+        }
+        head = Anchored {
+            seq: last.seq,
+            hash: last.hash.clone(),
+        };
+    }
+    Ok(Ok(head))
+}
+
 /// Verification's state between rows.
 struct Walk<'a> {
     key: &'a ChainKey,
-    anchor: &'a Anchored,
+    /// The anchor first (when `has_anchor`), then any witnesses: rows the chain must reach,
+    /// as recorded.
+    checkpoints: Vec<Anchored>,
+    has_anchor: bool,
+    met: Vec<bool>,
     prev: String,
     keyed: bool,
     last: Option<i64>,
-    /// The anchored row was met, and matched.
-    anchor_met: bool,
+    /// Sealed rows other than chain starts: what an anchor of the empty chain cannot cover.
+    sealed_events: u64,
     intact: Intact,
 }
 
 impl<'a> Walk<'a> {
-    fn new(key: &'a ChainKey, anchor: &'a Anchored) -> Self {
+    fn new(key: &'a ChainKey, prev: String, keyed: bool, checkpoints: Vec<Anchored>) -> Self {
         Self {
             key,
-            anchor,
-            prev: GENESIS.to_owned(),
-            keyed: false,
+            met: vec![false; checkpoints.len()],
+            checkpoints,
+            has_anchor: false,
+            prev,
+            keyed,
             last: None,
-            anchor_met: false,
+            sealed_events: 0,
             intact: Intact {
                 rows: 0,
                 unkeyed: 0,
@@ -228,6 +291,9 @@ impl<'a> Walk<'a> {
                     return Err(Break::Forged { seq, id });
                 }
                 self.keyed = true;
+                if row.kind != super::CHAIN_STARTED {
+                    self.sealed_events += 1;
+                }
             }
             LEGACY if !self.keyed => {
                 if legacy_hash(&self.prev, row) != row.hash {
@@ -241,11 +307,17 @@ impl<'a> Walk<'a> {
                 return Err(Break::Unkeyed { seq, id });
             }
         }
-        if row.seq == self.anchor.seq {
-            if row.hash != self.anchor.hash {
-                return Err(Break::Departed { seq: row.seq });
+        let first_witness = usize::from(self.has_anchor);
+        for (n, (checkpoint, met)) in self.checkpoints.iter().zip(&mut self.met).enumerate() {
+            if row.seq == checkpoint.seq {
+                if row.hash != checkpoint.hash {
+                    return Err(Break::Departed {
+                        seq: row.seq,
+                        witness: n >= first_witness,
+                    });
+                }
+                *met = true;
             }
-            self.anchor_met = true;
         }
         self.prev.clone_from(&row.hash);
         self.last = Some(row.seq);
@@ -254,19 +326,35 @@ impl<'a> Walk<'a> {
     }
 
     fn finish(self) -> Result<Intact, Break> {
-        // Sequence 0 anchors the empty chain: nothing to find.
-        if self.anchor.seq == 0 || self.anchor_met {
-            return Ok(self.intact);
-        }
-        if self.last.is_none_or(|last| last < self.anchor.seq) {
-            return Err(Break::Truncated {
-                last: self.last,
-                anchored: self.anchor.seq,
+        let first_witness = usize::from(self.has_anchor);
+        for (n, (checkpoint, met)) in self.checkpoints.iter().zip(&self.met).enumerate() {
+            let witness = n >= first_witness;
+            if checkpoint.seq == 0 {
+                // An anchor of the empty chain (written before chains began with a row of
+                // their own) covers nothing but chain starts.
+                if self.sealed_events > 0 {
+                    return Err(Break::Overtaken {
+                        events: self.sealed_events,
+                    });
+                }
+                continue;
+            }
+            if *met {
+                continue;
+            }
+            if self.last.is_none_or(|last| last < checkpoint.seq) {
+                return Err(Break::Truncated {
+                    last: self.last,
+                    anchored: checkpoint.seq,
+                    witness,
+                });
+            }
+            // Rows go on past the recorded one, which is gone.
+            return Err(Break::Departed {
+                seq: checkpoint.seq,
+                witness,
             });
         }
-        // Rows go on past the anchored one, which is gone.
-        Err(Break::Departed {
-            seq: self.anchor.seq,
-        })
+        Ok(self.intact)
     }
 }

@@ -38,6 +38,9 @@ pub enum Kind {
     UserLocked,
     UserUnlocked,
     RoleChanged,
+    /// The first sealed row of a chain: anchors start at a row of this deployment's own, so
+    /// no anchor file from elsewhere (sealed with the same key) fits this chain.
+    ChainStarted,
 }
 
 impl Kind {
@@ -59,9 +62,13 @@ impl Kind {
             Self::UserLocked => "user_locked",
             Self::UserUnlocked => "user_unlocked",
             Self::RoleChanged => "role_changed",
+            Self::ChainStarted => CHAIN_STARTED,
         }
     }
 }
+
+/// The kind of [`Kind::ChainStarted`] rows, as stored.
+pub const CHAIN_STARTED: &str = "audit_chain_started";
 
 /// One event to record.
 #[derive(Debug, Clone)]
@@ -98,6 +105,14 @@ impl Event {
             request_id: None,
             client_request_id: None,
             detail: serde_json::json!({"via": "command line"}),
+        }
+    }
+
+    /// An event of the server's own (no request, no address).
+    pub fn server(kind: Kind) -> Self {
+        Self {
+            detail: serde_json::json!({"via": "server"}),
+            ..Self::command_line(kind)
         }
     }
 
@@ -194,6 +209,31 @@ mod sampler_tests {
     }
 }
 
+impl Event {
+    /// The row to append; the store sets its place in the chain and its seal.
+    pub fn into_row(self) -> StoredEvent {
+        let mut detail = self.detail;
+        if let (Some(client_id), Some(object)) = (self.client_request_id, detail.as_object_mut()) {
+            object.insert("client_request_id".into(), client_id.into());
+        }
+        StoredEvent {
+            seq: 0,
+            id: crate::store::new_id(),
+            at: crate::store::now(),
+            kind: self.kind.as_str().to_owned(),
+            user_id: self.user_id,
+            ip: self.ip.map(|ip| ip.to_string()),
+            request_id: self.request_id,
+            detail_text: detail.to_string(),
+            detail,
+            // Set by the store, under its append lock.
+            alg: chain::KEYED.to_owned(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+}
+
 /// A stored event, as `GET /v1/admin/audit` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
@@ -257,26 +297,7 @@ impl AuditLog {
     ) -> Result<Recorded, StoreError> {
         let (kind, user_id, request_id) =
             (event.kind, event.user_id.clone(), event.request_id.clone());
-        let mut detail = event.detail;
-        if let (Some(client_id), Some(object)) = (event.client_request_id, detail.as_object_mut()) {
-            object.insert("client_request_id".into(), client_id.into());
-        }
-        let stored = StoredEvent {
-            seq: 0,
-            id: crate::store::new_id(),
-            at: crate::store::now(),
-            kind: kind.as_str().to_owned(),
-            user_id: event.user_id,
-            ip: event.ip.map(|ip| ip.to_string()),
-            request_id: event.request_id,
-            detail_text: detail.to_string(),
-            detail,
-            // Set by the store, under its append lock.
-            alg: chain::KEYED.to_owned(),
-            prev_hash: String::new(),
-            hash: String::new(),
-        };
-        let appended = tx.append_audit(stored, &self.key).await?;
+        let appended = tx.append_audit(event.into_row(), &self.key).await?;
         Ok(Recorded {
             appended,
             kind,
@@ -289,10 +310,15 @@ impl AuditLog {
     /// anchor moved to the newest.
     pub async fn committed(&self, store: &dyn Store, recorded: &[Recorded]) {
         for event in recorded {
+            // The row's place and seal ride along: log lines shipped off the host witness
+            // the chain (`rampart audit-log verify --witness SEQ:SEAL`) even if the database
+            // and the anchor file are both rolled back.
             tracing::info!(
                 audit = event.kind.as_str(),
                 user_id = event.user_id.as_deref().unwrap_or(""),
                 request_id = event.request_id.as_deref().unwrap_or(""),
+                seq = event.appended.seq,
+                seal = %event.appended.hash,
                 "security event"
             );
         }

@@ -208,6 +208,52 @@ pub struct Appended {
     pub hash: String,
 }
 
+/// What the database shows of the audit chain's past: whether an anchor may be made for it
+/// without an operator (see `audit::anchor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainEvidence {
+    pub users: i64,
+    /// Sealed rows other than chain starts.
+    pub sealed_events: i64,
+    /// Rows from before the chain was keyed.
+    pub legacy_rows: i64,
+    /// The newest row's number (0 when empty).
+    pub newest: i64,
+    /// The highest row number the database has handed out (0 when none): above `newest`
+    /// when rows were deleted.
+    pub issued: i64,
+}
+
+/// The query behind [`Store::chain_evidence`]; `{issued}` is the backend's expression for the
+/// highest row number handed out.
+pub(crate) fn chain_evidence_sql(issued: &str) -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM users),
+                (SELECT COUNT(*) FROM audit_events
+                  WHERE alg = '{keyed}' AND kind <> '{started}'),
+                (SELECT COUNT(*) FROM audit_events WHERE alg <> '{keyed}'),
+                COALESCE((SELECT MAX(seq) FROM audit_events), 0),
+                COALESCE(({issued}), 0)",
+        keyed = crate::audit::chain::KEYED,
+        started = crate::audit::CHAIN_STARTED,
+    )
+}
+
+/// Reads [`chain_evidence_sql`]'s row.
+pub(crate) fn chain_evidence_from<R: sqlx::Row>(row: &R) -> Result<ChainEvidence, sqlx::Error>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(ChainEvidence {
+        users: row.try_get(0)?,
+        sealed_events: row.try_get(1)?,
+        legacy_rows: row.try_get(2)?,
+        newest: row.try_get(3)?,
+        issued: row.try_get(4)?,
+    })
+}
+
 /// What [`Store::set_role`] did.
 #[derive(Debug, Clone)]
 pub enum RoleChange {
@@ -265,6 +311,8 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     fn changes_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, AccessChanges>;
     /// Whether several processes may share this store (and so must keep each other current).
     fn is_shared(&self) -> bool;
+    /// What the database shows of the audit chain's past (read when there is no anchor).
+    fn chain_evidence(&self) -> StoreFuture<'_, ChainEvidence>;
 }
 
 /// The longest any one store call may take, whatever the database does: a paused or

@@ -340,7 +340,6 @@ macro_rules! tx_statements {
                 .bind(&event.hash)
                 .fetch_one(&mut *self.tx)
                 .await?;
-                self.audit_appended(&event.hash);
                 Ok($crate::store::Appended {
                     seq,
                     prev_hash: event.prev_hash,

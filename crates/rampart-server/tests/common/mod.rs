@@ -462,7 +462,16 @@ impl Binary {
     }
 
     /// Sends SIGTERM and waits up to `limit` for exit; returns the exit status and stderr.
-    pub fn terminate(mut self, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+    pub fn terminate(self, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let (status, stderr, _) = self.terminate_keeping_data(limit);
+        (status, stderr)
+    }
+
+    /// [`Binary::terminate`], handing back the data directory for commands run after.
+    pub fn terminate_keeping_data(
+        mut self,
+        limit: Duration,
+    ) -> (Option<std::process::ExitStatus>, String, TempDir) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -481,7 +490,8 @@ impl Binary {
         if let Some(mut err) = self.child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
         }
-        (status, stderr)
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().expect("temp dir"));
+        (status, stderr, data)
     }
 }
 

@@ -83,9 +83,6 @@ impl PgTx {
             .await?;
         Ok(head.unwrap_or_else(|| crate::audit::chain::GENESIS.to_owned()))
     }
-
-    #[allow(clippy::unused_self)] // the same call as SQLite's, which caches the head
-    fn audit_appended(&mut self, _hash: &str) {}
 }
 
 impl Tx for PgTx {
@@ -261,6 +258,16 @@ impl Store for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn chain_evidence(&self) -> StoreFuture<'_, super::ChainEvidence> {
+        bounded(async move {
+            let sql = super::chain_evidence_sql(
+                "SELECT pg_sequence_last_value(pg_get_serial_sequence('audit_events', 'seq')::regclass)",
+            );
+            let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
+            Ok(super::chain_evidence_from(&row)?)
+        })
     }
 
     fn audit_page(

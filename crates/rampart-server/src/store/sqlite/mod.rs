@@ -26,18 +26,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The newest audit row's hash, read once. Every transaction holds this lock from begin
-    /// to end (one process owns an SQLite file, which takes one writer at a time anyway), so
-    /// audit appends are serialised and each is a single insert.
-    audit_head: Arc<tokio::sync::Mutex<Option<String>>>,
+    /// This process's writers queue here, one at a time, before `BEGIN IMMEDIATE` (the file
+    /// takes one writer anyway): waiting on a lock is cheaper than SQLite's busy retries.
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A transaction on the SQLite file, holding the writer's lock from its start.
 struct SqliteTx {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    head: tokio::sync::OwnedMutexGuard<Option<String>>,
-    /// The newest hash this transaction appended, made the cached head on commit.
-    appended: Option<String>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl SqliteTx {
@@ -47,18 +44,15 @@ impl SqliteTx {
         Ok(())
     }
 
+    /// The chain's head, read inside the transaction: other processes (the CLI beside a
+    /// running server) append to the same file, so no copy of it is kept between
+    /// transactions. `BEGIN IMMEDIATE` holds the file's write lock, so it cannot move before
+    /// this transaction's row is in.
     async fn audit_prev(&mut self) -> Result<String, StoreError> {
-        if let Some(hash) = self.appended.as_ref().or(self.head.as_ref()) {
-            return Ok(hash.clone());
-        }
         let head: Option<String> = sqlx::query_scalar(super::tx::AUDIT_HEAD)
             .fetch_optional(&mut *self.tx)
             .await?;
         Ok(head.unwrap_or_else(|| crate::audit::chain::GENESIS.to_owned()))
-    }
-
-    fn audit_appended(&mut self, hash: &str) {
-        self.appended = Some(hash.to_owned());
     }
 }
 
@@ -67,15 +61,7 @@ impl Tx for SqliteTx {
 
     fn commit(self: Box<Self>) -> StoreFuture<'static, ()> {
         bounded(async move {
-            let SqliteTx {
-                tx,
-                mut head,
-                appended,
-            } = *self;
-            tx.commit().await?;
-            if appended.is_some() {
-                *head = appended;
-            }
+            self.tx.commit().await?;
             Ok(())
         })
     }
@@ -116,7 +102,7 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
-            audit_head: Arc::new(tokio::sync::Mutex::new(None)),
+            writers: Arc::default(),
         })
     }
 }
@@ -124,15 +110,11 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn begin(&self) -> StoreFuture<'_, Box<dyn Tx>> {
         bounded(async move {
-            // The head lock first, then the file's write lock: every writer takes them in
-            // this order, so none waits on another holding the second.
-            let head = Arc::clone(&self.audit_head).lock_owned().await;
+            // This process's turn first, then the file's write lock: every writer takes them
+            // in this order, so none waits on another holding the second.
+            let turn = Arc::clone(&self.writers).lock_owned().await;
             let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            Ok(Box::new(SqliteTx {
-                tx,
-                head,
-                appended: None,
-            }) as Box<dyn Tx>)
+            Ok(Box::new(SqliteTx { tx, _turn: turn }) as Box<dyn Tx>)
         })
     }
 
@@ -254,6 +236,16 @@ impl Store for SqliteStore {
 
     fn is_shared(&self) -> bool {
         false
+    }
+
+    fn chain_evidence(&self) -> StoreFuture<'_, super::ChainEvidence> {
+        bounded(async move {
+            let sql = super::chain_evidence_sql(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'",
+            );
+            let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
+            Ok(super::chain_evidence_from(&row)?)
+        })
     }
 
     fn audit_page(
