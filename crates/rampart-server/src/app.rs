@@ -108,15 +108,15 @@ fn cursor_key(settings: &Settings, keys: Option<&KeySet>) -> anyhow::Result<Curs
     Ok(CursorKey::derive(secret.expose_secret().as_bytes()))
 }
 
-/// The key the audit chain is sealed with: from the keys file's audit key, or, with HS256 and
-/// no keys file, from the shared secret.
-pub fn audit_chain_key(
-    settings: &Settings,
-    keys: Option<&KeySet>,
-) -> anyhow::Result<crate::audit::chain::ChainKey> {
-    use crate::audit::chain::ChainKey;
+/// The secret every node of a deployment shares and keeps through key rotations: the keys
+/// file's audit key, or, with HS256 and no keys file, the shared secret. Keys derived from it
+/// seal the audit chain and pick login decoys.
+fn deployment_secret<'a>(
+    settings: &'a Settings,
+    keys: Option<&'a KeySet>,
+) -> anyhow::Result<&'a [u8]> {
     if let Some(keys) = keys {
-        return keys.audit_key().map(ChainKey::derive).with_context(|| {
+        return keys.audit_key().with_context(|| {
             "the keys file has no audit_key (it predates keyed audit chains); \
              `rampart keys rotate` adds one"
         });
@@ -126,7 +126,25 @@ pub fn audit_chain_key(
         .hs256_secret
         .as_ref()
         .context("no keys file or secret to derive the audit chain key from")?;
-    Ok(ChainKey::derive(secret.expose_secret().as_bytes()))
+    Ok(secret.expose_secret().as_bytes())
+}
+
+/// The key the audit chain is sealed with (see [`deployment_secret`]).
+pub fn audit_chain_key(
+    settings: &Settings,
+    keys: Option<&KeySet>,
+) -> anyhow::Result<crate::audit::chain::ChainKey> {
+    deployment_secret(settings, keys).map(crate::audit::chain::ChainKey::derive)
+}
+
+/// Stored hashes sampled to mirror their costs in the login decoys.
+const DECOY_SAMPLE: u32 = 1024;
+
+/// Mirrors the user table's current mix of hash costs in the hasher's decoys.
+pub async fn mirror_stored_costs(state: &AppState) -> anyhow::Result<()> {
+    let sample = state.store.sample_password_hashes(DECOY_SAMPLE).await?;
+    state.hasher.mirror_stored_costs(sample).await?;
+    Ok(())
 }
 
 /// A Redis client for `url`; with `ca`, a `rediss://` server's certificate must chain to the
@@ -205,7 +223,8 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         Cluster::single(settings.revocation_bound)
     };
     let hasher = PasswordHasher::for_this_machine(settings.password_hash)
-        .context("preparing password hashing")?;
+        .context("preparing password hashing")?
+        .with_decoy_key(deployment_secret(&settings, keys.as_ref())?);
     let access = AccessState::new(
         settings.access_ttl + Duration::from_secs(rampart::tokens::LEEWAY_SECS),
         settings.revocation_bound,
@@ -241,8 +260,27 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         cluster,
         redis,
     });
+    mirror_stored_costs(&state)
+        .await
+        .context("sampling stored password hashes")?;
     state.start_cluster_sync();
+    tokio::spawn(remirror_stored_costs(state.clone()));
     Ok(state)
+}
+
+/// How often the decoys follow the user table: imports add costs, logins upgrade them away.
+const REMIRROR_EVERY: Duration = Duration::from_secs(300);
+
+async fn remirror_stored_costs(state: AppState) {
+    let failures = rampart::telemetry::LogThrottle::default();
+    loop {
+        tokio::time::sleep(REMIRROR_EVERY).await;
+        if let Err(err) = mirror_stored_costs(&state).await {
+            if let Some(left_out) = failures.admit() {
+                tracing::warn!(error = %err, left_out, "login decoys not refreshed this time");
+            }
+        }
+    }
 }
 
 /// The complete, hardened router for these settings.

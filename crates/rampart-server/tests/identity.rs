@@ -357,6 +357,42 @@ async fn an_imported_bcrypt_user_logs_in_and_is_rehashed_to_argon2id() {
 }
 
 #[tokio::test]
+async fn unknown_names_are_checked_against_decoys_of_the_imported_costs() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    app.register("native").await;
+    assert_eq!(app.state.hasher.decoy_costs(), 1, "one cost in the table");
+    // The review's timing probe told imported accounts from unknown names: bcrypt at another
+    // cost took another time. Once the table holds that cost, unknown names take it too.
+    for (n, cost) in [(1, 4), (2, 5)] {
+        app.insert_user(rampart_server::store::NewUser {
+            id: format!("01a20000-0000-7000-8000-00000000b0b{n}"),
+            email: format!("legacy{n}@example.com"),
+            email_key: format!("legacy{n}@example.com"),
+            username: format!("legacy{n}"),
+            username_key: format!("legacy{n}"),
+            password_hash: bcrypt::hash("imported fastapi passphrase", cost).unwrap(),
+            role: rampart::Role::User,
+        })
+        .await;
+    }
+    rampart_server::app::mirror_stored_costs(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(app.state.hasher.decoy_costs(), 3);
+    let before = app.state.hasher.stats();
+    let response = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "no-such-account", "password": "whatever it may be"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let after = app.state.hasher.stats();
+    assert_eq!(after.dummy_verifications, before.dummy_verifications + 1);
+}
+
+#[tokio::test]
 async fn a_planted_hash_above_the_cost_ceiling_is_never_computed_at_login() {
     crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;

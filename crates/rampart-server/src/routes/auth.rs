@@ -284,14 +284,17 @@ async fn attempt_login(
     };
     // Kept for a rehash after a successful verification; zeroised when dropped.
     let password_copy = SecretString::from(request.password.expose_secret().to_owned());
-    let verified = state
-        .hasher
-        .verify(
-            request.password,
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
-        .await
-        .map_err(hashing_error)?;
+    // A name with no account takes the time of some account's hash (`password::decoys`).
+    let verified = match &user {
+        Some(user) => {
+            state
+                .hasher
+                .verify(request.password, Some(&user.password_hash))
+                .await
+        }
+        None => state.hasher.verify_unknown(request.password, &name).await,
+    }
+    .map_err(hashing_error)?;
     let (user, needs_rehash) = match (user, verified) {
         (Some(user), Verified::Valid { needs_rehash }) if !user.locked => (user, needs_rehash),
         (user, verified) => {

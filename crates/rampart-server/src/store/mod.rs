@@ -239,6 +239,10 @@ pub(crate) fn chain_evidence_sql(issued: &str) -> String {
     )
 }
 
+/// The query behind [`Store::sample_password_hashes`] (`$1`: how many).
+pub(crate) const SAMPLE_PASSWORD_HASHES: &str =
+    "SELECT password_hash FROM users ORDER BY random() LIMIT $1";
+
 /// Reads [`chain_evidence_sql`]'s row.
 pub(crate) fn chain_evidence_from<R: sqlx::Row>(row: &R) -> Result<ChainEvidence, sqlx::Error>
 where
@@ -313,6 +317,9 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     fn is_shared(&self) -> bool;
     /// What the database shows of the audit chain's past (read when there is no anchor).
     fn chain_evidence(&self) -> StoreFuture<'_, ChainEvidence>;
+    /// Up to `limit` stored password hashes drawn at random: the mix of costs the login
+    /// decoys mirror.
+    fn sample_password_hashes(&self, limit: u32) -> StoreFuture<'_, Vec<String>>;
 }
 
 /// The longest any one store call may take, whatever the database does: a paused or

@@ -238,6 +238,15 @@ impl Store for SqliteStore {
         false
     }
 
+    fn sample_password_hashes(&self, limit: u32) -> StoreFuture<'_, Vec<String>> {
+        bounded(async move {
+            Ok(sqlx::query_scalar(super::SAMPLE_PASSWORD_HASHES)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+        })
+    }
+
     fn chain_evidence(&self) -> StoreFuture<'_, super::ChainEvidence> {
         bounded(async move {
             let sql = super::chain_evidence_sql(

@@ -8,13 +8,13 @@
 //!   when the queue is full the caller gets [`HashError::Busy`] (answer 503 with `Retry-After`)
 //!   instead of an unbounded backlog. A flood of logins then uses the CPU that requests leave
 //!   idle rather than taking it from them;
-//! - account enumeration by timing: [`PasswordHasher::verify`] with no stored hash verifies
-//!   against a dummy hash of the same cost, so an unknown user costs what a wrong password costs.
+//! - account enumeration by timing: [`PasswordHasher::verify_unknown`] verifies a name with no
+//!   account against a decoy of a cost the stored hashes have, in their proportions
+//!   ([`decoys`]), so an unknown name costs what some account's wrong password costs.
 //!
 //! It also verifies `$2a$`/`$2b$`/`$2y$` bcrypt hashes (passlib's format), so a FastAPI user
-//! table can be imported; those always report `needs_rehash`. Known limit: until an imported
-//! user logs in once, a bcrypt verification takes longer than an argon2id one, which can tell
-//! an attacker that an imported account exists.
+//! table can be imported; those always report `needs_rehash`. Imported hashes keep their own
+//! cost until their user's next login; the decoys mirror those costs meanwhile.
 //!
 //! A stored hash chooses its own cost, so an imported `$2b$31$` or an argon2 hash asking for
 //! gigabytes and a thousand passes would pin a hashing thread for hours per login. Every hash is
@@ -32,6 +32,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
 use crate::settings::HashParams;
+
+pub mod decoys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -164,6 +166,7 @@ pub struct PasswordHasher {
     admitted: Arc<Semaphore>,
     pool: Arc<HashPool>,
     dummy_hash: Arc<str>,
+    decoys: Arc<decoys::Decoys>,
     counters: Arc<Counters>,
 }
 
@@ -186,15 +189,43 @@ impl PasswordHasher {
             .map_err(|_| HashError::Internal("no randomness".into()))?;
         let dummy_hash = hash_with(&argon2, &dummy_secret)?;
         let workers = workers.max(1);
+        let dummy_hash: Arc<str> = dummy_hash.into();
         Ok(Self {
             params,
             ceiling: CostCeiling::for_params(params),
             argon2,
             admitted: Arc::new(Semaphore::new(workers + queue)),
             pool: Arc::new(HashPool::start(workers, workers + queue)?),
-            dummy_hash: dummy_hash.into(),
+            decoys: Arc::new(decoys::Decoys::new(Arc::clone(&dummy_hash))?),
+            dummy_hash,
             counters: Arc::default(),
         })
+    }
+
+    /// Picks decoys with a key derived from `secret`, which every node of a deployment must
+    /// share (the keys file's audit key, say): otherwise one unknown name would take one time
+    /// on one node and another elsewhere, which no account does. Without it the key is random
+    /// per process.
+    #[must_use]
+    pub fn with_decoy_key(self, secret: &[u8]) -> Self {
+        self.decoys.set_key(secret);
+        self
+    }
+
+    /// Mirrors the costs of `sample` (stored hashes drawn at random from the user table) in
+    /// the decoys [`PasswordHasher::verify_unknown`] uses; computes one hash for each cost not
+    /// seen before, on a blocking thread. Run at start and again now and then, as logins
+    /// upgrade imported hashes and imports add new ones.
+    pub async fn mirror_stored_costs(&self, sample: Vec<String>) -> Result<(), HashError> {
+        let (decoys, ceiling) = (Arc::clone(&self.decoys), self.ceiling);
+        tokio::task::spawn_blocking(move || decoys.mirror(&sample, ceiling))
+            .await
+            .map_err(|_| HashError::Internal("mirroring stored costs failed".into()))?
+    }
+
+    /// Distinct costs among the decoys (1 until [`PasswordHasher::mirror_stored_costs`]).
+    pub fn decoy_costs(&self) -> usize {
+        self.decoys.classes()
     }
 
     /// Sized for this machine: one worker per core, eight queued per worker.
@@ -242,9 +273,10 @@ impl PasswordHasher {
     }
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is no stored
-    /// hash (unknown user), which always yields [`Verified::Invalid`] after the same work. A
-    /// stored hash above the [`CostCeiling`] is treated like no hash at all: the dummy's work,
-    /// then `Invalid`, so it can neither pin a thread nor be told apart by its timing.
+    /// hash, which always yields [`Verified::Invalid`] after the same work. A stored hash above
+    /// the [`CostCeiling`] is treated like no hash at all: the dummy's work, then `Invalid`, so
+    /// it can neither pin a thread nor be told apart by its timing. For a login name that
+    /// matches no account, [`PasswordHasher::verify_unknown`] hides more.
     pub async fn verify(
         &self,
         password: SecretString,
@@ -261,11 +293,35 @@ impl PasswordHasher {
             }
             _ => false,
         };
-        let dummy = stored.is_none() || over_ceiling;
-        let stored: Arc<str> = match stored {
-            Some(hash) if !over_ceiling => Arc::from(hash),
-            _ => Arc::clone(&self.dummy_hash),
-        };
+        match stored {
+            Some(hash) if !over_ceiling => self.check(password, Arc::from(hash), false).await,
+            _ => {
+                self.check(password, Arc::clone(&self.dummy_hash), true)
+                    .await
+            }
+        }
+    }
+
+    /// Verifies `password` for `login_name`, which matches no account, against the name's
+    /// decoy ([`decoys`]): the time a stored hash of this deployment takes, so the answer's
+    /// timing does not tell that the name has no account. Always [`Verified::Invalid`].
+    pub async fn verify_unknown(
+        &self,
+        password: SecretString,
+        login_name: &str,
+    ) -> Result<Verified, HashError> {
+        let decoy = self.decoys.for_name(login_name);
+        self.check(password, decoy, true).await
+    }
+
+    /// One verification on the pool; `dummy` when `stored` is a stand-in whose answer does
+    /// not count.
+    async fn check(
+        &self,
+        password: SecretString,
+        stored: Arc<str>,
+        dummy: bool,
+    ) -> Result<Verified, HashError> {
         let params = self.params;
         let argon2 = self.argon2.clone();
         let dummy_hash = Arc::clone(&self.dummy_hash);
@@ -374,8 +430,16 @@ pub fn is_supported_hash(stored: &str) -> bool {
     if is_bcrypt(stored) {
         return stored.parse::<bcrypt::HashParts>().is_ok();
     }
-    PasswordHash::new(stored).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+    PasswordHash::new(stored).is_ok_and(|h| {
+        h.algorithm.as_str().starts_with("argon2")
+            && h.salt.is_some()
+            && h.hash.is_some_and(|out| out.len() >= MIN_OUTPUT_BYTES)
+    })
 }
+
+/// The shortest argon2 output accepted: shorter ones (or none) would be compared, or found
+/// wanting, in less time than a real verification takes.
+const MIN_OUTPUT_BYTES: usize = 16;
 
 fn argon2_for(params: HashParams) -> Result<Argon2<'static>, HashError> {
     let params = Params::new(
@@ -434,7 +498,9 @@ fn try_verify(
     if !matches!(
         parsed.algorithm.as_str(),
         "argon2id" | "argon2i" | "argon2d"
-    ) {
+    ) || parsed.salt.is_none()
+        || parsed.hash.is_none_or(|out| out.len() < MIN_OUTPUT_BYTES)
+    {
         return None;
     }
     match argon2.verify_password(password, &parsed) {
@@ -517,6 +583,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unknown_name_costs_a_verification_against_its_decoy() {
+        let hasher = PasswordHasher::new(FAST, 2, 4)
+            .unwrap()
+            .with_decoy_key(b"shared");
+        hasher
+            .mirror_stored_costs(vec![bcrypt::hash("imported", 4).unwrap(); 3])
+            .await
+            .unwrap();
+        assert_eq!(hasher.decoy_costs(), 1);
+        let before = hasher.stats();
+        assert_eq!(
+            hasher
+                .verify_unknown(secret("imported"), "nobody@example.com")
+                .await
+                .unwrap(),
+            Verified::Invalid,
+            "a decoy never verifies, whatever the password"
+        );
+        let after = hasher.stats();
+        assert_eq!(after.verifications, before.verifications + 1);
+        assert_eq!(after.dummy_verifications, before.dummy_verifications + 1);
+    }
+
+    #[tokio::test]
     async fn bcrypt_hashes_verify_and_ask_for_an_upgrade() {
         let hasher = PasswordHasher::new(FAST, 2, 4).unwrap();
         let legacy = bcrypt::hash("imported-password-1", 4).unwrap();
@@ -550,6 +640,9 @@ mod tests {
             "$1$md5$crypt",
             "$2b$12$short",
             "$pbkdf2-sha256$29000$x$y",
+            // No output, or one too short to take a real comparison's time.
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$YWJjZA",
         ] {
             assert!(!is_supported_hash(bad), "{bad}");
         }
@@ -636,6 +729,8 @@ mod tests {
             // Readable enough to pass the ceiling, but argon2 refuses the salt before hashing.
             "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA",
             "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$YQ",
+            // The review's: a hash with no output part failed in 2 ms.
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0",
             "$scrypt$ln=16,r=8,p=1$c2FsdA$aGFzaA",
             "$2b$04$tooshort",
             "not a hash at all",
