@@ -184,27 +184,31 @@ impl Posture {
         }
 
         if settings.tokens.algorithm == crate::settings::TokenAlgorithm::Hs256 {
-            let bits = settings.tokens.hs256_secret.as_ref().map_or(0, |secret| {
-                crate::keys::strength::secret_bits(secret.expose_secret())
-            });
-            if bits < crate::keys::MIN_SECRET_BITS {
-                add(
+            let judged = settings
+                .tokens
+                .hs256_secret
+                .as_ref()
+                .map_or(Err(crate::keys::strength::Weak::NotEncoded), |secret| {
+                    crate::keys::strength::judge_hs256_secret(secret.expose_secret())
+                });
+            match judged {
+                Err(weak) => add(
                     "RAMPART_JWT_SECRET",
                     Verdict::Fail,
                     format!(
-                        "about {bits} bits of entropy, under the {} required: a token signed with \
-                         it can be brute-forced offline, then forged; make one with \
-                         `rampart keys generate --hs256 --out PATH` and set \
-                         RAMPART_JWT_SECRET_FILE to it",
-                        crate::keys::MIN_SECRET_BITS
+                        "not a key: {weak}. A token signed with a guessable secret can be \
+                         brute-forced offline, then forged; the secret must be hex or base64 of \
+                         at least {} random bytes: `rampart keys generate --hs256 --out PATH` \
+                         makes one (then set RAMPART_JWT_SECRET_FILE to it), as does `openssl \
+                         rand -base64 48`",
+                        crate::keys::strength::MIN_SECRET_BYTES
                     ),
-                );
-            } else {
-                add(
+                ),
+                Ok(key) => add(
                     "RAMPART_JWT_SECRET",
                     Verdict::Pass,
-                    format!("about {bits} bits of entropy"),
-                );
+                    format!("{} random bytes ({})", key.bytes, key.encoding),
+                ),
             }
             add(
                 "RAMPART_TOKEN_ALG",
@@ -550,7 +554,7 @@ mod tests {
     }
 
     #[test]
-    fn hs256_secrets_under_256_bits_of_real_entropy_fail() {
+    fn hs256_secrets_that_are_not_random_keys_fail() {
         use secrecy::ExposeSecret as _;
         let hs256 = |secret: &str| {
             posture(&[
@@ -576,6 +580,16 @@ mod tests {
         let p = hs256(generated.expose_secret());
         assert!(p.is_safe_for_production(), "{}", p.table());
         assert!(!p.table().contains(generated.expose_secret()));
+        // `openssl rand -hex 32`: exactly 256 random bits, which an estimate alone refused.
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        let hex = bytes.iter().fold(String::new(), |mut hex, b| {
+            let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{b:02x}"));
+            hex
+        });
+        let p = hs256(&hex);
+        assert!(p.is_safe_for_production(), "{}", p.table());
+        assert!(p.table().contains("32 random bytes (hex)"), "{}", p.table());
     }
 
     #[test]

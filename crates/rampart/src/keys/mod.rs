@@ -10,7 +10,7 @@
 //! `created_at` / `retired_at`, so standard tooling can read it. The first key signs.
 //!
 //! HS256 deployments use a shared secret instead of a keys file: [`generate_hs256_secret`]
-//! makes one, and [`strength::secret_bits`] judges an operator's own.
+//! makes one, and [`strength::judge_hs256_secret`] judges an operator's own.
 
 pub mod strength;
 
@@ -379,11 +379,9 @@ impl KeySet {
     }
 }
 
-/// Random bytes in a secret made by [`generate_hs256_secret`]: 512 bits, twice what
-/// production requires, so no chance pattern in the encoding can bring it below the floor.
+/// Random bytes in a secret made by [`generate_hs256_secret`]: twice what production
+/// requires ([`strength::MIN_SECRET_BYTES`]).
 pub const HS256_SECRET_BYTES: usize = 64;
-/// The least entropy production accepts in an HS256 secret (the key size of HMAC-SHA256).
-pub const MIN_SECRET_BITS: u32 = 256;
 
 /// A new HS256 secret: [`HS256_SECRET_BYTES`] from the system's CSPRNG, base64url.
 pub fn generate_hs256_secret() -> Result<secrecy::SecretString, KeysError> {

@@ -1,9 +1,26 @@
-//! How much real entropy an operator-chosen secret carries (the HS256 token secret).
+//! Whether an operator-chosen HS256 secret is a key: random bytes, enough of them.
 //!
-//! Defends against a secret that looks long but is guessable: `0123456789abcdef` twice,
-//! `password` four times and a digit run, `a` and sixty spaces, a leetspeak phrase or the hex
-//! of an English sentence, after which anyone who guesses it can mint tokens offline. The secret
-//! is read several ways and credited with the least any of them finds:
+//! Defends against a secret that looks long but is guessable, after which anyone who guesses it
+//! can mint tokens offline. Estimating the entropy of free text cannot be done well: Lorem ipsum,
+//! a famous speech, a rot13 sentence or the digits of pi score as high as random text, while
+//! `openssl rand -hex 32` can score below 256 bits because chance "words" cost it a few. So the
+//! secret is parsed instead ([`judge_hs256_secret`]): it must be hex or base64 (standard or
+//! URL-safe, padded or not, line breaks allowed) of at least 32 bytes, and look like a
+//! random generator's output:
+//! - its characters spread over the encoding's alphabet as random output's do (a chi-square
+//!   test at one chance in a million): words, names and decimal digits do not;
+//! - its bytes not readable text (hex or base64 of a sentence, base64 of base64), not
+//!   repeating, and not one of a few well-known constants (pi, e, square roots, the hash of an
+//!   empty string, of `password`);
+//! - and no reading of the encoded text finding less than half its nominal entropy
+//!   ([`secret_bits`]: repeats, counters, ramps, keyboard walks, dictionary words).
+//!
+//! A phrase or a password is refused however long; `rampart keys generate --hs256` writes 64
+//! random bytes. Known limit: a derivation looks random (the SHA-512 of a word), as does output
+//! an adversary built to pass these tests; they catch secrets people choose, not ones made to
+//! deceive.
+//!
+//! [`secret_bits`] estimates a string's entropy by the least any of several readings credits:
 //! - its alphabet: what each character can carry (hex 4 bits, base64 6, printable ASCII about
 //!   6.6; anything else, such as zero-width or combining characters, nothing);
 //! - as a compressor would: a stretch of three or more characters that already occurred
@@ -12,18 +29,13 @@
 //!   digits together, for leetspeak), each run given to the zxcvbn estimator (already used for
 //!   user passwords) sixteen characters at a time, and a word, keyboard walk, sequence, repeat
 //!   or date it finds credited only with its guesses; a separator used before costs a bit;
-//! - as it stands: the same, sixteen characters at a time without splitting (keyboard walks and
-//!   leetspeak cross the runs);
+//! - as it stands: the same, sixteen characters at a time without splitting;
 //! - as progressions: digits read as numbers, and characters taken every few places; where
 //!   the steps between them repeat (a counter, a byte ramp, `AaBbCc…`), only changes cost;
 //! - hex or base64 that decodes to readable text is judged as that text.
 //!
 //! zxcvbn alone cannot do this: its guess counts are 64-bit and saturate, and on long strings
-//! it calls words and separators "brute force" at ten guesses a character. What no reading of
-//! the string can find is a derivation: the SHA-512 of `password` looks as random as any 128
-//! hex digits. The estimate errs low (chance words cost a random string a few bits, so one of
-//! exactly 256 random bits can fall short of the floor); `rampart keys generate --hs256`
-//! writes one of 512.
+//! it calls words and separators "brute force" at ten guesses a character.
 
 // Lengths of at most 256 characters and guess counts are estimates: f64 loses nothing that
 // matters here.
@@ -38,6 +50,165 @@ const JUDGED_CHARS: usize = 256;
 const PIECE_CHARS: usize = 16;
 /// Shorter runs, matches and repeats (single characters, pairs) keep the alphabet's credit.
 const STRUCTURE_MIN_CHARS: usize = 3;
+
+/// The fewest random bytes an HS256 secret must encode (HMAC-SHA256's key size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why an HS256 secret is not a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Weak {
+    #[error("it is not hex or base64 of random bytes (a phrase or a password is not a key, however long)")]
+    NotEncoded,
+    #[error("it encodes {0} bytes; at least 32 random bytes are needed")]
+    TooShort(usize),
+    #[error("it is encoded text, not random bytes")]
+    EncodedText,
+    #[error("its bytes repeat")]
+    Repetitive,
+    #[error("its characters are not spread as random {0} output is (words, names or digits)")]
+    Unbalanced(&'static str),
+    #[error("it is a well-known constant")]
+    WellKnown,
+    #[error("it follows a pattern: about {found} bits where random {encoding} of that length carries {nominal}")]
+    Patterned {
+        found: u32,
+        nominal: u32,
+        encoding: &'static str,
+    },
+}
+
+/// A secret that passed [`judge_hs256_secret`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomKey {
+    /// Random bytes it encodes.
+    pub bytes: usize,
+    /// `hex` or `base64`.
+    pub encoding: &'static str,
+}
+
+/// Parses `secret` as an HS256 key: hex or base64 of at least [`MIN_SECRET_BYTES`] bytes that
+/// look random (see the module header).
+pub fn judge_hs256_secret(secret: &str) -> Result<RandomKey, Weak> {
+    let text: String = secret
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let (bytes, encoding) = decode_key(&text).ok_or(Weak::NotEncoded)?;
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(Weak::TooShort(bytes.len()));
+    }
+    let printable = bytes
+        .iter()
+        .filter(|b| b.is_ascii_graphic() || **b == b' ')
+        .count();
+    // Random bytes are printable about 37% of the time; 80% of 32 or more is text.
+    if printable * 10 >= bytes.len() * 8 {
+        return Err(Weak::EncodedText);
+    }
+    let mut distinct = bytes.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if shortest_period(&bytes) < bytes.len() || distinct.len() * 2 < bytes.len() {
+        return Err(Weak::Repetitive);
+    }
+    if !spread_like_random(&text, encoding) {
+        return Err(Weak::Unbalanced(encoding));
+    }
+    if WELL_KNOWN.iter().any(|known| bytes.starts_with(known)) {
+        return Err(Weak::WellKnown);
+    }
+    let per_char = if encoding == "hex" { 4 } else { 6 };
+    let judged = u32::try_from(text.chars().take(JUDGED_CHARS).count()).unwrap_or(u32::MAX);
+    let nominal = judged.saturating_mul(per_char);
+    let found = secret_bits(&text);
+    if found * 2 < nominal {
+        return Err(Weak::Patterned {
+            found,
+            nominal,
+            encoding,
+        });
+    }
+    Ok(RandomKey {
+        bytes: bytes.len(),
+        encoding,
+    })
+}
+
+/// The bytes `text` encodes: hex in one case, or base64 (standard or URL-safe, padded or not).
+fn decode_key(text: &str) -> Option<(Vec<u8>, &'static str)> {
+    let lower = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let upper = text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'));
+    if (lower || upper) && !text.is_empty() && text.len().is_multiple_of(2) {
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .ok()?;
+        return Some((bytes, "hex"));
+    }
+    let engines = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    engines
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+        .map(|bytes| (bytes, "base64"))
+}
+
+/// Whether the characters of `text` fall into the encoding's classes (hex: digits and
+/// letters; base64: upper case, lower case, the rest) in the proportions random output
+/// has, by a chi-square test that random output fails about once in a million.
+fn spread_like_random(text: &str, encoding: &str) -> bool {
+    let n = text.len() as f64;
+    let count = |keep: fn(&u8) -> bool| text.bytes().filter(keep).count() as f64;
+    let (observed, shares, critical) = if encoding == "hex" {
+        let digits = count(u8::is_ascii_digit);
+        // One degree of freedom; P(chi2 > 23.93) = 1e-6.
+        (
+            vec![digits, n - digits],
+            vec![10.0 / 16.0, 6.0 / 16.0],
+            23.93,
+        )
+    } else {
+        let (upper, lower) = (count(u8::is_ascii_uppercase), count(u8::is_ascii_lowercase));
+        // Two degrees of freedom; P(chi2 > 27.63) = 1e-6.
+        (
+            vec![upper, lower, n - upper - lower],
+            vec![26.0 / 64.0, 26.0 / 64.0, 12.0 / 64.0],
+            27.63,
+        )
+    };
+    let chi2: f64 = observed
+        .iter()
+        .zip(&shares)
+        .map(|(seen, share)| {
+            let expected = n * share;
+            (seen - expected).powi(2) / expected
+        })
+        .sum();
+    chi2 <= critical
+}
+
+/// The first bytes of constants that look random but are printed in every textbook: pi, e, the
+/// square roots of 2 and 3 and the golden ratio (fractional parts; pi and e also whole), and
+/// the SHA-256, SHA-1 and MD5 of nothing and SHA-256 of `password` and `secret`.
+const WELL_KNOWN: [[u8; 8]; 12] = [
+    [0x24, 0x3f, 0x6a, 0x88, 0x85, 0xa3, 0x08, 0xd3],
+    [0x32, 0x43, 0xf6, 0xa8, 0x88, 0x5a, 0x30, 0x8d],
+    [0xb7, 0xe1, 0x51, 0x62, 0x8a, 0xed, 0x2a, 0x6a],
+    [0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6],
+    [0x6a, 0x09, 0xe6, 0x67, 0xf3, 0xbc, 0xc9, 0x08],
+    [0xbb, 0x67, 0xae, 0x85, 0x84, 0xca, 0xa7, 0x3b],
+    [0x9e, 0x37, 0x79, 0xb9, 0x7f, 0x4a, 0x7c, 0x15],
+    [0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14],
+    [0xda, 0x39, 0xa3, 0xee, 0x5e, 0x6b, 0x4b, 0x0d],
+    [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04],
+    [0x5e, 0x88, 0x48, 0x98, 0xda, 0x28, 0x04, 0x71],
+    [0x2b, 0xb8, 0x0d, 0x53, 0x7b, 0x1d, 0xa3, 0xe3],
+];
 
 /// The estimated entropy of `secret`, in whole bits.
 pub fn secret_bits(secret: &str) -> u32 {
@@ -238,7 +409,7 @@ fn runs(chars: &[char], words: bool) -> Vec<&[char]> {
 
 /// The length of the shortest block that `chars` is a repetition of (the whole length when it
 /// repeats nothing); a trailing partial copy counts as repetition too.
-fn shortest_period(chars: &[char]) -> usize {
+fn shortest_period<T: PartialEq>(chars: &[T]) -> usize {
     (1..=chars.len() / 2)
         .find(|&period| chars.iter().zip(&chars[period..]).all(|(a, b)| a == b))
         .unwrap_or(chars.len())
@@ -298,80 +469,162 @@ mod tests {
         bytes
     }
 
-    #[test]
-    fn the_reviews_weak_secrets_score_far_below_256_bits() {
-        for weak in [
-            "0123456789abcdef0123456789abcdef",
-            "passwordpasswordpasswordpassword1234567890",
-            "correcthorsebatterystaplecorrecthorsebatterystaple",
-            "qwertyuiopasdfghjklzxcvbnmqwertyuiopasdfghjklzxcvbnm",
-            "correct horse battery staple, correct horse battery staple!",
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-            "2024-01-01 secret key for our production jwt tokens!",
-            // A random block repeated out of step with the 16-character blocks.
-            "Xq7vR2mK9pXq7vR2mK9pXq7vR2mK9pXq7vR2mK9pXq7vR2mK9p",
-        ] {
-            let bits = secret_bits(weak);
-            assert!(bits < 200, "{weak}: {bits} bits");
-        }
-        assert!(secret_bits("0123456789abcdef0123456789abcdef") < 64);
-        assert!(secret_bits("passwordpasswordpasswordpassword1234567890") < 64);
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().fold(String::new(), |mut hex, b| {
+            let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{b:02x}"));
+            hex
+        })
     }
 
-    /// Secrets an outside review got past an earlier estimator, each then trusted by
-    /// production; a token signed with the first was forged.
+    fn refused(secret: &str) -> Weak {
+        match judge_hs256_secret(secret) {
+            Err(weak) => weak,
+            Ok(key) => panic!("{secret:?} accepted as {key:?}"),
+        }
+    }
+
+    /// Secrets outside reviews got past earlier checks (the first two rounds' estimators),
+    /// each then trusted by production; a token signed with one of them was forged.
     #[test]
     #[allow(clippy::format_collect)] // building test strings
-    fn padding_invisible_characters_counters_walks_and_encoded_text_are_not_entropy() {
+    fn the_reviews_secrets_are_not_keys() {
         let sentence = "the quick brown fox jumps over the lazy dog every single day";
-        let hex_sentence: String = sentence.bytes().map(|b| format!("{b:02x}")).collect();
-        let b64_sentence = base64::engine::general_purpose::STANDARD.encode(sentence);
-        let weak = [
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let rot = |text: &str, by: u8| -> String {
+            text.chars()
+                .map(|c| match c {
+                    'a'..='z' => char::from((c as u8 - b'a' + by) % 26 + b'a'),
+                    'A'..='Z' => char::from((c as u8 - b'A' + by) % 26 + b'A'),
+                    _ => c,
+                })
+                .collect()
+        };
+        let primes: String = (2u32..400)
+            .filter(|n| (2..*n).take_while(|d| d * d <= *n).all(|d| n % d != 0))
+            .map(|n| n.to_string())
+            .collect();
+        let squares: String = (1u64..60).map(|n| (n * n).to_string()).collect();
+        let powers: String = (0u32..60).map(|n| (1u64 << n).to_string()).collect();
+        let names = [
+            "James",
+            "Mary",
+            "John",
+            "Patricia",
+            "Robert",
+            "Jennifer",
+            "Michael",
+            "Linda",
+            "William",
+            "Elizabeth",
+            "David",
+            "Barbara",
+            "Richard",
+            "Susan",
+            "Joseph",
+            "Jessica",
+        ];
+        let weak: Vec<String> = vec![
+            // First round.
+            "0123456789abcdef0123456789abcdef".into(),
+            "passwordpasswordpasswordpassword1234567890".into(),
+            "correct horse battery staple, correct horse battery staple!".into(),
             format!("a{}", " ".repeat(63)),
-            format!("password{}", " ".repeat(60)),
             format!("secret{}", "\u{200b}".repeat(60)),
-            format!("e{}", "\u{301}".repeat(70)),
-            (0..100).map(|n| format!("{n:02}")).collect::<String>(),
-            (0..8)
-                .map(|n| format!("Sup3rS3cr3t!{n:02}"))
-                .collect::<String>(),
-            "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p1qaz2wsx3edc4rfv".to_owned(),
-            (b'a'..=b'z')
-                .map(|c| format!("{}{}", (c as char).to_ascii_uppercase(), c as char))
-                .collect::<String>()
-                + "0011223344",
-            (0u8..64).map(|b| format!("{b:02x}")).collect::<String>(),
-            (1..=12)
-                .map(|m| format!("2024-{m:02}-01,"))
-                .collect::<String>(),
-            hex_sentence,
-            b64_sentence,
-            "c0rr3ct h0rs3 b4tt3ry st4pl3 1s th3 b3st p4ssw0rd 3v3r m4d3 by m3".to_owned(),
+            (0..100).map(|n| format!("{n:02}")).collect(),
+            (0u8..64).map(|b| format!("{b:02x}")).collect(),
+            hex(sentence.as_bytes()),
+            b64.encode(sentence),
+            "Xq7vR2mK9pXq7vR2mK9pXq7vR2mK9pXq7vR2mK9pXq7vR2mK9p".into(),
+            // Second round: well-known text, ciphers and encodings of text, constants,
+            // number sequences, built strings.
+            "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor \
+             incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud \
+             exercitation ullamco laboris"
+                .into(),
+            "Loremipsumdolorsitametconsecteturadipiscingelitseddoeiusmodtemporincididunt".into(),
+            rot(sentence, 13),
+            rot(sentence, 3).replace(' ', ""),
+            "ORUGKIDROVUWG2ZAMJZG653OEBTG66BANJ2W24DTEBXXMZLSEB2GQZJANRQXU6JAMRXWOIDFOZSXE6JAONUW4Z3MMUQGIYLZ".into(),
+            "bZBKDadl~9Yan8BZ+C7WW^Z^PYISXJb0BYaWpW^NXk{R5VS0HWWN&96Wp-t9c_4FXZf9&|AY@^A".into(),
+            b64.encode(b64.encode(sentence)),
+            sentence.replace(' ', "%20"),
+            "OBQXG43XN5ZGI4DBONZXO33SMRYGC43TO5XXEZDQMFZXG53POJSHAYLTON3W64TEOBQXG43XN5ZGI4DBONZXO33SMRYGC43TO5XXEZA=".into(),
+            "243f6a8885a308d313198a2e03707344a4093822299f31d0082efa98ec4e6c89452821e638d01377be5466cf34e90c6cc0ac29b7c97c50dd3f84d5b5b5470917".into(),
+            "2718281828459045235360287471352662497757247093699959574966967627724076630353547594571382178525166427".into(),
+            "14142135623730950488016887242096980785696718753769480731766797379907324784621070388503875343276415727".into(),
+            primes,
+            squares,
+            powers,
+            (0u32..60).map(|i| char::from_u32(33 + (i * i) % 94).unwrap_or('!')).collect(),
+            (0u32..94).map(|i| char::from_u32(33 + (i * 7) % 94).unwrap_or('!')).collect(),
+            "Four score and seven years ago our fathers brought forth on this continent, a new \
+             nation, conceived in Liberty, and dedicated to the proposition that all men are \
+             created equal."
+                .into(),
+            "When in the Course of human events, it becomes necessary for one people to \
+             dissolve the political bands which have connected them with another"
+                .into(),
+            names.concat(),
+            names.join(","),
+            sentence.bytes().map(|b| format!("{b},")).collect(),
+            "- .... . / --.- ..- .. -.-. -.- / -... .-. --- .-- -. / ..-. --- -..-".into(),
+            // 31 random bytes: random, but too few.
+            hex(&random_bytes(31)),
         ];
         for secret in &weak {
-            let bits = secret_bits(secret);
-            assert!(
-                bits < crate::keys::MIN_SECRET_BITS,
-                "{secret:?}: {bits} bits"
-            );
+            refused(secret);
+        }
+        assert_eq!(refused(&hex(&random_bytes(31))), Weak::TooShort(31));
+        assert_eq!(refused(&b64.encode(sentence)), Weak::EncodedText);
+        assert_eq!(refused(&weak[19]), Weak::WellKnown);
+        assert_eq!(
+            refused(&weak[6]),
+            Weak::Patterned {
+                found: refused_bits(&weak[6]),
+                nominal: 512,
+                encoding: "hex"
+            }
+        );
+    }
+
+    fn refused_bits(secret: &str) -> u32 {
+        secret_bits(secret)
+    }
+
+    /// What the usual commands make: `openssl rand -hex 32`, `openssl rand -base64 32/48/64`
+    /// (line-wrapped at 64), Python's `secrets.token_urlsafe(32)`, `rampart keys generate`.
+    #[test]
+    fn random_keys_in_every_common_encoding_pass() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        for _ in 0..300 {
+            let wrapped = STANDARD.encode(random_bytes(64));
+            let (head, tail) = wrapped.split_at(64);
+            for secret in [
+                hex(&random_bytes(32)),
+                hex(&random_bytes(32)).to_uppercase(),
+                STANDARD.encode(random_bytes(32)),
+                STANDARD.encode(random_bytes(48)),
+                format!("{head}\n{tail}\n"),
+                URL_SAFE_NO_PAD.encode(random_bytes(32)),
+                URL_SAFE_NO_PAD.encode(random_bytes(64)),
+            ] {
+                let key = judge_hs256_secret(&secret)
+                    .unwrap_or_else(|weak| panic!("{secret:?} refused: {weak}"));
+                assert!(key.bytes >= MIN_SECRET_BYTES);
+            }
         }
     }
 
     #[test]
-    fn random_secrets_are_credited_by_their_encoding() {
+    fn the_estimate_finds_structure_and_credits_randomness() {
+        assert!(secret_bits("0123456789abcdef0123456789abcdef") < 64);
+        assert!(secret_bits("passwordpasswordpasswordpassword1234567890") < 64);
+        assert!(secret_bits(&format!("e{}", "\u{301}".repeat(70))) < 16);
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         for _ in 0..50 {
-            // What `rampart keys generate --hs256` makes: 64 bytes, base64url.
-            let generated = b64.encode(random_bytes(64));
-            assert!(secret_bits(&generated) >= 400, "{generated}");
-            // 32 bytes as 64 hex digits: never credited above their 256 bits, and chance words
-            // cost them only some.
-            let hex = random_bytes(32).iter().fold(String::new(), |mut hex, b| {
-                let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{b:02x}"));
-                hex
-            });
-            assert!(secret_bits(&hex) >= 160, "{hex}");
-            assert!(secret_bits(&hex) <= 256, "{hex}");
+            assert!(secret_bits(&b64.encode(random_bytes(64))) >= 400);
+            let hex = hex(&random_bytes(32));
+            assert!((160..=256).contains(&secret_bits(&hex)), "{hex}");
         }
         assert_eq!(secret_bits(""), 0);
     }
