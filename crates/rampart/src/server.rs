@@ -3,15 +3,18 @@
 //! Defends against connection-level exhaustion, which middleware cannot see: a client that opens
 //! a socket and trickles its request head byte by byte (slowloris) is dropped when the header-read
 //! timeout passes, which also bounds idle keep-alive connections; oversized heads are refused by
-//! hyper's buffer limit (431); the number of open connections is capped, and connections over
-//! the cap are closed at once rather than queued. On shutdown the listener closes first (new
-//! connections are refused), in-flight requests are drained up to a deadline, then it exits.
+//! hyper's buffer limit (431); the number of open connections is capped, and a connection that
+//! finds no room is closed at once rather than queued. On shutdown the listener closes first (new
+//! connections are refused), connections between requests close, in-flight requests are drained
+//! up to a deadline, then it exits.
 //!
 //! One peer address (an IPv6 peer by its /64) may hold only a share of the connections (trusted
 //! proxies are exempt), and
 //! a client that stops reading responses is dropped once a write has made no progress for the
 //! stall timeout, so neither many sockets from one host nor a few stalled readers can pin
-//! every slot.
+//! every slot. Many hosts together can fill every slot; then a new connection takes the place
+//! of the oldest idle one of the peer holding the most ([`Connections`]), so the hosts hogging
+//! slots lose them, not the client arriving with one.
 //!
 //! `axum::serve` exposes none of these knobs, hence this loop. It speaks HTTP/1.1 only: TLS and
 //! HTTP/2 belong to the proxy in front, and leaving h2c out removes its stream-flood surface.
@@ -21,6 +24,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,11 +33,9 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// Connection-level limits.
@@ -91,13 +93,9 @@ pub async fn serve(
         .max_buf_size(options.max_head_bytes.max(8192))
         .keep_alive(true);
     let http = Arc::new(http);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(options.max_connections));
-    let peers = Arc::new(PeerSlots {
-        open: Mutex::new(HashMap::new()),
-        cap: options.max_connections_per_ip,
-        exempt: options.per_ip_exempt.clone(),
-    });
+    let connections = Arc::new(Connections::new(&options));
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+    let refusals = crate::telemetry::KeyedThrottle::default();
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -113,51 +111,80 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(
-                limit = options.max_connections,
-                "connection limit reached; closing new connection"
-            );
-            drop(stream);
-            continue;
-        };
-        let Some(peer_slot) = PeerSlots::take(&peers, peer.ip()) else {
-            tracing::warn!(
-                limit = options.max_connections_per_ip,
-                "per-address connection limit reached; closing new connection"
-            );
-            drop(stream);
-            continue;
+        let ticket = match Connections::admit(&connections, peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refused) => {
+                // A flood of refusals is a line a second with a count, not a line each.
+                if let Some(left_out) = refusals.admit(refused.as_str()) {
+                    tracing::warn!(
+                        left_out,
+                        limit = refused.limit(&options),
+                        "{}; closing new connection",
+                        refused.as_str()
+                    );
+                }
+                drop(stream);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
+        let (started, finished) = (Arc::clone(&ticket.conn), Arc::clone(&ticket.conn));
         let service = app
             .clone()
             .map_request(move |mut request: http::Request<Incoming>| {
+                started.requests.fetch_add(1, Ordering::Relaxed);
+                started.in_flight.fetch_add(1, Ordering::Relaxed);
                 request
                     .extensions_mut()
                     .insert(ConnectInfo::<SocketAddr>(peer));
                 request
+            })
+            .map_response(move |response| {
+                finished.in_flight.fetch_sub(1, Ordering::Relaxed);
+                response
             });
         let io = StallGuard {
             inner: stream,
             stall: options.write_stall_timeout,
             deadline: None,
         };
-        let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let http = Arc::clone(&http);
+        let mut stop_seen = stop_seen.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "connection ended with an error");
+            let connection =
+                http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+            let mut connection = std::pin::pin!(connection);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(err) = ended {
+                            tracing::debug!(error = %err, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    () = ticket.conn.evict.notified(), if !closing => {}
+                    // A value sent, or the sender gone with the server: stopping either way.
+                    _ = stop_seen.changed(), if !closing => {}
+                }
+                // Evicted, or the server is stopping. A connection that never sent a whole
+                // request has nothing to finish: it is closed now. Otherwise hyper closes it
+                // if it is between requests, or after the response it is writing.
+                if ticket.conn.requests.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+                connection.as_mut().graceful_shutdown();
+                closing = true;
             }
-            drop(peer_slot);
-            drop(permit);
+            drop(ticket);
         });
     }
 
     drop(listener);
     tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let _ = stopping.send(true);
     tokio::select! {
-        () = graceful.shutdown() => Drain::Complete,
+        () = connections.all_closed() => Drain::Complete,
         () = tokio::time::sleep(options.drain_timeout) => {
             tracing::warn!("drain timeout passed with requests still in flight");
             Drain::TimedOut
@@ -165,56 +192,188 @@ pub async fn serve(
     }
 }
 
-/// Open connections per peer address.
-struct PeerSlots {
-    open: Mutex<HashMap<IpAddr, usize>>,
-    cap: usize,
-    exempt: Vec<ipnet::IpNet>,
+/// One open connection, as the registry sees it.
+#[derive(Debug)]
+struct Conn {
+    opened: std::time::Instant,
+    /// Requests whose head arrived whole; 0 for a connection still waiting for its first.
+    requests: AtomicU64,
+    /// Requests being handled now (a response's body may still stream after).
+    in_flight: AtomicUsize,
+    /// Chosen to make room; set once.
+    evicting: AtomicBool,
+    evict: tokio::sync::Notify,
 }
 
-/// One connection's share of its peer's slots; released on drop.
-struct PeerSlot {
-    peers: Arc<PeerSlots>,
-    ip: Option<IpAddr>,
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// Its peer already holds its share.
+    PeerFull,
+    /// Every slot is busy with a request, or enough are already being freed.
+    Full,
 }
 
-impl PeerSlots {
-    fn take(peers: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
-        if peers.exempt.iter().any(|net| net.contains(&ip)) {
-            return Some(PeerSlot {
-                peers: Arc::clone(peers),
-                ip: None,
-            });
+impl Refused {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::PeerFull => "per-address connection limit reached",
+            Self::Full => "connection limit reached with no idle connection to close",
         }
-        // An IPv6 host is given a whole /64: counting addresses would give it 2^64 shares.
-        let ip = crate::limit::ClientAddress::of(ip).ip();
-        let mut open = peers.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(ip).or_insert(0);
-        if *count >= peers.cap {
-            return None;
+    }
+
+    fn limit(self, options: &ServeOptions) -> usize {
+        match self {
+            Self::PeerFull => options.max_connections_per_ip,
+            Self::Full => options.max_connections,
         }
-        *count += 1;
-        Some(PeerSlot {
-            peers: Arc::clone(peers),
-            ip: Some(ip),
-        })
     }
 }
 
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let Some(ip) = self.ip else { return };
-        let mut open = self
-            .peers
-            .open
+/// Connections closed to make room that have not gone yet: how far the total may run over
+/// the cap for a moment.
+const MAX_EVICTING: usize = 64;
+
+/// Every open connection, by peer (an IPv6 host by its /64): what the caps count and what
+/// room is made from.
+///
+/// At the cap, a new connection is not simply refused: that would let a few hosts keep every
+/// slot with connections that never send a whole request (each closed at the header timeout
+/// and opened again at once). Instead the oldest idle connection of the peer holding the most
+/// is closed for it, so the hosts hogging slots lose them first and a client with one
+/// connection gets in. Idle means no request being handled: one still waiting for its first
+/// head is closed outright, one between requests by hyper (which finishes any response it is
+/// writing). Only when every connection is busy with a request is a new one refused.
+#[derive(Debug)]
+struct Connections {
+    state: Mutex<Open>,
+    cap: usize,
+    cap_per_peer: usize,
+    exempt: Vec<ipnet::IpNet>,
+    emptied: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    peers: HashMap<IpAddr, Vec<Arc<Conn>>>,
+    total: usize,
+    evicting: usize,
+}
+
+/// A connection's place in [`Connections`]; released on drop.
+struct Ticket {
+    connections: Arc<Connections>,
+    peer: IpAddr,
+    conn: Arc<Conn>,
+}
+
+impl Connections {
+    fn new(options: &ServeOptions) -> Self {
+        Self {
+            state: Mutex::default(),
+            cap: options.max_connections,
+            cap_per_peer: options.max_connections_per_ip,
+            exempt: options.per_ip_exempt.clone(),
+            emptied: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn admit(connections: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refused> {
+        let exempt = connections.exempt.iter().any(|net| net.contains(&ip));
+        // An IPv6 host is given a whole /64: counting addresses would give it 2^64 shares.
+        let peer = if exempt {
+            ip
+        } else {
+            crate::limit::ClientAddress::of(ip).ip()
+        };
+        let mut open = connections
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                // The map holds only peers with open connections, so it stays bounded.
-                open.remove(&ip);
+        let held = open.peers.get(&peer).map_or(0, Vec::len);
+        if !exempt && held >= connections.cap_per_peer {
+            return Err(Refused::PeerFull);
+        }
+        if open.total >= connections.cap {
+            if open.evicting >= MAX_EVICTING {
+                return Err(Refused::Full);
             }
+            let victim = Self::idle_of_busiest(&open.peers).ok_or(Refused::Full)?;
+            victim.evicting.store(true, Ordering::Relaxed);
+            victim.evict.notify_one();
+            open.evicting += 1;
+        }
+        let conn = Arc::new(Conn {
+            opened: std::time::Instant::now(),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            evicting: AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
+        });
+        open.peers.entry(peer).or_default().push(Arc::clone(&conn));
+        open.total += 1;
+        Ok(Ticket {
+            connections: Arc::clone(connections),
+            peer,
+            conn,
+        })
+    }
+
+    /// The oldest connection handling no request, of the peer holding the most connections.
+    fn idle_of_busiest(peers: &HashMap<IpAddr, Vec<Arc<Conn>>>) -> Option<Arc<Conn>> {
+        peers
+            .values()
+            .flat_map(|conns| {
+                conns
+                    .iter()
+                    .filter(|conn| {
+                        conn.in_flight.load(Ordering::Relaxed) == 0
+                            && !conn.evicting.load(Ordering::Relaxed)
+                    })
+                    .map(move |conn| (conns.len(), conn))
+            })
+            .max_by(|(held_a, a), (held_b, b)| held_a.cmp(held_b).then(b.opened.cmp(&a.opened)))
+            .map(|(_, conn)| Arc::clone(conn))
+    }
+
+    /// Resolves once no connection is open.
+    async fn all_closed(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            if self
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .total
+                == 0
+            {
+                return;
+            }
+            emptied.await;
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(conns) = open.peers.get_mut(&self.peer) {
+            conns.retain(|conn| !Arc::ptr_eq(conn, &self.conn));
+            if conns.is_empty() {
+                // The map holds only peers with open connections, so it stays bounded.
+                open.peers.remove(&self.peer);
+            }
+        }
+        open.total -= 1;
+        if self.conn.evicting.load(Ordering::Relaxed) {
+            open.evicting -= 1;
+        }
+        if open.total == 0 {
+            self.connections.emptied.notify_waiters();
         }
     }
 }

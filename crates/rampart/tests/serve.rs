@@ -105,30 +105,117 @@ async fn idle_connection_that_sends_nothing_is_closed() {
 }
 
 #[tokio::test]
-async fn connections_over_the_cap_are_closed_at_once() {
+async fn at_the_cap_a_new_connection_takes_an_idle_ones_place_and_is_refused_when_all_are_busy() {
     let server = start(ServeOptions {
         max_connections: 1,
         ..ServeOptions::default()
     })
     .await;
-    let mut first = TcpStream::connect(server.addr).await.unwrap();
-    // The first connection holds the only slot while it is open.
-    first
-        .write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 256];
-    let n = first.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let mut second = TcpStream::connect(server.addr).await.unwrap();
-    assert!(closed_within(&mut second, Duration::from_secs(2)).await);
-    drop(first);
-    // The slot frees when the first connection ends.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    let addr = server.addr;
+    // The only slot is busy with a request: a new connection finds no room.
+    let busy = tokio::spawn(async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        (stream, String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_within(&mut refused, Duration::from_secs(2)).await);
+    let (mut first, answer) = busy.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with("slow done"),
+        "the busy request was finished, not cut"
+    );
+    // Now it is idle between requests (keep-alive): a new connection takes its place.
+    let mut third = TcpStream::connect(addr).await.unwrap();
     assert!(request(&mut third, "/fast")
         .await
         .starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut first, Duration::from_secs(2)).await);
+}
+
+/// A connection from `ip` (any 127.0.0.0/8 address reaches the loopback listener).
+async fn connect_from(ip: [u8; 4], server: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+#[tokio::test]
+async fn hosts_hogging_every_slot_with_idle_connections_lose_them_to_new_clients() {
+    let server = start(ServeOptions {
+        max_connections: 40,
+        max_connections_per_ip: 10,
+        ..ServeOptions::default()
+    })
+    .await;
+    // The review's attack: several hosts each take their share of slots with connections
+    // that never send a request (and would open them again the moment they are closed).
+    let mut hogs = Vec::new();
+    for host in 2..=4 {
+        for _ in 0..10 {
+            hogs.push(connect_from([127, 0, 0, host], server.addr).await);
+        }
+    }
+    for _ in 0..9 {
+        hogs.push(connect_from([127, 0, 0, 5], server.addr).await);
+    }
+    // The fortieth slot: a request in progress, which must not be the one to go.
+    let mut slow = connect_from([127, 0, 0, 5], server.addr).await;
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Each new client keeps its connection open, so each needs a slot of its own.
+    let mut clients = Vec::new();
+    for client in 10..20 {
+        let mut stream = connect_from([127, 0, 0, client], server.addr).await;
+        stream
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        let response = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "client {client}: {response:?}"
+        );
+        clients.push(stream);
+    }
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.ends_with("slow done"), "{answer}");
+    let mut closed = 0;
+    for hog in &mut hogs {
+        if closed_within(hog, Duration::from_millis(50)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 10, "the hogs made the room: {closed} closed");
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_that_never_sent_a_request_at_once() {
+    let mut server = start(ServeOptions {
+        header_read_timeout: Duration::from_secs(30),
+        drain_timeout: Duration::from_secs(20),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = Instant::now();
+    let _ = server.stop.take().map(|s| s.send(()));
+    assert!(closed_within(&mut silent, Duration::from_secs(2)).await);
+    assert_eq!(server.done.await.unwrap(), Drain::Complete);
+    assert!(stopping.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test]
