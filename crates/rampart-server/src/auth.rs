@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{header, HeaderMap};
 use rampart::http::RequestContext;
-use rampart::policy::{AuthFuture, Authenticator, DeniedFuture};
+use rampart::policy::{AuthFuture, Authenticator, Charged, DeniedFuture};
 use rampart::{ApiError, Principal};
 
 use crate::access::{Cached, Seen, UserAccess};
@@ -64,9 +64,13 @@ impl Authenticator for AppState {
 
     /// After the request's limit check: if it (or any other) read an announcement this node has
     /// not applied yet (another node's logout, lock or role change, a moment ago), wait for it,
-    /// then look at the session and the user again.
-    fn recheck(&self, principal: Principal) -> AuthFuture<'_> {
+    /// then look at the session and the user again. A request whose check did not reach Redis
+    /// (no global limit, or Redis failed and the limit let it through) reads the count itself.
+    fn recheck(&self, principal: Principal, charged: Charged) -> AuthFuture<'_> {
         Box::pin(async move {
+            if charged == Charged::NotAnswered {
+                self.read_announcements().await;
+            }
             self.catch_up_on_announcements().await?;
             if self.access.is_revoked(&principal.session_id) {
                 return Err(ApiError::Unauthorized);

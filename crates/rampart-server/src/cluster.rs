@@ -236,6 +236,25 @@ impl AppState {
         }
     }
 
+    /// Reads the announcement count from Redis, for a request whose limit check did not (one
+    /// round trip). Redis failing too: logged, and this node is as current as its polling
+    /// keeps it (within the revocation bound), as with Redis down.
+    pub async fn read_announcements(&self) {
+        let Some(bus) = &self.cluster.bus else {
+            return;
+        };
+        if let Err(err) = bus.store.announcements_now().await {
+            if let Some(left_out) = bus.failures.admit() {
+                tracing::warn!(
+                    error = %err,
+                    left_out,
+                    "could not read the announcement count; access changes made on other \
+                     nodes apply here within the revocation bound"
+                );
+            }
+        }
+    }
+
     /// Before a token is accepted: if any request's limit check has read an announcement count
     /// above what this node has applied, waits for those announcements (a moment for the
     /// message, then a poll of the database), so the checks that follow see them. An error

@@ -76,16 +76,29 @@ async fn logout_on_one_node_is_refused_by_the_other_on_the_next_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_logouts_204_no_other_node_accepts_the_token_though_the_broadcast_lags() {
+    logouts_apply_at_once_on_a_lagging_node(&[]).await;
+}
+
+/// The same with no global limit, so no request's limit check reads the announcement count
+/// (as when Redis fails and the limit lets requests through): the recheck reads it itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_logouts_204_no_other_node_accepts_the_token_without_a_global_limit() {
+    logouts_apply_at_once_on_a_lagging_node(&[("RAMPART_LIMIT_GLOBAL", "off")]).await;
+}
+
+async fn logouts_apply_at_once_on_a_lagging_node(extra: &[(&str, &str)]) {
     crate::require!(services::require_redis(&services::redis_url()).await);
     // Node B hears the broadcast 400 ms late (a busy node, a slow network): the next request
     // arrives first, every time.
     let lag = services::LaggingPubSub::start(redis_addr(), Duration::from_millis(400)).await;
     let shared = crate::require!(Shared::new(Some(services::redis_url())).await);
     // Cheap hashes (development allows them): this is about revocations, not argon2.
-    let vars = [("RAMPART_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")];
+    let mut vars = vec![("RAMPART_PASSWORD_HASH", "argon2id:m=1024,t=1,p=1")];
+    vars.extend_from_slice(extra);
     let a = shared.node(None, &vars);
     let lagging_url = format!("redis://{}", lag.addr);
-    let b = shared.node(Some(&a), &[vars[0], ("RAMPART_REDIS_URL", &lagging_url)]);
+    vars.push(("RAMPART_REDIS_URL", &lagging_url));
+    let b = shared.node(Some(&a), &vars);
     a.register("lena").await;
     a.register("luis").await;
     // Load on B throughout: another user reading items as fast as they can.

@@ -54,6 +54,15 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// Whether the limit store answered a request's charge, for [`Authenticator::recheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charged {
+    /// The store answered (and with it anything it carries, such as an announcement count).
+    Answered,
+    /// No client limit is configured, or the store failed and the request was let through.
+    NotAnswered,
+}
+
 /// The future an [`Authenticator`] returns.
 pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, ApiError>> + Send + 'a>>;
 
@@ -69,8 +78,11 @@ pub trait Authenticator: Send + Sync + 'static {
     /// runs: the last word on `principal`. A service whose nodes share a limit store can learn
     /// from that charge that another node changed something (a revocation, a lock, a role)
     /// which this one has not applied yet, wait for it here, and answer with the caller as
-    /// they now stand. The default accepts the caller as authenticated.
-    fn recheck(&self, principal: Principal) -> AuthFuture<'_> {
+    /// they now stand. `charged` says whether the limit store answered this request's charge;
+    /// when it did not (no client limit, or the store failed open) the service must ask by
+    /// other means. The default accepts the caller as authenticated.
+    fn recheck(&self, principal: Principal, charged: Charged) -> AuthFuture<'_> {
+        let _ = charged;
         Box::pin(std::future::ready(Ok(principal)))
     }
 
@@ -255,8 +267,13 @@ impl Gate {
             };
             let user = caller.as_ref().ok().map(|p| p.user_id.as_str());
             let report = self.charge(extensions, path, user).await?;
+            let charged = if report.is_some() {
+                Charged::Answered
+            } else {
+                Charged::NotAnswered
+            };
             let caller = match caller {
-                Ok(principal) => match self.0.authenticator.recheck(principal).await {
+                Ok(principal) => match self.0.authenticator.recheck(principal, charged).await {
                     Ok(principal) => Ok(principal),
                     Err(
                         unavailable @ (ApiError::Unavailable { .. }
