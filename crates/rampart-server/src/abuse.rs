@@ -356,6 +356,7 @@ impl AppState {
 
     /// Writes one `rate_limited` row unless sampling leaves it out (see the module header).
     fn record_limited(&self, event: &Limited<'_>) {
+        self.metrics.rate_limited(event.policy);
         let (subject, user_id) = match event.client {
             Client::User(id) => (id.to_owned(), Some(id)),
             Client::Address(ip) => (address_text(ip), None),

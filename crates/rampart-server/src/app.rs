@@ -259,6 +259,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         abuse,
         cluster,
         redis,
+        metrics: crate::metrics::ServiceMetrics::default(),
     });
     mirror_stored_costs(&state)
         .await
@@ -285,9 +286,39 @@ async fn remirror_stored_costs(state: AppState) {
 
 /// The complete, hardened router for these settings.
 pub async fn build(settings: Settings) -> anyhow::Result<Router> {
-    let hardening = Hardening::from_settings(&settings);
+    Ok(assemble(settings).await?.router)
+}
+
+/// The service for these settings: its router, and its metrics when they are exposed.
+pub struct Assembled {
+    pub router: Router,
+    /// Every metric, for the metrics listener; `None` without `RAMPART_METRICS_BIND`.
+    pub metrics: Option<prometheus_client::registry::Registry>,
+}
+
+impl std::fmt::Debug for Assembled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembled").finish_non_exhaustive()
+    }
+}
+
+/// Builds the service; requests are counted only when the metrics are exposed.
+pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
+    let mut hardening = Hardening::from_settings(&settings);
+    let mut registry = settings
+        .metrics_bind
+        .map(|_| prometheus_client::registry::Registry::with_prefix("rampart"));
+    if let Some(registry) = registry.as_mut() {
+        hardening = hardening.with_metrics(rampart::metrics::HttpMetrics::register(registry));
+    }
     let state = state(settings).await?;
-    Ok(hardening.apply(router(state)))
+    if let Some(registry) = registry.as_mut() {
+        crate::metrics::register(registry, &state);
+    }
+    Ok(Assembled {
+        router: hardening.apply(router(state)),
+        metrics: registry,
+    })
 }
 
 /// The service's routes over `state`, default-deny, docs mounted when enabled.
@@ -321,18 +352,48 @@ pub fn serve_options(settings: &Settings) -> ServeOptions {
     }
 }
 
+/// The metrics listener's connection limits: a scraper or two, not the public's traffic.
+const METRICS_SERVE_OPTIONS: ServeOptions = ServeOptions {
+    header_read_timeout: Duration::from_secs(10),
+    write_stall_timeout: Duration::from_secs(10),
+    max_connections: 64,
+    max_connections_per_ip: 16,
+    per_ip_exempt: Vec::new(),
+    drain_timeout: Duration::from_secs(1),
+    max_head_bytes: 8 * 1024,
+};
+
 /// `rampart serve`: check posture, build, bind, announce, serve until SIGTERM, drain.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     enforce_posture(&settings)?;
     let options = serve_options(&settings);
-    let bind = settings.bind;
-    let router = build(settings).await?;
+    let (bind, metrics_bind) = (settings.bind, settings.metrics_bind);
+    let metrics_hardening = Hardening::from_settings(&settings);
+    let Assembled { router, metrics } = assemble(settings).await?;
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     println!("listening on {addr}");
+    if let (Some(metrics_bind), Some(registry)) = (metrics_bind, metrics) {
+        let listener = TcpListener::bind(metrics_bind)
+            .await
+            .with_context(|| format!("binding RAMPART_METRICS_BIND {metrics_bind}"))?;
+        let metrics_addr = listener.local_addr()?;
+        if metrics_addr == addr {
+            anyhow::bail!("RAMPART_METRICS_BIND resolved to the public listener's address");
+        }
+        tracing::info!(addr = %metrics_addr, "metrics listening");
+        println!("metrics on {metrics_addr}");
+        let router = metrics_hardening.apply(crate::metrics::router(Arc::new(registry)));
+        tokio::spawn(server::serve(
+            listener,
+            router,
+            METRICS_SERVE_OPTIONS,
+            std::future::pending(),
+        ));
+    }
     server::serve(listener, router, options, server::shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())

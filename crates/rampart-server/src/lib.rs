@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod docs;
 pub mod domain;
 pub mod import;
+pub mod metrics;
 pub mod posture;
 pub mod routes;
 pub mod state;

@@ -35,6 +35,8 @@ pub struct Shared {
     pub cluster: crate::cluster::Cluster,
     /// The shared limiter store, when configured (for readiness).
     pub redis: Option<rampart::limit::RedisStore>,
+    /// Counters for the metrics listener (counted whether or not it is on).
+    pub metrics: crate::metrics::ServiceMetrics,
 }
 
 impl AppState {

@@ -475,6 +475,91 @@ fn each_security_event_log_line_witnesses_its_audit_row() {
     assert!(out.contains("holds the 2 witnessed row(s)"), "{out}");
 }
 
+#[test]
+fn metrics_are_served_on_their_own_listener_and_name_no_one() {
+    let server = Binary::start(&[("RAMPART_METRICS_BIND", "127.0.0.1:0")]);
+    let metrics = server.metrics.expect("announced after the listening line");
+    assert_ne!(metrics, server.addr);
+    let body = serde_json::json!({
+        "email": "metered@example.com",
+        "username": "metered-user",
+        "password": "quartz lanterns hum beneath cold rivers",
+    })
+    .to_string();
+    let registered = raw_request(
+        server.addr,
+        "POST /v1/auth/register HTTP/1.1\r\nContent-Type: application/json",
+        &body,
+    );
+    assert!(registered.starts_with("HTTP/1.1 201"), "{registered}");
+    let ok = raw_login(
+        server.addr,
+        "metered-user",
+        "quartz lanterns hum beneath cold rivers",
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let wrong = raw_login(server.addr, "metered-user", "not the right passphrase");
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let unknown = raw_login(
+        server.addr,
+        "nobody-by-this-name",
+        "not the right passphrase",
+    );
+    assert!(unknown.starts_with("HTTP/1.1 401"), "{unknown}");
+    // Past the auth limit (10 a minute per address): refused, and counted by policy.
+    let mut throttled = 0;
+    for _ in 0..10 {
+        if raw_login(server.addr, "nobody-by-this-name", "x").starts_with("HTTP/1.1 429") {
+            throttled += 1;
+        }
+    }
+    assert!(throttled > 0);
+    let probe = raw_request(server.addr, "GET /v1/items/secret-item-id-42 HTTP/1.1", "");
+    assert!(probe.starts_with("HTTP/1.1 401"), "{probe}");
+    // Not on the public listener; nothing but /metrics on its own.
+    let public = raw_request(server.addr, "GET /metrics HTTP/1.1", "");
+    assert!(public.starts_with("HTTP/1.1 401"), "{public}");
+    let other = raw_request(metrics, "GET /debug HTTP/1.1", "");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+
+    let scraped = raw_request(metrics, "GET /metrics HTTP/1.1", "");
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains("content-type: text/plain; version=0.0.4"),
+        "{scraped}"
+    );
+    for expected in [
+        r#"rampart_logins_total{outcome="success"} 1"#,
+        r#"rampart_logins_total{outcome="wrong_password"} 1"#,
+        r#"rampart_logins_total{outcome="unknown_user"}"#,
+        r#"rampart_rate_limited_total{policy="auth"}"#,
+        r#"rampart_http_requests_total{route="/v1/auth/register",method="POST",status="2xx"} 1"#,
+        r#"rampart_http_requests_total{route="/v1/auth/login",method="POST",status="4xx"}"#,
+        r#"rampart_http_requests_total{route="/v1/items/{id}",method="GET",status="4xx"} 1"#,
+        r#"rampart_http_request_duration_seconds_bucket{route="/v1/auth/login",method="POST",le="0.005"}"#,
+        "rampart_password_hash_queue 0",
+        "rampart_password_hash_running 0",
+        "rampart_password_hash_shed_total 0",
+        "rampart_revoked_sessions 0",
+        r#"rampart_db_pool_connections{state="idle"}"#,
+        "rampart_db_pool_max_connections 8",
+    ] {
+        assert!(scraped.contains(expected), "{expected} missing: {scraped}");
+    }
+    for personal in [
+        "metered",
+        "example.com",
+        "nobody-by-this-name",
+        "secret-item-id-42",
+        "127.0.0.1",
+    ] {
+        assert!(
+            !scraped.contains(personal),
+            "{personal} in the metrics: {scraped}"
+        );
+    }
+}
+
 /// Runs `rampart ARGS` on `data` with `stdin` piped in; returns the finished output.
 fn run_with_stdin(data: &tempfile::TempDir, args: &[&str], stdin: &str) -> std::process::Output {
     let mut child = command(data, &[])

@@ -12,6 +12,7 @@ pub mod http;
 pub mod json;
 pub mod keys;
 pub mod limit;
+pub mod metrics;
 pub mod pagination;
 pub mod password;
 pub mod policy;

@@ -93,6 +93,27 @@ impl Posture {
             ),
         }
 
+        match settings.metrics_bind {
+            None => add(
+                "RAMPART_METRICS_BIND",
+                Verdict::Pass,
+                "metrics are off".into(),
+            ),
+            Some(addr) if addr.ip().is_loopback() || is_private(addr.ip()) => add(
+                "RAMPART_METRICS_BIND",
+                Verdict::Pass,
+                format!("metrics on {addr}"),
+            ),
+            Some(addr) => add(
+                "RAMPART_METRICS_BIND",
+                Verdict::Warn,
+                format!(
+                    "metrics on {addr}, which may be reachable from anywhere: they show traffic \
+                     and login activity; serve them on a private interface or behind a firewall"
+                ),
+            ),
+        }
+
         match &settings.cors.origins {
             CorsOrigins::None => add(
                 "RAMPART_CORS_ORIGINS",
@@ -412,6 +433,14 @@ fn loose_permissions(_meta: &std::fs::Metadata) -> Option<u32> {
 }
 
 /// True when the URL's host is exactly `localhost`, a loopback address or a unix socket path.
+/// An address only a private network reaches (RFC 1918, IPv6 unique local).
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,6 +619,21 @@ mod tests {
         let p = hs256(&hex);
         assert!(p.is_safe_for_production(), "{}", p.table());
         assert!(p.table().contains("32 random bytes (hex)"), "{}", p.table());
+    }
+
+    #[test]
+    fn metrics_reachable_from_anywhere_are_flagged() {
+        let verdict = |bind: &str| {
+            posture(&[("RAMPART_METRICS_BIND", bind)])
+                .items
+                .into_iter()
+                .find(|i| i.setting == "RAMPART_METRICS_BIND")
+                .map(|i| i.verdict)
+        };
+        assert_eq!(verdict("127.0.0.1:9090"), Some(Verdict::Pass));
+        assert_eq!(verdict("10.1.2.3:9090"), Some(Verdict::Pass));
+        assert_eq!(verdict("0.0.0.0:9090"), Some(Verdict::Warn));
+        assert_eq!(verdict("[::]:9090"), Some(Verdict::Warn));
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn app() -> Router {
         },
         trusted_proxies: Vec::new(),
         forwarded_header: rampart::http::client_ip::ForwardedHeader::XForwardedFor,
+        metrics: None,
     }
     .apply(routes)
 }
@@ -435,5 +436,53 @@ async fn internal_causes_reach_the_log_with_the_request_id_and_never_the_client(
         );
         assert!(line.contains("\"status\":500"), "{line}");
         assert!(!body.to_string().contains(expected));
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_route_templates_never_the_paths_clients_send() {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("rampart");
+    let metrics = rampart::metrics::HttpMetrics::register(&mut registry);
+    let routes = SecureRouter::new()
+        .public(
+            "/notes/{id}",
+            get(|axum::extract::Path(id): axum::extract::Path<String>| async move { id }),
+        )
+        .into_router(Arc::new(TokenIsUser));
+    let mut hardening = Hardening::from_settings(
+        &rampart::Settings::from_map(std::collections::HashMap::new()).unwrap(),
+    );
+    hardening = hardening.with_metrics(metrics);
+    let app = hardening.apply(routes);
+    for path in [
+        "/notes/alice@example.com",
+        "/notes/8f14e45f-ceea-467f-a0e6-6f1e3b7a5e21",
+        "/no/such/place/bob",
+    ] {
+        let request = Request::builder()
+            .uri(path)
+            .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [10, 0, 0, 7],
+                5000,
+            ))))
+            .body(Body::empty())
+            .unwrap();
+        let _ = app.clone().oneshot(request).await.unwrap();
+    }
+    let text = rampart::metrics::encode(&registry).unwrap();
+    assert!(
+        text.contains(
+            r#"rampart_http_requests_total{route="/notes/{id}",method="GET",status="2xx"} 2"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"rampart_http_requests_total{route="unmatched",method="GET",status="4xx"} 1"#
+        ),
+        "{text}"
+    );
+    for leaked in ["alice", "8f14e45f", "bob", "10.0.0.7"] {
+        assert!(!text.contains(leaked), "{leaked} in {text}");
     }
 }

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use crate::abuse::{AuthQuota, Reports};
 use crate::audit::{Event, Kind};
 use crate::domain::{Email, Password, Username};
+use crate::metrics::LoginOutcome;
 use crate::routes::users::UserResponse;
 use crate::state::AppState;
 use crate::store::{self, NewSession, NewUser, StoreError, UserRecord};
@@ -257,6 +258,19 @@ pub async fn login(
 ) -> (Reports, Result<Json<TokenPair>, ApiError>) {
     // Refusals and failures carry the limits' headers as much as successes do.
     let result = attempt_login(&state, &context, &mut reports, &headers, request).await;
+    let outcome = match &result {
+        Ok(_) => Some(LoginOutcome::Success),
+        // Counted where the reason is known.
+        Err(ApiError::Unauthorized) => None,
+        Err(ApiError::TooManyRequests { .. }) => Some(LoginOutcome::Throttled),
+        Err(ApiError::Unavailable { .. } | ApiError::DependencyUnavailable { .. }) => {
+            Some(LoginOutcome::Unavailable)
+        }
+        Err(_) => Some(LoginOutcome::Invalid),
+    };
+    if let Some(outcome) = outcome {
+        state.metrics.login(outcome);
+    }
     (reports, result)
 }
 
@@ -298,9 +312,15 @@ async fn attempt_login(
     let (user, needs_rehash) = match (user, verified) {
         (Some(user), Verified::Valid { needs_rehash }) if !user.locked => (user, needs_rehash),
         (user, verified) => {
-            let reason = match (&user, verified) {
-                (None, _) => "unknown_user",
-                (Some(u), Verified::Valid { .. }) if u.locked => "locked",
+            let outcome = match (&user, verified) {
+                (None, _) => LoginOutcome::UnknownUser,
+                (Some(u), Verified::Valid { .. }) if u.locked => LoginOutcome::Locked,
+                _ => LoginOutcome::WrongPassword,
+            };
+            state.metrics.login(outcome);
+            let reason = match outcome {
+                LoginOutcome::UnknownUser => "unknown_user",
+                LoginOutcome::Locked => "locked",
                 _ => "wrong_password",
             };
             state.login_failed(context, &name).await;

@@ -208,6 +208,27 @@ pub struct Appended {
     pub hash: String,
 }
 
+/// A connection pool's use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open, idle or in use.
+    pub open: usize,
+    pub idle: usize,
+    /// The most it opens.
+    pub max: usize,
+}
+
+impl PoolStatus {
+    /// The status of an sqlx pool.
+    pub(crate) fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        Self {
+            open: usize::try_from(pool.size()).unwrap_or(usize::MAX),
+            idle: pool.num_idle(),
+            max: usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// What the database shows of the audit chain's past: whether an anchor may be made for it
 /// without an operator (see `audit::anchor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +338,8 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     fn is_shared(&self) -> bool;
     /// What the database shows of the audit chain's past (read when there is no anchor).
     fn chain_evidence(&self) -> StoreFuture<'_, ChainEvidence>;
+    /// This node's connection pool now (for metrics).
+    fn pool_status(&self) -> PoolStatus;
     /// Up to `limit` stored password hashes drawn at random: the mix of costs the login
     /// decoys mirror.
     fn sample_password_hashes(&self, limit: u32) -> StoreFuture<'_, Vec<String>>;

@@ -412,6 +412,8 @@ impl Drop for TestApp {
 pub struct Binary {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The metrics listener, when `RAMPART_METRICS_BIND` was set.
+    pub metrics: Option<SocketAddr>,
     pub data: TempDir,
 }
 
@@ -445,16 +447,26 @@ impl Binary {
             .spawn()
             .expect("spawn rampart");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read stdout");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        Self { child, addr, data }
+        let mut stdout = BufReader::new(stdout);
+        let mut announced = |prefix: &str| -> SocketAddr {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read stdout");
+            line.trim()
+                .strip_prefix(prefix)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+        };
+        let addr = announced("listening on ");
+        let metrics = vars
+            .iter()
+            .any(|(key, _)| *key == "RAMPART_METRICS_BIND")
+            .then(|| announced("metrics on "));
+        Self {
+            child,
+            addr,
+            metrics,
+            data,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -53,6 +53,8 @@ pub struct Hardening {
     pub cors: CorsSettings,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub forwarded_header: client_ip::ForwardedHeader,
+    /// Where every answered request is counted, when metrics are exposed.
+    pub metrics: Option<crate::metrics::HttpMetrics>,
 }
 
 impl Hardening {
@@ -62,7 +64,15 @@ impl Hardening {
             cors: settings.cors.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             forwarded_header: settings.forwarded_header,
+            metrics: None,
         }
+    }
+
+    /// Counts every answered request in `metrics` (see [`crate::metrics`]).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: crate::metrics::HttpMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Wraps `router` in the whole stack.
@@ -83,6 +93,7 @@ impl Hardening {
                 ids: IdGenerator::new(),
                 client_ip: ClientIpConfig::new(self.trusted_proxies, self.forwarded_header),
                 limits,
+                metrics: self.metrics,
             }),
         })
     }
@@ -138,6 +149,7 @@ struct Shared {
     ids: IdGenerator,
     client_ip: ClientIpConfig,
     limits: HttpLimits,
+    metrics: Option<crate::metrics::HttpMetrics>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +203,13 @@ where
                 .resolve_request(request.extensions(), request.headers());
             let method = request.method().clone();
             let uri = request.uri().clone();
+            // The template the router matched (this stack runs after routing), never the path.
+            let route = shared.metrics.as_ref().and(
+                request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|matched| matched.as_str().to_owned()),
+            );
             request.extensions_mut().insert(RequestContext {
                 request_id: id.clone(),
                 server_request_id: server_id.clone(),
@@ -219,6 +238,14 @@ where
 
             if response.status().as_u16() >= 400 {
                 request_id::finish_problem(&mut response, &id);
+            }
+            if let Some(metrics) = &shared.metrics {
+                metrics.observe(
+                    route.as_deref(),
+                    &method,
+                    response.status(),
+                    started.elapsed(),
+                );
             }
             let cause = response.extensions_mut().remove::<InternalCause>();
             shared.access_log.record(&access_log::Entry {

@@ -105,6 +105,8 @@ pub struct RedisStore {
     namespace: String,
     timeout: Duration,
     breaker: Arc<Breaker>,
+    /// Calls that failed, timed out or were refused by the open breaker (for metrics).
+    errors: Arc<AtomicU64>,
     /// Announcements: the counter's key, and the highest count any check has read.
     announcements: Option<String>,
     announced_seen: Arc<AtomicU64>,
@@ -145,6 +147,7 @@ impl RedisStore {
             namespace: namespace.to_owned(),
             timeout,
             breaker: Arc::new(Breaker::new()),
+            errors: Arc::default(),
             announcements: None,
             announced_seen: Arc::new(AtomicU64::new(0)),
             announce: Script::new(ANNOUNCE),
@@ -196,6 +199,11 @@ impl RedisStore {
         Ok(count)
     }
 
+    /// Calls that failed, timed out or were refused by the open breaker, since start.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
     /// The highest announcement count any call has read so far.
     pub fn announcements_seen(&self) -> u64 {
         self.announced_seen.load(Ordering::Acquire)
@@ -237,6 +245,17 @@ impl RedisStore {
     /// Runs one call within the timeout, unless the breaker says Redis is down: then it fails
     /// at once (see [`Breaker`]).
     async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, LimitError> {
+        let outcome = self.bounded_once(call).await;
+        if outcome.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    async fn bounded_once<T>(
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, LimitError> {

@@ -155,6 +155,15 @@ pub struct HasherStats {
     pub unreadable: u64,
 }
 
+/// What [`PasswordHasher::load`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HasherLoad {
+    /// On a hashing thread now (at most one per worker).
+    pub running: usize,
+    /// Waiting for a hashing thread.
+    pub queued: usize,
+}
+
 /// Hashes and verifies passwords on a bounded pool. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
@@ -164,6 +173,9 @@ pub struct PasswordHasher {
     /// Admission: workers plus queue slots. Failing to get one is `Busy`. A slot is held until
     /// its hash is done, even if the request that asked for it has gone.
     admitted: Arc<Semaphore>,
+    /// Workers plus queue slots: the permits `admitted` started with.
+    capacity: usize,
+    workers: usize,
     pool: Arc<HashPool>,
     dummy_hash: Arc<str>,
     decoys: Arc<decoys::Decoys>,
@@ -195,6 +207,8 @@ impl PasswordHasher {
             ceiling: CostCeiling::for_params(params),
             argon2,
             admitted: Arc::new(Semaphore::new(workers + queue)),
+            capacity: workers + queue,
+            workers,
             pool: Arc::new(HashPool::start(workers, workers + queue)?),
             decoys: Arc::new(decoys::Decoys::new(Arc::clone(&dummy_hash))?),
             dummy_hash,
@@ -248,6 +262,17 @@ impl PasswordHasher {
     /// doing other work for it.
     pub fn is_saturated(&self) -> bool {
         self.admitted.available_permits() == 0
+    }
+
+    /// Hashes being computed and waiting now.
+    pub fn load(&self) -> HasherLoad {
+        let held = self
+            .capacity
+            .saturating_sub(self.admitted.available_permits());
+        HasherLoad {
+            running: held.min(self.workers),
+            queued: held.saturating_sub(self.workers),
+        }
     }
 
     pub fn stats(&self) -> HasherStats {

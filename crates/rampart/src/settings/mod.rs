@@ -33,6 +33,7 @@ const PREFIX: &str = "RAMPART_";
 pub const KNOWN_SETTINGS: &[&str] = &[
     "ENV",
     "BIND",
+    "METRICS_BIND",
     "DATA_DIR",
     "DATABASE_URL",
     "REDIS_URL",
@@ -176,6 +177,9 @@ pub struct HttpLimits {
 pub struct Settings {
     pub env: Environment,
     pub bind: SocketAddr,
+    /// Where Prometheus metrics are served (`GET /metrics`), on a listener of their own; off
+    /// when unset. Never the public listener's address.
+    pub metrics_bind: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub redis_url: Option<SecretString>,
@@ -412,6 +416,20 @@ impl Reader {
                 .parse()
                 .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080"))
         });
+        let metrics_bind = self.parse("METRICS_BIND", None, |s| {
+            s.trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9090"))
+        });
+        if metrics_bind.is_some_and(|metrics: SocketAddr| metrics == bind && bind.port() != 0) {
+            self.fail(
+                "RAMPART_METRICS_BIND",
+                "is RAMPART_BIND: metrics are never served on the public listener; give them \
+                 an address of their own (a private interface or 127.0.0.1)"
+                    .into(),
+            );
+        }
         let data_dir = PathBuf::from(self.get("DATA_DIR").unwrap_or("data"));
         let default_db = format!("sqlite://{}/rampart.db", data_dir.display());
         let database_url = self.parse("DATABASE_URL", default_db, |s| {
@@ -665,6 +683,7 @@ impl Reader {
         Ok(Settings {
             env,
             bind,
+            metrics_bind,
             data_dir,
             database_url: SecretString::from(database_url),
             redis_url: redis_url.map(SecretString::from),
@@ -928,6 +947,31 @@ mod tests {
         std::fs::write(&path, "acess_ttl = \"5m\"\n").unwrap_or_else(|e| panic!("{e}"));
         let err = settings(&[("RAMPART_CONFIG", path.to_str().unwrap_or_default())]);
         assert!(err.is_err_and(|e| problem_names(&e) == vec!["RAMPART_ACESS_TTL"]));
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_never_on_the_public_listener() {
+        assert_eq!(settings(&[]).map(|s| s.metrics_bind).ok(), Some(None));
+        let on = settings(&[("RAMPART_METRICS_BIND", "127.0.0.1:9090")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            on.metrics_bind,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+        );
+        for bad in [
+            &[("RAMPART_METRICS_BIND", "127.0.0.1:8080")][..],
+            &[
+                ("RAMPART_BIND", "0.0.0.0:9000"),
+                ("RAMPART_METRICS_BIND", "0.0.0.0:9000"),
+            ],
+            &[("RAMPART_METRICS_BIND", "localhost")],
+        ] {
+            let err = settings(bad).err();
+            assert!(
+                err.is_some_and(|e| problem_names(&e) == vec!["RAMPART_METRICS_BIND"]),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -260,6 +260,10 @@ impl Store for PostgresStore {
         true
     }
 
+    fn pool_status(&self) -> super::PoolStatus {
+        super::PoolStatus::of(&self.pool)
+    }
+
     fn sample_password_hashes(&self, limit: u32) -> StoreFuture<'_, Vec<String>> {
         bounded(async move {
             Ok(sqlx::query_scalar(super::SAMPLE_PASSWORD_HASHES)

@@ -238,6 +238,10 @@ impl Store for SqliteStore {
         false
     }
 
+    fn pool_status(&self) -> super::PoolStatus {
+        super::PoolStatus::of(&self.pool)
+    }
+
     fn sample_password_hashes(&self, limit: u32) -> StoreFuture<'_, Vec<String>> {
         bounded(async move {
             Ok(sqlx::query_scalar(super::SAMPLE_PASSWORD_HASHES)
