@@ -115,6 +115,11 @@ pub struct Probe {
     base: String,
     budget: u32,
     sent: u32,
+    /// Requests kept back from the checks for ending the sessions the run opened.
+    reserved: u32,
+    /// Why the first request that got no answer failed: the reason a run that saw no answer
+    /// at all gives for the target being unreachable.
+    first_failure: Option<String>,
     interval: Duration,
     last: Option<Instant>,
     quiet: bool,
@@ -151,6 +156,8 @@ impl Probe {
             base,
             budget,
             sent: 0,
+            reserved: 0,
+            first_failure: None,
             interval,
             last: None,
             quiet,
@@ -182,26 +189,61 @@ impl Probe {
         self.sent
     }
 
+    /// What the checks may still send (the reserve for ending sessions not counted).
     pub fn remaining(&self) -> u32 {
-        self.budget.saturating_sub(self.sent)
+        self.budget.saturating_sub(self.sent + self.reserved)
     }
 
-    /// The URL for `path`: always below the target's base path on its origin. The `./` keeps
-    /// `users:batch` from reading as a scheme, and leading slashes or backslashes cannot turn it
-    /// into a network path to another host.
+    /// Keeps up to `requests` of the budget (never all of it) for [`Probe::send_reserved`].
+    pub fn reserve(&mut self, requests: u32) {
+        self.reserved = requests.min(self.budget / 2);
+    }
+
+    /// Why the first unanswered request failed, if one did.
+    pub fn first_failure(&self) -> Option<&str> {
+        self.first_failure.as_deref()
+    }
+
+    /// The URL for `path`: on the target's origin, below its base path unless `path` already
+    /// starts with it (so `--login-path /v1/auth/login` against `https://host/v1` is not sent
+    /// to `/v1/v1/auth/login`). The `./` keeps `users:batch` from reading as a scheme, and
+    /// leading slashes or backslashes cannot turn it into a network path to another host.
     fn resolve(&self, path: &str) -> Option<Url> {
-        let relative = format!(".{}/{}", self.base, path.trim_start_matches(['/', '\\']));
+        let path = path.trim_start_matches(['/', '\\']);
+        let base = self.base.trim_start_matches('/');
+        let has_base = !base.is_empty()
+            && path.strip_prefix(base).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('/') || rest.starts_with('?')
+            });
+        let relative = if has_base {
+            format!("./{path}")
+        } else {
+            format!(".{}/{path}", self.base)
+        };
         self.origin
             .join(&relative)
             .ok()
             .filter(|u| u.origin() == self.origin.origin())
     }
 
-    /// Sends `req`, pacing to the rate and counting against the budget.
+    /// Sends `req` for a check, pacing to the rate and counting against the budget.
     pub async fn send(&mut self, req: &Req) -> Result<Answer, ProbeError> {
+        if self.remaining() == 0 {
+            return Err(ProbeError::Budget);
+        }
+        self.dispatch(req).await
+    }
+
+    /// Sends `req` from the reserve: only for ending the run's own sessions.
+    pub async fn send_reserved(&mut self, req: &Req) -> Result<Answer, ProbeError> {
         if self.sent >= self.budget {
             return Err(ProbeError::Budget);
         }
+        self.reserved = self.reserved.saturating_sub(1);
+        self.dispatch(req).await
+    }
+
+    async fn dispatch(&mut self, req: &Req) -> Result<Answer, ProbeError> {
         let url = self
             .resolve(&req.path)
             .ok_or_else(|| ProbeError::OffOrigin(req.path.clone()))?;
@@ -235,6 +277,9 @@ impl Probe {
                 req.line()
             );
         }
+        if let Err(ProbeError::Network(reason)) = &result {
+            self.first_failure.get_or_insert_with(|| reason.clone());
+        }
         result.map(|(status, headers, body)| Answer {
             status,
             headers,
@@ -266,14 +311,24 @@ async fn read(builder: reqwest::RequestBuilder) -> Result<(u16, HeaderMap, Strin
     Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// What went wrong, with the operating system's reason when there is one ("connection
+/// refused", a name that does not resolve), never the URL or anything the target sent.
 fn describe(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "no answer within 15 s".into()
+    let what = if err.is_timeout() {
+        return "no answer within 15 s".into();
     } else if err.is_connect() {
-        "connection failed".into()
+        "connection failed"
     } else {
-        "the connection broke".into()
+        "the connection broke"
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return format!("{what}: {io}");
+        }
+        source = cause.source();
     }
+    what.into()
 }
 
 #[cfg(test)]
@@ -301,6 +356,19 @@ mod tests {
             Some("https://api.example.com/base/evil.example/x")
         );
         assert_eq!(probe.target(), "https://api.example.com/base/");
+        // A path that already names the base is not given it twice; one that merely starts
+        // with the same letters is.
+        let v1 = Probe::new("https://api.example.com/v1/", 10, 20.0, true).unwrap();
+        let at = |p: &str| v1.resolve(p).map(|u| u.to_string());
+        for (path, sent) in [
+            ("/v1/auth/login", "https://api.example.com/v1/auth/login"),
+            ("/v1", "https://api.example.com/v1"),
+            ("/v1?x=1", "https://api.example.com/v1?x=1"),
+            ("/v10/items", "https://api.example.com/v1/v10/items"),
+            ("/health", "https://api.example.com/v1/health"),
+        ] {
+            assert_eq!(at(path).as_deref(), Some(sent), "{path}");
+        }
         assert!(Probe::new("https://api.example.com", 10, 0.0, true).is_err());
         assert!(Probe::new("https://api.example.com", 10, f64::NAN, true).is_err());
         assert!(Probe::new("ftp://api.example.com", 10, 1.0, true).is_err());

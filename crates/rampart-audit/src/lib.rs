@@ -4,7 +4,8 @@
 //! Safe by default: it contacts only the origin it is given, sends at most `--max-requests`
 //! requests at `--rate` per second, never follows redirects, and sends nothing destructive:
 //! only GET, HEAD, OPTIONS and TRACE, plus logins (for made-up users, and with the credentials
-//! given) and one oversized body to the login route. Every request is printed as it is sent.
+//! given), one oversized body to the login route, and at the end a logout for each session its
+//! own logins opened. Every request is printed as it is sent.
 //! Findings carry evidence, the fix, their CWE and OWASP API Top 10 (2023) category, and the
 //! checklist item they verify.
 
@@ -35,7 +36,10 @@ pub struct AuditArgs {
     /// Where to log in: a JSON body {"username","password"} is tried, then the OAuth2 password form.
     #[arg(long, default_value = "/v1/auth/login")]
     pub login_path: String,
-    /// An access token to use instead of logging in.
+    /// Where the sessions the run's logins opened are ended at the end (POST with the token).
+    #[arg(long, default_value = "/v1/auth/logout")]
+    pub logout_path: String,
+    /// An access token to use instead of logging in (never logged out).
     #[arg(long, env = "RAMPART_AUDIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// An OpenAPI (JSON) document to aim the checks; by default it is fetched from the target
@@ -63,6 +67,9 @@ pub struct AuditArgs {
 pub enum AuditError {
     #[error("{0}")]
     Usage(String),
+    /// The target kept refusing the operator's login for rate.
+    #[error("{0}")]
+    RateLimited(String),
     #[error("cannot reach {target}: {reason}")]
     Unreachable { target: String, reason: String },
 }
@@ -103,8 +110,8 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     });
     let mut notes = Vec::new();
     let mut login_answer = None;
-    let mut login_worked = false;
     let mut login_format = None;
+    let mut opened = Vec::new();
     let token = match (&args.token, &credentials) {
         (Some(token), _) => Some(token.clone()),
         (
@@ -114,30 +121,19 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
                 password: Some(password),
             }),
         ) => {
-            checks::progress(
-                &format!("logging in as {username} at {}", args.login_path),
-                args.quiet,
-            );
-            match checks::log_in(&mut probe, &args.login_path, username, password).await {
-                Ok(Ok(checks::LoggedIn {
-                    token,
-                    format,
-                    request,
-                    answer,
-                })) => {
-                    login_answer = Some((request, answer));
-                    login_format = Some(format);
-                    login_worked = true;
-                    Some(token)
-                }
-                Ok(Err(why)) => {
-                    return Err(AuditError::Usage(format!(
-                        "{why}: check --username, --password and --login-path"
-                    )))
-                }
-                Err(client::ProbeError::Network(reason)) => return Err(unreachable(reason)),
-                Err(err) => return Err(AuditError::Usage(err.to_string())),
-            }
+            // Kept back for logging out the sessions this run opens: one login here and up to
+            // three resetting logins in the enumeration check.
+            probe.reserve(4);
+            let logged_in = log_in_waiting(&mut probe, args, username, password)
+                .await
+                .map_err(|err| match err {
+                    client::ProbeError::Network(reason) => unreachable(reason),
+                    err => AuditError::Usage(err.to_string()),
+                })??;
+            login_answer = Some((logged_in.request, logged_in.answer));
+            login_format = Some(logged_in.format);
+            opened.push(logged_in.token.clone());
+            Some(logged_in.token)
         }
         (None, Some(_)) => {
             notes.push("--username without --password: the login enumeration check runs, the token checks do not".to_owned());
@@ -145,6 +141,7 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         }
         (None, None) => None,
     };
+    let login_worked = login_answer.is_some();
     let mut ctx = checks::Ctx {
         probe: &mut probe,
         findings: Vec::new(),
@@ -157,11 +154,19 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         token_route: None,
         login_format,
         unknown: None,
+        login_confirmed: login_worked,
+        opened,
     };
     checks::run_all(&mut ctx).await;
+    let sessions_opened = ctx.opened.len();
+    let sessions_ended = checks::end_sessions(&mut ctx, &args.logout_path).await;
     if ctx.seen.is_empty() {
         // Not one answer: the target is down or not HTTP, and a report would be all "not checked".
-        let reason = ctx.notes.last().cloned().unwrap_or_default();
+        let reason = ctx
+            .probe
+            .first_failure()
+            .unwrap_or("no request could be sent")
+            .to_owned();
         return Err(unreachable(reason));
     }
     let token_route = ctx.token_route.take();
@@ -175,8 +180,54 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         token_route,
         fail_on: args.fail_on,
         requests_sent: probe.sent(),
+        sessions_opened,
+        sessions_ended,
         notes,
     })
+}
+
+/// The operator's login. A refusal for rate (the previous run's login burst, most often) is
+/// waited out as `Retry-After` asks, up to [`checks::MAX_WAIT`] in all, and is never blamed on
+/// the credentials.
+async fn log_in_waiting(
+    probe: &mut client::Probe,
+    args: &AuditArgs,
+    username: &str,
+    password: &str,
+) -> Result<Result<checks::LoggedIn, AuditError>, client::ProbeError> {
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        checks::progress(
+            &format!("logging in as {username} at {}", args.login_path),
+            args.quiet,
+        );
+        let refused = match checks::log_in(probe, &args.login_path, username, password).await? {
+            Ok(logged_in) => return Ok(Ok(logged_in)),
+            Err(refused) => refused,
+        };
+        let Some(retry) = refused.rate_limited else {
+            return Ok(Err(AuditError::Usage(format!(
+                "{}: check --username, --password and --login-path",
+                refused.summary
+            ))));
+        };
+        if waited + retry > checks::MAX_WAIT {
+            return Ok(Err(AuditError::RateLimited(format!(
+                "{}: the target is limiting logins from this address and asks to wait {} s; run again later (a run's own login checks leave the limit spent for a while)",
+                refused.summary,
+                retry.as_secs().max(1)
+            ))));
+        }
+        checks::progress(
+            &format!(
+                "  login rate limited; waiting {} s as Retry-After asks",
+                retry.as_secs().max(1)
+            ),
+            args.quiet,
+        );
+        tokio::time::sleep(retry).await;
+        waited += retry;
+    }
 }
 
 /// `rampart audit`: prints the report on stdout; exit 1 when a finding reaches `--fail-on`, 2

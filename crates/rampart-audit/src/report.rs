@@ -27,6 +27,9 @@ pub struct Report {
     /// The route that proved the token works.
     pub token_route: Option<String>,
     pub requests_sent: u32,
+    /// Sessions the run's own logins opened, and how many of them it ended at the end.
+    pub sessions_opened: usize,
+    pub sessions_ended: usize,
     /// What was not checked, and why.
     pub notes: Vec<String>,
     /// The severity at which the run counts as failed.
@@ -62,7 +65,15 @@ impl Report {
             (None, true) => "logged in, but no route accepted the token: the authenticated checks are limited".to_owned(),
             (None, false) => "anonymous: no credentials, so only the unauthenticated checks ran".to_owned(),
         };
-        let _ = writeln!(out, "{} requests sent; {session}", self.requests_sent);
+        let _ = write!(out, "{} requests sent; {session}", self.requests_sent);
+        if self.sessions_opened > 0 {
+            let _ = write!(
+                out,
+                "; {} of the {} sessions its logins opened were ended",
+                self.sessions_ended, self.sessions_opened
+            );
+        }
+        let _ = writeln!(out);
         for severity in [
             Severity::Critical,
             Severity::High,

@@ -289,6 +289,7 @@ fn args(addr: SocketAddr) -> AuditArgs {
         username: Some("alice".into()),
         password: Some("correct horse battery staple".into()),
         login_path: "/login".into(),
+        logout_path: "/v1/auth/logout".into(),
         token: None,
         spec: None,
         format: Format::Json,

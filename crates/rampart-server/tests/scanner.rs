@@ -18,6 +18,7 @@ async fn rampart_passes_its_own_audit() {
         username: Some("auditor".into()),
         password: Some(password),
         login_path: "/v1/auth/login".into(),
+        logout_path: "/v1/auth/logout".into(),
         token: None,
         spec: None,
         format: Format::Json,
@@ -58,4 +59,65 @@ async fn rampart_passes_its_own_audit() {
         ids.contains(&"RA-DOCS-1") && ids.contains(&"RA-DOCS-2"),
         "{ids:?}"
     );
+    // It leaves no session of its own behind: its login and the enumeration check's resetting
+    // logins are all logged out.
+    assert!(report.sessions_opened >= 2, "{}", report.sessions_opened);
+    assert_eq!(report.sessions_ended, report.sessions_opened);
+    assert_eq!(live_sessions(&app, "auditor").await, 0);
+}
+
+async fn live_sessions(app: &TestApp, username: &str) -> i64 {
+    app.raw_database()
+        .await
+        .count(&format!(
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE u.username = '{username}' AND s.revoked_at IS NULL"
+        ))
+        .await
+}
+
+/// The newcomer's run: the base URL given with the API's `/v1` prefix. Probes that already
+/// name the prefix (the login route) are not sent to `/v1/v1/...`, and a login burst that is
+/// not limited is never reported against a route the auditor cannot tell from a missing one
+/// (rampart answers a failed login exactly as it answers an unknown path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_url_with_the_api_prefix_reaches_the_same_routes() {
+    // A limit above the burst, so only the route check can keep the finding away.
+    let app = TestApp::spawn_with_shipped_limits(&[("RAMPART_LIMIT_AUTH", "100/minute")]).await;
+    let password = app.register("newcomer").await;
+    let mut args = AuditArgs {
+        target: app.url("/v1"),
+        username: None,
+        password: None,
+        login_path: "/v1/auth/login".into(),
+        logout_path: "/v1/auth/logout".into(),
+        token: None,
+        spec: None,
+        format: Format::Json,
+        fail_on: Severity::High,
+        max_requests: 300,
+        rate: 200.0,
+        quiet: true,
+    };
+    let report = rampart_audit::audit(&args).await.unwrap();
+    let ids: Vec<&str> = report.findings.iter().map(|f| f.id).collect();
+    assert!(!ids.contains(&"RA-RATE-1"), "{ids:?}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("no login route is confirmed")),
+        "{:?}",
+        report.notes
+    );
+    // With the account: the login reaches /v1/auth/login, and its sessions are ended.
+    args.username = Some("newcomer".into());
+    args.password = Some(password);
+    let report = rampart_audit::audit(&args).await.unwrap();
+    assert!(
+        report.logged_in && report.authenticated,
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(live_sessions(&app, "newcomer").await, 0);
 }

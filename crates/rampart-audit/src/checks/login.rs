@@ -22,7 +22,7 @@ const SAMPLES: usize = 7;
 /// Failed logins on the real account before a correct one resets its counters.
 const FAILURES_BETWEEN_RESETS: usize = 3;
 /// Longest the enumeration check waits out 429s in total.
-const MAX_WAIT: Duration = Duration::from_secs(90);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(90);
 const BURST: usize = 20;
 
 /// What the operator gave to log in with.
@@ -83,14 +83,25 @@ fn token_in(answer: &Answer) -> Option<String> {
     token
 }
 
+/// Why the operator's login did not give a token.
+#[derive(Debug)]
+pub(crate) struct LoginRefused {
+    /// What each format got, for the error message.
+    pub(crate) summary: String,
+    /// Set when the target refused for rate (429): how long it asked to wait (5 s when it did
+    /// not say). Credentials are not to blame then.
+    pub(crate) rate_limited: Option<Duration>,
+}
+
 /// Logs in with JSON, then with the OAuth2 password form; the token, or what went wrong.
 pub(crate) async fn log_in(
     probe: &mut Probe,
     path: &str,
     username: &str,
     password: &str,
-) -> Result<Result<LoggedIn, String>, ProbeError> {
+) -> Result<Result<LoggedIn, LoginRefused>, ProbeError> {
     let mut tried = Vec::new();
+    let mut rate_limited = None;
     for format in [Format::Json, Format::Form] {
         let req = login_request(path, format, username, password);
         let answer = probe.send(&req).await?;
@@ -115,14 +126,25 @@ pub(crate) async fn log_in(
             )),
             (false, _) => tried.push(format!("{label} -> {}", answer.status)),
         }
-        if answer.status == 429 {
+        if refused_for_rate(&answer) {
+            rate_limited = Some(retry_after(&answer));
             break;
         }
     }
-    Ok(Err(format!(
-        "login at {path} failed ({})",
-        tried.join(", ")
-    )))
+    Ok(Err(LoginRefused {
+        summary: format!("login at {path} failed ({})", tried.join(", ")),
+        rate_limited,
+    }))
+}
+
+/// The wait a refusal for rate asks for: `Retry-After` in seconds, 5 s when absent or not a
+/// number, never under 200 ms.
+pub(crate) fn retry_after(answer: &Answer) -> Duration {
+    answer
+        .header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(5), Duration::from_secs)
+        .max(Duration::from_millis(200))
 }
 
 /// Which format the login route takes: the one the operator's login used, else learned from
@@ -174,11 +196,7 @@ async fn attempt(
             return Ok(Some(answer));
         }
         // Capped before adding: a hostile Retry-After cannot overflow or stall the run.
-        let retry = answer
-            .header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(Duration::from_secs(5), Duration::from_secs)
-            .clamp(Duration::from_millis(200), MAX_WAIT);
+        let retry = retry_after(&answer).min(MAX_WAIT);
         if *waited + retry > MAX_WAIT {
             return Ok(None);
         }
@@ -293,7 +311,12 @@ async fn reset(
         password,
     );
     match attempt(ctx, &req, waited).await? {
-        Some(answer) if answer.is_success() => Ok(true),
+        Some(answer) if answer.is_success() => {
+            if let Some(token) = token_in(&answer) {
+                ctx.opened.push(token);
+            }
+            Ok(true)
+        }
         outcome => {
             ctx.note(format!(
                 "the correct login for `{}` after failed ones did not succeed ({}): enumeration sampling stopped; check the account is not locked",
@@ -416,20 +439,26 @@ pub(crate) async fn rate_limit(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let started = std::time::Instant::now();
     let mut limited = false;
     let mut sent = 0;
+    let mut last = None;
     for _ in 0..burst {
-        let answer = ctx
-            .send(&failed_login(&path, format, &made_up_name()))
-            .await?;
+        let name = made_up_name();
+        let answer = ctx.send(&failed_login(&path, format, &name)).await?;
         sent += 1;
         if refused_for_rate(&answer) {
             limited = true;
             break;
         }
+        last = Some((name, answer));
     }
     if !limited {
         if burst < BURST {
             ctx.note("too little request budget left to test the login rate limit (raise --max-requests)");
             return Ok(());
+        }
+        if let Some((name, answer)) = &last {
+            if !login_route_confirmed(ctx, &path, format, name, answer).await? {
+                return Ok(());
+            }
         }
         ctx.report(Finding::new(
             &findings::NO_LOGIN_LIMIT,
@@ -469,8 +498,71 @@ pub(crate) async fn rate_limit(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     Ok(())
 }
 
+/// Whether `path` is known to be a login route rather than a path that does not exist: the
+/// operator logged in there, the OpenAPI document lists it, or a failed login there is answered
+/// differently from the same body sent to a made-up path. An API that answers 401 to every
+/// unknown path (default-deny) would otherwise pass for a login route with no limit. Notes why
+/// when it is not.
+async fn login_route_confirmed(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    format: Format,
+    name: &str,
+    answer: &Answer,
+) -> Result<bool, ProbeError> {
+    if ctx.login_confirmed
+        || ctx
+            .operations
+            .iter()
+            .any(|o| o.method == Method::POST && o.path == path)
+    {
+        return Ok(true);
+    }
+    let nowhere = format!("/rampart-audit-{}/{}", random_hex(4), random_hex(4));
+    let control_name = made_up_name();
+    let control = ctx
+        .send(&failed_login(&nowhere, format, &control_name))
+        .await?;
+    if control.status != answer.status
+        || normalise(&control.body, &control_name) != normalise(&answer.body, name)
+    {
+        return Ok(true);
+    }
+    ctx.note(format!(
+        "POST {path} answers a failed login exactly as the made-up POST {nowhere} does ({}): no login route is confirmed there, so its rate limit was not judged (give --login-path, --username with --password, or --spec)",
+        answer.status
+    ));
+    Ok(false)
+}
+
+/// Ends the sessions the run's own logins opened (never a `--token` given to it), from the
+/// requests kept in reserve. Returns how many it ended.
+pub(crate) async fn end_sessions(ctx: &mut Ctx<'_>, logout_path: &str) -> usize {
+    let opened = std::mem::take(&mut ctx.opened);
+    let mut ended = 0;
+    for token in &opened {
+        let req = Req::new(Method::POST, logout_path).bearer(token);
+        let why = match ctx.probe.send_reserved(&req).await {
+            // 401: the session had already ended (revoked by a later login, or expired).
+            Ok(answer) if answer.is_success() || answer.status == 401 => {
+                ended += 1;
+                continue;
+            }
+            Ok(answer) => format!("POST {logout_path} -> {}", answer.status),
+            Err(err) => format!("POST {logout_path}: {err}"),
+        };
+        ctx.note(format!(
+            "{} of the {} sessions the auditor's logins opened could not be ended ({why}; set --logout-path): they last until they expire",
+            opened.len() - ended,
+            opened.len()
+        ));
+        break;
+    }
+    ended
+}
+
 /// A refusal for rate: 429, or 403/503 carrying Retry-After (as some gateways answer).
-fn refused_for_rate(answer: &Answer) -> bool {
+pub(crate) fn refused_for_rate(answer: &Answer) -> bool {
     answer.status == 429
         || (matches!(answer.status, 403 | 503) && answer.header("retry-after").is_some())
 }

@@ -14,7 +14,7 @@ use crate::client::{Answer, Probe, ProbeError, Req};
 use crate::findings::Finding;
 use crate::spec::Operation;
 
-pub(crate) use login::{log_in, Credentials, LoggedIn};
+pub(crate) use login::{end_sessions, log_in, Credentials, LoggedIn, MAX_WAIT};
 
 /// What the checks share during one run.
 #[derive(Debug)]
@@ -37,6 +37,10 @@ pub(crate) struct Ctx<'a> {
     /// An anonymous GET of a path no API has, asked once: the error answer the header check
     /// judges and the control the access check compares secured routes against.
     pub(crate) unknown: Option<(String, Answer)>,
+    /// Whether the operator's login worked at `login_path`: proof a login route is there.
+    pub(crate) login_confirmed: bool,
+    /// Access tokens of the sessions this run's logins opened, to be ended when it finishes.
+    pub(crate) opened: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -97,6 +101,9 @@ pub(crate) async fn run_all(ctx: &mut Ctx<'_>) {
                     ));
                     return;
                 }
+                // Not one answer yet and the network failed: the target is not there, and
+                // every later check would only fail the same way.
+                Err(ProbeError::Network(_)) if ctx.seen.is_empty() => return,
                 // One check's failure (a reset connection, a timeout, a path that would leave
                 // the origin) ends that check, not the run: the findings so far stand.
                 Err(err) => ctx.note(format!(

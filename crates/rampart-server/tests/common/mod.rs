@@ -372,6 +372,15 @@ impl RawDatabase {
         }
         .unwrap_or_else(|err| panic!("{sql}: {err}"));
     }
+
+    /// The single integer a `SELECT COUNT(*) ...` answers.
+    pub async fn count(&mut self, sql: &str) -> i64 {
+        match self {
+            Self::Sqlite(conn) => sqlx::query_scalar(sql).fetch_one(conn).await,
+            Self::Postgres(conn) => sqlx::query_scalar(sql).fetch_one(conn).await,
+        }
+        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+    }
 }
 
 impl TestApp {
