@@ -14,7 +14,10 @@
 //! stall timeout, so neither many sockets from one host nor a few stalled readers can pin
 //! every slot. Many hosts together can fill every slot; then a new connection takes the place
 //! of the oldest idle one of the peer holding the most ([`Connections`]), so the hosts hogging
-//! slots lose them, not the client arriving with one.
+//! slots lose them, not the client arriving with one. A connection whose request is still
+//! waiting for body bytes counts as idle for this: a stalled upload holds no slot a new client
+//! needs (the body-read timeout alone would let many hosts re-fill every slot as fast as it
+//! cuts them).
 //!
 //! `axum::serve` exposes none of these knobs, hence this loop. It speaks HTTP/1.1 only: TLS and
 //! HTTP/2 belong to the proxy in front, and leaving h2c out removes its stream-flood surface.
@@ -131,13 +134,13 @@ pub async fn serve(
         let (started, finished) = (Arc::clone(&ticket.conn), Arc::clone(&ticket.conn));
         let service = app
             .clone()
-            .map_request(move |mut request: http::Request<Incoming>| {
+            .map_request(move |request: http::Request<Incoming>| {
                 started.requests.fetch_add(1, Ordering::Relaxed);
                 started.in_flight.fetch_add(1, Ordering::Relaxed);
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(peer));
-                request
+                let (mut parts, body) = request.into_parts();
+                parts.extensions.insert(ConnectInfo::<SocketAddr>(peer));
+                let body = Receiving::new(body, &started);
+                http::Request::from_parts(parts, axum::body::Body::new(body))
             })
             .map_response(move |response| {
                 finished.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -168,9 +171,11 @@ pub async fn serve(
                     _ = stop_seen.changed(), if !closing => {}
                 }
                 // Evicted, or the server is stopping. A connection that never sent a whole
-                // request has nothing to finish: it is closed now. Otherwise hyper closes it
-                // if it is between requests, or after the response it is writing.
-                if ticket.conn.requests.load(Ordering::Relaxed) == 0 {
+                // request, or whose request is still waiting for its body, has nothing to
+                // finish: it is closed now (a handler waiting for a body has acted on none of
+                // it). Otherwise hyper closes it if it is between requests, or after the
+                // response it is writing.
+                if ticket.conn.requests.load(Ordering::Relaxed) == 0 || ticket.conn.stalled() {
                     break;
                 }
                 connection.as_mut().graceful_shutdown();
@@ -200,9 +205,81 @@ struct Conn {
     requests: AtomicU64,
     /// Requests being handled now (a response's body may still stream after).
     in_flight: AtomicUsize,
+    /// Of those, the ones whose body has not all arrived yet.
+    receiving: AtomicUsize,
     /// Chosen to make room; set once.
     evicting: AtomicBool,
     evict: tokio::sync::Notify,
+}
+
+impl Conn {
+    /// Whether every request it is handling is still waiting for its body: nothing to finish.
+    fn stalled(&self) -> bool {
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        in_flight > 0 && self.receiving.load(Ordering::Relaxed) >= in_flight
+    }
+
+    /// Whether it may be closed to make room: handling no request, or only requests still
+    /// waiting for their bodies.
+    fn evictable(&self) -> bool {
+        !self.evicting.load(Ordering::Relaxed)
+            && (self.in_flight.load(Ordering::Relaxed) == 0 || self.stalled())
+    }
+}
+
+/// A request body that tells its connection while bytes are still due, so a connection held
+/// open by an upload that stalled can be told from one doing work.
+struct Receiving {
+    inner: Incoming,
+    /// Set while the body is due; taken (and the count given back) at its end or drop.
+    conn: Option<Arc<Conn>>,
+}
+
+impl Receiving {
+    fn new(inner: Incoming, conn: &Arc<Conn>) -> Self {
+        use hyper::body::Body as _;
+        let conn = (!inner.is_end_stream()).then(|| {
+            conn.receiving.fetch_add(1, Ordering::Relaxed);
+            Arc::clone(conn)
+        });
+        Self { inner, conn }
+    }
+
+    fn arrived(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.receiving.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl hyper::body::Body for Receiving {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.inner.is_end_stream() {
+            self.arrived();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.arrived();
+    }
 }
 
 /// Why a connection was refused.
@@ -241,9 +318,10 @@ const MAX_EVICTING: usize = 64;
 /// slot with connections that never send a whole request (each closed at the header timeout
 /// and opened again at once). Instead the oldest idle connection of the peer holding the most
 /// is closed for it, so the hosts hogging slots lose them first and a client with one
-/// connection gets in. Idle means no request being handled: one still waiting for its first
-/// head is closed outright, one between requests by hyper (which finishes any response it is
-/// writing). Only when every connection is busy with a request is a new one refused.
+/// connection gets in. Idle means no request being handled, or only requests still waiting
+/// for body bytes: one still waiting for its first head or for a body is closed outright, one
+/// between requests by hyper (which finishes any response it is writing). Only when every
+/// connection is busy with a request that has all its body is a new one refused.
 #[derive(Debug)]
 struct Connections {
     state: Mutex<Open>,
@@ -307,6 +385,7 @@ impl Connections {
             opened: std::time::Instant::now(),
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            receiving: AtomicUsize::new(0),
             evicting: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         });
@@ -319,17 +398,15 @@ impl Connections {
         })
     }
 
-    /// The oldest connection handling no request, of the peer holding the most connections.
+    /// The oldest connection handling no request (or only requests still waiting for their
+    /// bodies), of the peer holding the most connections.
     fn idle_of_busiest(peers: &HashMap<IpAddr, Vec<Arc<Conn>>>) -> Option<Arc<Conn>> {
         peers
             .values()
             .flat_map(|conns| {
                 conns
                     .iter()
-                    .filter(|conn| {
-                        conn.in_flight.load(Ordering::Relaxed) == 0
-                            && !conn.evicting.load(Ordering::Relaxed)
-                    })
+                    .filter(|conn| conn.evictable())
                     .map(move |conn| (conns.len(), conn))
             })
             .max_by(|(held_a, a), (held_b, b)| held_a.cmp(held_b).then(b.opened.cmp(&a.opened)))

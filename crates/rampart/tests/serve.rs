@@ -19,6 +19,12 @@ struct Running {
 async fn start(options: ServeOptions) -> Running {
     let app = Router::new()
         .route("/fast", get(|| async { "fast" }))
+        .route(
+            "/upload",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                format!("received {}", body.len())
+            }),
+        )
         .route("/huge", get(|| async { vec![b'x'; 32 * 1024 * 1024] }))
         .route(
             "/slow",
@@ -199,6 +205,71 @@ async fn hosts_hogging_every_slot_with_idle_connections_lose_them_to_new_clients
         }
     }
     assert!(closed >= 10, "the hogs made the room: {closed} closed");
+}
+
+#[tokio::test]
+async fn stalled_uploads_lose_their_slots_to_new_clients() {
+    let server = start(ServeOptions {
+        max_connections: 40,
+        max_connections_per_ip: 10,
+        ..ServeOptions::default()
+    })
+    .await;
+    // The review's second attack: every slot held by a request that declared a body and sent
+    // one byte of it, from several hosts each within its share.
+    let mut stalled = Vec::new();
+    for host in 2..=5 {
+        for _ in 0..10 {
+            let mut stream = connect_from([127, 0, 0, host], server.addr).await;
+            stream
+                .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nx")
+                .await
+                .unwrap();
+            stalled.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Each new client keeps its connection open, so each needs a slot of its own.
+    let mut clients = Vec::new();
+    for client in 10..20 {
+        let mut stream = connect_from([127, 0, 0, client], server.addr).await;
+        stream
+            .write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap_or(0);
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "client {client}: {answer:?}"
+        );
+        clients.push(stream);
+    }
+    let mut closed = 0;
+    for stream in &mut stalled {
+        if closed_within(stream, Duration::from_millis(50)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 10,
+        "the stalled uploads made the room: {closed} closed"
+    );
+    // An upload that finished its body is busy, not stalled: it keeps its slot and its answer.
+    let server = start(ServeOptions {
+        max_connections: 1,
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut whole = TcpStream::connect(server.addr).await.unwrap();
+    whole
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    whole.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.ends_with("received 3"), "{answer}");
 }
 
 #[tokio::test]
