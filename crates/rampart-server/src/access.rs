@@ -9,6 +9,13 @@
 //! set holds only sessions that issued a token within that window. Tokens are issued only by a
 //! login (bounded by the password-hash pool) or a refresh, which bounds the set's size.
 //!
+//! A session is also confirmed to exist in the store, unrevoked and unexpired, on its first
+//! request to this process and again once that is older than the recheck interval, so a token
+//! naming a session that was never created (forged with a leaked signing key) is refused at
+//! once, and a session deleted or marked revoked by hand (with any date) is refused within the
+//! interval. Only tokens with a valid signature reach this, so the map holds only sessions this
+//! deployment issued; it is capped, and an evicted session is simply read again.
+//!
 //! Users' role and lock are read from the store and kept for at most the recheck interval
 //! (`RAMPART_REVOCATION_BOUND`); every change this process makes is written here right after
 //! the store, so locks and role changes made through the API apply to the very next request,
@@ -38,6 +45,8 @@ pub struct UserAccess {
 const REFRESH_RACE_MARGIN: Duration = Duration::from_secs(60);
 /// Users kept in memory before the oldest-looking half is dropped (each is re-read on demand).
 const USER_CAPACITY: usize = 200_000;
+/// Sessions kept as confirmed before the stale ones (then half) are dropped.
+const SESSION_CAPACITY: usize = 500_000;
 /// How often expired revocations are swept out, at most.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -80,6 +89,8 @@ pub struct Seen(Option<u64>);
 pub struct AccessState {
     revoked: RwLock<Revoked>,
     users: RwLock<HashMap<Box<str>, Entry>>,
+    /// Session id to when the store last showed it live.
+    live: RwLock<HashMap<Box<str>, Instant>>,
     generations: AtomicU64,
     /// How long a revoked session must be remembered.
     window: Duration,
@@ -97,6 +108,7 @@ impl AccessState {
                 next_sweep: Instant::now() + SWEEP_INTERVAL,
             }),
             users: RwLock::new(HashMap::new()),
+            live: RwLock::new(HashMap::new()),
             generations: AtomicU64::new(0),
             window: token_lifetime + REFRESH_RACE_MARGIN,
             recheck,
@@ -139,6 +151,31 @@ impl AccessState {
             .entry(session_id.into())
             .and_modify(|at| *at = (*at).max(until))
             .or_insert(until);
+    }
+
+    /// Whether the store showed `session_id` live within the recheck interval.
+    pub fn session_confirmed(&self, session_id: &str) -> bool {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+            .is_some_and(|at| at.elapsed() < self.recheck)
+    }
+
+    /// Records that the store just showed `session_id` live.
+    pub fn confirm_session(&self, session_id: &str) {
+        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        if live.len() >= SESSION_CAPACITY {
+            live.retain(|_, at| at.elapsed() < self.recheck);
+            if live.len() >= SESSION_CAPACITY {
+                let mut keep = false;
+                live.retain(|_, _| {
+                    keep = !keep;
+                    keep
+                });
+            }
+        }
+        live.insert(session_id.into(), Instant::now());
     }
 
     /// How many revocations are held (expired ones not yet swept included).
@@ -360,6 +397,30 @@ mod tests {
         }
         // A stale read (from before the lock) arriving now must not undo the lock.
         assert_eq!(access.refreshed("locked-user", USER, seen), locked);
+    }
+
+    #[test]
+    fn a_confirmed_session_is_trusted_for_the_interval_and_the_map_stays_capped() {
+        let access = AccessState::new(Duration::from_secs(900), Duration::from_millis(40));
+        assert!(
+            !access.session_confirmed("s1"),
+            "never read: read the store"
+        );
+        access.confirm_session("s1");
+        assert!(access.session_confirmed("s1"));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !access.session_confirmed("s1"),
+            "read again after the interval"
+        );
+        for i in 0..SESSION_CAPACITY + 10 {
+            access.confirm_session(&format!("s-{i}"));
+        }
+        let len = access.live.read().unwrap().len();
+        assert!(
+            (SESSION_CAPACITY / 2..=SESSION_CAPACITY).contains(&len),
+            "{len}"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Who is calling: bearer access tokens checked against live session and account state.
 //!
 //! Defends against tokens outliving what they stand for: a signature-valid token is refused
-//! when its session was revoked or its user is locked, and roles come from the store, never
-//! from token claims. Both checks are in-memory lookups ([`crate::access`]), so the hot path
-//! adds no database read but one per user per recheck interval; a session's absolute end is
-//! enforced by never issuing a token that expires after it.
+//! when its session was revoked, never existed or is gone from the store, or its user is
+//! locked, and roles come from the store, never from token claims. The checks are in-memory
+//! lookups ([`crate::access`]), so the hot path adds no database read but one per session and
+//! one per user per recheck interval; a session's absolute end is enforced by never issuing a
+//! token that expires after it.
 
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ impl Authenticator for AppState {
             }
             if self.access.is_revoked(&claims.sid) {
                 return Err(ApiError::Unauthorized);
+            }
+            if !self.access.session_confirmed(&claims.sid) {
+                self.confirm_session(&claims.sid, &claims.sub).await?;
             }
             let user = match self.access.user(&claims.sub) {
                 Cached::Fresh(user) => user,
@@ -110,6 +114,28 @@ impl Authenticator for AppState {
 }
 
 impl AppState {
+    /// Reads whether a token's session is live in the store: on its first request to this
+    /// process and again once the last look is older than the recheck interval. A session that
+    /// is not (never created, deleted, revoked by hand with any date, past its end) is held as
+    /// revoked from then on, so its tokens cost no further reads.
+    async fn confirm_session(&self, session_id: &str, user_id: &str) -> Result<(), ApiError> {
+        let live = self
+            .store
+            .session_is_live(session_id, user_id)
+            .await
+            .map_err(|err| ApiError::DependencyUnavailable {
+                retry_after: Duration::from_secs(1),
+                cause: format!("session lookup failed: {err}"),
+            })?;
+        if live {
+            self.access.confirm_session(session_id);
+            Ok(())
+        } else {
+            self.access.revoke(session_id, Duration::ZERO);
+            Err(ApiError::Unauthorized)
+        }
+    }
+
     /// Reads a user's role and lock on their first request to this process, and again once
     /// the cached copy is older than the recheck interval.
     async fn load_user_access(&self, user_id: &str, seen: Seen) -> Result<UserAccess, ApiError> {

@@ -574,6 +574,49 @@ async fn roles_and_locks_changed_in_the_database_apply_within_the_bound() {
     }
 }
 
+/// An incident responder ends sessions in the database: deleting their rows, or marking them
+/// revoked with a date from the past that the poll for new revocations never looks at. Their
+/// access tokens stop within the bound all the same.
+#[tokio::test]
+async fn sessions_deleted_or_revoked_in_the_past_in_the_database_end_within_the_bound() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[("RAMPART_REVOCATION_BOUND", "1s")]).await;
+    let mut tokens = Vec::new();
+    for name in ["rhea", "saul"] {
+        let password = app.register(name).await;
+        let token = app.access_token(name, &password).await;
+        assert_eq!(
+            app.get_as("/v1/users/me", &token).await.status(),
+            StatusCode::OK
+        );
+        tokens.push((app.user_id(&token).await, token));
+    }
+    let mut db = app.raw_database().await;
+    db.execute(&format!(
+        "DELETE FROM sessions WHERE user_id = '{}'",
+        tokens[0].0
+    ))
+    .await;
+    db.execute(&format!(
+        "UPDATE sessions SET revoked_at = '2020-01-01T00:00:00.000000Z' WHERE user_id = '{}'",
+        tokens[1].0
+    ))
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let deleted = app.get_as("/v1/users/me", &tokens[0].1).await.status();
+        let revoked = app.get_as("/v1/users/me", &tokens[1].1).await.status();
+        if deleted == StatusCode::UNAUTHORIZED && revoked == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {deleted} and {revoked} past the 1 s bound"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The chain's start and three registrations: four audit rows, anchored at the fourth.
 async fn app_with_three_events() -> TestApp {
     let app = TestApp::spawn(&[]).await;

@@ -259,6 +259,56 @@ fn jwt_parts(token: &str) -> (Value, Value, String) {
     (header, claims, parts.next().unwrap().to_owned())
 }
 
+/// With the signing key leaked (the outside test's case: a production server started with the
+/// secret from a framework tutorial), a token can be signed for any user; it still has to name
+/// a session the store holds. One naming a session that was never created is refused, so a
+/// forger cannot mint sessions that no logout, revocation or password change can end.
+#[tokio::test]
+async fn a_correctly_signed_token_for_a_session_that_does_not_exist_is_refused() {
+    use hmac::{Hmac, Mac};
+    let secret = "5f1c0b9a7e3d2c4b6a8f0e1d3c5b7a9f2e4d6c8b0a1f3e5d7c9b2a4f6e8d0c1b";
+    let app = TestApp::spawn(&[
+        ("RAMPART_TOKEN_ALG", "HS256"),
+        ("RAMPART_JWT_SECRET", secret),
+    ])
+    .await;
+    let password = app.register("forgee").await;
+    let token = app.access_token("forgee", &password).await;
+    assert_eq!(
+        app.get_as("/v1/users/me", &token).await.status(),
+        StatusCode::OK
+    );
+    let sign = |header: &Value, claims: &Value| {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(input.as_bytes());
+        format!("{input}.{}", B64.encode(mac.finalize().into_bytes()))
+    };
+    let (header, claims, _) = jwt_parts(&token);
+    // The harness signs exactly as the server does: the same claims re-signed still work.
+    let resigned = sign(&header, &claims);
+    assert_eq!(
+        app.get_as("/v1/users/me", &resigned).await.status(),
+        StatusCode::OK
+    );
+    let mut made_up = claims.clone();
+    made_up["sid"] = json!("0192f1e4-0000-7000-8000-000000000001");
+    let forged = sign(&header, &made_up);
+    for _ in 0..2 {
+        let answer = app.get_as("/v1/users/me", &forged).await;
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The real session is untouched.
+    assert_eq!(
+        app.get_as("/v1/users/me", &token).await.status(),
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn access_tokens_carry_ids_only_and_forgeries_fail() {
     crate::require!(common::backend_ready().await);

@@ -328,6 +328,13 @@ pub trait Store: ItemStore + Send + Sync + 'static {
     ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>>;
     /// The user's sessions that are neither revoked nor expired, newest first.
     fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>>;
+    /// Whether `session_id` exists, belongs to `user_id`, and is neither revoked nor past its
+    /// end: what a token naming that session stands for.
+    fn session_is_live<'a>(
+        &'a self,
+        session_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, bool>;
     /// Revoked sessions that issued an access token after `since` (RFC 3339): the ones whose
     /// tokens may still be unexpired. Loaded into memory at start-up.
     fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>>;

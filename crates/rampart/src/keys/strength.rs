@@ -8,10 +8,12 @@
 //! URL-safe, padded or not, line breaks allowed) of at least 32 bytes, and look like a
 //! random generator's output:
 //! - its characters spread over the encoding's alphabet as random output's do (a chi-square
-//!   test at one chance in a million): words, names and decimal digits do not;
+//!   test at one chance in a billion): words, names and decimal digits do not;
 //! - its bytes not readable text (hex or base64 of a sentence, base64 of base64), not
-//!   repeating, and not one of a few well-known constants (pi, e, square roots, the hash of an
-//!   empty string, of `password`);
+//!   repeating, not one of a few well-known constants (pi, e, square roots, the hash of an
+//!   empty string, of `password`, the secret printed in FastAPI's JWT tutorial), and not a
+//!   sequence in which each byte follows from the ones before by a fixed step (a ramp, squares:
+//!   judged on the bytes, so the encoding cannot hide it);
 //! - and no reading of the encoded text finding less than half its nominal entropy
 //!   ([`secret_bits`]: repeats, counters, ramps, keyboard walks, dictionary words).
 //!
@@ -69,6 +71,8 @@ pub enum Weak {
     Unbalanced(&'static str),
     #[error("it is a well-known constant")]
     WellKnown,
+    #[error("its bytes follow a sequence (each from the ones before by a fixed step)")]
+    Sequence,
     #[error("it follows a pattern: about {found} bits where random {encoding} of that length carries {nominal}")]
     Patterned {
         found: u32,
@@ -128,10 +132,31 @@ pub fn judge_hs256_secret(secret: &str) -> Result<RandomKey, Weak> {
             encoding,
         });
     }
+    if follows_a_sequence(&bytes) {
+        return Err(Weak::Sequence);
+    }
     Ok(RandomKey {
         bytes: bytes.len(),
         encoding,
     })
+}
+
+/// Whether the differences between neighbouring bytes (mod 256), or the differences of those
+/// up to the third order, take few values: a ramp has one first difference, squares one second
+/// difference. Random bytes' differences are as random as they are (31 differences of random
+/// bytes take about 29 values; fewer than half is out of reach by chance).
+fn follows_a_sequence(bytes: &[u8]) -> bool {
+    let mut row = bytes.to_vec();
+    for _ in 0..3 {
+        row = row.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        let mut distinct = row.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() * 2 < row.len() {
+            return true;
+        }
+    }
+    false
 }
 
 /// The bytes `text` encodes: hex in one case, or base64 (standard or URL-safe, padded or not).
@@ -160,25 +185,27 @@ fn decode_key(text: &str) -> Option<(Vec<u8>, &'static str)> {
 
 /// Whether the characters of `text` fall into the encoding's classes (hex: digits and
 /// letters; base64: upper case, lower case, the rest) in the proportions random output
-/// has, by a chi-square test that random output fails about once in a million.
+/// has, by a chi-square test at one chance in a billion (at one in a million, one of 60,000
+/// random base64 keys of 86 characters was refused: for strings this short the tail is heavier
+/// than the chi-square law says).
 fn spread_like_random(text: &str, encoding: &str) -> bool {
     let n = text.len() as f64;
     let count = |keep: fn(&u8) -> bool| text.bytes().filter(keep).count() as f64;
     let (observed, shares, critical) = if encoding == "hex" {
         let digits = count(u8::is_ascii_digit);
-        // One degree of freedom; P(chi2 > 23.93) = 1e-6.
+        // One degree of freedom; P(chi2 > 37.33) = 1e-9.
         (
             vec![digits, n - digits],
             vec![10.0 / 16.0, 6.0 / 16.0],
-            23.93,
+            37.33,
         )
     } else {
         let (upper, lower) = (count(u8::is_ascii_uppercase), count(u8::is_ascii_lowercase));
-        // Two degrees of freedom; P(chi2 > 27.63) = 1e-6.
+        // Two degrees of freedom; P(chi2 > 41.45) = 1e-9.
         (
             vec![upper, lower, n - upper - lower],
             vec![26.0 / 64.0, 26.0 / 64.0, 12.0 / 64.0],
-            27.63,
+            41.45,
         )
     };
     let chi2: f64 = observed
@@ -194,8 +221,9 @@ fn spread_like_random(text: &str, encoding: &str) -> bool {
 
 /// The first bytes of constants that look random but are printed in every textbook: pi, e, the
 /// square roots of 2 and 3 and the golden ratio (fractional parts; pi and e also whole), and
-/// the SHA-256, SHA-1 and MD5 of nothing and SHA-256 of `password` and `secret`.
-const WELL_KNOWN: [[u8; 8]; 12] = [
+/// the SHA-256, SHA-1 and MD5 of nothing and SHA-256 of `password` and `secret`; and the
+/// `SECRET_KEY` of FastAPI's OAuth2/JWT tutorial, copied into many deployments.
+const WELL_KNOWN: [[u8; 8]; 13] = [
     [0x24, 0x3f, 0x6a, 0x88, 0x85, 0xa3, 0x08, 0xd3],
     [0x32, 0x43, 0xf6, 0xa8, 0x88, 0x5a, 0x30, 0x8d],
     [0xb7, 0xe1, 0x51, 0x62, 0x8a, 0xed, 0x2a, 0x6a],
@@ -208,6 +236,7 @@ const WELL_KNOWN: [[u8; 8]; 12] = [
     [0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04],
     [0x5e, 0x88, 0x48, 0x98, 0xda, 0x28, 0x04, 0x71],
     [0x2b, 0xb8, 0x0d, 0x53, 0x7b, 0x1d, 0xa3, 0xe3],
+    [0x09, 0xd2, 0x5e, 0x09, 0x4f, 0xaa, 0x6c, 0xa2],
 ];
 
 /// The estimated entropy of `secret`, in whole bits.
@@ -570,6 +599,14 @@ mod tests {
             "- .... . / --.- ..- .. -.-. -.- / -... .-. --- .-- -. / ..-. --- -..-".into(),
             // 31 random bytes: random, but too few.
             hex(&random_bytes(31)),
+            // Third round: FastAPI's tutorial secret, and byte sequences in base64, where the
+            // text estimator saw no pattern.
+            "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7".into(),
+            b64.encode((0u8..32).collect::<Vec<u8>>()),
+            b64.encode((0u8..64).collect::<Vec<u8>>()),
+            b64.encode((0u8..64).map(|i| i.wrapping_mul(i)).collect::<Vec<u8>>()),
+            b64.encode((0u8..48).map(|i| i.wrapping_mul(37).wrapping_add(200)).collect::<Vec<u8>>()),
+            hex(&(0u8..48).map(|i| i.wrapping_mul(i).wrapping_mul(i)).collect::<Vec<u8>>()),
         ];
         for secret in &weak {
             refused(secret);
@@ -577,6 +614,12 @@ mod tests {
         assert_eq!(refused(&hex(&random_bytes(31))), Weak::TooShort(31));
         assert_eq!(refused(&b64.encode(sentence)), Weak::EncodedText);
         assert_eq!(refused(&weak[19]), Weak::WellKnown);
+        let fastapi = "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7";
+        assert_eq!(refused(fastapi), Weak::WellKnown);
+        assert_eq!(
+            refused(&b64.encode((0u8..32).collect::<Vec<u8>>())),
+            Weak::Sequence
+        );
         assert_eq!(
             refused(&weak[6]),
             Weak::Patterned {

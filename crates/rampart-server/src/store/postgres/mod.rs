@@ -204,6 +204,25 @@ impl Store for PostgresStore {
         })
     }
 
+    fn session_is_live<'a>(
+        &'a self,
+        session_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        bounded(async move {
+            let row = sqlx::query(
+                "SELECT 1 FROM sessions
+                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
+            )
+            .bind(session_id)
+            .bind(user_id)
+            .bind(super::now())
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.is_some())
+        })
+    }
+
     fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>> {
         bounded(async move {
             let rows = sqlx::query(
