@@ -358,7 +358,10 @@ impl AppState {
     fn record_limited(&self, event: &Limited<'_>) {
         self.metrics.rate_limited(event.policy);
         let (subject, user_id) = match event.client {
-            Client::User(id) => (id.to_owned(), Some(id)),
+            Client::Session {
+                user_id,
+                session_id,
+            } => (session_id.to_owned(), Some(user_id)),
             Client::Address(ip) => (address_text(ip), None),
         };
         let Some(suppressed) = self

@@ -413,6 +413,8 @@ mod tests {
             !access.session_confirmed("s1"),
             "read again after the interval"
         );
+        // Over the cap with every entry fresh: half go, each simply read again when next used.
+        let access = AccessState::new(Duration::from_secs(900), RECHECK);
         for i in 0..SESSION_CAPACITY + 10 {
             access.confirm_session(&format!("s-{i}"));
         }

@@ -260,6 +260,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         cluster,
         redis,
         metrics: crate::metrics::ServiceMetrics::default(),
+        decoys_stale: tokio::sync::Notify::new(),
     });
     mirror_stored_costs(&state)
         .await
@@ -270,17 +271,24 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
 }
 
 /// How often the decoys follow the user table: imports add costs, logins upgrade them away.
+/// A cost never sampled before is followed sooner: the poll for changed users wakes this
+/// (within `RAMPART_REVOCATION_BOUND`), at most once per [`REMIRROR_AT_MOST`].
 const REMIRROR_EVERY: Duration = Duration::from_secs(300);
+const REMIRROR_AT_MOST: Duration = Duration::from_secs(5);
 
 async fn remirror_stored_costs(state: AppState) {
     let failures = rampart::telemetry::LogThrottle::default();
     loop {
-        tokio::time::sleep(REMIRROR_EVERY).await;
+        tokio::select! {
+            () = tokio::time::sleep(REMIRROR_EVERY) => {}
+            () = state.decoys_stale.notified() => {}
+        }
         if let Err(err) = mirror_stored_costs(&state).await {
             if let Some(left_out) = failures.admit() {
                 tracing::warn!(error = %err, left_out, "login decoys not refreshed this time");
             }
         }
+        tokio::time::sleep(REMIRROR_AT_MOST).await;
     }
 }
 
@@ -374,16 +382,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
+    // Both listeners are bound before either is announced: a supervisor waiting for
+    // `listening on` must not see it from a process about to exit on a taken metrics port.
+    let metrics_listener = match (metrics_bind, metrics) {
+        (Some(metrics_bind), Some(registry)) => {
+            let listener = TcpListener::bind(metrics_bind)
+                .await
+                .with_context(|| format!("binding RAMPART_METRICS_BIND {metrics_bind}"))?;
+            if listener.local_addr()? == addr {
+                anyhow::bail!("RAMPART_METRICS_BIND resolved to the public listener's address");
+            }
+            Some((listener, registry))
+        }
+        _ => None,
+    };
     tracing::info!(%addr, "listening");
     println!("listening on {addr}");
-    if let (Some(metrics_bind), Some(registry)) = (metrics_bind, metrics) {
-        let listener = TcpListener::bind(metrics_bind)
-            .await
-            .with_context(|| format!("binding RAMPART_METRICS_BIND {metrics_bind}"))?;
+    if let Some((listener, registry)) = metrics_listener {
         let metrics_addr = listener.local_addr()?;
-        if metrics_addr == addr {
-            anyhow::bail!("RAMPART_METRICS_BIND resolved to the public listener's address");
-        }
         tracing::info!(addr = %metrics_addr, "metrics listening");
         println!("metrics on {metrics_addr}");
         let router = metrics_hardening.apply(crate::metrics::router(Arc::new(registry)));

@@ -299,6 +299,15 @@ impl AppState {
     /// has cached are re-read (an uncached user is read fresh on its next request anyway).
     fn apply_changes(&self, changes: AccessChanges) {
         self.forget_sessions(&changes.ended);
+        // An imported cost the login decoys lack would tell those accounts from missing ones
+        // until the next periodic sample: sample now instead.
+        if changes
+            .users
+            .iter()
+            .any(|user| self.hasher.is_new_cost(&user.password_hash))
+        {
+            self.decoys_stale.notify_one();
+        }
         for user in changes.users {
             self.access.update_cached(
                 &user.id,

@@ -37,6 +37,8 @@ pub struct Shared {
     pub redis: Option<rampart::limit::RedisStore>,
     /// Counters for the metrics listener (counted whether or not it is on).
     pub metrics: crate::metrics::ServiceMetrics,
+    /// Woken when a stored hash of a cost the login decoys never sampled appears.
+    pub decoys_stale: tokio::sync::Notify,
 }
 
 impl AppState {

@@ -447,8 +447,34 @@ async fn many_accounts_failing_from_one_address_tightens_its_limit() {
     assert_eq!(remaining(&other), 39);
 }
 
+/// An outside test's attack on a cluster: a stolen token flooding requests spent the user's
+/// whole budget, and the owner's logout-all and password change answered 429, so the token
+/// could not be ended. The budget is the session's: the owner's own session still gets through.
 #[tokio::test]
-async fn the_global_limit_counts_users_by_id_and_everyone_else_by_address() {
+async fn a_stolen_token_spending_its_budget_cannot_keep_the_owner_from_ending_it() {
+    let app = TestApp::spawn(&[("RAMPART_LIMIT_GLOBAL", "5/minute")]).await;
+    let password = app.register("vera").await; // address: 1
+    let stolen = app.access_token("vera", &password).await; // 2
+    let own = app.access_token("vera", &password).await; // 3
+    let mut last = None;
+    for _ in 0..6 {
+        last = Some(app.get_as("/v1/users/me", &stolen).await);
+    }
+    assert_limited(last.unwrap(), "global").await;
+    let ended = app
+        .client
+        .post(app.url("/v1/auth/logout-all"))
+        .bearer_auth(&own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+    let after = app.get_as("/v1/users/me", &stolen).await;
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_global_limit_counts_sessions_and_everyone_else_by_address() {
     let app = TestApp::spawn(&[("RAMPART_LIMIT_GLOBAL", "5/minute")]).await;
     let password = app.register("uma").await; // 1
     let token = app.access_token("uma", &password).await; // 2

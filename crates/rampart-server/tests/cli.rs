@@ -285,6 +285,26 @@ fn weak_hs256_secrets_are_refused_and_keys_generate_makes_a_strong_one() {
     assert!(!out.contains(&written), "the secret is never printed");
 }
 
+/// A supervisor waits for `listening on`: a node whose metrics port is taken must not print
+/// it and then exit.
+#[test]
+fn a_taken_metrics_port_fails_the_start_before_anything_is_announced() {
+    let data = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let output = command(&data, &[("RAMPART_METRICS_BIND", &port)])
+        .arg("serve")
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(!output.status.success(), "{out}{err}");
+    assert!(!out.contains("listening on"), "{out}");
+    assert!(err.contains("RAMPART_METRICS_BIND"), "{err}");
+}
+
 #[test]
 fn migrate_creates_the_database() {
     let data = tempfile::tempdir().unwrap();

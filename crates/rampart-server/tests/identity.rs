@@ -442,6 +442,35 @@ async fn unknown_names_are_checked_against_decoys_of_the_imported_costs() {
     assert_eq!(after.dummy_verifications, before.dummy_verifications + 1);
 }
 
+/// The outside test imported bcrypt accounts into a running server and told them from missing
+/// names by timing until the next periodic sample (5 minutes). A cost never sampled before is
+/// noticed by the poll for changed users, and the decoys follow within the bound.
+#[tokio::test]
+async fn an_import_behind_the_servers_back_is_mirrored_within_the_bound() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[("RAMPART_REVOCATION_BOUND", "1s")]).await;
+    app.register("native").await;
+    assert_eq!(app.state.hasher.decoy_costs(), 1);
+    app.insert_user(rampart_server::store::NewUser {
+        id: "01a20000-0000-7000-8000-00000000d0d1".into(),
+        email: "late@example.com".into(),
+        email_key: "late@example.com".into(),
+        username: "late".into(),
+        username_key: "late".into(),
+        password_hash: bcrypt::hash("imported fastapi passphrase", 4).unwrap(),
+        role: rampart::Role::User,
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while app.state.hasher.decoy_costs() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the imported cost was not mirrored within the bound"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_planted_hash_above_the_cost_ceiling_is_never_computed_at_login() {
     crate::require!(common::backend_ready().await);

@@ -119,7 +119,9 @@ fn data_error_message(err: &serde_json::Error) -> String {
     }
 }
 
-/// `application/json` or any `application/*+json`, with optional parameters.
+/// `application/json` or any `application/*+json`, with optional parameters; a `charset`
+/// other than UTF-8 is refused (JSON is UTF-8, RFC 8259 section 8.1: a body declared as
+/// latin1 would be read as something its sender did not mean).
 fn is_json_content_type(headers: &http::HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -127,7 +129,19 @@ fn is_json_content_type(headers: &http::HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim();
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    let foreign_charset = parts
+        .filter_map(|p| p.split_once('='))
+        .any(|(name, value)| {
+            let value = value.trim().trim_matches('"');
+            name.trim().eq_ignore_ascii_case("charset")
+                && !value.eq_ignore_ascii_case("utf-8")
+                && !value.eq_ignore_ascii_case("utf8")
+        });
+    if foreign_charset {
+        return false;
+    }
     let Some(subtype) = essence
         .get(..12)
         .filter(|prefix| prefix.eq_ignore_ascii_case("application/"))
@@ -264,6 +278,9 @@ mod tests {
         };
         assert!(check("application/json"));
         assert!(check("application/json; charset=utf-8"));
+        assert!(check("application/json;charset=\"UTF-8\""));
+        assert!(!check("application/json; charset=latin1"));
+        assert!(!check("application/json; charset=utf-16"));
         assert!(check("Application/JSON"));
         assert!(check("application/merge-patch+json"));
         assert!(!check("text/plain"));

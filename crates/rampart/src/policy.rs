@@ -265,8 +265,7 @@ impl Gate {
                 ) => Err(unavailable),
                 Err(_) => Err(ApiError::Unauthorized),
             };
-            let user = caller.as_ref().ok().map(|p| p.user_id.as_str());
-            let report = self.charge(extensions, path, user).await?;
+            let report = self.charge(extensions, path, caller.as_ref().ok()).await?;
             let charged = if report.is_some() {
                 Charged::Answered
             } else {
@@ -291,7 +290,7 @@ impl Gate {
         &self,
         extensions: &http::Extensions,
         path: &str,
-        user: Option<&str>,
+        caller: Option<&Principal>,
     ) -> Result<Option<QuotaReport>, ApiError> {
         let Some(limit) = &self.0.limit else {
             return Ok(None);
@@ -299,7 +298,12 @@ impl Gate {
         let context = extensions.get::<RequestContext>().ok_or_else(|| {
             ApiError::internal("client limits need the rampart::http::Hardening stack")
         })?;
-        let client = user.map_or(Client::Address(context.client_ip), Client::User);
+        let client = caller.map_or(Client::Address(context.client_ip), |caller| {
+            Client::Session {
+                user_id: &caller.user_id,
+                session_id: &caller.session_id,
+            }
+        });
         limit.charge(client, context, path).await
     }
 }

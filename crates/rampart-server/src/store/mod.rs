@@ -179,6 +179,8 @@ pub struct ChangedUser {
     pub id: String,
     pub role: Role,
     pub locked: bool,
+    /// Its stored hash, read only for its cost (an imported cost the login decoys lack).
+    pub password_hash: String,
 }
 
 /// What changed in access state since a point in time: sessions revoked and users updated.

@@ -131,6 +131,7 @@ pub(crate) fn access_changes<R: StoreRow>(
                     id: row.text("id")?,
                     role: role_from(&row.text("role")?),
                     locked: row.flag("locked")?,
+                    password_hash: row.text("password_hash")?,
                 })
             })
             .collect::<Result<_, StoreError>>()?,

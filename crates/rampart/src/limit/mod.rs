@@ -136,8 +136,12 @@ impl Limiter {
 /// Who a request is charged to.
 #[derive(Debug, Clone, Copy)]
 pub enum Client<'a> {
-    /// A verified caller.
-    User(&'a str),
+    /// A verified caller, counted by session: a stolen token spends only its own session's
+    /// budget, so the owner's other sessions can still log it out or change the password.
+    Session {
+        user_id: &'a str,
+        session_id: &'a str,
+    },
     /// Anyone else, by resolved address.
     Address(IpAddr),
 }
@@ -145,7 +149,7 @@ pub enum Client<'a> {
 impl Client<'_> {
     pub fn subject(self) -> Subject {
         match self {
-            Self::User(id) => Subject::User(id.to_owned()),
+            Self::Session { session_id, .. } => Subject::Session(session_id.to_owned()),
             Self::Address(ip) => Subject::Address(ClientAddress::of(ip)),
         }
     }

@@ -48,8 +48,8 @@ impl fmt::Display for ClientAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     Address(ClientAddress),
-    /// An authenticated user, by id.
-    User(String),
+    /// An authenticated session, by id.
+    Session(String),
     /// A submitted login name (normalised), whether or not such an account exists.
     Name(String),
     /// A login name tried from one address.

@@ -12,7 +12,7 @@
 //!
 //! No crate does this; it is a table of at most [`MAX_CLASSES`] hashes and a lookup.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use argon2::password_hash::PasswordHash;
@@ -104,6 +104,9 @@ pub(crate) struct Decoys {
     slots: RwLock<Arc<Vec<Arc<str>>>>,
     /// Every decoy made so far, kept so a refresh computes only classes it has not seen.
     made: Mutex<HashMap<CostClass, Arc<str>>>,
+    /// Every class a sample has held (mirrored or not): a stored hash of another class is
+    /// news, and the mix should be sampled again.
+    sampled: RwLock<HashSet<CostClass>>,
 }
 
 impl std::fmt::Debug for Decoys {
@@ -120,7 +123,8 @@ impl Decoys {
     pub(crate) fn new(dummy: Arc<str>) -> Result<Self, HashError> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|_| HashError::Internal("no randomness".into()))?;
-        let made = CostClass::of(&dummy)
+        let class = CostClass::of(&dummy);
+        let made = class
             .map(|class| (class, Arc::clone(&dummy)))
             .into_iter()
             .collect();
@@ -128,6 +132,18 @@ impl Decoys {
             key: RwLock::new(key),
             slots: RwLock::new(Arc::new(vec![dummy])),
             made: Mutex::new(made),
+            sampled: RwLock::new(class.into_iter().collect()),
+        })
+    }
+
+    /// Whether `stored` has a cost no sample held (an import since, say).
+    pub(crate) fn is_new_cost(&self, stored: &str) -> bool {
+        CostClass::of(stored).is_some_and(|class| {
+            !self
+                .sampled
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&class)
         })
     }
 
@@ -164,14 +180,21 @@ impl Decoys {
     /// class; call off the request path. An empty sample keeps the configured cost alone.
     pub(crate) fn mirror(&self, sample: &[String], ceiling: CostCeiling) -> Result<(), HashError> {
         let mut counts: HashMap<CostClass, usize> = HashMap::new();
+        let mut sampled: HashSet<CostClass> = HashSet::new();
         for stored in sample {
+            let Some(class) = CostClass::of(stored) else {
+                continue;
+            };
+            sampled.insert(class);
             if ceiling.check(stored).is_err() || !super::is_supported_hash(stored) {
                 continue;
             }
-            if let Some(class) = CostClass::of(stored) {
-                *counts.entry(class).or_default() += 1;
-            }
+            *counts.entry(class).or_default() += 1;
         }
+        self.sampled
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(sampled);
         if counts.is_empty() {
             return Ok(());
         }

@@ -237,6 +237,12 @@ impl PasswordHasher {
             .map_err(|_| HashError::Internal("mirroring stored costs failed".into()))?
     }
 
+    /// Whether `stored` has a cost no sample of the table held: a sign
+    /// the mix changed (an import) and [`PasswordHasher::mirror_stored_costs`] should run now.
+    pub fn is_new_cost(&self, stored: &str) -> bool {
+        self.decoys.is_new_cost(stored)
+    }
+
     /// Distinct costs among the decoys (1 until [`PasswordHasher::mirror_stored_costs`]).
     pub fn decoy_costs(&self) -> usize {
         self.decoys.classes()

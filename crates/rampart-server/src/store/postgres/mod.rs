@@ -266,7 +266,7 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await?;
             let users = sqlx::query(
-                "SELECT id, role, locked_at IS NOT NULL AS locked FROM users WHERE updated_at > $1",
+                "SELECT id, role, locked_at IS NOT NULL AS locked, password_hash FROM users WHERE updated_at > $1",
             )
             .bind(since)
             .fetch_all(&self.pool)

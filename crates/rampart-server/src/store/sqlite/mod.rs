@@ -244,7 +244,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
             let users = sqlx::query(
-                "SELECT id, role, locked_at IS NOT NULL AS locked FROM users WHERE updated_at > ?",
+                "SELECT id, role, locked_at IS NOT NULL AS locked, password_hash FROM users WHERE updated_at > ?",
             )
             .bind(since)
             .fetch_all(&self.pool)
