@@ -57,6 +57,9 @@ struct Revoked {
     next_sweep: Instant,
 }
 
+/// A session's user, and when the store last showed the session live.
+type Confirmed = (Box<str>, Instant);
+
 /// One cached user.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -89,8 +92,8 @@ pub struct Seen(Option<u64>);
 pub struct AccessState {
     revoked: RwLock<Revoked>,
     users: RwLock<HashMap<Box<str>, Entry>>,
-    /// Session id to when the store last showed it live.
-    live: RwLock<HashMap<Box<str>, Instant>>,
+    /// Session id to its user and when the store last showed it live for that user.
+    live: RwLock<HashMap<Box<str>, Confirmed>>,
     generations: AtomicU64,
     /// How long a revoked session must be remembered.
     window: Duration,
@@ -153,20 +156,21 @@ impl AccessState {
             .or_insert(until);
     }
 
-    /// Whether the store showed `session_id` live within the recheck interval.
-    pub fn session_confirmed(&self, session_id: &str) -> bool {
+    /// Whether the store showed `session_id` live, as `user_id`'s, within the recheck
+    /// interval. A token naming another user's session is never confirmed from here.
+    pub fn session_confirmed(&self, session_id: &str, user_id: &str) -> bool {
         self.live
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(session_id)
-            .is_some_and(|at| at.elapsed() < self.recheck)
+            .is_some_and(|(owner, at)| **owner == *user_id && at.elapsed() < self.recheck)
     }
 
-    /// Records that the store just showed `session_id` live.
-    pub fn confirm_session(&self, session_id: &str) {
+    /// Records that the store just showed `session_id` live as `user_id`'s.
+    pub fn confirm_session(&self, session_id: &str, user_id: &str) {
         let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
         if live.len() >= SESSION_CAPACITY {
-            live.retain(|_, at| at.elapsed() < self.recheck);
+            live.retain(|_, (_, at)| at.elapsed() < self.recheck);
             if live.len() >= SESSION_CAPACITY {
                 let mut keep = false;
                 live.retain(|_, _| {
@@ -175,7 +179,7 @@ impl AccessState {
                 });
             }
         }
-        live.insert(session_id.into(), Instant::now());
+        live.insert(session_id.into(), (user_id.into(), Instant::now()));
     }
 
     /// How many revocations are held (expired ones not yet swept included).
@@ -403,20 +407,24 @@ mod tests {
     fn a_confirmed_session_is_trusted_for_the_interval_and_the_map_stays_capped() {
         let access = AccessState::new(Duration::from_secs(900), Duration::from_millis(40));
         assert!(
-            !access.session_confirmed("s1"),
+            !access.session_confirmed("s1", "u1"),
             "never read: read the store"
         );
-        access.confirm_session("s1");
-        assert!(access.session_confirmed("s1"));
+        access.confirm_session("s1", "u1");
+        assert!(access.session_confirmed("s1", "u1"));
+        assert!(
+            !access.session_confirmed("s1", "u2"),
+            "another user's token naming the session is not confirmed by it"
+        );
         std::thread::sleep(Duration::from_millis(50));
         assert!(
-            !access.session_confirmed("s1"),
+            !access.session_confirmed("s1", "u1"),
             "read again after the interval"
         );
         // Over the cap with every entry fresh: half go, each simply read again when next used.
         let access = AccessState::new(Duration::from_secs(900), RECHECK);
         for i in 0..SESSION_CAPACITY + 10 {
-            access.confirm_session(&format!("s-{i}"));
+            access.confirm_session(&format!("s-{i}"), "u1");
         }
         let len = access.live.read().unwrap().len();
         assert!(

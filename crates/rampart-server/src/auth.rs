@@ -48,7 +48,7 @@ impl Authenticator for AppState {
             if self.access.is_revoked(&claims.sid) {
                 return Err(ApiError::Unauthorized);
             }
-            if !self.access.session_confirmed(&claims.sid) {
+            if !self.access.session_confirmed(&claims.sid, &claims.sub) {
                 self.confirm_session(&claims.sid, &claims.sub).await?;
             }
             let user = match self.access.user(&claims.sub) {
@@ -114,10 +114,11 @@ impl Authenticator for AppState {
 }
 
 impl AppState {
-    /// Reads whether a token's session is live in the store: on its first request to this
-    /// process and again once the last look is older than the recheck interval. A session that
-    /// is not (never created, deleted, revoked by hand with any date, past its end) is held as
-    /// revoked from then on, so its tokens cost no further reads.
+    /// Reads whether a token's session is live in the store as its user's: on its first
+    /// request to this process and again once the last look is older than the recheck
+    /// interval. A token whose session is not (never created, deleted, revoked by hand with any
+    /// date, past its end, another user's) is refused. Nothing is remembered of the refusal: a
+    /// forged token naming a real session must not end it for its owner.
     async fn confirm_session(&self, session_id: &str, user_id: &str) -> Result<(), ApiError> {
         let live = self
             .store
@@ -128,10 +129,9 @@ impl AppState {
                 cause: format!("session lookup failed: {err}"),
             })?;
         if live {
-            self.access.confirm_session(session_id);
+            self.access.confirm_session(session_id, user_id);
             Ok(())
         } else {
-            self.access.revoke(session_id, Duration::ZERO);
             Err(ApiError::Unauthorized)
         }
     }

@@ -302,9 +302,24 @@ async fn a_correctly_signed_token_for_a_session_that_does_not_exist_is_refused()
         let answer = app.get_as("/v1/users/me", &forged).await;
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
     }
-    // The real session is untouched.
+    // The second outside test: a real session of the forger's own, warmed by a real request,
+    // re-signed naming another user (an admin). The session is not that user's: refused.
+    let admin = app.admin_token().await;
+    let admin_id = app.user_id(&admin).await;
+    let mut swapped = claims.clone();
+    swapped["sub"] = json!(admin_id);
+    let forged = sign(&header, &swapped);
+    for path in ["/v1/users/me", "/v1/admin/users"] {
+        let answer = app.get_as(path, &forged).await;
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // Neither forgery ended anything: the real sessions still work.
     assert_eq!(
         app.get_as("/v1/users/me", &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get_as("/v1/admin/users", &admin).await.status(),
         StatusCode::OK
     );
 }

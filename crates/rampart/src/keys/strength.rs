@@ -11,9 +11,11 @@
 //!   test at one chance in a billion): words, names and decimal digits do not;
 //! - its bytes not readable text (hex or base64 of a sentence, base64 of base64), not
 //!   repeating, not one of a few well-known constants (pi, e, square roots, the hash of an
-//!   empty string, of `password`, the secret printed in FastAPI's JWT tutorial), and not a
-//!   sequence in which each byte follows from the ones before by a fixed step (a ramp, squares:
-//!   judged on the bytes, so the encoding cannot hide it);
+//!   empty string, of `password`, the secret printed in FastAPI's JWT tutorial, even with
+//!   bytes added, shifted, reversed or flipped; the SHA-256 of a common word), and not a
+//!   sequence in which each byte follows from the ones before by a fixed rule (a ramp,
+//!   squares, Fibonacci, powers, a half repeated under a mask: judged on the bytes, so the
+//!   encoding cannot hide it);
 //! - and no reading of the encoded text finding less than half its nominal entropy
 //!   ([`secret_bits`]: repeats, counters, ramps, keyboard walks, dictionary words).
 //!
@@ -118,7 +120,7 @@ pub fn judge_hs256_secret(secret: &str) -> Result<RandomKey, Weak> {
     if !spread_like_random(&text, encoding) {
         return Err(Weak::Unbalanced(encoding));
     }
-    if WELL_KNOWN.iter().any(|known| bytes.starts_with(known)) {
+    if holds_a_well_known_constant(&bytes) {
         return Err(Weak::WellKnown);
     }
     let per_char = if encoding == "hex" { 4 } else { 6 };
@@ -132,12 +134,138 @@ pub fn judge_hs256_secret(secret: &str) -> Result<RandomKey, Weak> {
             encoding,
         });
     }
-    if follows_a_sequence(&bytes) {
+    if follows_a_sequence(&bytes) || follows_a_recurrence(&bytes) || repeats_under_a_mask(&bytes) {
         return Err(Weak::Sequence);
     }
     Ok(RandomKey {
         bytes: bytes.len(),
         encoding,
+    })
+}
+
+/// Whether 8 bytes in a row anywhere in `bytes`, read forwards, backwards or with every bit
+/// flipped, are 8 bytes in a row of a well-known constant or a published secret, or whether
+/// the key is the SHA-256 (once or twice over) of a common word: a constant with a byte or two
+/// changed or added is the constant.
+fn holds_a_well_known_constant(bytes: &[u8]) -> bool {
+    use sha2::{Digest as _, Sha256};
+    let reversed: Vec<u8> = bytes.iter().rev().copied().collect();
+    let flipped: Vec<u8> = bytes.iter().map(|b| !b).collect();
+    let windows_of = |known: &'static [u8]| known.windows(8);
+    let known_windows = WELL_KNOWN
+        .iter()
+        .map(<[u8; 8]>::as_slice)
+        .chain(PUBLISHED.iter().map(<[u8; 32]>::as_slice))
+        .flat_map(windows_of);
+    for window in known_windows {
+        for reading in [bytes, &reversed, &flipped] {
+            if reading.windows(8).any(|w| w == window) {
+                return true;
+            }
+        }
+    }
+    COMMON_WORDS.iter().any(|word| {
+        let once = Sha256::digest(word.as_bytes());
+        let twice = Sha256::digest(once);
+        bytes.starts_with(&once) || bytes.starts_with(&twice)
+    })
+}
+
+/// Secrets printed in documentation and copied into deployments, whole.
+const PUBLISHED: [[u8; 32]; 1] = [
+    // FastAPI's OAuth2/JWT tutorial `SECRET_KEY`.
+    [
+        0x09, 0xd2, 0x5e, 0x09, 0x4f, 0xaa, 0x6c, 0xa2, 0x55, 0x6c, 0x81, 0x81, 0x66, 0xb7, 0xa9,
+        0x56, 0x3b, 0x93, 0xf7, 0x09, 0x9f, 0x6f, 0x0f, 0x4c, 0xaa, 0x6c, 0xf6, 0x3b, 0x88, 0xe8,
+        0xd3, 0xe7,
+    ],
+];
+
+/// Words whose SHA-256 people use as a "random" secret.
+const COMMON_WORDS: [&str; 24] = [
+    "",
+    "secret",
+    "password",
+    "changeme",
+    "change-me",
+    "changeit",
+    "admin",
+    "test",
+    "key",
+    "jwt",
+    "jwt_secret",
+    "jwtsecret",
+    "secretkey",
+    "secret_key",
+    "mysecret",
+    "supersecret",
+    "your-256-bit-secret",
+    "your-secret-key",
+    "default",
+    "letmein",
+    "123456",
+    "qwerty",
+    "development",
+    "production",
+];
+
+/// Whether most bytes follow from the two before by one linear rule, mod 256 or mod 257:
+/// `x[n] = a*x[n-1] + b*x[n-2] + c` covers ramps, arithmetic and geometric sequences
+/// (3^i mod 257), Fibonacci, squares and byte LCGs. For each `a`, the `b` that fit the first
+/// differences (`d[4] = a*d[3] + b*d[2]`) and the `c` that fits the first three bytes are the
+/// only candidates; random bytes match such a rule about once in 256 per byte, so three
+/// quarters matching never happens by chance.
+fn follows_a_recurrence(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return false;
+    }
+    let x = |i: usize| u32::from(bytes[i]);
+    let predicted = bytes.len() - 3;
+    let allowed_misses = predicted - predicted * 3 / 4;
+    let follows = |a: u32, b: u32, modulus: u32| {
+        let c = (x(2) + 2 * modulus - a * x(1) % modulus - b * x(0) % modulus) % modulus;
+        let mut misses = 0;
+        for n in 3..bytes.len() {
+            if (a * x(n - 1) + b * x(n - 2) + c) % modulus != x(n) {
+                misses += 1;
+                if misses > allowed_misses {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    [256_u32, 257].into_iter().any(|modulus| {
+        let d = |i: usize| (x(i) + modulus - x(i - 1)) % modulus;
+        // Every b, filed under b * d[2]: the b solving b * d[2] = r are `by_product[r]`.
+        let mut by_product = vec![Vec::new(); modulus as usize];
+        for b in 0..modulus {
+            by_product[(b * d(2) % modulus) as usize].push(b);
+        }
+        (0..modulus).any(|a| {
+            let wanted = (d(4) + modulus * modulus - a * d(3)) % modulus;
+            by_product[wanted as usize]
+                .iter()
+                .any(|&b| follows(a, b, modulus))
+        })
+    })
+}
+
+/// Whether the key is one part repeated under a mask: each byte equal to the byte `p` before
+/// it XOR (or plus) the same value for most of the key, for some `p` up to half its length
+/// (16 random bytes followed by their complement carry 128 bits, not 256).
+fn repeats_under_a_mask(bytes: &[u8]) -> bool {
+    (1..=bytes.len() / 2).any(|p| {
+        let few = |values: Vec<u8>| {
+            let count = values.len();
+            let mut distinct = values;
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct.len() * 2 < count
+        };
+        let pairs = || bytes.iter().zip(&bytes[p..]);
+        few(pairs().map(|(a, b)| a ^ b).collect())
+            || few(pairs().map(|(a, b)| b.wrapping_sub(*a)).collect())
     })
 }
 
@@ -517,6 +645,7 @@ mod tests {
     #[test]
     #[allow(clippy::format_collect)] // building test strings
     fn the_reviews_secrets_are_not_keys() {
+        use sha2::Digest as _;
         let sentence = "the quick brown fox jumps over the lazy dog every single day";
         let b64 = base64::engine::general_purpose::STANDARD;
         let rot = |text: &str, by: u8| -> String {
@@ -552,6 +681,19 @@ mod tests {
             "Joseph",
             "Jessica",
         ];
+        let fastapi = "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7";
+        let fastapi_bytes: Vec<u8> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&fastapi[i..i + 2], 16).unwrap())
+            .collect();
+        let fibonacci: Vec<u8> = (0..40)
+            .scan((1u8, 1u8), |(a, b), _| {
+                let next = a.wrapping_add(*b);
+                (*a, *b) = (*b, next);
+                Some(next)
+            })
+            .collect();
+        let half = random_bytes(16);
         let weak: Vec<String> = vec![
             // First round.
             "0123456789abcdef0123456789abcdef".into(),
@@ -607,6 +749,20 @@ mod tests {
             b64.encode((0u8..64).map(|i| i.wrapping_mul(i)).collect::<Vec<u8>>()),
             b64.encode((0u8..48).map(|i| i.wrapping_mul(37).wrapping_add(200)).collect::<Vec<u8>>()),
             hex(&(0u8..48).map(|i| i.wrapping_mul(i).wrapping_mul(i)).collect::<Vec<u8>>()),
+            // Fourth round: the tutorial secret shifted, reversed, flipped or with bytes put
+            // around it; linear recurrences; a half repeated under a mask; hashed words.
+            format!("00{fastapi}"),
+            format!("{}{fastapi}", hex(&random_bytes(4))),
+            format!("{}{}", &fastapi[2..], hex(&random_bytes(2))),
+            hex(&fastapi_bytes.iter().rev().copied().collect::<Vec<u8>>()),
+            hex(&fastapi_bytes.iter().map(|b| !b).collect::<Vec<u8>>()),
+            hex(&[&fastapi_bytes[1..], &fastapi_bytes[..1]].concat()),
+            hex(&fibonacci),
+            b64.encode(&fibonacci),
+            hex(&(0u32..32).scan(1u32, |x, _| { *x = *x * 3 % 257; Some(u8::try_from(*x % 256).unwrap_or(0)) }).collect::<Vec<u8>>()),
+            hex(&[half.clone(), half.iter().map(|b| b ^ 0xff).collect()].concat()),
+            hex(&sha2::Sha256::digest(b"changeme")),
+            hex(&sha2::Sha256::digest(sha2::Sha256::digest(b""))),
         ];
         for secret in &weak {
             refused(secret);
@@ -614,7 +770,6 @@ mod tests {
         assert_eq!(refused(&hex(&random_bytes(31))), Weak::TooShort(31));
         assert_eq!(refused(&b64.encode(sentence)), Weak::EncodedText);
         assert_eq!(refused(&weak[19]), Weak::WellKnown);
-        let fastapi = "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7";
         assert_eq!(refused(fastapi), Weak::WellKnown);
         assert_eq!(
             refused(&b64.encode((0u8..32).collect::<Vec<u8>>())),
