@@ -36,6 +36,13 @@ impl Authenticator for AppState {
                 .tokens
                 .verify(token)
                 .map_err(|_| ApiError::Unauthorized)?;
+            // Ids this server issued, or nothing: a signed claim that is not one (a NUL, a
+            // name) never reaches the store, where PostgreSQL would fail on it.
+            for id in [&claims.sub, &claims.sid] {
+                if crate::domain::RecordId::parse(id.clone()).is_none() {
+                    return Err(ApiError::Unauthorized);
+                }
+            }
             // Never fail open: a node that cannot confirm other nodes' revocations refuses, and
             // asks for a poll now rather than at the next interval.
             if !self.cluster.freshness.is_current() {

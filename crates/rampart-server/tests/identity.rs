@@ -313,6 +313,12 @@ async fn a_correctly_signed_token_for_a_session_that_does_not_exist_is_refused()
         let answer = app.get_as(path, &forged).await;
         assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
+    // A signed `sub` that is no id of this server (a NUL appended) is refused before the
+    // store is asked: 401 on every backend, never a 503 from PostgreSQL.
+    let mut nul = claims.clone();
+    nul["sub"] = json!(format!("{}\u{0}", claims["sub"].as_str().unwrap()));
+    let answer = app.get_as("/v1/users/me", &sign(&header, &nul)).await;
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
     // Neither forgery ended anything: the real sessions still work.
     assert_eq!(
         app.get_as("/v1/users/me", &token).await.status(),

@@ -148,7 +148,6 @@ pub fn judge_hs256_secret(secret: &str) -> Result<RandomKey, Weak> {
 /// the key is the SHA-256 (once or twice over) of a common word: a constant with a byte or two
 /// changed or added is the constant.
 fn holds_a_well_known_constant(bytes: &[u8]) -> bool {
-    use sha2::{Digest as _, Sha256};
     let reversed: Vec<u8> = bytes.iter().rev().copied().collect();
     let flipped: Vec<u8> = bytes.iter().map(|b| !b).collect();
     let windows_of = |known: &'static [u8]| known.windows(8);
@@ -164,10 +163,51 @@ fn holds_a_well_known_constant(bytes: &[u8]) -> bool {
             }
         }
     }
-    COMMON_WORDS.iter().any(|word| {
-        let once = Sha256::digest(word.as_bytes());
-        let twice = Sha256::digest(once);
-        bytes.starts_with(&once) || bytes.starts_with(&twice)
+    bytes
+        .get(..32)
+        .is_some_and(|head| common_word_digests().contains(head))
+}
+
+/// The first 32 bytes of every digest of every common word reading ([`COMMON_WORDS`]),
+/// computed once: a table derived from constants, not state.
+fn common_word_digests() -> &'static std::collections::HashSet<[u8; 32]> {
+    use sha2::{Digest as _, Sha256};
+    static TABLE: std::sync::OnceLock<std::collections::HashSet<[u8; 32]>> =
+        std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let first_32 = |digest: &[u8]| {
+            let mut head = [0u8; 32];
+            head.copy_from_slice(&digest[..32]);
+            head
+        };
+        let mut table = std::collections::HashSet::new();
+        for word in COMMON_WORDS {
+            let mut capitalised = word.to_owned();
+            if let Some(first) = capitalised.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            for base in [word.to_owned(), word.to_ascii_uppercase(), capitalised] {
+                for text in [
+                    base.clone(),
+                    format!("{base}\n"),
+                    format!("{base}1"),
+                    format!("{base}!"),
+                ] {
+                    let once = Sha256::digest(text.as_bytes());
+                    let hex_once = once.iter().fold(String::new(), |mut hex, b| {
+                        use std::fmt::Write as _;
+                        let _ = write!(hex, "{b:02x}");
+                        hex
+                    });
+                    table.insert(first_32(&once));
+                    table.insert(first_32(&Sha256::digest(once)));
+                    table.insert(first_32(&Sha256::digest(hex_once.as_bytes())));
+                    table.insert(first_32(&sha2::Sha384::digest(text.as_bytes())));
+                    table.insert(first_32(&sha2::Sha512::digest(text.as_bytes())));
+                }
+            }
+        }
+        table
     })
 }
 
@@ -181,8 +221,9 @@ const PUBLISHED: [[u8; 32]; 1] = [
     ],
 ];
 
-/// Words whose SHA-256 people use as a "random" secret.
-const COMMON_WORDS: [&str; 24] = [
+/// Words whose hash people use as a "random" secret (each also capitalised and upper case,
+/// and each of those alone, with a newline as `echo word | sha256sum` hashes it, with 1, or !).
+const COMMON_WORDS: [&str; 30] = [
     "",
     "secret",
     "password",
@@ -207,6 +248,12 @@ const COMMON_WORDS: [&str; 24] = [
     "qwerty",
     "development",
     "production",
+    "fastapi",
+    "rampart",
+    "hunter2",
+    "my-secret-key",
+    "secret-key",
+    "jwt-secret",
 ];
 
 /// Whether most bytes follow from the two before by one linear rule, mod 256 or mod 257:
@@ -763,6 +810,11 @@ mod tests {
             hex(&[half.clone(), half.iter().map(|b| b ^ 0xff).collect()].concat()),
             hex(&sha2::Sha256::digest(b"changeme")),
             hex(&sha2::Sha256::digest(sha2::Sha256::digest(b""))),
+            hex(&sha2::Sha512::digest(b"password")),
+            hex(&sha2::Sha512::digest(b"secret")[..48]),
+            hex(&sha2::Sha384::digest(b"admin")),
+            hex(&sha2::Sha256::digest(b"password\n")),
+            hex(&sha2::Sha256::digest(b"Password1")),
         ];
         for secret in &weak {
             refused(secret);
