@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use argon2::password_hash::PasswordHash;
-use argon2::{Algorithm, Params, Version};
+use argon2::{Algorithm, Params};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -83,14 +83,19 @@ impl CostClass {
                 lanes,
             } => {
                 let algorithm = match algorithm {
-                    0 => Algorithm::Argon2d,
-                    1 => Algorithm::Argon2i,
-                    _ => Algorithm::Argon2id,
+                    0 => argon2_rust::Algorithm::Argon2d,
+                    1 => argon2_rust::Algorithm::Argon2i,
+                    _ => argon2_rust::Algorithm::Argon2id,
                 };
-                let version = Version::try_from(version).unwrap_or(Version::V0x13);
-                let params = Params::new(memory_kib, iterations, lanes, None)
-                    .map_err(|e| HashError::Internal(format!("argon2 decoy: {e}")))?;
-                super::hash_with(&argon2::Argon2::new(algorithm, version, params), &secret)
+                let version = if version == 0x10 {
+                    argon2_rust::Version::V0x10
+                } else {
+                    argon2_rust::Version::V0x13
+                };
+                let config = super::core::Config::new(
+                    algorithm, version, memory_kib, iterations, lanes, 32,
+                )?;
+                super::core::Scratch::new(config).hash(config, &secret)
             }
         }
     }

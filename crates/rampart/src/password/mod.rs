@@ -25,15 +25,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHash;
+use argon2::Params;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
 use crate::settings::HashParams;
 
+mod core;
 pub mod decoys;
+
+use self::core::{Config, Scratch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -169,7 +171,8 @@ pub struct HasherLoad {
 pub struct PasswordHasher {
     params: HashParams,
     ceiling: CostCeiling,
-    argon2: Argon2<'static>,
+    /// New hashes: argon2id at the configured parameters.
+    config: Config,
     /// Admission: workers plus queue slots. Failing to get one is `Busy`. A slot is held until
     /// its hash is done, even if the request that asked for it has gone.
     admitted: Arc<Semaphore>,
@@ -195,21 +198,21 @@ impl PasswordHasher {
     /// `workers` hashes run at once (use the core count); `queue` more may wait.
     /// Computes the dummy hash once, so this takes one hash's time.
     pub fn new(params: HashParams, workers: usize, queue: usize) -> Result<Self, HashError> {
-        let argon2 = argon2_for(params)?;
+        let config = Config::argon2id(params)?;
         let mut dummy_secret = [0u8; 32];
         getrandom::fill(&mut dummy_secret)
             .map_err(|_| HashError::Internal("no randomness".into()))?;
-        let dummy_hash = hash_with(&argon2, &dummy_secret)?;
+        let dummy_hash = Scratch::new(config).hash(config, &dummy_secret)?;
         let workers = workers.max(1);
         let dummy_hash: Arc<str> = dummy_hash.into();
         Ok(Self {
             params,
             ceiling: CostCeiling::for_params(params),
-            argon2,
+            config,
             admitted: Arc::new(Semaphore::new(workers + queue)),
             capacity: workers + queue,
             workers,
-            pool: Arc::new(HashPool::start(workers, workers + queue)?),
+            pool: Arc::new(HashPool::start(workers, workers + queue, config)?),
             decoys: Arc::new(decoys::Decoys::new(Arc::clone(&dummy_hash))?),
             dummy_hash,
             counters: Arc::default(),
@@ -295,9 +298,9 @@ impl PasswordHasher {
 
     /// A new argon2id hash (PHC string) of `password`.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        let argon2 = self.argon2.clone();
+        let config = self.config;
         let hash = self
-            .run(move || hash_with(&argon2, password.expose_secret().as_bytes()))
+            .run(move |scratch| scratch.hash(config, password.expose_secret().as_bytes()))
             .await??;
         self.counters.hashes.fetch_add(1, Ordering::Relaxed);
         Ok(hash)
@@ -354,13 +357,12 @@ impl PasswordHasher {
         dummy: bool,
     ) -> Result<Verified, HashError> {
         let params = self.params;
-        let argon2 = self.argon2.clone();
         let dummy_hash = Arc::clone(&self.dummy_hash);
         let counters = Arc::clone(&self.counters);
         let outcome = self
-            .run(move || {
+            .run(move |scratch| {
                 let (verified, readable) = verify_with(
-                    &argon2,
+                    scratch,
                     params,
                     password.expose_secret().as_bytes(),
                     &stored,
@@ -386,15 +388,15 @@ impl PasswordHasher {
     /// Runs CPU-heavy work on the hashing threads, within the queue's bound.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Scratch) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let Ok(admitted) = Arc::clone(&self.admitted).try_acquire_owned() else {
             self.counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
             return Err(HashError::Busy);
         };
         let (done, outcome) = tokio::sync::oneshot::channel();
-        self.pool.submit(Box::new(move || {
-            let _ = done.send(work());
+        self.pool.submit(Box::new(move |scratch: &mut Scratch| {
+            let _ = done.send(work(scratch));
             drop(admitted);
         }))?;
         outcome
@@ -403,7 +405,8 @@ impl PasswordHasher {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// Work for a hashing thread, given that thread's working memory.
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
 /// Threads that only hash. They exit when the last [`PasswordHasher`] clone is dropped (the
 /// queue's sender goes with it).
@@ -413,7 +416,7 @@ struct HashPool {
 }
 
 impl HashPool {
-    fn start(workers: usize, queue: usize) -> Result<Self, HashError> {
+    fn start(workers: usize, queue: usize, config: Config) -> Result<Self, HashError> {
         let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(queue);
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         for n in 0..workers {
@@ -422,6 +425,7 @@ impl HashPool {
                 .name(format!("rampart-hash-{n}"))
                 .spawn(move || {
                     lower_priority();
+                    let mut scratch = Scratch::new(config);
                     loop {
                         let job = receiver
                             .lock()
@@ -430,7 +434,9 @@ impl HashPool {
                         let Ok(job) = job else { return };
                         // A panicking hash fails its one request (its answer channel drops),
                         // not the worker.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            job(&mut scratch);
+                        }));
                     }
                 })
                 .map_err(|err| HashError::Internal(format!("starting a hashing thread: {err}")))?;
@@ -472,48 +478,29 @@ pub fn is_supported_hash(stored: &str) -> bool {
 /// wanting, in less time than a real verification takes.
 const MIN_OUTPUT_BYTES: usize = 16;
 
-fn argon2_for(params: HashParams) -> Result<Argon2<'static>, HashError> {
-    let params = Params::new(
-        params.memory_kib,
-        params.iterations,
-        params.parallelism,
-        None,
-    )
-    .map_err(|e| HashError::Internal(format!("argon2 parameters: {e}")))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-fn hash_with(argon2: &Argon2<'static>, password: &[u8]) -> Result<String, HashError> {
-    let salt = SaltString::generate(&mut OsRng);
-    argon2
-        .hash_password(password, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Internal(format!("argon2: {e}")))
-}
-
 /// Verifies `password` against `stored`. A stored value that cannot be verified at all (not a
 /// hash this module reads, an output too short to compare) does the `dummy`'s work before it
 /// fails, like an unknown user: a broken row must not answer faster than a wrong password.
 fn verify_with(
-    argon2: &Argon2<'static>,
+    scratch: &mut Scratch,
     current: HashParams,
     password: &[u8],
     stored: &str,
     dummy: &str,
 ) -> (Verified, bool) {
-    if let Some(verified) = try_verify(argon2, current, password, stored) {
+    if let Some(verified) = try_verify(scratch, current, password, stored) {
         return (verified, true);
     }
     tracing::error!("a stored password hash cannot be verified; it fails like an unknown user's");
     if let Ok(dummy) = PasswordHash::new(dummy) {
-        let _ = argon2.verify_password(password, &dummy);
+        let _ = scratch.verify(&dummy, password);
     }
     (Verified::Invalid, false)
 }
 
 /// `None` when `stored` cannot be verified at all.
 fn try_verify(
-    argon2: &Argon2<'static>,
+    scratch: &mut Scratch,
     current: HashParams,
     password: &[u8],
     stored: &str,
@@ -534,10 +521,8 @@ fn try_verify(
     {
         return None;
     }
-    match argon2.verify_password(password, &parsed) {
-        Ok(()) => {}
-        Err(argon2::password_hash::Error::Password) => return Some(Verified::Invalid),
-        Err(_) => return None,
+    if !scratch.verify(&parsed, password)? {
+        return Some(Verified::Invalid);
     }
     let weaker = Params::try_from(&parsed).map_or(true, |p| {
         p.m_cost() < current.memory_kib || p.t_cost() < current.iterations
