@@ -52,6 +52,14 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditLogCommand,
     },
+    /// Measure this machine and print the strongest argon2id parameters whose sign-in fits
+    /// the budget with every hashing thread busy, and what the current setting costs. Exit 2
+    /// when not even OWASP's minimum fits.
+    HashParams {
+        /// The longest one sign-in's hash may take, e.g. 250ms or 1s.
+        #[arg(long, default_value = "250ms", value_parser = crate::hash_params::parse_budget)]
+        budget: std::time::Duration,
+    },
     /// Check any running HTTP API (rampart or not) against the security checklist, from
     /// outside. Exit 1 when a finding reaches --fail-on, 2 on a usage or connection error.
     Audit(Box<rampart_audit::AuditArgs>),
@@ -150,6 +158,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }),
         Command::Check => check(&settings),
+        Command::HashParams { budget } => crate::hash_params::run(settings.password_hash, budget),
         Command::Audit(args) => rampart_audit::main(&args),
         Command::Keys {
             action: KeysCommand::Rotate { file },

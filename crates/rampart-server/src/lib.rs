@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cluster;
 pub mod docs;
 pub mod domain;
+pub mod hash_params;
 pub mod import;
 pub mod metrics;
 pub mod posture;

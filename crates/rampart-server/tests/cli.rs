@@ -305,6 +305,55 @@ fn a_taken_metrics_port_fails_the_start_before_anything_is_announced() {
     assert!(err.contains("RAMPART_METRICS_BIND"), "{err}");
 }
 
+/// `rampart hash-params` measures and prints a setting that parses, meets OWASP's minimum
+/// and fits the budget; a budget nothing fits is exit 2, with the reason.
+#[test]
+fn hash_params_prints_the_strongest_setting_that_fits_the_budget() {
+    let data = tempfile::tempdir().unwrap();
+    let output = command(&data, &[])
+        .args(["hash-params", "--budget", "80ms"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("strongest within the budget:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let setting = line
+        .split("RAMPART_PASSWORD_HASH=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    let params: rampart::settings::HashParams = setting.parse().unwrap();
+    assert!(params.meets_owasp_minimum(), "{setting}");
+    let measured: f64 = line
+        .split('(')
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|ms| ms.trim().parse().ok())
+        .unwrap();
+    assert!(measured <= 80.0, "{line}");
+    assert!(
+        out.contains("now: RAMPART_PASSWORD_HASH=argon2id:m=19456,t=2,p=1"),
+        "{out}"
+    );
+
+    let output = command(&data, &[])
+        .args(["hash-params", "--budget", "1ms"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not even OWASP's minimum"));
+    for bad in ["0ms", "fast", "2h"] {
+        let output = command(&data, &[])
+            .args(["hash-params", "--budget", bad])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+    }
+}
+
 #[test]
 fn migrate_creates_the_database() {
     let data = tempfile::tempdir().unwrap();
