@@ -7,6 +7,7 @@ mod cors;
 mod errors;
 mod limits;
 mod login;
+mod session;
 mod surface;
 mod tokens;
 
@@ -14,7 +15,8 @@ use crate::client::{Answer, Probe, ProbeError, Req};
 use crate::findings::Finding;
 use crate::spec::Operation;
 
-pub(crate) use login::{end_sessions, log_in, Credentials, LoggedIn, MAX_WAIT};
+pub(crate) use login::MAX_WAIT;
+pub(crate) use session::{end_sessions, log_in, Credentials, LoggedIn};
 
 /// What the checks share during one run.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ pub(crate) struct Ctx<'a> {
     /// The route that answered 2xx to the token and 401/403 to garbage: proof the token works.
     pub(crate) token_route: Option<String>,
     /// The body format the login route takes, once known.
-    pub(crate) login_format: Option<login::Format>,
+    pub(crate) login_format: Option<session::Format>,
     /// An anonymous GET of a path no API has, asked once: the error answer the header check
     /// judges and the control the access check compares secured routes against.
     pub(crate) unknown: Option<(String, Answer)>,

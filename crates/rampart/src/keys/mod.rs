@@ -12,6 +12,7 @@
 //! HS256 deployments use a shared secret instead of a keys file: [`generate_hs256_secret`]
 //! makes one, and [`strength::judge_hs256_secret`] judges an operator's own.
 
+mod byte_patterns;
 pub mod strength;
 
 use std::fmt;
