@@ -122,6 +122,9 @@ async fn backoff_streaks_match_the_in_process_store_and_clear() {
         let local = memory.begin_attempt(&key, policy).await.unwrap().unwrap();
         assert_eq!(shared.failures, local.failures, "attempt {attempt}");
         assert_eq!(shared.delay, local.delay, "attempt {attempt}");
+        if attempt < 3 {
+            assert_eq!(redis.backoff(&key).await.unwrap(), None, "no delay yet");
+        }
     }
     // The third failure started a one-minute delay: the next attempt is refused, not counted.
     let waiting = redis

@@ -441,6 +441,38 @@ mod tests {
         assert!(store.streaks.memory_use().entries <= 4096);
     }
 
+    /// Logins of one account in parallel, each counted in advance and cleared by its success,
+    /// as the server does them: no reader ever sees a delay, whichever thread read the clock
+    /// first (one in about 5,600 logins at 4 in parallel was refused before the fix).
+    #[test]
+    fn parallel_successes_never_see_a_delay() {
+        let store = std::sync::Arc::new(MemoryStore::default());
+        let key = LimitKey::new("login-backoff", Subject::Name("alice".into()));
+        let policy = BackoffPolicy::default();
+        let refused: u32 = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (store, key) = (&store, &key);
+                    scope.spawn(move || {
+                        let mut refused = 0;
+                        for _ in 0..50_000 {
+                            let now = store.now();
+                            if store.backoff_at(key, now).is_some()
+                                || store.begin_attempt_at(key, policy, store.now()).is_err()
+                            {
+                                refused += 1;
+                            }
+                            store.clear_backoff_now(key);
+                        }
+                        refused
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap_or(1)).sum()
+        });
+        assert_eq!(refused, 0);
+    }
+
     #[test]
     fn backoff_is_recorded_reported_and_cleared() {
         let store = MemoryStore::default();

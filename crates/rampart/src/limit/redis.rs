@@ -64,8 +64,8 @@ return count
 ";
 
 /// A login attempt on a backoff streak, as [`super::backoff::StreakState::attempt`]: KEYS[1]
-/// is a hash of failures (f), delay end (l) and forget time (g), in µs. ARGV: free failures,
-/// first delay, max delay, forget after (µs). Returns {0, wait} while a delay runs, else
+/// is a hash of failures (f), delay end (l, 0 when none started) and forget time (g), in µs.
+/// ARGV: free failures, first delay, max delay, forget after (µs). Returns {0, wait} while a delay runs, else
 /// {1, failures, has_delay, delay}.
 const ATTEMPT: &str = r"
 local s = redis.call('HMGET', KEYS[1], 'f', 'l', 'g')
@@ -83,7 +83,9 @@ if failures >= free then
   delay = math.min(tonumber(ARGV[2]) * 2 ^ math.min(failures - free, 31), tonumber(ARGV[3]))
 end
 local forget_in = delay + tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'f', failures, 'l', string.format('%.0f', now + delay), 'g', string.format('%.0f', now + forget_in))
+local ends = 0
+if has_delay == 1 then ends = now + delay end
+redis.call('HSET', KEYS[1], 'f', failures, 'l', string.format('%.0f', ends), 'g', string.format('%.0f', now + forget_in))
 redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil(forget_in / 1000)))
 return {1, failures, has_delay, delay}
 ";
