@@ -78,3 +78,153 @@ pub trait ItemStore {
     /// (recorded as `access_denied`) from a plain miss; both answer the client the same 404.
     fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 }
+
+/// The [`ItemStore`] methods, written once for both backends (see [`super::reads`]); expanded
+/// inside `impl ItemStore for $store` where `self.pool` is the backend's sqlx pool.
+macro_rules! item_statements {
+    () => {
+        fn create_item<'a>(
+            &'a self,
+            owner: &'a $crate::store::Owner,
+            item: $crate::store::NewItem,
+        ) -> $crate::store::StoreFuture<'a, $crate::store::ItemRecord> {
+            $crate::store::bounded(async move {
+                let now = $crate::store::now();
+                let sql = concat!(
+                    "INSERT INTO items (id, owner_id, title, body, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+                    $crate::store::item_columns!(),
+                    ""
+                );
+                let row = sqlx::query(sql)
+                    .bind(&item.id)
+                    .bind(owner.id())
+                    .bind(item.title.into_inner())
+                    .bind(item.body.into_inner())
+                    .bind(&now)
+                    .bind(&now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                $crate::store::rows::item_from(&row)
+            })
+        }
+
+        fn owned_item<'a>(
+            &'a self,
+            owner: &'a $crate::store::Owner,
+            id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::ItemRecord>> {
+            $crate::store::bounded(async move {
+                let sql = concat!(
+                    "SELECT ",
+                    $crate::store::item_columns!(),
+                    " FROM items WHERE id = $1 AND owner_id = $2"
+                );
+                let row = sqlx::query(sql)
+                    .bind(id)
+                    .bind(owner.id())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref()
+                    .map($crate::store::rows::item_from)
+                    .transpose()
+            })
+        }
+
+        fn update_item<'a>(
+            &'a self,
+            owner: &'a $crate::store::Owner,
+            id: &'a str,
+            changes: $crate::store::ItemChanges,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::ItemRecord>> {
+            $crate::store::bounded(async move {
+                let sql = concat!(
+                    "UPDATE items
+                     SET title = COALESCE($1, title), body = COALESCE($2, body), updated_at = $3
+                     WHERE id = $4 AND owner_id = $5 RETURNING ",
+                    $crate::store::item_columns!()
+                );
+                let row = sqlx::query(sql)
+                    .bind(
+                        changes
+                            .title
+                            .map($crate::domain::ItemTitle::into_inner),
+                    )
+                    .bind(changes.body.map($crate::domain::ItemBody::into_inner))
+                    .bind($crate::store::now())
+                    .bind(id)
+                    .bind(owner.id())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref()
+                    .map($crate::store::rows::item_from)
+                    .transpose()
+            })
+        }
+
+        fn delete_item<'a>(
+            &'a self,
+            owner: &'a $crate::store::Owner,
+            id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            $crate::store::bounded(async move {
+                let done = sqlx::query("DELETE FROM items WHERE id = $1 AND owner_id = $2")
+                    .bind(id)
+                    .bind(owner.id())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        }
+
+        fn list_items<'a>(
+            &'a self,
+            owner: &'a $crate::store::Owner,
+            before: Option<&'a str>,
+            rows: usize,
+        ) -> $crate::store::StoreFuture<'a, Vec<$crate::store::ItemRecord>> {
+            $crate::store::bounded(async move {
+                // Two statements, not `($2 IS NULL OR id < $2)`: SQLite cannot seek the
+                // index with an OR and would walk every newer row to reach a deep page; each
+                // plan here seeks the (owner_id, id) index on both backends.
+                let seek = concat!(
+                    "SELECT ",
+                    $crate::store::item_columns!(),
+                    " FROM items WHERE owner_id = $1 AND id < $2
+                         ORDER BY id DESC LIMIT $3"
+                );
+                let first = concat!(
+                    "SELECT ",
+                    $crate::store::item_columns!(),
+                    " FROM items WHERE owner_id = $1 ORDER BY id DESC LIMIT $2"
+                );
+                let query = match before {
+                    Some(before) => sqlx::query(seek).bind(owner.id()).bind(before),
+                    None => sqlx::query(first).bind(owner.id()),
+                };
+                let found = query
+                    .bind($crate::store::limit(rows))
+                    .fetch_all(&self.pool)
+                    .await?;
+                found
+                    .iter()
+                    .map($crate::store::rows::item_from)
+                    .collect()
+            })
+        }
+
+        fn item_exists<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            $crate::store::bounded(async move {
+                let row = sqlx::query("SELECT 1 FROM items WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
+            })
+        }
+    };
+}
+pub(crate) use item_statements;

@@ -14,6 +14,7 @@
 
 pub mod items;
 pub mod postgres;
+mod reads;
 mod rows;
 pub mod sqlite;
 pub mod tx;
@@ -451,6 +452,24 @@ pub(crate) fn conflict(err: sqlx::Error) -> StoreError {
     StoreError::Backend(err)
 }
 
-/// A user row's columns, the same on both backends.
-pub(crate) const USER_COLUMNS: &str =
-    "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, created_at";
+/// A user row's columns, the same on both backends (a macro, so statements are `concat!`ed
+/// at compile time rather than formatted per call).
+macro_rules! user_columns {
+    () => {
+        "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, created_at"
+    };
+}
+pub(crate) use user_columns;
+
+/// An item row's columns.
+macro_rules! item_columns {
+    () => {
+        "id, owner_id, title, body, created_at, updated_at"
+    };
+}
+pub(crate) use item_columns;
+
+/// A page size as LIMIT takes it (an i64 on both backends); pages are at most a few hundred.
+pub(crate) fn limit(rows: usize) -> i64 {
+    i64::try_from(rows).unwrap_or(i64::MAX)
+}

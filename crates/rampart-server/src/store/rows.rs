@@ -42,7 +42,7 @@ macro_rules! store_row {
 store_row!(sqlx::sqlite::SqliteRow);
 store_row!(sqlx::postgres::PgRow);
 
-/// A row of [`super::USER_COLUMNS`].
+/// A row of [`super::user_columns!`].
 pub(crate) fn user_from(row: &impl StoreRow) -> Result<UserRecord, sqlx::Error> {
     Ok(UserRecord {
         id: row.text("id")?,

@@ -167,8 +167,8 @@ macro_rules! tx_statements {
             role: rampart::Role,
         ) -> $crate::store::StoreFuture<'a, $crate::store::RoleChange> {
             bounded(async move {
-                let sql = format!("SELECT {} FROM users WHERE id = $1", $crate::store::USER_COLUMNS);
-                let Some(row) = sqlx::query(&sql).bind(id).fetch_optional(&mut *self.tx).await?
+                let sql = concat!("SELECT ", $crate::store::user_columns!(), " FROM users WHERE id = $1");
+                let Some(row) = sqlx::query(sql).bind(id).fetch_optional(&mut *self.tx).await?
                 else {
                     return Ok($crate::store::RoleChange::NotFound);
                 };

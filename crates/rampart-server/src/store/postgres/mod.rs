@@ -15,15 +15,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use super::rows::{
-    access_changes, audit_from, ended_session, refresh_state_from, session_from, user_from,
-};
-use super::{
-    bounded, AccessChanges, EndedSession, RefreshState, SessionRecord, Store, StoreError,
-    StoreFuture, Tx, UserRecord, USER_COLUMNS,
-};
-
-mod items;
+use super::{bounded, Store, StoreError, StoreFuture, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -146,134 +138,7 @@ impl Store for PostgresStore {
         })
     }
 
-    fn find_user_by_login<'a>(&'a self, login_key: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
-        bounded(async move {
-            let sql = format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1 OR username_key = $1"
-            );
-            let row = sqlx::query(&sql)
-                .bind(login_key)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.as_ref().map(user_from).transpose()?)
-        })
-    }
-
-    fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<UserRecord>> {
-        bounded(async move {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-            let row = sqlx::query(&sql)
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row.as_ref().map(user_from).transpose()?)
-        })
-    }
-
-    fn list_users<'a>(
-        &'a self,
-        after: Option<&'a str>,
-        rows: usize,
-    ) -> StoreFuture<'a, Vec<UserRecord>> {
-        bounded(async move {
-            // Two statements so the primary key is seeked, not scanned (see `list_items`).
-            let seek =
-                format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
-            let first = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1");
-            let query = match after {
-                Some(after) => sqlx::query(&seek).bind(after),
-                None => sqlx::query(&first),
-            };
-            let found = query.bind(items::limit(rows)).fetch_all(&self.pool).await?;
-            Ok(found.iter().map(user_from).collect::<Result<_, _>>()?)
-        })
-    }
-
-    fn list_sessions<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Vec<SessionRecord>> {
-        bounded(async move {
-            let rows = sqlx::query(
-                "SELECT id, created_at, last_used_at, user_agent FROM sessions
-                 WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
-                 ORDER BY created_at DESC LIMIT 1000",
-            )
-            .bind(user_id)
-            .bind(super::now())
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(session_from).collect()
-        })
-    }
-
-    fn session_is_live<'a>(
-        &'a self,
-        session_id: &'a str,
-        user_id: &'a str,
-    ) -> StoreFuture<'a, bool> {
-        bounded(async move {
-            let row = sqlx::query(
-                "SELECT 1 FROM sessions
-                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
-            )
-            .bind(session_id)
-            .bind(user_id)
-            .bind(super::now())
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.is_some())
-        })
-    }
-
-    fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>> {
-        bounded(async move {
-            let rows = sqlx::query(
-                "SELECT id, last_used_at FROM sessions
-                 WHERE revoked_at IS NOT NULL AND last_used_at > $1",
-            )
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(ended_session).collect()
-        })
-    }
-
-    fn refresh_state<'a>(&'a self, hash: &'a str) -> StoreFuture<'a, Option<RefreshState>> {
-        bounded(async move {
-            let row = sqlx::query(
-                "SELECT r.session_id, s.user_id, r.expires_at, r.spent_at, r.successor_sealed,
-                        r.successor_jti, r.successor_iat, n.expires_at AS successor_expires_at,
-                        (s.revoked_at IS NULL AND u.locked_at IS NULL) AS session_live,
-                        s.expires_at AS session_expires_at
-                 FROM refresh_tokens r
-                 JOIN sessions s ON s.id = r.session_id
-                 JOIN users u ON u.id = s.user_id
-                 LEFT JOIN refresh_tokens n ON n.token_hash = r.successor_hash
-                 WHERE r.token_hash = $1",
-            )
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            refresh_state_from(&row).map(Some)
-        })
-    }
-
-    fn changes_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, AccessChanges> {
-        bounded(async move {
-            let ended = sqlx::query(
-                "SELECT id, last_used_at FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at > $1",
-            )
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-            let users = sqlx::query(
-                "SELECT id, role, locked_at IS NOT NULL AS locked, password_hash FROM users WHERE updated_at > $1",
-            )
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-            access_changes(&ended, &users)
-        })
-    }
+    super::reads::read_statements!();
 
     fn is_shared(&self) -> bool {
         true
@@ -281,15 +146,6 @@ impl Store for PostgresStore {
 
     fn pool_status(&self) -> super::PoolStatus {
         super::PoolStatus::of(&self.pool)
-    }
-
-    fn sample_password_hashes(&self, limit: u32) -> StoreFuture<'_, Vec<String>> {
-        bounded(async move {
-            Ok(sqlx::query_scalar(super::SAMPLE_PASSWORD_HASHES)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?)
-        })
     }
 
     fn chain_evidence(&self) -> StoreFuture<'_, super::ChainEvidence> {
@@ -301,41 +157,8 @@ impl Store for PostgresStore {
             Ok(super::chain_evidence_from(&row)?)
         })
     }
+}
 
-    fn audit_page(
-        &self,
-        before_seq: Option<i64>,
-        limit: u32,
-    ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>> {
-        bounded(async move {
-            // Seeks the rowid from the cursor instead of scanning down to it.
-            let rows = sqlx::query(
-                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
-                 WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
-            )
-            .bind(before_seq.unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(audit_from).collect()
-        })
-    }
-
-    fn audit_after(
-        &self,
-        after_seq: i64,
-        limit: u32,
-    ) -> StoreFuture<'_, Vec<crate::audit::StoredEvent>> {
-        bounded(async move {
-            let rows = sqlx::query(
-                "SELECT seq, id, at, kind, user_id, ip, request_id, detail, alg, prev_hash, hash FROM audit_events
-                 WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
-            )
-            .bind(after_seq)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(audit_from).collect()
-        })
-    }
+impl super::ItemStore for PostgresStore {
+    super::items::item_statements!();
 }
