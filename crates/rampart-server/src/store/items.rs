@@ -125,9 +125,7 @@ macro_rules! item_statements {
                     .bind(owner.id())
                     .fetch_optional(&self.pool)
                     .await?;
-                row.as_ref()
-                    .map($crate::store::rows::item_from)
-                    .transpose()
+                row.as_ref().map($crate::store::rows::item_from).transpose()
             })
         }
 
@@ -145,20 +143,14 @@ macro_rules! item_statements {
                     $crate::store::item_columns!()
                 );
                 let row = sqlx::query(sql)
-                    .bind(
-                        changes
-                            .title
-                            .map($crate::domain::ItemTitle::into_inner),
-                    )
+                    .bind(changes.title.map($crate::domain::ItemTitle::into_inner))
                     .bind(changes.body.map($crate::domain::ItemBody::into_inner))
                     .bind($crate::store::now())
                     .bind(id)
                     .bind(owner.id())
                     .fetch_optional(&self.pool)
                     .await?;
-                row.as_ref()
-                    .map($crate::store::rows::item_from)
-                    .transpose()
+                row.as_ref().map($crate::store::rows::item_from).transpose()
             })
         }
 
@@ -206,17 +198,11 @@ macro_rules! item_statements {
                     .bind($crate::store::limit(rows))
                     .fetch_all(&self.pool)
                     .await?;
-                found
-                    .iter()
-                    .map($crate::store::rows::item_from)
-                    .collect()
+                found.iter().map($crate::store::rows::item_from).collect()
             })
         }
 
-        fn item_exists<'a>(
-            &'a self,
-            id: &'a str,
-        ) -> $crate::store::StoreFuture<'a, bool> {
+        fn item_exists<'a>(&'a self, id: &'a str) -> $crate::store::StoreFuture<'a, bool> {
             $crate::store::bounded(async move {
                 let row = sqlx::query("SELECT 1 FROM items WHERE id = $1")
                     .bind(id)

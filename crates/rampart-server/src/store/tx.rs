@@ -88,8 +88,7 @@ macro_rules! tx_statements {
                 .bind($crate::store::role_text(user.role))
                 .bind(&now)
                 .execute(&mut *self.tx)
-                .await
-                .map_err($crate::store::conflict)?;
+                .await?;
                 Ok($crate::store::UserRecord {
                     id: user.id,
                     email: user.email,
