@@ -229,14 +229,14 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         settings.access_ttl + Duration::from_secs(rampart::tokens::LEEWAY_SECS),
         settings.revocation_bound,
     );
-    let since = store::timestamp(time::OffsetDateTime::now_utc() - access.window());
+    let since = store::Timestamp::from(time::OffsetDateTime::now_utc() - access.window());
     let revoked = store
-        .revoked_sessions_since(&since)
+        .revoked_sessions_since(since)
         .await
         .context("loading recently revoked sessions")?;
     let now = time::OffsetDateTime::now_utc();
     for session in &revoked {
-        access.revoke(&session.id, store::age(&session.last_used_at, now));
+        access.revoke(&session.id, session.last_used_at.age(now));
     }
     tracing::info!(
         revoked_sessions = revoked.len(),

@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 
 use crate::access::UserAccess;
 use crate::state::AppState;
-use crate::store::{AccessChanges, EndedSession};
+use crate::store::{AccessChanges, EndedSession, Timestamp};
 
 /// How far each poll reaches back before the previous one began.
 const POLL_OVERLAP: Duration = Duration::from_secs(60);
@@ -195,7 +195,7 @@ impl AppState {
         for chunk in ended.chunks(SESSIONS_PER_MESSAGE) {
             let sessions = chunk
                 .iter()
-                .map(|s| (s.id.clone(), s.last_used_at.clone()))
+                .map(|s| (s.id.clone(), s.last_used_at.to_string()))
                 .collect();
             self.publish(&Message::Ended { sessions }).await;
         }
@@ -342,7 +342,12 @@ impl AppState {
             Ok(Message::Ended { sessions }) => {
                 let ended: Vec<EndedSession> = sessions
                     .into_iter()
-                    .map(|(id, last_used_at)| EndedSession { id, last_used_at })
+                    .map(|(id, last_used_at)| EndedSession {
+                        id,
+                        // Unreadable is taken as now: remembered the longest.
+                        last_used_at: Timestamp::parse(&last_used_at)
+                            .unwrap_or_else(|_| Timestamp::now()),
+                    })
                     .collect();
                 self.forget_sessions(&ended);
             }
@@ -398,10 +403,10 @@ async fn poll(state: AppState, every: Duration) {
             Some(bus) => bus.store.announcements_now().await.ok(),
             None => None,
         };
-        let look_from = crate::store::timestamp(since - POLL_OVERLAP);
+        let look_from = Timestamp::from(since - POLL_OVERLAP);
         match tokio::time::timeout(
             every.max(REDIS_TIMEOUT),
-            state.store.changes_since(&look_from),
+            state.store.changes_since(look_from),
         )
         .await
         {

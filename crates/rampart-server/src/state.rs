@@ -52,7 +52,7 @@ impl AppState {
         let now = time::OffsetDateTime::now_utc();
         for session in ended {
             self.access
-                .revoke(&session.id, crate::store::age(&session.last_used_at, now));
+                .revoke(&session.id, session.last_used_at.age(now));
         }
     }
 

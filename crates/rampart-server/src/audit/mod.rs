@@ -219,7 +219,7 @@ impl Event {
         StoredEvent {
             seq: 0,
             id: crate::store::new_id(),
-            at: crate::store::now(),
+            at: crate::store::now().to_string(),
             kind: self.kind.as_str().to_owned(),
             user_id: self.user_id,
             ip: self.ip.map(|ip| ip.to_string()),

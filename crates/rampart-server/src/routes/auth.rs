@@ -374,7 +374,7 @@ async fn open_session(
     rehash: Option<String>,
     event: Event,
 ) -> Result<TokenPair, ApiError> {
-    let now = time::OffsetDateTime::now_utc();
+    let now = store::Timestamp::now();
     let session_max_age = state.settings.session_max_age;
     let refresh_ttl = state.settings.refresh_ttl.min(session_max_age);
     let session_id = store::new_id();
@@ -384,9 +384,9 @@ async fn open_session(
         user_id: user_id.to_owned(),
         user_agent,
         ip: context.client_ip.to_string(),
-        expires_at: store::timestamp(now + session_max_age),
+        expires_at: now + session_max_age,
         refresh_hash,
-        refresh_expires_at: store::timestamp(now + refresh_ttl),
+        refresh_expires_at: now + refresh_ttl,
     };
     let (shared, owner, event) = (
         state.clone(),

@@ -42,8 +42,8 @@ impl From<ItemRecord> for ItemResponse {
             owner_id: item.owner_id,
             title: item.title,
             body: item.body,
-            created_at: item.created_at,
-            updated_at: item.updated_at,
+            created_at: item.created_at.to_string(),
+            updated_at: item.updated_at.to_string(),
         }
     }
 }

@@ -20,15 +20,13 @@ use rampart::{ApiError, Json};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::abuse::{AuthQuota, Reports};
 use crate::audit::{Event, Kind};
 use crate::routes::auth::{new_refresh_token, refresh_token_hash, TokenPair};
 use crate::state::AppState;
-use crate::store::{self, RefreshState, Rotation};
+use crate::store::{self, RefreshState, Rotation, Timestamp};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,12 +67,11 @@ async fn refresh_session(
             .refresh_state(&hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        let now = OffsetDateTime::now_utc();
-        let now_text = store::timestamp(now);
-        if !row.session_live || row.session_expires_at <= now_text || row.expires_at <= now_text {
+        let now = Timestamp::now();
+        if !row.session_live || row.session_expires_at <= now || row.expires_at <= now {
             return Err(ApiError::Unauthorized);
         }
-        match row.spent_at.as_deref() {
+        match row.spent_at {
             None => {
                 let event = Event::new(Kind::TokenRefreshed, context)
                     .user(&row.user_id)
@@ -100,16 +97,15 @@ async fn rotate(
     presented: &str,
     hash: &str,
     row: &RefreshState,
-    now: OffsetDateTime,
+    now: Timestamp,
     event: Event,
 ) -> Result<Option<TokenPair>, ApiError> {
     let (successor, successor_hash) = new_refresh_token()?;
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti).map_err(|_| ApiError::internal("no randomness for a token id"))?;
     let jti = URL_SAFE_NO_PAD.encode(jti);
-    let iat = now.unix_timestamp();
-    let session_end =
-        OffsetDateTime::parse(&row.session_expires_at, &Rfc3339).map_err(ApiError::internal)?;
+    let iat = now.instant().unix_timestamp();
+    let session_end = row.session_expires_at;
     let successor_expires = (now + state.settings.refresh_ttl).min(session_end);
     let rotation = Rotation {
         spent_hash: hash.to_owned(),
@@ -118,7 +114,7 @@ async fn rotate(
         successor_sealed: seal(presented, &successor)?,
         successor_jti: jti.clone(),
         successor_iat: iat,
-        successor_expires_at: store::timestamp(successor_expires),
+        successor_expires_at: successor_expires,
     };
     let shared = state.clone();
     let rotated = crate::state::to_completion(async move {
@@ -144,7 +140,11 @@ async fn rotate(
             unix_seconds(session_end),
         )
         .map_err(ApiError::internal)?;
-    Ok(Some(pair(access, successor, successor_expires - now)))
+    Ok(Some(pair(
+        access,
+        successor,
+        successor_expires.instant() - now.instant(),
+    )))
 }
 
 /// A spent token again: the same successor pair inside the grace window, else reuse.
@@ -153,20 +153,18 @@ async fn replay(
     context: &RequestContext,
     presented: &str,
     row: &RefreshState,
-    spent_at: &str,
-    now: OffsetDateTime,
+    spent_at: Timestamp,
+    now: Timestamp,
 ) -> Result<TokenPair, ApiError> {
-    let grace_start = store::timestamp(now - state.settings.refresh_grace);
-    if spent_at >= grace_start.as_str() {
+    if spent_at >= now - state.settings.refresh_grace {
         if let (Some(sealed), Some(jti), Some(iat), Some(expires)) = (
             &row.successor_sealed,
             &row.successor_jti,
             row.successor_iat,
-            &row.successor_expires_at,
+            row.successor_expires_at,
         ) {
             let successor = unseal(presented, sealed)?;
-            let session_end = OffsetDateTime::parse(&row.session_expires_at, &Rfc3339)
-                .map_err(ApiError::internal)?;
+            let session_end = row.session_expires_at;
             let access = state
                 .tokens
                 .issue_until(
@@ -177,8 +175,7 @@ async fn replay(
                     unix_seconds(session_end),
                 )
                 .map_err(ApiError::internal)?;
-            let expires = OffsetDateTime::parse(expires, &Rfc3339).map_err(ApiError::internal)?;
-            return Ok(pair(access, successor, expires - now));
+            return Ok(pair(access, successor, expires.instant() - now.instant()));
         }
     }
     let event = Event::new(Kind::RefreshReuseDetected, context)
@@ -190,8 +187,8 @@ async fn replay(
     Err(ApiError::Unauthorized)
 }
 
-fn unix_seconds(at: OffsetDateTime) -> u64 {
-    u64::try_from(at.unix_timestamp()).unwrap_or(0)
+fn unix_seconds(at: Timestamp) -> u64 {
+    u64::try_from(at.instant().unix_timestamp()).unwrap_or(0)
 }
 
 fn pair(

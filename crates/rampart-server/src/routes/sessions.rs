@@ -94,8 +94,8 @@ pub async fn list(
         .map(|s| SessionView {
             current: s.id == caller.session_id,
             id: s.id,
-            created_at: s.created_at,
-            last_used_at: s.last_used_at,
+            created_at: s.created_at.to_string(),
+            last_used_at: s.last_used_at.to_string(),
             user_agent: s.user_agent,
         })
         .collect();

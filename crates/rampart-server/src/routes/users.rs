@@ -26,7 +26,7 @@ impl From<&UserRecord> for UserResponse {
             email: user.email.clone(),
             username: user.username.clone(),
             role: user.role,
-            created_at: user.created_at.clone(),
+            created_at: user.created_at.to_string(),
         }
     }
 }

@@ -29,8 +29,8 @@ pub struct ItemRecord {
     pub owner_id: String,
     pub title: String,
     pub body: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: super::Timestamp,
+    pub updated_at: super::Timestamp,
 }
 
 /// A new item's content, from parsed values only.

@@ -17,9 +17,11 @@ pub mod postgres;
 mod reads;
 mod rows;
 pub mod sqlite;
+mod timestamp;
 pub mod tx;
 
 pub use items::{ItemChanges, ItemRecord, ItemStore, NewItem, Owner};
+pub use timestamp::Timestamp;
 pub use tx::Tx;
 
 use std::future::Future;
@@ -180,7 +182,7 @@ pub struct UserRecord {
     pub password_hash: String,
     pub role: Role,
     pub locked: bool,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// A user to create. Built by the service from parsed [`crate::domain`] values only.
@@ -203,9 +205,9 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     pub ip: String,
     /// Absolute end of the session.
-    pub expires_at: String,
+    pub expires_at: Timestamp,
     pub refresh_hash: String,
-    pub refresh_expires_at: String,
+    pub refresh_expires_at: Timestamp,
 }
 
 /// A session that was just revoked (or was revoked recently, when loaded at start-up).
@@ -214,15 +216,15 @@ pub struct EndedSession {
     pub id: String,
     /// When the session last issued an access token (its login or latest refresh): its tokens
     /// expire at the latest one access-token lifetime after this.
-    pub last_used_at: String,
+    pub last_used_at: Timestamp,
 }
 
 /// A live session as its owner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: String,
-    pub created_at: String,
-    pub last_used_at: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
     pub user_agent: Option<String>,
 }
 
@@ -231,14 +233,14 @@ pub struct SessionRecord {
 pub struct RefreshState {
     pub session_id: String,
     pub user_id: String,
-    pub expires_at: String,
-    pub spent_at: Option<String>,
+    pub expires_at: Timestamp,
+    pub spent_at: Option<Timestamp>,
     pub successor_sealed: Option<String>,
     pub successor_jti: Option<String>,
     pub successor_iat: Option<i64>,
-    pub successor_expires_at: Option<String>,
+    pub successor_expires_at: Option<Timestamp>,
     pub session_live: bool,
-    pub session_expires_at: String,
+    pub session_expires_at: Timestamp,
 }
 
 /// A user whose role or lock changed (what other nodes must re-apply).
@@ -267,7 +269,7 @@ pub struct Rotation {
     pub successor_sealed: String,
     pub successor_jti: String,
     pub successor_iat: i64,
-    pub successor_expires_at: String,
+    pub successor_expires_at: Timestamp,
 }
 
 /// Where an audit row landed in the chain.
@@ -405,12 +407,12 @@ pub trait Store: ItemStore + Send + Sync + 'static {
         session_id: &'a str,
         user_id: &'a str,
     ) -> StoreFuture<'a, bool>;
-    /// Revoked sessions that issued an access token after `since` (RFC 3339): the ones whose
+    /// Revoked sessions that issued an access token after `since`: the ones whose
     /// tokens may still be unexpired. Loaded into memory at start-up.
-    fn revoked_sessions_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, Vec<EndedSession>>;
-    /// Sessions revoked and users updated after `since` (RFC 3339): what a node polls to catch
+    fn revoked_sessions_since(&self, since: Timestamp) -> StoreFuture<'_, Vec<EndedSession>>;
+    /// Sessions revoked and users updated after `since`: what a node polls to catch
     /// changes made by other nodes, whether or not their broadcast reached it.
-    fn changes_since<'a>(&'a self, since: &'a str) -> StoreFuture<'a, AccessChanges>;
+    fn changes_since(&self, since: Timestamp) -> StoreFuture<'_, AccessChanges>;
     /// Whether several processes may share this store (and so must keep each other current).
     fn is_shared(&self) -> bool;
     /// What the database shows of the audit chain's past (read when there is no anchor).
@@ -439,40 +441,16 @@ pub(crate) fn bounded<'a, T: Send + 'a>(
     })
 }
 
-/// `now` as stored: UTC, RFC 3339, fixed microseconds, so text order is time order.
-pub fn timestamp(at: time::OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.microsecond()
-    )
-}
-
 /// Lower-case hex SHA-256: how refresh tokens are stored and audit rows chained.
 pub use rampart::tokens::sha256_hex;
-
-/// How long ago the stored timestamp `at` was; zero when it is unreadable or in the future, so
-/// callers that use it to decide how long to keep remembering something keep it longest.
-pub fn age(at: &str, now: time::OffsetDateTime) -> std::time::Duration {
-    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|at| std::time::Duration::try_from(now - at).ok())
-        .unwrap_or_default()
-}
 
 /// A new id for a stored row: UUIDv7, so id order is creation order (keyset pages rely on it).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-pub fn now() -> String {
-    timestamp(time::OffsetDateTime::now_utc())
+pub fn now() -> Timestamp {
+    Timestamp::now()
 }
 
 /// Opens the store named by `url` and brings its schema up to date.

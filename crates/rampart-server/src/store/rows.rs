@@ -5,7 +5,7 @@ use sqlx::Row as _;
 
 use super::{
     role_from, AccessChanges, ChangedUser, EndedSession, ItemRecord, RefreshState, SessionRecord,
-    StoreError, UserRecord,
+    StoreError, Timestamp, UserRecord,
 };
 
 /// A row of either backend, read by column name.
@@ -15,6 +15,8 @@ pub(crate) trait StoreRow {
     fn flag(&self, column: &str) -> Result<bool, sqlx::Error>;
     fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
     fn maybe_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn time(&self, column: &str) -> Result<Timestamp, sqlx::Error>;
+    fn maybe_time(&self, column: &str) -> Result<Option<Timestamp>, sqlx::Error>;
 }
 
 macro_rules! store_row {
@@ -35,6 +37,12 @@ macro_rules! store_row {
             fn maybe_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
                 self.try_get(column)
             }
+            fn time(&self, column: &str) -> Result<Timestamp, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn maybe_time(&self, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
+                self.try_get(column)
+            }
         }
     };
 }
@@ -51,7 +59,7 @@ pub(crate) fn user_from(row: &impl StoreRow) -> Result<UserRecord, sqlx::Error> 
         password_hash: row.text("password_hash")?,
         role: role_from(&row.text("role")?),
         locked: row.flag("locked")?,
-        created_at: row.text("created_at")?,
+        created_at: row.time("created_at")?,
     })
 }
 
@@ -61,8 +69,8 @@ pub(crate) fn item_from(row: &impl StoreRow) -> Result<ItemRecord, StoreError> {
         owner_id: row.text("owner_id")?,
         title: row.text("title")?,
         body: row.text("body")?,
-        created_at: row.text("created_at")?,
-        updated_at: row.text("updated_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -89,15 +97,15 @@ pub(crate) fn audit_from(row: &impl StoreRow) -> Result<crate::audit::StoredEven
 pub(crate) fn ended_session(row: &impl StoreRow) -> Result<EndedSession, StoreError> {
     Ok(EndedSession {
         id: row.text("id")?,
-        last_used_at: row.text("last_used_at")?,
+        last_used_at: row.time("last_used_at")?,
     })
 }
 
 pub(crate) fn session_from(row: &impl StoreRow) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
         id: row.text("id")?,
-        created_at: row.text("created_at")?,
-        last_used_at: row.text("last_used_at")?,
+        created_at: row.time("created_at")?,
+        last_used_at: row.time("last_used_at")?,
         user_agent: row.maybe_text("user_agent")?,
     })
 }
@@ -106,14 +114,14 @@ pub(crate) fn refresh_state_from(row: &impl StoreRow) -> Result<RefreshState, St
     Ok(RefreshState {
         session_id: row.text("session_id")?,
         user_id: row.text("user_id")?,
-        expires_at: row.text("expires_at")?,
-        spent_at: row.maybe_text("spent_at")?,
+        expires_at: row.time("expires_at")?,
+        spent_at: row.maybe_time("spent_at")?,
         successor_sealed: row.maybe_text("successor_sealed")?,
         successor_jti: row.maybe_text("successor_jti")?,
         successor_iat: row.maybe_int("successor_iat")?,
-        successor_expires_at: row.maybe_text("successor_expires_at")?,
+        successor_expires_at: row.maybe_time("successor_expires_at")?,
         session_live: row.flag("session_live")?,
-        session_expires_at: row.text("session_expires_at")?,
+        session_expires_at: row.time("session_expires_at")?,
     })
 }
 

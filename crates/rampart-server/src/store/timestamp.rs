@@ -1,0 +1,166 @@
+//! Stored times as a type, not as text a caller must know how to compare.
+//!
+//! Defends against decisions made on the wrong order: refresh tokens, sessions and the
+//! revocation poll all ask "is this before that", and comparing RFC 3339 strings is right only
+//! while every string has the same offset and precision. Here every time is a UTC instant with
+//! microseconds, compared as an instant in Rust, and written in one fixed-width form (UTC,
+//! `Z`, six fractional digits) whose text order is its time order, which is what the `WHERE
+//! expires_at > $1` comparisons inside the database rely on. Both schemas keep TEXT columns
+//! (PostgreSQL's `timestamptz` would order correctly too, but SQLite has no such type and the
+//! statements are shared), so the type encodes and decodes through sqlx as that text.
+
+use std::fmt;
+
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// A UTC instant to the microsecond, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self::from(OffsetDateTime::now_utc())
+    }
+
+    pub fn instant(self) -> OffsetDateTime {
+        self.0
+    }
+
+    /// How long ago this was at `now`; zero when it is in the future, so callers that use it to
+    /// decide how long to keep remembering something keep it longest.
+    pub fn age(self, now: OffsetDateTime) -> std::time::Duration {
+        std::time::Duration::try_from(now - self.0).unwrap_or_default()
+    }
+
+    /// Parses a stored or transmitted time (any RFC 3339 offset, converted to UTC).
+    pub fn parse(text: &str) -> Result<Self, time::error::Parse> {
+        OffsetDateTime::parse(text, &Rfc3339).map(Self::from)
+    }
+}
+
+/// Truncated to the microsecond, so a value read back equals the value written.
+impl From<OffsetDateTime> for Timestamp {
+    fn from(at: OffsetDateTime) -> Self {
+        let at = at.to_offset(UtcOffset::UTC);
+        let micros = at.nanosecond() / 1000 * 1000;
+        Self(at.replace_nanosecond(micros).unwrap_or(at))
+    }
+}
+
+/// Saturating: a configured lifetime too long for the calendar ends at its end.
+impl std::ops::Add<std::time::Duration> for Timestamp {
+    type Output = Self;
+    fn add(self, span: std::time::Duration) -> Self {
+        let span = time::Duration::try_from(span).unwrap_or(time::Duration::MAX);
+        Self::from(self.0.saturating_add(span))
+    }
+}
+
+impl std::ops::Sub<std::time::Duration> for Timestamp {
+    type Output = Self;
+    fn sub(self, span: std::time::Duration) -> Self {
+        let span = time::Duration::try_from(span).unwrap_or(time::Duration::MAX);
+        Self::from(self.0.saturating_sub(span))
+    }
+}
+
+/// The stored form: `2026-12-05T06:09:38.476083Z`.
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second(),
+            at.microsecond()
+        )
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for Timestamp
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Timestamp
+where
+    String: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, DB>>::encode(self.to_string(), buf)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Timestamp
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(
+        value: <DB as sqlx::Database>::ValueRef<'r>,
+    ) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<'r, DB>>::decode(value)?;
+        Ok(Self::parse(text)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_form_round_trips_and_sorts_as_time_does() {
+        let at =
+            Timestamp::parse("2026-12-05T07:09:38.476083123+01:00").unwrap_or(Timestamp::now());
+        assert_eq!(at.to_string(), "2026-12-05T06:09:38.476083Z");
+        assert_eq!(Timestamp::parse(&at.to_string()).ok(), Some(at));
+        // Text order is time order across a second, a day and a year boundary.
+        let times = [
+            "2026-12-31T23:59:59.999999Z",
+            "2027-01-01T00:00:00.000000Z",
+            "2027-01-01T00:00:00.000001Z",
+        ];
+        let parsed: Vec<Timestamp> = times
+            .iter()
+            .filter_map(|t| Timestamp::parse(t).ok())
+            .collect();
+        assert_eq!(parsed.len(), 3);
+        assert!(parsed.windows(2).all(|w| w[0] < w[1]));
+        let texts: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert!(texts.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn an_offset_is_compared_as_the_instant_it_names() {
+        // As text, the first sorts after the second; as times it is an hour before.
+        let earlier = Timestamp::parse("2026-12-05T08:30:00+03:00").unwrap_or(Timestamp::now());
+        let later = Timestamp::parse("2026-12-05T06:30:00Z").unwrap_or(Timestamp::now());
+        assert!(earlier < later);
+        assert_eq!(later.age(earlier.instant()), std::time::Duration::ZERO);
+        assert_eq!(
+            earlier.age(later.instant()),
+            std::time::Duration::from_secs(3600)
+        );
+    }
+}
