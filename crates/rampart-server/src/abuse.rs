@@ -328,18 +328,16 @@ impl AppState {
     /// Records the events of a refused password check (the failure, and `login_locked` when it
     /// started a delay) together, before the refusal is answered: a guess that is not on
     /// record is not answered as a wrong password but as 503.
-    pub async fn record_failure(&self, events: Vec<Event>) -> Result<(), ApiError> {
+    pub async fn record_failure(&self, events: Vec<Event>) -> Result<(), crate::store::StoreError> {
         let state = self.clone();
         crate::state::to_completion(async move {
             let mut unit = state.begin().await?;
             for event in events {
                 unit.record(event).await?;
             }
-            unit.commit().await?;
-            Ok::<(), crate::store::StoreError>(())
+            unit.commit().await
         })
         .await
-        .map_err(ApiError::from)
     }
 
     /// After a successful login, or an admin's unlock: every name the user logs in with starts

@@ -355,9 +355,16 @@ async fn user_create(
         rampart::Role::User
     };
     let event = crate::audit::Event::command_line(crate::audit::Kind::Register);
-    let user = crate::routes::auth::create_user(&state, &email, &username, hash, role, event)
+    let account = crate::service::accounts::NewAccount {
+        email: &email,
+        username: &username,
+        password_hash: hash,
+        role,
+    };
+    let user = crate::service::accounts::Accounts::of(&state)
+        .create(account, event)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.problem().detail))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "created {} ({}) with role {}",
         user.username,

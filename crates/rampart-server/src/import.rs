@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::domain::{Email, Username};
+use crate::service::accounts::{Accounts, NewAccount};
 use crate::state::AppState;
 
 /// One row, as CSV (with a header line) or one JSON object per line.
@@ -37,6 +38,7 @@ pub struct Report {
 /// Reads `path` (`.csv` or `.jsonl`) and creates a user for each valid row.
 pub async fn import(state: &AppState, path: &Path) -> anyhow::Result<Report> {
     let rows = read_rows(path)?;
+    let accounts = Accounts::of(state);
     let mut report = Report::default();
     for (line, row) in rows {
         let row = match row {
@@ -71,21 +73,17 @@ pub async fn import(state: &AppState, path: &Path) -> anyhow::Result<Report> {
             report.rejected.push((line, format!("hash refused: {why}")));
             continue;
         }
-        match crate::routes::auth::create_user(
-            state,
-            &email,
-            &username,
-            row.hash,
-            rampart::Role::User,
-            crate::audit::Event::command_line(crate::audit::Kind::Register)
-                .detail(serde_json::json!({"via": "import", "line": line})),
-        )
-        .await
-        {
+        let account = NewAccount {
+            email: &email,
+            username: &username,
+            password_hash: row.hash,
+            role: rampart::Role::User,
+        };
+        let event = crate::audit::Event::command_line(crate::audit::Kind::Register)
+            .detail(serde_json::json!({"via": "import", "line": line}));
+        match accounts.create(account, event).await {
             Ok(_) => report.imported += 1,
-            Err(err) => report
-                .rejected
-                .push((line, err.problem().detail.into_owned())),
+            Err(err) => report.rejected.push((line, err.to_string())),
         }
     }
     Ok(report)

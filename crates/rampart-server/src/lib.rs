@@ -15,5 +15,6 @@ pub mod import;
 pub mod metrics;
 pub mod posture;
 pub mod routes;
+pub mod service;
 pub mod state;
 pub mod store;

@@ -65,56 +65,6 @@ impl AppState {
         })
     }
 
-    /// Ends one of `user_id`'s sessions, recording `event` with it, in the store and in memory
-    /// as one step that a cancelled request (client gone, timeout) cannot split: otherwise the
-    /// store could say revoked while this node still accepted the session's tokens. `None`
-    /// (and no event) when the user has no such live session.
-    pub async fn end_session(
-        &self,
-        user_id: &str,
-        session_id: &str,
-        event: crate::audit::Event,
-    ) -> Result<Option<EndedSession>, StoreError> {
-        let (state, user_id, session_id) =
-            (self.clone(), user_id.to_owned(), session_id.to_owned());
-        to_completion(async move {
-            let mut unit = state.begin().await?;
-            let ended = unit.tx().revoke_session(&user_id, &session_id).await?;
-            if ended.is_some() {
-                unit.record(event).await?;
-                unit.commit().await?;
-            }
-            state.forget_sessions(ended.as_slice());
-            state.announce_ended(ended.as_slice()).await;
-            Ok(ended)
-        })
-        .await
-    }
-
-    /// Ends every session of `user_id` but `keep`, like [`AppState::end_session`], recording
-    /// the event `describe` makes of the sessions that ended.
-    pub async fn end_user_sessions(
-        &self,
-        user_id: &str,
-        keep: Option<&str>,
-        describe: impl FnOnce(&[EndedSession]) -> crate::audit::Event + Send + 'static,
-    ) -> Result<Vec<EndedSession>, StoreError> {
-        let (state, user_id, keep) = (self.clone(), user_id.to_owned(), keep.map(str::to_owned));
-        to_completion(async move {
-            let mut unit = state.begin().await?;
-            let ended = unit
-                .tx()
-                .revoke_user_sessions(&user_id, keep.as_deref())
-                .await?;
-            unit.record(describe(&ended)).await?;
-            unit.commit().await?;
-            state.forget_sessions(&ended);
-            state.announce_ended(&ended).await;
-            Ok(ended)
-        })
-        .await
-    }
-
     /// Records a security event that has no change to commit with (a refused login): its own
     /// transaction, run to completion so a cancelled request cannot cut it short. An error
     /// means the event is not on record, and the caller must not act as if it were.

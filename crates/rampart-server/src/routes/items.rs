@@ -1,25 +1,21 @@
-//! `/v1/items`: each user's own records.
+//! `/v1/items`: each user's own records (the rules are in [`crate::service::items`]).
 //!
-//! Defends against broken object-level authorisation and mass assignment. Every store call
-//! takes the caller as [`Owner`], so another user's item is unreachable and answers exactly like
-//! a missing one (the same 404 document), while the miss is recorded as `access_denied`.
-//! Requests are parsed into separate create and update types that reject unknown fields, so
-//! `id`, `owner_id`, timestamps or `role` in a body are a 422 and never applied; responses are
-//! built from their own type, never by serialising a row. Lists are paged with a bounded limit
-//! and a cursor bound to the caller ([`rampart::pagination`]).
+//! Defends against mass assignment and over-exposure: requests are parsed into separate create
+//! and update types that reject unknown fields, so `id`, `owner_id`, timestamps or `role` in a
+//! body are a 422 and never applied; responses are built from their own type, never by
+//! serialising a row. Every call names the caller as the [`Owner`], so another user's item
+//! answers exactly like a missing one.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
-use rampart::{ApiError, CurrentUser, Json, Principal};
+use rampart::{ApiError, CurrentUser, Json};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::audit::{Event, Kind};
-use crate::domain::RecordId;
-use crate::domain::{ItemBody, ItemTitle};
-use crate::state::AppState;
+use crate::domain::{ItemBody, ItemTitle, RecordId};
+use crate::service::items::Items;
 use crate::store::{ItemChanges, ItemRecord, NewItem, Owner};
 
 /// An item as its owner sees it.
@@ -94,23 +90,14 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
         (status = 422, description = "Bad limit or cursor, or an unknown parameter", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(items): State<Items>,
     CurrentUser(caller): CurrentUser,
     page: PageQuery,
 ) -> Result<Json<ItemPage>, ApiError> {
-    let owner = Owner::of(&caller);
-    let scope = format!("items:{}", owner.id());
-    let before = state.cursors.position(&scope, &page)?;
-    let rows = state
-        .store
-        .list_items(&owner, before.as_deref(), page.limit.rows() + 1)
-        .await?;
-    let (rows, next_cursor) = state
-        .cursors
-        .page(&scope, page.limit, rows, |item| item.id.clone());
+    let page = items.list(&Owner::of(&caller), &page).await?;
     Ok(Json(ItemPage {
-        items: rows.into_iter().map(ItemResponse::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(ItemResponse::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -120,21 +107,16 @@ pub async fn list(
     (status = 422, description = "A field is out of bounds or not writable", body = rampart::Problem, content_type = "application/problem+json"),
 ))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(items): State<Items>,
     CurrentUser(caller): CurrentUser,
     Json(new): Json<CreateItem>,
 ) -> Result<(StatusCode, Json<ItemResponse>), ApiError> {
-    let item = state
-        .store
-        .create_item(
-            &Owner::of(&caller),
-            NewItem {
-                id: crate::store::new_id(),
-                title: new.title,
-                body: new.body,
-            },
-        )
-        .await?;
+    let new = NewItem {
+        id: crate::store::new_id(),
+        title: new.title,
+        body: new.body,
+    };
+    let item = items.create(&Owner::of(&caller), new).await?;
     Ok((StatusCode::CREATED, Json(item.into())))
 }
 
@@ -146,15 +128,13 @@ pub async fn create(
         (status = 404, description = "No such item of the caller's", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
-    State(state): State<AppState>,
+    State(items): State<Items>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
     RecordId(id): RecordId,
 ) -> Result<Json<ItemResponse>, ApiError> {
-    match state.store.owned_item(&Owner::of(&caller), &id).await? {
-        Some(item) => Ok(Json(item.into())),
-        None => Err(not_found(&state, &context, &caller, &id).await),
-    }
+    let item = items.get(&context, &Owner::of(&caller), &id).await?;
+    Ok(Json(item.into()))
 }
 
 /// Change the title or body of one of the caller's items.
@@ -166,27 +146,20 @@ pub async fn get(
         (status = 422, description = "A field is out of bounds or not writable", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
-    State(state): State<AppState>,
+    State(items): State<Items>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
     RecordId(id): RecordId,
     Json(changes): Json<UpdateItem>,
 ) -> Result<Json<ItemResponse>, ApiError> {
-    if changes.title.is_none() && changes.body.is_none() {
-        return Err(ApiError::invalid("", "give title, body or both"));
-    }
     let changes = ItemChanges {
         title: changes.title,
         body: changes.body,
     };
-    match state
-        .store
-        .update_item(&Owner::of(&caller), &id, changes)
-        .await?
-    {
-        Some(item) => Ok(Json(item.into())),
-        None => Err(not_found(&state, &context, &caller, &id).await),
-    }
+    let item = items
+        .update(&context, &Owner::of(&caller), &id, changes)
+        .await?;
+    Ok(Json(item.into()))
 }
 
 /// Delete one of the caller's items.
@@ -197,37 +170,11 @@ pub async fn update(
         (status = 404, description = "No such item of the caller's", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
-    State(state): State<AppState>,
+    State(items): State<Items>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
     RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_item(&Owner::of(&caller), &id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(&state, &context, &caller, &id).await)
-    }
-}
-
-/// The answer to any item the caller does not own: one 404 whether or not it exists. When it
-/// does exist (someone probing another user's ids), the attempt is recorded as `access_denied`
-/// (sampled per caller, written off the request path). Both paths run the same queries and
-/// neither waits for the audit write, so timing does not tell them apart either.
-async fn not_found(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &Principal,
-    id: &str,
-) -> ApiError {
-    match state.store.item_exists(id).await {
-        Ok(true) => {
-            let event = Event::new(Kind::AccessDenied, context)
-                .user(&caller.user_id)
-                .detail(serde_json::json!({"resource": "item", "id": id}));
-            state.audit_denied(event);
-        }
-        Ok(false) => {}
-        Err(err) => tracing::error!(error = %err, "item existence check failed"),
-    }
-    ApiError::NotFound
+    items.delete(&context, &Owner::of(&caller), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -33,6 +33,11 @@ impl Timestamp {
         std::time::Duration::try_from(now - self.0).unwrap_or_default()
     }
 
+    /// How long from this until `end`; zero when `end` is not later.
+    pub fn until(self, end: Self) -> std::time::Duration {
+        std::time::Duration::try_from(end.0 - self.0).unwrap_or_default()
+    }
+
     /// Parses a stored or transmitted time (any RFC 3339 offset, converted to UTC).
     pub fn parse(text: &str) -> Result<Self, time::error::Parse> {
         OffsetDateTime::parse(text, &Rfc3339).map(Self::from)

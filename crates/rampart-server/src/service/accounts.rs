@@ -1,0 +1,353 @@
+//! Accounts: creating them, logging in, and changing a password.
+//!
+//! Defends against credential attacks at the edge of identity. Every input is parsed into a
+//! domain type before use ([`crate::domain`]), and registration, the `users create` command
+//! and the importer all create accounts here, so none skips the policy or the audit row. A
+//! login does the same work and answers the same for an unknown name, a wrong password and a
+//! locked account (an unknown name is verified against a decoy of some account's cost); every
+//! check of a password, at the login form or behind a token, counts against the account's
+//! login backoff before the hash is verified ([`crate::abuse`]), so neither is a free oracle;
+//! and a saturated hashing pool sheds the attempt (503) before it counts or reads the store.
+
+use axum::extract::FromRef;
+use rampart::http::RequestContext;
+use rampart::password::{HashError, Verified};
+use rampart::{FieldError, Principal, Role};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::sessions::{Opening, Sessions, TokenPair};
+use super::ServiceError;
+use crate::abuse::Reports;
+use crate::audit::{Event, Kind};
+use crate::domain::{Email, Password, Username};
+use crate::metrics::LoginOutcome;
+use crate::state::{to_completion, AppState};
+use crate::store::{self, NewUser, StoreError, UserRecord};
+
+/// The accounts service; a handler takes it as `State<Accounts>`.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    state: AppState,
+}
+
+impl FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            state: state.clone(),
+        }
+    }
+}
+
+/// A registration as submitted, before any of it is trusted.
+#[derive(Debug)]
+pub struct Registration {
+    pub email: String,
+    pub username: String,
+    pub password: SecretString,
+}
+
+/// A login as submitted: `name` is a username or an email.
+#[derive(Debug)]
+pub struct Login {
+    pub name: String,
+    pub password: SecretString,
+    pub user_agent: Option<String>,
+}
+
+/// An account to create from values already parsed, with the hash of its password.
+#[derive(Debug)]
+pub struct NewAccount<'a> {
+    pub email: &'a Email,
+    pub username: &'a Username,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// The path a password check behind a token is limited and recorded under.
+const PASSWORD_CHANGE_PATH: &str = "/v1/auth/password";
+
+impl Accounts {
+    pub fn of(state: &AppState) -> Self {
+        Self::from_ref(state)
+    }
+
+    /// Parses a registration (every field's errors together), hashes the password and
+    /// creates the account with its `register` event.
+    pub async fn register(
+        &self,
+        context: &RequestContext,
+        registration: Registration,
+    ) -> Result<UserRecord, ServiceError> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&registration.email)
+            .map_err(|m| errors.push(FieldError::new("email", m)))
+            .ok();
+        let username = Username::parse(&registration.username)
+            .map_err(|m| errors.push(FieldError::new("username", m)))
+            .ok();
+        let (user_hint, email_hint) = (
+            username.as_ref().map(|u| u.as_str().to_owned()),
+            email.as_ref().map(|e| e.as_str().to_owned()),
+        );
+        let password = parse_password(registration.password, user_hint, email_hint)
+            .await?
+            .map_err(|m| errors.push(FieldError::new("password", m)))
+            .ok();
+        let (Some(email), Some(username), Some(password)) = (email, username, password) else {
+            return Err(ServiceError::Invalid(errors));
+        };
+        let password_hash = self.state.hasher.hash(password.into_secret()).await?;
+        let account = NewAccount {
+            email: &email,
+            username: &username,
+            password_hash,
+            role: Role::User,
+        };
+        self.create(account, Event::new(Kind::Register, context))
+            .await
+    }
+
+    /// Stores a new account and `event` for it, together; [`ServiceError::Taken`] when the
+    /// email or username is registered already.
+    pub async fn create(
+        &self,
+        account: NewAccount<'_>,
+        event: Event,
+    ) -> Result<UserRecord, ServiceError> {
+        let new = NewUser {
+            id: store::new_id(),
+            email: account.email.as_str().to_owned(),
+            email_key: account.email.key(),
+            username: account.username.as_str().to_owned(),
+            username_key: account.username.key(),
+            password_hash: account.password_hash,
+            role: account.role,
+        };
+        let state = self.state.clone();
+        to_completion(async move {
+            let mut unit = state.begin().await?;
+            let user = unit.tx().create_user(new).await?;
+            unit.record(event.user(&user.id)).await?;
+            unit.commit().await?;
+            Ok::<_, StoreError>(user)
+        })
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict(taken) => ServiceError::Taken(taken),
+            other => ServiceError::Store(other),
+        })
+    }
+
+    /// Logs in and opens a session; every outcome is counted in the login metrics.
+    /// `reports` collects the limits checked on the way, for the answer's headers.
+    pub async fn log_in(
+        &self,
+        context: &RequestContext,
+        login: Login,
+        reports: &mut Reports,
+    ) -> Result<TokenPair, ServiceError> {
+        let result = self.attempt_login(context, login, reports).await;
+        let outcome = match &result {
+            Ok(_) => Some(LoginOutcome::Success),
+            // Counted where the reason is known.
+            Err(ServiceError::Unauthorized) => None,
+            Err(ServiceError::Limited(refusal)) if refusal.status().as_u16() == 429 => {
+                Some(LoginOutcome::Throttled)
+            }
+            Err(ServiceError::Limited(_) | ServiceError::Hashing(HashError::Busy)) => {
+                Some(LoginOutcome::Unavailable)
+            }
+            Err(ServiceError::Store(err)) if err.is_busy() => Some(LoginOutcome::Unavailable),
+            Err(_) => Some(LoginOutcome::Invalid),
+        };
+        if let Some(outcome) = outcome {
+            self.state.metrics.login(outcome);
+        }
+        result
+    }
+
+    async fn attempt_login(
+        &self,
+        context: &RequestContext,
+        login: Login,
+        reports: &mut Reports,
+    ) -> Result<TokenPair, ServiceError> {
+        let state = &self.state;
+        let login_key = login.name.trim().to_lowercase();
+        // Limits and backoff count the name as submitted (bounded), account or not.
+        let name: String = login_key.chars().take(254).collect();
+        // Shed a login that could not be hashed before anything else is done for it: before
+        // the store is read, and before the attempt counts against the name's backoff, so a
+        // flood that fills the pool cannot turn an owner's retries into a lockout.
+        if state.hasher.is_saturated() {
+            return Err(HashError::Busy.into());
+        }
+        let streak = state
+            .admit_login(context, &name, reports)
+            .await
+            .map_err(ServiceError::Limited)?;
+        let user = if login_key.is_empty() || login_key.len() > 254 || login_key.contains('\0') {
+            None
+        } else {
+            state.store.find_user_by_login(&login_key).await?
+        };
+        // Kept for a rehash after a successful verification; zeroised when dropped.
+        let password_copy = SecretString::from(login.password.expose_secret().to_owned());
+        // A name with no account takes the time of some account's hash (`password::decoys`).
+        let verified = match &user {
+            Some(user) => {
+                state
+                    .hasher
+                    .verify(login.password, Some(&user.password_hash))
+                    .await
+            }
+            None => state.hasher.verify_unknown(login.password, &name).await,
+        }?;
+        let (user, needs_rehash) = match (user, verified) {
+            (Some(user), Verified::Valid { needs_rehash }) if !user.locked => (user, needs_rehash),
+            (user, verified) => {
+                let outcome = match (&user, verified) {
+                    (None, _) => LoginOutcome::UnknownUser,
+                    (Some(u), Verified::Valid { .. }) if u.locked => LoginOutcome::Locked,
+                    _ => LoginOutcome::WrongPassword,
+                };
+                state.metrics.login(outcome);
+                let reason = match outcome {
+                    LoginOutcome::UnknownUser => "unknown_user",
+                    LoginOutcome::Locked => "locked",
+                    _ => "wrong_password",
+                };
+                state.login_failed(context, &name).await;
+                // The submitted name only when it is an account's (see `lockout_event`).
+                let user_id = user.as_ref().map(|u| u.id.as_str());
+                let mut failed = Event::new(Kind::LoginFailed, context)
+                    .detail(serde_json::json!({"reason": reason}));
+                if let Some(user_id) = user_id {
+                    failed = failed
+                        .user(user_id)
+                        .detail(serde_json::json!({"login": name, "reason": reason}));
+                }
+                let locked = AppState::lockout_event(context, &name, streak, user_id);
+                state
+                    .record_failure(std::iter::once(failed).chain(locked).collect())
+                    .await?;
+                return Err(ServiceError::Unauthorized);
+            }
+        };
+        // Upgrade old or imported hashes now that the password is known to be right.
+        let rehash = if needs_rehash {
+            match state.hasher.hash(password_copy).await {
+                Ok(hash) => Some(hash),
+                Err(err) => {
+                    tracing::warn!(error = %err, "password rehash skipped");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let opening = Opening {
+            user_id: user.id.clone(),
+            user_agent: login.user_agent,
+            rehash,
+            event: Event::new(Kind::LoginSucceeded, context).user(&user.id),
+        };
+        let pair = Sessions::of(state).open(context, opening).await?;
+        state
+            .clear_login_backoff(&[&name, &user.username, &user.email])
+            .await;
+        Ok(pair)
+    }
+
+    /// Changes the caller's password after checking the current one under the account's login
+    /// backoff; every other session of the caller ends, the calling one stays.
+    pub async fn change_password(
+        &self,
+        context: &RequestContext,
+        caller: &Principal,
+        current: SecretString,
+        new: SecretString,
+        reports: &mut Reports,
+    ) -> Result<(), ServiceError> {
+        let state = &self.state;
+        let user = state
+            .store
+            .find_user(&caller.user_id)
+            .await?
+            .ok_or(ServiceError::Unauthorized)?;
+        if state.hasher.is_saturated() {
+            return Err(HashError::Busy.into());
+        }
+        // The account's names as the login form keys them: a guess here costs what a guess
+        // there costs, whichever name the account is logged in with afterwards.
+        let (username_key, email_key) = (user.username.to_lowercase(), user.email.to_lowercase());
+        let streak = state
+            .admit_attempt(
+                context,
+                &[&username_key, &email_key],
+                PASSWORD_CHANGE_PATH,
+                reports,
+            )
+            .await
+            .map_err(ServiceError::Limited)?;
+        let verified = state
+            .hasher
+            .verify(current, Some(&user.password_hash))
+            .await?;
+        if verified == Verified::Invalid {
+            let failed = Event::new(Kind::PasswordChangeFailed, context)
+                .user(&user.id)
+                .detail(serde_json::json!({
+                    "session_id": caller.session_id,
+                    "failures": streak.failures,
+                }));
+            let locked = AppState::lockout_event(context, &username_key, streak, Some(&user.id));
+            state
+                .record_failure(std::iter::once(failed).chain(locked).collect())
+                .await?;
+            return Err(ServiceError::invalid("current_password", "is incorrect"));
+        }
+        // The password is proven: the streak it counted in advance ends here.
+        state
+            .clear_login_backoff(&[&user.username, &user.email])
+            .await;
+        let new = parse_password(new, Some(user.username.clone()), Some(user.email.clone()))
+            .await?
+            .map_err(|m| ServiceError::invalid("new_password", &m))?;
+        let hash = state.hasher.hash(new.into_secret()).await?;
+        // The new hash, the other sessions' end and the event: one transaction, run to
+        // completion.
+        let (shared, user_id, keep) = (state.clone(), user.id.clone(), caller.session_id.clone());
+        let event = Event::new(Kind::PasswordChanged, context).user(&user.id);
+        to_completion(async move {
+            let mut unit = shared.begin().await?;
+            unit.tx().set_password_hash(&user_id, &hash).await?;
+            let ended = unit
+                .tx()
+                .revoke_user_sessions(&user_id, Some(&keep))
+                .await?;
+            unit.record(event.detail(serde_json::json!({"other_sessions_ended": ended.len()})))
+                .await?;
+            unit.commit().await?;
+            shared.forget_sessions(&ended);
+            shared.announce_ended(&ended).await;
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Parses a password against the policy, off the async workers (the strength estimate is CPU
+/// work). The outer error is the blocking task failing, the inner the policy's refusal.
+async fn parse_password(
+    password: SecretString,
+    username: Option<String>,
+    email: Option<String>,
+) -> Result<Result<Password, String>, ServiceError> {
+    tokio::task::spawn_blocking(move || {
+        Password::parse(password, username.as_deref(), email.as_deref())
+    })
+    .await
+    .map_err(ServiceError::internal)
+}

@@ -1,0 +1,98 @@
+//! The rules of the service, between the routes (HTTP in, HTTP out) and the store (SQL).
+//!
+//! Defends against a rule kept in one caller and missed by another: registration, the
+//! `users create` command and the importer all create accounts through [`accounts`]; the
+//! login form and the password change go through the same attempt accounting; refresh, logout
+//! and an admin's lock end sessions through [`sessions`]. Routes extract, call one of these and
+//! answer; they never name the store. Each service is a cheap handle that a handler takes as
+//! `State<Service>` (see [`crate::state`]).
+//!
+//! Every service answers with [`ServiceError`], which says what went wrong in the service's
+//! terms and converts to the one HTTP error type at the edge.
+
+pub mod accounts;
+pub mod admin;
+pub mod items;
+pub mod refresh;
+pub mod sessions;
+
+use std::time::Duration;
+
+use rampart::password::HashError;
+use rampart::{ApiError, FieldError};
+
+use crate::store::{StoreError, Taken};
+
+/// What a service refused or failed at.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Credentials, or a refresh token, that do not hold; one answer whatever the reason.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// Nothing of the caller's under that id (another user's answers the same).
+    #[error("not found")]
+    NotFound,
+    /// A unique value is already taken.
+    #[error("the {0} is already registered")]
+    Taken(Taken),
+    /// A rule refuses this change as things stand (the last admin, the caller's own
+    /// account); the reason is told to the caller.
+    #[error("refused: {0}")]
+    Refused(&'static str),
+    /// Input the rules refuse, field by field.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// A limit or a login backoff delay refused the attempt; carries the refusal as the
+    /// limiter made it (policy, quota and retry-after for the response headers).
+    #[error("refused by a limit")]
+    Limited(ApiError),
+    #[error("password hashing: {0}")]
+    Hashing(#[from] HashError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else unexpected (no randomness, a token that cannot be signed). Logged, never
+    /// shown.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+
+    /// A cursor the pagination key refused (forged, altered, another list's): its field error.
+    pub fn cursor(refusal: ApiError) -> Self {
+        match refusal {
+            ApiError::Validation(errors) => Self::Invalid(errors),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Unauthorized => Self::Unauthorized,
+            ServiceError::NotFound => Self::NotFound,
+            ServiceError::Taken(_) => {
+                // Which one is not said: it would confirm that an email has an account.
+                Self::Conflict("The email or username is already registered.".into())
+            }
+            ServiceError::Refused(reason) => Self::Conflict(reason.into()),
+            ServiceError::Invalid(errors) => Self::Validation(errors),
+            ServiceError::Limited(refusal) => refusal,
+            ServiceError::Hashing(HashError::Busy) => Self::Unavailable {
+                retry_after: Duration::from_secs(1),
+            },
+            ServiceError::Hashing(HashError::Internal(cause)) | ServiceError::Internal(cause) => {
+                Self::internal(cause)
+            }
+            ServiceError::Store(err) => err.into(),
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! Sessions: opening one at login, listing them, and ending one or all of a user's.
+//!
+//! Defends against stolen sessions outliving the user's reaction: every way of ending a session
+//! marks it revoked in the store and in this node's revocation set ([`crate::access`]) and
+//! tells the other nodes, as one step a cancelled request cannot split, so its access tokens
+//! are refused on the very next request and its refresh token can no longer be used. A user can
+//! only see and end their own sessions: another user's session id answers exactly like one that
+//! does not exist. Refresh-token rotation is in [`super::refresh`].
+
+use axum::extract::FromRef;
+use base64::Engine;
+use rampart::http::RequestContext;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ServiceError;
+use crate::audit::Event;
+use crate::state::{to_completion, AppState};
+use crate::store::{self, EndedSession, NewSession, SessionRecord, StoreError, Timestamp};
+
+/// The sessions service; a handler takes it as `State<Sessions>`.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    pub(super) state: AppState,
+}
+
+impl FromRef<AppState> for Sessions {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            state: state.clone(),
+        }
+    }
+}
+
+/// What a login or a refresh hands the client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Opaque; presented once to `/v1/auth/refresh`.
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+}
+
+impl TokenPair {
+    pub(super) fn new(
+        access: rampart::tokens::Issued,
+        refresh_token: String,
+        refresh_left: std::time::Duration,
+    ) -> Self {
+        Self {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in.as_secs(),
+            refresh_token,
+            refresh_expires_in: refresh_left.as_secs(),
+        }
+    }
+}
+
+/// How a session is opened: who, from where, and what to store and record with it.
+#[derive(Debug)]
+pub struct Opening {
+    pub user_id: String,
+    pub user_agent: Option<String>,
+    /// A new hash of the password just verified (an old or imported cost), stored first.
+    pub rehash: Option<String>,
+    /// The event that records the opening (`login_succeeded`); the session id is added.
+    pub event: Event,
+}
+
+impl Sessions {
+    pub(crate) fn of(state: &AppState) -> Self {
+        Self::from_ref(state)
+    }
+
+    /// Opens a session with its first refresh token, storing `rehash` and recording `event`
+    /// in the same transaction; returns the first token pair.
+    pub async fn open(
+        &self,
+        context: &RequestContext,
+        opening: Opening,
+    ) -> Result<TokenPair, ServiceError> {
+        let state = &self.state;
+        let now = Timestamp::now();
+        let session_max_age = state.settings.session_max_age;
+        let refresh_ttl = state.settings.refresh_ttl.min(session_max_age);
+        let session_id = store::new_id();
+        let (refresh_token, refresh_hash) = new_refresh_token()?;
+        let session = NewSession {
+            id: session_id.clone(),
+            user_id: opening.user_id.clone(),
+            user_agent: opening.user_agent,
+            ip: context.client_ip.to_string(),
+            expires_at: now + session_max_age,
+            refresh_hash,
+            refresh_expires_at: now + refresh_ttl,
+        };
+        let (shared, owner, rehash) = (state.clone(), opening.user_id, opening.rehash);
+        let event = opening
+            .event
+            .detail(serde_json::json!({"session_id": session_id}));
+        let user_id = owner.clone();
+        to_completion(async move {
+            let mut unit = shared.begin().await?;
+            if let Some(hash) = rehash {
+                unit.tx().set_password_hash(&owner, &hash).await?;
+            }
+            unit.tx().create_session(session).await?;
+            unit.record(event).await?;
+            unit.commit().await?;
+            Ok::<(), StoreError>(())
+        })
+        .await?;
+        let access = state
+            .tokens
+            .issue(&user_id, &session_id)
+            .map_err(ServiceError::internal)?;
+        Ok(TokenPair::new(access, refresh_token, refresh_ttl))
+    }
+
+    /// `user_id`'s live sessions, newest first.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, ServiceError> {
+        Ok(self.state.store.list_sessions(user_id).await?)
+    }
+
+    /// Ends one of `user_id`'s sessions, recording `event` with it; [`ServiceError::NotFound`]
+    /// (and no event) when the user has no such live session.
+    pub async fn end(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        event: Event,
+    ) -> Result<EndedSession, ServiceError> {
+        let (state, user_id, session_id) = (
+            self.state.clone(),
+            user_id.to_owned(),
+            session_id.to_owned(),
+        );
+        let ended = to_completion(async move {
+            let mut unit = state.begin().await?;
+            let ended = unit.tx().revoke_session(&user_id, &session_id).await?;
+            if ended.is_some() {
+                unit.record(event).await?;
+                unit.commit().await?;
+            }
+            state.forget_sessions(ended.as_slice());
+            state.announce_ended(ended.as_slice()).await;
+            Ok::<_, StoreError>(ended)
+        })
+        .await?;
+        ended.ok_or(ServiceError::NotFound)
+    }
+
+    /// Ends every session of `user_id` but `keep`, recording the event `describe` makes of
+    /// the sessions that ended.
+    pub async fn end_all(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        describe: impl FnOnce(&[EndedSession]) -> Event + Send + 'static,
+    ) -> Result<Vec<EndedSession>, ServiceError> {
+        let (state, user_id, keep) = (
+            self.state.clone(),
+            user_id.to_owned(),
+            keep.map(str::to_owned),
+        );
+        Ok(to_completion(async move {
+            let mut unit = state.begin().await?;
+            let ended = unit
+                .tx()
+                .revoke_user_sessions(&user_id, keep.as_deref())
+                .await?;
+            unit.record(describe(&ended)).await?;
+            unit.commit().await?;
+            state.forget_sessions(&ended);
+            state.announce_ended(&ended).await;
+            Ok::<_, StoreError>(ended)
+        })
+        .await?)
+    }
+}
+
+/// A 256-bit random refresh token and the SHA-256 that is stored in its place.
+pub(super) fn new_refresh_token() -> Result<(String, String), ServiceError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| ServiceError::internal("no randomness for a refresh token"))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = refresh_token_hash(&token);
+    Ok((token, hash))
+}
+
+pub(super) fn refresh_token_hash(token: &str) -> String {
+    store::sha256_hex(token.as_bytes())
+}
