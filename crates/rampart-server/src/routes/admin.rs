@@ -1,11 +1,6 @@
 //! Admin endpoints. Mounted as [`rampart::Access::Admin`]: a user gets 403, an anonymous
-//! caller 401.
-//!
-//! Defends against privilege changes that linger or lock everyone out: a role change or a lock
-//! is written to the store, then to this node's access cache and announced to the others, so
-//! it applies to the user's very next request with tokens already issued; demoting or locking
-//! the last admin who is not locked is refused (409) inside a transaction that serialises role
-//! and lock changes, so two admins acting on each other at once cannot leave nobody.
+//! caller 401. The rules (changes that apply at once, never leaving no admin) are in
+//! [`crate::service::admin`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,12 +10,10 @@ use rampart::{AdminUser, ApiError, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::access::UserAccess;
-use crate::audit::{Event, Kind, StoredEvent};
+use crate::audit::StoredEvent;
 use crate::domain::RecordId;
 use crate::routes::users::UserResponse;
-use crate::state::AppState;
-use crate::store::RoleChange;
+use crate::service::admin::Admin;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
@@ -36,9 +29,6 @@ pub struct UserPage {
     pub next_cursor: Option<String>,
 }
 
-const AUDIT_SCOPE: &str = "admin:audit";
-const USERS_SCOPE: &str = "admin:users";
-
 /// Security events, newest first.
 #[utoipa::path(get, path = "/v1/admin/audit", tag = "admin",
     params(
@@ -50,24 +40,14 @@ const USERS_SCOPE: &str = "admin:users";
         (status = 422, description = "Bad limit or cursor", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn audit(
-    State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    State(admin): State<Admin>,
+    AdminUser(_caller): AdminUser,
     page: PageQuery,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let before = state
-        .cursors
-        .position(AUDIT_SCOPE, &page)?
-        .map(|seq| seq.parse::<i64>())
-        .transpose()
-        .map_err(|_| ApiError::internal("a signed audit cursor holds no sequence number"))?;
-    let rows = page.limit.get() + 1;
-    let events = state.store.audit_page(before, rows).await?;
-    let (events, next_cursor) = state
-        .cursors
-        .page(AUDIT_SCOPE, page.limit, events, |e| e.seq.to_string());
+    let page = admin.audit(&page).await?;
     Ok(Json(AuditPage {
-        events,
-        next_cursor,
+        events: page.rows,
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -82,21 +62,14 @@ pub async fn audit(
         (status = 422, description = "Bad limit or cursor", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn users(
-    State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    State(admin): State<Admin>,
+    AdminUser(_caller): AdminUser,
     page: PageQuery,
 ) -> Result<Json<UserPage>, ApiError> {
-    let after = state.cursors.position(USERS_SCOPE, &page)?;
-    let rows = state
-        .store
-        .list_users(after.as_deref(), page.limit.rows() + 1)
-        .await?;
-    let (rows, next_cursor) = state
-        .cursors
-        .page(USERS_SCOPE, page.limit, rows, |u| u.id.clone());
+    let page = admin.users(&page).await?;
     Ok(Json(UserPage {
-        users: rows.iter().map(UserResponse::from).collect(),
-        next_cursor,
+        users: page.rows.iter().map(UserResponse::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -119,51 +92,13 @@ pub struct UserChange {
         (status = 422, description = "Not a role (`user` or `admin`), or another field", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_user(
-    State(state): State<AppState>,
+    State(admin): State<Admin>,
     context: RequestContext,
-    AdminUser(admin): AdminUser,
+    AdminUser(caller): AdminUser,
     RecordId(id): RecordId,
     Json(change): Json<UserChange>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    // Store, event, cache and broadcast change together even if this request is cancelled.
-    let shared = state.clone();
-    let (user_id, role) = (id.clone(), change.role);
-    let event = Event::new(Kind::RoleChanged, &context).user(&id);
-    let outcome = crate::state::to_completion(async move {
-        let mut unit = shared.begin().await?;
-        let outcome = unit.tx().set_role(&user_id, role).await?;
-        let RoleChange::Changed { previous, user } = &outcome else {
-            return Ok(outcome);
-        };
-        if *previous != user.role {
-            unit.record(event.detail(serde_json::json!({
-                "by": admin.user_id,
-                "from": previous,
-                "to": user.role,
-            })))
-            .await?;
-        }
-        unit.commit().await?;
-        shared.access.set_user(
-            &user.id,
-            UserAccess {
-                role: user.role,
-                locked: user.locked,
-            },
-        );
-        shared.announce_user(&user.id).await;
-        Ok::<_, crate::store::StoreError>(outcome)
-    })
-    .await?;
-    let user = match outcome {
-        RoleChange::Changed { user, .. } => user,
-        RoleChange::NotFound => return Err(ApiError::NotFound),
-        RoleChange::LastAdmin => {
-            return Err(ApiError::Conflict(
-                "This is the only admin; make another user admin first.".into(),
-            ))
-        }
-    };
+    let user = admin.set_role(&context, &caller, &id, change.role).await?;
     Ok(Json(UserResponse::from(&user)))
 }
 
@@ -178,17 +113,13 @@ pub async fn change_user(
         (status = 409, description = "The caller's own account, or the last admin who is not locked", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn lock(
-    State(state): State<AppState>,
+    State(admin): State<Admin>,
     context: RequestContext,
-    AdminUser(admin): AdminUser,
+    AdminUser(caller): AdminUser,
     RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    if id == admin.user_id {
-        return Err(ApiError::Conflict(
-            "An admin cannot lock their own account; another admin can.".into(),
-        ));
-    }
-    set_lock(&state, &context, &admin.user_id, &id, true).await
+    admin.set_lock(&context, &caller, &id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Unlock a user.
@@ -199,69 +130,11 @@ pub async fn lock(
         (status = 404, description = "No such user", body = rampart::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn unlock(
-    State(state): State<AppState>,
+    State(admin): State<Admin>,
     context: RequestContext,
-    AdminUser(admin): AdminUser,
+    AdminUser(caller): AdminUser,
     RecordId(id): RecordId,
 ) -> Result<StatusCode, ApiError> {
-    set_lock(&state, &context, &admin.user_id, &id, false).await
-}
-
-async fn set_lock(
-    state: &AppState,
-    context: &RequestContext,
-    admin_id: &str,
-    user_id: &str,
-    locked: bool,
-) -> Result<StatusCode, ApiError> {
-    let user = state
-        .store
-        .find_user(user_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    // The lock, the sessions' end and the event: one transaction; then this node's cache and
-    // the broadcast. Run to completion even if this request is cancelled half-way.
-    let (shared, id, role) = (state.clone(), user_id.to_owned(), user.role);
-    let kind = if locked {
-        Kind::UserLocked
-    } else {
-        Kind::UserUnlocked
-    };
-    let event = Event::new(kind, context).user(user_id);
-    let admin_id = admin_id.to_owned();
-    let applied = crate::state::to_completion(async move {
-        let mut unit = shared.begin().await?;
-        if !unit.tx().set_locked(&id, locked).await? {
-            return Ok(false);
-        }
-        let ended = if locked {
-            unit.tx().revoke_user_sessions(&id, None).await?
-        } else {
-            Vec::new()
-        };
-        unit.record(
-            event.detail(serde_json::json!({"by": admin_id, "sessions_ended": ended.len()})),
-        )
-        .await?;
-        unit.commit().await?;
-        shared.access.set_user(&id, UserAccess { role, locked });
-        shared.forget_sessions(&ended);
-        shared.announce_ended(&ended).await;
-        shared.announce_user(&id).await;
-        Ok::<bool, crate::store::StoreError>(true)
-    })
-    .await?;
-    if !applied {
-        return Err(ApiError::Conflict(
-            "This is the last admin who can act; locking them would leave nobody to unlock anyone."
-                .into(),
-        ));
-    }
-    if !locked {
-        // An unlock also ends any login backoff on the user's names.
-        state
-            .clear_login_backoff(&[&user.username, &user.email])
-            .await;
-    }
+    admin.set_lock(&context, &caller, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,7 +5,7 @@ use rampart::{ApiError, CurrentUser, Json, Role};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::state::AppState;
+use crate::service::accounts::Accounts;
 use crate::store::UserRecord;
 
 /// A user as clients see it: never a hash or a secret.
@@ -34,13 +34,9 @@ impl From<&UserRecord> for UserResponse {
 /// The calling user.
 #[utoipa::path(get, path = "/v1/users/me", tag = "users", responses((status = 200, description = "The caller", body = UserResponse)))]
 pub async fn me(
-    State(state): State<AppState>,
+    State(accounts): State<Accounts>,
     CurrentUser(caller): CurrentUser,
 ) -> Result<Json<UserResponse>, ApiError> {
-    let user = state
-        .store
-        .find_user(&caller.user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
+    let user = accounts.get(&caller.user_id).await?;
     Ok(Json(UserResponse::from(&user)))
 }

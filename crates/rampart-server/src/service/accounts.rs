@@ -71,6 +71,16 @@ impl Accounts {
         Self::from_ref(state)
     }
 
+    /// The account `user_id`; [`ServiceError::Unauthorized`] when it is gone (a token's
+    /// subject whose account was deleted).
+    pub async fn get(&self, user_id: &str) -> Result<UserRecord, ServiceError> {
+        self.state
+            .store
+            .find_user(user_id)
+            .await?
+            .ok_or(ServiceError::Unauthorized)
+    }
+
     /// Parses a registration (every field's errors together), hashes the password and
     /// creates the account with its `register` event.
     pub async fn register(

@@ -1,1 +1,192 @@
-//! placeholder
+//! Administration: the audit trail, the user list, roles and locks.
+//!
+//! Defends against privilege changes that linger or lock everyone out: a role change or a lock
+//! is written to the store with its event, then to this node's access cache and announced to
+//! the others, as one step a cancelled request cannot split, so it applies to the user's very
+//! next request with tokens already issued; a lock ends every session of the user. Demoting or
+//! locking the last admin who is not locked is refused inside a transaction that serialises
+//! role and lock changes, so two admins acting on each other at once cannot leave nobody; an
+//! admin cannot lock their own account.
+
+use axum::extract::FromRef;
+use rampart::http::RequestContext;
+use rampart::pagination::PageQuery;
+use rampart::{Principal, Role};
+
+use super::ServiceError;
+use crate::access::UserAccess;
+use crate::audit::{Event, Kind, StoredEvent};
+use crate::state::{to_completion, AppState};
+use crate::store::{RoleChange, StoreError, UserRecord};
+
+const AUDIT_SCOPE: &str = "admin:audit";
+const USERS_SCOPE: &str = "admin:users";
+
+/// The admin service; a handler takes it as `State<Admin>`. Its routes are mounted for admins
+/// only ([`rampart::Access::Admin`]), and each call takes the acting admin.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    state: AppState,
+}
+
+impl FromRef<AppState> for Admin {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            state: state.clone(),
+        }
+    }
+}
+
+/// One page of a list and the cursor of the next.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl Admin {
+    /// Security events, newest first.
+    pub async fn audit(&self, page: &PageQuery) -> Result<Page<StoredEvent>, ServiceError> {
+        let cursors = &self.state.cursors;
+        let before = cursors
+            .position(AUDIT_SCOPE, page)
+            .map_err(ServiceError::cursor)?
+            .map(|seq| seq.parse::<i64>())
+            .transpose()
+            .map_err(|_| {
+                ServiceError::internal("a signed audit cursor holds no sequence number")
+            })?;
+        let events = self
+            .state
+            .store
+            .audit_page(before, page.limit.get() + 1)
+            .await?;
+        let (rows, next_cursor) =
+            cursors.page(AUDIT_SCOPE, page.limit, events, |e| e.seq.to_string());
+        Ok(Page { rows, next_cursor })
+    }
+
+    /// Every user, in id order (ids are time-ordered, so oldest accounts first).
+    pub async fn users(&self, page: &PageQuery) -> Result<Page<UserRecord>, ServiceError> {
+        let cursors = &self.state.cursors;
+        let after = cursors
+            .position(USERS_SCOPE, page)
+            .map_err(ServiceError::cursor)?;
+        let users = self
+            .state
+            .store
+            .list_users(after.as_deref(), page.limit.rows() + 1)
+            .await?;
+        let (rows, next_cursor) = cursors.page(USERS_SCOPE, page.limit, users, |u| u.id.clone());
+        Ok(Page { rows, next_cursor })
+    }
+
+    /// Gives `user_id` `role`; recorded only when it changes anything.
+    pub async fn set_role(
+        &self,
+        context: &RequestContext,
+        admin: &Principal,
+        user_id: &str,
+        role: Role,
+    ) -> Result<UserRecord, ServiceError> {
+        let shared = self.state.clone();
+        let (user_id, admin_id) = (user_id.to_owned(), admin.user_id.clone());
+        let event = Event::new(Kind::RoleChanged, context).user(&user_id);
+        let outcome = to_completion(async move {
+            let mut unit = shared.begin().await?;
+            let outcome = unit.tx().set_role(&user_id, role).await?;
+            let RoleChange::Changed { previous, user } = &outcome else {
+                return Ok(outcome);
+            };
+            if *previous != user.role {
+                unit.record(event.detail(serde_json::json!({
+                    "by": admin_id,
+                    "from": previous,
+                    "to": user.role,
+                })))
+                .await?;
+            }
+            unit.commit().await?;
+            shared.access.set_user(
+                &user.id,
+                UserAccess {
+                    role: user.role,
+                    locked: user.locked,
+                },
+            );
+            shared.announce_user(&user.id).await;
+            Ok::<_, StoreError>(outcome)
+        })
+        .await?;
+        match outcome {
+            RoleChange::Changed { user, .. } => Ok(user),
+            RoleChange::NotFound => Err(ServiceError::NotFound),
+            RoleChange::LastAdmin => Err(ServiceError::Refused(
+                "This is the only admin; make another user admin first.",
+            )),
+        }
+    }
+
+    /// Locks `user_id` (login refused, every session ended) or unlocks them (their login
+    /// backoff ends too).
+    pub async fn set_lock(
+        &self,
+        context: &RequestContext,
+        admin: &Principal,
+        user_id: &str,
+        locked: bool,
+    ) -> Result<(), ServiceError> {
+        if locked && user_id == admin.user_id {
+            return Err(ServiceError::Refused(
+                "An admin cannot lock their own account; another admin can.",
+            ));
+        }
+        let state = &self.state;
+        let user = state
+            .store
+            .find_user(user_id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let (shared, id, role) = (state.clone(), user_id.to_owned(), user.role);
+        let kind = if locked {
+            Kind::UserLocked
+        } else {
+            Kind::UserUnlocked
+        };
+        let event = Event::new(kind, context).user(user_id);
+        let admin_id = admin.user_id.clone();
+        let applied = to_completion(async move {
+            let mut unit = shared.begin().await?;
+            if !unit.tx().set_locked(&id, locked).await? {
+                return Ok(false);
+            }
+            let ended = if locked {
+                unit.tx().revoke_user_sessions(&id, None).await?
+            } else {
+                Vec::new()
+            };
+            unit.record(
+                event.detail(serde_json::json!({"by": admin_id, "sessions_ended": ended.len()})),
+            )
+            .await?;
+            unit.commit().await?;
+            shared.access.set_user(&id, UserAccess { role, locked });
+            shared.forget_sessions(&ended);
+            shared.announce_ended(&ended).await;
+            shared.announce_user(&id).await;
+            Ok::<bool, StoreError>(true)
+        })
+        .await?;
+        if !applied {
+            return Err(ServiceError::Refused(
+                "This is the last admin who can act; locking them would leave nobody to unlock anyone.",
+            ));
+        }
+        if !locked {
+            state
+                .clear_login_backoff(&[&user.username, &user.email])
+                .await;
+        }
+        Ok(())
+    }
+}
