@@ -19,7 +19,6 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, PathItem, Ref, Respon
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::routes::{admin, auth, health, items, jwks, refresh, sessions, users};
 use crate::state::AppState;
 
 /// The UI runs its own bundled scripts and inline styles; nothing from elsewhere.
@@ -35,16 +34,6 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
         title = "rampart",
         description = "A hardened API backend: default-deny access, problem+json errors, strict validation."
     ),
-    paths(
-        health::health, health::ready, auth::register, auth::login, refresh::refresh, users::me, jwks::jwks,
-        sessions::logout, sessions::logout_all, sessions::list, sessions::delete, sessions::change_password,
-        items::list, items::create, items::get, items::update, items::delete,
-        admin::users,
-        admin::change_user,
-        admin::audit,
-        admin::lock,
-        admin::unlock,
-    ),
     components(schemas(Problem, FieldError)),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -57,9 +46,12 @@ pub const DOCS_PATHS: [&str; 3] = ["/docs", "/docs/{*rest}", "/openapi.json"];
 )]
 struct ApiDoc;
 
-/// The document for the routes in `table`, with security derived from their policies.
-pub fn document(table: &[(String, Access)]) -> Document {
+/// The document for what `routes` mounts: its operations, with security derived from each
+/// route's policy.
+pub fn document(routes: &SecureRouter<AppState>) -> Document {
     let mut doc = ApiDoc::openapi();
+    doc.merge(routes.document().clone());
+    let table = routes.table();
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -192,7 +184,7 @@ fn problem_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi
 
 /// Adds `/docs` and `/openapi.json` to `routes` as public.
 pub fn mount(routes: SecureRouter<AppState>) -> SecureRouter<AppState> {
-    let doc = document(routes.table());
+    let doc = document(&routes);
     let ui: Router<AppState> = Router::from(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .layer(axum::middleware::map_response(docs_csp));
     routes.merge_public(&DOCS_PATHS, ui)

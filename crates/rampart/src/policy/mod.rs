@@ -27,6 +27,9 @@ use crate::error::ApiError;
 use crate::http::RequestContext;
 use crate::limit::{Client, ClientLimit, QuotaReport};
 
+#[cfg(feature = "openapi")]
+mod documented;
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -122,6 +125,9 @@ pub struct SecureRouter<S = ()> {
     admin: Router<S>,
     table: Vec<(String, Access)>,
     limit: Option<ClientLimit>,
+    /// The operations of the routes mounted from `#[utoipa::path]` handlers.
+    #[cfg(feature = "openapi")]
+    document: documented::Operations,
 }
 
 impl<S: Clone + Send + Sync + 'static> Default for SecureRouter<S> {
@@ -138,6 +144,8 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             admin: Router::new(),
             table: Vec::new(),
             limit: None,
+            #[cfg(feature = "openapi")]
+            document: documented::Operations::default(),
         }
     }
 
@@ -149,9 +157,21 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         self
     }
 
-    /// Mounts `route` at `path` for `access`. One path has one policy.
+    /// Mounts `route` at `path` for `access`.
+    ///
+    /// # Panics
+    /// When `path` is already mounted under another policy: one path has one policy, and a
+    /// second would leave some of its methods guarded differently from the others. Like
+    /// axum's own refusal of a route mounted twice, this fails the start, before anything is
+    /// served.
     pub fn route(mut self, path: &str, access: Access, route: MethodRouter<S>) -> Self {
-        self.table.push((path.to_owned(), access));
+        match self.table.iter().find(|(mounted, _)| mounted == path) {
+            Some((_, existing)) if *existing != access => {
+                panic!("{path} is mounted as {existing:?} and again as {access:?}; one path has one policy")
+            }
+            Some(_) => {}
+            None => self.table.push((path.to_owned(), access)),
+        }
         match access {
             Access::Public => self.public = self.public.route(path, route),
             Access::Authenticated => self.authenticated = self.authenticated.route(path, route),
@@ -538,6 +558,27 @@ mod tests {
                 ("/a".to_owned(), Access::Public),
                 ("/b".to_owned(), Access::Admin)
             ]
+        );
+    }
+
+    /// Two methods of one path under two policies would leave one of them guarded differently
+    /// (a `DELETE` left public beside an authenticated `GET`): the router refuses to be built.
+    #[test]
+    #[should_panic(expected = "one path has one policy")]
+    fn one_path_cannot_take_two_policies() {
+        let _router: SecureRouter = SecureRouter::new()
+            .authenticated("/items", get(|| async {}))
+            .public("/items", axum::routing::delete(|| async {}));
+    }
+
+    #[test]
+    fn one_path_may_gather_methods_under_its_one_policy() {
+        let router: SecureRouter = SecureRouter::new()
+            .authenticated("/items", get(|| async {}))
+            .authenticated("/items", axum::routing::post(|| async {}));
+        assert_eq!(
+            router.table(),
+            &[("/items".to_owned(), Access::Authenticated)]
         );
     }
 }
