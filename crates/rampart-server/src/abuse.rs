@@ -325,21 +325,6 @@ impl AppState {
         }
     }
 
-    /// Records the events of a refused password check (the failure, and `login_locked` when it
-    /// started a delay) together, before the refusal is answered: a guess that is not on
-    /// record is not answered as a wrong password but as 503.
-    pub async fn record_failure(&self, events: Vec<Event>) -> Result<(), crate::store::StoreError> {
-        let state = self.clone();
-        crate::state::to_completion(async move {
-            let mut unit = state.begin().await?;
-            for event in events {
-                unit.record(event).await?;
-            }
-            unit.commit().await
-        })
-        .await
-    }
-
     /// After a successful login, or an admin's unlock: every name the user logs in with starts
     /// a fresh streak.
     pub async fn clear_login_backoff(&self, names: &[&str]) {
@@ -398,7 +383,7 @@ impl AppState {
                 }
             }
             // Sampled and off the request path by design (see the module header).
-            if let Err(err) = state.audit.record(state.store.as_ref(), record).await {
+            if let Err(err) = state.recorder.write_alone(record).await {
                 tracing::warn!(error = %err, "a sampled rate_limited event was not stored");
             }
         });

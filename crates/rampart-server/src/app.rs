@@ -246,6 +246,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         crate::audit::AuditLog::open(store.as_ref(), chain_key, settings.audit_anchor.clone())
             .await
             .context("opening the audit anchor")?;
+    let recorder = crate::audit::Recorder::new(audit, Arc::clone(&store));
     let state = AppState::new(Shared {
         settings,
         store,
@@ -254,8 +255,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         hasher,
         access,
         cursors,
-        denials: crate::audit::EventSampler::default(),
-        audit,
+        recorder,
         abuse,
         cluster,
         redis,

@@ -115,7 +115,7 @@ impl Authenticator for AppState {
                     "path": request.uri.path().chars().take(256).collect::<String>(),
                     "required": "admin",
                 }));
-            self.audit_denied(event);
+            self.recorder.record_denied(event);
         })
     }
 }

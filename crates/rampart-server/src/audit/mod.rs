@@ -10,6 +10,9 @@
 
 pub mod anchor;
 pub mod chain;
+mod recorder;
+
+pub use recorder::{Recorder, Unit};
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -21,7 +21,8 @@ use crate::abuse::Reports;
 use crate::audit::{Event, Kind};
 use crate::domain::{Email, Password, Username};
 use crate::metrics::LoginOutcome;
-use crate::state::{to_completion, AppState};
+use crate::state::AppState;
+use crate::task::to_completion;
 use crate::store::{self, NewUser, StoreError, UserRecord};
 
 /// The accounts service; a handler takes it as `State<Accounts>`.
@@ -135,7 +136,7 @@ impl Accounts {
         };
         let state = self.state.clone();
         to_completion(async move {
-            let mut unit = state.begin().await?;
+            let mut unit = state.recorder.begin().await?;
             let user = unit.tx().create_user(new).await?;
             unit.record(event.user(&user.id)).await?;
             unit.commit().await?;
@@ -238,8 +239,11 @@ impl Accounts {
                         .detail(serde_json::json!({"login": name, "reason": reason}));
                 }
                 let locked = AppState::lockout_event(context, &name, streak, user_id);
+                // On record before the refusal is answered: a guess that could not be recorded
+                // is answered 503, not as a wrong password.
                 state
-                    .record_failure(std::iter::once(failed).chain(locked).collect())
+                    .recorder
+                    .record(std::iter::once(failed).chain(locked).collect())
                     .await?;
                 return Err(ServiceError::Unauthorized);
             }
@@ -313,7 +317,8 @@ impl Accounts {
                 }));
             let locked = AppState::lockout_event(context, &username_key, streak, Some(&user.id));
             state
-                .record_failure(std::iter::once(failed).chain(locked).collect())
+                .recorder
+                .record(std::iter::once(failed).chain(locked).collect())
                 .await?;
             return Err(ServiceError::invalid("current_password", "is incorrect"));
         }
@@ -330,7 +335,7 @@ impl Accounts {
         let (shared, user_id, keep) = (state.clone(), user.id.clone(), caller.session_id.clone());
         let event = Event::new(Kind::PasswordChanged, context).user(&user.id);
         to_completion(async move {
-            let mut unit = shared.begin().await?;
+            let mut unit = shared.recorder.begin().await?;
             unit.tx().set_password_hash(&user_id, &hash).await?;
             let ended = unit
                 .tx()

@@ -16,7 +16,8 @@ use rampart::{Principal, Role};
 use super::ServiceError;
 use crate::access::UserAccess;
 use crate::audit::{Event, Kind, StoredEvent};
-use crate::state::{to_completion, AppState};
+use crate::state::AppState;
+use crate::task::to_completion;
 use crate::store::{RoleChange, StoreError, UserRecord};
 
 const AUDIT_SCOPE: &str = "admin:audit";
@@ -93,7 +94,7 @@ impl Admin {
         let (user_id, admin_id) = (user_id.to_owned(), admin.user_id.clone());
         let event = Event::new(Kind::RoleChanged, context).user(&user_id);
         let outcome = to_completion(async move {
-            let mut unit = shared.begin().await?;
+            let mut unit = shared.recorder.begin().await?;
             let outcome = unit.tx().set_role(&user_id, role).await?;
             let RoleChange::Changed { previous, user } = &outcome else {
                 return Ok(outcome);
@@ -156,7 +157,7 @@ impl Admin {
         let event = Event::new(kind, context).user(user_id);
         let admin_id = admin.user_id.clone();
         let applied = to_completion(async move {
-            let mut unit = shared.begin().await?;
+            let mut unit = shared.recorder.begin().await?;
             if !unit.tx().set_locked(&id, locked).await? {
                 return Ok(false);
             }

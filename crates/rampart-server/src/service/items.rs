@@ -108,7 +108,7 @@ impl Items {
                 let event = Event::new(Kind::AccessDenied, context)
                     .user(owner.id())
                     .detail(serde_json::json!({"resource": "item", "id": id}));
-                self.state.audit_denied(event);
+                self.state.recorder.record_denied(event);
             }
             Ok(false) => {}
             Err(err) => tracing::error!(error = %err, "item existence check failed"),

@@ -102,8 +102,8 @@ async fn rotate(
         successor_expires_at: successor_expires,
     };
     let shared = state.clone();
-    let rotated = crate::state::to_completion(async move {
-        let mut unit = shared.begin().await?;
+    let rotated = crate::task::to_completion(async move {
+        let mut unit = shared.recorder.begin().await?;
         if !unit.tx().rotate_refresh(rotation).await? {
             return Ok(false);
         }

@@ -15,7 +15,8 @@ use utoipa::ToSchema;
 
 use super::ServiceError;
 use crate::audit::Event;
-use crate::state::{to_completion, AppState};
+use crate::state::AppState;
+use crate::task::to_completion;
 use crate::store::{self, EndedSession, NewSession, SessionRecord, StoreError, Timestamp};
 
 /// The sessions service; a handler takes it as `State<Sessions>`.
@@ -105,7 +106,7 @@ impl Sessions {
             .detail(serde_json::json!({"session_id": session_id}));
         let user_id = owner.clone();
         to_completion(async move {
-            let mut unit = shared.begin().await?;
+            let mut unit = shared.recorder.begin().await?;
             if let Some(hash) = rehash {
                 unit.tx().set_password_hash(&owner, &hash).await?;
             }
@@ -141,7 +142,7 @@ impl Sessions {
             session_id.to_owned(),
         );
         let ended = to_completion(async move {
-            let mut unit = state.begin().await?;
+            let mut unit = state.recorder.begin().await?;
             let ended = unit.tx().revoke_session(&user_id, &session_id).await?;
             if ended.is_some() {
                 unit.record(event).await?;
@@ -169,7 +170,7 @@ impl Sessions {
             keep.map(str::to_owned),
         );
         Ok(to_completion(async move {
-            let mut unit = state.begin().await?;
+            let mut unit = state.recorder.begin().await?;
             let ended = unit
                 .tx()
                 .revoke_user_sessions(&user_id, keep.as_deref())
