@@ -137,6 +137,15 @@ impl AccessState {
             .is_some_and(|until| *until > Instant::now())
     }
 
+    /// Makes the access tokens of `ended` sessions stop working on this node; each is
+    /// remembered for as long as its last-issued token could still be unexpired.
+    pub fn forget_sessions(&self, ended: &[crate::store::EndedSession]) {
+        let now = time::OffsetDateTime::now_utc();
+        for session in ended {
+            self.revoke(&session.id, session.last_used_at.age(now));
+        }
+    }
+
     /// Records that `session_id` was revoked `age` ago (zero: just now).
     pub fn revoke(&self, session_id: &str, age: Duration) {
         let Some(left) = self.window.checked_sub(age) else {

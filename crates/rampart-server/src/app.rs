@@ -247,6 +247,9 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
             .await
             .context("opening the audit anchor")?;
     let recorder = crate::audit::Recorder::new(audit, Arc::clone(&store));
+    let (access, cluster) = (Arc::new(access), Arc::new(cluster));
+    let revocations =
+        crate::cluster::Revocations::new(Arc::clone(&access), Arc::clone(&cluster));
     let state = AppState::new(Shared {
         settings,
         store,
@@ -258,6 +261,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         recorder,
         abuse,
         cluster,
+        revocations,
         redis,
         metrics: crate::metrics::ServiceMetrics::default(),
         decoys_stale: tokio::sync::Notify::new(),

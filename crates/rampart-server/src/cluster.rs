@@ -24,13 +24,14 @@
 //! early, never unlock an account or grant a role.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::access::UserAccess;
+use crate::access::{AccessState, UserAccess};
 use crate::state::AppState;
 use crate::store::{AccessChanges, EndedSession, Timestamp};
 
@@ -174,24 +175,11 @@ impl Cluster {
     }
 }
 
-impl AppState {
-    /// Starts the poller and, with Redis, the subscriber.
-    pub fn start_cluster_sync(&self) {
-        tokio::spawn(poll(self.clone(), self.cluster.poll_every));
-        if self.cluster.bus.is_some() {
-            tokio::spawn(subscribe(self.clone()));
-        }
-    }
-
-    /// Asks the poller to try now: a request was refused because the last poll is too old.
-    pub fn resync_now(&self) {
-        self.cluster.resync.notify_one();
-    }
-
+impl Cluster {
     /// Tells the other nodes that `ended` sessions were revoked. Waits for Redis (bounded), so
     /// the answer to the revoking request leaves after the message; a failure is logged, and
     /// the other nodes' polls catch the change within the bound.
-    pub async fn announce_ended(&self, ended: &[EndedSession]) {
+    async fn announce_ended(&self, ended: &[EndedSession]) {
         for chunk in ended.chunks(SESSIONS_PER_MESSAGE) {
             let sessions = chunk
                 .iter()
@@ -202,7 +190,7 @@ impl AppState {
     }
 
     /// Tells the other nodes that `user_id`'s role or lock changed.
-    pub async fn announce_user(&self, user_id: &str) {
+    async fn announce_user(&self, user_id: &str) {
         self.publish(&Message::User {
             id: user_id.to_owned(),
         })
@@ -210,7 +198,7 @@ impl AppState {
     }
 
     async fn publish(&self, message: &Message) {
-        let Some(bus) = &self.cluster.bus else {
+        let Some(bus) = &self.bus else {
             return;
         };
         let Ok(payload) = serde_json::to_string(message) else {
@@ -227,6 +215,49 @@ impl AppState {
                 "could not broadcast an access change; other nodes learn of it by polling"
             );
         }
+    }
+}
+
+/// An access change made on this node: applied here at once and announced to the others.
+/// What every session end, role change and lock goes through; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Revocations {
+    access: Arc<AccessState>,
+    cluster: Arc<Cluster>,
+}
+
+impl Revocations {
+    pub fn new(access: Arc<AccessState>, cluster: Arc<Cluster>) -> Self {
+        Self { access, cluster }
+    }
+
+    /// `ended` sessions' access tokens stop working here now, and on the other nodes when the
+    /// message reaches them (or their next poll, within the revocation bound).
+    pub async fn sessions_ended(&self, ended: &[EndedSession]) {
+        self.access.forget_sessions(ended);
+        self.cluster.announce_ended(ended).await;
+    }
+
+    /// `user_id`'s role or lock applies here from the next request, and on the other nodes
+    /// as above.
+    pub async fn user_changed(&self, user_id: &str, access: UserAccess) {
+        self.access.set_user(user_id, access);
+        self.cluster.announce_user(user_id).await;
+    }
+}
+
+impl AppState {
+    /// Starts the poller and, with Redis, the subscriber.
+    pub fn start_cluster_sync(&self) {
+        tokio::spawn(poll(self.clone(), self.cluster.poll_every));
+        if self.cluster.bus.is_some() {
+            tokio::spawn(subscribe(self.clone()));
+        }
+    }
+
+    /// Asks the poller to try now: a request was refused because the last poll is too old.
+    pub fn resync_now(&self) {
+        self.cluster.resync.notify_one();
     }
 
     /// Notes that every announcement up to `count` is applied here.
@@ -298,7 +329,7 @@ impl AppState {
     /// Applies changes made elsewhere: revocations join the set, changed users that this node
     /// has cached are re-read (an uncached user is read fresh on its next request anyway).
     fn apply_changes(&self, changes: AccessChanges) {
-        self.forget_sessions(&changes.ended);
+        self.access.forget_sessions(&changes.ended);
         // An imported cost the login decoys lack would tell those accounts from missing ones
         // until the next periodic sample: sample now instead.
         if changes
@@ -349,7 +380,7 @@ impl AppState {
                             .unwrap_or_else(|_| Timestamp::now()),
                     })
                     .collect();
-                self.forget_sessions(&ended);
+                self.access.forget_sessions(&ended);
             }
             Ok(Message::User { id }) => match self.store.find_user(&id).await {
                 Ok(Some(user)) => self.access.update_cached(

@@ -9,7 +9,7 @@ use rampart::tokens::Tokens;
 use rampart::Settings;
 
 use crate::access::AccessState;
-use crate::store::{EndedSession, Store};
+use crate::store::Store;
 
 /// Cloned into every handler call, so it is one `Arc`.
 #[derive(Clone, Debug)]
@@ -23,7 +23,7 @@ pub struct Shared {
     pub tokens: Tokens,
     pub hasher: PasswordHasher,
     /// Revoked sessions and users' role and lock, checked on every authenticated request.
-    pub access: AccessState,
+    pub access: Arc<AccessState>,
     /// Signs and opens the cursors of every list endpoint.
     pub cursors: rampart::pagination::CursorKey,
     /// Writes every change together with the security events that record it.
@@ -31,7 +31,9 @@ pub struct Shared {
     /// Rate limits, login backoff and the stuffing signal.
     pub abuse: crate::abuse::AbuseControl,
     /// Other nodes sharing the database: broadcasts and the freshness of this node's view.
-    pub cluster: crate::cluster::Cluster,
+    pub cluster: Arc<crate::cluster::Cluster>,
+    /// Access changes made here: applied at once and announced to the other nodes.
+    pub revocations: crate::cluster::Revocations,
     /// The shared limiter store, when configured (for readiness).
     pub redis: Option<rampart::limit::RedisStore>,
     /// Counters for the metrics listener (counted whether or not it is on).
@@ -43,16 +45,6 @@ pub struct Shared {
 impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
-    }
-
-    /// Makes the access tokens of sessions the store just ended stop working on this node (the
-    /// callers below also tell the other nodes).
-    pub fn forget_sessions(&self, ended: &[EndedSession]) {
-        let now = time::OffsetDateTime::now_utc();
-        for session in ended {
-            self.access
-                .revoke(&session.id, session.last_used_at.age(now));
-        }
     }
 }
 

@@ -344,8 +344,7 @@ impl Accounts {
             unit.record(event.detail(serde_json::json!({"other_sessions_ended": ended.len()})))
                 .await?;
             unit.commit().await?;
-            shared.forget_sessions(&ended);
-            shared.announce_ended(&ended).await;
+            shared.revocations.sessions_ended(&ended).await;
             Ok::<(), StoreError>(())
         })
         .await?;

@@ -108,14 +108,11 @@ impl Admin {
                 .await?;
             }
             unit.commit().await?;
-            shared.access.set_user(
-                &user.id,
-                UserAccess {
-                    role: user.role,
-                    locked: user.locked,
-                },
-            );
-            shared.announce_user(&user.id).await;
+            let access = UserAccess {
+                role: user.role,
+                locked: user.locked,
+            };
+            shared.revocations.user_changed(&user.id, access).await;
             Ok::<_, StoreError>(outcome)
         })
         .await?;
@@ -171,10 +168,9 @@ impl Admin {
             )
             .await?;
             unit.commit().await?;
-            shared.access.set_user(&id, UserAccess { role, locked });
-            shared.forget_sessions(&ended);
-            shared.announce_ended(&ended).await;
-            shared.announce_user(&id).await;
+            shared.revocations.sessions_ended(&ended).await;
+            let access = UserAccess { role, locked };
+            shared.revocations.user_changed(&id, access).await;
             Ok::<bool, StoreError>(true)
         })
         .await?;

@@ -148,8 +148,7 @@ impl Sessions {
                 unit.record(event).await?;
                 unit.commit().await?;
             }
-            state.forget_sessions(ended.as_slice());
-            state.announce_ended(ended.as_slice()).await;
+            state.revocations.sessions_ended(ended.as_slice()).await;
             Ok::<_, StoreError>(ended)
         })
         .await?;
@@ -177,8 +176,7 @@ impl Sessions {
                 .await?;
             unit.record(describe(&ended)).await?;
             unit.commit().await?;
-            state.forget_sessions(&ended);
-            state.announce_ended(&ended).await;
+            state.revocations.sessions_ended(&ended).await;
             Ok::<_, StoreError>(ended)
         })
         .await?)
