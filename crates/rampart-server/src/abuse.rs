@@ -1,7 +1,7 @@
 //! Abuse control on the credential endpoints: per-address limits, per-account limits, login
 //! backoff and the credential-stuffing signal, and the audit trail of refusals.
 //!
-//! Every endpoint that checks a password goes through [`AppState::admit_attempt`]: a wrong
+//! Every endpoint that checks a password goes through [`Guard::admit_attempt`]: a wrong
 //! `current_password` behind a stolen access token counts on the account's backoff streak
 //! exactly like a wrong password at the login form, so a token does not buy an unlimited
 //! password oracle.
@@ -17,6 +17,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -32,7 +33,8 @@ use rampart::limit::{
 use rampart::settings::Rate;
 use rampart::{ApiError, Settings};
 
-use crate::audit::{Event, EventSampler, Kind};
+use crate::audit::{Event, EventSampler, Kind, Recorder};
+use crate::metrics::ServiceMetrics;
 use crate::state::AppState;
 
 /// Distinct names failing from one address within the window that mark it as stuffing. Above
@@ -156,7 +158,8 @@ impl FromRequestParts<AppState> for AuthQuota {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let context = RequestContext::from_request_parts(parts, state).await?;
-        let abuse = &state.abuse;
+        let guard = &state.guard;
+        let abuse = &guard.control;
         let address = ClientAddress::of(context.client_ip);
         let cost = if abuse.is_stuffing(address).await? {
             STUFFING_COST
@@ -169,12 +172,34 @@ impl FromRequestParts<AppState> for AuthQuota {
             .await
             .map_err(store_down)?;
         let client = Client::Address(context.client_ip);
-        let report = outcome.observed(state, client, &context, parts.uri.path())?;
+        let report = outcome.observed(guard, client, &context, parts.uri.path())?;
         Ok(Self(Reports(vec![report])))
     }
 }
 
-impl AppState {
+/// The credential limits as services and extractors apply them: the policies, the refusal
+/// metrics and the audit trail of refusals. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    control: Arc<AbuseControl>,
+    metrics: ServiceMetrics,
+    recorder: Recorder,
+}
+
+impl Guard {
+    pub fn new(control: AbuseControl, metrics: ServiceMetrics, recorder: Recorder) -> Self {
+        Self {
+            control: Arc::new(control),
+            metrics,
+            recorder,
+        }
+    }
+
+    /// The policies and their store (the global per-client policy is mounted on the router).
+    pub fn control(&self) -> &AbuseControl {
+        &self.control
+    }
+
     /// Before a password or second factor is checked for the account known by `names`
     /// (normalised; a login passes the one name submitted, a password change the account's
     /// username and email): the backoff delay of every name, the per (address, name) and
@@ -189,7 +214,7 @@ impl AppState {
         path: &'static str,
         reports: &mut Reports,
     ) -> Result<Streak, ApiError> {
-        let abuse = &self.abuse;
+        let abuse = &self.control;
         let keys: Vec<LimitKey> = names.iter().map(|n| AbuseControl::backoff_key(n)).collect();
         let store = abuse.limiter.store();
         // Reads first, so attempts refused by a delay do not spend the name's quota.
@@ -237,7 +262,7 @@ impl AppState {
         Ok(longest)
     }
 
-    /// [`AppState::admit_attempt`] for a login with the submitted `name`.
+    /// [`Guard::admit_attempt`] for a login with the submitted `name`.
     pub async fn admit_login(
         &self,
         context: &RequestContext,
@@ -300,7 +325,7 @@ impl AppState {
     /// After a wrong password (or unknown name, or locked account) at the login form, whose
     /// failure the streak already counts: feeds the stuffing signal of the client's address.
     pub async fn login_failed(&self, context: &RequestContext, name: &str) {
-        let abuse = &self.abuse;
+        let abuse = &self.control;
         let address = ClientAddress::of(context.client_ip);
         let new_name = abuse
             .limiter
@@ -328,7 +353,7 @@ impl AppState {
     /// After a successful login, or an admin's unlock: every name the user logs in with starts
     /// a fresh streak.
     pub async fn clear_login_backoff(&self, names: &[&str]) {
-        let store = self.abuse.limiter.store();
+        let store = self.control.limiter.store();
         for name in names {
             let key = AbuseControl::backoff_key(&name.to_lowercase());
             if let Err(err) = store.clear_backoff(&key).await {
@@ -348,7 +373,7 @@ impl AppState {
             Client::Address(ip) => (address_text(ip), None),
         };
         let Some(suppressed) = self
-            .abuse
+            .control
             .sampler
             .admit(&format!("{}|{subject}", event.policy))
         else {
@@ -367,7 +392,7 @@ impl AppState {
         // Written off the request path: the refusal is not held up by the audit table.
         let state = self.clone();
         tokio::spawn(async move {
-            let abuse = &state.abuse;
+            let abuse = &state.control;
             let budget = abuse
                 .limiter
                 .check(&abuse.audit_budget, Subject::Everyone, 1)
@@ -390,7 +415,7 @@ impl AppState {
     }
 }
 
-impl LimitObserver for AppState {
+impl LimitObserver for Guard {
     fn limited(&self, event: &Limited<'_>) {
         self.record_limited(event);
     }

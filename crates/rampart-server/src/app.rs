@@ -250,6 +250,8 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let (access, cluster) = (Arc::new(access), Arc::new(cluster));
     let revocations =
         crate::cluster::Revocations::new(Arc::clone(&access), Arc::clone(&cluster));
+    let metrics = crate::metrics::ServiceMetrics::default();
+    let guard = crate::abuse::Guard::new(abuse, metrics.clone(), recorder.clone());
     let state = AppState::new(Shared {
         settings,
         store,
@@ -259,11 +261,11 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         access,
         cursors,
         recorder,
-        abuse,
+        guard,
         cluster,
         revocations,
         redis,
-        metrics: crate::metrics::ServiceMetrics::default(),
+        metrics,
         decoys_stale: tokio::sync::Notify::new(),
     });
     mirror_stored_costs(&state)
@@ -339,11 +341,11 @@ pub fn router(state: AppState) -> Router {
     if state.settings.docs {
         routes = docs::mount(routes);
     }
-    if let Some(global) = &state.abuse.global {
-        let observer: Arc<dyn LimitObserver> = Arc::new(state.clone());
+    if let Some(global) = &state.guard.control().global {
+        let observer: Arc<dyn LimitObserver> = Arc::new(state.guard.clone());
         let fail_closed = state.settings.limit_store_failure == StoreFailure::FailClosed;
         routes = routes.limit_clients(
-            ClientLimit::new(state.abuse.limiter().clone(), global.clone())
+            ClientLimit::new(state.guard.control().limiter().clone(), global.clone())
                 .observed_by(observer)
                 .fail_closed(fail_closed),
         );

@@ -29,7 +29,7 @@ pub struct Shared {
     /// Writes every change together with the security events that record it.
     pub recorder: crate::audit::Recorder,
     /// Rate limits, login backoff and the stuffing signal.
-    pub abuse: crate::abuse::AbuseControl,
+    pub guard: crate::abuse::Guard,
     /// Other nodes sharing the database: broadcasts and the freshness of this node's view.
     pub cluster: Arc<crate::cluster::Cluster>,
     /// Access changes made here: applied at once and announced to the other nodes.

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::sessions::{Opening, Sessions, TokenPair};
 use super::ServiceError;
-use crate::abuse::Reports;
+use crate::abuse::{Guard, Reports};
 use crate::audit::{Event, Kind};
 use crate::domain::{Email, Password, Username};
 use crate::metrics::LoginOutcome;
@@ -193,8 +193,7 @@ impl Accounts {
         if state.hasher.is_saturated() {
             return Err(HashError::Busy.into());
         }
-        let streak = state
-            .admit_login(context, &name, reports)
+        let streak = state.guard.admit_login(context, &name, reports)
             .await
             .map_err(ServiceError::Limited)?;
         let user = if login_key.is_empty() || login_key.len() > 254 || login_key.contains('\0') {
@@ -228,7 +227,7 @@ impl Accounts {
                     LoginOutcome::Locked => "locked",
                     _ => "wrong_password",
                 };
-                state.login_failed(context, &name).await;
+                state.guard.login_failed(context, &name).await;
                 // The submitted name only when it is an account's (see `lockout_event`).
                 let user_id = user.as_ref().map(|u| u.id.as_str());
                 let mut failed = Event::new(Kind::LoginFailed, context)
@@ -238,7 +237,7 @@ impl Accounts {
                         .user(user_id)
                         .detail(serde_json::json!({"login": name, "reason": reason}));
                 }
-                let locked = AppState::lockout_event(context, &name, streak, user_id);
+                let locked = Guard::lockout_event(context, &name, streak, user_id);
                 // On record before the refusal is answered: a guess that could not be recorded
                 // is answered 503, not as a wrong password.
                 state
@@ -267,8 +266,7 @@ impl Accounts {
             event: Event::new(Kind::LoginSucceeded, context).user(&user.id),
         };
         let pair = Sessions::of(state).open(context, opening).await?;
-        state
-            .clear_login_backoff(&[&name, &user.username, &user.email])
+        state.guard.clear_login_backoff(&[&name, &user.username, &user.email])
             .await;
         Ok(pair)
     }
@@ -295,8 +293,7 @@ impl Accounts {
         // The account's names as the login form keys them: a guess here costs what a guess
         // there costs, whichever name the account is logged in with afterwards.
         let (username_key, email_key) = (user.username.to_lowercase(), user.email.to_lowercase());
-        let streak = state
-            .admit_attempt(
+        let streak = state.guard.admit_attempt(
                 context,
                 &[&username_key, &email_key],
                 PASSWORD_CHANGE_PATH,
@@ -315,7 +312,7 @@ impl Accounts {
                     "session_id": caller.session_id,
                     "failures": streak.failures,
                 }));
-            let locked = AppState::lockout_event(context, &username_key, streak, Some(&user.id));
+            let locked = Guard::lockout_event(context, &username_key, streak, Some(&user.id));
             state
                 .recorder
                 .record(std::iter::once(failed).chain(locked).collect())
@@ -323,8 +320,7 @@ impl Accounts {
             return Err(ServiceError::invalid("current_password", "is incorrect"));
         }
         // The password is proven: the streak it counted in advance ends here.
-        state
-            .clear_login_backoff(&[&user.username, &user.email])
+        state.guard.clear_login_backoff(&[&user.username, &user.email])
             .await;
         let new = parse_password(new, Some(user.username.clone()), Some(user.email.clone()))
             .await?

@@ -180,8 +180,7 @@ impl Admin {
             ));
         }
         if !locked {
-            state
-                .clear_login_backoff(&[&user.username, &user.email])
+            state.guard.clear_login_backoff(&[&user.username, &user.email])
                 .await;
         }
         Ok(())
