@@ -248,11 +248,41 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
             .context("opening the audit anchor")?;
     let recorder = crate::audit::Recorder::new(audit, Arc::clone(&store));
     let (access, cluster) = (Arc::new(access), Arc::new(cluster));
-    let revocations =
-        crate::cluster::Revocations::new(Arc::clone(&access), Arc::clone(&cluster));
+    let revocations = crate::cluster::Revocations::new(Arc::clone(&access), Arc::clone(&cluster));
     let metrics = crate::metrics::ServiceMetrics::default();
     let guard = crate::abuse::Guard::new(abuse, metrics.clone(), recorder.clone());
+    let sessions = crate::service::sessions::Sessions::new(
+        crate::service::sessions::Lifetimes::of(&settings),
+        tokens.clone(),
+        Arc::clone(&store),
+        recorder.clone(),
+        revocations.clone(),
+    );
+    let services = crate::service::Services {
+        accounts: crate::service::accounts::Accounts::new(
+            Arc::clone(&store),
+            hasher.clone(),
+            guard.clone(),
+            metrics.clone(),
+            recorder.clone(),
+            sessions.clone(),
+        ),
+        items: crate::service::items::Items::new(
+            Arc::clone(&store),
+            cursors.clone(),
+            recorder.clone(),
+        ),
+        admin: crate::service::admin::Admin::new(
+            Arc::clone(&store),
+            cursors.clone(),
+            recorder.clone(),
+            revocations.clone(),
+            guard.clone(),
+        ),
+        sessions,
+    };
     let state = AppState::new(Shared {
+        services,
         settings,
         store,
         keys,

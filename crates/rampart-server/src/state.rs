@@ -16,6 +16,8 @@ use crate::store::Store;
 pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
+    /// The rules, each service with the parts it needs.
+    pub services: crate::service::Services,
     pub settings: Settings,
     pub store: Arc<dyn Store>,
     /// Present when tokens are EdDSA-signed (published at `/.well-known/jwks.json`).

@@ -18,24 +18,38 @@ use secrecy::{ExposeSecret, SecretString};
 use super::sessions::{Opening, Sessions, TokenPair};
 use super::ServiceError;
 use crate::abuse::{Guard, Reports};
+use crate::audit::Recorder;
 use crate::audit::{Event, Kind};
 use crate::domain::{Email, Password, Username};
 use crate::metrics::LoginOutcome;
+use crate::metrics::ServiceMetrics;
 use crate::state::AppState;
-use crate::task::to_completion;
+use crate::store::Store;
 use crate::store::{self, NewUser, StoreError, UserRecord};
+use crate::task::to_completion;
+use rampart::password::PasswordHasher;
+use std::sync::Arc;
 
 /// The accounts service; a handler takes it as `State<Accounts>`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Accounts {
-    state: AppState,
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    guard: Guard,
+    metrics: ServiceMetrics,
+    recorder: Recorder,
+    sessions: Sessions,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts").finish_non_exhaustive()
+    }
 }
 
 impl FromRef<AppState> for Accounts {
     fn from_ref(state: &AppState) -> Self {
-        Self {
-            state: state.clone(),
-        }
+        state.services.accounts.clone()
     }
 }
 
@@ -68,6 +82,24 @@ pub struct NewAccount<'a> {
 const PASSWORD_CHANGE_PATH: &str = "/v1/auth/password";
 
 impl Accounts {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: PasswordHasher,
+        guard: Guard,
+        metrics: ServiceMetrics,
+        recorder: Recorder,
+        sessions: Sessions,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            guard,
+            metrics,
+            recorder,
+            sessions,
+        }
+    }
+
     pub fn of(state: &AppState) -> Self {
         Self::from_ref(state)
     }
@@ -75,8 +107,7 @@ impl Accounts {
     /// The account `user_id`; [`ServiceError::Unauthorized`] when it is gone (a token's
     /// subject whose account was deleted).
     pub async fn get(&self, user_id: &str) -> Result<UserRecord, ServiceError> {
-        self.state
-            .store
+        self.store
             .find_user(user_id)
             .await?
             .ok_or(ServiceError::Unauthorized)
@@ -107,7 +138,7 @@ impl Accounts {
         let (Some(email), Some(username), Some(password)) = (email, username, password) else {
             return Err(ServiceError::Invalid(errors));
         };
-        let password_hash = self.state.hasher.hash(password.into_secret()).await?;
+        let password_hash = self.hasher.hash(password.into_secret()).await?;
         let account = NewAccount {
             email: &email,
             username: &username,
@@ -134,7 +165,7 @@ impl Accounts {
             password_hash: account.password_hash,
             role: account.role,
         };
-        let state = self.state.clone();
+        let state = self.clone();
         to_completion(async move {
             let mut unit = state.recorder.begin().await?;
             let user = unit.tx().create_user(new).await?;
@@ -172,7 +203,7 @@ impl Accounts {
             Err(_) => Some(LoginOutcome::Invalid),
         };
         if let Some(outcome) = outcome {
-            self.state.metrics.login(outcome);
+            self.metrics.login(outcome);
         }
         result
     }
@@ -183,7 +214,7 @@ impl Accounts {
         login: Login,
         reports: &mut Reports,
     ) -> Result<TokenPair, ServiceError> {
-        let state = &self.state;
+        let state = self;
         let login_key = login.name.trim().to_lowercase();
         // Limits and backoff count the name as submitted (bounded), account or not.
         let name: String = login_key.chars().take(254).collect();
@@ -193,7 +224,9 @@ impl Accounts {
         if state.hasher.is_saturated() {
             return Err(HashError::Busy.into());
         }
-        let streak = state.guard.admit_login(context, &name, reports)
+        let streak = state
+            .guard
+            .admit_login(context, &name, reports)
             .await
             .map_err(ServiceError::Limited)?;
         let user = if login_key.is_empty() || login_key.len() > 254 || login_key.contains('\0') {
@@ -265,8 +298,10 @@ impl Accounts {
             rehash,
             event: Event::new(Kind::LoginSucceeded, context).user(&user.id),
         };
-        let pair = Sessions::of(state).open(context, opening).await?;
-        state.guard.clear_login_backoff(&[&name, &user.username, &user.email])
+        let pair = state.sessions.open(context, opening).await?;
+        state
+            .guard
+            .clear_login_backoff(&[&name, &user.username, &user.email])
             .await;
         Ok(pair)
     }
@@ -281,7 +316,7 @@ impl Accounts {
         new: SecretString,
         reports: &mut Reports,
     ) -> Result<(), ServiceError> {
-        let state = &self.state;
+        let state = self;
         let user = state
             .store
             .find_user(&caller.user_id)
@@ -293,7 +328,9 @@ impl Accounts {
         // The account's names as the login form keys them: a guess here costs what a guess
         // there costs, whichever name the account is logged in with afterwards.
         let (username_key, email_key) = (user.username.to_lowercase(), user.email.to_lowercase());
-        let streak = state.guard.admit_attempt(
+        let streak = state
+            .guard
+            .admit_attempt(
                 context,
                 &[&username_key, &email_key],
                 PASSWORD_CHANGE_PATH,
@@ -320,7 +357,9 @@ impl Accounts {
             return Err(ServiceError::invalid("current_password", "is incorrect"));
         }
         // The password is proven: the streak it counted in advance ends here.
-        state.guard.clear_login_backoff(&[&user.username, &user.email])
+        state
+            .guard
+            .clear_login_backoff(&[&user.username, &user.email])
             .await;
         let new = parse_password(new, Some(user.username.clone()), Some(user.email.clone()))
             .await?
@@ -328,7 +367,7 @@ impl Accounts {
         let hash = state.hasher.hash(new.into_secret()).await?;
         // The new hash, the other sessions' end and the event: one transaction, run to
         // completion.
-        let (shared, user_id, keep) = (state.clone(), user.id.clone(), caller.session_id.clone());
+        let (shared, user_id, keep) = (self.clone(), user.id.clone(), caller.session_id.clone());
         let event = Event::new(Kind::PasswordChanged, context).user(&user.id);
         to_completion(async move {
             let mut unit = shared.recorder.begin().await?;
@@ -340,7 +379,7 @@ impl Accounts {
             unit.record(event.detail(serde_json::json!({"other_sessions_ended": ended.len()})))
                 .await?;
             unit.commit().await?;
-            shared.revocations.sessions_ended(&ended).await;
+            shared.sessions.revocations.sessions_ended(&ended).await;
             Ok::<(), StoreError>(())
         })
         .await?;

@@ -14,27 +14,41 @@ use rampart::pagination::PageQuery;
 use rampart::{Principal, Role};
 
 use super::ServiceError;
+use crate::abuse::Guard;
 use crate::access::UserAccess;
+use crate::audit::Recorder;
 use crate::audit::{Event, Kind, StoredEvent};
+use crate::cluster::Revocations;
 use crate::state::AppState;
-use crate::task::to_completion;
+use crate::store::Store;
 use crate::store::{RoleChange, StoreError, UserRecord};
+use crate::task::to_completion;
+use rampart::pagination::CursorKey;
+use std::sync::Arc;
 
 const AUDIT_SCOPE: &str = "admin:audit";
 const USERS_SCOPE: &str = "admin:users";
 
 /// The admin service; a handler takes it as `State<Admin>`. Its routes are mounted for admins
 /// only ([`rampart::Access::Admin`]), and each call takes the acting admin.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Admin {
-    state: AppState,
+    store: Arc<dyn Store>,
+    cursors: CursorKey,
+    recorder: Recorder,
+    revocations: Revocations,
+    guard: Guard,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
 }
 
 impl FromRef<AppState> for Admin {
     fn from_ref(state: &AppState) -> Self {
-        Self {
-            state: state.clone(),
-        }
+        state.services.admin.clone()
     }
 }
 
@@ -46,9 +60,25 @@ pub struct Page<T> {
 }
 
 impl Admin {
+    pub fn new(
+        store: Arc<dyn Store>,
+        cursors: CursorKey,
+        recorder: Recorder,
+        revocations: Revocations,
+        guard: Guard,
+    ) -> Self {
+        Self {
+            store,
+            cursors,
+            recorder,
+            revocations,
+            guard,
+        }
+    }
+
     /// Security events, newest first.
     pub async fn audit(&self, page: &PageQuery) -> Result<Page<StoredEvent>, ServiceError> {
-        let cursors = &self.state.cursors;
+        let cursors = &self.cursors;
         let before = cursors
             .position(AUDIT_SCOPE, page)
             .map_err(ServiceError::cursor)?
@@ -57,11 +87,7 @@ impl Admin {
             .map_err(|_| {
                 ServiceError::internal("a signed audit cursor holds no sequence number")
             })?;
-        let events = self
-            .state
-            .store
-            .audit_page(before, page.limit.get() + 1)
-            .await?;
+        let events = self.store.audit_page(before, page.limit.get() + 1).await?;
         let (rows, next_cursor) =
             cursors.page(AUDIT_SCOPE, page.limit, events, |e| e.seq.to_string());
         Ok(Page { rows, next_cursor })
@@ -69,12 +95,11 @@ impl Admin {
 
     /// Every user, in id order (ids are time-ordered, so oldest accounts first).
     pub async fn users(&self, page: &PageQuery) -> Result<Page<UserRecord>, ServiceError> {
-        let cursors = &self.state.cursors;
+        let cursors = &self.cursors;
         let after = cursors
             .position(USERS_SCOPE, page)
             .map_err(ServiceError::cursor)?;
         let users = self
-            .state
             .store
             .list_users(after.as_deref(), page.limit.rows() + 1)
             .await?;
@@ -90,7 +115,7 @@ impl Admin {
         user_id: &str,
         role: Role,
     ) -> Result<UserRecord, ServiceError> {
-        let shared = self.state.clone();
+        let shared = self.clone();
         let (user_id, admin_id) = (user_id.to_owned(), admin.user_id.clone());
         let event = Event::new(Kind::RoleChanged, context).user(&user_id);
         let outcome = to_completion(async move {
@@ -139,13 +164,13 @@ impl Admin {
                 "An admin cannot lock their own account; another admin can.",
             ));
         }
-        let state = &self.state;
+        let state = self;
         let user = state
             .store
             .find_user(user_id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let (shared, id, role) = (state.clone(), user_id.to_owned(), user.role);
+        let (shared, id, role) = (self.clone(), user_id.to_owned(), user.role);
         let kind = if locked {
             Kind::UserLocked
         } else {
@@ -180,7 +205,9 @@ impl Admin {
             ));
         }
         if !locked {
-            state.guard.clear_login_backoff(&[&user.username, &user.email])
+            state
+                .guard
+                .clear_login_backoff(&[&user.username, &user.email])
                 .await;
         }
         Ok(())

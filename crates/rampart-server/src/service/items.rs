@@ -13,21 +13,31 @@ use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
 
 use super::ServiceError;
+use crate::audit::Recorder;
 use crate::audit::{Event, Kind};
 use crate::state::AppState;
+use crate::store::Store;
 use crate::store::{ItemChanges, ItemRecord, NewItem, Owner};
+use rampart::pagination::CursorKey;
+use std::sync::Arc;
 
 /// The items service; a handler takes it as `State<Items>`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Items {
-    state: AppState,
+    store: Arc<dyn Store>,
+    cursors: CursorKey,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Items {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Items").finish_non_exhaustive()
+    }
 }
 
 impl FromRef<AppState> for Items {
     fn from_ref(state: &AppState) -> Self {
-        Self {
-            state: state.clone(),
-        }
+        state.services.items.clone()
     }
 }
 
@@ -39,15 +49,22 @@ pub struct ItemPage {
 }
 
 impl Items {
+    pub fn new(store: Arc<dyn Store>, cursors: CursorKey, recorder: Recorder) -> Self {
+        Self {
+            store,
+            cursors,
+            recorder,
+        }
+    }
+
     /// `owner`'s items, newest first.
     pub async fn list(&self, owner: &Owner, page: &PageQuery) -> Result<ItemPage, ServiceError> {
         let scope = format!("items:{}", owner.id());
-        let cursors = &self.state.cursors;
+        let cursors = &self.cursors;
         let before = cursors
             .position(&scope, page)
             .map_err(ServiceError::cursor)?;
         let rows = self
-            .state
             .store
             .list_items(owner, before.as_deref(), page.limit.rows() + 1)
             .await?;
@@ -56,7 +73,7 @@ impl Items {
     }
 
     pub async fn create(&self, owner: &Owner, item: NewItem) -> Result<ItemRecord, ServiceError> {
-        Ok(self.state.store.create_item(owner, item).await?)
+        Ok(self.store.create_item(owner, item).await?)
     }
 
     pub async fn get(
@@ -65,7 +82,7 @@ impl Items {
         owner: &Owner,
         id: &str,
     ) -> Result<ItemRecord, ServiceError> {
-        match self.state.store.owned_item(owner, id).await? {
+        match self.store.owned_item(owner, id).await? {
             Some(item) => Ok(item),
             None => Err(self.not_found(context, owner, id).await),
         }
@@ -81,7 +98,7 @@ impl Items {
         if changes.title.is_none() && changes.body.is_none() {
             return Err(ServiceError::invalid("", "give title, body or both"));
         }
-        match self.state.store.update_item(owner, id, changes).await? {
+        match self.store.update_item(owner, id, changes).await? {
             Some(item) => Ok(item),
             None => Err(self.not_found(context, owner, id).await),
         }
@@ -93,7 +110,7 @@ impl Items {
         owner: &Owner,
         id: &str,
     ) -> Result<(), ServiceError> {
-        if self.state.store.delete_item(owner, id).await? {
+        if self.store.delete_item(owner, id).await? {
             Ok(())
         } else {
             Err(self.not_found(context, owner, id).await)
@@ -103,12 +120,12 @@ impl Items {
     /// The answer to any item `owner` does not have, recording `access_denied` when it does
     /// exist (see the module header).
     async fn not_found(&self, context: &RequestContext, owner: &Owner, id: &str) -> ServiceError {
-        match self.state.store.item_exists(id).await {
+        match self.store.item_exists(id).await {
             Ok(true) => {
                 let event = Event::new(Kind::AccessDenied, context)
                     .user(owner.id())
                     .detail(serde_json::json!({"resource": "item", "id": id}));
-                self.state.recorder.record_denied(event);
+                self.recorder.record_denied(event);
             }
             Ok(false) => {}
             Err(err) => tracing::error!(error = %err, "item existence check failed"),

@@ -23,6 +23,16 @@ use rampart::{ApiError, FieldError};
 
 use crate::store::{StoreError, Taken};
 
+/// Every service, built once at start-up from the parts each needs; the app state holds them
+/// and a handler takes one as `State<accounts::Accounts>` (and so on).
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub accounts: accounts::Accounts,
+    pub sessions: sessions::Sessions,
+    pub items: items::Items,
+    pub admin: admin::Admin,
+}
+
 /// What a service refused or failed at.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 use super::sessions::{new_refresh_token, refresh_token_hash, Sessions, TokenPair};
 use super::ServiceError;
 use crate::audit::{Event, Kind};
-use crate::state::AppState;
 use crate::store::{RefreshState, Rotation, StoreError, Timestamp};
 
 impl Sessions {
@@ -33,12 +32,12 @@ impl Sessions {
         context: &RequestContext,
         presented: &SecretString,
     ) -> Result<TokenPair, ServiceError> {
-        refresh_session(&self.state, context, presented.expose_secret()).await
+        refresh_session(self, context, presented.expose_secret()).await
     }
 }
 
 async fn refresh_session(
-    state: &AppState,
+    sessions: &Sessions,
     context: &RequestContext,
     presented: &str,
 ) -> Result<TokenPair, ServiceError> {
@@ -48,7 +47,7 @@ async fn refresh_session(
     let hash = refresh_token_hash(presented);
     // A lost race re-reads the row once, and then finds it spent.
     for _ in 0..2 {
-        let row = state
+        let row = sessions
             .store
             .refresh_state(&hash)
             .await?
@@ -62,12 +61,12 @@ async fn refresh_session(
                 let event = Event::new(Kind::TokenRefreshed, context)
                     .user(&row.user_id)
                     .detail(serde_json::json!({"session_id": row.session_id}));
-                if let Some(pair) = rotate(state, presented, &hash, &row, now, event).await? {
+                if let Some(pair) = rotate(sessions, presented, &hash, &row, now, event).await? {
                     return Ok(pair);
                 }
             }
             Some(spent_at) => {
-                return replay(state, context, presented, &row, spent_at, now).await;
+                return replay(sessions, context, presented, &row, spent_at, now).await;
             }
         }
     }
@@ -77,7 +76,7 @@ async fn refresh_session(
 /// Spends the token and issues its successor, recording `event` in the same transaction;
 /// `None` (and nothing changed or recorded) when a concurrent request spent it first.
 async fn rotate(
-    state: &AppState,
+    sessions: &Sessions,
     presented: &str,
     hash: &str,
     row: &RefreshState,
@@ -91,7 +90,7 @@ async fn rotate(
     let jti = URL_SAFE_NO_PAD.encode(jti);
     let iat = now.instant().unix_timestamp();
     let session_end = row.session_expires_at;
-    let successor_expires = (now + state.settings.refresh_ttl).min(session_end);
+    let successor_expires = (now + sessions.lifetimes.refresh_ttl).min(session_end);
     let rotation = Rotation {
         spent_hash: hash.to_owned(),
         session_id: row.session_id.clone(),
@@ -101,9 +100,9 @@ async fn rotate(
         successor_iat: iat,
         successor_expires_at: successor_expires,
     };
-    let shared = state.clone();
+    let recorder = sessions.recorder.clone();
     let rotated = crate::task::to_completion(async move {
-        let mut unit = shared.recorder.begin().await?;
+        let mut unit = recorder.begin().await?;
         if !unit.tx().rotate_refresh(rotation).await? {
             return Ok(false);
         }
@@ -115,7 +114,7 @@ async fn rotate(
     if !rotated {
         return Ok(None);
     }
-    let access = state
+    let access = sessions
         .tokens
         .issue_until(
             &row.user_id,
@@ -134,14 +133,14 @@ async fn rotate(
 
 /// A spent token again: the same successor pair inside the grace window, else reuse.
 async fn replay(
-    state: &AppState,
+    sessions: &Sessions,
     context: &RequestContext,
     presented: &str,
     row: &RefreshState,
     spent_at: Timestamp,
     now: Timestamp,
 ) -> Result<TokenPair, ServiceError> {
-    if spent_at >= now - state.settings.refresh_grace {
+    if spent_at >= now - sessions.lifetimes.refresh_grace {
         if let (Some(sealed), Some(jti), Some(iat), Some(expires)) = (
             &row.successor_sealed,
             &row.successor_jti,
@@ -150,7 +149,7 @@ async fn replay(
         ) {
             let successor = unseal(presented, sealed)?;
             let session_end = row.session_expires_at;
-            let access = state
+            let access = sessions
                 .tokens
                 .issue_until(
                     &row.user_id,
@@ -167,10 +166,7 @@ async fn replay(
         .user(&row.user_id)
         .detail(serde_json::json!({"session_id": row.session_id, "action": "session_revoked"}));
     // Already ended (a concurrent reuse, a logout) is the same answer.
-    match Sessions::of(state)
-        .end(&row.user_id, &row.session_id, event)
-        .await
-    {
+    match sessions.end(&row.user_id, &row.session_id, event).await {
         Ok(_) | Err(ServiceError::NotFound) => Err(ServiceError::Unauthorized),
         Err(err) => Err(err),
     }

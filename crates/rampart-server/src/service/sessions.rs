@@ -7,29 +7,66 @@
 //! only see and end their own sessions: another user's session id answers exactly like one that
 //! does not exist. Refresh-token rotation is in [`super::refresh`].
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::FromRef;
 use base64::Engine;
 use rampart::http::RequestContext;
+use rampart::tokens::Tokens;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ServiceError;
 use crate::audit::Event;
+use crate::audit::Recorder;
+use crate::cluster::Revocations;
 use crate::state::AppState;
+use crate::store::{self, EndedSession, NewSession, SessionRecord, Store, StoreError, Timestamp};
 use crate::task::to_completion;
-use crate::store::{self, EndedSession, NewSession, SessionRecord, StoreError, Timestamp};
 
-/// The sessions service; a handler takes it as `State<Sessions>`.
-#[derive(Debug, Clone)]
+/// The sessions service; a handler takes it as `State<Sessions>`. Cheap to clone.
+#[derive(Clone)]
 pub struct Sessions {
-    pub(super) state: AppState,
+    pub(super) lifetimes: Lifetimes,
+    pub(super) tokens: Tokens,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) recorder: Recorder,
+    pub(super) revocations: Revocations,
+}
+
+/// How long sessions and refresh tokens live (from the settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// A session's absolute end after its login, whatever the refreshes.
+    pub session_max_age: Duration,
+    /// A refresh token's life, cut to the session's end.
+    pub refresh_ttl: Duration,
+    /// How long a spent refresh token still gets its identical successor (a retry, two tabs).
+    pub refresh_grace: Duration,
+}
+
+impl Lifetimes {
+    pub fn of(settings: &rampart::Settings) -> Self {
+        Self {
+            session_max_age: settings.session_max_age,
+            refresh_ttl: settings.refresh_ttl,
+            refresh_grace: settings.refresh_grace,
+        }
+    }
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("lifetimes", &self.lifetimes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FromRef<AppState> for Sessions {
     fn from_ref(state: &AppState) -> Self {
-        Self {
-            state: state.clone(),
-        }
+        state.services.sessions.clone()
     }
 }
 
@@ -74,8 +111,20 @@ pub struct Opening {
 }
 
 impl Sessions {
-    pub(crate) fn of(state: &AppState) -> Self {
-        Self::from_ref(state)
+    pub fn new(
+        lifetimes: Lifetimes,
+        tokens: Tokens,
+        store: Arc<dyn Store>,
+        recorder: Recorder,
+        revocations: Revocations,
+    ) -> Self {
+        Self {
+            lifetimes,
+            tokens,
+            store,
+            recorder,
+            revocations,
+        }
     }
 
     /// Opens a session with its first refresh token, storing `rehash` and recording `event`
@@ -85,10 +134,9 @@ impl Sessions {
         context: &RequestContext,
         opening: Opening,
     ) -> Result<TokenPair, ServiceError> {
-        let state = &self.state;
         let now = Timestamp::now();
-        let session_max_age = state.settings.session_max_age;
-        let refresh_ttl = state.settings.refresh_ttl.min(session_max_age);
+        let session_max_age = self.lifetimes.session_max_age;
+        let refresh_ttl = self.lifetimes.refresh_ttl.min(session_max_age);
         let session_id = store::new_id();
         let (refresh_token, refresh_hash) = new_refresh_token()?;
         let session = NewSession {
@@ -100,13 +148,13 @@ impl Sessions {
             refresh_hash,
             refresh_expires_at: now + refresh_ttl,
         };
-        let (shared, owner, rehash) = (state.clone(), opening.user_id, opening.rehash);
+        let (recorder, owner, rehash) = (self.recorder.clone(), opening.user_id, opening.rehash);
         let event = opening
             .event
             .detail(serde_json::json!({"session_id": session_id}));
         let user_id = owner.clone();
         to_completion(async move {
-            let mut unit = shared.recorder.begin().await?;
+            let mut unit = recorder.begin().await?;
             if let Some(hash) = rehash {
                 unit.tx().set_password_hash(&owner, &hash).await?;
             }
@@ -116,7 +164,7 @@ impl Sessions {
             Ok::<(), StoreError>(())
         })
         .await?;
-        let access = state
+        let access = self
             .tokens
             .issue(&user_id, &session_id)
             .map_err(ServiceError::internal)?;
@@ -125,7 +173,7 @@ impl Sessions {
 
     /// `user_id`'s live sessions, newest first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, ServiceError> {
-        Ok(self.state.store.list_sessions(user_id).await?)
+        Ok(self.store.list_sessions(user_id).await?)
     }
 
     /// Ends one of `user_id`'s sessions, recording `event` with it; [`ServiceError::NotFound`]
@@ -136,19 +184,15 @@ impl Sessions {
         session_id: &str,
         event: Event,
     ) -> Result<EndedSession, ServiceError> {
-        let (state, user_id, session_id) = (
-            self.state.clone(),
-            user_id.to_owned(),
-            session_id.to_owned(),
-        );
+        let (this, user_id, session_id) = (self.clone(), user_id.to_owned(), session_id.to_owned());
         let ended = to_completion(async move {
-            let mut unit = state.recorder.begin().await?;
+            let mut unit = this.recorder.begin().await?;
             let ended = unit.tx().revoke_session(&user_id, &session_id).await?;
             if ended.is_some() {
                 unit.record(event).await?;
                 unit.commit().await?;
             }
-            state.revocations.sessions_ended(ended.as_slice()).await;
+            this.revocations.sessions_ended(ended.as_slice()).await;
             Ok::<_, StoreError>(ended)
         })
         .await?;
@@ -163,20 +207,16 @@ impl Sessions {
         keep: Option<&str>,
         describe: impl FnOnce(&[EndedSession]) -> Event + Send + 'static,
     ) -> Result<Vec<EndedSession>, ServiceError> {
-        let (state, user_id, keep) = (
-            self.state.clone(),
-            user_id.to_owned(),
-            keep.map(str::to_owned),
-        );
+        let (this, user_id, keep) = (self.clone(), user_id.to_owned(), keep.map(str::to_owned));
         Ok(to_completion(async move {
-            let mut unit = state.recorder.begin().await?;
+            let mut unit = this.recorder.begin().await?;
             let ended = unit
                 .tx()
                 .revoke_user_sessions(&user_id, keep.as_deref())
                 .await?;
             unit.record(describe(&ended)).await?;
             unit.commit().await?;
-            state.revocations.sessions_ended(&ended).await;
+            this.revocations.sessions_ended(&ended).await;
             Ok::<_, StoreError>(ended)
         })
         .await?)
