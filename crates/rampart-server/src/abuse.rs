@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::response::{IntoResponseParts, ResponseParts};
 use http::request::Parts;
 use rampart::http::RequestContext;
@@ -35,7 +35,6 @@ use rampart::{ApiError, Settings};
 
 use crate::audit::{Event, EventSampler, Kind, Recorder};
 use crate::metrics::ServiceMetrics;
-use crate::state::AppState;
 
 /// Distinct names failing from one address within the window that mark it as stuffing. Above
 /// the default per-address burst, so a person mistyping a few names is never caught, while a
@@ -153,12 +152,15 @@ impl IntoResponseParts for Reports {
 #[derive(Debug)]
 pub struct AuthQuota(pub Reports);
 
-impl FromRequestParts<AppState> for AuthQuota {
+impl<S: Send + Sync> FromRequestParts<S> for AuthQuota
+where
+    Guard: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let context = RequestContext::from_request_parts(parts, state).await?;
-        let guard = &state.guard;
+        let guard = &Guard::from_ref(state);
         let abuse = &guard.control;
         let address = ClientAddress::of(context.client_ip);
         let cost = if abuse.is_stuffing(address).await? {

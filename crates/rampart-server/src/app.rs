@@ -296,12 +296,18 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         revocations,
         redis,
         metrics,
-        decoys_stale: tokio::sync::Notify::new(),
+        decoys_stale: Arc::new(tokio::sync::Notify::new()),
     });
     mirror_stored_costs(&state)
         .await
         .context("sampling stored password hashes")?;
-    state.start_cluster_sync();
+    crate::cluster::start_sync(crate::cluster::Syncer {
+        cluster: Arc::clone(&state.cluster),
+        access: Arc::clone(&state.access),
+        store: Arc::clone(&state.store),
+        hasher: state.hasher.clone(),
+        decoys_stale: Arc::clone(&state.decoys_stale),
+    });
     tokio::spawn(remirror_stored_costs(state.clone()));
     Ok(state)
 }
@@ -357,7 +363,13 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
     }
     let state = state(settings).await?;
     if let Some(registry) = registry.as_mut() {
-        crate::metrics::register(registry, &state);
+        let sampled = crate::metrics::Sampled {
+            hasher: state.hasher.clone(),
+            access: Arc::clone(&state.access),
+            store: Arc::clone(&state.store),
+            redis: state.redis.clone(),
+        };
+        crate::metrics::register(registry, &state.metrics, sampled);
     }
     Ok(Assembled {
         router: hardening.apply(router(state)),
@@ -380,7 +392,13 @@ pub fn router(state: AppState) -> Router {
                 .fail_closed(fail_closed),
         );
     }
-    let authenticator: Arc<dyn Authenticator> = Arc::new(state.clone());
+    let authenticator: Arc<dyn Authenticator> = Arc::new(crate::auth::Gatekeeper::new(
+        state.tokens.clone(),
+        Arc::clone(&state.access),
+        Arc::clone(&state.store),
+        Arc::clone(&state.cluster),
+        state.recorder.clone(),
+    ));
     routes.into_router(authenticator).with_state(state)
 }
 

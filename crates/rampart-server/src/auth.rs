@@ -15,9 +15,14 @@ use rampart::http::RequestContext;
 use rampart::policy::{AuthFuture, Authenticator, Charged, DeniedFuture};
 use rampart::{ApiError, Principal};
 
-use crate::access::{Cached, Seen, UserAccess};
-use crate::audit::{Event, Kind};
-use crate::state::AppState;
+use std::sync::Arc;
+
+use rampart::tokens::Tokens;
+
+use crate::access::{AccessState, Cached, Seen, UserAccess};
+use crate::audit::{Event, Kind, Recorder};
+use crate::cluster::Cluster;
+use crate::store::Store;
 
 /// The token from `Authorization: Bearer <token>`, if well formed.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -28,7 +33,43 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .then_some(token)
 }
 
-impl Authenticator for AppState {
+/// The service's [`Authenticator`]: token verification, then this node's view of sessions
+/// and users (read from the store when it has none or it is old), kept current with the
+/// other nodes.
+#[derive(Clone)]
+pub struct Gatekeeper {
+    tokens: Tokens,
+    access: Arc<AccessState>,
+    store: Arc<dyn Store>,
+    cluster: Arc<Cluster>,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Gatekeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatekeeper").finish_non_exhaustive()
+    }
+}
+
+impl Gatekeeper {
+    pub fn new(
+        tokens: Tokens,
+        access: Arc<AccessState>,
+        store: Arc<dyn Store>,
+        cluster: Arc<Cluster>,
+        recorder: Recorder,
+    ) -> Self {
+        Self {
+            tokens,
+            access,
+            store,
+            cluster,
+            recorder,
+        }
+    }
+}
+
+impl Authenticator for Gatekeeper {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a> {
         Box::pin(async move {
             let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
@@ -46,7 +87,7 @@ impl Authenticator for AppState {
             // Never fail open: a node that cannot confirm other nodes' revocations refuses, and
             // asks for a poll now rather than at the next interval.
             if !self.cluster.freshness.is_current() {
-                self.resync_now();
+                self.cluster.resync_now();
                 return Err(ApiError::DependencyUnavailable {
                     retry_after: Duration::from_secs(1),
                     cause: "revocations not confirmed within RAMPART_REVOCATION_BOUND".into(),
@@ -80,9 +121,9 @@ impl Authenticator for AppState {
     fn recheck(&self, principal: Principal, charged: Charged) -> AuthFuture<'_> {
         Box::pin(async move {
             if charged == Charged::NotAnswered {
-                self.read_announcements().await;
+                self.cluster.read_announcements().await;
             }
-            self.catch_up_on_announcements().await?;
+            self.cluster.catch_up_on_announcements().await?;
             if self.access.is_revoked(&principal.session_id) {
                 return Err(ApiError::Unauthorized);
             }
@@ -120,7 +161,7 @@ impl Authenticator for AppState {
     }
 }
 
-impl AppState {
+impl Gatekeeper {
     /// Reads whether a token's session is live in the store as its user's: on its first
     /// request to this process and again once the last look is older than the recheck
     /// interval. A token whose session is not (never created, deleted, revoked by hand with any

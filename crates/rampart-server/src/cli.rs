@@ -361,7 +361,9 @@ async fn user_create(
         password_hash: hash,
         role,
     };
-    let user = crate::service::accounts::Accounts::of(&state)
+    let user = state
+        .services
+        .accounts
         .create(account, event)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::access::{AccessState, UserAccess};
-use crate::state::AppState;
-use crate::store::{AccessChanges, EndedSession, Timestamp};
+use crate::store::{AccessChanges, EndedSession, Store, Timestamp};
+use rampart::password::PasswordHasher;
 
 /// How far each poll reaches back before the previous one began.
 const POLL_OVERLAP: Duration = Duration::from_secs(60);
@@ -246,24 +246,16 @@ impl Revocations {
     }
 }
 
-impl AppState {
-    /// Starts the poller and, with Redis, the subscriber.
-    pub fn start_cluster_sync(&self) {
-        tokio::spawn(poll(self.clone(), self.cluster.poll_every));
-        if self.cluster.bus.is_some() {
-            tokio::spawn(subscribe(self.clone()));
-        }
-    }
-
+impl Cluster {
     /// Asks the poller to try now: a request was refused because the last poll is too old.
     pub fn resync_now(&self) {
-        self.cluster.resync.notify_one();
+        self.resync.notify_one();
     }
 
     /// Notes that every announcement up to `count` is applied here.
     fn applied_up_to(&self, count: u64) {
-        if self.cluster.applied.fetch_max(count, Ordering::AcqRel) < count {
-            self.cluster.applied_moved.notify_waiters();
+        if self.applied.fetch_max(count, Ordering::AcqRel) < count {
+            self.applied_moved.notify_waiters();
         }
     }
 
@@ -271,7 +263,7 @@ impl AppState {
     /// round trip). Redis failing too: logged, and this node is as current as its polling
     /// keeps it (within the revocation bound), as with Redis down.
     pub async fn read_announcements(&self) {
-        let Some(bus) = &self.cluster.bus else {
+        let Some(bus) = &self.bus else {
             return;
         };
         if let Err(err) = bus.store.announcements_now().await {
@@ -291,11 +283,11 @@ impl AppState {
     /// message, then a poll of the database), so the checks that follow see them. An error
     /// (503) when they cannot be had in time: refusing is safe, accepting might not be.
     pub async fn catch_up_on_announcements(&self) -> Result<(), rampart::ApiError> {
-        let Some(bus) = &self.cluster.bus else {
+        let Some(bus) = &self.bus else {
             return Ok(());
         };
         let seen = bus.store.announcements_seen();
-        if self.cluster.applied.load(Ordering::Acquire) >= seen {
+        if self.applied.load(Ordering::Acquire) >= seen {
             return Ok(());
         }
         if self.applied_within(seen, MESSAGE_WAIT).await {
@@ -314,103 +306,130 @@ impl AppState {
     async fn applied_within(&self, count: u64, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let moved = self.cluster.applied_moved.notified();
+            let moved = self.applied_moved.notified();
             tokio::pin!(moved);
             moved.as_mut().enable();
-            if self.cluster.applied.load(Ordering::Acquire) >= count {
+            if self.applied.load(Ordering::Acquire) >= count {
                 return true;
             }
             if tokio::time::timeout_at(deadline, moved).await.is_err() {
-                return self.cluster.applied.load(Ordering::Acquire) >= count;
+                return self.applied.load(Ordering::Acquire) >= count;
             }
         }
     }
+}
 
-    /// Applies changes made elsewhere: revocations join the set, changed users that this node
-    /// has cached are re-read (an uncached user is read fresh on its next request anyway).
-    fn apply_changes(&self, changes: AccessChanges) {
-        self.access.forget_sessions(&changes.ended);
-        // An imported cost the login decoys lack would tell those accounts from missing ones
-        // until the next periodic sample: sample now instead.
-        if changes
-            .users
-            .iter()
-            .any(|user| self.hasher.is_new_cost(&user.password_hash))
+/// What the poller and the subscriber keep current from the other nodes' changes; cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Syncer {
+    pub cluster: Arc<Cluster>,
+    pub access: Arc<AccessState>,
+    pub store: Arc<dyn Store>,
+    /// For whether a changed user's hash has a cost the login decoys never sampled.
+    pub hasher: PasswordHasher,
+    /// Woken when one has (the decoys are resampled).
+    pub decoys_stale: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer").finish_non_exhaustive()
+    }
+}
+
+/// Starts this node's poller and, with Redis, its subscriber.
+pub fn start_sync(state: Syncer) {
+    tokio::spawn(poll(state.clone(), state.cluster.poll_every));
+    if state.cluster.bus.is_some() {
+        tokio::spawn(subscribe(state));
+    }
+}
+
+/// Applies changes made elsewhere: revocations join the set, changed users that this node
+/// has cached are re-read (an uncached user is read fresh on its next request anyway).
+fn apply_changes(state: &Syncer, changes: AccessChanges) {
+    state.access.forget_sessions(&changes.ended);
+    // An imported cost the login decoys lack would tell those accounts from missing ones
+    // until the next periodic sample: sample now instead.
+    if changes
+        .users
+        .iter()
+        .any(|user| state.hasher.is_new_cost(&user.password_hash))
+    {
+        state.decoys_stale.notify_one();
+    }
+    for user in changes.users {
+        state.access.update_cached(
+            &user.id,
+            UserAccess {
+                role: user.role,
+                locked: user.locked,
+            },
+        );
+    }
+}
+
+async fn apply_message(state: &Syncer, payload: &[u8]) {
+    if payload.len() > MAX_MESSAGE {
+        tracing::warn!(
+            bytes = payload.len(),
+            "ignored an oversized cluster message"
+        );
+        return;
+    }
+    // "<count> <json>"; a message without a count (an older node) is applied uncounted.
+    let (count, json) = match payload.iter().position(|b| *b == b' ') {
+        Some(space) => match std::str::from_utf8(&payload[..space])
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok())
         {
-            self.decoys_stale.notify_one();
+            Some(count) => (Some(count), &payload[space + 1..]),
+            None => (None, payload),
+        },
+        None => (None, payload),
+    };
+    match serde_json::from_slice::<Message>(json) {
+        Ok(Message::Ended { sessions }) => {
+            let ended: Vec<EndedSession> = sessions
+                .into_iter()
+                .map(|(id, last_used_at)| EndedSession {
+                    id,
+                    // Unreadable is taken as now: remembered the longest.
+                    last_used_at: Timestamp::parse(&last_used_at)
+                        .unwrap_or_else(|_| Timestamp::now()),
+                })
+                .collect();
+            state.access.forget_sessions(&ended);
         }
-        for user in changes.users {
-            self.access.update_cached(
-                &user.id,
+        Ok(Message::User { id }) => match state.store.find_user(&id).await {
+            Ok(Some(user)) => state.access.update_cached(
+                &id,
                 UserAccess {
                     role: user.role,
                     locked: user.locked,
                 },
-            );
-        }
-    }
-
-    async fn apply_message(&self, payload: &[u8]) {
-        if payload.len() > MAX_MESSAGE {
-            tracing::warn!(
-                bytes = payload.len(),
-                "ignored an oversized cluster message"
-            );
-            return;
-        }
-        // "<count> <json>"; a message without a count (an older node) is applied uncounted.
-        let (count, json) = match payload.iter().position(|b| *b == b' ') {
-            Some(space) => match std::str::from_utf8(&payload[..space])
-                .ok()
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                Some(count) => (Some(count), &payload[space + 1..]),
-                None => (None, payload),
-            },
-            None => (None, payload),
-        };
-        match serde_json::from_slice::<Message>(json) {
-            Ok(Message::Ended { sessions }) => {
-                let ended: Vec<EndedSession> = sessions
-                    .into_iter()
-                    .map(|(id, last_used_at)| EndedSession {
-                        id,
-                        // Unreadable is taken as now: remembered the longest.
-                        last_used_at: Timestamp::parse(&last_used_at)
-                            .unwrap_or_else(|_| Timestamp::now()),
-                    })
-                    .collect();
-                self.access.forget_sessions(&ended);
-            }
-            Ok(Message::User { id }) => match self.store.find_user(&id).await {
-                Ok(Some(user)) => self.access.update_cached(
-                    &id,
-                    UserAccess {
-                        role: user.role,
-                        locked: user.locked,
-                    },
-                ),
-                Ok(None) => {}
-                // The poll will carry the change instead; until then the count stays behind.
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not re-read a changed user");
-                    self.resync_now();
-                    return;
-                }
-            },
+            ),
+            Ok(None) => {}
+            // The poll will carry the change instead; until then the count stays behind.
             Err(err) => {
-                tracing::warn!(error = %err, "ignored a malformed cluster message");
+                tracing::warn!(error = %err, "could not re-read a changed user");
+                state.cluster.resync_now();
                 return;
             }
+        },
+        Err(err) => {
+            tracing::warn!(error = %err, "ignored a malformed cluster message");
+            return;
         }
-        let Some(count) = count else { return };
-        let applied = self.cluster.applied.load(Ordering::Acquire);
-        if count == applied + 1 {
-            self.applied_up_to(count);
-        } else if count > applied + 1 {
-            // Messages were missed (the subscription dropped them): the database has them.
-            self.resync_now();
-        }
+    }
+    let Some(count) = count else { return };
+    let applied = state.cluster.applied.load(Ordering::Acquire);
+    if count == applied + 1 {
+        state.cluster.applied_up_to(count);
+    } else if count > applied + 1 {
+        // Messages were missed (the subscription dropped them): the database has them.
+        state.cluster.resync_now();
     }
 }
 
@@ -418,7 +437,7 @@ impl AppState {
 /// or by a request refused for want of a recent poll). A failed poll is retried soon (from
 /// 250 ms, doubling up to `every`), so a node is current again within a moment of its
 /// database's return rather than a whole interval later.
-async fn poll(state: AppState, every: Duration) {
+async fn poll(state: Syncer, every: Duration) {
     let mut since = time::OffsetDateTime::now_utc() - state.access.window();
     let failures = rampart::telemetry::LogThrottle::default();
     let mut wait = every;
@@ -442,10 +461,10 @@ async fn poll(state: AppState, every: Duration) {
         .await
         {
             Ok(Ok(changes)) => {
-                state.apply_changes(changes);
+                apply_changes(&state, changes);
                 state.cluster.freshness.synced_at(began);
                 if let Some(count) = announced {
-                    state.applied_up_to(count);
+                    state.cluster.applied_up_to(count);
                 }
                 since = began_utc;
                 wait = every;
@@ -475,7 +494,7 @@ async fn poll(state: AppState, every: Duration) {
 /// Listens on the channel, reconnecting (with backoff) whenever the connection ends, and asks
 /// for a poll after each (re)subscription: messages sent while it was away are lost, the
 /// database still has the changes.
-async fn subscribe(state: AppState) {
+async fn subscribe(state: Syncer) {
     let Some(bus) = &state.cluster.bus else {
         return;
     };
@@ -495,7 +514,7 @@ async fn subscribe(state: AppState) {
                 tracing::info!(channel = %bus.channel, "subscribed to access changes");
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
-                    state.apply_message(message.get_payload_bytes()).await;
+                    apply_message(&state, message.get_payload_bytes()).await;
                 }
                 tracing::warn!("access-change subscription ended; reconnecting");
             }

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::domain::{Email, Username};
-use crate::service::accounts::{Accounts, NewAccount};
+use crate::service::accounts::NewAccount;
 use crate::state::AppState;
 
 /// One row, as CSV (with a header line) or one JSON object per line.
@@ -38,7 +38,7 @@ pub struct Report {
 /// Reads `path` (`.csv` or `.jsonl`) and creates a user for each valid row.
 pub async fn import(state: &AppState, path: &Path) -> anyhow::Result<Report> {
     let rows = read_rows(path)?;
-    let accounts = Accounts::of(state);
+    let accounts = &state.services.accounts;
     let mut report = Report::default();
     for (line, row) in rows {
         let row = match row {

@@ -20,7 +20,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::state::AppState;
 
 /// How a login attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +96,21 @@ impl ServiceMetrics {
     }
 }
 
-/// Values read from the service at each scrape.
-#[derive(Debug)]
-struct Sampled(AppState);
+/// What is read at each scrape: the hashing pool, the revocation set, the database pool and
+/// the shared limiter's connection.
+#[derive(Clone)]
+pub struct Sampled {
+    pub hasher: rampart::password::PasswordHasher,
+    pub access: Arc<crate::access::AccessState>,
+    pub store: Arc<dyn crate::store::Store>,
+    pub redis: Option<rampart::limit::RedisStore>,
+}
+
+impl std::fmt::Debug for Sampled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampled").finish_non_exhaustive()
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -108,7 +119,7 @@ struct StateLabels {
 
 impl Collector for Sampled {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let state = &self.0;
+        let state = self;
         let hashing = state.hasher.stats();
         let load = state.hasher.load();
         gauge(
@@ -197,10 +208,10 @@ fn counter(
 }
 
 /// Every metric: the HTTP stack's (registered by the caller in `registry`), the service's
-/// counters and what is sampled from `state`.
-pub fn register(registry: &mut Registry, state: &AppState) {
-    state.metrics.register(registry);
-    registry.register_collector(Box::new(Sampled(state.clone())));
+/// `counters` and what is `sampled` at each scrape.
+pub fn register(registry: &mut Registry, counters: &ServiceMetrics, sampled: Sampled) {
+    counters.register(registry);
+    registry.register_collector(Box::new(sampled));
 }
 
 /// The metrics listener's routes: `GET /metrics`, everything else 404.

@@ -1,5 +1,9 @@
-//! The one cloneable application state. No globals: everything a handler needs is reached from
-//! here, and backends sit behind `Arc<dyn Trait>` so tests and deployments can swap them.
+//! The composition root: the parts built at start-up (`app::state`) and the services made of
+//! them. No globals, and no handler takes the whole: each takes the service it calls
+//! (`State<Accounts>`, `State<Items>`, ...; the `FromRef` impls at the end), and the
+//! authenticator, the cluster sync and the metrics each hold only their own parts. Only
+//! start-up, the router, readiness and the JWKS route read the parts here directly; tests read
+//! them too. Backends sit behind `Arc<dyn Trait>` so tests and deployments can swap them.
 
 use std::sync::Arc;
 
@@ -41,7 +45,7 @@ pub struct Shared {
     /// Counters for the metrics listener (counted whether or not it is on).
     pub metrics: crate::metrics::ServiceMetrics,
     /// Woken when a stored hash of a cost the login decoys never sampled appears.
-    pub decoys_stale: tokio::sync::Notify,
+    pub decoys_stale: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -64,4 +68,23 @@ impl std::fmt::Debug for Shared {
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
+}
+
+/// Each handler takes the one service (or guard) it needs, never the whole state.
+macro_rules! sub_state {
+    ($($part:ty => |$state:ident| $take:expr;)*) => {
+        $(impl axum::extract::FromRef<AppState> for $part {
+            fn from_ref($state: &AppState) -> Self {
+                $take
+            }
+        })*
+    };
+}
+
+sub_state! {
+    crate::service::accounts::Accounts => |state| state.services.accounts.clone();
+    crate::service::sessions::Sessions => |state| state.services.sessions.clone();
+    crate::service::items::Items => |state| state.services.items.clone();
+    crate::service::admin::Admin => |state| state.services.admin.clone();
+    crate::abuse::Guard => |state| state.guard.clone();
 }

@@ -9,7 +9,6 @@
 //! login backoff before the hash is verified ([`crate::abuse`]), so neither is a free oracle;
 //! and a saturated hashing pool sheds the attempt (503) before it counts or reads the store.
 
-use axum::extract::FromRef;
 use rampart::http::RequestContext;
 use rampart::password::{HashError, Verified};
 use rampart::{FieldError, Principal, Role};
@@ -23,7 +22,6 @@ use crate::audit::{Event, Kind};
 use crate::domain::{Email, Password, Username};
 use crate::metrics::LoginOutcome;
 use crate::metrics::ServiceMetrics;
-use crate::state::AppState;
 use crate::store::Store;
 use crate::store::{self, NewUser, StoreError, UserRecord};
 use crate::task::to_completion;
@@ -44,12 +42,6 @@ pub struct Accounts {
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Accounts").finish_non_exhaustive()
-    }
-}
-
-impl FromRef<AppState> for Accounts {
-    fn from_ref(state: &AppState) -> Self {
-        state.services.accounts.clone()
     }
 }
 
@@ -98,10 +90,6 @@ impl Accounts {
             recorder,
             sessions,
         }
-    }
-
-    pub fn of(state: &AppState) -> Self {
-        Self::from_ref(state)
     }
 
     /// The account `user_id`; [`ServiceError::Unauthorized`] when it is gone (a token's

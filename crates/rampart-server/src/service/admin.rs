@@ -8,7 +8,6 @@
 //! role and lock changes, so two admins acting on each other at once cannot leave nobody; an
 //! admin cannot lock their own account.
 
-use axum::extract::FromRef;
 use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
 use rampart::{Principal, Role};
@@ -19,7 +18,6 @@ use crate::access::UserAccess;
 use crate::audit::Recorder;
 use crate::audit::{Event, Kind, StoredEvent};
 use crate::cluster::Revocations;
-use crate::state::AppState;
 use crate::store::Store;
 use crate::store::{RoleChange, StoreError, UserRecord};
 use crate::task::to_completion;
@@ -43,12 +41,6 @@ pub struct Admin {
 impl std::fmt::Debug for Admin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Admin").finish_non_exhaustive()
-    }
-}
-
-impl FromRef<AppState> for Admin {
-    fn from_ref(state: &AppState) -> Self {
-        state.services.admin.clone()
     }
 }
 

@@ -8,14 +8,12 @@
 //! the answer nor its timing tells them apart. Lists are paged with a cursor bound to the
 //! caller ([`rampart::pagination`]).
 
-use axum::extract::FromRef;
 use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
 
 use super::ServiceError;
 use crate::audit::Recorder;
 use crate::audit::{Event, Kind};
-use crate::state::AppState;
 use crate::store::Store;
 use crate::store::{ItemChanges, ItemRecord, NewItem, Owner};
 use rampart::pagination::CursorKey;
@@ -32,12 +30,6 @@ pub struct Items {
 impl std::fmt::Debug for Items {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Items").finish_non_exhaustive()
-    }
-}
-
-impl FromRef<AppState> for Items {
-    fn from_ref(state: &AppState) -> Self {
-        state.services.items.clone()
     }
 }
 

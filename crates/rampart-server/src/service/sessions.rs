@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use base64::Engine;
 use rampart::http::RequestContext;
 use rampart::tokens::Tokens;
@@ -21,7 +20,6 @@ use super::ServiceError;
 use crate::audit::Event;
 use crate::audit::Recorder;
 use crate::cluster::Revocations;
-use crate::state::AppState;
 use crate::store::{self, EndedSession, NewSession, SessionRecord, Store, StoreError, Timestamp};
 use crate::task::to_completion;
 
@@ -61,12 +59,6 @@ impl std::fmt::Debug for Sessions {
         f.debug_struct("Sessions")
             .field("lifetimes", &self.lifetimes)
             .finish_non_exhaustive()
-    }
-}
-
-impl FromRef<AppState> for Sessions {
-    fn from_ref(state: &AppState) -> Self {
-        state.services.sessions.clone()
     }
 }
 
