@@ -52,8 +52,6 @@ pub enum ApiError {
     Forbidden,
     #[error("not found")]
     NotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(Cow<'static, str>),
     #[error("request timeout")]
@@ -103,7 +101,6 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -127,10 +124,6 @@ impl ApiError {
             Self::Unauthorized => ("Valid credentials are required.".into(), Vec::new()),
             Self::Forbidden => ("You do not have permission to do this.".into(), Vec::new()),
             Self::NotFound => ("The resource does not exist.".into(), Vec::new()),
-            Self::MethodNotAllowed => (
-                "This method is not allowed on this resource.".into(),
-                Vec::new(),
-            ),
             Self::RequestTimeout => (
                 "The request took too long and was abandoned.".into(),
                 Vec::new(),

@@ -140,7 +140,7 @@ impl Password {
 /// UUID in its canonical form, so anything else names nothing: 404 without a database round
 /// trip, and bytes a backend rejects (such as NUL) never reach a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordId(pub String);
+pub struct RecordId(String);
 
 impl RecordId {
     pub fn parse(raw: String) -> Option<Self> {
@@ -150,6 +150,10 @@ impl RecordId {
                 _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
             });
         canonical.then_some(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -95,10 +95,10 @@ pub async fn change_user(
     State(admin): State<Admin>,
     context: RequestContext,
     AdminUser(caller): AdminUser,
-    RecordId(id): RecordId,
+    id: RecordId,
     Json(change): Json<UserChange>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    let user = admin.set_role(&context, &caller, &id, change.role).await?;
+    let user = admin.set_role(&context, &caller, id.as_str(), change.role).await?;
     Ok(Json(UserResponse::from(&user)))
 }
 
@@ -116,9 +116,9 @@ pub async fn lock(
     State(admin): State<Admin>,
     context: RequestContext,
     AdminUser(caller): AdminUser,
-    RecordId(id): RecordId,
+    id: RecordId,
 ) -> Result<StatusCode, ApiError> {
-    admin.set_lock(&context, &caller, &id, true).await?;
+    admin.set_lock(&context, &caller, id.as_str(), true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -133,8 +133,8 @@ pub async fn unlock(
     State(admin): State<Admin>,
     context: RequestContext,
     AdminUser(caller): AdminUser,
-    RecordId(id): RecordId,
+    id: RecordId,
 ) -> Result<StatusCode, ApiError> {
-    admin.set_lock(&context, &caller, &id, false).await?;
+    admin.set_lock(&context, &caller, id.as_str(), false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

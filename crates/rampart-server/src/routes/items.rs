@@ -131,9 +131,9 @@ pub async fn get(
     State(items): State<Items>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    RecordId(id): RecordId,
+    id: RecordId,
 ) -> Result<Json<ItemResponse>, ApiError> {
-    let item = items.get(&context, &Owner::of(&caller), &id).await?;
+    let item = items.get(&context, &Owner::of(&caller), id.as_str()).await?;
     Ok(Json(item.into()))
 }
 
@@ -149,7 +149,7 @@ pub async fn update(
     State(items): State<Items>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    RecordId(id): RecordId,
+    id: RecordId,
     Json(changes): Json<UpdateItem>,
 ) -> Result<Json<ItemResponse>, ApiError> {
     let changes = ItemChanges {
@@ -157,7 +157,7 @@ pub async fn update(
         body: changes.body,
     };
     let item = items
-        .update(&context, &Owner::of(&caller), &id, changes)
+        .update(&context, &Owner::of(&caller), id.as_str(), changes)
         .await?;
     Ok(Json(item.into()))
 }
@@ -173,8 +173,8 @@ pub async fn delete(
     State(items): State<Items>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    RecordId(id): RecordId,
+    id: RecordId,
 ) -> Result<StatusCode, ApiError> {
-    items.delete(&context, &Owner::of(&caller), &id).await?;
+    items.delete(&context, &Owner::of(&caller), id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

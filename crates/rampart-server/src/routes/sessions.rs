@@ -110,12 +110,12 @@ pub async fn delete(
     State(sessions): State<Sessions>,
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
-    RecordId(id): RecordId,
+    id: RecordId,
 ) -> Result<StatusCode, ApiError> {
     let event = Event::new(Kind::SessionRevoked, &context)
         .user(&caller.user_id)
-        .detail(serde_json::json!({"session_id": id}));
-    sessions.end(&caller.user_id, &id, event).await?;
+        .detail(serde_json::json!({"session_id": id.as_str()}));
+    sessions.end(&caller.user_id, id.as_str(), event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
