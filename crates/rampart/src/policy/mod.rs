@@ -244,6 +244,16 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     }
 }
 
+/// What a caller is told when the authenticator refuses: 401 whatever the reason (nothing about
+/// the token leaks), except that an authenticator unable to decide says so (503), since
+/// refusing a valid token for an outage must not look like a bad token.
+fn refusal(err: ApiError) -> ApiError {
+    match err {
+        ApiError::Unavailable { .. } | ApiError::DependencyUnavailable { .. } => err,
+        _ => ApiError::Unauthorized,
+    }
+}
+
 /// Shared by every route's layer; cloned per request, so one `Arc`.
 #[derive(Clone)]
 struct Gate(Arc<GateParts>);
@@ -277,14 +287,12 @@ impl Gate {
             request.uri().path(),
         );
         async move {
-            let caller = match self.0.authenticator.authenticate(headers).await {
-                Ok(principal) => Ok(principal),
-                Err(
-                    unavailable @ (ApiError::Unavailable { .. }
-                    | ApiError::DependencyUnavailable { .. }),
-                ) => Err(unavailable),
-                Err(_) => Err(ApiError::Unauthorized),
-            };
+            let caller = self
+                .0
+                .authenticator
+                .authenticate(headers)
+                .await
+                .map_err(refusal);
             let report = self.charge(extensions, path, caller.as_ref().ok()).await?;
             let charged = if report.is_some() {
                 Charged::Answered
@@ -292,14 +300,12 @@ impl Gate {
                 Charged::NotAnswered
             };
             let caller = match caller {
-                Ok(principal) => match self.0.authenticator.recheck(principal, charged).await {
-                    Ok(principal) => Ok(principal),
-                    Err(
-                        unavailable @ (ApiError::Unavailable { .. }
-                        | ApiError::DependencyUnavailable { .. }),
-                    ) => Err(unavailable),
-                    Err(_) => Err(ApiError::Unauthorized),
-                },
+                Ok(principal) => self
+                    .0
+                    .authenticator
+                    .recheck(principal, charged)
+                    .await
+                    .map_err(refusal),
                 refused => refused,
             };
             Ok(Admission { caller, report })
