@@ -98,7 +98,9 @@ pub async fn change_user(
     id: RecordId,
     Json(change): Json<UserChange>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    let user = admin.set_role(&context, &caller, id.as_str(), change.role).await?;
+    let user = admin
+        .set_role(&context, &caller, id.as_str(), change.role)
+        .await?;
     Ok(Json(UserResponse::from(&user)))
 }
 
@@ -135,6 +137,8 @@ pub async fn unlock(
     AdminUser(caller): AdminUser,
     id: RecordId,
 ) -> Result<StatusCode, ApiError> {
-    admin.set_lock(&context, &caller, id.as_str(), false).await?;
+    admin
+        .set_lock(&context, &caller, id.as_str(), false)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

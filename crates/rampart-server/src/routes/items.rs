@@ -133,7 +133,9 @@ pub async fn get(
     CurrentUser(caller): CurrentUser,
     id: RecordId,
 ) -> Result<Json<ItemResponse>, ApiError> {
-    let item = items.get(&context, &Owner::of(&caller), id.as_str()).await?;
+    let item = items
+        .get(&context, &Owner::of(&caller), id.as_str())
+        .await?;
     Ok(Json(item.into()))
 }
 
@@ -175,6 +177,8 @@ pub async fn delete(
     CurrentUser(caller): CurrentUser,
     id: RecordId,
 ) -> Result<StatusCode, ApiError> {
-    items.delete(&context, &Owner::of(&caller), id.as_str()).await?;
+    items
+        .delete(&context, &Owner::of(&caller), id.as_str())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
