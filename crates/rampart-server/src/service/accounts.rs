@@ -283,6 +283,7 @@ impl Accounts {
         let opening = Opening {
             user_id: user.id.clone(),
             user_agent: login.user_agent,
+            verified_hash: user.password_hash.clone(),
             rehash,
             event: Event::new(Kind::LoginSucceeded, context).user(&user.id),
         };

@@ -96,7 +96,11 @@ impl TokenPair {
 pub struct Opening {
     pub user_id: String,
     pub user_agent: Option<String>,
-    /// A new hash of the password just verified (an old or imported cost), stored first.
+    /// The stored hash the password was verified against: the session opens only if it is
+    /// still the user's (no password change or lock committed since).
+    pub verified_hash: String,
+    /// A new hash of the password just verified (an old or imported cost), stored in its
+    /// place.
     pub rehash: Option<String>,
     /// The event that records the opening (`login_succeeded`); the session id is added.
     pub event: Event,
@@ -120,7 +124,8 @@ impl Sessions {
     }
 
     /// Opens a session with its first refresh token, storing `rehash` and recording `event`
-    /// in the same transaction; returns the first token pair.
+    /// in the same transaction; returns the first token pair. [`ServiceError::Unauthorized`]
+    /// (and nothing stored) when the password or lock changed since the password was verified.
     pub async fn open(
         &self,
         context: &RequestContext,
@@ -140,22 +145,34 @@ impl Sessions {
             refresh_hash,
             refresh_expires_at: now + refresh_ttl,
         };
-        let (recorder, owner, rehash) = (self.recorder.clone(), opening.user_id, opening.rehash);
+        let (recorder, owner, verified, rehash) = (
+            self.recorder.clone(),
+            opening.user_id,
+            opening.verified_hash,
+            opening.rehash,
+        );
         let event = opening
             .event
             .detail(serde_json::json!({"session_id": session_id}));
         let user_id = owner.clone();
-        to_completion(async move {
+        let opened = to_completion(async move {
             let mut unit = recorder.begin().await?;
-            if let Some(hash) = rehash {
-                unit.tx().set_password_hash(&owner, &hash).await?;
+            let current = unit
+                .tx()
+                .keep_credential(&owner, &verified, rehash.as_deref())
+                .await?;
+            if !current {
+                return Ok(false);
             }
             unit.tx().create_session(session).await?;
             unit.record(event).await?;
             unit.commit().await?;
-            Ok::<(), StoreError>(())
+            Ok::<bool, StoreError>(true)
         })
         .await?;
+        if !opened {
+            return Err(ServiceError::Unauthorized);
+        }
         let access = self
             .tokens
             .issue(&user_id, &session_id)

@@ -24,6 +24,19 @@ pub trait Tx: Send {
     /// Inserts a user; [`super::StoreError::Conflict`] when the email or username is taken.
     fn create_user(&mut self, user: NewUser) -> StoreFuture<'_, UserRecord>;
     fn set_password_hash<'a>(&'a mut self, id: &'a str, hash: &'a str) -> StoreFuture<'a, ()>;
+    /// Before a session is opened on a password just verified: true only if `verified` is
+    /// still the user's stored hash and the user is not locked, replacing it with `rehash`
+    /// when given. The row stays locked to the end of the transaction (PostgreSQL; SQLite's
+    /// `BEGIN IMMEDIATE` holds the whole file), so a password change or a lock committing
+    /// meanwhile either waits for this login and then ends its session, or comes first and
+    /// this returns false: a login verified against the old password never outlives the
+    /// change.
+    fn keep_credential<'a>(
+        &'a mut self,
+        id: &'a str,
+        verified: &'a str,
+        rehash: Option<&'a str>,
+    ) -> StoreFuture<'a, bool>;
     /// Locks (login refused, sessions unusable) or unlocks a user. Refuses (false, nothing
     /// changed) to lock the last admin who is not locked: nobody could unlock anyone again.
     fn set_locked<'a>(&'a mut self, id: &'a str, locked: bool) -> StoreFuture<'a, bool>;
@@ -114,6 +127,42 @@ macro_rules! tx_statements {
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())
+            })
+        }
+
+        fn keep_credential<'a>(
+            &'a mut self,
+            id: &'a str,
+            verified: &'a str,
+            rehash: Option<&'a str>,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            bounded(async move {
+                // An UPDATE, even of nothing, takes the row lock a SELECT would not.
+                let done = match rehash {
+                    Some(rehash) => {
+                        sqlx::query(
+                            "UPDATE users SET password_hash = $1, updated_at = $2
+                             WHERE id = $3 AND password_hash = $4 AND locked_at IS NULL",
+                        )
+                        .bind(rehash)
+                        .bind($crate::store::now())
+                        .bind(id)
+                        .bind(verified)
+                        .execute(&mut *self.tx)
+                        .await?
+                    }
+                    None => {
+                        sqlx::query(
+                            "UPDATE users SET password_hash = password_hash
+                             WHERE id = $1 AND password_hash = $2 AND locked_at IS NULL",
+                        )
+                        .bind(id)
+                        .bind(verified)
+                        .execute(&mut *self.tx)
+                        .await?
+                    }
+                };
+                Ok(done.rows_affected() == 1)
             })
         }
 
