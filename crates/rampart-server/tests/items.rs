@@ -190,6 +190,14 @@ async fn mass_assignment_is_refused_and_changes_nothing() {
         let response = create(&app, &alice, &body).await;
         assert_eq!(field_errors(response).await, vec![field], "{body}");
     }
+    for array in [json!(["t", "b"]), json!([]), json!("t")] {
+        let response = create(&app, &alice, &array).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{array}"
+        );
+    }
     let page: Value = list(&app, &alice, "").await.json().await.unwrap();
     assert_eq!(page["items"], json!([]), "a refused create stored nothing");
 
@@ -202,6 +210,9 @@ async fn mass_assignment_is_refused_and_changes_nothing() {
         json!({"created_at": "2000-01-01T00:00:00Z"}),
         json!({"title": null}),
         json!({}),
+        // By position, as serde would read a struct from an array.
+        json!(["x"]),
+        json!(["x", "y"]),
     ] {
         let response = app
             .call(Method::PATCH, &path, Some(&alice), Some(&patch))

@@ -6,6 +6,11 @@
 //! every failure is a problem document: syntax errors are 400, wrong types and unknown fields
 //! are 422 naming the field. Request types are expected to use `#[serde(deny_unknown_fields)]`,
 //! which is what turns mass-assignment attempts (`"role": "admin"`) into a 422.
+//!
+//! A request body is a JSON object. serde reads a struct from an array as well, by position
+//! (`["alice","secret"]` logs in), which slips past gateways and schema checks that look at
+//! keys; the extractor refuses any other top-level value (422), and field errors never name
+//! the server's Rust types.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -58,7 +63,15 @@ where
                     ApiError::BadRequest("The request body could not be read.".into())
                 }
             })?;
-        parse(&bytes, config.map_or(DEFAULT_MAX_DEPTH, |c| c.max_depth)).map(Json)
+        parse_object(&bytes, config.map_or(DEFAULT_MAX_DEPTH, |c| c.max_depth)).map(Json)
+    }
+}
+
+/// [`parse`] for a request body, which must be a JSON object (see the module header).
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => parse(bytes, max_depth),
+        Some(_) => Err(ApiError::invalid("", "must be a JSON object")),
     }
 }
 
@@ -110,13 +123,46 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, A
     Ok(value)
 }
 
-/// serde's message without its " at line X column Y" suffix (the field path says where).
+/// serde's message without its " at line X column Y" suffix (the field path says where), and
+/// with "struct Name" and "enum Name" said as what the client sends: a client learns the
+/// shape expected, not the server's type names.
 fn data_error_message(err: &serde_json::Error) -> String {
     let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(cut) => text[..cut].to_owned(),
-        None => text,
+    let text = match text.rfind(" at line ") {
+        Some(cut) => &text[..cut],
+        None => &text,
+    };
+    let mut said = String::with_capacity(text.len());
+    let mut words = text.split(' ').peekable();
+    while let Some(word) = words.next() {
+        let kind = match word {
+            "struct" => Some("an object"),
+            "enum" => Some("one of the allowed values"),
+            _ => None,
+        };
+        let named = words.peek().is_some_and(|next| {
+            next.chars().next().is_some_and(char::is_uppercase)
+                && next
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == ',')
+        });
+        if let (Some(kind), true) = (kind, named) {
+            let name = words.next().unwrap_or_default();
+            if !said.is_empty() {
+                said.push(' ');
+            }
+            said.push_str(kind);
+            if name.ends_with(',') {
+                said.push(',');
+            }
+            continue;
+        }
+        if !said.is_empty() {
+            said.push(' ');
+        }
+        said.push_str(word);
     }
+    said
 }
 
 /// `application/json` or any `application/*+json`, with optional parameters; a `charset`
@@ -238,6 +284,37 @@ mod tests {
             422
         );
         assert_eq!(status::<Item>(b""), 400);
+    }
+
+    /// Reported by an outside test: every body type took a JSON array by position, and
+    /// the refusals named the server's types ("expected struct LoginRequest").
+    #[test]
+    fn a_body_is_an_object_and_errors_name_no_rust_type() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Item,
+        }
+        for body in [&br#"["a",["b"]]"#[..], b"[]", br#""a""#, b"12", b"null"] {
+            match parse_object::<Item>(body, 8) {
+                Err(ApiError::Validation(errors)) => {
+                    assert_eq!(errors[0].message, "must be a JSON object");
+                }
+                other => panic!("{:?} was {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        assert!(parse_object::<Item>(br#" {"title":"a","tags":[]}"#, 8).is_ok());
+        let Err(ApiError::Validation(errors)) = parse_object::<Outer>(br#"{"inner":"x"}"#, 8)
+        else {
+            panic!("a string where an object belongs is a validation error");
+        };
+        assert_eq!(errors[0].field, "inner");
+        assert!(!errors[0].message.contains("Item"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("an object"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
