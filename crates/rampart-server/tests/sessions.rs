@@ -375,6 +375,43 @@ async fn a_replay_inside_the_grace_window_gets_the_identical_pair() {
     assert_eq!(first["access_token"], again["access_token"]);
 }
 
+/// Reported by an outside test: inside the grace window the spent token kept returning its
+/// successor after that successor had itself been used (t0 -> p1, p1 -> p2, t0 -> p1 again).
+/// By then the legitimate client has moved on, so t0 coming back is a copy: the family ends.
+#[tokio::test]
+async fn a_replay_after_its_successor_was_used_revokes_the_family_even_inside_the_grace() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[("RAMPART_REFRESH_GRACE", "60s")]).await;
+    let password = app.register("nora").await;
+    let pair = app.login("nora", &password).await;
+    let stolen = pair["refresh_token"].as_str().unwrap().to_owned();
+    let first: Value = refresh(&app, &stolen).await.json().await.unwrap();
+    let second: Value = refresh(&app, first["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let latest_access = second["access_token"].as_str().unwrap();
+    assert_eq!(status_of_me(&app, latest_access).await, StatusCode::OK);
+
+    assert_eq!(
+        refresh(&app, &stolen).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the used-up token is refused"
+    );
+    assert_eq!(
+        status_of_me(&app, latest_access).await,
+        StatusCode::UNAUTHORIZED,
+        "and the whole session ends with it"
+    );
+    assert_eq!(
+        refresh(&app, second["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test]
 async fn a_replay_after_the_grace_window_revokes_the_whole_family() {
     crate::require!(common::backend_ready().await);

@@ -1,10 +1,11 @@
 //! Refresh: rotating refresh tokens with reuse detection.
 //!
 //! Defends against stolen refresh tokens: every use spends the token and issues a successor;
-//! a spent token presented again after the grace window means two parties hold the same token,
-//! so the whole session (the token family) is revoked and both are logged out. Inside the grace
-//! window (`RAMPART_REFRESH_GRACE`) a retry gets the identical successor pair, so two tabs or a
-//! retried request do not log the user out. Concurrent refreshes of one token cannot fork the
+//! a spent token presented again after the grace window, or after its successor was used,
+//! means two parties hold the same token, so the whole session (the token family) is revoked
+//! and both are logged out. Inside the grace window (`RAMPART_REFRESH_GRACE`) a retry gets the
+//! identical successor pair while that successor is unused, so two tabs or a retried request
+//! do not log the user out. Concurrent refreshes of one token cannot fork the
 //! family: the store spends a token with a conditional update that exactly one request wins.
 //!
 //! The identical successor is recoverable without storing it readable: the spent row keeps it
@@ -131,7 +132,8 @@ async fn rotate(
     )))
 }
 
-/// A spent token again: the same successor pair inside the grace window, else reuse.
+/// A spent token again: the same successor pair inside the grace window while that successor
+/// is unused, else reuse.
 async fn replay(
     sessions: &Sessions,
     context: &RequestContext,
@@ -140,7 +142,9 @@ async fn replay(
     spent_at: Timestamp,
     now: Timestamp,
 ) -> Result<TokenPair, ServiceError> {
-    if spent_at >= now - sessions.lifetimes.refresh_grace {
+    // A retry or a second tab inside the window gets the same pair; once that successor has
+    // been used, the spent token coming back is someone else's copy, however soon.
+    if spent_at >= now - sessions.lifetimes.refresh_grace && !row.successor_spent {
         if let (Some(sealed), Some(jti), Some(iat), Some(expires)) = (
             &row.successor_sealed,
             &row.successor_jti,

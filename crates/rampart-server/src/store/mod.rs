@@ -102,6 +102,8 @@ pub struct RefreshState {
     pub successor_jti: Option<String>,
     pub successor_iat: Option<i64>,
     pub successor_expires_at: Option<Timestamp>,
+    /// The successor has itself been presented (and spent).
+    pub successor_spent: bool,
     pub session_live: bool,
     pub session_expires_at: Timestamp,
 }

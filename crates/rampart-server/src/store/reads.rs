@@ -148,6 +148,7 @@ macro_rules! read_statements {
                 let row = sqlx::query(
                         "SELECT r.session_id, s.user_id, r.expires_at, r.spent_at, r.successor_sealed,
                                 r.successor_jti, r.successor_iat, n.expires_at AS successor_expires_at,
+                                (n.spent_at IS NOT NULL) AS successor_spent,
                                 (s.revoked_at IS NULL AND u.locked_at IS NULL) AS session_live,
                                 s.expires_at AS session_expires_at
                          FROM refresh_tokens r

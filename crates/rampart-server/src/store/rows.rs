@@ -13,6 +13,7 @@ pub(crate) trait StoreRow {
     fn text(&self, column: &str) -> Result<String, sqlx::Error>;
     fn maybe_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
     fn flag(&self, column: &str) -> Result<bool, sqlx::Error>;
+    fn maybe_flag(&self, column: &str) -> Result<Option<bool>, sqlx::Error>;
     fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
     fn maybe_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
     fn time(&self, column: &str) -> Result<Timestamp, sqlx::Error>;
@@ -29,6 +30,9 @@ macro_rules! store_row {
                 self.try_get(column)
             }
             fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
+                self.try_get(column)
+            }
+            fn maybe_flag(&self, column: &str) -> Result<Option<bool>, sqlx::Error> {
                 self.try_get(column)
             }
             fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
@@ -120,6 +124,7 @@ pub(crate) fn refresh_state_from(row: &impl StoreRow) -> Result<RefreshState, St
         successor_jti: row.maybe_text("successor_jti")?,
         successor_iat: row.maybe_int("successor_iat")?,
         successor_expires_at: row.maybe_time("successor_expires_at")?,
+        successor_spent: row.maybe_flag("successor_spent")?.unwrap_or(false),
         session_live: row.flag("session_live")?,
         session_expires_at: row.time("session_expires_at")?,
     })
