@@ -36,19 +36,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// The service's [`Authenticator`]: token verification, then this node's view of sessions
 /// and users (read from the store when it has none or it is old), kept current with the
 /// other nodes.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Gatekeeper {
     tokens: Tokens,
     access: Arc<AccessState>,
     store: Arc<dyn Store>,
     cluster: Arc<Cluster>,
     recorder: Recorder,
-}
-
-impl std::fmt::Debug for Gatekeeper {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gatekeeper").finish_non_exhaustive()
-    }
 }
 
 impl Gatekeeper {

@@ -97,18 +97,12 @@ impl ServiceMetrics {
 
 /// What is read at each scrape: the hashing pool, the revocation set, the database pool and
 /// the shared limiter's connection.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Sampled {
     pub hasher: rampart::password::PasswordHasher,
     pub access: Arc<crate::access::AccessState>,
     pub store: Arc<dyn crate::store::Store>,
     pub redis: Option<rampart::limit::RedisStore>,
-}
-
-impl std::fmt::Debug for Sampled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sampled").finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -15,18 +15,12 @@ use crate::store::{Store, StoreError, Tx};
 use crate::task::to_completion;
 
 /// Writes changes with their events; cheap to clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Recorder {
     log: Arc<AuditLog>,
     store: Arc<dyn Store>,
     /// Thins out `access_denied` events so one caller cannot flood the audit table.
     denials: Arc<EventSampler>,
-}
-
-impl std::fmt::Debug for Recorder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recorder").finish_non_exhaustive()
-    }
 }
 
 impl Recorder {

@@ -20,7 +20,7 @@ use crate::store::{AccessChanges, EndedSession, Store, Timestamp};
 
 /// What the poller and the subscriber keep current from the other nodes' changes; cheap to
 /// clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Syncer {
     pub cluster: Arc<Cluster>,
     pub access: Arc<AccessState>,
@@ -29,12 +29,6 @@ pub struct Syncer {
     pub hasher: PasswordHasher,
     /// Woken when one has (the decoys are resampled).
     pub decoys_stale: Arc<Notify>,
-}
-
-impl std::fmt::Debug for Syncer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Syncer").finish_non_exhaustive()
-    }
 }
 
 /// Starts this node's poller and, with Redis, its subscriber.

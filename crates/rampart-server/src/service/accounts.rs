@@ -29,7 +29,7 @@ use rampart::password::PasswordHasher;
 use std::sync::Arc;
 
 /// The accounts service; a handler takes it as `State<Accounts>`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Accounts {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
@@ -37,12 +37,6 @@ pub struct Accounts {
     metrics: ServiceMetrics,
     recorder: Recorder,
     sessions: Sessions,
-}
-
-impl std::fmt::Debug for Accounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Accounts").finish_non_exhaustive()
-    }
 }
 
 /// A registration as submitted, before any of it is trusted.

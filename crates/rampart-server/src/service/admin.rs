@@ -29,19 +29,13 @@ const USERS_SCOPE: &str = "admin:users";
 
 /// The admin service; a handler takes it as `State<Admin>`. Its routes are mounted for admins
 /// only ([`rampart::Access::Admin`]), and each call takes the acting admin.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Admin {
     store: Arc<dyn Store>,
     cursors: CursorKey,
     recorder: Recorder,
     revocations: Revocations,
     guard: Guard,
-}
-
-impl std::fmt::Debug for Admin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin").finish_non_exhaustive()
-    }
 }
 
 /// One page of a list and the cursor of the next.

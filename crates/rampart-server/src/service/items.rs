@@ -20,17 +20,11 @@ use rampart::pagination::CursorKey;
 use std::sync::Arc;
 
 /// The items service; a handler takes it as `State<Items>`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Items {
     store: Arc<dyn Store>,
     cursors: CursorKey,
     recorder: Recorder,
-}
-
-impl std::fmt::Debug for Items {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Items").finish_non_exhaustive()
-    }
 }
 
 /// A page of items and the cursor of the next one.

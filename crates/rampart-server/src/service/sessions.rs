@@ -24,7 +24,7 @@ use crate::store::{self, EndedSession, NewSession, SessionRecord, Store, StoreEr
 use crate::task::to_completion;
 
 /// The sessions service; a handler takes it as `State<Sessions>`. Cheap to clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Sessions {
     pub(super) lifetimes: Lifetimes,
     pub(super) tokens: Tokens,
@@ -51,14 +51,6 @@ impl Lifetimes {
             refresh_ttl: settings.refresh_ttl,
             refresh_grace: settings.refresh_grace,
         }
-    }
-}
-
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions")
-            .field("lifetimes", &self.lifetimes)
-            .finish_non_exhaustive()
     }
 }
 

@@ -231,7 +231,7 @@ pub enum RoleChange {
 
 /// Everything the service needs from its database. Reads are methods here; changes happen in a
 /// transaction ([`Store::begin`]) together with the audit rows that record them.
-pub trait Store: ItemStore + Send + Sync + 'static {
+pub trait Store: ItemStore + std::fmt::Debug + Send + Sync + 'static {
     /// Opens a unit of work (see [`tx`]).
     fn begin(&self) -> StoreFuture<'_, Box<dyn Tx>>;
 

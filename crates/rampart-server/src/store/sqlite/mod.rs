@@ -15,12 +15,18 @@ use super::{bounded, Store, StoreError, StoreFuture, Tx};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-#[derive(Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
     /// This process's writers queue here, one at a time, before `BEGIN IMMEDIATE` (the file
     /// takes one writer anyway): waiting on a lock is cheaper than SQLite's busy retries.
     writers: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Says which backend, nothing of its options.
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
 }
 
 /// A transaction on the SQLite file, holding the writer's lock from its start.
