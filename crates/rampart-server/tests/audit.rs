@@ -449,6 +449,9 @@ async fn role_changes_refuse_bad_input_and_never_leave_no_admin() {
 
     for (body, field) in [
         (json!({"role": "root"}), "role"),
+        // serde's map form of an enum, and an array: only the two strings are a role.
+        (json!({"role": {"admin": null}}), "role"),
+        (json!({"role": ["admin"]}), "role"),
         (json!({"role": "admin", "locked": false}), "locked"),
         (json!({}), "role"),
     ] {

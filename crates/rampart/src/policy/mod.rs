@@ -41,12 +41,25 @@ pub enum Access {
     Admin,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
     Admin,
+}
+
+/// Only the strings `"user"` and `"admin"`. serde's derived form would also take an enum's map
+/// form (`{"admin": null}`), a shape no client is told of and no schema check expects.
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        match name.as_str() {
+            "user" => Ok(Self::User),
+            "admin" => Ok(Self::Admin),
+            _ => Err(serde::de::Error::unknown_variant(&name, &["user", "admin"])),
+        }
+    }
 }
 
 /// The verified caller of a request.
@@ -586,5 +599,39 @@ mod tests {
             router.table(),
             &[("/items".to_owned(), Access::Authenticated)]
         );
+    }
+
+    /// Reported by an outside re-test: `{"role":{"admin":null}}` promoted a user, and
+    /// `{"role":["admin"]}` was called invalid JSON.
+    #[test]
+    fn a_role_is_one_of_two_strings_and_nothing_else() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Change {
+            role: Role,
+        }
+        let role = |body: &str| crate::json::parse_object::<Change>(body.as_bytes(), 8);
+        assert_eq!(
+            role(r#"{"role":"admin"}"#).map(|c| c.role).ok(),
+            Some(Role::Admin)
+        );
+        assert_eq!(
+            role(r#"{"role":"user"}"#).map(|c| c.role).ok(),
+            Some(Role::User)
+        );
+        for body in [
+            r#"{"role":{"admin":null}}"#,
+            r#"{"role":{"admin":1}}"#,
+            r#"{"role":["admin"]}"#,
+            r#"{"role":1}"#,
+            r#"{"role":"Admin"}"#,
+            r#"{"role":"root"}"#,
+            r#"{"role":null}"#,
+        ] {
+            match role(body) {
+                Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "role", "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 }
