@@ -1,5 +1,9 @@
-//! The rampart reference service: routes, stores, docs and the CLI, built on the `rampart`
-//! layers. The binary (`rampart`) is a thin wrapper over [`cli::main`].
+//! The rampart reference service, built on the `rampart` layers. One request goes listener ->
+//! the hardening stack -> [`routes`] (extract, call a service, answer) -> [`service`] (the
+//! rules) -> [`store`] (SQL written once for both backends), with [`audit`] recording every
+//! change in its transaction, [`abuse`] guarding the credential endpoints and [`cluster`]
+//! keeping other nodes current. [`state`] builds the parts and the services; [`app`] starts
+//! them. The binary (`rampart`) is a thin wrapper over [`cli::main`].
 
 pub mod abuse;
 pub mod access;
