@@ -2,7 +2,7 @@
 //! the hardening stack -> [`routes`] (extract, call a service, answer) -> [`service`] (the
 //! rules) -> [`store`] (SQL written once for both backends), with [`audit`] recording every
 //! change in its transaction, [`abuse`] guarding the credential endpoints and [`cluster`]
-//! keeping other nodes current. [`state`] builds the parts and the services; [`app`] starts
+//! keeping other nodes current. [`app`] builds the parts and the services, [`state`] holds
 //! them. The binary (`rampart`) is a thin wrapper over [`cli::main`].
 
 pub mod abuse;
