@@ -376,16 +376,22 @@ async fn user_create(
     Ok(())
 }
 
-fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The async runtime a command runs on; when it cannot start, says so on stderr and gives the
+/// exit code.
+pub(crate) fn command_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
+        .map_err(|err| {
             eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match command_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     match runtime.block_on(job) {
         Ok(()) => ExitCode::SUCCESS,

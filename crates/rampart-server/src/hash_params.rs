@@ -33,15 +33,9 @@ struct Measured {
 
 /// Runs the search and prints the table; exit 2 when not even the minimum fits the budget.
 pub fn run(current: HashParams, budget: Duration) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::command_runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     println!(
