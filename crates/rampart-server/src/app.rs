@@ -173,7 +173,9 @@ fn redis_client(
 /// The application state for these settings: store opened and migrated, keys loaded.
 pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let (tokens, keys) = token_service(&settings)?;
-    let cursors = cursor_key(&settings, keys.as_ref())?;
+    // Shared, not copied: the items and admin services hold it, and a handler's service is
+    // cloned per request.
+    let cursors = Arc::new(cursor_key(&settings, keys.as_ref())?);
     let chain_key = audit_chain_key(&settings, keys.as_ref())?;
     let store = store::open(&settings.database_url)
         .await
@@ -269,12 +271,12 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         ),
         items: crate::service::items::Items::new(
             Arc::clone(&store),
-            cursors.clone(),
+            Arc::clone(&cursors),
             recorder.clone(),
         ),
         admin: crate::service::admin::Admin::new(
             Arc::clone(&store),
-            cursors.clone(),
+            Arc::clone(&cursors),
             recorder.clone(),
             revocations.clone(),
             guard.clone(),

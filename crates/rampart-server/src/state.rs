@@ -31,7 +31,7 @@ pub struct Shared {
     /// Revoked sessions and users' role and lock, checked on every authenticated request.
     pub access: Arc<AccessState>,
     /// Signs and opens the cursors of every list endpoint.
-    pub cursors: rampart::pagination::CursorKey,
+    pub cursors: Arc<rampart::pagination::CursorKey>,
     /// Writes every change together with the security events that record it.
     pub recorder: crate::audit::Recorder,
     /// Rate limits, login backoff and the stuffing signal.

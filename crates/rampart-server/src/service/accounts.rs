@@ -30,7 +30,11 @@ use std::sync::Arc;
 
 /// The accounts service; a handler takes it as `State<Accounts>`.
 #[derive(Debug, Clone)]
-pub struct Accounts {
+pub struct Accounts(Arc<AccountsParts>);
+
+/// What the service holds, behind one `Arc`: a handler's clone of the service is one count.
+#[derive(Debug)]
+pub struct AccountsParts {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
     guard: Guard,
@@ -67,6 +71,13 @@ pub struct NewAccount<'a> {
 /// The path a password check behind a token is limited and recorded under.
 const PASSWORD_CHANGE_PATH: &str = "/v1/auth/password";
 
+impl std::ops::Deref for Accounts {
+    type Target = AccountsParts;
+    fn deref(&self) -> &AccountsParts {
+        &self.0
+    }
+}
+
 impl Accounts {
     pub fn new(
         store: Arc<dyn Store>,
@@ -76,14 +87,14 @@ impl Accounts {
         recorder: Recorder,
         sessions: Sessions,
     ) -> Self {
-        Self {
+        Self(Arc::new(AccountsParts {
             store,
             hasher,
             guard,
             metrics,
             recorder,
             sessions,
-        }
+        }))
     }
 
     /// The account `user_id`; [`ServiceError::Unauthorized`] when it is gone (a token's

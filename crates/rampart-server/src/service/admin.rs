@@ -30,9 +30,13 @@ const USERS_SCOPE: &str = "admin:users";
 /// The admin service; a handler takes it as `State<Admin>`. Its routes are mounted for admins
 /// only ([`rampart::Access::Admin`]), and each call takes the acting admin.
 #[derive(Debug, Clone)]
-pub struct Admin {
+pub struct Admin(Arc<AdminParts>);
+
+/// What the service holds, behind one `Arc`: a handler's clone of the service is one count.
+#[derive(Debug)]
+pub struct AdminParts {
     store: Arc<dyn Store>,
-    cursors: CursorKey,
+    cursors: Arc<CursorKey>,
     recorder: Recorder,
     revocations: Revocations,
     guard: Guard,
@@ -45,21 +49,28 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl std::ops::Deref for Admin {
+    type Target = AdminParts;
+    fn deref(&self) -> &AdminParts {
+        &self.0
+    }
+}
+
 impl Admin {
     pub fn new(
         store: Arc<dyn Store>,
-        cursors: CursorKey,
+        cursors: Arc<CursorKey>,
         recorder: Recorder,
         revocations: Revocations,
         guard: Guard,
     ) -> Self {
-        Self {
+        Self(Arc::new(AdminParts {
             store,
             cursors,
             recorder,
             revocations,
             guard,
-        }
+        }))
     }
 
     /// Security events, newest first.

@@ -21,9 +21,13 @@ use std::sync::Arc;
 
 /// The items service; a handler takes it as `State<Items>`.
 #[derive(Debug, Clone)]
-pub struct Items {
+pub struct Items(Arc<ItemsParts>);
+
+/// What the service holds, behind one `Arc`: a handler's clone of the service is one count.
+#[derive(Debug)]
+pub struct ItemsParts {
     store: Arc<dyn Store>,
-    cursors: CursorKey,
+    cursors: Arc<CursorKey>,
     recorder: Recorder,
 }
 
@@ -34,13 +38,20 @@ pub struct ItemPage {
     pub next_cursor: Option<String>,
 }
 
+impl std::ops::Deref for Items {
+    type Target = ItemsParts;
+    fn deref(&self) -> &ItemsParts {
+        &self.0
+    }
+}
+
 impl Items {
-    pub fn new(store: Arc<dyn Store>, cursors: CursorKey, recorder: Recorder) -> Self {
-        Self {
+    pub fn new(store: Arc<dyn Store>, cursors: Arc<CursorKey>, recorder: Recorder) -> Self {
+        Self(Arc::new(ItemsParts {
             store,
             cursors,
             recorder,
-        }
+        }))
     }
 
     /// `owner`'s items, newest first.

@@ -25,7 +25,11 @@ use crate::task::to_completion;
 
 /// The sessions service; a handler takes it as `State<Sessions>`. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Sessions {
+pub struct Sessions(Arc<SessionsParts>);
+
+/// What the service holds, behind one `Arc`: a handler's clone of the service is one count.
+#[derive(Debug)]
+pub struct SessionsParts {
     pub(super) lifetimes: Lifetimes,
     pub(super) tokens: Tokens,
     pub(super) store: Arc<dyn Store>,
@@ -98,6 +102,13 @@ pub struct Opening {
     pub event: Event,
 }
 
+impl std::ops::Deref for Sessions {
+    type Target = SessionsParts;
+    fn deref(&self) -> &SessionsParts {
+        &self.0
+    }
+}
+
 impl Sessions {
     pub fn new(
         lifetimes: Lifetimes,
@@ -106,13 +117,13 @@ impl Sessions {
         recorder: Recorder,
         revocations: Revocations,
     ) -> Self {
-        Self {
+        Self(Arc::new(SessionsParts {
             lifetimes,
             tokens,
             store,
             recorder,
             revocations,
-        }
+        }))
     }
 
     /// Opens a session with its first refresh token, storing `rehash` and recording `event`
