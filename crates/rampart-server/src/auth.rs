@@ -138,11 +138,11 @@ impl Authenticator for Gatekeeper {
     /// A user reaching for an admin route: recorded as `access_denied`.
     fn denied<'a>(&'a self, principal: &'a Principal, request: &'a Parts) -> DeniedFuture<'a> {
         Box::pin(async move {
-            let Some(context) = request.extensions.get::<RequestContext>() else {
+            let Some(context) = RequestContext::of(&request.extensions) else {
                 tracing::warn!(user_id = %principal.user_id, "access denied outside the hardened stack");
                 return;
             };
-            let event = Event::new(Kind::AccessDenied, context)
+            let event = Event::new(Kind::AccessDenied, &context)
                 .user(&principal.user_id)
                 .detail(serde_json::json!({
                     "method": request.method.as_str(),

@@ -24,7 +24,9 @@ use crate::error::{ApiError, FieldError};
 /// Nesting allowed when the hardening stack is not installed.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 
-/// Per-app JSON limits, carried in [`crate::http::RequestContext`].
+/// Per-app JSON limits, read by [`Json`] from the request's extensions (the
+/// [`crate::http::Hardening`] stack puts them there; an app using the layers alone adds
+/// `axum::Extension(JsonConfig { .. })`).
 #[derive(Debug, Clone, Copy)]
 pub struct JsonConfig {
     pub max_depth: usize,
@@ -48,10 +50,7 @@ where
                 "Send the body as application/json.".into(),
             ));
         }
-        let config = request
-            .extensions()
-            .get::<crate::http::RequestContext>()
-            .map(|c| c.json);
+        let config = request.extensions().get::<JsonConfig>().copied();
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {

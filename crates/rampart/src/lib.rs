@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod json;
 pub mod keys;
 pub mod limit;

@@ -7,14 +7,18 @@
 //! address reaches a label, and a client sending random paths and methods adds no series.
 //! Requests that matched no route are counted under `unmatched`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::extract::{MatchedPath, Request};
+use axum::response::Response;
 use http::{Method, StatusCode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::http::stage::{stage_layer, Finish, Stage};
 
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -96,6 +100,56 @@ impl HttpMetrics {
             .inc();
     }
 }
+
+/// The layer that counts every request below it in [`HttpMetrics`]. Apply it with
+/// `Router::layer`, which runs it after routing, so it sees the route template matched.
+#[derive(Debug, Clone)]
+pub struct HttpMetricsLayer {
+    metrics: HttpMetrics,
+}
+
+impl HttpMetricsLayer {
+    pub fn new(metrics: HttpMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+/// What [`HttpMetricsLayer`] keeps of a request until its response.
+#[derive(Debug)]
+pub struct Observation {
+    metrics: HttpMetrics,
+    route: Option<MatchedPath>,
+    method: Method,
+    started: Instant,
+}
+
+impl Stage for HttpMetricsLayer {
+    type Finish = Observation;
+
+    fn enter(&self, request: &mut Request) -> Result<Observation, Response> {
+        Ok(Observation {
+            metrics: self.metrics.clone(),
+            // The template the router matched, never the path.
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            method: request.method().clone(),
+            started: Instant::now(),
+        })
+    }
+}
+
+impl Finish for Observation {
+    fn finish(self, response: Response) -> Response {
+        self.metrics.observe(
+            self.route.as_ref().map(MatchedPath::as_str),
+            &self.method,
+            response.status(),
+            self.started.elapsed(),
+        );
+        response
+    }
+}
+
+stage_layer!(HttpMetricsLayer);
 
 /// The method, when it is one a route can be mounted for; `other` for anything a client made up.
 fn method_label(method: &Method) -> &'static str {

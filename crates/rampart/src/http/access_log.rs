@@ -10,9 +10,82 @@
 //! each line counting the ones folded into it (`repeated`). Other requests keep a line each.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode};
+use axum::extract::Request;
+use axum::response::Response;
+use http::{Method, StatusCode, Uri};
+
+use super::client_ip::ClientIp;
+use super::request_id::RequestIds;
+use super::stage::{stage_layer, Finish, Stage};
+use crate::error::InternalCause;
+
+/// The layer that writes one line per request below it. It reads the ids and the client address
+/// the [`super::RequestIdLayer`] and [`super::ClientIpLayer`] outside it put on the request,
+/// and takes a 5xx's internal cause off the response, so the cause reaches the log and never
+/// the client.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLogLayer {
+    log: Arc<AccessLog>,
+}
+
+impl AccessLogLayer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// What [`AccessLogLayer`] keeps of a request until its response.
+#[derive(Debug)]
+pub struct Pending {
+    log: Arc<AccessLog>,
+    started: Instant,
+    ids: Option<RequestIds>,
+    method: Method,
+    uri: Uri,
+    client: IpAddr,
+}
+
+impl Stage for AccessLogLayer {
+    type Finish = Pending;
+
+    fn enter(&self, request: &mut Request) -> Result<Pending, Response> {
+        Ok(Pending {
+            log: Arc::clone(&self.log),
+            started: Instant::now(),
+            ids: request.extensions().get::<RequestIds>().cloned(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            client: ClientIp::of(request.extensions()),
+        })
+    }
+}
+
+impl Finish for Pending {
+    fn finish(self, mut response: Response) -> Response {
+        let cause = response.extensions_mut().remove::<InternalCause>();
+        let ids = self.ids.as_ref();
+        self.log.record(&Entry {
+            request_id: ids
+                .and_then(|ids| ids.server.to_str().ok())
+                .unwrap_or_default(),
+            client_request_id: ids
+                .and_then(RequestIds::from_client)
+                .and_then(|id| id.to_str().ok()),
+            method: &self.method,
+            path: self.uri.path(),
+            status: response.status(),
+            latency: self.started.elapsed(),
+            client: self.client,
+            cause: cause.as_ref().map(|c| c.0.as_str()),
+        });
+        response
+    }
+}
+
+stage_layer!(AccessLogLayer);
 
 /// What is logged about one request.
 #[derive(Debug)]

@@ -1,14 +1,75 @@
-//! Request body size limit.
+//! Request body size limit, and bodies received whole before the handler runs.
 //!
-//! Defends against memory exhaustion by large or endless bodies: a declared `Content-Length`
-//! over the limit is answered 413 before any of the body is read (the connection is then closed
-//! rather than drained), and a body without a declared length is cut off at the limit by axum's
-//! `DefaultBodyLimit` when an extractor reads it, which [`crate::json::Json`] turns into 413.
+//! Defends against memory exhaustion by large or endless bodies, and against slow bodies
+//! holding workers: a declared `Content-Length` over the limit is answered 413 before any of
+//! the body is read (the connection is then closed rather than drained); any other body is
+//! received whole, within the size limit, a receive timeout and a byte budget shared by every
+//! client ([`super::body_intake`]), before the inner service sees the request. Load shedding and
+//! the request timeout inside this layer therefore only ever count a handler's own work.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, HeaderValue};
+use tower::Service;
 
+use super::body_intake::BodyIntake;
+use super::client_ip::ClientIp;
+use super::stage::{around_layer, call_inner, Around};
 use crate::error::ApiError;
+
+/// The layer's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The largest body accepted, in bytes.
+    pub max_bytes: usize,
+    /// How long a whole body may take to arrive.
+    pub receive_timeout: Duration,
+}
+
+/// The layer that enforces [`BodyLimits`] on every request below it. Clients are told apart
+/// (for their share of the byte budget) by [`ClientIp`] (see [`ClientIp::of`]). Apply axum's
+/// `DefaultBodyLimit` with the same size inside it, so extractors agree on the limit.
+#[derive(Debug, Clone)]
+pub struct BodyLimitLayer {
+    intake: Arc<BodyIntake>,
+    max_bytes: usize,
+}
+
+impl BodyLimitLayer {
+    pub fn new(limits: BodyLimits) -> Self {
+        Self {
+            intake: BodyIntake::new(limits.max_bytes, limits.receive_timeout),
+            max_bytes: limits.max_bytes,
+        }
+    }
+}
+
+impl Around for BodyLimitLayer {
+    async fn around<S>(self, request: Request, inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
+            return refused;
+        }
+        let client = ClientIp::of(request.extensions());
+        let (request, held) = match self.intake.receive(request, client).await {
+            Ok(received) => received,
+            Err(refused) => return refused,
+        };
+        let response = call_inner(inner, request).await;
+        // The bytes count against the budget until the handler is done with them.
+        drop(held);
+        response
+    }
+}
+
+around_layer!(BodyLimitLayer);
 
 /// The 413 answer when the declared body length exceeds `limit` bytes.
 pub fn refuse_declared_oversize(headers: &HeaderMap, limit: usize) -> Option<Response> {

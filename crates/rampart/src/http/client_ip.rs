@@ -14,9 +14,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
 use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
+
+use super::stage::{stage_layer, Stage};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED: HeaderName = http::header::FORWARDED;
@@ -111,6 +114,53 @@ impl ClientIpConfig {
         client
     }
 }
+
+/// A request's client address, put on it by [`ClientIpLayer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// The client of a request: what [`ClientIpLayer`] resolved, else the socket peer (a layer
+    /// used without it keys clients by peer), else the unspecified address, which every such
+    /// request shares.
+    pub fn of(extensions: &http::Extensions) -> IpAddr {
+        if let Some(ClientIp(ip)) = extensions.get::<ClientIp>() {
+            return *ip;
+        }
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(peer)| {
+                canonical(peer.ip())
+            })
+    }
+}
+
+/// The layer that resolves each request's client address ([`ClientIp`]) once, for the rate
+/// limits, load shedding, body budget, access log and audit records after it.
+#[derive(Debug, Clone)]
+pub struct ClientIpLayer {
+    config: ClientIpConfig,
+}
+
+impl ClientIpLayer {
+    pub fn new(config: ClientIpConfig) -> Self {
+        Self { config }
+    }
+}
+
+impl Stage for ClientIpLayer {
+    type Finish = ();
+
+    fn enter(&self, request: &mut Request) -> Result<(), Response> {
+        let ip = self
+            .config
+            .resolve_request(request.extensions(), request.headers());
+        request.extensions_mut().insert(ClientIp(ip));
+        Ok(())
+    }
+}
+
+stage_layer!(ClientIpLayer);
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) are the IPv4 client they carry.
 fn canonical(ip: IpAddr) -> IpAddr {

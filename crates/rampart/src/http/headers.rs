@@ -9,8 +9,11 @@
 //! A handler or nested router may set its own value first (the docs page needs a looser CSP to
 //! run its scripts); these values only fill what is missing.
 
+use axum::extract::Request;
+use axum::response::Response;
 use http::header::{self, HeaderName, HeaderValue};
-use http::Response;
+
+use super::stage::{stage_layer, Finish, Stage};
 
 /// The content security policy for API responses (OWASP REST guidance): nothing may load, run
 /// or frame. `base-uri` and `form-action` are left out: they only matter for rendered HTML,
@@ -38,10 +41,29 @@ const DEFAULTS: [(HeaderName, HeaderValue); 7] = [
 /// Headers that advertise the software and its version; never sent.
 const BANNERS: [HeaderName; 2] = [header::SERVER, HeaderName::from_static("x-powered-by")];
 
+/// The layer that puts the security headers on every response below it and strips banners.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecurityHeadersLayer;
+
+impl Stage for SecurityHeadersLayer {
+    type Finish = Self;
+
+    fn enter(&self, _request: &mut Request) -> Result<Self, Response> {
+        Ok(Self)
+    }
+}
+
+impl Finish for SecurityHeadersLayer {
+    fn finish(self, response: Response) -> Response {
+        apply(response)
+    }
+}
+
+stage_layer!(SecurityHeadersLayer);
+
 /// Adds the security headers a response does not already carry and removes version banners.
-/// Used with `tower::util::MapResponseLayer`, so it costs no allocation per response beyond the
-/// header map's own growth.
-pub fn apply<B>(mut response: Response<B>) -> Response<B> {
+/// It costs no allocation per response beyond the header map's own growth.
+pub fn apply<B>(mut response: http::Response<B>) -> http::Response<B> {
     let headers = response.headers_mut();
     headers.reserve(DEFAULTS.len() + 1);
     for (name, value) in DEFAULTS {
@@ -59,7 +81,7 @@ mod tests {
 
     #[test]
     fn fills_missing_headers_keeps_explicit_ones_and_strips_banners() {
-        let response = Response::builder()
+        let response = http::Response::builder()
             .header(header::CONTENT_SECURITY_POLICY, "default-src 'self'")
             .header(header::SERVER, "nginx/1.2")
             .header("x-powered-by", "Express")

@@ -11,12 +11,52 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::client_ip::ClientIp;
+use super::stage::{stage_layer, Finish, Stage};
 use crate::error::ApiError;
 use crate::limit::ClientAddress;
 use crate::telemetry::LogThrottle;
+
+/// The layer that sheds load: past `max_in_flight` requests at once below it, in all or an
+/// eighth of them for one client, a request is answered 503 with `Retry-After` at once. The
+/// slot is held until the inner service has answered (a streamed body goes on without it).
+/// Clients are told apart by [`ClientIp`] (see [`ClientIp::of`]).
+#[derive(Debug, Clone)]
+pub struct LoadShedLayer {
+    slots: Arc<InFlight>,
+}
+
+impl LoadShedLayer {
+    pub fn new(max_in_flight: usize) -> Self {
+        Self {
+            slots: InFlight::new(max_in_flight),
+        }
+    }
+}
+
+impl Stage for LoadShedLayer {
+    type Finish = Slot;
+
+    fn enter(&self, request: &mut Request) -> Result<Slot, Response> {
+        self.slots
+            .admit(ClientIp::of(request.extensions()))
+            .map_err(|why| self.slots.shed(why))
+    }
+}
+
+/// Given back once the response is ready.
+impl Finish for Slot {
+    fn finish(self, response: Response) -> Response {
+        drop(self);
+        response
+    }
+}
+
+stage_layer!(LoadShedLayer);
 
 /// Per-client counters: clients hash (with a per-process key) into this many buckets, so the
 /// count needs no lock and no memory per client. Two clients sharing a bucket share its cap,
@@ -36,7 +76,7 @@ pub(crate) struct InFlight {
 
 /// A request's slot, given back when dropped.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub struct Slot {
     slots: Arc<InFlight>,
     bucket: usize,
     _permit: OwnedSemaphorePermit,

@@ -1,16 +1,20 @@
 //! The hardened HTTP stack: every layer rampart puts between the network and a handler.
 //!
-//! [`Hardening::apply`] wraps a finished router, so the protections cover every response it can
-//! produce: handler answers, extractor rejections, 401/404 from the default-deny fallback, 405s
-//! and panics. Each concern is its own module of plain functions; [`HardenedService`] runs them
-//! in one future per request (security headers, request id and problem finishing, client
-//! address, declared-size check, request timeout, access log), because a layer per concern
-//! would box a future and clone a service per request for each of them. Inside it: CORS (when
-//! configured), the panic catcher and axum's streaming body limit.
-//! It also sheds load ([`in_flight`]): past `max_in_flight` requests at once, in all or for one
-//! client, a request is answered 503 with `Retry-After` at once. A request's body is received
-//! whole, within the body timeout and a byte budget, before it asks for one of those slots
-//! ([`body_intake`]), so a client slow to send its body holds no slot at all.
+//! Each concern is its own tower layer with its own small configuration, usable alone on any
+//! axum router: [`SecurityHeadersLayer`], [`RequestIdLayer`] (ids, and every error finished as
+//! problem+json), [`ClientIpLayer`] (the client address through trusted proxies only),
+//! [`AccessLogLayer`], [`crate::metrics::HttpMetricsLayer`], [`BodyLimitLayer`] (declared size,
+//! bodies received whole within a timeout and a byte budget), [`LoadShedLayer`] (a cap on
+//! requests in flight, in all and per client), [`TimeoutLayer`], CORS ([`cors::layer`]) and
+//! [`catch_panics`]. [`Hardening`] composes all of them in the one order that keeps each
+//! protection whole: outermost the headers and the request id, so every answer any layer,
+//! extractor, the access policy or a panic produces carries both; then the client address,
+//! which the limits after it key on; the log and metrics, which see every refusal; then the
+//! body, so a slow body holds no in-flight slot; then the slot; then the handler's timeout.
+//!
+//! The layers that only look at a request and touch its response are [`stage::Stage`]s: they
+//! add no allocation and no service clone per request, so the composed stack costs what one
+//! fused service did.
 
 pub mod access_log;
 mod body_intake;
@@ -20,34 +24,36 @@ pub mod cors;
 pub mod headers;
 mod in_flight;
 pub mod request_id;
+pub mod stage;
 pub mod timeout;
 
 use std::any::Any;
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::{Extension, Router};
 use http::request::Parts;
 use http::HeaderValue;
-use tower::{Layer, Service, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::error::{ApiError, InternalCause};
+use crate::error::ApiError;
 use crate::json::JsonConfig;
 use crate::settings::{CorsSettings, HttpLimits, Settings};
-use client_ip::ClientIpConfig;
-use request_id::{IdGenerator, REQUEST_ID_HEADER};
 
-/// What the stack needs from settings; build it with [`Hardening::from_settings`] or by hand
-/// in an app that has its own configuration.
-#[derive(Debug, Clone)]
+pub use access_log::AccessLogLayer;
+pub use body_limit::{BodyLimitLayer, BodyLimits};
+pub use client_ip::{ClientIp, ClientIpConfig, ClientIpLayer};
+pub use headers::SecurityHeadersLayer;
+pub use in_flight::LoadShedLayer;
+pub use request_id::{RequestIdLayer, RequestIds};
+pub use timeout::TimeoutLayer;
+
+/// The whole stack's settings; build it with [`Hardening::from_settings`], or in an app that
+/// has its own configuration from [`Hardening::default`] (rampart's defaults: 1 MiB bodies
+/// within 10 s, 30 s per request, 1024 requests in flight, JSON nesting 32, no cross-origin
+/// access, no trusted proxies) with the fields it changes.
+#[derive(Debug, Clone, Default)]
 pub struct Hardening {
     pub limits: HttpLimits,
     pub cors: CorsSettings,
@@ -75,28 +81,46 @@ impl Hardening {
         self
     }
 
-    /// Wraps `router` in the whole stack.
-    pub fn apply(self, router: Router) -> Router {
+    /// Wraps `router` in the whole stack (see the module header for the order). Applied with
+    /// `Router::layer`, so it runs after routing and covers the fallback too.
+    pub fn apply<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
         let limits = self.limits;
         let router = router
             .layer(DefaultBodyLimit::max(limits.body_limit))
-            .layer(CatchPanicLayer::custom(panic_response));
+            .layer(catch_panics());
         let router = match cors::layer(&self.cors) {
             Some(cors) => router.layer(cors),
             None => router,
         };
-        router.layer(HardenedLayer {
-            shared: Arc::new(Shared {
-                in_flight: in_flight::InFlight::new(limits.max_in_flight),
-                intake: body_intake::BodyIntake::new(limits.body_limit, limits.body_timeout),
-                access_log: access_log::AccessLog::default(),
-                ids: IdGenerator::new(),
-                client_ip: ClientIpConfig::new(self.trusted_proxies, self.forwarded_header),
-                limits,
-                metrics: self.metrics,
-            }),
-        })
+        let router = router
+            .layer(TimeoutLayer::new(limits.request_timeout))
+            .layer(LoadShedLayer::new(limits.max_in_flight))
+            .layer(BodyLimitLayer::new(BodyLimits {
+                max_bytes: limits.body_limit,
+                receive_timeout: limits.body_timeout,
+            }))
+            .layer(Extension(JsonConfig {
+                max_depth: limits.json_max_depth,
+                body_limit: limits.body_limit,
+            }))
+            .layer(AccessLogLayer::new());
+        let router = match self.metrics {
+            Some(metrics) => router.layer(crate::metrics::HttpMetricsLayer::new(metrics)),
+            None => router,
+        };
+        router
+            .layer(ClientIpLayer::new(ClientIpConfig::new(
+                self.trusted_proxies,
+                self.forwarded_header,
+            )))
+            .layer(RequestIdLayer::new())
+            .layer(SecurityHeadersLayer)
     }
+}
+
+/// A panic in a handler becomes a 500 problem document; the payload goes to the log only.
+pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn Any + Send + 'static>) -> Response> {
+    CatchPanicLayer::custom(panic_response as fn(Box<dyn Any + Send + 'static>) -> Response)
 }
 
 /// Per-request facts the stack establishes, available to handlers as an extractor.
@@ -110,7 +134,6 @@ pub struct RequestContext {
     pub server_request_id: HeaderValue,
     /// The client address (see [`client_ip`]): the key for rate limits and audit records.
     pub client_ip: IpAddr,
-    pub json: JsonConfig,
 }
 
 impl RequestContext {
@@ -131,156 +154,28 @@ impl RequestContext {
     }
 }
 
+impl RequestContext {
+    /// What [`RequestIdLayer`] and [`ClientIpLayer`] put on a request, when both ran.
+    pub fn of(extensions: &http::Extensions) -> Option<Self> {
+        let ids = extensions.get::<RequestIds>()?;
+        let ClientIp(client_ip) = *extensions.get::<ClientIp>()?;
+        Some(Self {
+            request_id: ids.echoed.clone(),
+            server_request_id: ids.server.clone(),
+            client_ip,
+        })
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        parts.extensions.get::<Self>().cloned().ok_or_else(|| {
-            ApiError::internal("the rampart::http::Hardening stack is not installed")
+        Self::of(&parts.extensions).ok_or_else(|| {
+            ApiError::internal(
+                "the RequestIdLayer and ClientIpLayer (or the Hardening stack) are not installed",
+            )
         })
-    }
-}
-
-#[derive(Debug)]
-struct Shared {
-    in_flight: Arc<in_flight::InFlight>,
-    intake: Arc<body_intake::BodyIntake>,
-    access_log: access_log::AccessLog,
-    ids: IdGenerator,
-    client_ip: ClientIpConfig,
-    limits: HttpLimits,
-    metrics: Option<crate::metrics::HttpMetrics>,
-}
-
-#[derive(Debug, Clone)]
-struct HardenedLayer {
-    shared: Arc<Shared>,
-}
-
-impl<S> Layer<S> for HardenedLayer {
-    type Service = HardenedService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HardenedService {
-            inner,
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-/// The edge of the stack (see the module header).
-#[derive(Debug, Clone)]
-pub struct HardenedService<S> {
-    inner: S,
-    shared: Arc<Shared>,
-}
-
-impl<S> Service<Request> for HardenedService<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Readiness is checked on the clone that serves the request (`oneshot` below).
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let inner = self.inner.clone();
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            let started = Instant::now();
-            let limits = shared.limits;
-            let server_id = shared.ids.generate();
-            let sent_id = request_id::from_client(request.headers());
-            let id = sent_id.clone().unwrap_or_else(|| server_id.clone());
-            let client_ip = shared
-                .client_ip
-                .resolve_request(request.extensions(), request.headers());
-            let method = request.method().clone();
-            let uri = request.uri().clone();
-            // The template the router matched (this stack runs after routing), never the path.
-            let route = shared.metrics.as_ref().and(
-                request
-                    .extensions()
-                    .get::<axum::extract::MatchedPath>()
-                    .map(|matched| matched.as_str().to_owned()),
-            );
-            request.extensions_mut().insert(RequestContext {
-                request_id: id.clone(),
-                server_request_id: server_id.clone(),
-                client_ip,
-                json: JsonConfig {
-                    max_depth: limits.json_max_depth,
-                    body_limit: limits.body_limit,
-                },
-            });
-
-            let mut response = match admit(&shared, request, client_ip).await {
-                Ok((request, slot, body)) => {
-                    let response = timeout::within(limits.request_timeout, async move {
-                        match inner.oneshot(request).await {
-                            Ok(response) => response,
-                            Err(never) => match never {},
-                        }
-                    })
-                    .await;
-                    // Held while the handler runs (the response body streams after).
-                    drop((slot, body));
-                    response
-                }
-                Err(refused) => refused,
-            };
-
-            if response.status().as_u16() >= 400 {
-                request_id::finish_problem(&mut response, &id);
-            }
-            if let Some(metrics) = &shared.metrics {
-                metrics.observe(
-                    route.as_deref(),
-                    &method,
-                    response.status(),
-                    started.elapsed(),
-                );
-            }
-            let cause = response.extensions_mut().remove::<InternalCause>();
-            shared.access_log.record(&access_log::Entry {
-                request_id: server_id.to_str().unwrap_or_default(),
-                client_request_id: sent_id.as_ref().and_then(|id| id.to_str().ok()),
-                method: &method,
-                path: uri.path(),
-                status: response.status(),
-                latency: started.elapsed(),
-                client: client_ip,
-                cause: cause.as_ref().map(|c| c.0.as_str()),
-            });
-            response.headers_mut().insert(REQUEST_ID_HEADER, id);
-            Ok(headers::apply(response))
-        })
-    }
-}
-
-/// What a request must pass before its handler runs, cheapest refusal first: a declared size
-/// over the limit (413, nothing read), its whole body within the body timeout and budget (408,
-/// 413, 503), then an in-flight slot (503).
-async fn admit(
-    shared: &Shared,
-    request: Request,
-    client_ip: IpAddr,
-) -> Result<(Request, in_flight::Slot, body_intake::Held), Response> {
-    if let Some(refused) =
-        body_limit::refuse_declared_oversize(request.headers(), shared.limits.body_limit)
-    {
-        return Err(refused);
-    }
-    let (request, body) = shared.intake.receive(request, client_ip).await?;
-    match shared.in_flight.admit(client_ip) {
-        Ok(slot) => Ok((request, slot, body)),
-        Err(why) => Err(shared.in_flight.shed(why)),
     }
 }
 

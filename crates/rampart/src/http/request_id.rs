@@ -5,8 +5,7 @@
 //! UUIDv7 is used), so an attacker cannot smuggle newlines or markup into logs through it. Every
 //! request also gets an id of the server's own, and logs and audit records are filed under that
 //! one, with the client's beside it: a client cannot make its actions look like another
-//! request's by reusing its id. This layer also
-//! finishes every error body: problem documents get the request id, and bare error statuses from
+//! request's by reusing its id. Its layer ([`RequestIdLayer`]) also finishes every error body: problem documents get the request id, and bare error statuses from
 //! outside rampart's handlers (axum's 405, a layer's status-only answer) become problem+json.
 //!
 //! Generated ids are UUIDv7 built from the clock, a per-process random prefix and a counter:
@@ -17,9 +16,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
+use axum::extract::Request;
 use axum::response::Response;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 
+use super::stage::{stage_layer, Finish, Stage};
 use crate::error::{Problem, PROBLEM_JSON};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -80,6 +81,67 @@ impl Default for IdGenerator {
         Self::new()
     }
 }
+
+/// A request's ids, put on it by [`RequestIdLayer`] (read them through
+/// [`super::RequestContext`]).
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    /// The id the response carries: the client's, when it sent a sane one, else `server`.
+    pub echoed: HeaderValue,
+    /// The id this server gave the request, whatever the client sent.
+    pub server: HeaderValue,
+}
+
+impl RequestIds {
+    /// The id the client chose, when it sent one.
+    pub fn from_client(&self) -> Option<&HeaderValue> {
+        (self.echoed != self.server).then_some(&self.echoed)
+    }
+}
+
+/// The layer that gives every request its ids, puts the echoed one on the response, and
+/// finishes every error below it as problem+json carrying that id. Put it outside every layer
+/// that can refuse a request, so their answers are finished too.
+#[derive(Debug, Clone, Default)]
+pub struct RequestIdLayer {
+    ids: IdGenerator,
+}
+
+impl RequestIdLayer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// What [`RequestIdLayer`] applies to the response.
+#[derive(Debug)]
+pub struct EchoId(HeaderValue);
+
+impl Stage for RequestIdLayer {
+    type Finish = EchoId;
+
+    fn enter(&self, request: &mut Request) -> Result<EchoId, Response> {
+        let server = self.ids.generate();
+        let echoed = from_client(request.headers()).unwrap_or_else(|| server.clone());
+        request.extensions_mut().insert(RequestIds {
+            echoed: echoed.clone(),
+            server,
+        });
+        Ok(EchoId(echoed))
+    }
+}
+
+impl Finish for EchoId {
+    fn finish(self, mut response: Response) -> Response {
+        if response.status().as_u16() >= 400 {
+            finish_problem(&mut response, &self.0);
+        }
+        response.headers_mut().insert(REQUEST_ID_HEADER, self.0);
+        response
+    }
+}
+
+stage_layer!(RequestIdLayer);
 
 /// The client's id, when it sent a sane one.
 pub fn from_client(headers: &HeaderMap) -> Option<HeaderValue> {

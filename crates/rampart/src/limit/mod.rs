@@ -1,5 +1,5 @@
-//! Rate limiting: named GCRA policies over a pluggable store, and the per-client limit that the
-//! access gate applies to every request.
+//! Rate limiting: named GCRA policies over a pluggable store, and the per-client limit
+//! ([`ClientLimitLayer`]) every request is charged against.
 //!
 //! Defends against brute force and exhaustion by volume: every request is charged to its client
 //! (the authenticated user, or the address [`crate::http::client_ip`] resolved, IPv6 by /64)
@@ -10,10 +10,11 @@
 //! - [`gcra`]: the arithmetic; [`backoff`]: login backoff streaks.
 //! - [`store`]: the [`LimitStore`] trait and its keys; [`memory`]: the in-process store;
 //!   `redis` (feature `redis`): the store several nodes share.
-//! - [`report`]: policies and the response headers.
+//! - [`report`]: policies and the response headers; `layer`: [`ClientLimitLayer`].
 
 pub mod backoff;
 pub mod gcra;
+mod layer;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use backoff::{BackoffPolicy, Streak};
 pub use gcra::{Decision, Quota};
+pub use layer::{Charged, ClientLimitLayer};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
@@ -189,9 +191,9 @@ impl LimitObserver for LogRefusals {
     }
 }
 
-/// The limit every request is charged against: one policy per client. Mounted by
-/// [`crate::SecureRouter::limit_clients`], which knows after authentication whether the client
-/// is a user or an address. A store failure lets requests through (logged, at most a line a
+/// The limit every request is charged against: one policy per client, applied by
+/// [`ClientLimitLayer`] (which [`crate::SecureRouter::limit_clients`] mounts between
+/// authentication and the access decision). A store failure lets requests through (logged, at most a line a
 /// second) unless [`ClientLimit::fail_closed`] is set; the per-route limits on credential
 /// endpoints always fail closed.
 #[derive(Clone)]

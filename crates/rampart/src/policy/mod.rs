@@ -7,16 +7,18 @@
 //! exist: nothing about the route map leaks. Handlers take [`CurrentUser`] or [`AdminUser`]; those
 //! extractors fail closed (401/403) if a handler is ever mounted without the matching layer.
 //!
-//! The gate is also where a request is charged to its client ([`SecureRouter::limit_clients`]):
-//! only after authentication is it known whether the client is a user or an address, and a
-//! request with a bad token is charged to its address, so forged tokens cannot dodge the limit.
+//! The gate is two layers with the client rate limit ([`crate::limit::ClientLimitLayer`], set by
+//! [`SecureRouter::limit_clients`]) between them: the credentials are verified first, so the
+//! limit knows whether the client is a user or an address, and only then is the request
+//! refused or admitted, so a request with a bad token is charged to its address first and
+//! forged tokens cannot dodge the limit.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::middleware::{from_fn_with_state, Next};
+use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::Router;
@@ -24,8 +26,10 @@ use http::request::Parts;
 use http::HeaderMap;
 
 use crate::error::ApiError;
-use crate::http::RequestContext;
-use crate::limit::{Client, ClientLimit, QuotaReport};
+use crate::http::stage::{around_layer, call_inner, Around};
+pub use crate::identity::{Principal, Role};
+pub use crate::limit::Charged;
+use crate::limit::{ClientLimit, ClientLimitLayer};
 
 #[cfg(feature = "openapi")]
 mod documented;
@@ -39,44 +43,6 @@ pub enum Access {
     Authenticated,
     /// Callers whose current role is admin.
     Admin,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    User,
-    Admin,
-}
-
-/// Only the strings `"user"` and `"admin"`. serde's derived form would also take an enum's map
-/// form (`{"admin": null}`), a shape no client is told of and no schema check expects.
-impl<'de> serde::Deserialize<'de> for Role {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        match name.as_str() {
-            "user" => Ok(Self::User),
-            "admin" => Ok(Self::Admin),
-            _ => Err(serde::de::Error::unknown_variant(&name, &["user", "admin"])),
-        }
-    }
-}
-
-/// The verified caller of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user_id: String,
-    pub session_id: String,
-    pub role: Role,
-}
-
-/// Whether the limit store answered a request's charge, for [`Authenticator::recheck`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Charged {
-    /// The store answered (and with it anything it carries, such as an announcement count).
-    Answered,
-    /// No client limit is configured, or the store failed and the request was let through.
-    NotAnswered,
 }
 
 /// The future an [`Authenticator`] returns.
@@ -219,233 +185,159 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         &self.table
     }
 
-    /// The finished router. Non-public routes are wrapped (methods and 405s alike) in the
-    /// access check; unknown paths answer 401 to anonymous callers and 404 to authenticated ones.
+    /// The finished router. Every non-public route (methods and 405s alike) and every unknown
+    /// path runs through three layers: [`Identify`] verifies the credentials, the client limit
+    /// ([`ClientLimitLayer`], when set) charges the caller or, without valid credentials, the
+    /// address, and [`Require`] admits or refuses by the route's policy. Public routes run
+    /// through the client limit only. Unknown paths answer 401 to anonymous callers and 404 to
+    /// authenticated ones.
     pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
-        let auth = Gate(Arc::new(GateParts {
-            authenticator,
-            limit: self.limit,
-        }));
-        let public = match &auth.0.limit {
-            Some(_) => self.public.layer(ChargeAddressLayer(auth.clone())),
-            None => self.public,
+        let limit = self.limit.map(ClientLimitLayer::new);
+        let with_limit = |router: Router<S>| match &limit {
+            Some(limit) => router.layer(limit.clone()),
+            None => router,
         };
+        let require = |access| Require {
+            authenticator: Arc::clone(&authenticator),
+            access,
+        };
+        let public = with_limit(self.public);
+        let authenticated = with_limit(self.authenticated.layer(require(Access::Authenticated)));
+        let admin = with_limit(self.admin.layer(require(Access::Admin)));
+        let unknown = with_limit(Router::new().fallback(unknown_path));
+        let identify = Identify(authenticator);
         Router::new()
             .merge(public)
-            .merge(self.authenticated.layer(from_fn_with_state(
-                (auth.clone(), Access::Authenticated),
-                require,
-            )))
-            .merge(
-                self.admin
-                    .layer(from_fn_with_state((auth.clone(), Access::Admin), require)),
-            )
-            .fallback(move |request: Request| {
-                let auth = auth.clone();
-                async move {
-                    let Admission { caller, report } = match auth.admit(&request).await {
-                        Ok(admission) => admission,
-                        Err(limited) => return limited.into_response(),
-                    };
-                    let mut response = caller.map_or_else(IntoResponse::into_response, |_| {
-                        ApiError::NotFound.into_response()
-                    });
-                    with_report(&mut response, report.as_ref());
-                    response
-                }
-            })
+            .merge(authenticated.layer(identify.clone()))
+            .merge(admin.layer(identify.clone()))
+            .merge(unknown.layer(identify))
     }
 }
 
 /// What a caller is told when the authenticator refuses: 401 whatever the reason (nothing about
 /// the token leaks), except that an authenticator unable to decide says so (503), since
 /// refusing a valid token for an outage must not look like a bad token.
-fn refusal(err: ApiError) -> ApiError {
-    match err {
-        ApiError::Unavailable { .. } | ApiError::DependencyUnavailable { .. } => err,
-        _ => ApiError::Unauthorized,
+#[derive(Debug, Clone)]
+enum Refusal {
+    Unauthorized,
+    Unavailable(std::time::Duration),
+}
+
+impl Refusal {
+    fn of(err: &ApiError) -> Self {
+        match err {
+            ApiError::Unavailable { retry_after }
+            | ApiError::DependencyUnavailable { retry_after, .. } => {
+                Self::Unavailable(*retry_after)
+            }
+            _ => Self::Unauthorized,
+        }
+    }
+
+    /// The answer; `presented` says whether the request carried credentials.
+    fn into_response(self, presented: bool) -> Response {
+        match self {
+            Self::Unavailable(retry_after) => ApiError::Unavailable { retry_after }.into_response(),
+            Self::Unauthorized => {
+                let mut response = ApiError::Unauthorized.into_response();
+                if presented {
+                    // RFC 6750 3.1: credentials were sent and are not good (forged, expired,
+                    // revoked: which one is not said).
+                    response.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                    );
+                }
+                response
+            }
+        }
     }
 }
 
-/// Shared by every route's layer; cloned per request, so one `Arc`.
+/// The first step of the gate: verifies the credentials and puts the outcome on the request, a
+/// [`Principal`] or a [`Refusal`], for the limit and [`Require`] after it. Refuses nothing
+/// itself, so a request with bad credentials is still charged (to its address) before it is
+/// answered.
 #[derive(Clone)]
-struct Gate(Arc<GateParts>);
+struct Identify(Arc<dyn Authenticator>);
 
-struct GateParts {
+impl Around for Identify {
+    async fn around<I>(self, mut request: Request, inner: I) -> Response
+    where
+        I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        I::Future: Send + 'static,
+    {
+        match self.0.authenticate(request.headers()).await {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+            }
+            Err(refused) => {
+                request.extensions_mut().insert(Refusal::of(&refused));
+            }
+        }
+        call_inner(inner, request).await
+    }
+}
+
+around_layer!(Identify);
+
+/// The last step of the gate: the authenticator's last word on the caller
+/// ([`Authenticator::recheck`], told whether the limit store answered), then the route's
+/// policy: 401 (or 503) without a verified caller, 403 for a user on an admin route.
+#[derive(Clone)]
+struct Require {
     authenticator: Arc<dyn Authenticator>,
-    limit: Option<ClientLimit>,
+    access: Access,
 }
 
-/// What the gate made of a request.
-struct Admission {
-    /// The verified caller, or the answer for one without valid credentials: 401, or 503 when
-    /// the authenticator could not tell.
-    caller: Result<Principal, ApiError>,
-    /// The client's quota, for the response headers.
-    report: Option<QuotaReport>,
-}
-
-impl Gate {
-    /// Authenticates the request and charges it to its client: the user when the credentials
-    /// hold, else the address. `Err` is the 429.
-    fn admit<'a>(
-        &'a self,
-        request: &'a Request,
-    ) -> impl Future<Output = Result<Admission, ApiError>> + Send + 'a {
-        // The future borrows the request's parts, not the request: its body is not `Sync`, so a
-        // future holding `&Request` could not be sent between threads.
-        let (headers, extensions, path) = (
-            request.headers(),
-            request.extensions(),
-            request.uri().path(),
-        );
-        async move {
-            let caller = self
-                .0
-                .authenticator
-                .authenticate(headers)
-                .await
-                .map_err(refusal);
-            let report = self.charge(extensions, path, caller.as_ref().ok()).await?;
-            let charged = if report.is_some() {
-                Charged::Answered
-            } else {
-                Charged::NotAnswered
-            };
-            let caller = match caller {
-                Ok(principal) => self
-                    .0
-                    .authenticator
-                    .recheck(principal, charged)
-                    .await
-                    .map_err(refusal),
-                refused => refused,
-            };
-            Ok(Admission { caller, report })
-        }
-    }
-
-    async fn charge(
-        &self,
-        extensions: &http::Extensions,
-        path: &str,
-        caller: Option<&Principal>,
-    ) -> Result<Option<QuotaReport>, ApiError> {
-        let Some(limit) = &self.0.limit else {
-            return Ok(None);
+impl Around for Require {
+    async fn around<I>(self, mut request: Request, inner: I) -> Response
+    where
+        I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        I::Future: Send + 'static,
+    {
+        let presented = request.headers().contains_key(http::header::AUTHORIZATION);
+        let charged = request
+            .extensions()
+            .get::<Charged>()
+            .copied()
+            .unwrap_or(Charged::NotAnswered);
+        let Some(principal) = request.extensions_mut().remove::<Principal>() else {
+            let refusal = request
+                .extensions_mut()
+                .remove::<Refusal>()
+                .unwrap_or(Refusal::Unauthorized);
+            return refusal.into_response(presented);
         };
-        let context = extensions.get::<RequestContext>().ok_or_else(|| {
-            ApiError::internal("client limits need the rampart::http::Hardening stack")
-        })?;
-        let client = caller.map_or(Client::Address(context.client_ip), |caller| {
-            Client::Session {
-                user_id: &caller.user_id,
-                session_id: &caller.session_id,
-            }
-        });
-        limit.charge(client, context, path).await
-    }
-}
-
-fn with_report(response: &mut Response, report: Option<&QuotaReport>) {
-    if let Some(report) = report {
-        report.apply(response.headers_mut());
-    }
-}
-
-/// Public routes are charged to the address. A plain tower layer rather than `from_fn`, which
-/// would box a clone of the inner service on every request of the hottest routes.
-#[derive(Clone)]
-struct ChargeAddressLayer(Gate);
-
-impl<S> tower::Layer<S> for ChargeAddressLayer {
-    type Service = ChargeAddress<S>;
-    fn layer(&self, inner: S) -> ChargeAddress<S> {
-        ChargeAddress {
-            inner,
-            gate: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct ChargeAddress<S> {
-    inner: S,
-    gate: Gate,
-}
-
-impl<S> tower::Service<Request> for ChargeAddress<S>
-where
-    S: tower::Service<Request, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        // The clone is ready only if polled; the readied one serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let gate = self.gate.clone();
-        Box::pin(async move {
-            let report = match gate
-                .charge(request.extensions(), request.uri().path(), None)
-                .await
-            {
-                Ok(report) => report,
-                Err(limited) => return Ok(limited.into_response()),
-            };
-            let mut response = inner.call(request).await?;
-            with_report(&mut response, report.as_ref());
-            Ok(response)
-        })
-    }
-}
-
-async fn require(
-    State((gate, access)): State<(Gate, Access)>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let Admission { caller, report } = match gate.admit(&request).await {
-        Ok(admission) => admission,
-        Err(limited) => return limited.into_response(),
-    };
-    let presented = request.headers().contains_key(http::header::AUTHORIZATION);
-    let mut response = match caller {
-        Ok(principal) if access == Access::Admin && principal.role != Role::Admin => {
+        let principal = match self.authenticator.recheck(principal, charged).await {
+            Ok(principal) => principal,
+            Err(refused) => return Refusal::of(&refused).into_response(presented),
+        };
+        if self.access == Access::Admin && principal.role != Role::Admin {
             let (parts, _body) = request.into_parts();
-            gate.0.authenticator.denied(&principal, &parts).await;
-            ApiError::Forbidden.into_response()
+            self.authenticator.denied(&principal, &parts).await;
+            return ApiError::Forbidden.into_response();
         }
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(refused) => {
-            let unauthorized = matches!(refused, ApiError::Unauthorized);
-            let mut response = refused.into_response();
-            if unauthorized && presented {
-                // RFC 6750 3.1: credentials were sent and are not good (forged, expired,
-                // revoked: which one is not said).
-                response.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    http::HeaderValue::from_static(r#"Bearer error="invalid_token""#),
-                );
-            }
-            response
-        }
-    };
-    with_report(&mut response, report.as_ref());
-    response
+        request.extensions_mut().insert(principal);
+        call_inner(inner, request).await
+    }
+}
+
+around_layer!(Require);
+
+/// A path no route matched: 404 to a verified caller, the refusal to anyone else (so an
+/// anonymous caller learns nothing of which paths exist).
+async fn unknown_path(request: Request) -> Response {
+    let presented = request.headers().contains_key(http::header::AUTHORIZATION);
+    if request.extensions().get::<Principal>().is_some() {
+        return ApiError::NotFound.into_response();
+    }
+    request
+        .extensions()
+        .get::<Refusal>()
+        .cloned()
+        .unwrap_or(Refusal::Unauthorized)
+        .into_response(presented)
 }
 
 /// The authenticated caller. Fails closed with 401 when the route was not mounted as

@@ -130,8 +130,8 @@ pub enum KeysSource {
     Missing,
 }
 
-/// Cross-origin settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Cross-origin settings. The default allows no cross-origin access.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CorsSettings {
     pub origins: CorsOrigins,
     /// Whether browsers may send cookies/credentials cross-origin. Never together with `*`.
@@ -173,6 +173,23 @@ pub struct HttpLimits {
     /// queued.
     pub max_in_flight: usize,
     pub json_max_depth: usize,
+}
+
+/// The defaults every `RAMPART_*` limit falls back to, and an app's starting point.
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            max_in_flight: 1024,
+            json_max_depth: 32,
+        }
+    }
 }
 
 /// The effective configuration. Built only by [`Settings::from_env`] or [`Settings::from_map`].

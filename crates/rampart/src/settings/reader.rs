@@ -286,21 +286,22 @@ impl Reader {
                 }
             })
         };
+        let defaults = HttpLimits::default();
         let http = HttpLimits {
-            body_limit: self.parse("BODY_LIMIT", 1024 * 1024, parse_size),
+            body_limit: self.parse("BODY_LIMIT", defaults.body_limit, parse_size),
             request_timeout: self.parse(
                 "REQUEST_TIMEOUT",
-                Duration::from_secs(30),
+                defaults.request_timeout,
                 nonzero_duration,
             ),
-            header_timeout: self.parse("HEADER_TIMEOUT", Duration::from_secs(10), nonzero_duration),
-            body_timeout: self.parse("BODY_TIMEOUT", Duration::from_secs(10), nonzero_duration),
+            header_timeout: self.parse("HEADER_TIMEOUT", defaults.header_timeout, nonzero_duration),
+            body_timeout: self.parse("BODY_TIMEOUT", defaults.body_timeout, nonzero_duration),
             shutdown_timeout: self.parse(
                 "SHUTDOWN_TIMEOUT",
-                Duration::from_secs(30),
+                defaults.shutdown_timeout,
                 parse_duration,
             ),
-            max_connections: self.parse("MAX_CONNECTIONS", 10_000, |s| {
+            max_connections: self.parse("MAX_CONNECTIONS", defaults.max_connections, |s| {
                 positive(s).and_then(|n| {
                     if n <= 1_000_000 {
                         Ok(n)
@@ -309,9 +310,13 @@ impl Reader {
                     }
                 })
             }),
-            max_connections_per_ip: self.parse("MAX_CONNECTIONS_PER_IP", 256, positive),
-            max_in_flight: self.parse("MAX_IN_FLIGHT", 1024, positive),
-            json_max_depth: self.parse("JSON_MAX_DEPTH", 32, positive),
+            max_connections_per_ip: self.parse(
+                "MAX_CONNECTIONS_PER_IP",
+                defaults.max_connections_per_ip,
+                positive,
+            ),
+            max_in_flight: self.parse("MAX_IN_FLIGHT", defaults.max_in_flight, positive),
+            json_max_depth: self.parse("JSON_MAX_DEPTH", defaults.json_max_depth, positive),
         };
 
         let algorithm = self.parse("TOKEN_ALG", TokenAlgorithm::EdDsa, |s| match s.trim() {
