@@ -31,9 +31,10 @@ use rampart::limit::{
     Policy, Quota, QuotaReport, Streak, Subject,
 };
 use rampart::settings::Rate;
-use rampart::{ApiError, Settings};
+use rampart::ApiError;
 
 use crate::audit::{Event, EventSampler, Kind, Recorder};
+use crate::config::Settings;
 use crate::metrics::ServiceMetrics;
 
 /// Distinct names failing from one address within the window that mark it as stuffing. Above

@@ -5,22 +5,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use rampart::http::Hardening;
 use rampart::keys::KeySet;
 use rampart::limit::{ClientLimit, LimitObserver, Limiter};
 use rampart::pagination::CursorKey;
 use rampart::password::PasswordHasher;
 use rampart::policy::Authenticator;
 use rampart::server::{self, ServeOptions};
-use rampart::settings::{KeysSource, StoreFailure, TokenAlgorithm};
 use rampart::tokens::{TokenPolicy, Tokens};
-use rampart::Settings;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::abuse::AbuseControl;
 use crate::access::AccessState;
 use crate::cluster::Cluster;
+use crate::config::{KeysSource, Settings, StoreFailure, TokenAlgorithm};
 use crate::state::{AppState, Shared};
 use crate::{docs, routes, store};
 
@@ -34,7 +32,7 @@ pub struct UnsafePosture(pub String);
 
 /// Checks the posture: an error in production when anything fails, log lines otherwise.
 pub fn enforce_posture(settings: &Settings) -> Result<(), UnsafePosture> {
-    let posture = crate::posture::assess(settings);
+    let posture = crate::posture::Posture::assess(settings);
     if settings.env.is_production() && !posture.is_safe_for_production() {
         let lines: Vec<String> = posture
             .failures()
@@ -356,7 +354,7 @@ impl std::fmt::Debug for Assembled {
 
 /// Builds the service; requests are counted only when the metrics are exposed.
 pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
-    let mut hardening = Hardening::from_settings(&settings);
+    let mut hardening = settings.hardening();
     let mut registry = settings
         .metrics_bind
         .map(|_| prometheus_client::registry::Registry::with_prefix("rampart"));
@@ -432,7 +430,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     enforce_posture(&settings)?;
     let options = serve_options(&settings);
     let (bind, metrics_bind) = (settings.bind, settings.metrics_bind);
-    let metrics_hardening = Hardening::from_settings(&settings);
+    let metrics_hardening = settings.hardening();
     let Assembled { router, metrics } = assemble(settings).await?;
     let listener = TcpListener::bind(bind)
         .await

@@ -9,9 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rampart::keys::KeySet;
-use rampart::settings::KeysSource;
-use rampart::Settings;
 
+use crate::config::{KeysSource, Settings};
 use crate::{app, store};
 
 #[derive(Debug, Parser)]
@@ -149,7 +148,8 @@ pub fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let _flush_logs_on_exit = rampart::telemetry::init(&settings);
+            let _flush_logs_on_exit =
+                rampart::telemetry::init(&settings.log_filter, settings.log_format);
             run_async(app::run(settings))
         }
         Command::Migrate => run_async(async move {
@@ -403,7 +403,7 @@ fn run_async(job: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 }
 
 fn check(settings: &Settings) -> ExitCode {
-    let posture = crate::posture::assess(settings);
+    let posture = crate::posture::Posture::assess(settings);
     println!(
         "rampart {} security posture ({})",
         env!("CARGO_PKG_VERSION"),

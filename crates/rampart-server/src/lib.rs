@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod cluster;
+pub mod config;
 pub mod docs;
 pub mod domain;
 pub mod hash_params;

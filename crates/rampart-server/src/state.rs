@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
+use crate::config::Settings;
 use rampart::keys::KeySet;
 use rampart::password::PasswordHasher;
 use rampart::tokens::Tokens;
-use rampart::Settings;
 
 use crate::access::AccessState;
 use crate::store::Store;

@@ -8,7 +8,7 @@ mod common;
 use common::{services, TestApp};
 use reqwest::StatusCode;
 
-fn settings(pairs: &[(&str, &str)], data: &tempfile::TempDir) -> rampart::Settings {
+fn settings(pairs: &[(&str, &str)], data: &tempfile::TempDir) -> rampart_server::config::Settings {
     let mut map: std::collections::HashMap<String, String> = pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -18,7 +18,7 @@ fn settings(pairs: &[(&str, &str)], data: &tempfile::TempDir) -> rampart::Settin
         "RAMPART_AUDIT_ANCHOR".into(),
         data.path().join("audit-anchor").display().to_string(),
     );
-    rampart::Settings::from_map(map).unwrap()
+    rampart_server::config::Settings::from_map(map).unwrap()
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! Structured logging set-up.
 //!
 //! Defends against secrets in logs by construction: rampart's own layers log only fixed fields
-//! (see `http::access_log`), and the filter comes from settings, where the posture check fails
-//! any level above info in production, because dependencies' debug output may record request
-//! data.
+//! (see `http::access_log`), and the filter is the app's (the rampart server's posture check
+//! fails any level above info in production, because dependencies' debug output may record
+//! request data).
 //!
 //! Defends against log-driven stalls too: a log line is only copied into a memory buffer under a
 //! short lock; a background thread swaps the buffer out every [`FLUSH_INTERVAL`] and writes it
@@ -20,7 +20,7 @@ use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::{LogFormat, Settings};
+use crate::settings::LogFormat;
 
 /// Lets one log line a second through and counts the ones held back, for events that arrive in
 /// floods (refusals, shed requests): a flood of them must not become a flood of log lines.
@@ -166,9 +166,9 @@ impl<'a> MakeWriter<'a> for BatchedWriter {
 
 /// Installs the global subscriber, writing to stderr (stdout carries only the `listening on`
 /// line and command output). Returns `None` if a subscriber was already installed.
-pub fn init(settings: &Settings) -> Option<LogGuard> {
-    let filter =
-        EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+/// `filter` is an `EnvFilter` directive (`info`, `rampart=debug`); an invalid one means `info`.
+pub fn init(filter: &str, format: LogFormat) -> Option<LogGuard> {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let pending = Arc::new(Pending {
         lines: Mutex::new(Vec::with_capacity(256 * 1024)),
         dropped: AtomicU64::new(0),
@@ -180,7 +180,7 @@ pub fn init(settings: &Settings) -> Option<LogGuard> {
         .with_writer(BatchedWriter(Arc::clone(&pending)))
         .with_ansi(colour)
         .with_target(false);
-    let installed = match settings.log_format {
+    let installed = match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

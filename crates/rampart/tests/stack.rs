@@ -449,11 +449,7 @@ async fn metrics_count_route_templates_never_the_paths_clients_send() {
             get(|axum::extract::Path(id): axum::extract::Path<String>| async move { id }),
         )
         .into_router(Arc::new(TokenIsUser));
-    let mut hardening = Hardening::from_settings(
-        &rampart::Settings::from_map(std::collections::HashMap::new()).unwrap(),
-    );
-    hardening = hardening.with_metrics(metrics);
-    let app = hardening.apply(routes);
+    let app = Hardening::default().with_metrics(metrics).apply(routes);
     for path in [
         "/notes/alice@example.com",
         "/notes/8f14e45f-ceea-467f-a0e6-6f1e3b7a5e21",

@@ -49,7 +49,7 @@ pub struct Lifetimes {
 }
 
 impl Lifetimes {
-    pub fn of(settings: &rampart::Settings) -> Self {
+    pub fn of(settings: &crate::config::Settings) -> Self {
         Self {
             session_max_age: settings.session_max_age,
             refresh_ttl: settings.refresh_ttl,

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rampart::Settings;
+use rampart_server::config::Settings;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -149,7 +149,7 @@ impl TestApp {
         );
         let settings = Settings::from_map(vars).expect("valid test settings");
         let options = rampart_server::app::serve_options(&settings);
-        let hardening = rampart::http::Hardening::from_settings(&settings);
+        let hardening = settings.hardening();
         let state = rampart_server::app::state(settings)
             .await
             .expect("app state");

@@ -39,7 +39,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::json::JsonConfig;
-use crate::settings::{CorsSettings, HttpLimits, Settings};
+use crate::settings::{CorsSettings, HttpLimits};
 
 pub use access_log::AccessLogLayer;
 pub use body_limit::{BodyLimitLayer, BodyLimits};
@@ -49,10 +49,9 @@ pub use in_flight::LoadShedLayer;
 pub use request_id::{RequestIdLayer, RequestIds};
 pub use timeout::TimeoutLayer;
 
-/// The whole stack's settings; build it with [`Hardening::from_settings`], or in an app that
-/// has its own configuration from [`Hardening::default`] (rampart's defaults: 1 MiB bodies
-/// within 10 s, 30 s per request, 1024 requests in flight, JSON nesting 32, no cross-origin
-/// access, no trusted proxies) with the fields it changes.
+/// The whole stack's settings. Start from [`Hardening::default`] (rampart's defaults: 1 MiB
+/// bodies within 10 s, 30 s per request, 1024 requests in flight, JSON nesting 32, no
+/// cross-origin access, no trusted proxies) and change the fields the app needs.
 #[derive(Debug, Clone, Default)]
 pub struct Hardening {
     pub limits: HttpLimits,
@@ -64,16 +63,6 @@ pub struct Hardening {
 }
 
 impl Hardening {
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            limits: settings.http,
-            cors: settings.cors.clone(),
-            trusted_proxies: settings.trusted_proxies.clone(),
-            forwarded_header: settings.forwarded_header,
-            metrics: None,
-        }
-    }
-
     /// Counts every answered request in `metrics` (see [`crate::metrics`]).
     #[must_use]
     pub fn with_metrics(mut self, metrics: crate::metrics::HttpMetrics) -> Self {

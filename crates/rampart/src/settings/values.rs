@@ -13,7 +13,7 @@ use http::HeaderValue;
 
 /// A whole number written in ASCII digits only. `str::parse` also takes a leading `+`, which is
 /// not one of the documented forms; every number in a setting goes through here instead.
-pub(crate) fn whole_number<T: FromStr>(raw: &str) -> Option<T> {
+pub fn whole_number<T: FromStr>(raw: &str) -> Option<T> {
     (!raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()))
         .then(|| raw.parse().ok())
         .flatten()
@@ -88,11 +88,12 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// For defaults written as literals; `count` and `per_secs` must be above zero.
-    pub(crate) const fn fixed(count: u32, per_secs: u64) -> Self {
+    /// `count` per `per_secs` seconds, for defaults written as literals. A zero is raised to
+    /// one, so every `Rate` is a usable limit.
+    pub const fn fixed(count: u32, per_secs: u64) -> Self {
         Self {
-            count,
-            per: Duration::from_secs(per_secs),
+            count: if count == 0 { 1 } else { count },
+            per: Duration::from_secs(if per_secs == 0 { 1 } else { per_secs }),
         }
     }
 

@@ -6,12 +6,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rampart::http::client_ip::ForwardedHeader;
+use rampart::settings::{
+    parse_bool, parse_duration, parse_networks, parse_size, whole_number, CorsOrigins,
+    CorsSettings, HashParams, HttpLimits, LogFormat, Rate,
+};
 use secrecy::SecretString;
 
 use super::{
-    parse_bool, parse_duration, parse_networks, parse_size, whole_number, CorsOrigins,
-    CorsSettings, Environment, ForwardedHeader, HashParams, HttpLimits, KeysSource, LogFormat,
-    Rate, Settings, SettingsError, StoreFailure, TokenAlgorithm, TokenSettings, PREFIX,
+    Environment, KeysSource, Settings, SettingsError, StoreFailure, TokenAlgorithm, TokenSettings,
+    PREFIX,
 };
 
 /// Reads the TOML file into `NAME -> value` pairs; nested tables are not part of the format.

@@ -1,8 +1,8 @@
 //! The security posture of a configuration: every choice that would be unsafe in production,
 //! listed with the setting that causes it.
 //!
-//! The items here judge the layers' settings; a server adds its own (where its database and
-//! Redis are, and how it reaches them: `rampart-server`'s `posture` module).
+//! The items here judge the HTTP, token, limit, hashing and logging settings; [`stores`] judges
+//! where the database and Redis are and how the server reaches them.
 //!
 //! Defends against shipping a development configuration: in production any failing item refuses
 //! start-up (fail closed), and `rampart check` prints the same list so an operator sees it before
@@ -14,7 +14,11 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use crate::settings::{format_duration, CorsOrigins, HashParams, KeysSource, LogFormat, Settings};
+use rampart::settings::{format_duration, CorsOrigins, HashParams, LogFormat};
+
+use crate::config::{KeysSource, Settings};
+
+mod stores;
 
 /// How production treats an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -204,13 +208,13 @@ impl Posture {
             );
         }
 
-        if settings.tokens.algorithm == crate::settings::TokenAlgorithm::Hs256 {
+        if settings.tokens.algorithm == crate::config::TokenAlgorithm::Hs256 {
             let judged = settings
                 .tokens
                 .hs256_secret
                 .as_ref()
-                .map_or(Err(crate::keys::strength::Weak::NotEncoded), |secret| {
-                    crate::keys::strength::judge_hs256_secret(secret.expose_secret())
+                .map_or(Err(rampart::keys::strength::Weak::NotEncoded), |secret| {
+                    rampart::keys::strength::judge_hs256_secret(secret.expose_secret())
                 });
             match judged {
                 Err(weak) => add(
@@ -222,7 +226,7 @@ impl Posture {
                          at least {} random bytes: `rampart keys generate --hs256 --out PATH` \
                          makes one (then set RAMPART_JWT_SECRET_FILE to it), as does `openssl \
                          rand -base64 48`",
-                        crate::keys::strength::MIN_SECRET_BYTES
+                        rampart::keys::strength::MIN_SECRET_BYTES
                     ),
                 ),
                 Ok(key) => add(
@@ -345,6 +349,7 @@ impl Posture {
                 "off: no per-client limit; only safe behind a gateway that limits clients".into(),
             ),
         }
+        items.extend(stores::items(settings));
         Self { items }
     }
 
@@ -410,7 +415,7 @@ fn keys_item(keys: &KeysSource) -> (Verdict, String) {
                             path.display()
                         ),
                     )
-                } else if let Err(err) = crate::keys::KeySet::load(path) {
+                } else if let Err(err) = rampart::keys::KeySet::load(path) {
                     (Verdict::Fail, err.to_string())
                 } else {
                     (Verdict::Pass, path.display().to_string())
@@ -462,7 +467,7 @@ mod tests {
     fn keys_file() -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("keys.json");
-        crate::keys::KeySet::generate()
+        rampart::keys::KeySet::generate()
             .and_then(|k| k.write_new(&path))
             .unwrap_or_else(|e| panic!("{e}"));
         #[cfg(unix)]
@@ -605,7 +610,7 @@ mod tests {
             let item = p.items.iter().find(|i| i.setting == "RAMPART_JWT_SECRET");
             assert!(item.is_some_and(|i| i.message.contains("keys generate --hs256")));
         }
-        let generated = crate::keys::generate_hs256_secret().unwrap();
+        let generated = rampart::keys::generate_hs256_secret().unwrap();
         let p = hs256(generated.expose_secret());
         assert!(p.is_safe_for_production(), "{}", p.table());
         assert!(!p.table().contains(generated.expose_secret()));

@@ -1,5 +1,5 @@
-//! The server's own posture items: where its database and Redis are, and whether the way there
-//! is encrypted and authenticated. They join the layers' items ([`rampart::posture`]).
+//! The posture items of the server's stores: where its database and Redis are, and whether the
+//! way there is encrypted and authenticated.
 //!
 //! Defends against password and token hashes, revocations and rate-limit counters crossing a
 //! network in the clear, and against a check that can be talked past: the URL is parsed by the
@@ -12,20 +12,19 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use rampart::posture::{Item, Posture, Verdict};
-use rampart::Settings;
+use super::{Item, Verdict};
+use crate::config::Settings;
 use redis::ConnectionAddr;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-/// The layers' items and the server's.
-pub fn assess(settings: &Settings) -> Posture {
-    let mut posture = Posture::assess(settings);
-    posture.items.push(database(settings));
+/// The database's item, and Redis' when one is configured.
+pub(super) fn items(settings: &Settings) -> Vec<Item> {
+    let mut items = vec![database(settings)];
     if let Some(url) = &settings.redis_url {
-        posture.items.push(redis(url.expose_secret()));
+        items.push(redis(url.expose_secret()));
     }
-    posture
+    items
 }
 
 fn item(setting: &'static str, verdict: Verdict, message: String) -> Item {
@@ -123,7 +122,7 @@ fn redis(url: &str) -> Item {
     let (verdict, message) = match client.get_connection_info().addr() {
         ConnectionAddr::Unix(_) => (Verdict::Pass, "a local socket".to_owned()),
         ConnectionAddr::Tcp(host, _) if is_loopback(host) => {
-            (Verdict::Pass, rampart::settings::redact_url(url))
+            (Verdict::Pass, crate::config::redact_url(url))
         }
         ConnectionAddr::Tcp(host, _) => (
             Verdict::Fail,
@@ -177,7 +176,7 @@ mod tests {
     }
 
     fn verdict(pairs: &[(&str, &str)], setting: &str) -> (Verdict, String) {
-        let posture = assess(&settings(pairs));
+        let posture = super::super::Posture::assess(&settings(pairs));
         let found = posture.items.iter().find(|i| i.setting == setting);
         found.map_or((Verdict::Pass, String::new()), |i| {
             (i.verdict, i.message.clone())
