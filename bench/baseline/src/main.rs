@@ -9,8 +9,9 @@
 //! - `GET /items/{id}` does the work of rampart's `GET /v1/items/{id}` bare: the token checked
 //!   from a cache of verified tokens (verified once, as above, on a miss), then one point read
 //!   of the item by id and owner from the SQLite file `BASELINE_DB` (rampart's, read-only,
-//!   opened on first use) through a pool of sqlx connections, answered as JSON. The ratio
-//!   against it is what the layers themselves cost on an item read.
+//!   opened on first use) with a prepared statement on the serving thread's own connection,
+//!   the way rampart's SQLite store reads it, answered as JSON. The ratio against it is what
+//!   the layers themselves cost on an item read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,8 +20,6 @@ use axum::extract::Path;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{routing::get, Json, Router};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::Row;
 
 type Health = Json<std::collections::BTreeMap<&'static str, &'static str>>;
 
@@ -84,25 +83,40 @@ fn cached_subject(
     Some(sub)
 }
 
-async fn owned_item(pool: &SqlitePool, id: &str, owner: &str) -> Option<serde_json::Value> {
-    let row = sqlx::query(
-        "SELECT id, owner_id, title, body, created_at, updated_at FROM items
-         WHERE id = $1 AND owner_id = $2",
-    )
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(pool)
-    .await
-    .ok()??;
-    let text = |column: &str| row.try_get::<String, _>(column).unwrap_or_default();
-    Some(serde_json::json!({
-        "id": text("id"),
-        "owner_id": text("owner_id"),
-        "title": text("title"),
-        "body": text("body"),
-        "created_at": text("created_at"),
-        "updated_at": text("updated_at"),
-    }))
+thread_local! {
+    /// Each serving thread's own read-only connection to `BASELINE_DB`, opened on first use.
+    static ITEMS_DB: std::cell::RefCell<Option<rusqlite::Connection>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The item `id` if `owner` owns it: one prepared point read on this thread's connection.
+fn owned_item(path: &str, id: &str, owner: &str) -> Option<serde_json::Value> {
+    ITEMS_DB.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .ok();
+        }
+        let connection = slot.as_ref()?;
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT id, owner_id, title, body, created_at, updated_at FROM items
+                 WHERE id = $1 AND owner_id = $2",
+            )
+            .ok()?;
+        statement
+            .query_row((id, owner), |row| {
+                let text = |i: usize| row.get::<_, String>(i).unwrap_or_default();
+                Ok(serde_json::json!({
+                    "id": text(0), "owner_id": text(1), "title": text(2), "body": text(3),
+                    "created_at": text(4), "updated_at": text(5),
+                }))
+            })
+            .ok()
+    })
 }
 
 #[tokio::main]
@@ -111,15 +125,11 @@ async fn main() -> std::io::Result<()> {
     let verifier = std::env::var("BASELINE_KEYS_FILE")
         .ok()
         .and_then(|p| verifier_from(&p));
-    let items_db = std::env::var("BASELINE_DB").ok().map(|path| {
-        SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_lazy_with(SqliteConnectOptions::new().filename(path).read_only(true))
-    });
+    let items_db = std::env::var("BASELINE_DB").ok();
     let token_cache = Arc::new(Mutex::new(HashMap::new()));
     let item_verifier = verifier.clone();
     let item = get(move |Path(id): Path<String>, headers: HeaderMap| {
-        let (verifier, cache, pool) = (
+        let (verifier, cache, path) = (
             item_verifier.clone(),
             Arc::clone(&token_cache),
             items_db.clone(),
@@ -127,9 +137,8 @@ async fn main() -> std::io::Result<()> {
         async move {
             let owner = cached_subject(&headers, verifier.as_ref(), &cache)
                 .ok_or(StatusCode::UNAUTHORIZED)?;
-            let pool = pool.ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
-            owned_item(&pool, &id, &owner)
-                .await
+            let path = path.ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
+            owned_item(&path, &id, &owner)
                 .map(Json)
                 .ok_or(StatusCode::NOT_FOUND)
         }

@@ -79,9 +79,32 @@ pub trait ItemStore {
     fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 }
 
-/// The [`ItemStore`] methods, written once for both backends (see [`super::reads`]); expanded
+/// An owner's item by id.
+pub(crate) const OWNED_ITEM: &str = concat!(
+    "SELECT ",
+    super::item_columns!(),
+    " FROM items WHERE id = $1 AND owner_id = $2"
+);
+/// Whether an item exists, whoever owns it.
+pub(crate) const ITEM_EXISTS: &str = "SELECT 1 FROM items WHERE id = $1";
+/// A page of an owner's items older than `$2`. Two statements, not `($2 IS NULL OR id < $2)`:
+/// SQLite cannot seek the index with an OR and would walk every newer row to reach a deep page;
+/// each plan here seeks the (owner_id, id) index on both backends.
+pub(crate) const ITEM_PAGE_AFTER: &str = concat!(
+    "SELECT ",
+    super::item_columns!(),
+    " FROM items WHERE owner_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+);
+/// The first page of an owner's items.
+pub(crate) const ITEM_PAGE_FIRST: &str = concat!(
+    "SELECT ",
+    super::item_columns!(),
+    " FROM items WHERE owner_id = $1 ORDER BY id DESC LIMIT $2"
+);
+
+/// The [`ItemStore`] writes, written once for both backends (see [`super::reads`]); expanded
 /// inside `impl ItemStore for $store` where `self.pool` is the backend's sqlx pool.
-macro_rules! item_statements {
+macro_rules! item_writes {
     () => {
         fn create_item<'a>(
             &'a self,
@@ -106,26 +129,6 @@ macro_rules! item_statements {
                     .fetch_one(&self.pool)
                     .await?;
                 $crate::store::rows::item_from(&row)
-            })
-        }
-
-        fn owned_item<'a>(
-            &'a self,
-            owner: &'a $crate::store::Owner,
-            id: &'a str,
-        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::ItemRecord>> {
-            $crate::store::bounded(async move {
-                let sql = concat!(
-                    "SELECT ",
-                    $crate::store::item_columns!(),
-                    " FROM items WHERE id = $1 AND owner_id = $2"
-                );
-                let row = sqlx::query(sql)
-                    .bind(id)
-                    .bind(owner.id())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.as_ref().map($crate::store::rows::item_from).transpose()
             })
         }
 
@@ -168,6 +171,28 @@ macro_rules! item_statements {
                 Ok(done.rows_affected() == 1)
             })
         }
+    };
+}
+pub(crate) use item_writes;
+
+/// The [`ItemStore`] reads through the backend's sqlx pool (PostgreSQL; SQLite reads through
+/// its own connections, see `sqlite::reader`).
+macro_rules! item_reads {
+    () => {
+        fn owned_item<'a>(
+            &'a self,
+            owner: &'a $crate::store::Owner,
+            id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::ItemRecord>> {
+            $crate::store::bounded(async move {
+                let row = sqlx::query($crate::store::items::OWNED_ITEM)
+                    .bind(id)
+                    .bind(owner.id())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map($crate::store::rows::item_from).transpose()
+            })
+        }
 
         fn list_items<'a>(
             &'a self,
@@ -176,23 +201,11 @@ macro_rules! item_statements {
             rows: usize,
         ) -> $crate::store::StoreFuture<'a, Vec<$crate::store::ItemRecord>> {
             $crate::store::bounded(async move {
-                // Two statements, not `($2 IS NULL OR id < $2)`: SQLite cannot seek the
-                // index with an OR and would walk every newer row to reach a deep page; each
-                // plan here seeks the (owner_id, id) index on both backends.
-                let seek = concat!(
-                    "SELECT ",
-                    $crate::store::item_columns!(),
-                    " FROM items WHERE owner_id = $1 AND id < $2
-                         ORDER BY id DESC LIMIT $3"
-                );
-                let first = concat!(
-                    "SELECT ",
-                    $crate::store::item_columns!(),
-                    " FROM items WHERE owner_id = $1 ORDER BY id DESC LIMIT $2"
-                );
                 let query = match before {
-                    Some(before) => sqlx::query(seek).bind(owner.id()).bind(before),
-                    None => sqlx::query(first).bind(owner.id()),
+                    Some(before) => sqlx::query($crate::store::items::ITEM_PAGE_AFTER)
+                        .bind(owner.id())
+                        .bind(before),
+                    None => sqlx::query($crate::store::items::ITEM_PAGE_FIRST).bind(owner.id()),
                 };
                 let found = query
                     .bind($crate::store::limit(rows))
@@ -204,7 +217,7 @@ macro_rules! item_statements {
 
         fn item_exists<'a>(&'a self, id: &'a str) -> $crate::store::StoreFuture<'a, bool> {
             $crate::store::bounded(async move {
-                let row = sqlx::query("SELECT 1 FROM items WHERE id = $1")
+                let row = sqlx::query($crate::store::items::ITEM_EXISTS)
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -213,4 +226,4 @@ macro_rules! item_statements {
         }
     };
 }
-pub(crate) use item_statements;
+pub(crate) use item_reads;

@@ -7,21 +7,32 @@
 //! Every statement is parameterised (no client text is ever spliced into SQL) and is an indexed
 //! lookup or an indexed page, so no read holds a connection for long.
 
-/// The shared read methods, expanded inside `impl Store for $store` where `self.pool` is the
-/// backend's sqlx pool.
-macro_rules! read_statements {
+/// An account by its email or username key (login).
+pub(crate) const USER_BY_LOGIN: &str = concat!(
+    "SELECT ",
+    super::user_columns!(),
+    " FROM users WHERE email_key = $1 OR username_key = $1"
+);
+/// An account by id.
+pub(crate) const USER_BY_ID: &str = concat!(
+    "SELECT ",
+    super::user_columns!(),
+    " FROM users WHERE id = $1"
+);
+/// Whether a session is live as its user's at `$3`.
+pub(crate) const SESSION_IS_LIVE: &str = "SELECT 1 FROM sessions
+     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3";
+
+/// The point reads a request makes (an account, a session), through the backend's sqlx pool
+/// (PostgreSQL; SQLite reads through its own connections, see `sqlite::reader`).
+macro_rules! point_reads {
     () => {
         fn find_user_by_login<'a>(
             &'a self,
             login_key: &'a str,
         ) -> $crate::store::StoreFuture<'a, Option<$crate::store::UserRecord>> {
             $crate::store::bounded(async move {
-                let sql = concat!(
-                    "SELECT ",
-                    $crate::store::user_columns!(),
-                    " FROM users WHERE email_key = $1 OR username_key = $1"
-                );
-                let row = sqlx::query(sql)
+                let row = sqlx::query($crate::store::reads::USER_BY_LOGIN)
                     .bind(login_key)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -37,12 +48,10 @@ macro_rules! read_statements {
             id: &'a str,
         ) -> $crate::store::StoreFuture<'a, Option<$crate::store::UserRecord>> {
             $crate::store::bounded(async move {
-                let sql = concat!(
-                    "SELECT ",
-                    $crate::store::user_columns!(),
-                    " FROM users WHERE id = $1"
-                );
-                let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query($crate::store::reads::USER_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
                 Ok(row
                     .as_ref()
                     .map($crate::store::rows::user_from)
@@ -50,6 +59,29 @@ macro_rules! read_statements {
             })
         }
 
+        fn session_is_live<'a>(
+            &'a self,
+            session_id: &'a str,
+            user_id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            $crate::store::bounded(async move {
+                let row = sqlx::query($crate::store::reads::SESSION_IS_LIVE)
+                    .bind(session_id)
+                    .bind(user_id)
+                    .bind($crate::store::now())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.is_some())
+            })
+        }
+    };
+}
+pub(crate) use point_reads;
+
+/// The shared read methods, expanded inside `impl Store for $store` where `self.pool` is the
+/// backend's sqlx pool.
+macro_rules! read_statements {
+    () => {
         fn list_users<'a>(
             &'a self,
             after: Option<&'a str>,
@@ -99,25 +131,6 @@ macro_rules! read_statements {
                 rows.iter()
                     .map($crate::store::rows::session_from)
                     .collect()
-            })
-        }
-
-        fn session_is_live<'a>(
-            &'a self,
-            session_id: &'a str,
-            user_id: &'a str,
-        ) -> $crate::store::StoreFuture<'a, bool> {
-            $crate::store::bounded(async move {
-                let row = sqlx::query(
-                        "SELECT 1 FROM sessions
-                         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND expires_at > $3",
-                    )
-                    .bind(session_id)
-                    .bind(user_id)
-                    .bind($crate::store::now())
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.is_some())
             })
         }
 

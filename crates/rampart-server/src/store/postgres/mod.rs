@@ -146,6 +146,7 @@ impl Store for PostgresStore {
     }
 
     super::reads::read_statements!();
+    super::reads::point_reads!();
 
     fn is_shared(&self) -> bool {
         true
@@ -167,5 +168,6 @@ impl Store for PostgresStore {
 }
 
 impl super::ItemStore for PostgresStore {
-    super::items::item_statements!();
+    super::items::item_writes!();
+    super::items::item_reads!();
 }

@@ -12,11 +12,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::{bounded, Store, StoreError, StoreFuture, Tx};
+use reader::{read_error, Readers};
+
+mod reader;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The point reads' own connections (see [`reader`]).
+    readers: Readers,
     /// This process's writers queue here, one at a time, before `BEGIN IMMEDIATE` (the file
     /// takes one writer anyway): waiting on a lock is cheaper than SQLite's busy retries.
     writers: Arc<tokio::sync::Mutex<()>>,
@@ -74,19 +79,25 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let file = options.get_filename();
+        let file = options.get_filename().to_path_buf();
+        if file.as_path() == std::path::Path::new(":memory:") {
+            // Each connection would hold a database of its own.
+            return Err(StoreError::Failed(
+                "the SQLite store needs a file; an in-memory database is not supported".into(),
+            ));
+        }
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             rampart::keys::create_private_dir(dir).map_err(StoreError::Location)?;
         }
         // SQLite would create the file with the umask's mode (often world-readable), and gives
         // its -wal/-shm files the database file's mode. It holds password and refresh-token
         // hashes, so create it owner-only first.
-        if file != std::path::Path::new(":memory:") && !file.exists() {
+        if !file.exists() {
             let mut create = std::fs::OpenOptions::new();
             create.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
-            match create.open(file) {
+            match create.open(&file) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(StoreError::Location(e)),
@@ -98,8 +109,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
+        let readers = Readers::open(&file)?;
         Ok(Self {
             pool,
+            readers,
             writers: Arc::default(),
         })
     }
@@ -125,6 +138,35 @@ impl Store for SqliteStore {
 
     super::reads::read_statements!();
 
+    fn find_user_by_login<'a>(
+        &'a self,
+        login_key: &'a str,
+    ) -> StoreFuture<'a, Option<super::UserRecord>> {
+        self.read_one(super::reads::USER_BY_LOGIN, &[("$1", &login_key)], |row| {
+            Ok(super::rows::user_from(row)?)
+        })
+    }
+
+    fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::UserRecord>> {
+        self.read_one(super::reads::USER_BY_ID, &[("$1", &id)], |row| {
+            Ok(super::rows::user_from(row)?)
+        })
+    }
+
+    fn session_is_live<'a>(
+        &'a self,
+        session_id: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        let now = super::now().to_string();
+        let found = self.read_one(
+            super::reads::SESSION_IS_LIVE,
+            &[("$1", &session_id), ("$2", &user_id), ("$3", &now)],
+            |_| Ok(()),
+        );
+        Box::pin(async move { Ok(found.await?.is_some()) })
+    }
+
     fn is_shared(&self) -> bool {
         false
     }
@@ -144,6 +186,83 @@ impl Store for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The first row `sql` finds, read inline (see [`reader`]), decoded by `decode`.
+    fn read_one<'a, T: Send + 'a>(
+        &self,
+        sql: &str,
+        params: &[(&str, &dyn rusqlite::ToSql)],
+        decode: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> StoreFuture<'a, Option<T>> {
+        let found = self.readers.read(|connection| {
+            let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
+            let mut rows = statement.query(params).map_err(read_error)?;
+            match rows.next().map_err(read_error)? {
+                Some(row) => decode(row).map(Some),
+                None => Ok(None),
+            }
+        });
+        Box::pin(std::future::ready(found))
+    }
+
+    /// Every row `sql` finds, read inline, decoded by `decode`.
+    fn read_all<'a, T: Send + 'a>(
+        &self,
+        sql: &str,
+        params: &[(&str, &dyn rusqlite::ToSql)],
+        decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> StoreFuture<'a, Vec<T>> {
+        let found = self.readers.read(|connection| {
+            let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
+            let mut rows = statement.query(params).map_err(read_error)?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next().map_err(read_error)? {
+                found.push(decode(row)?);
+            }
+            Ok(found)
+        });
+        Box::pin(std::future::ready(found))
+    }
+}
+
 impl super::ItemStore for SqliteStore {
-    super::items::item_statements!();
+    super::items::item_writes!();
+
+    fn owned_item<'a>(
+        &'a self,
+        owner: &'a super::Owner,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<super::ItemRecord>> {
+        self.read_one(
+            super::items::OWNED_ITEM,
+            &[("$1", &id), ("$2", &owner.id())],
+            |row| super::rows::item_from(row),
+        )
+    }
+
+    fn list_items<'a>(
+        &'a self,
+        owner: &'a super::Owner,
+        before: Option<&'a str>,
+        rows: usize,
+    ) -> StoreFuture<'a, Vec<super::ItemRecord>> {
+        let limit = super::limit(rows);
+        match before {
+            Some(before) => self.read_all(
+                super::items::ITEM_PAGE_AFTER,
+                &[("$1", &owner.id()), ("$2", &before), ("$3", &limit)],
+                |row| super::rows::item_from(row),
+            ),
+            None => self.read_all(
+                super::items::ITEM_PAGE_FIRST,
+                &[("$1", &owner.id()), ("$2", &limit)],
+                |row| super::rows::item_from(row),
+            ),
+        }
+    }
+
+    fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        let found = self.read_one(super::items::ITEM_EXISTS, &[("$1", &id)], |_| Ok(()));
+        Box::pin(async move { Ok(found.await?.is_some()) })
+    }
 }
