@@ -482,3 +482,71 @@ async fn metrics_count_route_templates_never_the_paths_clients_send() {
         assert!(!text.contains(leaked), "{leaked} in {text}");
     }
 }
+
+/// The outside review's finding: axum's method router put `Allow` on the 401 of a wrong method
+/// at a real path (and on CORS preflights there), so anonymous callers could map the routes.
+#[tokio::test]
+async fn a_wrong_method_tells_an_anonymous_caller_nothing_about_the_path() {
+    let real = send(
+        Request::builder()
+            .method(Method::PUT)
+            .uri("/me")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let made_up = send(
+        Request::builder()
+            .method(Method::PUT)
+            .uri("/no-such-path")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(real.0.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(made_up.0.status(), StatusCode::UNAUTHORIZED);
+    assert!(!real.0.headers().contains_key(header::ALLOW));
+    let names = |r: &Response<()>| {
+        let mut names: Vec<String> = r
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .filter(|k| k != "x-request-id")
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&real.0), names(&made_up.0));
+    assert_eq!(real.1["detail"], made_up.1["detail"]);
+
+    for path in ["/me", "/no-such-path", "/ok"] {
+        let preflight = send(
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri(path)
+                .header(header::ORIGIN, "https://evil.example")
+                .header(header::ACCESS_CONTROL_REQUEST_METHOD, "DELETE")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            !preflight.0.headers().contains_key(header::ALLOW),
+            "{path}: {:?}",
+            preflight.0.headers()
+        );
+    }
+
+    // A caller the policy admitted still learns the methods of a path it may use.
+    let wrong_method = send(
+        Request::builder()
+            .method(Method::DELETE)
+            .uri("/me")
+            .header(header::AUTHORIZATION, "Bearer good")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(wrong_method.0.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.0.headers().contains_key(header::ALLOW));
+}

@@ -186,22 +186,69 @@ fn forwarded_for_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         .collect()
 }
 
-/// Every `for=` of RFC 7239 `Forwarded` in order, one per element.
+/// Every `for=` of RFC 7239 `Forwarded` in order, one per element. Elements and their pairs are
+/// split only outside quoted strings: a proxy copies client-chosen text into quoted values
+/// (`host="..."`), and a comma inside one must not start an element of the client's making.
+/// A line that leaves a quoted string open is malformed as a whole (one `None`), so the walk
+/// stops there rather than guess where the client's text ends.
 fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     headers
         .get_all(&FORWARDED)
         .iter()
-        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
-        .map(|element| {
-            std::str::from_utf8(element).ok().and_then(|element| {
-                element
-                    .split(';')
-                    .filter_map(|pair| pair.split_once('='))
-                    .find(|(key, _)| key.trim().eq_ignore_ascii_case("for"))
-                    .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
-            })
+        .flat_map(|line| match split_outside_quotes(line.as_bytes(), b',') {
+            Some(elements) => elements.into_iter().map(forwarded_for).collect(),
+            None => vec![None],
         })
         .collect()
+}
+
+/// The address of one element's `for=` pair.
+fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
+    let pairs = split_outside_quotes(element, b';')?;
+    let value = pairs.into_iter().find_map(|pair| {
+        let pair = std::str::from_utf8(pair).ok()?;
+        let (key, value) = pair.split_once('=')?;
+        key.trim().eq_ignore_ascii_case("for").then(|| value.trim())
+    })?;
+    match value.strip_prefix('"') {
+        Some(quoted) => {
+            let inner = quoted.strip_suffix('"')?;
+            // A quoted-pair (`\x`) stands for `x`; no address contains one, so refuse it.
+            if inner.contains('\\') {
+                return None;
+            }
+            parse_node(inner)
+        }
+        None => parse_node(value),
+    }
+}
+
+/// `bytes` split at `separator` outside quoted strings (RFC 9110 quoted-string, with
+/// backslash quoted-pairs); `None` when a quoted string is left open.
+fn split_outside_quotes(bytes: &[u8], separator: u8) -> Option<Vec<&[u8]>> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (at, &byte) in bytes.iter().enumerate() {
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                quoted = false;
+            }
+        } else if byte == b'"' {
+            quoted = true;
+        } else if byte == separator {
+            parts.push(&bytes[start..at]);
+            start = at + 1;
+        }
+    }
+    if quoted {
+        return None;
+    }
+    parts.push(&bytes[start..]);
+    Some(parts)
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:80`.
@@ -316,6 +363,26 @@ mod tests {
             r#"for=6.6.6.6, for="[2001:db8::17]:4711";proto=https"#,
         )]);
         assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("2001:db8::17"));
+    }
+
+    /// The outside review's attack: a proxy copies the client's `Host` into a quoted `host=`
+    /// of the element it appends; a comma inside the quotes must not start a new element.
+    #[test]
+    fn client_text_inside_quotes_cannot_add_a_hop() {
+        let c = forwarded_config(&["10.0.0.0/8"]);
+        let h = headers(&[("forwarded", r#"for=5.5.5.5;host="evil, for=7.7.7.7""#)]);
+        assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("5.5.5.5"));
+        let h = headers(&[(
+            "forwarded",
+            r#"for=1.1.1.1, for=5.5.5.5;host="a;for=7.7.7.7, for=8.8.8.8""#,
+        )]);
+        assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("5.5.5.5"));
+        // An escaped quote does not end the quoted string.
+        let h = headers(&[("forwarded", r#"for=5.5.5.5;host="x\", for=7.7.7.7""#)]);
+        assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("5.5.5.5"));
+        // A quote left open spoils its whole line: the walk stops at the proxy.
+        let h = headers(&[("forwarded", r#"for=1.1.1.1;x=", for=7.7.7.7"#)]);
+        assert_eq!(c.resolve(ip("10.0.0.2"), &h), ip("10.0.0.2"));
     }
 
     #[test]

@@ -61,6 +61,38 @@ impl Finish for SecurityHeadersLayer {
 
 stage_layer!(SecurityHeadersLayer);
 
+/// The layer that keeps the route map to itself: axum's method router puts `Allow` (the methods
+/// a path has) on whatever answers a request with a method the path lacks, the 401 of an
+/// anonymous caller and a CORS preflight's 200 included, so a wrong method would tell anyone
+/// which paths exist. This removes `Allow` from every answer but a 405 (which only a caller
+/// the policy admitted gets). Apply it around the whole router, outside its routing (see
+/// [`super::Hardening::apply`]): inside, the method router adds the header after it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HideRouteMapLayer;
+
+/// What [`HideRouteMapLayer`] does to a response.
+#[derive(Debug)]
+pub struct AllowOnlyOn405;
+
+impl Stage for HideRouteMapLayer {
+    type Finish = AllowOnlyOn405;
+
+    fn enter(&self, _request: &mut Request) -> Result<AllowOnlyOn405, Response> {
+        Ok(AllowOnlyOn405)
+    }
+}
+
+impl Finish for AllowOnlyOn405 {
+    fn finish(self, mut response: Response) -> Response {
+        if response.status() != http::StatusCode::METHOD_NOT_ALLOWED {
+            response.headers_mut().remove(header::ALLOW);
+        }
+        response
+    }
+}
+
+stage_layer!(HideRouteMapLayer);
+
 /// Adds the security headers a response does not already carry and removes version banners.
 /// It costs no allocation per response beyond the header map's own growth.
 pub fn apply<B>(mut response: http::Response<B>) -> http::Response<B> {

@@ -5,9 +5,10 @@
 //! problem+json), [`ClientIpLayer`] (the client address through trusted proxies only),
 //! [`AccessLogLayer`], [`crate::metrics::HttpMetricsLayer`], [`BodyLimitLayer`] (declared size,
 //! bodies received whole within a timeout and a byte budget), [`LoadShedLayer`] (a cap on
-//! requests in flight, in all and per client), [`TimeoutLayer`], CORS ([`cors::layer`]) and
-//! [`catch_panics`]. [`Hardening`] composes all of them in the one order that keeps each
-//! protection whole: outermost the headers and the request id, so every answer any layer,
+//! requests in flight, in all and per client), [`TimeoutLayer`], CORS ([`cors::layer`]),
+//! [`catch_panics`] and [`HideRouteMapLayer`] (no `Allow` but on a 405). [`Hardening`]
+//! composes all of them in the one order that keeps each protection whole: outermost the route
+//! map's guard, then the headers and the request id, so every answer any layer,
 //! extractor, the access policy or a panic produces carries both; then the client address,
 //! which the limits after it key on; the log and metrics, which see every refusal; then the
 //! body, so a slow body holds no in-flight slot; then the slot; then the handler's timeout.
@@ -35,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use http::request::Parts;
 use http::HeaderValue;
+use tower::Layer as _;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
@@ -44,7 +46,7 @@ use crate::settings::{CorsSettings, HttpLimits};
 pub use access_log::AccessLogLayer;
 pub use body_limit::{BodyLimitLayer, BodyLimits};
 pub use client_ip::{ClientIp, ClientIpConfig, ClientIpLayer};
-pub use headers::SecurityHeadersLayer;
+pub use headers::{HideRouteMapLayer, SecurityHeadersLayer};
 pub use in_flight::LoadShedLayer;
 pub use request_id::{RequestIdLayer, RequestIds};
 pub use timeout::TimeoutLayer;
@@ -71,8 +73,9 @@ impl Hardening {
     }
 
     /// Wraps `router` in the whole stack (see the module header for the order). Applied with
-    /// `Router::layer`, so it runs after routing and covers the fallback too.
-    pub fn apply<S: Clone + Send + Sync + 'static>(self, router: Router<S>) -> Router<S> {
+    /// `Router::layer`, so it runs after routing and covers the fallback too; and the whole
+    /// router is then wrapped once more, outside its routing, in [`HideRouteMapLayer`].
+    pub fn apply(self, router: Router) -> Router {
         let limits = self.limits;
         let router = router
             .layer(DefaultBodyLimit::max(limits.body_limit))
@@ -97,13 +100,14 @@ impl Hardening {
             Some(metrics) => router.layer(crate::metrics::HttpMetricsLayer::new(metrics)),
             None => router,
         };
-        router
+        let hardened = router
             .layer(ClientIpLayer::new(ClientIpConfig::new(
                 self.trusted_proxies,
                 self.forwarded_header,
             )))
             .layer(RequestIdLayer::new())
-            .layer(SecurityHeadersLayer)
+            .layer(SecurityHeadersLayer);
+        Router::new().fallback_service(HideRouteMapLayer.layer(hardened))
     }
 }
 

@@ -168,7 +168,11 @@ mod tests {
             .map(|_| store.readers.free())
             .collect();
         // One left: taking it must not wait on the held ones.
-        let last = store.readers.connections.last().map(|slot| slot.try_lock().is_ok());
+        let last = store
+            .readers
+            .connections
+            .last()
+            .map(|slot| slot.try_lock().is_ok());
         assert_eq!(last, Some(true));
         drop(held);
     }
