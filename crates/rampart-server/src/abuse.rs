@@ -369,6 +369,7 @@ impl Guard {
     fn record_limited(&self, event: &Limited<'_>) {
         self.metrics.rate_limited(event.policy);
         let (subject, user_id) = match event.client {
+            Client::User { user_id, .. } => (format!("user {user_id}"), Some(user_id)),
             Client::Session {
                 user_id,
                 session_id,

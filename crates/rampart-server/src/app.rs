@@ -388,6 +388,7 @@ pub fn router(state: AppState) -> Router {
         let fail_closed = state.settings.limit_store_failure == StoreFailure::FailClosed;
         routes = routes.limit_clients(
             ClientLimit::new(state.guard.control().limiter().clone(), global.clone())
+                .by_session_on(routes::SESSION_ENDING_ROUTES)
                 .observed_by(observer)
                 .fail_closed(fail_closed),
         );

@@ -14,6 +14,17 @@ use utoipa_axum::routes;
 
 use crate::state::AppState;
 
+/// The routes that end sessions (and list them, to find the one to end), where the global
+/// limit charges a caller's session rather than its account: a stolen token that spent the
+/// account's budget elsewhere cannot keep the owner from ending it.
+pub const SESSION_ENDING_ROUTES: &[&str] = &[
+    "/v1/auth/logout",
+    "/v1/auth/logout-all",
+    "/v1/auth/sessions",
+    "/v1/auth/sessions/{id}",
+    "/v1/auth/password",
+];
+
 /// Every route of the service, each with its access policy. Paths and methods come from the
 /// handlers' `#[utoipa::path]` attributes, and the OpenAPI operations from what is mounted here
 /// (see [`crate::docs`]), so this list is the only one. `jwks` is mounted only when tokens are
@@ -42,5 +53,23 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         routes.documented_public(routes!(jwks::jwks))
     } else {
         routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A template that matched nothing would silently charge those routes by account.
+    #[test]
+    fn every_session_ending_route_is_mounted_for_authenticated_callers() {
+        let mounted = routes(false);
+        for template in SESSION_ENDING_ROUTES {
+            assert!(
+                mounted.table().iter().any(|(path, access)| path == template
+                    && *access == rampart::policy::Access::Authenticated),
+                "{template} is not mounted as authenticated"
+            );
+        }
     }
 }

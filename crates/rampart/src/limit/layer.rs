@@ -1,9 +1,10 @@
 //! The per-client rate limit as a layer of its own.
 //!
 //! Defends against floods and brute force by volume: every request below it is charged to its
-//! client before anything else is done for it. The client is the verified caller's session when
-//! an authentication step ran before it and put a [`Principal`] on the request (the
-//! [`crate::SecureRouter`] gate does), and the address otherwise ([`crate::http::ClientIp`]),
+//! client before anything else is done for it. The client is the verified caller's account
+//! when an authentication step ran before it and put a [`Principal`] on the request (the
+//! [`crate::SecureRouter`] gate does), or its session on the routes that end sessions
+//! ([`ClientLimit::by_session_on`]), and the address otherwise ([`crate::http::ClientIp`]),
 //! so a request with a forged or expired token is charged to its address and forged tokens
 //! cannot dodge the limit. Allowed and refused answers alike carry the `RateLimit` headers.
 //!
@@ -11,7 +12,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use tower::Service;
 
@@ -56,12 +57,23 @@ impl Around for ClientLimitLayer {
                 .into_response();
         };
         let caller = request.extensions().get::<Principal>();
-        let client = caller.map_or(Client::Address(context.client_ip), |caller| {
-            Client::Session {
+        let by_session = self.limit.charges_by_session(
+            request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+        );
+        let client = match caller {
+            None => Client::Address(context.client_ip),
+            Some(caller) if by_session => Client::Session {
                 user_id: &caller.user_id,
                 session_id: &caller.session_id,
-            }
-        });
+            },
+            Some(caller) => Client::User {
+                user_id: &caller.user_id,
+                session_id: &caller.session_id,
+            },
+        };
         let report = match self
             .limit
             .charge(client, &context, request.uri().path())

@@ -138,8 +138,15 @@ impl Limiter {
 /// Who a request is charged to.
 #[derive(Debug, Clone, Copy)]
 pub enum Client<'a> {
-    /// A verified caller, counted by session: a stolen token spends only its own session's
-    /// budget, so the owner's other sessions can still log it out or change the password.
+    /// A verified caller, counted by account: every session of one user shares one budget, so
+    /// logging in again buys no more requests.
+    User {
+        user_id: &'a str,
+        session_id: &'a str,
+    },
+    /// A verified caller counted by its session alone, on the routes that end sessions
+    /// ([`ClientLimit::by_session_on`]): a stolen token that spent its user's budget cannot
+    /// keep the owner's other sessions from logging it out or changing the password.
     Session {
         user_id: &'a str,
         session_id: &'a str,
@@ -151,6 +158,7 @@ pub enum Client<'a> {
 impl Client<'_> {
     pub fn subject(self) -> Subject {
         match self {
+            Self::User { user_id, .. } => Subject::User(user_id.to_owned()),
             Self::Session { session_id, .. } => Subject::Session(session_id.to_owned()),
             Self::Address(ip) => Subject::Address(ClientAddress::of(ip)),
         }
@@ -200,6 +208,8 @@ impl LimitObserver for LogRefusals {
 pub struct ClientLimit {
     limiter: Limiter,
     policy: Policy,
+    /// Route templates where a verified caller is charged by session, not by user.
+    session_routes: Arc<[&'static str]>,
     observer: Arc<dyn LimitObserver>,
     fail_closed: bool,
     store_errors: Arc<crate::telemetry::LogThrottle>,
@@ -218,6 +228,7 @@ impl ClientLimit {
         Self {
             limiter,
             policy,
+            session_routes: Arc::new([]),
             observer: Arc::new(LogRefusals::default()),
             fail_closed: false,
             store_errors: Arc::default(),
@@ -229,6 +240,20 @@ impl ClientLimit {
     pub fn fail_closed(mut self, fail_closed: bool) -> Self {
         self.fail_closed = fail_closed;
         self
+    }
+
+    /// Charges a verified caller by session, not by user, on these route templates (as
+    /// mounted, `/v1/sessions/{id}`): the routes that end sessions, so the budget a stolen
+    /// token spends is never the one its owner needs to end it.
+    #[must_use]
+    pub fn by_session_on(mut self, templates: &[&'static str]) -> Self {
+        self.session_routes = templates.into();
+        self
+    }
+
+    /// Whether a verified caller on the route `template` is charged by session.
+    pub fn charges_by_session(&self, template: Option<&str>) -> bool {
+        template.is_some_and(|template| self.session_routes.contains(&template))
     }
 
     /// Tells `observer` about refusals instead of logging them.

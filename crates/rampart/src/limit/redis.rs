@@ -234,6 +234,7 @@ impl RedisStore {
         // never contains NUL, and it comes before the free-form name).
         let subject = match &key.subject {
             Subject::Address(address) => format!("a\0{address}"),
+            Subject::User(id) => format!("u\0{id}"),
             Subject::Session(id) => format!("s\0{id}"),
             Subject::Name(name) => format!("n\0{name}"),
             Subject::AddressAndName(address, name) => format!("an\0{address}\0{name}"),

@@ -48,6 +48,8 @@ impl fmt::Display for ClientAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     Address(ClientAddress),
+    /// An authenticated account, by user id: every session of it together.
+    User(String),
     /// An authenticated session, by id.
     Session(String),
     /// A submitted login name (normalised), whether or not such an account exists.
