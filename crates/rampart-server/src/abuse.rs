@@ -242,9 +242,13 @@ impl Guard {
                     .await
                     .map_err(store_down)?;
                 let client = Client::Address(context.client_ip);
-                reports
-                    .0
-                    .push(outcome.observed(self, client, context, path)?);
+                let report = outcome.observed(self, client, context, path)?;
+                // Only the caller's own count goes on the answer: the name's count across every
+                // address rises with its owner's sign-ins too, and in a header it would tell
+                // anyone when an account is in use.
+                if policy.name() != abuse.login_account.name() {
+                    reports.0.push(report);
+                }
             }
         }
         let mut longest = Streak::default();

@@ -662,3 +662,45 @@ async fn stalled_bodies_from_many_addresses_hold_no_slot_and_are_cut_at_the_body
         assert!(answer.contains("application/problem+json"), "{answer}");
     }
 }
+
+/// The outside review's finding: the answer to a login carried the name's count across every
+/// address, which the owner's own sign-ins lower, so anyone could watch an account being used.
+#[tokio::test]
+async fn a_login_answer_does_not_show_when_the_account_is_used() {
+    let app = TestApp::spawn_with_shipped_limits(&[
+        ("RAMPART_TRUSTED_PROXIES", "127.0.0.0/8"),
+        ("RAMPART_LIMIT_GLOBAL", "100000/minute"),
+    ])
+    .await;
+    let password = app.register("ora").await;
+    let limits = |response: &Response| {
+        ["ratelimit", "ratelimit-policy"].map(|name| {
+            response
+                .headers()
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let first = login(&app, "ora", "wrong", Some("198.51.100.9")).await;
+    let owner = login(&app, "ora", &password, Some("203.0.113.1")).await;
+    assert_eq!(owner.status(), StatusCode::OK);
+    for response in [&first, &owner] {
+        let [state, policies] = limits(response);
+        assert!(!policies.contains("login-account"), "{policies}");
+        assert!(!state.contains("login-account"), "{state}");
+        // The caller's own counts are still there to pace itself by.
+        assert!(policies.contains("\"auth\""), "{policies}");
+        assert!(policies.contains("\"login-ip-account\""), "{policies}");
+    }
+    for n in 2..=4 {
+        let response = login(&app, "ora", &password, Some(&format!("203.0.113.{n}"))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // The watcher's second probe still shows only its own counts.
+    let second = login(&app, "ora", "wrong", Some("198.51.100.9")).await;
+    let [state, _] = limits(&second);
+    assert!(!state.contains("login-account"), "{state}");
+}

@@ -30,13 +30,29 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Characters of a field path an error repeats back; a client chooses field names (an unknown
+/// one is named in the answer), and a megabyte-long name must not come back as a megabyte.
+const MAX_FIELD_CHARS: usize = 128;
+/// Characters of a field error's message (which may quote the field's name again).
+const MAX_MESSAGE_CHARS: usize = 256;
+
 impl FieldError {
+    /// Both parts are cut to a bound (ending in `...`): the answer to a hostile body stays
+    /// small whatever names it used.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            field: field.into(),
-            message: message.into(),
+            field: bounded(field.into(), MAX_FIELD_CHARS),
+            message: bounded(message.into(), MAX_MESSAGE_CHARS),
         }
     }
+}
+
+fn bounded(mut text: String, max_chars: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
 }
 
 /// Every failure a handler, extractor or layer can answer with.
@@ -125,7 +141,9 @@ impl ApiError {
             Self::Forbidden => ("You do not have permission to do this.".into(), Vec::new()),
             Self::NotFound => ("The resource does not exist.".into(), Vec::new()),
             Self::RequestTimeout => (
-                "The request took too long and was abandoned.".into(),
+                "The request took too long and the server stopped waiting for it. If it asked \
+                 for a change, check whether the change was made before sending it again."
+                    .into(),
                 Vec::new(),
             ),
             Self::PayloadTooLarge { limit } => (
@@ -257,7 +275,9 @@ impl Problem {
         let detail = match status {
             StatusCode::METHOD_NOT_ALLOWED => "This method is not allowed on this resource.",
             StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
-            StatusCode::REQUEST_TIMEOUT => "The request took too long and was abandoned.",
+            StatusCode::REQUEST_TIMEOUT => {
+                "The request took too long and the server stopped waiting for it."
+            }
             s if s.is_server_error() => {
                 "An unexpected error occurred; quote the request id when reporting it."
             }
@@ -320,6 +340,23 @@ fn problem_type(status: StatusCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_error_repeats_a_bounded_part_of_what_the_client_sent() {
+        let name = "\u{e9}".repeat(100_000);
+        let error = FieldError::new(
+            name.clone(),
+            format!("unknown field `{name}`, expected `title`"),
+        );
+        assert_eq!(error.field.chars().count(), MAX_FIELD_CHARS + 3);
+        assert!(error.message.chars().count() <= MAX_MESSAGE_CHARS + 3);
+        assert!(error.message.starts_with("unknown field `"));
+        let short = FieldError::new("title", "is required");
+        assert_eq!(
+            (short.field.as_str(), short.message.as_str()),
+            ("title", "is required")
+        );
+    }
 
     #[test]
     fn internal_error_never_carries_its_cause() {

@@ -108,7 +108,10 @@ impl Authenticator for ApiKeys {
         let found = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            // The scheme is case-insensitive (RFC 9110 section 11.1).
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key)
             .and_then(|key| {
                 self.0
                     .get(&<[u8; 32]>::from(Sha256::digest(key.as_bytes())))

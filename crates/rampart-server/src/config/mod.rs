@@ -362,6 +362,26 @@ mod tests {
         err.problems.iter().map(|(name, _)| name.as_str()).collect()
     }
 
+    /// The outside review's finding: at a 2 s request timeout a write waiting on a locked
+    /// database was answered 408 and committed seconds later.
+    #[test]
+    fn the_request_timeout_outlasts_a_database_call() {
+        let refused = settings(&[("RAMPART_REQUEST_TIMEOUT", "2s")]);
+        let problems = refused.err().map(|e| e.problems).unwrap_or_default();
+        assert!(
+            problems
+                .iter()
+                .any(|(name, message)| name == "RAMPART_REQUEST_TIMEOUT"
+                    && message.contains("at least 10s")),
+            "{problems:?}"
+        );
+        let accepted = settings(&[("RAMPART_REQUEST_TIMEOUT", "10s")]);
+        assert_eq!(
+            accepted.map(|s| s.http.request_timeout).ok(),
+            Some(Duration::from_secs(10))
+        );
+    }
+
     #[test]
     fn defaults_match_the_contract() {
         let s = settings(&[]).unwrap_or_else(|e| panic!("{e}"));

@@ -18,6 +18,9 @@ use super::{
     PREFIX,
 };
 
+/// The shortest `RAMPART_REQUEST_TIMEOUT` accepted (see where it is read).
+const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Reads the TOML file into `NAME -> value` pairs; nested tables are not part of the format.
 pub(super) fn read_toml(path: &Path) -> Result<BTreeMap<String, String>, String> {
     let text = std::fs::read_to_string(path)
@@ -293,11 +296,21 @@ impl Reader {
         let defaults = HttpLimits::default();
         let http = HttpLimits {
             body_limit: self.parse("BODY_LIMIT", defaults.body_limit, parse_size),
-            request_timeout: self.parse(
-                "REQUEST_TIMEOUT",
-                defaults.request_timeout,
-                nonzero_duration,
-            ),
+            // Longer than a store call may take (its deadline is 6 s), so a request waiting on
+            // a locked database gets the store's 503, with its transaction rolled back, rather
+            // than a 408 that the transaction then outlives.
+            request_timeout: self.parse("REQUEST_TIMEOUT", defaults.request_timeout, |s| {
+                parse_duration(s).and_then(|d| {
+                    if d >= MIN_REQUEST_TIMEOUT {
+                        Ok(d)
+                    } else {
+                        Err(format!(
+                            "must be at least {}s, longer than a database call may take",
+                            MIN_REQUEST_TIMEOUT.as_secs()
+                        ))
+                    }
+                })
+            }),
             header_timeout: self.parse("HEADER_TIMEOUT", defaults.header_timeout, nonzero_duration),
             body_timeout: self.parse("BODY_TIMEOUT", defaults.body_timeout, nonzero_duration),
             shutdown_timeout: self.parse(

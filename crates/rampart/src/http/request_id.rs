@@ -8,9 +8,11 @@
 //! request's by reusing its id. Its layer ([`RequestIdLayer`]) also finishes every error body: problem documents get the request id, and bare error statuses from
 //! outside rampart's handlers (axum's 405, a layer's status-only answer) become problem+json.
 //!
-//! Generated ids are UUIDv7 built from the clock, a per-process random prefix and a counter:
-//! unique and time-ordered without a system call per request. They are identifiers, not secrets.
+//! Generated ids are UUIDv7 built from the clock and a keyed hash of a counter: unique and
+//! time-ordered without a system call per request, and they do not reveal how many requests
+//! the server handled (a bare counter did). They are identifiers, not secrets.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,24 +41,17 @@ pub fn is_sane(value: &HeaderValue) -> bool {
 /// Makes request ids; one per app, shared by its connections.
 #[derive(Debug, Clone)]
 pub struct IdGenerator {
-    prefix: [u8; 4],
     counter: Arc<AtomicU64>,
+    /// Keyed per process: ids carry a hash of the counter, never the counter itself, so two
+    /// ids a client sees do not tell it how many requests the server handled between them.
+    key: RandomState,
 }
 
 impl IdGenerator {
-    /// Seeds the per-process prefix from the OS (once). Without randomness the prefix is the
-    /// start time, which still keeps ids unique within the process.
     pub fn new() -> Self {
-        let mut prefix = [0u8; 4];
-        if getrandom::fill(&mut prefix).is_err() {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            prefix = nanos.to_be_bytes();
-        }
         Self {
-            prefix,
             counter: Arc::new(AtomicU64::new(0)),
+            key: RandomState::new(),
         }
     }
 
@@ -64,10 +59,13 @@ impl IdGenerator {
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let count = self.counter.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        // Two keyed hashes of a counter that never repeats: 80 bits that differ for every id
+        // of this process (a collision within one millisecond is out of reach) and reveal
+        // nothing of the count.
         let mut tail = [0u8; 10];
-        tail[..4].copy_from_slice(&self.prefix);
-        tail[4..].copy_from_slice(&count[2..]);
+        tail[..8].copy_from_slice(&self.key.hash_one(count).to_be_bytes());
+        tail[8..].copy_from_slice(&self.key.hash_one(!count).to_be_bytes()[..2]);
         let id = uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid();
         let mut buf = uuid::Uuid::encode_buffer();
         // A hyphenated UUID is always a valid header value.
@@ -181,6 +179,27 @@ pub fn finish_problem(response: &mut Response, id: &HeaderValue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consecutive_ids_do_not_count_requests() {
+        let ids = IdGenerator::new();
+        let tails: Vec<u128> = (0..64)
+            .map(|_| {
+                let id = ids.generate();
+                let uuid =
+                    uuid::Uuid::parse_str(id.to_str().unwrap_or_default()).unwrap_or_default();
+                uuid.as_u128() & ((1u128 << 62) - 1)
+            })
+            .collect();
+        let unique: std::collections::HashSet<_> = tails.iter().collect();
+        assert_eq!(unique.len(), tails.len());
+        // A counter would step by one; keyed hashes land anywhere.
+        let steps_of_one = tails
+            .windows(2)
+            .filter(|w| w[1].wrapping_sub(w[0]) == 1)
+            .count();
+        assert_eq!(steps_of_one, 0, "{tails:x?}");
+    }
 
     #[test]
     fn generated_ids_are_unique_uuid_v7() {
