@@ -11,6 +11,7 @@
 //! Used alone (no authentication before it), it limits every client by address.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
@@ -37,12 +38,15 @@ pub enum Charged {
 /// them): refusals are reported with the request's ids and address.
 #[derive(Debug, Clone)]
 pub struct ClientLimitLayer {
-    limit: ClientLimit,
+    /// Behind one `Arc`: the layer is cloned for every request it charges.
+    limit: Arc<ClientLimit>,
 }
 
 impl ClientLimitLayer {
     pub fn new(limit: ClientLimit) -> Self {
-        Self { limit }
+        Self {
+            limit: Arc::new(limit),
+        }
     }
 }
 
