@@ -136,17 +136,22 @@ async fn client_ip_alone_ignores_forwarding_from_untrusted_peers_and_follows_tru
     assert_eq!(bytes, "203.0.113.9");
 }
 
-#[tokio::test]
-async fn body_limit_alone_refuses_declared_and_undeclared_oversize_bodies() {
-    let app = Router::new()
+/// A route answering the length of the body it got, behind the body limit alone.
+fn body_length_app(max_bytes: usize, receive_timeout: Duration) -> Router {
+    Router::new()
         .route(
             "/",
             post(|body: axum::body::Bytes| async move { body.len().to_string() }),
         )
         .layer(BodyLimitLayer::new(BodyLimits {
-            max_bytes: 1024,
-            receive_timeout: Duration::from_secs(2),
-        }));
+            max_bytes,
+            receive_timeout,
+        }))
+}
+
+#[tokio::test]
+async fn body_limit_alone_refuses_declared_and_undeclared_oversize_bodies() {
+    let app = body_length_app(1024, Duration::from_secs(2));
 
     let declared = Request::post("/")
         .header(header::CONTENT_LENGTH, "4096")
@@ -175,15 +180,7 @@ async fn body_limit_alone_refuses_declared_and_undeclared_oversize_bodies() {
 
 #[tokio::test]
 async fn body_limit_alone_times_out_a_body_that_never_finishes() {
-    let app = Router::new()
-        .route(
-            "/",
-            post(|body: axum::body::Bytes| async move { body.len().to_string() }),
-        )
-        .layer(BodyLimitLayer::new(BodyLimits {
-            max_bytes: 1024,
-            receive_timeout: Duration::from_millis(200),
-        }));
+    let app = body_length_app(1024, Duration::from_millis(200));
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
     sender.send(Ok("a".into())).await.unwrap();

@@ -192,16 +192,11 @@ impl SqliteStore {
         &self,
         sql: &str,
         params: &[(&str, &dyn rusqlite::ToSql)],
-        decode: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+        decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
     ) -> StoreFuture<'a, Option<T>> {
-        let found = self.readers.read(|connection| {
-            let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
-            let mut rows = statement.query(params).map_err(read_error)?;
-            match rows.next().map_err(read_error)? {
-                Some(row) => decode(row).map(Some),
-                None => Ok(None),
-            }
-        });
+        let found = self
+            .read_rows(sql, params, 1, decode)
+            .map(|rows| rows.into_iter().next());
         Box::pin(std::future::ready(found))
     }
 
@@ -212,16 +207,34 @@ impl SqliteStore {
         params: &[(&str, &dyn rusqlite::ToSql)],
         decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
     ) -> StoreFuture<'a, Vec<T>> {
-        let found = self.readers.read(|connection| {
+        Box::pin(std::future::ready(self.read_rows(
+            sql,
+            params,
+            usize::MAX,
+            decode,
+        )))
+    }
+
+    /// Up to `most` rows of `sql` on a free read connection, with its cached statement.
+    fn read_rows<T>(
+        &self,
+        sql: &str,
+        params: &[(&str, &dyn rusqlite::ToSql)],
+        most: usize,
+        decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.readers.read(|connection| {
             let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
             let mut rows = statement.query(params).map_err(read_error)?;
             let mut found = Vec::new();
-            while let Some(row) = rows.next().map_err(read_error)? {
-                found.push(decode(row)?);
+            while found.len() < most {
+                match rows.next().map_err(read_error)? {
+                    Some(row) => found.push(decode(row)?),
+                    None => break,
+                }
             }
             Ok(found)
-        });
-        Box::pin(std::future::ready(found))
+        })
     }
 }
 
