@@ -704,3 +704,38 @@ async fn a_login_answer_does_not_show_when_the_account_is_used() {
     let [state, _] = limits(&second);
     assert!(!state.contains("login-account"), "{state}");
 }
+
+/// The second outside review: listing sessions was charged per session, so one account with
+/// 40 sessions got 270 lists a second. Only the routes that end sessions are.
+#[tokio::test]
+async fn listing_sessions_is_charged_to_the_account_whichever_session_asks() {
+    let app = TestApp::spawn(&[
+        ("RAMPART_LIMIT_GLOBAL", "6/minute"),
+        ("RAMPART_LIMIT_AUTH", "1000/minute"),
+    ])
+    .await;
+    let password = app.register("vic").await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(app.access_token("vic", &password).await);
+    }
+    let mut answers = Vec::new();
+    for n in 0..8 {
+        let listed = app.get_as("/v1/auth/sessions", &tokens[n % 3]).await;
+        answers.push(listed.status().as_u16());
+    }
+    assert_eq!(
+        answers,
+        [200, 200, 200, 200, 200, 200, 429, 429],
+        "{answers:?}"
+    );
+    // The owner can still end every session, the spent budget notwithstanding.
+    let ended = app
+        .client
+        .post(app.url("/v1/auth/logout-all"))
+        .bearer_auth(&tokens[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), StatusCode::NO_CONTENT);
+}

@@ -313,15 +313,22 @@ impl Posture {
                 format!("{} bytes", http.body_limit),
             );
         }
-        if http.header_timeout > Duration::from_secs(60)
-            || http.body_timeout > Duration::from_secs(60)
-            || http.request_timeout > Duration::from_secs(300)
-        {
-            add(
-                "RAMPART_HEADER_TIMEOUT",
-                Verdict::Warn,
-                "long timeouts let slow clients hold connections".into(),
-            );
+        // Each timeout named for itself, so the warning points at the setting to change.
+        for (setting, timeout, longest) in [
+            ("RAMPART_HEADER_TIMEOUT", http.header_timeout, 60),
+            ("RAMPART_BODY_TIMEOUT", http.body_timeout, 60),
+            ("RAMPART_REQUEST_TIMEOUT", http.request_timeout, 300),
+        ] {
+            if timeout > Duration::from_secs(longest) {
+                add(
+                    setting,
+                    Verdict::Warn,
+                    format!(
+                        "{} is long: slow clients hold connections (at most {longest}s advised)",
+                        format_duration(timeout)
+                    ),
+                );
+            }
         }
         for (setting, rate) in [
             ("RAMPART_LIMIT_AUTH", settings.limit_auth),
@@ -478,6 +485,26 @@ mod tests {
         }
         let p = path.to_string_lossy().into_owned();
         (dir, p)
+    }
+
+    /// The second outside review: a long request timeout was reported against
+    /// `RAMPART_HEADER_TIMEOUT`.
+    #[test]
+    fn a_long_timeout_is_named_for_itself() {
+        for setting in [
+            "RAMPART_HEADER_TIMEOUT",
+            "RAMPART_BODY_TIMEOUT",
+            "RAMPART_REQUEST_TIMEOUT",
+        ] {
+            let p = posture(&[(setting, "1h")]);
+            let warned: Vec<&str> = p
+                .items
+                .iter()
+                .filter(|i| i.verdict == Verdict::Warn && i.setting.ends_with("_TIMEOUT"))
+                .map(|i| i.setting)
+                .collect();
+            assert_eq!(warned, [setting]);
+        }
     }
 
     #[test]
