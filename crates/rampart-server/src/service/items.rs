@@ -130,3 +130,102 @@ impl Items {
         ServiceError::NotFound
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ItemBody, ItemTitle};
+    use crate::service::testing::{context, Fixture};
+
+    fn items(fixture: &Fixture) -> Items {
+        Items::new(
+            Arc::clone(&fixture.store),
+            Arc::new(CursorKey::derive(b"items unit tests")),
+            fixture.recorder.clone(),
+        )
+    }
+
+    fn new_item(title: &str) -> NewItem {
+        NewItem {
+            id: crate::store::new_id(),
+            title: ItemTitle::try_from(title.to_owned()).unwrap_or_else(|e| panic!("{e}")),
+            body: ItemBody::try_from(String::new()).unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn another_owners_item_is_a_plain_miss_and_the_probe_is_recorded() {
+        let fixture = Fixture::new().await;
+        let items = items(&fixture);
+        let (alice, bob) = (fixture.user("alice").await, fixture.user("bob").await);
+        let kept = items
+            .create(&Owner::of(&alice), new_item("alice's plans"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        let mine = items
+            .get(&context([192, 0, 2, 1]), &Owner::of(&alice), &kept.id)
+            .await;
+        assert_eq!(
+            mine.ok().map(|item| item.title),
+            Some("alice's plans".into())
+        );
+        let probed = items
+            .get(&context([192, 0, 2, 2]), &Owner::of(&bob), &kept.id)
+            .await;
+        assert!(matches!(probed, Err(ServiceError::NotFound)), "{probed:?}");
+        let missing = items
+            .get(
+                &context([192, 0, 2, 2]),
+                &Owner::of(&bob),
+                &crate::store::new_id(),
+            )
+            .await;
+        assert!(
+            matches!(missing, Err(ServiceError::NotFound)),
+            "{missing:?}"
+        );
+
+        // Only the miss that hit someone else's item is recorded, against the prober.
+        let denied = fixture.events("access_denied").await;
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        assert_eq!(denied[0].user_id.as_deref(), Some(bob.user_id.as_str()));
+        assert_eq!(denied[0].detail["id"], kept.id.as_str());
+    }
+
+    #[tokio::test]
+    async fn a_page_cursor_belongs_to_the_owner_it_was_given_to() {
+        let fixture = Fixture::new().await;
+        let items = items(&fixture);
+        let (alice, bob) = (fixture.user("alice").await, fixture.user("bob").await);
+        for n in 0..3 {
+            items
+                .create(&Owner::of(&alice), new_item(&format!("note {n}")))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let first = PageQuery::from_query("limit=2").unwrap_or_else(|e| panic!("{e:?}"));
+        let page = items
+            .list(&Owner::of(&alice), &first)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(page.items.len(), 2);
+        let cursor = page.next_cursor.unwrap_or_else(|| panic!("a next page"));
+        let next = PageQuery::from_query(&format!("limit=2&cursor={cursor}"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+
+        let rest = items
+            .list(&Owner::of(&alice), &next)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rest.items.len(), 1);
+        assert!(rest.next_cursor.is_none());
+        // Bob cannot page through alice's items with her cursor, nor see any of them.
+        assert!(items.list(&Owner::of(&bob), &next).await.is_err());
+        let his = items
+            .list(&Owner::of(&bob), &first)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(his.items.is_empty());
+    }
+}

@@ -15,6 +15,8 @@ pub mod admin;
 pub mod items;
 pub mod refresh;
 pub mod sessions;
+#[cfg(test)]
+mod testing;
 
 use std::time::Duration;
 

@@ -1,0 +1,105 @@
+//! What the services' unit tests run on: a migrated SQLite store in a temporary directory (the
+//! store refuses an in-memory SQLite, whose connections would not share one database), a
+//! recorder sealing its audit chain there, accounts written straight into the store, and a
+//! request context as the HTTP stack would make one. A service is tested here by its rules,
+//! without HTTP; the black-box suite in `tests/` covers the routes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use rampart::http::RequestContext;
+use rampart::{Principal, Role};
+use secrecy::SecretString;
+
+use crate::audit::chain::ChainKey;
+use crate::audit::{AuditLog, Recorder, StoredEvent};
+use crate::store::{NewUser, Store};
+
+/// A store and a recorder that live as long as the fixture (its directory goes with it).
+pub(crate) struct Fixture {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) recorder: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub(crate) async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temporary directory: {e}"));
+        let url = format!("sqlite://{}", dir.path().join("rampart.db").display());
+        let store = crate::store::open(&SecretString::from(url))
+            .await
+            .unwrap_or_else(|e| panic!("opening the store: {e}"));
+        let log = AuditLog::open(
+            store.as_ref(),
+            ChainKey::derive(b"service unit tests"),
+            dir.path().join("audit-anchor"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("opening the audit log: {e}"));
+        let recorder = Recorder::new(log, Arc::clone(&store));
+        Self {
+            store,
+            recorder,
+            _dir: dir,
+        }
+    }
+
+    /// An account named `name`, as its verified caller.
+    pub(crate) async fn user(&self, name: &str) -> Principal {
+        let id = crate::store::new_id();
+        let mut tx = self
+            .store
+            .begin()
+            .await
+            .unwrap_or_else(|e| panic!("begin: {e}"));
+        tx.create_user(NewUser {
+            id: id.clone(),
+            email: format!("{name}@example.com"),
+            email_key: format!("{name}@example.com"),
+            username: name.to_owned(),
+            username_key: name.to_owned(),
+            password_hash: "not used by these tests".into(),
+            role: Role::User,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("commit: {e}"));
+        Principal {
+            user_id: id,
+            session_id: format!("session of {name}"),
+            role: Role::User,
+        }
+    }
+
+    /// The audit rows of `kind`, newest first, waiting up to two seconds for one to appear
+    /// (sampled events are written off the request path).
+    pub(crate) async fn events(&self, kind: &str) -> Vec<StoredEvent> {
+        for _ in 0..100 {
+            let rows = self.matching(kind).await;
+            if !rows.is_empty() {
+                return rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Vec::new()
+    }
+
+    async fn matching(&self, kind: &str) -> Vec<StoredEvent> {
+        let rows = self
+            .store
+            .audit_page(None, 100)
+            .await
+            .unwrap_or_else(|e| panic!("reading the audit log: {e}"));
+        rows.into_iter().filter(|row| row.kind == kind).collect()
+    }
+}
+
+/// A request from `ip`, as the HTTP stack would describe it.
+pub(crate) fn context(ip: [u8; 4]) -> RequestContext {
+    RequestContext {
+        request_id: HeaderValue::from_static("unit-test-request"),
+        server_request_id: HeaderValue::from_static("unit-test-request"),
+        client_ip: IpAddr::from(ip),
+    }
+}
