@@ -223,4 +223,93 @@ mod tests {
         assert_eq!(unseal("spent-token-A", &sealed).unwrap(), successor);
         assert_ne!(unseal("spent-token-B", &sealed).unwrap(), successor);
     }
+
+    use std::time::Duration;
+
+    use crate::service::sessions::Opening;
+    use crate::service::testing::{context, Fixture, PASSWORD_HASH};
+
+    /// A fixture, its sessions service with `grace`, and the first pair of a new session.
+    async fn opened(grace: Duration) -> (Fixture, Sessions, TokenPair) {
+        let fixture = Fixture::new().await;
+        let sessions = fixture.sessions(grace);
+        let user = fixture.user("rita").await;
+        let pair = sessions
+            .open(
+                &context([192, 0, 2, 1]),
+                Opening {
+                    user_id: user.user_id,
+                    user_agent: None,
+                    verified_hash: PASSWORD_HASH.into(),
+                    rehash: None,
+                    event: Event::new(Kind::LoginSucceeded, &context([192, 0, 2, 1])),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (fixture, sessions, pair)
+    }
+
+    async fn refresh(sessions: &Sessions, token: &str) -> Result<TokenPair, ServiceError> {
+        sessions
+            .refresh(
+                &context([192, 0, 2, 1]),
+                &SecretString::from(token.to_owned()),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn each_use_spends_the_token_and_a_replay_after_the_grace_ends_the_session() {
+        let (fixture, sessions, first) = opened(Duration::ZERO).await;
+        let second = refresh(&sessions, &first.refresh_token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(second.refresh_token, first.refresh_token);
+        // The spent token again: two parties hold it, so the whole family is revoked...
+        let replay = refresh(&sessions, &first.refresh_token).await;
+        assert!(
+            matches!(replay, Err(ServiceError::Unauthorized)),
+            "{replay:?}"
+        );
+        // ...the successor included,
+        let successor = refresh(&sessions, &second.refresh_token).await;
+        assert!(
+            matches!(successor, Err(ServiceError::Unauthorized)),
+            "{successor:?}"
+        );
+        // and the detection is on the record.
+        assert_eq!(fixture.events("refresh_reuse_detected").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_inside_the_grace_gets_the_identical_successor_only_while_it_is_unused() {
+        let (_fixture, sessions, first) = opened(Duration::from_secs(30)).await;
+        let second = refresh(&sessions, &first.refresh_token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let retried = refresh(&sessions, &first.refresh_token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(retried.refresh_token, second.refresh_token);
+        assert_eq!(retried.access_token, second.access_token);
+        // Once the successor is used, the spent token is a replay even inside the grace.
+        refresh(&sessions, &second.refresh_token)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let late = refresh(&sessions, &first.refresh_token).await;
+        assert!(matches!(late, Err(ServiceError::Unauthorized)), "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn made_up_and_oversized_tokens_are_refused_alike() {
+        let (_fixture, sessions, _) = opened(Duration::ZERO).await;
+        for token in ["", "made-up", &"x".repeat(129)] {
+            let refused = refresh(&sessions, token).await;
+            assert!(
+                matches!(refused, Err(ServiceError::Unauthorized)),
+                "{token}"
+            );
+        }
+    }
 }

@@ -6,14 +6,18 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderValue;
 use rampart::http::RequestContext;
 use rampart::{Principal, Role};
 use secrecy::SecretString;
 
+use crate::access::AccessState;
 use crate::audit::chain::ChainKey;
 use crate::audit::{AuditLog, Recorder, StoredEvent};
+use crate::cluster::{Cluster, Revocations};
+use crate::service::sessions::{Lifetimes, Sessions};
 use crate::store::{NewUser, Store};
 
 /// A store and a recorder that live as long as the fixture (its directory goes with it).
@@ -59,7 +63,7 @@ impl Fixture {
             email_key: format!("{name}@example.com"),
             username: name.to_owned(),
             username_key: name.to_owned(),
-            password_hash: "not used by these tests".into(),
+            password_hash: PASSWORD_HASH.into(),
             role: Role::User,
         })
         .await
@@ -92,6 +96,42 @@ impl Fixture {
             .await
             .unwrap_or_else(|e| panic!("reading the audit log: {e}"));
         rows.into_iter().filter(|row| row.kind == kind).collect()
+    }
+}
+
+/// The stored password hash of every account the fixture makes (sessions open only while it is
+/// still the account's).
+pub(crate) const PASSWORD_HASH: &str = "not used by these tests";
+
+impl Fixture {
+    /// The sessions service on this store: fresh Ed25519 keys, one node, 15-minute access
+    /// tokens, and a refresh grace of `grace`.
+    pub(crate) fn sessions(&self, grace: std::time::Duration) -> Sessions {
+        let keys = rampart::keys::KeySet::generate().unwrap_or_else(|e| panic!("keys: {e}"));
+        let policy = rampart::tokens::TokenPolicy {
+            issuer: "rampart".into(),
+            audience: "rampart".into(),
+            ttl: Duration::from_secs(15 * 60),
+        };
+        let tokens =
+            rampart::tokens::Tokens::eddsa(&keys, policy).unwrap_or_else(|e| panic!("tokens: {e}"));
+        let bound = Duration::from_secs(5);
+        let revocations = Revocations::new(
+            Arc::new(AccessState::new(Duration::from_secs(16 * 60), bound)),
+            Arc::new(Cluster::single(bound)),
+        );
+        let lifetimes = Lifetimes {
+            session_max_age: Duration::from_secs(30 * 86_400),
+            refresh_ttl: Duration::from_secs(7 * 86_400),
+            refresh_grace: grace,
+        };
+        Sessions::new(
+            lifetimes,
+            tokens,
+            Arc::clone(&self.store),
+            self.recorder.clone(),
+            revocations,
+        )
     }
 }
 
