@@ -405,12 +405,12 @@ pub fn router(state: AppState) -> Router {
 
 pub fn serve_options(settings: &Settings) -> ServeOptions {
     ServeOptions {
-        header_read_timeout: settings.http.header_timeout,
+        header_read_timeout: settings.connections.header_timeout,
         write_stall_timeout: settings.http.request_timeout,
-        max_connections: settings.http.max_connections,
-        max_connections_per_ip: settings.http.max_connections_per_ip,
+        max_connections: settings.connections.max_connections,
+        max_connections_per_ip: settings.connections.max_connections_per_ip,
         per_ip_exempt: settings.trusted_proxies.clone(),
-        drain_timeout: settings.http.shutdown_timeout,
+        drain_timeout: settings.connections.shutdown_timeout,
         ..ServeOptions::default()
     }
 }

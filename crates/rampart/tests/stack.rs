@@ -85,11 +85,7 @@ fn app() -> Router {
         limits: HttpLimits {
             body_limit: LIMIT,
             request_timeout: Duration::from_millis(300),
-            header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_millis(300),
-            shutdown_timeout: Duration::from_secs(5),
-            max_connections: 100,
-            max_connections_per_ip: 100,
             max_in_flight: 100,
             json_max_depth: 16,
         },

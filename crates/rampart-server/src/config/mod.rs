@@ -189,7 +189,20 @@ pub struct Settings {
     pub log_filter: String,
     pub log_format: LogFormat,
     pub http: HttpLimits,
+    pub connections: Connections,
     pub tokens: TokenSettings,
+}
+
+/// The connection loop's limits (see [`rampart::server::ServeOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    /// Time to receive a request head, and to wait idle for the next one.
+    pub header_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_timeout: Duration,
+    pub max_connections: usize,
+    /// Open connections from one peer address (trusted proxies are exempt).
+    pub max_connections_per_ip: usize,
 }
 
 /// What a limit does when its shared store (Redis) cannot answer.

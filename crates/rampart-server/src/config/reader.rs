@@ -14,8 +14,8 @@ use rampart::settings::{
 use secrecy::SecretString;
 
 use super::{
-    Environment, KeysSource, Settings, SettingsError, StoreFailure, TokenAlgorithm, TokenSettings,
-    PREFIX,
+    Connections, Environment, KeysSource, Settings, SettingsError, StoreFailure, TokenAlgorithm,
+    TokenSettings, PREFIX,
 };
 
 /// The shortest `RAMPART_REQUEST_TIMEOUT` accepted (see where it is read).
@@ -311,14 +311,20 @@ impl Reader {
                     }
                 })
             }),
-            header_timeout: self.parse("HEADER_TIMEOUT", defaults.header_timeout, nonzero_duration),
             body_timeout: self.parse("BODY_TIMEOUT", defaults.body_timeout, nonzero_duration),
-            shutdown_timeout: self.parse(
-                "SHUTDOWN_TIMEOUT",
-                defaults.shutdown_timeout,
-                parse_duration,
+            max_in_flight: self.parse("MAX_IN_FLIGHT", defaults.max_in_flight, positive),
+            json_max_depth: self.parse("JSON_MAX_DEPTH", defaults.json_max_depth, positive),
+        };
+
+        let serve = rampart::server::ServeOptions::default();
+        let connections = Connections {
+            header_timeout: self.parse(
+                "HEADER_TIMEOUT",
+                serve.header_read_timeout,
+                nonzero_duration,
             ),
-            max_connections: self.parse("MAX_CONNECTIONS", defaults.max_connections, |s| {
+            shutdown_timeout: self.parse("SHUTDOWN_TIMEOUT", serve.drain_timeout, parse_duration),
+            max_connections: self.parse("MAX_CONNECTIONS", serve.max_connections, |s| {
                 positive(s).and_then(|n| {
                     if n <= 1_000_000 {
                         Ok(n)
@@ -329,11 +335,9 @@ impl Reader {
             }),
             max_connections_per_ip: self.parse(
                 "MAX_CONNECTIONS_PER_IP",
-                defaults.max_connections_per_ip,
+                serve.max_connections_per_ip,
                 positive,
             ),
-            max_in_flight: self.parse("MAX_IN_FLIGHT", defaults.max_in_flight, positive),
-            json_max_depth: self.parse("JSON_MAX_DEPTH", defaults.json_max_depth, positive),
         };
 
         let algorithm = self.parse("TOKEN_ALG", TokenAlgorithm::EdDsa, |s| match s.trim() {
@@ -416,6 +420,7 @@ impl Reader {
             log_filter,
             log_format,
             http,
+            connections,
             tokens,
         })
     }

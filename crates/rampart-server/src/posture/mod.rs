@@ -315,7 +315,11 @@ impl Posture {
         }
         // Each timeout named for itself, so the warning points at the setting to change.
         for (setting, timeout, longest) in [
-            ("RAMPART_HEADER_TIMEOUT", http.header_timeout, 60),
+            (
+                "RAMPART_HEADER_TIMEOUT",
+                settings.connections.header_timeout,
+                60,
+            ),
             ("RAMPART_BODY_TIMEOUT", http.body_timeout, 60),
             ("RAMPART_REQUEST_TIMEOUT", http.request_timeout, 300),
         ] {

@@ -37,18 +37,15 @@ pub struct CorsSettings {
     pub credentials: bool,
 }
 
-/// Limits that bound the work one client can cause.
+/// Limits that bound the work one request can cause, for [`crate::http::Hardening`].
+/// Connection-level limits (header timeout, open connections, draining) are the server
+/// loop's, in [`crate::server::ServeOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     pub body_limit: usize,
-    pub request_timeout: Duration,
-    pub header_timeout: Duration,
     /// Time allowed to receive a whole request body, counted from the end of the head.
     pub body_timeout: Duration,
-    pub shutdown_timeout: Duration,
-    pub max_connections: usize,
-    /// Open connections from one peer address (trusted proxies are exempt).
-    pub max_connections_per_ip: usize,
+    pub request_timeout: Duration,
     /// Requests handled at once; more are answered 503 with `Retry-After` at once rather than
     /// queued.
     pub max_in_flight: usize,
@@ -60,12 +57,8 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             body_limit: 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-            header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-            max_connections_per_ip: 256,
+            request_timeout: Duration::from_secs(30),
             max_in_flight: 1024,
             json_max_depth: 32,
         }
