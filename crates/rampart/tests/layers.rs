@@ -26,6 +26,11 @@ fn peer() -> SocketAddr {
     PEER.parse().unwrap()
 }
 
+async fn body_text(response: axum::response::Response) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
 async fn body_json(response: axum::response::Response) -> serde_json::Value {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
@@ -71,16 +76,7 @@ async fn request_ids_alone_echo_sane_ids_and_finish_bare_errors_as_problems() {
         .unwrap();
     let response = app.clone().oneshot(sent).await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-42");
-    let server_id = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let server_id = body_text(response).await;
     assert_ne!(server_id, "trace-42", "the server files under its own id");
 
     // A hostile id is replaced; axum's bare 405 becomes a problem document with the id.
@@ -334,16 +330,7 @@ async fn the_layers_compose_without_the_hardening_stack_and_the_context_extracto
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = body_text(response).await;
     assert!(!text.contains("Layer"), "{text}");
 }
 
