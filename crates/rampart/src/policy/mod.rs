@@ -2,10 +2,13 @@
 //!
 //! Defends against the most common API flaw, a forgotten auth check (OWASP API1/API5): a
 //! [`SecureRouter`] has no way to add a route without choosing [`Access::Public`],
-//! [`Access::Authenticated`] or [`Access::Admin`]. The check runs before method routing, so an
-//! anonymous caller gets the same 401 for a real path, a wrong method and a path that does not
-//! exist: nothing about the route map leaks. Handlers take [`CurrentUser`] or [`AdminUser`]; those
-//! extractors fail closed (401/403) if a handler is ever mounted without the matching layer.
+//! [`Access::Authenticated`] or [`Access::Admin`]. The check wraps every method of a path and
+//! its 405 alike, and unknown paths, so an anonymous caller gets the same 401 for a real path, a
+//! wrong method and a path that does not exist. axum's method router still adds an `Allow`
+//! header to the 401 of a wrong method; [`crate::http::HideRouteMapLayer`] (part of
+//! [`crate::http::Hardening`]) removes it, so nothing about the route map leaks. Handlers take
+//! [`CurrentUser`] or [`AdminUser`]; those extractors fail closed (401/403) if a handler is ever
+//! mounted without the matching layer.
 //!
 //! The gate is two layers with the client rate limit ([`crate::limit::ClientLimitLayer`], set by
 //! [`SecureRouter::limit_clients`]) between them: the credentials are verified first, so the
