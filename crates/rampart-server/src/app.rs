@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use rampart::http::Hardening;
 use rampart::keys::KeySet;
 use rampart::limit::{ClientLimit, LimitObserver, Limiter};
 use rampart::pagination::CursorKey;
@@ -371,10 +372,32 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
         };
         crate::metrics::register(registry, &state.metrics, sampled);
     }
+    let hardening = with_preflight_limit(hardening, &state);
     Ok(Assembled {
         router: hardening.apply(router(state)),
         metrics: registry,
     })
+}
+
+/// The global per-client limit, when it is on.
+fn client_limit(state: &AppState) -> Option<ClientLimit> {
+    let global = state.guard.control().global.as_ref()?;
+    let observer: Arc<dyn LimitObserver> = Arc::new(state.guard.clone());
+    let fail_closed = state.settings.limit_store_failure == StoreFailure::FailClosed;
+    Some(
+        ClientLimit::new(state.guard.control().limiter().clone(), global.clone())
+            .observed_by(observer)
+            .fail_closed(fail_closed),
+    )
+}
+
+/// `hardening` with CORS preflights charged to their address under the global limit (the
+/// CORS layer answers them before the routes' limit would see them).
+pub fn with_preflight_limit(hardening: Hardening, state: &AppState) -> Hardening {
+    Hardening {
+        preflight_limit: client_limit(state),
+        ..hardening
+    }
 }
 
 /// The service's routes over `state`, default-deny, docs mounted when enabled.
@@ -383,15 +406,8 @@ pub fn router(state: AppState) -> Router {
     if state.settings.docs {
         routes = docs::mount(routes);
     }
-    if let Some(global) = &state.guard.control().global {
-        let observer: Arc<dyn LimitObserver> = Arc::new(state.guard.clone());
-        let fail_closed = state.settings.limit_store_failure == StoreFailure::FailClosed;
-        routes = routes.limit_clients(
-            ClientLimit::new(state.guard.control().limiter().clone(), global.clone())
-                .by_session_on(routes::SESSION_ENDING_ROUTES)
-                .observed_by(observer)
-                .fail_closed(fail_closed),
-        );
+    if let Some(limit) = client_limit(&state) {
+        routes = routes.limit_clients(limit.by_session_on(routes::SESSION_ENDING_ROUTES));
     }
     let authenticator: Arc<dyn Authenticator> = Arc::new(crate::auth::Gatekeeper::new(
         state.tokens.clone(),

@@ -739,3 +739,31 @@ async fn listing_sessions_is_charged_to_the_account_whichever_session_asks() {
         .unwrap();
     assert_eq!(ended.status(), StatusCode::NO_CONTENT);
 }
+
+/// The second outside review: with CORS origins configured, preflights were answered by the
+/// CORS layer before any limit saw them (66,000 in 2 s from one address). They are charged to
+/// the address under the global limit, the same budget as its other anonymous requests.
+#[tokio::test]
+async fn cors_preflights_are_charged_to_their_address() {
+    let app = TestApp::spawn(&[
+        ("RAMPART_LIMIT_GLOBAL", "5/minute"),
+        ("RAMPART_CORS_ORIGINS", "https://app.example"),
+    ])
+    .await;
+    let preflight = || {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/v1/items"))
+            .header("origin", "https://elsewhere.example")
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(preflight().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429], "{statuses:?}");
+    let refused = preflight().await.unwrap();
+    assert_limited(refused, "global").await;
+    // The same budget as the address's other anonymous requests.
+    assert_limited(app.get("/health").await, "global").await;
+}

@@ -96,6 +96,7 @@ fn app() -> Router {
         trusted_proxies: Vec::new(),
         forwarded_header: rampart::http::client_ip::ForwardedHeader::XForwardedFor,
         metrics: None,
+        preflight_limit: None,
     }
     .apply(routes)
 }

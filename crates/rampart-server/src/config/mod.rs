@@ -320,6 +320,7 @@ impl Settings {
             trusted_proxies: self.trusted_proxies.clone(),
             forwarded_header: self.forwarded_header,
             metrics: None,
+            preflight_limit: None,
         }
     }
 }

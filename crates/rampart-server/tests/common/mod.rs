@@ -153,6 +153,7 @@ impl TestApp {
         let state = rampart_server::app::state(settings)
             .await
             .expect("app state");
+        let hardening = rampart_server::app::with_preflight_limit(hardening, &state);
         let router = hardening.apply(rampart_server::app::router(state.clone()));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -62,6 +62,9 @@ pub struct Hardening {
     pub forwarded_header: client_ip::ForwardedHeader,
     /// Where every answered request is counted, when metrics are exposed.
     pub metrics: Option<crate::metrics::HttpMetrics>,
+    /// The per-address limit CORS preflights are charged to (the CORS layer answers them
+    /// before any route's client limit sees them); used only when origins are allowed.
+    pub preflight_limit: Option<crate::limit::ClientLimit>,
 }
 
 impl Hardening {
@@ -80,9 +83,12 @@ impl Hardening {
         let router = router
             .layer(DefaultBodyLimit::max(limits.body_limit))
             .layer(catch_panics());
-        let router = match cors::layer(&self.cors) {
-            Some(cors) => router.layer(cors),
-            None => router,
+        let router = match (cors::layer(&self.cors), self.preflight_limit) {
+            (Some(cors), Some(limit)) => router
+                .layer(cors)
+                .layer(crate::limit::PreflightLimitLayer::new(limit)),
+            (Some(cors), None) => router.layer(cors),
+            (None, _) => router,
         };
         let router = router
             .layer(TimeoutLayer::new(limits.request_timeout))

@@ -100,3 +100,56 @@ impl Around for ClientLimitLayer {
 }
 
 around_layer!(ClientLimitLayer);
+
+/// The layer that charges CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) to
+/// their address under a [`ClientLimit`], and passes everything else through uncharged. Put it
+/// just outside the CORS layer, which answers a preflight itself: without this, no route's
+/// client limit ever sees one, and one address could send them without end.
+#[derive(Debug, Clone)]
+pub struct PreflightLimitLayer {
+    limit: Arc<ClientLimit>,
+}
+
+impl PreflightLimitLayer {
+    pub fn new(limit: ClientLimit) -> Self {
+        Self {
+            limit: Arc::new(limit),
+        }
+    }
+}
+
+impl Around for PreflightLimitLayer {
+    async fn around<S>(self, request: Request, inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let preflight = request.method() == http::Method::OPTIONS
+            && request
+                .headers()
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+        if !preflight {
+            return call_inner(inner, request).await;
+        }
+        let Some(context) = RequestContext::of(request.extensions()) else {
+            return ApiError::internal("client limits need the RequestIdLayer and ClientIpLayer")
+                .into_response();
+        };
+        let client = Client::Address(context.client_ip);
+        let report = match self
+            .limit
+            .charge(client, &context, request.uri().path())
+            .await
+        {
+            Ok(report) => report,
+            Err(limited) => return limited.into_response(),
+        };
+        let mut response = call_inner(inner, request).await;
+        if let Some(report) = report {
+            report.apply(response.headers_mut());
+        }
+        response
+    }
+}
+
+around_layer!(PreflightLimitLayer);
