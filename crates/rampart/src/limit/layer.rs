@@ -107,13 +107,15 @@ around_layer!(ClientLimitLayer);
 /// client limit ever sees one, and one address could send them without end.
 #[derive(Debug, Clone)]
 pub struct PreflightLimitLayer {
-    limit: Arc<ClientLimit>,
+    /// A preflight carries no credentials and meets no authentication step here, so this
+    /// charges its address.
+    charge: ClientLimitLayer,
 }
 
 impl PreflightLimitLayer {
     pub fn new(limit: ClientLimit) -> Self {
         Self {
-            limit: Arc::new(limit),
+            charge: ClientLimitLayer::new(limit),
         }
     }
 }
@@ -128,27 +130,11 @@ impl Around for PreflightLimitLayer {
             && request
                 .headers()
                 .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
-        if !preflight {
-            return call_inner(inner, request).await;
+        if preflight {
+            self.charge.around(request, inner).await
+        } else {
+            call_inner(inner, request).await
         }
-        let Some(context) = RequestContext::of(request.extensions()) else {
-            return ApiError::internal("client limits need the RequestIdLayer and ClientIpLayer")
-                .into_response();
-        };
-        let client = Client::Address(context.client_ip);
-        let report = match self
-            .limit
-            .charge(client, &context, request.uri().path())
-            .await
-        {
-            Ok(report) => report,
-            Err(limited) => return limited.into_response(),
-        };
-        let mut response = call_inner(inner, request).await;
-        if let Some(report) = report {
-            report.apply(response.headers_mut());
-        }
-        response
     }
 }
 
