@@ -142,15 +142,19 @@ impl Store for SqliteStore {
         &'a self,
         login_key: &'a str,
     ) -> StoreFuture<'a, Option<super::UserRecord>> {
-        self.read_one(super::reads::USER_BY_LOGIN, &[("$1", &login_key)], |row| {
-            Ok(super::rows::user_from(row)?)
-        })
+        answered(
+            self.read_one(super::reads::USER_BY_LOGIN, &[("$1", &login_key)], |row| {
+                Ok(super::rows::user_from(row)?)
+            }),
+        )
     }
 
     fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::UserRecord>> {
-        self.read_one(super::reads::USER_BY_ID, &[("$1", &id)], |row| {
-            Ok(super::rows::user_from(row)?)
-        })
+        answered(
+            self.read_one(super::reads::USER_BY_ID, &[("$1", &id)], |row| {
+                Ok(super::rows::user_from(row)?)
+            }),
+        )
     }
 
     fn session_is_live<'a>(
@@ -164,7 +168,7 @@ impl Store for SqliteStore {
             &[("$1", &session_id), ("$2", &user_id), ("$3", &now)],
             |_| Ok(()),
         );
-        Box::pin(async move { Ok(found.await?.is_some()) })
+        answered(found.map(|row| row.is_some()))
     }
 
     fn is_shared(&self) -> bool {
@@ -188,54 +192,41 @@ impl Store for SqliteStore {
 
 impl SqliteStore {
     /// The first row `sql` finds, read inline (see [`reader`]), decoded by `decode`.
-    fn read_one<'a, T: Send + 'a>(
+    fn read_one<T>(
         &self,
         sql: &str,
         params: &[(&str, &dyn rusqlite::ToSql)],
-        decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
-    ) -> StoreFuture<'a, Option<T>> {
-        let found = self
-            .read_rows(sql, params, 1, decode)
-            .map(|rows| rows.into_iter().next());
-        Box::pin(std::future::ready(found))
+        decode: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.readers.read(|connection| {
+            let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
+            let mut rows = statement.query(params).map_err(read_error)?;
+            rows.next().map_err(read_error)?.map(decode).transpose()
+        })
     }
 
     /// Every row `sql` finds, read inline, decoded by `decode`.
-    fn read_all<'a, T: Send + 'a>(
+    fn read_all<T>(
         &self,
         sql: &str,
         params: &[(&str, &dyn rusqlite::ToSql)],
-        decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
-    ) -> StoreFuture<'a, Vec<T>> {
-        Box::pin(std::future::ready(self.read_rows(
-            sql,
-            params,
-            usize::MAX,
-            decode,
-        )))
-    }
-
-    /// Up to `most` rows of `sql` on a free read connection, with its cached statement.
-    fn read_rows<T>(
-        &self,
-        sql: &str,
-        params: &[(&str, &dyn rusqlite::ToSql)],
-        most: usize,
         decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         self.readers.read(|connection| {
             let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
             let mut rows = statement.query(params).map_err(read_error)?;
             let mut found = Vec::new();
-            while found.len() < most {
-                match rows.next().map_err(read_error)? {
-                    Some(row) => found.push(decode(row)?),
-                    None => break,
-                }
+            while let Some(row) = rows.next().map_err(read_error)? {
+                found.push(decode(row)?);
             }
             Ok(found)
         })
     }
+}
+
+/// An answer already in hand, as the store's future (an inline read has nothing to wait on).
+fn answered<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
+    Box::pin(std::future::ready(result))
 }
 
 impl super::ItemStore for SqliteStore {
@@ -246,11 +237,11 @@ impl super::ItemStore for SqliteStore {
         owner: &'a super::Owner,
         id: &'a str,
     ) -> StoreFuture<'a, Option<super::ItemRecord>> {
-        self.read_one(
+        answered(self.read_one(
             super::items::OWNED_ITEM,
             &[("$1", &id), ("$2", &owner.id())],
             |row| super::rows::item_from(row),
-        )
+        ))
     }
 
     fn list_items<'a>(
@@ -260,7 +251,7 @@ impl super::ItemStore for SqliteStore {
         rows: usize,
     ) -> StoreFuture<'a, Vec<super::ItemRecord>> {
         let limit = super::limit(rows);
-        match before {
+        answered(match before {
             Some(before) => self.read_all(
                 super::items::ITEM_PAGE_AFTER,
                 &[("$1", &owner.id()), ("$2", &before), ("$3", &limit)],
@@ -271,11 +262,11 @@ impl super::ItemStore for SqliteStore {
                 &[("$1", &owner.id()), ("$2", &limit)],
                 |row| super::rows::item_from(row),
             ),
-        }
+        })
     }
 
     fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
         let found = self.read_one(super::items::ITEM_EXISTS, &[("$1", &id)], |_| Ok(()));
-        Box::pin(async move { Ok(found.await?.is_some()) })
+        answered(found.map(|row| row.is_some()))
     }
 }
