@@ -649,6 +649,36 @@ async fn removing_the_newest_audit_rows_is_caught_by_the_anchor() {
     assert!(out.contains("the anchor records row 4"), "{out}");
 }
 
+/// Actions answered at the same moment share anchor moves, yet by the time each is answered
+/// the anchor covers its row: removing the newest rows is caught even right after a burst.
+#[tokio::test]
+async fn a_burst_of_events_is_anchored_up_to_its_newest_row() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    let names: Vec<String> = (0..12).map(|n| format!("burst{n}")).collect();
+    futures_util::future::join_all(names.iter().map(|name| app.register(name))).await;
+    let rows = app.state.store.audit_after(0, 100).await.unwrap();
+    let newest = rows.last().unwrap().seq;
+    assert!(
+        newest >= 13,
+        "the chain's start and twelve registrations: {newest}"
+    );
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("anchored row {newest}")), "{out}");
+    tamper(
+        &app,
+        &format!("DELETE FROM audit_events WHERE seq = {newest}"),
+    )
+    .await;
+    let (code, out) = verify(&app);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("the anchor records row {newest}")),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn rows_removed_while_the_server_runs_stay_evident_after_new_events() {
     crate::require!(common::backend_ready().await);

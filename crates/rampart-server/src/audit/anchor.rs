@@ -1,10 +1,12 @@
 //! The audit chain's head, kept in a file outside the database (`RAMPART_AUDIT_ANCHOR`).
 //!
 //! Defends against removing the newest audit rows: a chain whose last rows were deleted is
-//! still a valid chain, so only a record of where it ended can show that it got shorter. After
-//! each append the anchor file is replaced (atomically, mode 0600) with the new head's sequence
-//! number and hash, sealed with the chain key so it cannot be forged either; `rampart audit-log
-//! verify` fails when the chain ends before the anchored row or that row differs.
+//! still a valid chain, so only a record of where it ended can show that it got shorter. Before
+//! an action that appended a row is answered, the anchor file is replaced (atomically, mode
+//! 0600) with the new head's sequence number and hash, sealed with the chain key so it cannot
+//! be forged either; rows committed while a replacement is being written share the next one.
+//! `rampart audit-log verify` fails when the chain ends before the anchored row or that row
+//! differs.
 //!
 //! The anchor only moves forward along the chain. When a new row does not follow the anchored
 //! one (another node appended in between, or rows were removed), the anchored row is looked up
@@ -31,8 +33,11 @@
 //! carries its row's number and seal, so logs shipped off the host are a third witness that
 //! `rampart audit-log verify --witness SEQ:SEAL` checks.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::PoisonError;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,17 +73,24 @@ struct Record {
 
 /// Reads and checks the anchor at `path`.
 pub fn read(path: &Path, key: &ChainKey) -> Result<Anchored, AnchorError> {
-    let shown = || path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => AnchorError::Missing(shown()),
+    unseal(path, key, &read_text(path)?)
+}
+
+fn read_text(path: &Path) -> Result<String, AnchorError> {
+    std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => AnchorError::Missing(path.display().to_string()),
         kind => AnchorError::Read {
-            path: shown(),
+            path: path.display().to_string(),
             kind,
         },
-    })?;
-    let record: Record = serde_json::from_str(&text).map_err(|_| AnchorError::Forged(shown()))?;
+    })
+}
+
+fn unseal(path: &Path, key: &ChainKey, text: &str) -> Result<Anchored, AnchorError> {
+    let forged = || AnchorError::Forged(path.display().to_string());
+    let record: Record = serde_json::from_str(text).map_err(|_| forged())?;
     if record.mac != key.seal_anchor(record.seq, &record.hash) {
-        return Err(AnchorError::Forged(shown()));
+        return Err(forged());
     }
     Ok(Anchored {
         seq: record.seq,
@@ -89,16 +101,26 @@ pub fn read(path: &Path, key: &ChainKey) -> Result<Anchored, AnchorError> {
 /// Replaces the anchor at `path` with `anchored`: a private temporary file beside it, synced,
 /// then renamed over it, so a crash leaves the old anchor or the new one, never half of one.
 pub fn write(path: &Path, key: &ChainKey, anchored: &Anchored) -> Result<(), AnchorError> {
-    let failed = |e: std::io::Error| AnchorError::Write {
-        path: path.display().to_string(),
-        kind: e.kind(),
-    };
+    write_text(path, &seal(path, key, anchored)?)
+}
+
+fn seal(path: &Path, key: &ChainKey, anchored: &Anchored) -> Result<String, AnchorError> {
     let record = Record {
         seq: anchored.seq,
         hash: anchored.hash.clone(),
         mac: key.seal_anchor(anchored.seq, &anchored.hash),
     };
-    let text = serde_json::to_string(&record).map_err(|e| failed(e.into()))?;
+    serde_json::to_string(&record).map_err(|e| AnchorError::Write {
+        path: path.display().to_string(),
+        kind: std::io::Error::from(e).kind(),
+    })
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), AnchorError> {
+    let failed = |e: std::io::Error| AnchorError::Write {
+        path: path.display().to_string(),
+        kind: e.kind(),
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         rampart::keys::create_private_dir(dir).map_err(failed)?;
     }
@@ -230,8 +252,15 @@ async fn fresh_head(
 pub struct Anchor {
     path: PathBuf,
     state: tokio::sync::Mutex<State>,
+    /// Committed rows not yet covered, by row number (see [`Anchor::advance`]).
+    reported: std::sync::Mutex<BTreeMap<i64, Appended>>,
+    /// Mirrors `State::frozen` for [`Anchor::report`], which does not wait for the state.
+    frozen: AtomicBool,
     failures: rampart::telemetry::LogThrottle,
 }
+
+/// Rows remembered for the next move; past this, the oldest are forgotten.
+const MAX_REPORTED: usize = 4096;
 
 impl Anchor {
     /// Opens the anchor at `path` for a serving process (see the module header for when it
@@ -277,12 +306,20 @@ impl Anchor {
                 anchored,
                 frozen: false,
             }),
+            reported: std::sync::Mutex::default(),
+            frozen: AtomicBool::new(false),
             failures: rampart::telemetry::LogThrottle::default(),
         })
     }
 
-    /// Moves the anchor to a row just appended, if it is further along the same chain.
+    /// Moves the anchor to cover a row just appended, returning once it does (or once the
+    /// anchor is frozen, or a move failed and was logged).
+    ///
+    /// Appends that finish while a move is being written are covered together by the next
+    /// move: one synced file per batch, not per row, and the file work runs on the blocking
+    /// pool so a slow disk never stalls the threads serving requests.
     pub async fn advance(&self, key: &ChainKey, store: &dyn Store, appended: &Appended) {
+        self.report(appended);
         let mut state = self.state.lock().await;
         if state.frozen || appended.seq <= state.anchored.seq {
             return;
@@ -295,11 +332,15 @@ impl Anchor {
         };
         // Another node sharing the file may have moved it; the file may also have been
         // deleted or rolled back behind everyone's back.
-        match read(&self.path, key) {
+        let path = self.path.clone();
+        let Ok(on_disk) = tokio::task::spawn_blocking(move || read_text(&path)).await else {
+            return; // the runtime is shutting down
+        };
+        match on_disk.and_then(|text| unseal(&self.path, key, &text)) {
             Ok(on_disk) if on_disk.seq > state.anchored.seq => state.anchored = on_disk,
             Ok(on_disk) if on_disk == state.anchored => {}
             outcome => {
-                state.frozen = true;
+                self.freeze(&mut state);
                 let found =
                     outcome.map_or_else(|e| e.to_string(), |a| format!("it records row {}", a.seq));
                 tracing::error!(
@@ -312,15 +353,16 @@ impl Anchor {
                 return;
             }
         }
-        if appended.seq <= state.anchored.seq {
+        let Some((target, linked)) = self.newest_reported(&state.anchored) else {
             return;
-        }
-        if appended.prev_hash != state.anchored.hash && state.anchored.seq > 0 {
-            // Not the next row after the anchored one: it must still be there as it was.
+        };
+        if !linked && state.anchored.seq > 0 {
+            // Rows this process did not see lie between: the anchored row must still be
+            // there as it was.
             match still_there(store, &state.anchored).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    state.frozen = true;
+                    self.freeze(&mut state);
                     tracing::error!(
                         anchor = %self.path.display(),
                         seq = state.anchored.seq,
@@ -334,10 +376,22 @@ impl Anchor {
             }
         }
         let next = Anchored {
-            seq: appended.seq,
-            hash: appended.hash.clone(),
+            seq: target.seq,
+            hash: target.hash,
         };
-        match write(&self.path, key, &next) {
+        let path = self.path.clone();
+        let written = match seal(&path, key, &next) {
+            Ok(text) => tokio::task::spawn_blocking(move || write_text(&path, &text))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AnchorError::Write {
+                        path: self.path.display().to_string(),
+                        kind: std::io::ErrorKind::Interrupted,
+                    })
+                }),
+            Err(err) => Err(err),
+        };
+        match written {
             Ok(()) => state.anchored = next,
             Err(err) => {
                 if let Some(left_out) = self.failures.admit() {
@@ -345,6 +399,45 @@ impl Anchor {
                 }
             }
         }
+    }
+
+    /// Notes a committed row for the next move (bounded: the oldest are forgotten first, which
+    /// only costs a look-up of the anchored row).
+    fn report(&self, appended: &Appended) {
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        reported.insert(appended.seq, appended.clone());
+        while reported.len() > MAX_REPORTED {
+            reported.pop_first();
+        }
+    }
+
+    /// The newest reported row past `anchored`, and whether the reported rows link it to the
+    /// anchored one (each row's `prev_hash` the hash of the row before). Forgets the rows the
+    /// anchor already covers.
+    fn newest_reported(&self, anchored: &Anchored) -> Option<(Appended, bool)> {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        *reported = reported.split_off(&(anchored.seq + 1));
+        let newest = reported.last_key_value()?.1.clone();
+        let mut expected = (anchored.seq + 1, anchored.hash.as_str());
+        let linked = reported.iter().all(|(seq, row)| {
+            let links = *seq == expected.0 && row.prev_hash == expected.1;
+            expected = (seq + 1, row.hash.as_str());
+            links
+        });
+        Some((newest, linked))
+    }
+
+    fn freeze(&self, state: &mut State) {
+        state.frozen = true;
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// An exclusive lock on `<anchor>.lock`, shared with every process using this anchor;
