@@ -123,6 +123,9 @@ pub struct Probe {
     interval: Duration,
     last: Option<Instant>,
     quiet: bool,
+    /// Set when the login handed its token over in this cookie: every `Authorization:
+    /// Bearer` a check adds is sent as this cookie instead, forgeries included.
+    token_cookie: Option<String>,
 }
 
 impl Probe {
@@ -161,6 +164,7 @@ impl Probe {
             interval,
             last: None,
             quiet,
+            token_cookie: None,
         })
     }
 
@@ -197,6 +201,16 @@ impl Probe {
     /// Keeps up to `requests` of the budget (never all of it) for [`Probe::send_reserved`].
     pub fn reserve(&mut self, requests: u32) {
         self.reserved = requests.min(self.budget / 2);
+    }
+
+    /// Sends tokens as the cookie `name` from now on (see [`Probe::token_cookie`]).
+    pub fn send_token_as_cookie(&mut self, name: &str) {
+        self.token_cookie = Some(name.to_owned());
+    }
+
+    /// The cookie tokens are sent in, when the login used one.
+    pub fn token_cookie(&self) -> Option<&str> {
+        self.token_cookie.as_deref()
     }
 
     /// Why the first unanswered request failed, if one did.
@@ -255,7 +269,15 @@ impl Probe {
         self.last = Some(Instant::now());
         let mut builder = self.client.request(req.method.clone(), url);
         for (name, value) in &req.headers {
-            builder = builder.header(*name, value);
+            let as_cookie = self
+                .token_cookie
+                .as_ref()
+                .filter(|_| name.eq_ignore_ascii_case("authorization"))
+                .and_then(|cookie| Some((cookie, value.strip_prefix("Bearer ")?)));
+            builder = match as_cookie {
+                Some((cookie, token)) => builder.header("cookie", format!("{cookie}={token}")),
+                None => builder.header(*name, value),
+            };
         }
         if let Some((content_type, bytes)) = &req.body {
             builder = builder

@@ -11,10 +11,12 @@
 
 mod checks;
 pub mod client;
+pub mod discover;
 pub mod findings;
 pub mod report;
 pub mod spec;
 mod stats;
+mod yaml;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,23 +35,26 @@ pub struct AuditArgs {
     /// Its password. Prefer the environment variable: arguments are visible to other local users.
     #[arg(long, env = "RAMPART_AUDIT_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Where to log in: a JSON body {"username","password"} is tried, then the OAuth2 password form.
-    #[arg(long, default_value = "/v1/auth/login")]
-    pub login_path: String,
+    /// Where to log in. By default, the login the OpenAPI document describes (a POST taking a
+    /// password), else the usual paths (/v1/auth/login, /login, /api/login, /auth/login, ...).
+    /// A JSON body is tried, then the OAuth2 password form, unless the document says which.
+    #[arg(long)]
+    pub login_path: Option<String>,
     /// Where the sessions the run's logins opened are ended at the end (POST with the token).
-    #[arg(long, default_value = "/v1/auth/logout")]
-    pub logout_path: String,
+    /// By default, the logout the document describes.
+    #[arg(long)]
+    pub logout_path: Option<String>,
     /// An access token to use instead of logging in (never logged out).
     #[arg(long, env = "RAMPART_AUDIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// An OpenAPI (JSON) document to aim the checks; by default it is fetched from the target
-    /// if exposed.
+    /// An OpenAPI document (JSON or YAML) to aim the checks; by default it is looked for on the
+    /// target (docs pages, usual paths and prefixes).
     #[arg(long)]
     pub spec: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Exit 1 when a finding at or above this severity exists.
-    #[arg(long, value_enum, default_value_t = Severity::High)]
+    #[arg(long, value_enum, default_value_t = Severity::Medium)]
     pub fail_on: Severity,
     /// The most requests the run may send.
     #[arg(long, default_value_t = 300)]
@@ -79,26 +84,41 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     let mut probe = client::Probe::new(&args.target, args.max_requests, args.rate, args.quiet)
         .map_err(AuditError::Usage)?;
     let target = probe.target();
-    let operations = match &args.spec {
+    let given = match &args.spec {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| AuditError::Usage(format!("cannot read {}: {e}", path.display())))?;
-            let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            let doc = spec::parse_document(&text).ok_or_else(|| {
                 AuditError::Usage(format!(
-                    "{} is not a JSON OpenAPI document: {e}",
+                    "{} is not an OpenAPI or Swagger document (JSON or YAML with an `openapi` or `swagger` version field)",
                     path.display()
                 ))
             })?;
-            if !spec::is_spec(&doc) {
-                return Err(AuditError::Usage(format!(
-                    "{} has no `openapi` or `swagger` version field",
-                    path.display()
-                )));
-            }
-            spec::operations(&doc)
+            Some(spec::operations(&doc))
         }
-        None => Vec::new(),
+        None => None,
     };
+    checks::progress(
+        "looking for the API's docs and OpenAPI document",
+        args.quiet,
+    );
+    let discovered = discover::discover(&mut probe)
+        .await
+        .map_err(|err| match err {
+            client::ProbeError::Network(reason) => AuditError::Unreachable {
+                target: target.clone(),
+                reason,
+            },
+            err => AuditError::Usage(err.to_string()),
+        })?;
+    let operations = given.unwrap_or_else(|| {
+        discovered
+            .spec
+            .as_ref()
+            .map(|s| s.operations.clone())
+            .unwrap_or_default()
+    });
+    let login = Login::choose(args, &operations);
     let unreachable = |reason: String| AuditError::Unreachable {
         target: target.clone(),
         reason,
@@ -112,6 +132,7 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     let mut login_answer = None;
     let mut login_format = None;
     let mut opened = Vec::new();
+    let mut login_path = None;
     let token = match (&args.token, &credentials) {
         (Some(token), _) => Some(token.clone()),
         (
@@ -124,16 +145,17 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
             // Kept back for logging out the sessions this run opens: one login here and up to
             // three resetting logins in the enumeration check.
             probe.reserve(4);
-            let logged_in = log_in_waiting(&mut probe, args, username, password)
+            let logged_in = log_in_waiting(&mut probe, args, &login, (username, password))
                 .await
                 .map_err(|err| match err {
                     client::ProbeError::Network(reason) => unreachable(reason),
                     err => AuditError::Usage(err.to_string()),
                 })??;
-            login_answer = Some((logged_in.request, logged_in.answer));
-            login_format = Some(logged_in.format);
-            opened.push(logged_in.token.clone());
-            Some(logged_in.token)
+            login_answer = Some((logged_in.answer_line.clone(), logged_in.session.answer));
+            login_format = Some(logged_in.session.format);
+            opened.push(logged_in.session.token.clone());
+            login_path = Some(logged_in.path);
+            Some(logged_in.session.token)
         }
         (None, Some(_)) => {
             notes.push("--username without --password: the login enumeration check runs, the token checks do not".to_owned());
@@ -149,7 +171,10 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         operations,
         token: token.clone(),
         credentials,
-        login_path: args.login_path.clone(),
+        login_path: login_path.unwrap_or_else(|| login.paths[0].clone()),
+        login_name_field: login.name_field,
+        login_formats: login.formats.clone(),
+        discovered,
         seen: login_answer.into_iter().collect(),
         token_route: None,
         login_format,
@@ -159,7 +184,12 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     };
     checks::run_all(&mut ctx).await;
     let sessions_opened = ctx.opened.len();
-    let sessions_ended = checks::end_sessions(&mut ctx, &args.logout_path).await;
+    let logout_path = args
+        .logout_path
+        .clone()
+        .or_else(|| spec::logout_operation(&ctx.operations).map(|o| o.path.clone()))
+        .or_else(|| (ctx.login_path == DEFAULT_LOGIN).then(|| "/v1/auth/logout".to_owned()));
+    let sessions_ended = checks::end_sessions(&mut ctx, logout_path.as_deref()).await;
     if ctx.seen.is_empty() {
         // Not one answer: the target is down or not HTTP, and a report would be all "not checked".
         let reason = ctx
@@ -186,25 +216,95 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     })
 }
 
-/// The operator's login. A refusal for rate (the previous run's login burst, most often) is
-/// waited out as `Retry-After` asks, up to [`checks::MAX_WAIT`] in all, and is never blamed on
-/// the credentials.
+/// rampart's own login, the first of the usual paths tried.
+const DEFAULT_LOGIN: &str = "/v1/auth/login";
+/// Where logins usually are, when neither `--login-path` nor the document says.
+const USUAL_LOGINS: [&str; 8] = [
+    DEFAULT_LOGIN,
+    "/login",
+    "/api/login",
+    "/auth/login",
+    "/api/auth/login",
+    "/api/v1/auth/login",
+    "/users/login",
+    "/token",
+];
+
+/// Where and how the run logs in.
+#[derive(Debug)]
+struct Login {
+    /// Tried in turn while each answers 404 or 405.
+    paths: Vec<String>,
+    formats: Vec<checks::LoginFormat>,
+    name_field: &'static str,
+}
+
+impl Login {
+    /// `--login-path`, else the document's login operation, else the usual paths.
+    fn choose(args: &AuditArgs, operations: &[spec::Operation]) -> Self {
+        let described = spec::login_operation(operations);
+        let formats = match described {
+            Some(op) if spec::takes_form(op) => vec![checks::LoginFormat::Form],
+            Some(op) if op.body_types.iter().any(|t| t.contains("json")) => {
+                vec![checks::LoginFormat::Json]
+            }
+            _ => vec![checks::LoginFormat::Json, checks::LoginFormat::Form],
+        };
+        let paths = match (&args.login_path, described) {
+            (Some(path), _) => vec![path.clone()],
+            (None, Some(op)) => vec![op.path.clone()],
+            (None, None) => USUAL_LOGINS.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        Self {
+            paths,
+            formats,
+            name_field: described.map_or("username", spec::login_name_field),
+        }
+    }
+}
+
+/// The operator's login and where it worked.
+struct OperatorLogin {
+    session: checks::LoggedIn,
+    path: String,
+    answer_line: String,
+}
+
+/// The operator's login, at each of the login's paths until one is there. A refusal for rate
+/// (the previous run's login burst, most often) is waited out as `Retry-After` asks, up to
+/// [`checks::MAX_WAIT`] in all, and is never blamed on the credentials.
 async fn log_in_waiting(
     probe: &mut client::Probe,
     args: &AuditArgs,
-    username: &str,
-    password: &str,
-) -> Result<Result<checks::LoggedIn, AuditError>, client::ProbeError> {
+    login: &Login,
+    credentials: (&str, &str),
+) -> Result<Result<OperatorLogin, AuditError>, client::ProbeError> {
     let mut waited = std::time::Duration::ZERO;
-    loop {
+    let mut paths = login.paths.iter().peekable();
+    let mut missing = Vec::new();
+    while let Some(path) = paths.peek() {
         checks::progress(
-            &format!("logging in as {username} at {}", args.login_path),
+            &format!("logging in as {} at {path}", credentials.0),
             args.quiet,
         );
-        let refused = match checks::log_in(probe, &args.login_path, username, password).await? {
-            Ok(logged_in) => return Ok(Ok(logged_in)),
-            Err(refused) => refused,
-        };
+        let refused =
+            match checks::log_in(probe, path, &login.formats, login.name_field, credentials).await?
+            {
+                Ok(session) => {
+                    let answer_line = session.request.clone();
+                    return Ok(Ok(OperatorLogin {
+                        session,
+                        path: (*path).clone(),
+                        answer_line,
+                    }));
+                }
+                Err(refused) => refused,
+            };
+        if refused.no_route && login.paths.len() > 1 {
+            missing.push((*path).clone());
+            paths.next();
+            continue;
+        }
         let Some(retry) = refused.rate_limited else {
             return Ok(Err(AuditError::Usage(format!(
                 "{}: check --username, --password and --login-path",
@@ -228,6 +328,10 @@ async fn log_in_waiting(
         tokio::time::sleep(retry).await;
         waited += retry;
     }
+    Ok(Err(AuditError::Usage(format!(
+        "no login route found (tried {}, each answered 404 or 405, and no OpenAPI document describes one): give --login-path",
+        missing.join(", ")
+    ))))
 }
 
 /// `rampart audit`: prints the report on stdout; exit 1 when a finding reaches `--fail-on`, 2

@@ -1,11 +1,16 @@
 //! Just enough of an OpenAPI 3 (or Swagger 2) document to aim the checks: each operation's
-//! method, path template, whether it requires credentials, and its parameters.
+//! method, path template, whether it requires credentials, its parameters and the fields and
+//! content types of its request body, and which operation is the login.
 //!
 //! Defends against the scanners' most common complaint, fragile spec import: everything is read
-//! leniently from JSON values, and whatever is not understood is skipped rather than fatal.
+//! leniently from JSON values (YAML documents are converted first), and whatever is not
+//! understood is skipped rather than fatal. A document is something the target sent, so the
+//! YAML reader refuses alias bombs and deep nesting before building anything.
 
 use http::Method;
 use serde_json::Value;
+
+use crate::yaml;
 
 /// One operation of the API.
 #[derive(Debug, Clone)]
@@ -17,6 +22,10 @@ pub struct Operation {
     pub secured: bool,
     pub path_params: Vec<String>,
     pub query_params: Vec<String>,
+    /// The request body's media types (`application/json`, a form, ...), as listed.
+    pub body_types: Vec<String>,
+    /// The top-level fields of the request body's schema (`$ref`s and `allOf` followed).
+    pub body_fields: Vec<String>,
 }
 
 impl Operation {
@@ -109,16 +118,187 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
                     _ => {}
                 }
             }
+            let (body_types, body_fields) = request_body(doc, operation);
             out.push(Operation {
                 method,
                 path: path.clone(),
                 secured,
                 path_params,
                 query_params,
+                body_types,
+                body_fields,
             });
         }
     }
     out
+}
+
+/// The media types and top-level field names of an operation's request body: OpenAPI 3's
+/// `requestBody`, or Swagger 2's `body` and `formData` parameters.
+fn request_body(doc: &Value, operation: &Value) -> (Vec<String>, Vec<String>) {
+    let mut types = Vec::new();
+    let mut fields = Vec::new();
+    let body = operation.get("requestBody").map(|b| resolve(doc, b, 0));
+    if let Some(content) = body
+        .and_then(|b| b.get("content"))
+        .and_then(Value::as_object)
+    {
+        for (media, entry) in content {
+            types.push(media.to_ascii_lowercase());
+            if let Some(schema) = entry.get("schema") {
+                schema_fields(doc, schema, 0, &mut fields);
+            }
+        }
+    }
+    for parameter in operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match parameter.get("in").and_then(Value::as_str) {
+            Some("body") => {
+                if let Some(schema) = parameter.get("schema") {
+                    schema_fields(doc, schema, 0, &mut fields);
+                }
+                types.push("application/json".into());
+            }
+            Some("formData") => {
+                if let Some(name) = parameter.get("name").and_then(Value::as_str) {
+                    fields.push(name.to_owned());
+                }
+                types.push("application/x-www-form-urlencoded".into());
+            }
+            _ => {}
+        }
+    }
+    types.dedup();
+    fields.dedup();
+    (types, fields)
+}
+
+/// Follows a local `$ref` (`#/components/schemas/X`), a few levels at most.
+fn resolve<'a>(doc: &'a Value, value: &'a Value, depth: usize) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) if depth < 8 => reference
+            .strip_prefix('#')
+            .and_then(|pointer| doc.pointer(pointer))
+            .map_or(value, |target| resolve(doc, target, depth + 1)),
+        _ => value,
+    }
+}
+
+fn schema_fields(doc: &Value, schema: &Value, depth: usize, out: &mut Vec<String>) {
+    if depth > 8 {
+        return;
+    }
+    let schema = resolve(doc, schema, 0);
+    if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+        out.extend(properties.keys().cloned());
+    }
+    for combined in ["allOf", "oneOf", "anyOf"] {
+        for part in schema
+            .get(combined)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            schema_fields(doc, part, depth + 1, out);
+        }
+    }
+}
+
+/// Words in a path that say an operation creates an account or changes a password rather than
+/// logging in.
+const NOT_A_LOGIN: [&str; 9] = [
+    "register", "signup", "sign-up", "reset", "forgot", "recover", "change", "users/", "refresh",
+];
+/// Words in a path that say it is a login, strongest first.
+const LOGIN_WORDS: [&str; 7] = [
+    "login",
+    "signin",
+    "sign-in",
+    "token",
+    "session",
+    "auth",
+    "authenticate",
+];
+
+/// The login among `operations`: a POST taking a password and a name (or email), whose path
+/// reads like a login; `None` when nothing fits.
+pub fn login_operation(operations: &[Operation]) -> Option<&Operation> {
+    let has = |o: &Operation, names: &[&str]| {
+        o.body_fields
+            .iter()
+            .any(|f| names.contains(&f.to_ascii_lowercase().as_str()))
+    };
+    operations
+        .iter()
+        .filter(|o| o.method == Method::POST && has(o, &["password", "pass", "passwd"]))
+        .filter(|o| {
+            has(
+                o,
+                &["username", "email", "login", "user", "name", "user_name"],
+            )
+        })
+        .filter(|o| {
+            let path = o.path.to_ascii_lowercase();
+            !NOT_A_LOGIN.iter().any(|w| path.contains(w)) || path.contains("login")
+        })
+        .filter_map(|o| {
+            let path = o.path.to_ascii_lowercase();
+            let rank = LOGIN_WORDS.iter().position(|w| path.contains(w))?;
+            Some((rank, o))
+        })
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, o)| o)
+}
+
+/// The field a login body names the account with: `username` unless the schema only has an
+/// email (or another name field).
+pub fn login_name_field(login: &Operation) -> &'static str {
+    const NAMES: [&str; 5] = ["username", "email", "login", "user", "user_name"];
+    NAMES
+        .into_iter()
+        .find(|name| {
+            login
+                .body_fields
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(name))
+        })
+        .unwrap_or("username")
+}
+
+/// The logout among `operations`: a POST whose path says logout or sign-out.
+pub fn logout_operation(operations: &[Operation]) -> Option<&Operation> {
+    operations.iter().find(|o| {
+        let path = o.path.to_ascii_lowercase();
+        o.method == Method::POST
+            && o.path_params.is_empty()
+            && ["logout", "signout", "sign-out", "log-out"]
+                .iter()
+                .any(|w| path.contains(w))
+            && !path.contains("all")
+    })
+}
+
+/// Whether the login takes a form rather than JSON (the OAuth2 password flow, most often).
+pub fn takes_form(login: &Operation) -> bool {
+    !login.body_types.iter().any(|t| t.contains("json"))
+        && login
+            .body_types
+            .iter()
+            .any(|t| t.contains("x-www-form-urlencoded") || t.contains("form-data"))
+}
+
+/// A document the target served (or `--spec` named), JSON or YAML, as JSON; `None` when it is
+/// neither, or is not an OpenAPI or Swagger document.
+pub fn parse_document(text: &str) -> Option<Value> {
+    let doc = match serde_json::from_str::<Value>(text) {
+        Ok(doc) => doc,
+        Err(_) => yaml::to_json(text)?,
+    };
+    is_spec(&doc).then_some(doc)
 }
 
 /// `security: [{scheme: []}, ...]` requires credentials unless empty or holding `{}` (which
@@ -165,5 +345,43 @@ mod tests {
         assert!(!find(Method::GET, "/maybe").secured);
         assert_eq!(ops.len(), 5);
         assert_eq!(find(Method::GET, "/v1/items/{id}").fill("x"), "/v1/items/x");
+    }
+
+    #[test]
+    fn the_login_is_found_with_its_format_and_name_field() {
+        // As VAmPI (connexion) and the FastAPI template describe theirs.
+        let doc = serde_json::json!({
+            "openapi": "3.1.0",
+            "components": {"schemas": {"Body_login": {"properties": {
+                "grant_type": {}, "username": {}, "password": {}, "scope": {}}}}},
+            "paths": {
+                "/users/v1/register": {"post": {"requestBody": {"content": {"application/json": {
+                    "schema": {"properties": {"username": {}, "password": {}, "email": {}}}}}}}},
+                "/api/v1/private/users/": {"post": {"requestBody": {"content": {"application/json": {
+                    "schema": {"properties": {"email": {}, "password": {}}}}}}}},
+                "/api/v1/login/access-token": {"post": {"requestBody": {"content": {
+                    "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Body_login"}}}}}},
+                "/api/v1/auth/logout": {"post": {}},
+            }
+        });
+        let ops = operations(&doc);
+        let login = login_operation(&ops).unwrap();
+        assert_eq!(login.path, "/api/v1/login/access-token");
+        assert!(takes_form(login));
+        assert_eq!(login_name_field(login), "username");
+        assert_eq!(logout_operation(&ops).unwrap().path, "/api/v1/auth/logout");
+
+        let json_login = serde_json::json!({"openapi": "3.0.1", "paths": {
+            "/users/v1/login": {"post": {"requestBody": {"content": {"application/json": {
+                "schema": {"properties": {"email": {}, "password": {}}}}}}}}}});
+        let ops = operations(&json_login);
+        let login = login_operation(&ops).unwrap();
+        assert!(!takes_form(login));
+        assert_eq!(login_name_field(login), "email");
+        // A YAML document reads the same.
+        let yaml = "openapi: 3.0.1\npaths:\n  /login:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema:\n              properties: {username: {}, password: {}}\n";
+        let doc = parse_document(yaml).unwrap();
+        assert_eq!(login_operation(&operations(&doc)).unwrap().path, "/login");
+        assert!(parse_document("{\"not\": \"a spec\"}").is_none());
     }
 }

@@ -3,7 +3,8 @@
 
 use http::Method;
 
-use super::{random_hex, Ctx};
+use super::session::{login_request, says_login_failed};
+use super::{excerpt, random_hex, Ctx, LoginFormat};
 use crate::client::{ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
 
@@ -18,14 +19,21 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     pages(ctx).await
 }
 
+/// A failed login whose password is 2 MiB, in the login's own format (JSON or form): an API
+/// with a body limit refuses it with 413 (or closes the connection) before reading it.
 async fn body(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let login = ctx.login_path.clone();
+    let format = ctx
+        .login_format
+        .or_else(|| ctx.login_formats.first().copied())
+        .unwrap_or(LoginFormat::Json);
     let padding = "a".repeat(OVERSIZED);
-    let payload = format!(
-        r#"{{"username":"rampart-audit-{}","password":"{padding}"}}"#,
-        random_hex(6)
-    );
-    let req = Req::new(Method::POST, &login).body("application/json", payload.into_bytes());
+    let name = format!("rampart-audit-{}", random_hex(6));
+    let req = login_request(&login, format, ctx.login_name_field, &name, &padding);
+    let kind = match format {
+        LoginFormat::Json => "JSON",
+        LoginFormat::Form => "form",
+    };
     match ctx.send(&req).await {
         Ok(answer) if answer.status == 413 => {}
         Ok(answer) if matches!(answer.status, 404 | 405) => {
@@ -37,14 +45,27 @@ async fn body(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
                 answer.status
             ));
         }
-        Ok(answer) => ctx.report(Finding::new(
-            &findings::OVERSIZED_BODY,
-            Severity::Medium,
-            format!(
-                "POST {login} with a 2 MiB JSON body -> {} (read and processed instead of 413)",
-                answer.status
-            ),
-        )),
+        Ok(answer) => {
+            // What shows the body was read: the login's own failure answer, or a validation
+            // error about its fields, rather than a refusal of its size.
+            let read_as = if says_login_failed(&answer) || matches!(answer.status, 400 | 401 | 403)
+            {
+                "answered as a failed login, so the whole body was read and the password checked"
+            } else if answer.status == 422 {
+                "a validation error about its fields, so the whole body was read and parsed"
+            } else {
+                "read and processed"
+            };
+            ctx.report(Finding::new(
+                &findings::OVERSIZED_BODY,
+                Severity::Medium,
+                format!(
+                    "POST {login} with a 2 MiB {kind} body (the login's own format) -> {} `{}`: {read_as}, instead of 413",
+                    answer.status,
+                    excerpt(&answer.body, 100)
+                ),
+            ));
+        }
         Err(ProbeError::Network(_)) => {
             // Closing the connection on an oversized body is a refusal too.
         }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use http::Method;
 use serde_json::Value;
 
-use super::session::{login_request, refused_for_rate, retry_after, token_in, Credentials, Format};
+use super::session::{
+    login_request, refused_for_rate, retry_after, says_login_failed, token_in, Credentials, Format,
+};
 use super::{excerpt, random_hex, Ctx};
 use crate::client::{Answer, ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
@@ -27,18 +29,28 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(90);
 const BURST: usize = 20;
 
 /// Which format the login route takes: the one the operator's login used, else learned from
-/// a failed login for a made-up name (401, 403 or 400 as FastAPI's OAuth2 form answers).
+/// a failed login for a made-up name (401, 403 or 400 as FastAPI's OAuth2 form answers, or a
+/// 2xx saying it failed, as APIs that answer 200 to everything do).
 async fn login_format(ctx: &mut Ctx<'_>) -> Result<Option<Format>, ProbeError> {
     if let Some(format) = ctx.login_format {
         return Ok(Some(format));
     }
     let path = ctx.login_path.clone();
-    for format in [Format::Json, Format::Form] {
+    for format in ctx.login_formats.clone() {
         let answer = ctx
-            .send(&failed_login(&path, format, &made_up_name()))
+            .send(&failed_login(
+                &path,
+                format,
+                ctx.login_name_field,
+                &made_up_name(),
+            ))
             .await?;
         match answer.status {
             400 | 401 | 403 | 429 => {
+                ctx.login_format = Some(format);
+                return Ok(Some(format));
+            }
+            200..=299 if says_login_failed(&answer) => {
                 ctx.login_format = Some(format);
                 return Ok(Some(format));
             }
@@ -49,13 +61,19 @@ async fn login_format(ctx: &mut Ctx<'_>) -> Result<Option<Format>, ProbeError> {
             _ => {}
         }
     }
-    ctx.note(format!("POST {path} refused both JSON and form logins for an unknown user with an unexpected status; login checks were not run"));
+    ctx.note(format!("POST {path} refused every login format for an unknown user with an unexpected answer; login checks were not run"));
     Ok(None)
 }
 
-/// A login for `name` with a random password: it fails on any API.
-fn failed_login(path: &str, format: Format, name: &str) -> Req {
-    login_request(path, format, name, &format!("wrong-{}", random_hex(10)))
+/// A login for `name` (in the login's `field`) with a random password: it fails on any API.
+fn failed_login(path: &str, format: Format, field: &str, name: &str) -> Req {
+    login_request(
+        path,
+        format,
+        field,
+        name,
+        &format!("wrong-{}", random_hex(10)),
+    )
 }
 
 fn made_up_name() -> String {
@@ -128,8 +146,12 @@ pub(crate) async fn enumeration(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             } else {
                 stranger.as_str()
             };
-            let Some(answer) =
-                attempt(ctx, &failed_login(&path, format, name), &mut waited).await?
+            let Some(answer) = attempt(
+                ctx,
+                &failed_login(&path, format, ctx.login_name_field, name),
+                &mut waited,
+            )
+            .await?
             else {
                 break 'sampling;
             };
@@ -186,6 +208,7 @@ async fn reset(
     let req = login_request(
         &ctx.login_path.clone(),
         format,
+        ctx.login_name_field,
         &credentials.username,
         password,
     );
@@ -321,7 +344,9 @@ pub(crate) async fn rate_limit(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let mut last = None;
     for _ in 0..burst {
         let name = made_up_name();
-        let answer = ctx.send(&failed_login(&path, format, &name)).await?;
+        let answer = ctx
+            .send(&failed_login(&path, format, ctx.login_name_field, &name))
+            .await?;
         sent += 1;
         if refused_for_rate(&answer) {
             limited = true;
@@ -353,14 +378,19 @@ pub(crate) async fn rate_limit(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             "203.0.113.{}",
             u8::from_str_radix(&random_hex(1), 16).unwrap_or(7)
         );
-        let spoofed =
-            failed_login(&path, format, &made_up_name()).header("x-forwarded-for", address.clone());
+        let spoofed = failed_login(&path, format, ctx.login_name_field, &made_up_name())
+            .header("x-forwarded-for", address.clone());
         let answer = ctx.send(&spoofed).await?;
         if refused_for_rate(&answer) {
             continue;
         }
         let control = ctx
-            .send(&failed_login(&path, format, &made_up_name()))
+            .send(&failed_login(
+                &path,
+                format,
+                ctx.login_name_field,
+                &made_up_name(),
+            ))
             .await?;
         if refused_for_rate(&control) {
             ctx.report(Finding::new(
@@ -400,7 +430,12 @@ async fn login_route_confirmed(
     let nowhere = format!("/rampart-audit-{}/{}", random_hex(4), random_hex(4));
     let control_name = made_up_name();
     let control = ctx
-        .send(&failed_login(&nowhere, format, &control_name))
+        .send(&failed_login(
+            &nowhere,
+            format,
+            ctx.login_name_field,
+            &control_name,
+        ))
         .await?;
     if control.status != answer.status
         || normalise(&control.body, &control_name) != normalise(&answer.body, name)
@@ -471,7 +506,9 @@ mod tests {
         let e = r#"{"error":{"detail":"no user bob","trace_id":"1","at":1700000000}}"#;
         let f = r#"{"error":{"detail":"no user eve","trace_id":"2","at":1700000555}}"#;
         assert_eq!(normalise(e, "bob"), normalise(f, "eve"));
-        let Some((_, bytes)) = login_request("/login", Format::Form, "a b&c", "p=1%").body else {
+        let Some((_, bytes)) =
+            login_request("/login", Format::Form, "username", "a b&c", "p=1%").body
+        else {
             panic!("a form login has a body");
         };
         let sent: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap();

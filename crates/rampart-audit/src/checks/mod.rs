@@ -16,7 +16,7 @@ use crate::findings::Finding;
 use crate::spec::Operation;
 
 pub(crate) use login::MAX_WAIT;
-pub(crate) use session::{end_sessions, log_in, Credentials, LoggedIn};
+pub(crate) use session::{end_sessions, log_in, Credentials, Format as LoginFormat, LoggedIn};
 
 /// What the checks share during one run.
 #[derive(Debug)]
@@ -29,6 +29,12 @@ pub(crate) struct Ctx<'a> {
     pub(crate) token: Option<String>,
     pub(crate) credentials: Option<Credentials>,
     pub(crate) login_path: String,
+    /// The field the login names the account with (`username`, `email`, ...).
+    pub(crate) login_name_field: &'static str,
+    /// The body formats the login may take, in the order to try them.
+    pub(crate) login_formats: Vec<LoginFormat>,
+    /// The docs page and document found before the checks ran.
+    pub(crate) discovered: crate::discover::Discovered,
     /// Every response seen, kept small: status, request line and the headers the passive
     /// checks read.
     pub(crate) seen: Vec<(String, Answer)>,

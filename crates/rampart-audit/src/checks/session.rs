@@ -27,10 +27,22 @@ pub(crate) enum Format {
     Form,
 }
 
-pub(crate) fn login_request(path: &str, format: Format, username: &str, password: &str) -> Req {
+/// A login with `name_field` (`username`, `email`, ...) set to `username`. The OAuth2 password
+/// form always names it `username`.
+pub(crate) fn login_request(
+    path: &str,
+    format: Format,
+    name_field: &str,
+    username: &str,
+    password: &str,
+) -> Req {
     match format {
-        Format::Json => Req::new(Method::POST, path)
-            .json(&serde_json::json!({"username": username, "password": password})),
+        Format::Json => {
+            let mut body = serde_json::Map::new();
+            body.insert(name_field.to_owned(), username.into());
+            body.insert("password".to_owned(), password.into());
+            Req::new(Method::POST, path).json(&Value::Object(body))
+        }
         Format::Form => {
             let body = serde_urlencoded::to_string([
                 ("grant_type", "password"),
@@ -53,22 +65,153 @@ pub(crate) struct LoggedIn {
     pub(crate) answer: Answer,
 }
 
-/// Where APIs put the access token in a login answer, in order of preference.
-const TOKEN_FIELDS: [&str; 5] = ["access_token", "accessToken", "token", "jwt", "id_token"];
+/// Where APIs put the access token in a login answer, in order of preference, compared with
+/// case, `_` and `-` ignored (`access_token`, `accessToken` and `Access-Token` alike).
+const TOKEN_FIELDS: [&str; 8] = [
+    "accesstoken",
+    "authtoken",
+    "token",
+    "jwt",
+    "idtoken",
+    "bearertoken",
+    "sessiontoken",
+    "authorization",
+];
+/// Objects a login answer nests its token under.
+const TOKEN_WRAPPERS: [&str; 7] = [
+    "data", "result", "tokens", "token", "auth", "session", "user",
+];
 
-/// The access token in a login answer: a known field at the top level or under `data`.
+/// Where a login answer carried its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Carrier {
+    /// In the body: sent back as `Authorization: Bearer`.
+    Body,
+    /// In a cookie of this name: sent back as that cookie.
+    Cookie(String),
+}
+
+/// The access token in a login answer: a token-named string field at the top level or nested
+/// under a wrapper (`data`, `result`, ...), else a cookie holding a JWT or named like a token.
+/// A refresh token is never taken for the access token.
 pub(crate) fn token_in(answer: &Answer) -> Option<String> {
-    let json = answer.json()?;
-    let token = [Some(&json), json.get("data")]
-        .into_iter()
-        .flatten()
-        .find_map(|object| {
-            TOKEN_FIELDS
-                .iter()
-                .find_map(|field| object.get(*field).and_then(Value::as_str))
+    token_and_carrier(answer).map(|(token, _)| token)
+}
+
+pub(crate) fn token_and_carrier(answer: &Answer) -> Option<(String, Carrier)> {
+    if let Some(token) = answer
+        .json()
+        .as_ref()
+        .and_then(|json| token_in_json(json, 0))
+    {
+        return Some((token, Carrier::Body));
+    }
+    token_cookie(answer).map(|(name, value)| (value, Carrier::Cookie(name)))
+}
+
+fn flat(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+fn token_in_json(value: &Value, depth: usize) -> Option<String> {
+    let object = value.as_object()?;
+    let direct = TOKEN_FIELDS.iter().find_map(|wanted| {
+        object.iter().find_map(|(key, v)| {
+            let value = v
+                .as_str()
+                .filter(|t| t.len() >= 4 && !t.contains(char::is_whitespace))?;
+            (flat(key) == *wanted).then(|| value.to_owned())
         })
-        .map(str::to_owned);
-    token
+    });
+    if direct.is_some() || depth >= 3 {
+        return direct;
+    }
+    TOKEN_WRAPPERS.iter().find_map(|wrapper| {
+        object
+            .iter()
+            .find(|(key, _)| flat(key) == *wrapper)
+            .and_then(|(_, nested)| token_in_json(nested, depth + 1))
+    })
+}
+
+/// A cookie set by the login that carries the session: a JWT, or a name saying token,
+/// session, jwt or auth (never a CSRF cookie).
+fn token_cookie(answer: &Answer) -> Option<(String, String)> {
+    answer
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|cookie| {
+            let pair = cookie.split(';').next()?;
+            let (name, value) = pair.split_once('=')?;
+            Some((
+                name.trim().to_owned(),
+                value.trim().trim_matches('"').to_owned(),
+            ))
+        })
+        .filter(|(name, value)| {
+            value.len() >= 16 && !flat(name).contains("csrf") && !flat(name).contains("xsrf")
+        })
+        .find(|(name, value)| {
+            let name = flat(name);
+            value.split('.').count() == 3
+                || ["token", "session", "jwt", "auth", "sid"]
+                    .iter()
+                    .any(|w| name.contains(w))
+        })
+}
+
+/// Whether a 2xx login answer without a token says it failed: `{"status": "fail"}`,
+/// `{"success": false}`, an `error` field, or a message saying the credentials were wrong.
+/// Such APIs answer 200 to everything; their failed logins still count as failed.
+pub(crate) fn says_login_failed(answer: &Answer) -> bool {
+    if token_and_carrier(answer).is_some() {
+        return false;
+    }
+    let Some(json) = answer.json() else {
+        return false;
+    };
+    let field = |name: &str| {
+        json.as_object().and_then(|o| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+    };
+    let failed_status = field("status").and_then(Value::as_str).is_some_and(|s| {
+        matches!(
+            s.to_ascii_lowercase().as_str(),
+            "fail" | "failed" | "failure" | "error"
+        )
+    });
+    let unsuccessful = field("success").and_then(Value::as_bool) == Some(false)
+        || field("ok").and_then(Value::as_bool) == Some(false);
+    let error = field("error").is_some_and(|e| !e.is_null() && e != &Value::Bool(false))
+        || field("errors").is_some_and(|e| e.as_array().is_some_and(|a| !a.is_empty()));
+    let message = ["message", "msg", "detail"].iter().any(|name| {
+        field(name).and_then(Value::as_str).is_some_and(|m| {
+            let m = m.to_ascii_lowercase();
+            [
+                "incorrect",
+                "invalid",
+                "not exist",
+                "wrong",
+                "fail",
+                "denied",
+                "not found",
+                "unauthori",
+                "bad credentials",
+                "does not match",
+            ]
+            .iter()
+            .any(|w| m.contains(w))
+        })
+    });
+    failed_status || unsuccessful || error || message
 }
 
 /// Why the operator's login did not give a token.
@@ -79,38 +222,53 @@ pub(crate) struct LoginRefused {
     /// Set when the target refused for rate (429): how long it asked to wait (5 s when it did
     /// not say). Credentials are not to blame then.
     pub(crate) rate_limited: Option<Duration>,
+    /// Every format was answered 404 or 405: there is no login at that path.
+    pub(crate) no_route: bool,
 }
 
-/// Logs in with JSON, then with the OAuth2 password form; the token, or what went wrong.
+/// Logs in with the formats in `formats` in turn (JSON, then the OAuth2 password form, unless
+/// the document says which); the token, or what went wrong. A token that came in a cookie is
+/// sent back the same way for the rest of the run.
 pub(crate) async fn log_in(
     probe: &mut Probe,
     path: &str,
-    username: &str,
-    password: &str,
+    formats: &[Format],
+    name_field: &str,
+    credentials: (&str, &str),
 ) -> Result<Result<LoggedIn, LoginRefused>, ProbeError> {
+    let (username, password) = credentials;
     let mut tried = Vec::new();
     let mut rate_limited = None;
-    for format in [Format::Json, Format::Form] {
-        let req = login_request(path, format, username, password);
+    let mut no_route = true;
+    for format in formats {
+        let req = login_request(path, *format, name_field, username, password);
         let answer = probe.send(&req).await?;
-        let label = if format == Format::Json {
+        let label = if *format == Format::Json {
             "JSON"
         } else {
             "OAuth2 form"
         };
-        match (answer.is_success(), token_in(&answer)) {
-            (true, Some(token)) => {
+        no_route &= matches!(answer.status, 404 | 405);
+        match (answer.is_success(), token_and_carrier(&answer)) {
+            (true, Some((token, carrier))) => {
+                if let Carrier::Cookie(name) = &carrier {
+                    probe.send_token_as_cookie(name);
+                }
                 return Ok(Ok(LoggedIn {
                     token,
-                    format,
+                    format: *format,
                     request: req.line(),
                     answer,
                 }));
             }
-            (true, None) => tried.push(format!(
-                "{label} -> {} but no token in {}",
+            (true, None) if says_login_failed(&answer) => tried.push(format!(
+                "{label} -> {} saying the login failed: {}",
                 answer.status,
-                TOKEN_FIELDS.join(", ")
+                super::excerpt(&answer.body, 100)
+            )),
+            (true, None) => tried.push(format!(
+                "{label} -> {} but no token in the body (looked for access_token, auth_token, token, jwt, id_token and the like, also under data or result) or in a cookie",
+                answer.status
             )),
             (false, _) => tried.push(format!("{label} -> {}", answer.status)),
         }
@@ -122,6 +280,7 @@ pub(crate) async fn log_in(
     Ok(Err(LoginRefused {
         summary: format!("login at {path} failed ({})", tried.join(", ")),
         rate_limited,
+        no_route,
     }))
 }
 
@@ -137,8 +296,18 @@ pub(crate) fn retry_after(answer: &Answer) -> Duration {
 
 /// Ends the sessions the run's own logins opened (never a `--token` given to it), from the
 /// requests kept in reserve. Returns how many it ended.
-pub(crate) async fn end_sessions(ctx: &mut Ctx<'_>, logout_path: &str) -> usize {
+pub(crate) async fn end_sessions(ctx: &mut Ctx<'_>, logout_path: Option<&str>) -> usize {
     let opened = std::mem::take(&mut ctx.opened);
+    if opened.is_empty() {
+        return 0;
+    }
+    let Some(logout_path) = logout_path else {
+        ctx.note(format!(
+            "the {} sessions the auditor's logins opened were not ended: no logout route is known (set --logout-path); they last until they expire",
+            opened.len()
+        ));
+        return 0;
+    };
     let mut ended = 0;
     for token in &opened {
         let req = Req::new(Method::POST, logout_path).bearer(token);
@@ -165,4 +334,102 @@ pub(crate) async fn end_sessions(ctx: &mut Ctx<'_>, logout_path: &str) -> usize 
 pub(crate) fn refused_for_rate(answer: &Answer) -> bool {
     answer.status == 429
         || (matches!(answer.status, 403 | 503) && answer.header("retry-after").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str, cookies: &[&str]) -> Answer {
+        let mut headers = http::HeaderMap::new();
+        for cookie in cookies {
+            headers.append(http::header::SET_COOKIE, cookie.parse().unwrap());
+        }
+        Answer {
+            status,
+            headers,
+            body: body.to_owned(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_token_is_found_wherever_real_apis_put_it() {
+        for (body, token) in [
+            (
+                r#"{"access_token":"aaa.bbb.ccc","token_type":"bearer"}"#,
+                "aaa.bbb.ccc",
+            ),
+            (
+                r#"{"auth_token":"eyJx.y.z","message":"Successfully logged in.","status":"success"}"#,
+                "eyJx.y.z",
+            ),
+            (
+                r#"{"accessToken":"abcd1234","refreshToken":"zzzz9999"}"#,
+                "abcd1234",
+            ),
+            (r#"{"data":{"token":"t0k3n-value"}}"#, "t0k3n-value"),
+            (
+                r#"{"result":{"tokens":{"refresh_token":"r-value","access_token":"a-value"}}}"#,
+                "a-value",
+            ),
+            (r#"{"jwt":"j.w.t"}"#, "j.w.t"),
+            (r#"{"id_token":"id.to.ken"}"#, "id.to.ken"),
+        ] {
+            let found = token_and_carrier(&answer(200, body, &[]));
+            assert_eq!(found, Some((token.to_owned(), Carrier::Body)), "{body}");
+        }
+        // A refresh token alone is not an access token; nor is a token type.
+        assert_eq!(
+            token_in(&answer(
+                200,
+                r#"{"refresh_token":"r-value","token_type":"bearer"}"#,
+                &[]
+            )),
+            None
+        );
+        // A session cookie, not the CSRF one beside it.
+        let cookies = [
+            "csrftoken=abcdefghijklmnopqrstuvwxyz; Path=/",
+            "session=s3ss10n-0123456789abcdef; HttpOnly; Path=/",
+        ];
+        assert_eq!(
+            token_and_carrier(&answer(200, r#"{"ok":true}"#, &cookies)),
+            Some((
+                "s3ss10n-0123456789abcdef".to_owned(),
+                Carrier::Cookie("session".to_owned())
+            ))
+        );
+    }
+
+    #[test]
+    fn a_200_saying_the_login_failed_is_a_failed_login() {
+        for body in [
+            r#"{ "status": "fail", "message": "Password is not correct for the given username."}"#,
+            r#"{"success": false}"#,
+            r#"{"error": "invalid_grant"}"#,
+            r#"{"message": "Invalid credentials"}"#,
+            r#"{"detail": "Incorrect email or password"}"#,
+        ] {
+            assert!(says_login_failed(&answer(200, body, &[])), "{body}");
+        }
+        for body in [
+            r#"{"auth_token":"eyJx.y.z","status":"success","message":"Successfully logged in."}"#,
+            r#"{"status":"ok"}"#,
+            "<html>welcome</html>",
+        ] {
+            assert!(!says_login_failed(&answer(200, body, &[])), "{body}");
+        }
+    }
+
+    #[test]
+    fn logins_name_the_account_in_the_field_the_api_reads() {
+        let req = login_request("/login", Format::Json, "email", "a@example.com", "pw");
+        let (_, body) = req.body.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"email": "a@example.com", "password": "pw"})
+        );
+    }
 }

@@ -7,27 +7,9 @@ use http::Method;
 use super::{excerpt, random_hex, Ctx};
 use crate::client::{Answer, ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
-use crate::spec;
-
-const DOCS_PATHS: [&str; 8] = [
-    "/docs",
-    "/docs/",
-    "/redoc",
-    "/swagger-ui/",
-    "/swagger-ui/index.html",
-    "/swagger-ui.html",
-    "/api-docs",
-    "/api-docs/",
-];
-const SPEC_PATHS: [&str; 4] = [
-    "/openapi.json",
-    "/swagger.json",
-    "/v3/api-docs",
-    "/api-docs.json",
-];
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
-    docs(ctx).await?;
+    docs(ctx);
 
     let success = first_success(ctx).await?;
     let (unknown_path, error) = ctx.unknown_path().await?;
@@ -215,47 +197,22 @@ async fn trace(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     Ok(())
 }
 
-/// Interactive docs and OpenAPI documents at their usual paths. A document found here also
-/// aims the later checks when no `--spec` was given.
-async fn docs(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
-    for path in SPEC_PATHS {
-        let answer = ctx.send(&Req::get(path)).await?;
-        let Some(doc) = answer
-            .is_success()
-            .then(|| answer.json())
-            .flatten()
-            .filter(spec::is_spec)
-        else {
-            continue;
-        };
-        let operations = spec::operations(&doc);
-        ctx.report(Finding::new(
-            &findings::DOCS_SPEC,
-            Severity::Low,
-            format!(
-                "GET {path} -> {}: an OpenAPI document with {} operations",
-                answer.status,
-                operations.len()
-            ),
-        ));
-        if ctx.operations.is_empty() {
-            ctx.operations = operations;
-        }
-        break;
+/// Interactive docs and OpenAPI documents, as discovery found them before the checks ran
+/// (`crate::discover`).
+fn docs(ctx: &mut Ctx<'_>) {
+    if let Some(spec) = &ctx.discovered.spec {
+        let evidence = format!(
+            "GET {} -> {}: an OpenAPI document with {} operations",
+            spec.path,
+            spec.status,
+            spec.operations.len()
+        );
+        ctx.report(Finding::new(&findings::DOCS_SPEC, Severity::Low, evidence));
     }
-    for path in DOCS_PATHS {
-        let answer = ctx.send(&Req::get(path)).await?;
-        let page = answer.body.to_ascii_lowercase();
-        if answer.is_success() && (page.contains("swagger") || page.contains("redoc")) {
-            ctx.report(Finding::new(
-                &findings::DOCS_UI,
-                Severity::Low,
-                format!("GET {path} -> {}: an interactive docs page", answer.status),
-            ));
-            break;
-        }
+    if let Some((page, status)) = &ctx.discovered.docs_page {
+        let evidence = format!("GET {page} -> {status}: an interactive docs page");
+        ctx.report(Finding::new(&findings::DOCS_UI, Severity::Low, evidence));
     }
-    Ok(())
 }
 
 /// Flags of every cookie the target set during the run.
