@@ -40,6 +40,7 @@ pub struct Check {
     pub fix: &'static str,
 }
 
+const API1: &str = "API1:2023 Broken Object Level Authorization";
 const API2: &str = "API2:2023 Broken Authentication";
 const API3: &str = "API3:2023 Broken Object Property Level Authorization";
 const API4: &str = "API4:2023 Unrestricted Resource Consumption";
@@ -109,6 +110,8 @@ checks! {
         "Parse page sizes into a bounded range (such as 1..=100) and refuse larger ones with 422.";
     TRACE = "RA-TRACE-1", "TRACE method enabled", 693, API8, "5 No server banners or debug surface",
         "Disable TRACE (answer 405); it echoes requests, headers included, back to the caller.";
+    BOLA = "RA-BOLA-1", "Another user's object is readable", 639, API1, "22 Object-level authorization",
+        "Check on every object read that the caller owns the object (filter by owner in the query), and answer another user's object exactly as a missing one (404).";
     COOKIE_FLAGS = "RA-COOKIE-1", "Cookie without Secure, HttpOnly or SameSite", 614, API8, "20 Sessions and tokens",
         "Set session cookies with Secure, HttpOnly and SameSite=Lax or Strict.";
 }

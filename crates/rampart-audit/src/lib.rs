@@ -44,6 +44,13 @@ pub struct AuditArgs {
     /// By default, the logout the document describes.
     #[arg(long)]
     pub logout_path: Option<String>,
+    /// A second account of your own, for reading the first one's objects as it (BOLA). Only
+    /// GETs are sent as it.
+    #[arg(long, env = "RAMPART_AUDIT_USERNAME2")]
+    pub username2: Option<String>,
+    /// The second account's password (prefer the environment variable).
+    #[arg(long, env = "RAMPART_AUDIT_PASSWORD2", hide_env_values = true)]
+    pub password2: Option<String>,
     /// An access token to use instead of logging in (never logged out).
     #[arg(long, env = "RAMPART_AUDIT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -164,12 +171,39 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         (None, None) => None,
     };
     let login_worked = login_answer.is_some();
+    let second_token = match (&args.username2, &args.password2, &login_path) {
+        (Some(username), Some(password), Some(path)) => {
+            let second = Login {
+                paths: vec![path.clone()],
+                formats: login_format.into_iter().collect(),
+                name_field: login.name_field,
+            };
+            let logged_in = log_in_waiting(&mut probe, args, &second, (username, password))
+                .await
+                .map_err(|err| AuditError::Usage(err.to_string()))?
+                .map_err(|err| AuditError::Usage(format!("the second identity: {err}")))?;
+            opened.push(logged_in.session.token.clone());
+            Some(logged_in.session.token)
+        }
+        (Some(_), _, None) => {
+            notes.push("--username2 needs the first identity's login too (--username and --password): BOLA was not checked".to_owned());
+            None
+        }
+        (Some(_), None, _) => {
+            notes.push(
+                "--username2 without RAMPART_AUDIT_PASSWORD2: BOLA was not checked".to_owned(),
+            );
+            None
+        }
+        _ => None,
+    };
     let mut ctx = checks::Ctx {
         probe: &mut probe,
         findings: Vec::new(),
         notes,
         operations,
         token: token.clone(),
+        second_token,
         credentials,
         login_path: login_path.unwrap_or_else(|| login.paths[0].clone()),
         login_name_field: login.name_field,

@@ -28,6 +28,8 @@ fn args(target: String, password: Option<&str>) -> AuditArgs {
         username: password.map(|_| "alice".into()),
         password: password.map(str::to_owned),
         login_path: Some("/login".into()),
+        username2: None,
+        password2: None,
         logout_path: Some("/logout".into()),
         token: None,
         spec: None,

@@ -289,6 +289,8 @@ fn args(addr: SocketAddr) -> AuditArgs {
         username: Some("alice".into()),
         password: Some("correct horse battery staple".into()),
         login_path: Some("/login".into()),
+        username2: None,
+        password2: None,
         logout_path: Some("/v1/auth/logout".into()),
         token: None,
         spec: None,

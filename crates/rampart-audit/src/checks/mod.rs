@@ -7,6 +7,7 @@ mod cors;
 mod errors;
 mod limits;
 mod login;
+mod objects;
 mod session;
 mod surface;
 mod tokens;
@@ -27,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) notes: Vec<String>,
     pub(crate) operations: Vec<Operation>,
     pub(crate) token: Option<String>,
+    /// A second identity's access token (`--username2`), for reading the first one's objects.
+    pub(crate) second_token: Option<String>,
     pub(crate) credentials: Option<Credentials>,
     pub(crate) login_path: String,
     /// The field the login names the account with (`username`, `email`, ...).
@@ -129,10 +132,29 @@ pub(crate) async fn run_all(ctx: &mut Ctx<'_>) {
     step!("anonymous access and the route map", access::run);
     step!("error leakage", errors::run);
     step!("access token", tokens::run);
+    step!("access to another user's objects", objects::run);
     step!("body and page size limits", limits::run);
     step!("login enumeration", login::enumeration);
     step!("login rate limit", login::rate_limit);
     step!("cookies", surface::cookies);
+}
+
+/// Whether a path reads as one that changes state (`/createdb`, `/users/{id}/delete`,
+/// `/logout`, ...): the auditor never GETs such a path, whatever its method in the document,
+/// since APIs exist that change things on a GET.
+pub(crate) fn is_state_changing_path(path: &str) -> bool {
+    const WORDS: [&str; 18] = [
+        "reset", "delete", "remove", "create", "init", "drop", "logout", "signout", "sign-out",
+        "destroy", "purge", "wipe", "setup", "install", "seed", "migrate", "truncate", "shutdown",
+    ];
+    let path = path.to_ascii_lowercase();
+    path.split(['/', '?', '&', '=', '.', '_', '-'])
+        .filter(|segment| !segment.starts_with('{'))
+        .any(|segment| {
+            WORDS
+                .iter()
+                .any(|w| segment.starts_with(w) || segment.ends_with(w))
+        })
 }
 
 pub(crate) fn progress(message: &str, quiet: bool) {
@@ -177,5 +199,33 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     } else {
         let cut: String = flat.chars().take(max).collect();
         format!("{cut}...")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_state_changing_path;
+
+    #[test]
+    fn paths_that_read_as_changes_are_never_read() {
+        for path in [
+            "/createdb",
+            "/users/v1/{username}/delete",
+            "/api/v1/reset-password/",
+            "/v1/auth/logout",
+            "/admin/db_drop?confirm=1",
+            "/setup",
+        ] {
+            assert!(is_state_changing_path(path), "{path}");
+        }
+        for path in [
+            "/users/v1",
+            "/users/v1/_debug",
+            "/books/v1/{book_title}",
+            "/api/v1/items/",
+            "/health",
+        ] {
+            assert!(!is_state_changing_path(path), "{path}");
+        }
     }
 }

@@ -1,0 +1,218 @@
+//! Object-level authorization (BOLA, IDOR) with two identities the operator owns: each object
+//! the first identity can read (ids taken from its own list answers) is read again as the
+//! second, and access to it is reported.
+//!
+//! Defends the operator against false alarms and the target against harm: it only runs when a
+//! second account is given (`--username2`), it only reads (GET), and an object counts as the
+//! first identity's only when its answer names that account; an object anonymous callers can
+//! read as well is public, not a finding.
+
+use http::Method;
+use serde_json::Value;
+
+use super::{excerpt, Ctx};
+use crate::client::{ProbeError, Req};
+use crate::findings::{self, Finding, Severity};
+use crate::spec::Operation;
+
+/// Object routes tried, and ids tried per route.
+const ROUTES: usize = 4;
+const IDS_PER_ROUTE: usize = 3;
+
+pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
+    let (Some(first), Some(second)) = (ctx.token.clone(), ctx.second_token.clone()) else {
+        if ctx.token.is_some() {
+            ctx.note("no second identity (--username2 with RAMPART_AUDIT_PASSWORD2): access to another user's objects (BOLA) was not checked");
+        }
+        return Ok(());
+    };
+    let owner = ctx
+        .credentials
+        .as_ref()
+        .map(|c| c.username.clone())
+        .unwrap_or_default();
+    let routes: Vec<(Operation, Operation)> = object_routes(&ctx.operations)
+        .into_iter()
+        .take(ROUTES)
+        .collect();
+    if routes.is_empty() {
+        ctx.note("no object route (GET /things/{id}) with a list route beside it in the document: access to another user's objects was not checked");
+        return Ok(());
+    }
+    for (list, object) in routes {
+        let answer = ctx.send(&Req::get(&list.path).bearer(&first)).await?;
+        let Some(json) = answer.is_success().then(|| answer.json()).flatten() else {
+            continue;
+        };
+        let param = object.path_params[0].clone();
+        for id in ids_in(&json, &param, &owner)
+            .into_iter()
+            .take(IDS_PER_ROUTE)
+        {
+            let path = object.fill(&percent_encode(&id));
+            let mine = ctx.send(&Req::get(&path).bearer(&first)).await?;
+            if !mine.is_success() || owner.is_empty() || !names(&mine.body, &owner) {
+                continue;
+            }
+            let theirs = ctx.send(&Req::get(&path).bearer(&second)).await?;
+            if !theirs.is_success() || !names(&theirs.body, &owner) {
+                continue;
+            }
+            let anonymous = ctx.send(&Req::get(&path)).await?;
+            if anonymous.is_success() {
+                continue;
+            }
+            ctx.report(Finding::new(
+                &findings::BOLA,
+                Severity::High,
+                format!(
+                    "GET {path} (an object of `{owner}`, id from GET {}) as the second identity -> {} `{}`; anonymous -> {}",
+                    list.path,
+                    theirs.status,
+                    excerpt(&theirs.body, 160),
+                    anonymous.status
+                ),
+            ));
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Pairs of a list route and the object route below it (`/books/v1` and
+/// `/books/v1/{book_title}`): GETs only, one path parameter, nothing that reads as a change.
+fn object_routes(operations: &[Operation]) -> Vec<(Operation, Operation)> {
+    let gets = || {
+        operations
+            .iter()
+            .filter(|o| o.method == Method::GET && !super::is_state_changing_path(&o.path))
+    };
+    gets()
+        .filter(|o| o.path_params.len() == 1 && o.path.trim_end_matches('/').ends_with('}'))
+        .filter_map(|object| {
+            let parent = object.path.trim_end_matches('/').rsplit_once('/')?.0;
+            let list = gets()
+                .find(|l| l.path_params.is_empty() && l.path.trim_end_matches('/') == parent)?;
+            Some((list.clone(), object.clone()))
+        })
+        .collect()
+}
+
+/// Values that may name an object in a list answer: per record, the field named like the path
+/// parameter, else `id`, `uuid` or `_id`; records that name `owner` first (a list may hold
+/// everyone's objects).
+fn ids_in(json: &Value, param: &str, owner: &str) -> Vec<String> {
+    let records: Vec<&Value> = match json {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(fields) => fields
+            .values()
+            .filter_map(Value::as_array)
+            .flatten()
+            .collect(),
+        _ => Vec::new(),
+    };
+    let wanted = [param, "id", "uuid", "_id"];
+    let mut ids: Vec<(bool, String)> = records
+        .into_iter()
+        .filter_map(|record| {
+            let fields = record.as_object()?;
+            let id = wanted.iter().find_map(|name| match fields.get(*name)? {
+                Value::String(s) if !s.is_empty() && s.len() <= 200 => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })?;
+            let theirs_too = !fields.values().any(|v| v.as_str() == Some(owner));
+            Some((theirs_too, id))
+        })
+        .collect();
+    ids.sort_by_key(|(not_owned, _)| *not_owned);
+    ids.into_iter().map(|(_, id)| id).collect()
+}
+
+/// Whether an answer names `owner` as a whole string value (an `owner`, `username` or `email`
+/// field, say), not just somewhere inside other text.
+fn names(body: &str, owner: &str) -> bool {
+    fn walk(value: &Value, owner: &str, depth: usize) -> bool {
+        match value {
+            Value::String(s) => s == owner,
+            Value::Array(items) if depth < 8 => items.iter().any(|v| walk(v, owner, depth + 1)),
+            Value::Object(fields) if depth < 8 => {
+                fields.values().any(|v| walk(v, owner, depth + 1))
+            }
+            _ => false,
+        }
+    }
+    serde_json::from_str::<Value>(body).is_ok_and(|v| walk(&v, owner, 0))
+}
+
+/// An id as one path segment.
+fn percent_encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(path: &str, params: &[&str]) -> Operation {
+        Operation {
+            method: Method::GET,
+            path: path.into(),
+            secured: true,
+            path_params: params.iter().map(|p| (*p).to_owned()).collect(),
+            query_params: Vec::new(),
+            body_types: Vec::new(),
+            body_fields: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn object_routes_pair_with_the_list_above_them() {
+        let ops = [
+            op("/books/v1", &[]),
+            op("/books/v1/{book_title}", &["book_title"]),
+            op("/api/v1/items/", &[]),
+            op("/api/v1/items/{id}", &["id"]),
+            op("/users/v1/{username}/delete", &["username"]),
+            op("/orphans/{id}", &["id"]),
+        ];
+        let pairs: Vec<(String, String)> = object_routes(&ops)
+            .into_iter()
+            .map(|(l, o)| (l.path, o.path))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("/books/v1".to_owned(), "/books/v1/{book_title}".to_owned()),
+                ("/api/v1/items/".to_owned(), "/api/v1/items/{id}".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_come_from_the_field_named_like_the_parameter_or_id() {
+        let books = json!({"Books": [{"book_title": "b 2", "user": "name1"}, {"book_title": "user1-book", "user": "user1"}]});
+        assert_eq!(ids_in(&books, "book_title", "user1"), ["user1-book", "b 2"]);
+        let items = json!({"data": [{"id": "941a", "owner_id": "x"}], "count": 1});
+        assert_eq!(ids_in(&items, "item_id", "user1"), ["941a"]);
+        assert_eq!(ids_in(&json!([{"id": 7}]), "id", "user1"), ["7"]);
+        assert_eq!(percent_encode("b 2/../x"), "b%202%2F..%2Fx");
+    }
+
+    #[test]
+    fn an_object_is_the_owners_only_when_a_value_names_them() {
+        assert!(names(r#"{"owner": "user1", "secret": "s"}"#, "user1"));
+        assert!(!names(r#"{"owner": "user10"}"#, "user1"));
+        assert!(!names(r#"{"note": "shared with user1 later"}"#, "user1"));
+        assert!(!names("not json user1", "user1"));
+    }
+}
