@@ -242,18 +242,15 @@ fn ids_at_or_above(report: &Report, severity: Severity) -> Vec<&'static str> {
 }
 
 fn evidence<'r>(report: &'r Report, id: &str) -> &'r str {
-    report
-        .findings
-        .iter()
-        .find(|f| f.id == id)
-        .map(|f| f.evidence.as_str())
-        .unwrap_or_else(|| {
-            panic!(
-                "{id} did not fire: {:?} {:?}",
-                ids_at_or_above(report, Severity::Info),
-                report.notes
-            )
-        })
+    let found = report.findings.iter().find(|f| f.id == id);
+    let Some(finding) = found else {
+        panic!(
+            "{id} did not fire: {:?} {:?}",
+            ids_at_or_above(report, Severity::Info),
+            report.notes
+        );
+    };
+    finding.evidence.as_str()
 }
 
 #[tokio::test]
