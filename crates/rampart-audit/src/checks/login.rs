@@ -424,6 +424,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             body: body.to_owned(),
             elapsed: Duration::from_millis(ms),
+            credentialed: false,
         }
     }
 

@@ -324,6 +324,7 @@ mod tests {
             headers: map,
             body: String::new(),
             elapsed: std::time::Duration::ZERO,
+            credentialed: false,
         }
     }
 
