@@ -83,10 +83,14 @@ impl Ctx<'_> {
         self.notes.push(note.into());
     }
 
-    /// GET operations without path parameters, public or secured.
+    /// GET operations without path parameters, public or secured, except those whose path
+    /// reads as state-changing ([`is_state_changing_path`]).
     pub(crate) fn plain_gets(&self, secured: bool) -> impl Iterator<Item = &Operation> {
         self.operations.iter().filter(move |o| {
-            o.method == http::Method::GET && o.secured == secured && o.path_params.is_empty()
+            o.method == http::Method::GET
+                && o.secured == secured
+                && o.path_params.is_empty()
+                && !is_state_changing_path(&o.path)
         })
     }
 }
