@@ -76,6 +76,8 @@ pub struct Answer {
     pub body: String,
     /// From sending the request to the end of the (capped) body.
     pub elapsed: Duration,
+    /// Whether the request carried credentials (an Authorization or Cookie header).
+    pub credentialed: bool,
 }
 
 impl Answer {
@@ -284,6 +286,9 @@ impl Probe {
                 .header("content-type", *content_type)
                 .body(bytes.clone());
         }
+        let credentialed = req.headers.iter().any(|(name, _)| {
+            name.eq_ignore_ascii_case("authorization") || name.eq_ignore_ascii_case("cookie")
+        });
         let started = Instant::now();
         let result = read(builder).await;
         let status = result
@@ -307,6 +312,7 @@ impl Probe {
             headers,
             body,
             elapsed: started.elapsed(),
+            credentialed,
         })
     }
 }

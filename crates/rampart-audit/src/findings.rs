@@ -86,6 +86,14 @@ checks! {
         "Answer 401 to anonymous callers on every path that is not public, unknown paths included, so the route map cannot be probed.";
     ERROR_LEAK = "RA-ERR-1", "Error responses leak internals", 209, API8, "4 No stack traces, paths, SQL or versions in errors",
         "Return a fixed problem document for errors; log the cause server-side with a request id instead of sending it.";
+    DEBUG_PAGE = "RA-ERR-2", "Framework debug page exposed", 489, API8, "4 No stack traces, paths, SQL or versions in errors",
+        "Turn debug mode off wherever callers can reach the API (Flask/Werkzeug debug=False, Django DEBUG = False, Laravel APP_DEBUG=false, Rails production mode, ASP.NET customErrors on); an interactive debugger such as Werkzeug's runs code for whoever gets past its PIN.";
+    SQL_ERROR = "RA-SQL-1", "SQL error text in answers to malformed parameters", 89, API8, "15 SQL injection: parameterised queries only",
+        "Bind every value as a query parameter (never format input into SQL text), validate parameters by type before any query, and answer failures with a fixed problem document.";
+    EXPOSURE_ANONYMOUS = "RA-DATA-1", "Secrets or sensitive fields served to anonymous callers", 200, API3, "11 Separate input and output schemas",
+        "Require authentication on the route and build responses from an output type that lists the fields callers may see; never serialise rows (passwords, hashes, tokens) directly, and store passwords only as salted slow hashes.";
+    EXPOSURE_AUTHENTICATED = "RA-DATA-2", "Secrets or sensitive fields in authenticated answers", 213, API3, "11 Separate input and output schemas",
+        "Build responses from an output type that lists the fields the caller may see; password hashes, other users' tokens and keys never leave the server.";
     NO_LOGIN_LIMIT = "RA-RATE-1", "No rate limit on login", 307, API2, "21 Rate limits",
         "Limit login attempts per client address and per account (429 with Retry-After), and back off repeated failures.";
     FORWARDED_BYPASS = "RA-RATE-2", "Login rate limit bypassed by rotating X-Forwarded-For", 348, API2, "14 Client IP through known proxies only",

@@ -7,6 +7,8 @@
 //! understood is skipped rather than fatal. A document is something the target sent, so the
 //! YAML reader refuses alias bombs and deep nesting before building anything.
 
+use std::collections::BTreeMap;
+
 use http::Method;
 use serde_json::Value;
 
@@ -26,6 +28,9 @@ pub struct Operation {
     pub body_types: Vec<String>,
     /// The top-level fields of the request body's schema (`$ref`s and `allOf` followed).
     pub body_fields: Vec<String>,
+    /// The declared type of each parameter that has one: `integer`, `number`, `boolean`,
+    /// `string`, or `uuid` for a string of format uuid.
+    pub param_types: BTreeMap<String, String>,
 }
 
 impl Operation {
@@ -105,6 +110,7 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
                 .unwrap_or(false);
             let mut path_params = Vec::new();
             let mut query_params = Vec::new();
+            let mut param_types = BTreeMap::new();
             for parameter in [shared, operation.get("parameters")]
                 .into_iter()
                 .flatten()
@@ -112,6 +118,9 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
                 .flatten()
             {
                 let name = parameter.get("name").and_then(Value::as_str);
+                if let (Some(name), Some(kind)) = (name, declared_type(parameter)) {
+                    param_types.insert(name.to_owned(), kind.to_owned());
+                }
                 match (parameter.get("in").and_then(Value::as_str), name) {
                     (Some("path"), Some(name)) => path_params.push(name.to_owned()),
                     (Some("query"), Some(name)) => query_params.push(name.to_owned()),
@@ -127,6 +136,7 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
                 query_params,
                 body_types,
                 body_fields,
+                param_types,
             });
         }
     }
@@ -301,6 +311,18 @@ pub fn parse_document(text: &str) -> Option<Value> {
     is_spec(&doc).then_some(doc)
 }
 
+/// A parameter's type: OpenAPI 3 keeps it in `schema`, Swagger 2 on the parameter itself.
+fn declared_type(parameter: &Value) -> Option<&str> {
+    let schema = parameter.get("schema").unwrap_or(parameter);
+    if schema.get("format").and_then(Value::as_str) == Some("uuid") {
+        return Some("uuid");
+    }
+    schema
+        .get("type")
+        .and_then(Value::as_str)
+        .filter(|t| matches!(*t, "integer" | "number" | "boolean" | "string"))
+}
+
 /// `security: [{scheme: []}, ...]` requires credentials unless empty or holding `{}` (which
 /// OpenAPI uses to mean "anonymous is also fine").
 fn requires_credentials(security: &Value) -> bool {
@@ -324,10 +346,10 @@ mod tests {
             "paths": {
                 "/health": {"get": {"security": []}},
                 "/v1/items/{id}": {
-                    "parameters": [{"name": "id", "in": "path"}],
+                    "parameters": [{"name": "id", "in": "path", "schema": {"type": "string", "format": "uuid"}}],
                     "get": {}, "delete": {}, "summary": "not an operation"
                 },
-                "/v1/items": {"get": {"parameters": [{"name": "limit", "in": "query"}, {"in": "query"}]}},
+                "/v1/items": {"get": {"parameters": [{"name": "limit", "in": "query", "type": "integer"}, {"in": "query"}]}},
                 "/maybe": {"get": {"security": [{}, {"bearer": []}]}},
                 "/broken": "not an object"
             }
@@ -345,6 +367,14 @@ mod tests {
         assert!(!find(Method::GET, "/maybe").secured);
         assert_eq!(ops.len(), 5);
         assert_eq!(find(Method::GET, "/v1/items/{id}").fill("x"), "/v1/items/x");
+        assert_eq!(
+            find(Method::GET, "/v1/items/{id}").param_types["id"],
+            "uuid"
+        );
+        assert_eq!(
+            find(Method::GET, "/v1/items").param_types["limit"],
+            "integer"
+        );
     }
 
     #[test]

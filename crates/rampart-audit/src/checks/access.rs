@@ -3,7 +3,7 @@
 
 use http::Method;
 
-use super::{excerpt, random_id, Ctx};
+use super::{excerpt, is_state_changing_path, random_id, Ctx};
 use crate::client::{ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
 
@@ -14,7 +14,11 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let secured: Vec<(Method, String)> = ctx
         .operations
         .iter()
-        .filter(|o| o.secured && matches!(o.method, Method::GET | Method::HEAD))
+        .filter(|o| {
+            o.secured
+                && matches!(o.method, Method::GET | Method::HEAD)
+                && !is_state_changing_path(&o.path)
+        })
         .take(MAX_PROBED)
         .map(|o| (o.method.clone(), o.fill(&random_id())))
         .collect();

@@ -1,56 +1,104 @@
 //! Error leakage: malformed input sent only to the login route and to read-only routes, and
-//! every answer searched for stack traces, file paths, SQL and framework internals.
+//! every answer searched for debug pages, SQL errors, stack traces, file paths and framework
+//! internals (the fragments are in [`super::signatures`]); also files what other checks find.
+
+use std::fmt::Write as _;
 
 use http::Method;
 
-use super::{excerpt, Ctx};
-use crate::client::{ProbeError, Req};
+use super::signatures::{self, Leak};
+use super::{params, Ctx};
+use crate::client::{Answer, ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
 
-/// (what it reveals, a fragment that shows it). Fragments are specific enough not to match an
-/// ordinary JSON error message.
-const LEAKS: &[(&str, &str)] = &[
-    ("a Python traceback", "Traceback (most recent call last)"),
-    ("a Python source path", ".py\", line "),
-    ("a Java stack trace", "\tat java."),
-    ("a Java exception", "java.lang."),
-    ("a .NET stack trace", "   at System."),
-    ("a Node.js stack trace", "    at Object."),
-    ("a Node.js module path", "node_modules/"),
-    ("a Rust panic", "panicked at"),
-    ("a Go panic", "goroutine 1 ["),
-    ("a PHP error", "Fatal error: "),
-    ("a Ruby backtrace", ".rb:"),
-    ("a server file path", "/home/"),
-    ("a server file path", "/usr/lib/python"),
-    ("a server file path", "/var/www/"),
-    ("a server file path", "C:\\\\"),
-    ("SQL", "SQLSTATE"),
-    ("SQL", "syntax error at or near"),
-    ("SQL", "You have an error in your SQL syntax"),
-    ("SQL", "sqlite3."),
-    ("SQL", "psycopg2."),
-    ("SQL", "sqlalchemy."),
-    ("SQL", "ORA-0"),
-    ("a framework name", "Werkzeug"),
-    ("a framework name", "pydantic_core"),
-    ("a framework name", "starlette."),
-    ("a framework name", "django."),
-    ("a framework name", "Express</"),
-    ("a framework name", "org.springframework"),
-];
+/// Evidence items listed per finding, at most; the rest are counted.
+const MAX_EVIDENCE: usize = 4;
 
-/// What the body reveals, if anything.
-pub(crate) fn leaks(body: &str) -> Option<&'static str> {
-    LEAKS
+/// The leaks one check saw, sorted into the findings they make.
+#[derive(Debug, Default)]
+pub(crate) struct Leaks {
+    debug_pages: Vec<String>,
+    /// Evidence, and whether a lone quote or backslash caused it.
+    sql: Vec<(String, bool)>,
+    internals: Vec<String>,
+}
+
+impl Leaks {
+    /// Files what `body` reveals, if anything. `quote` says the request's only oddity was a
+    /// quote or a backslash: SQL text then means the input reached the query unescaped.
+    pub(crate) fn record(&mut self, request: &str, answer: &Answer, quote: bool) {
+        let found = signatures::scan(&answer.body);
+        let debug_page = found.iter().any(|f| f.signature.leak == Leak::DebugPage);
+        for hit in found {
+            let item = format!(
+                "{request} -> {} shows {}: \"{}\"",
+                answer.status,
+                hit.signature.what,
+                hit.excerpt(&answer.body, 160)
+            );
+            match hit.signature.leak {
+                Leak::DebugPage => self.debug_pages.push(item),
+                Leak::Sql => self.sql.push((item, quote)),
+                // A debug page is a stack trace and more: reported once, as the page.
+                Leak::Internals if debug_page => {}
+                Leak::Internals => self.internals.push(item),
+            }
+        }
+    }
+
+    /// Turns what was filed into at most one finding per check.
+    pub(crate) fn report(self, ctx: &mut Ctx<'_>) {
+        if !self.debug_pages.is_empty() {
+            ctx.report(Finding::new(
+                &findings::DEBUG_PAGE,
+                Severity::High,
+                joined(&self.debug_pages),
+            ));
+        }
+        if !self.sql.is_empty() {
+            let by_quote = self.sql.iter().any(|(_, quote)| *quote);
+            let why = if by_quote {
+                "a lone quote or backslash broke the query, so input reaches SQL text unescaped (injectable)"
+            } else {
+                "malformed input reached a query the application should have refused first; the error shows the schema and the database"
+            };
+            let items: Vec<String> = self.sql.into_iter().map(|(item, _)| item).collect();
+            ctx.report(Finding::new(
+                &findings::SQL_ERROR,
+                if by_quote {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                format!("{why}: {}", joined(&items)),
+            ));
+        }
+        if !self.internals.is_empty() {
+            ctx.report(Finding::new(
+                &findings::ERROR_LEAK,
+                Severity::Medium,
+                joined(&self.internals),
+            ));
+        }
+    }
+}
+
+fn joined(items: &[String]) -> String {
+    let mut text = items
         .iter()
-        .find(|(_, fragment)| body.contains(fragment))
-        .map(|(what, _)| *what)
+        .take(MAX_EVIDENCE)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > MAX_EVIDENCE {
+        let _ = write!(text, "; and {} more", items.len() - MAX_EVIDENCE);
+    }
+    text
 }
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let login = ctx.login_path.clone();
-    let mut probes = vec![
+    let probes = [
         Req::new(Method::POST, &login).body(
             "application/json",
             b"{\"username\": \"x\", \"password\": ".to_vec(),
@@ -63,57 +111,62 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
         })),
         Req::get("/%ff%fe/..%2f..%2fetc%2fpasswd"),
     ];
-    let token = ctx.token.clone();
-    let list = ctx
-        .operations
-        .iter()
-        .find(|o| o.method == Method::GET && o.path_params.is_empty() && !o.query_params.is_empty())
-        .map(|o| (o.path.clone(), o.query_params[0].clone(), o.secured));
-    if let Some((path, param, secured)) = list {
-        let mut req = Req::get(format!("{path}?{param}=%27%20OR%201%3D1--%22%5C"));
-        if let (true, Some(token)) = (secured, &token) {
-            req = req.bearer(token);
-        }
-        probes.push(req);
-    }
-    let mut found = Vec::new();
-    for req in &probes {
+    let mut leaks = Leaks::default();
+    let outcome = send_all(ctx, &probes, &mut leaks).await;
+    // What was seen before a spent budget or a broken connection still counts.
+    leaks.report(ctx);
+    outcome
+}
+
+async fn send_all(ctx: &mut Ctx<'_>, probes: &[Req], leaks: &mut Leaks) -> Result<(), ProbeError> {
+    for req in probes {
         let answer = ctx.send(req).await?;
-        if let Some(what) = leaks(&answer.body) {
-            found.push(format!(
-                "{} -> {} reveals {what}: {}",
-                req.line(),
-                answer.status,
-                excerpt(&answer.body, 200)
-            ));
-        }
+        // None of these is a lone quote: SQL text here is judged as a leak, not an injection.
+        leaks.record(&req.line(), &answer, false);
     }
-    if !found.is_empty() {
-        ctx.report(Finding::new(
-            &findings::ERROR_LEAK,
-            Severity::Medium,
-            found.join("; "),
-        ));
-    }
-    Ok(())
+    params::probe(ctx, leaks).await
 }
 
 #[cfg(test)]
 mod tests {
-    use super::leaks;
+    use super::Leaks;
+    use crate::client::Answer;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: http::HeaderMap::new(),
+            body: body.to_owned(),
+            elapsed: std::time::Duration::ZERO,
+            credentialed: false,
+        }
+    }
 
     #[test]
-    fn internals_are_recognised_and_plain_errors_are_not() {
-        assert_eq!(
-            leaks("Traceback (most recent call last):\n  File \"/app/main.py\", line 3"),
-            Some("a Python traceback")
-        );
-        assert_eq!(leaks("ERROR: syntax error at or near \"OR\""), Some("SQL"));
-        assert_eq!(
-            leaks(
-                r#"{"type":"about:blank","title":"Bad Request","status":400,"detail":"The request body is not valid JSON (line 1, column 31)."}"#
+    fn a_debug_page_is_filed_once_as_a_page_and_its_sql_beside_it() {
+        let mut leaks = Leaks::default();
+        let page = "<title>sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) unrecognized token // Werkzeug Debugger</title> Traceback (most recent call last)";
+        leaks.record("GET /users/v1/1%27", &answer(500, page), true);
+        leaks.record(
+            "GET /items?limit=x",
+            &answer(
+                500,
+                "Traceback (most recent call last):\n  File \"/app/main.py\", line 3",
             ),
-            None
+            false,
         );
+        leaks.record("GET /ok", &answer(404, r#"{"detail":"Not Found"}"#), true);
+        assert_eq!(leaks.debug_pages.len(), 1);
+        assert!(leaks.debug_pages[0]
+            .starts_with("GET /users/v1/1%27 -> 500 shows the Werkzeug interactive debugger"));
+        assert_eq!(leaks.sql.len(), 1);
+        assert!(leaks.sql[0].1, "caused by a quote");
+        assert!(leaks.sql[0].0.contains("sqlite3.OperationalError"));
+        assert_eq!(
+            leaks.internals.len(),
+            1,
+            "the page's traceback is not filed twice"
+        );
+        assert!(leaks.internals[0].contains("a Python traceback"));
     }
 }

@@ -4,7 +4,7 @@
 use http::Method;
 
 use super::session::{login_request, says_login_failed};
-use super::{excerpt, random_hex, Ctx, LoginFormat};
+use super::{excerpt, is_state_changing_path, random_hex, Ctx, LoginFormat};
 use crate::client::{ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
 
@@ -79,7 +79,9 @@ async fn pages(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let lists: Vec<(String, String, bool)> = ctx
         .operations
         .iter()
-        .filter(|o| o.method == Method::GET && o.path_params.is_empty())
+        .filter(|o| {
+            o.method == Method::GET && o.path_params.is_empty() && !is_state_changing_path(&o.path)
+        })
         .filter_map(|o| {
             o.page_size_param()
                 .map(|p| (o.path.clone(), p.to_owned(), o.secured))

@@ -459,6 +459,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             body: body.to_owned(),
             elapsed: Duration::from_millis(ms),
+            credentialed: false,
         }
     }
 

@@ -5,10 +5,13 @@
 mod access;
 mod cors;
 mod errors;
+mod exposure;
 mod limits;
 mod login;
 mod objects;
+mod params;
 mod session;
+mod signatures;
 mod surface;
 mod tokens;
 
@@ -89,16 +92,27 @@ impl Ctx<'_> {
         self.notes.push(note.into());
     }
 
-    /// GET operations without path parameters, public or secured.
+    /// GET operations without path parameters, public or secured, except those whose path
+    /// reads as state-changing ([`is_state_changing_path`]).
     pub(crate) fn plain_gets(&self, secured: bool) -> impl Iterator<Item = &Operation> {
         self.operations.iter().filter(move |o| {
-            o.method == http::Method::GET && o.secured == secured && o.path_params.is_empty()
+            o.method == http::Method::GET
+                && o.secured == secured
+                && o.path_params.is_empty()
+                && !is_state_changing_path(&o.path)
         })
     }
 }
 
-/// Runs every check in order; a spent budget ends the run early with a note.
+/// Runs every check in order, then judges every answer seen for sensitive data (that sends
+/// nothing, so it runs even when the budget ran out).
 pub(crate) async fn run_all(ctx: &mut Ctx<'_>) {
+    run_probes(ctx).await;
+    exposure::judge_seen(ctx);
+}
+
+/// The checks that send requests, in order; a spent budget ends them early with a note.
+async fn run_probes(ctx: &mut Ctx<'_>) {
     macro_rules! step {
         ($name:literal, $check:path) => {
             progress(concat!("checking ", $name), ctx.probe.is_quiet());
@@ -130,7 +144,11 @@ pub(crate) async fn run_all(ctx: &mut Ctx<'_>) {
     );
     step!("CORS", cors::run);
     step!("anonymous access and the route map", access::run);
-    step!("error leakage", errors::run);
+    step!(
+        "error leakage (login route and GET parameters)",
+        errors::run
+    );
+    step!("excessive data exposure", exposure::run);
     step!("access token", tokens::run);
     step!("access to another user's objects", objects::run);
     step!("body and page size limits", limits::run);
@@ -139,21 +157,33 @@ pub(crate) async fn run_all(ctx: &mut Ctx<'_>) {
     step!("cookies", surface::cookies);
 }
 
-/// Whether a path reads as one that changes state (`/createdb`, `/users/{id}/delete`,
-/// `/logout`, ...): the auditor never GETs such a path, whatever its method in the document,
-/// since APIs exist that change things on a GET.
+/// Words in a path that suggest a GET there changes state. A segment is cut at `-`, `_` and
+/// `.`, and a piece *starting* with one of these (`createdb`, `resetPassword`) counts too:
+/// skipping a harmless route costs coverage, calling a destructive one costs the target.
+const STATE_CHANGING_WORDS: [&str; 18] = [
+    "reset", "delete", "remove", "create", "init", "drop", "logout", "signout", "sign-out",
+    "destroy", "purge", "wipe", "shutdown", "setup", "install", "seed", "migrate", "truncate",
+];
+
+/// Whether a GET of `path` (a template or a filled path, query ignored) could change state on
+/// a careless API, such as VAmPI's `GET /createdb`; the read-only checks never send one.
 pub(crate) fn is_state_changing_path(path: &str) -> bool {
-    const WORDS: [&str; 18] = [
-        "reset", "delete", "remove", "create", "init", "drop", "logout", "signout", "sign-out",
-        "destroy", "purge", "wipe", "setup", "install", "seed", "migrate", "truncate", "shutdown",
-    ];
-    let path = path.to_ascii_lowercase();
-    path.split(['/', '?', '&', '=', '.', '_', '-'])
-        .filter(|segment| !segment.starts_with('{'))
-        .any(|segment| {
-            WORDS
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.split('/')
+        .filter(|segment| !(segment.starts_with('{') && segment.ends_with('}')))
+        .flat_map(|segment| {
+            let lower = segment.to_ascii_lowercase();
+            let pieces: Vec<String> = lower
+                .split(['-', '_', '.', ':', '%'])
+                .map(str::to_owned)
+                .chain(std::iter::once(lower.clone()))
+                .collect();
+            pieces
+        })
+        .any(|piece| {
+            STATE_CHANGING_WORDS
                 .iter()
-                .any(|w| segment.starts_with(w) || segment.ends_with(w))
+                .any(|word| !piece.is_empty() && piece.starts_with(word))
         })
 }
 
@@ -207,23 +237,45 @@ mod tests {
     use super::is_state_changing_path;
 
     #[test]
-    fn paths_that_read_as_changes_are_never_read() {
+    fn state_changing_paths_are_recognised() {
         for path in [
             "/createdb",
+            "/api/v1/users/{id}/reset-password",
             "/users/v1/{username}/delete",
-            "/api/v1/reset-password/",
+            "/admin/remove_user",
             "/v1/auth/logout",
-            "/admin/db_drop?confirm=1",
+            "/SignOut",
+            "/db/init",
             "/setup",
+            "/install.php",
+            "/seed?count=10",
+            "/migrate/up",
+            "/items/drop",
+            "/cache:purge",
+            "/wipe",
+            "/resetPassword",
+            "/accounts/destroy",
+            "/v1/create",
         ] {
             assert!(is_state_changing_path(path), "{path}");
         }
+    }
+
+    #[test]
+    fn reads_are_not_refused() {
         for path in [
+            "/",
             "/users/v1",
             "/users/v1/_debug",
+            "/users/v1/{username}",
+            "/api/v1/items/{id}",
             "/books/v1/{book_title}",
-            "/api/v1/items/",
-            "/health",
+            "/settings",
+            "/me",
+            "/api/v1/utils/health-check/",
+            "/users/{delete_me}",
+            "/search?q=reset",
+            "/credentials",
         ] {
             assert!(!is_state_changing_path(path), "{path}");
         }

@@ -172,6 +172,7 @@ mod tests {
             query_params: Vec::new(),
             body_types: Vec::new(),
             body_fields: Vec::new(),
+            param_types: std::collections::BTreeMap::new(),
         }
     }
 

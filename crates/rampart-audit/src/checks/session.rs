@@ -350,6 +350,7 @@ mod tests {
             headers,
             body: body.to_owned(),
             elapsed: Duration::ZERO,
+            credentialed: false,
         }
     }
 

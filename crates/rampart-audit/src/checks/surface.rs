@@ -281,6 +281,7 @@ mod tests {
             headers: map,
             body: String::new(),
             elapsed: std::time::Duration::ZERO,
+            credentialed: false,
         }
     }
 
