@@ -297,4 +297,25 @@ mod tests {
             "the role and every other claim are unchanged"
         );
     }
+
+    /// `cargo test --release -p rampart-audit --lib -- --ignored whole_dictionary`
+    #[test]
+    #[ignore = "a timing: meaningful in release only"]
+    fn checking_the_whole_dictionary_takes_well_under_a_second() {
+        for alg in [HmacAlg::Hs256, HmacAlg::Hs384, HmacAlg::Hs512] {
+            let jwt = signed(alg, &super::super::random_hex(32));
+            let started = std::time::Instant::now();
+            assert_eq!(find_secret(&jwt), None);
+            let elapsed = started.elapsed();
+            eprintln!(
+                "{}: {} candidates in {elapsed:?}",
+                alg.name(),
+                dictionary_size()
+            );
+            assert!(
+                elapsed < std::time::Duration::from_millis(500),
+                "{elapsed:?}"
+            );
+        }
+    }
 }
