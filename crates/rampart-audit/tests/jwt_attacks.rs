@@ -36,6 +36,19 @@ enum Flaw {
     KidIsAKeyFile,
     /// A `jwk` header is the key the token is verified with.
     EmbeddedJwkTrusted,
+    /// `kid` is formatted into SQL that selects the key.
+    KidInSql,
+    /// ES256 tokens are verified by a JVM with CVE-2022-21449 (r = s = 0 verifies anything);
+    /// genuine signatures are [`simulated_es256`]'s.
+    PsychicSignature,
+}
+
+/// The psychic variant's stand-in for an ES256 signature by its real key (no ECDSA crate here):
+/// 64 bytes bound to the signing input, which only the fixture can make.
+fn simulated_es256(input: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"the fixture's P-256 key").unwrap();
+    mac.update(input.as_bytes());
+    mac.finalize().into_bytes().repeat(2)
 }
 
 #[derive(Clone)]
@@ -108,11 +121,20 @@ impl Fixture {
                     .filter(|_| flaw == Flaw::KidIsAKeyFile)
                 {
                     std::fs::read(path).ok()
+                } else if let Some(kid) = header["kid"].as_str().filter(|_| flaw == Flaw::KidInSql)
+                {
+                    // SELECT key FROM keys WHERE kid = '{kid}': the injected UNION's row wins.
+                    kid.split_once("UNION SELECT '")
+                        .and_then(|(_, rest)| rest.split_once('\''))
+                        .map(|(key, _)| key.as_bytes().to_vec())
                 } else {
                     Some(self.secret.clone())
                 };
                 key.is_some_and(|key| s == hs256(&input, &key))
             }
+            Some("ES256") if flaw == Flaw::PsychicSignature => URL_SAFE_NO_PAD
+                .decode(s)
+                .is_ok_and(|s| s == simulated_es256(&input) || s == [0u8; 64]),
             Some("EdDSA") => jwk
                 .and_then(|jwk| jwk["x"].as_str())
                 .and_then(|x| URL_SAFE_NO_PAD.decode(x).ok())
@@ -380,4 +402,70 @@ async fn without_a_probe_route_the_secret_is_reported_and_nothing_is_forged() {
         &["`c********s` (length 10)", "no forged token was sent"],
     );
     assert_silent(&report, &FORGERIES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kid_formatted_into_sql_is_found() {
+    let report = audit_with(Flaw::KidInSql).await;
+    assert_fires(
+        &report,
+        "RA-JWT-12",
+        Severity::Critical,
+        &["kid \"x' UNION SELECT 'K'-- \"", "-> 200"],
+    );
+    assert_silent(&report, &others("RA-JWT-12"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_psychic_signature_is_found_on_an_es256_token() {
+    let addr = start(Flaw::PsychicSignature, TEMPLATE_SECRET).await;
+    let header = json!({"alg": "ES256", "typ": "JWT", "kid": "p256-1"});
+    let claims = json!({"sub": "u-7f3a", "iat": now(), "exp": now() + 900});
+    let input = format!("{}.{}", b64(&header), b64(&claims));
+    let token = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(simulated_es256(&input))
+    );
+    let mut arguments = args(addr);
+    arguments.username = None;
+    arguments.password = None;
+    arguments.token = Some(token);
+    let report = audit(&arguments).await.unwrap();
+    assert_eq!(report.token_route.as_deref(), Some("/users/me"));
+    assert_fires(
+        &report,
+        "RA-JWT-9",
+        Severity::Critical,
+        &[
+            "ES256 token under the signature r = 0, s = 0 (raw r || s)",
+            "-> 200",
+        ],
+    );
+    // Not an HMAC token: nothing to guess, and the report says expiry went unchecked.
+    assert_silent(&report, &others("RA-JWT-9"));
+    assert_silent(&report, &["RA-JWT-7"]);
+    assert!(report.notes.iter().any(|n| n.contains("expired tokens")));
+}
+
+/// Enough for the checks before the token step, the probe route and the proof, not for the
+/// forgeries.
+const BUDGET: u32 = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spent_during_the_token_checks_stops_them_there() {
+    let addr = start(Flaw::Strict, TEMPLATE_SECRET).await;
+    let mut arguments = args(addr);
+    arguments.max_requests = BUDGET;
+    let report = audit(&arguments).await.unwrap();
+    assert!(report.requests_sent <= BUDGET, "{}", report.requests_sent);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("--max-requests") && n.contains("access token")),
+        "{:?}",
+        report.notes
+    );
+    // The offline guess needs no request: it is reported whatever the budget.
+    assert_fires(&report, "RA-JWT-7", Severity::Critical, &["`c********s`"]);
 }

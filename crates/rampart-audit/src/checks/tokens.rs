@@ -242,8 +242,12 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let Some(probe) = probe else {
         return Ok(());
     };
-    basic_forgeries(ctx, &jwt, &token, &probe).await?;
-    keyless_forgeries(ctx, &jwt, &probe, secret.as_ref()).await?;
+    let signature_ignored = basic_forgeries(ctx, &jwt, &token, &probe).await?;
+    if signature_ignored {
+        ctx.note("the API accepts tokens whose signature does not match: the other key-less forgeries (another token's signature, psychic signature, empty HMAC key, kid injection, embedded jwk) were not sent, as they could only repeat that");
+    } else {
+        keyless_forgeries(ctx, &jwt, &probe, secret.as_ref()).await?;
+    }
     match &secret {
         Some(found) if !expired_accepted => {
             jwt_secrets::expiry_enforced(ctx, &jwt, found, &probe).await?;
@@ -292,13 +296,14 @@ fn report_forgery(ctx: &mut Ctx<'_>, check: &Check, probe: &str, what: &str, sta
     ));
 }
 
-/// `alg: none`, the signature removed and a claim edited under the old signature.
+/// `alg: none`, the signature removed and a claim edited under the old signature; true when
+/// one of the last two was accepted (the signature is not checked at all).
 async fn basic_forgeries(
     ctx: &mut Ctx<'_>,
     jwt: &Jwt,
     token: &str,
     probe: &str,
-) -> Result<(), ProbeError> {
+) -> Result<bool, ProbeError> {
     let claims = encode(&jwt.claims);
     'none: for spelling in NONE_SPELLINGS {
         let mut header = jwt.header.clone();
@@ -322,7 +327,8 @@ async fn basic_forgeries(
     }
 
     let stripped = format!("{}.", jwt.signing_input);
-    if let Some(status) = accepted_by(ctx, probe, &stripped).await? {
+    let stripped_accepted = accepted_by(ctx, probe, &stripped).await?;
+    if let Some(status) = stripped_accepted {
         report_forgery(
             ctx,
             &findings::SIGNATURE_STRIPPED,
@@ -343,7 +349,8 @@ async fn basic_forgeries(
         token.split('.').next().unwrap_or_default(),
         encode(&edited)
     );
-    if let Some(status) = accepted_by(ctx, probe, &tampered).await? {
+    let tampered_accepted = accepted_by(ctx, probe, &tampered).await?;
+    if let Some(status) = tampered_accepted {
         report_forgery(
             ctx,
             &findings::CLAIMS_TAMPERED,
@@ -352,7 +359,7 @@ async fn basic_forgeries(
             status,
         );
     }
-    Ok(())
+    Ok(stripped_accepted.is_some() || tampered_accepted.is_some())
 }
 
 /// The other forgeries that need no key: each keeps the token's claims and changes only how
