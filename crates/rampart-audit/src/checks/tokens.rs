@@ -11,7 +11,9 @@
 //!
 //! A forgery counts as accepted only when the probe route answers 2xx to the real token and
 //! 401/403 to garbage: an API that answers 200 to everything proves nothing. Each forgery is
-//! one request; a spent budget ends the token checks where they are.
+//! one request; a spent budget ends the token checks where they are. When the API accepts the
+//! token with its signature removed or its claims edited, it checks no signature at all, and
+//! the other key-less forgeries are not sent: they could only repeat that finding.
 //!
 //! Deliberately not tested: `jku` and `x5u` headers pointing at a key set elsewhere (the
 //! scanner never contacts, or makes the target contact, another origin; hosting a key set on
@@ -462,8 +464,7 @@ async fn keyless_forgeries(
         );
     }
 
-    let mut seed = [0u8; 32];
-    seed.copy_from_slice(&random_bytes(32));
+    let seed: [u8; 32] = random_bytes(32).try_into().unwrap_or([0; 32]);
     let ed25519 = embedded_ed25519_token(claims, &seed);
     if let Some(status) = accepted_by(ctx, probe, &ed25519).await? {
         report_forgery(
