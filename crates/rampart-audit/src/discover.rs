@@ -35,7 +35,7 @@ const SPEC_NAMES: [&str; 7] = [
 ];
 /// Prefixes APIs mount their document under, each tried with the two commonest names.
 const PREFIXES: [&str; 6] = ["/api", "/api/v1", "/v1", "/api/v2", "/v2", "/api/v3"];
-/// The most requests discovery spends.
+/// The most requests discovery spends (and never more than a quarter of the budget).
 pub const MAX_REQUESTS: usize = 30;
 
 /// What discovery found.
@@ -57,14 +57,15 @@ pub struct ServedSpec {
 /// Looks for the docs page and the document (see the module header).
 pub async fn discover(probe: &mut Probe) -> Result<Discovered, ProbeError> {
     let mut found = Discovered::default();
+    let most = MAX_REQUESTS.min(probe.remaining() as usize / 4);
     let mut sent = 0;
     let mut named = Vec::new();
-    for page in DOCS_PAGES {
+    for page in DOCS_PAGES.iter().take(most / 2) {
         sent += 1;
-        let answer = probe.send(&Req::get(page)).await?;
+        let answer = probe.send(&Req::get(*page)).await?;
         if answer.is_success() && is_docs_page(&answer.body) {
             named = spec_urls_in_page(&answer.body, page);
-            found.docs_page = Some((page.to_owned(), answer.status));
+            found.docs_page = Some(((*page).to_owned(), answer.status));
             break;
         }
     }
@@ -75,7 +76,7 @@ pub async fn discover(probe: &mut Probe) -> Result<Discovered, ProbeError> {
     );
     let mut tried = Vec::new();
     for path in named.into_iter().chain(guesses) {
-        if sent >= MAX_REQUESTS || tried.contains(&path) {
+        if sent >= most || tried.contains(&path) {
             continue;
         }
         sent += 1;

@@ -112,6 +112,22 @@ checks! {
         "Verify the signature over the exact header and payload received.";
     ALG_CONFUSION = "RA-JWT-6", "Algorithm confusion: HS256 signed with the public key accepted", 327, API2, "18 Pinned algorithm",
         "Bind each key to one algorithm; an asymmetric public key must never be used as an HMAC secret.";
+    WEAK_HMAC_SECRET = "RA-JWT-7", "Access tokens signed with a guessable HMAC secret", 1391, API2, "31 HS256 secret is a random key",
+        "Replace the secret with at least 32 random bytes from a generator (`openssl rand -base64 48`), kept out of code, templates and images, or move to EdDSA keys; anyone who knows the old secret can sign any token, so rotate it now and end every session.";
+    FOREIGN_SIGNATURE = "RA-JWT-8", "Token carrying another token's signature accepted", 347, API2, "18 Pinned algorithm",
+        "Verify the signature cryptographically over the exact header and payload received; a signature that is merely present and well-formed proves nothing.";
+    PSYCHIC_SIGNATURE = "RA-JWT-9", "ECDSA signature with r = s = 0 accepted (psychic signature, CVE-2022-21449)", 347, API2, "18 Pinned algorithm",
+        "Update the JVM (17.0.3, 18.0.1 or later) or the ECDSA library; a verifier must refuse r or s outside 1..n-1.";
+    EMPTY_HMAC_KEY = "RA-JWT-10", "HMAC token signed with an empty key accepted", 347, API2, "18 Pinned algorithm",
+        "Never verify with an empty or missing key: fail closed when the key cannot be loaded, and pin the algorithm to the configured key.";
+    KID_PATH_TRAVERSAL = "RA-JWT-11", "`kid` path traversal: token signed with the contents of /dev/null accepted", 22, API2, "18 Unknown `kid` refused",
+        "Look `kid` up in a fixed set of known keys; never build a file path (or any query) from it, and refuse an unknown `kid`.";
+    KID_SQL_INJECTION = "RA-JWT-12", "`kid` SQL injection: token signed with a key the `kid` selects accepted", 89, API2, "15 SQL injection: parameterised queries only",
+        "Look `kid` up with a bound parameter (or in an in-memory map of known keys) and refuse an unknown `kid`; never format it into SQL.";
+    EMBEDDED_JWK = "RA-JWT-13", "Token verified with the key it carries (`jwk` header) accepted", 347, API2, "18 Pinned algorithm",
+        "Verify only with keys the server holds; ignore `jwk`, `jku` and `x5u` in token headers (or accept them only from an allow-list of the issuer's own keys).";
+    EXPIRY_IGNORED = "RA-JWT-14", "Expired or non-expiring access token accepted", 613, API2, "18 Short-lived access tokens",
+        "Require `exp` and refuse a token past it (allow at most a minute of clock skew); most libraries need this switched on (PyJWT `require: [\"exp\"]`, jsonwebtoken `validate_exp`).";
     OVERSIZED_BODY = "RA-BODY-1", "Oversized request body accepted", 770, API4, "8 Limit request body size",
         "Refuse bodies over a limit (1 MiB is plenty for JSON APIs) with 413 before reading them.";
     HUGE_PAGE = "RA-PAGE-1", "List endpoint serves a huge page size", 770, API4, "22 Capped page sizes",

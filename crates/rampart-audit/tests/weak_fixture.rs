@@ -383,6 +383,7 @@ async fn every_check_fires_on_a_weak_api() {
             Severity::Critical,
             "under the original signature",
         ),
+        ("RA-JWT-7", Severity::Critical, "`s****t` (length 6)"),
         ("RA-BODY-1", Severity::Medium, "2 MiB"),
         ("RA-PAGE-1", Severity::Medium, "150 records"),
         ("RA-TRACE-1", Severity::Low, "echoed"),
@@ -424,6 +425,12 @@ async fn the_other_weaknesses_fire_on_the_second_variant() {
         "none was refused with 429",
     );
     assert_fires(&report, "RA-JWT-6", Severity::Critical, "PEM public key");
+    assert_fires(
+        &report,
+        "RA-JWT-7",
+        Severity::Critical,
+        "was accepted: GET /items -> 200",
+    );
     // Signatures are checked here, so the plain forgeries must not be reported.
     for id in ["RA-JWT-3", "RA-JWT-4", "RA-JWT-5", "RA-RATE-2", "RA-CORS-1"] {
         assert!(

@@ -6,6 +6,7 @@ mod access;
 mod cors;
 mod errors;
 mod exposure;
+mod jwt_secrets;
 mod limits;
 mod login;
 mod objects;
@@ -193,13 +194,19 @@ pub(crate) fn progress(message: &str, quiet: bool) {
     }
 }
 
+/// Random bytes, for names no real account or route has and for the auditor's throwaway keys.
+/// Randomness only makes them unlikely to collide with anything real; a failure leaves zeros,
+/// which still make valid names and keys.
+pub(crate) fn random_bytes(len: usize) -> Vec<u8> {
+    let mut raw = vec![0u8; len];
+    let _ = getrandom::fill(&mut raw);
+    raw
+}
+
 /// A random lower-case hex string, for names no real account or route has.
 pub(crate) fn random_hex(bytes: usize) -> String {
     use std::fmt::Write as _;
-    let mut raw = vec![0u8; bytes];
-    // Randomness only makes names unlikely to collide; a failure leaves zeros, still valid.
-    let _ = getrandom::fill(&mut raw);
-    raw.iter().fold(String::new(), |mut s, b| {
+    random_bytes(bytes).iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
     })
