@@ -12,8 +12,9 @@ use crate::spec::{self, Operation};
 
 /// Interactive docs pages, in the order frameworks put them (FastAPI, connexion, Spring,
 /// Express's swagger-ui-express, ASP.NET, Rails' rswag, NestJS).
-const DOCS_PAGES: [&str; 9] = [
+const DOCS_PAGES: [&str; 10] = [
     "/docs",
+    "/docs/",
     "/redoc",
     "/ui/",
     "/swagger-ui/",
