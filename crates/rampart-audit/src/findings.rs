@@ -148,6 +148,9 @@ pub struct Finding {
     pub title: &'static str,
     /// What was sent and what came back, enough to reproduce it.
     pub evidence: String,
+    /// `METHOD /path` the finding is about, when it is about one route (made-up path parts
+    /// shown as `*`): what suppressions and baselines match on.
+    pub route: Option<String>,
     pub fix: &'static str,
     pub checklist: &'static str,
     pub cwe: String,
@@ -156,11 +159,13 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(check: &Check, severity: Severity, evidence: impl Into<String>) -> Self {
+        let evidence = evidence.into();
         Self {
             id: check.id,
             severity,
             title: check.title,
-            evidence: evidence.into(),
+            route: crate::triage::route_in(&evidence),
+            evidence,
             fix: check.fix,
             checklist: check.checklist,
             cwe: format!("CWE-{}", check.cwe),

@@ -16,6 +16,7 @@ pub mod findings;
 pub mod report;
 pub mod spec;
 mod stats;
+pub mod triage;
 mod yaml;
 
 use std::path::PathBuf;
@@ -60,6 +61,14 @@ pub struct AuditArgs {
     pub spec: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Accepted findings (YAML or JSON): a list of `{id, route, reason, expires}`. They are
+    /// listed apart with their reason and do not fail the run until they expire.
+    #[arg(long)]
+    pub suppress: Option<PathBuf>,
+    /// A previous report (`--format json`): findings it already held are left out, so only
+    /// what is new is reported and can fail the run.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
     /// Exit 1 when a finding at or above this severity exists.
     #[arg(long, value_enum, default_value_t = Severity::Medium)]
     pub fail_on: Severity,
@@ -91,6 +100,14 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     let mut probe = client::Probe::new(&args.target, args.max_requests, args.rate, args.quiet)
         .map_err(AuditError::Usage)?;
     let target = probe.target();
+    let suppressions = match &args.suppress {
+        Some(path) => triage::load_suppressions(path).map_err(AuditError::Usage)?,
+        None => Vec::new(),
+    };
+    let baseline = match &args.baseline {
+        Some(path) => Some(triage::load_baseline(path).map_err(AuditError::Usage)?),
+        None => None,
+    };
     let given = match &args.spec {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -234,8 +251,24 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         return Err(unreachable(reason));
     }
     let token_route = ctx.token_route.take();
-    let (mut findings, notes) = (ctx.findings, ctx.notes);
+    let (mut findings, mut notes) = (ctx.findings, ctx.notes);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+    let triaged = triage::triage(
+        findings,
+        &suppressions,
+        baseline.as_deref(),
+        &triage::today(),
+    );
+    for expired in &triaged.expired {
+        notes.push(format!(
+            "the suppression of {} on {} expired on {} and no longer applies ({})",
+            expired.id,
+            expired.route.as_deref().unwrap_or("every route"),
+            expired.expires,
+            expired.reason
+        ));
+    }
+    let findings = triaged.kept;
     Ok(Report {
         target,
         findings,
@@ -247,6 +280,8 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         sessions_opened,
         sessions_ended,
         notes,
+        suppressed: triaged.suppressed,
+        baselined: triaged.baselined.len(),
     })
 }
 

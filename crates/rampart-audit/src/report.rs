@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::findings::{Finding, Severity, CATALOGUE};
+use crate::triage::Suppressed;
 
 /// Output format of `rampart audit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +33,10 @@ pub struct Report {
     pub sessions_ended: usize,
     /// What was not checked, and why.
     pub notes: Vec<String>,
+    /// Findings a suppression file set aside (with its reason); they do not fail the run.
+    pub suppressed: Vec<Suppressed>,
+    /// Findings left out because the `--baseline` report already held them.
+    pub baselined: usize,
     /// The severity at which the run counts as failed.
     pub fail_on: Severity,
 }
@@ -106,6 +111,26 @@ impl Report {
                 );
             }
         }
+        if !self.suppressed.is_empty() {
+            let _ = writeln!(out, "\nSUPPRESSED ({})", self.suppressed.len());
+            for s in &self.suppressed {
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {} (until {}: {})",
+                    s.finding.id,
+                    s.finding.route.as_deref().unwrap_or("every route"),
+                    s.expires,
+                    s.reason
+                );
+            }
+        }
+        if self.baselined > 0 {
+            let _ = writeln!(
+                out,
+                "\n{} finding(s) left out: already in the --baseline report",
+                self.baselined
+            );
+        }
         if !self.notes.is_empty() {
             let _ = writeln!(out, "\nnot checked");
             for note in &self.notes {
@@ -130,6 +155,44 @@ impl Report {
         out
     }
 
+    /// One SARIF result: located at the route's URL on the target (the target itself for
+    /// findings about every answer), with a fingerprint that is the same in every run, and
+    /// marked suppressed with its reason when a suppression set it aside.
+    fn sarif_result(&self, f: &Finding, suppressed: Option<&str>) -> Value {
+        let rule_index = CATALOGUE.iter().position(|c| c.id == f.id).unwrap_or(0);
+        let path = f
+            .route
+            .as_deref()
+            .and_then(|r| r.split_once(' '))
+            .map_or("", |(_, path)| path.trim_start_matches('/'));
+        let uri = format!("{}{path}", self.target);
+        let mut result = json!({
+            "ruleId": f.id,
+            "ruleIndex": rule_index,
+            "level": level(f.severity),
+            "message": {"text": format!("{}: {}", f.title, f.evidence)},
+            "locations": [{
+                "physicalLocation": {"artifactLocation": {"uri": uri}},
+                "logicalLocations": [{"name": f.route.as_deref().unwrap_or("every response"), "kind": "resource"}],
+            }],
+            "partialFingerprints": {
+                "rampartFinding/v1": format!("{}|{}", f.id, f.route.as_deref().unwrap_or("")),
+            },
+            "properties": {
+                "severity": f.severity.as_str(),
+                "security-severity": security_severity(f.severity),
+                "cwe": f.cwe,
+                "owasp": f.owasp,
+                "checklist": f.checklist,
+                "fix": f.fix,
+            }
+        });
+        if let Some(reason) = suppressed {
+            result["suppressions"] = json!([{"kind": "external", "justification": reason}]);
+        }
+        result
+    }
+
     /// SARIF 2.1.0: one run, every check as a rule (with CWE and OWASP tags), one result per
     /// finding located at the target URL.
     pub fn sarif(&self) -> Value {
@@ -152,27 +215,16 @@ impl Report {
                 })
             })
             .collect();
+        let suppressed = self
+            .suppressed
+            .iter()
+            .map(|s| (&s.finding, Some(s.reason.as_str())));
         let results: Vec<Value> = self
             .findings
             .iter()
-            .map(|f| {
-                let rule_index = CATALOGUE.iter().position(|c| c.id == f.id).unwrap_or(0);
-                json!({
-                    "ruleId": f.id,
-                    "ruleIndex": rule_index,
-                    "level": level(f.severity),
-                    "message": {"text": format!("{}: {}", f.title, f.evidence)},
-                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": self.target}}}],
-                    "properties": {
-                        "severity": f.severity.as_str(),
-                        "security-severity": security_severity(f.severity),
-                        "cwe": f.cwe,
-                        "owasp": f.owasp,
-                        "checklist": f.checklist,
-                        "fix": f.fix,
-                    }
-                })
-            })
+            .map(|f| (f, None))
+            .chain(suppressed)
+            .map(|(f, reason)| self.sarif_result(f, reason))
             .collect();
         json!({
             "$schema": "https://json.schemastore.org/sarif-2.1.0.json",

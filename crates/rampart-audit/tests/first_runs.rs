@@ -4,6 +4,8 @@
 //! a route that does not exist or a complaint about the credentials.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -12,32 +14,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use rampart_audit::{audit, AuditArgs, AuditError, Format, Severity};
+use rampart_audit::{audit, AuditArgs, AuditError};
 use serde_json::json;
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 fn args(target: String, password: Option<&str>) -> AuditArgs {
     AuditArgs {
         target,
         username: password.map(|_| "alice".into()),
         password: password.map(str::to_owned),
-        login_path: Some("/login".into()),
-        username2: None,
-        password2: None,
-        logout_path: Some("/logout".into()),
-        token: None,
-        spec: None,
-        format: Format::Json,
-        fail_on: Severity::High,
-        max_requests: 300,
-        rate: 500.0,
-        quiet: true,
+        ..common::args(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 }
 
@@ -60,7 +45,7 @@ async fn a_default_deny_api_without_that_login_route_gets_no_rate_limit_finding(
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .fallback(|| async { unauthorized() });
-    let addr = serve(app).await;
+    let addr = common::serve(app).await;
     let report = audit(&args(format!("http://{addr}"), None)).await.unwrap();
     let ids: Vec<&str> = report.findings.iter().map(|f| f.id).collect();
     assert!(!ids.contains(&"RA-RATE-1"), "{ids:?}");
@@ -100,7 +85,7 @@ fn limited_login(refusals: u32, retry_after: &'static str) -> Router {
 
 #[tokio::test]
 async fn a_login_limit_left_by_the_previous_run_is_waited_out() {
-    let addr = serve(limited_login(2, "1")).await;
+    let addr = common::serve(limited_login(2, "1")).await;
     let started = std::time::Instant::now();
     let report = audit(&args(format!("http://{addr}"), Some("pw")))
         .await
@@ -114,7 +99,7 @@ async fn a_login_limit_left_by_the_previous_run_is_waited_out() {
 
 #[tokio::test]
 async fn a_login_limit_too_long_to_wait_is_named_not_blamed_on_the_credentials() {
-    let addr = serve(limited_login(u32::MAX, "600")).await;
+    let addr = common::serve(limited_login(u32::MAX, "600")).await;
     let err = audit(&args(format!("http://{addr}"), Some("pw")))
         .await
         .unwrap_err();
@@ -175,7 +160,7 @@ async fn the_sessions_its_logins_opened_are_ended() {
             }),
         )
         .fallback(|| async { unauthorized() });
-    let addr = serve(app).await;
+    let addr = common::serve(app).await;
     let report = audit(&args(format!("http://{addr}"), Some("pw")))
         .await
         .unwrap();

@@ -7,6 +7,8 @@
 //! above.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rampart_audit::{audit, AuditArgs, Format, Report, Severity};
+use rampart_audit::{audit, AuditArgs, Report, Severity};
 use serde_json::{json, Value};
 
 const USERS: [(&str, &str); 2] = [("user1", "user1Pass!23"), ("user2", "user2Pass!23")];
@@ -207,38 +209,21 @@ async fn serve(hardened: bool, createdb_called: Arc<Mutex<bool>>) -> SocketAddr 
         .route("/openapi.json", get(|| async { Json(spec()) }))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    common::serve(app).await
 }
 
 fn args(addr: SocketAddr) -> AuditArgs {
     AuditArgs {
-        target: format!("http://{addr}"),
         username: Some("user1".into()),
         password: Some("user1Pass!23".into()),
         login_path: None,
         username2: Some("user2".into()),
         password2: Some("user2Pass!23".into()),
         logout_path: None,
-        token: None,
-        spec: None,
-        format: Format::Json,
         fail_on: Severity::Medium,
         max_requests: 400,
-        rate: 500.0,
-        quiet: true,
+        ..common::args(addr)
     }
-}
-
-fn ids_at_or_above(report: &Report, severity: Severity) -> Vec<&'static str> {
-    report
-        .findings
-        .iter()
-        .filter(|f| f.severity >= severity)
-        .map(|f| f.id)
-        .collect()
 }
 
 fn evidence<'r>(report: &'r Report, id: &str) -> &'r str {
@@ -246,7 +231,7 @@ fn evidence<'r>(report: &'r Report, id: &str) -> &'r str {
     let Some(finding) = found else {
         panic!(
             "{id} did not fire: {:?} {:?}",
-            ids_at_or_above(report, Severity::Info),
+            common::ids_at_or_above(report, Severity::Info),
             report.notes
         );
     };
@@ -293,11 +278,87 @@ async fn its_hardened_twin_gives_nothing_at_medium_or_above() {
     let report = audit(&args(addr)).await.unwrap();
     assert!(report.logged_in, "{:?}", report.notes);
     assert_eq!(
-        ids_at_or_above(&report, Severity::Medium),
+        common::ids_at_or_above(&report, Severity::Medium),
         Vec::<&str>::new(),
         "{:#?}",
         report.findings
     );
     assert!(!report.failed());
     assert!(!*createdb.lock().unwrap());
+}
+
+#[tokio::test]
+async fn accepted_findings_are_set_apart_and_a_baseline_leaves_only_what_is_new() {
+    let addr = serve(false, Arc::default()).await;
+    let dir = std::env::temp_dir().join(format!("rampart-flask-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Accept the missing login limit on the login route until next year; the banner's
+    // acceptance has run out.
+    let suppress = dir.join("accepted.yaml");
+    std::fs::write(
+        &suppress,
+        "- id: RA-RATE-1\n  route: POST /users/v1/login\n  reason: the gateway limits logins\n  expires: 2999-01-01\n\
+         - id: RA-BANNER-1\n  reason: removed next sprint\n  expires: 2020-01-01\n",
+    )
+    .unwrap();
+    let first = audit(&AuditArgs {
+        suppress: Some(suppress.clone()),
+        ..args(addr)
+    })
+    .await
+    .unwrap();
+    assert!(first.findings.iter().all(|f| f.id != "RA-RATE-1"));
+    assert_eq!(first.suppressed.len(), 1);
+    assert_eq!(first.suppressed[0].reason, "the gateway limits logins");
+    assert!(first.findings.iter().any(|f| f.id == "RA-BANNER-1"));
+    assert!(first
+        .notes
+        .iter()
+        .any(|n| n.contains("RA-BANNER-1") && n.contains("expired")));
+
+    // SARIF: every result located at its route on the target, with a stable fingerprint; the
+    // accepted one marked suppressed with its reason.
+    let sarif = first.sarif();
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), first.findings.len() + 1);
+    for result in results {
+        let uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap();
+        assert!(uri.starts_with(&format!("http://{addr}/")), "{uri}");
+        assert!(result["partialFingerprints"]["rampartFinding/v1"].is_string());
+    }
+    let accepted = results.iter().find(|r| r["ruleId"] == "RA-RATE-1").unwrap();
+    assert_eq!(
+        accepted["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        format!("http://{addr}/users/v1/login")
+    );
+    assert_eq!(
+        accepted["suppressions"][0]["justification"],
+        "the gateway limits logins"
+    );
+
+    // The next run against a baseline of this one: nothing new, nothing fails.
+    let baseline = dir.join("previous.json");
+    std::fs::write(&baseline, first.render(rampart_audit::Format::Json)).unwrap();
+    let second = audit(&AuditArgs {
+        suppress: Some(suppress),
+        baseline: Some(baseline),
+        ..args(addr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        second
+            .findings
+            .iter()
+            .map(|f| (f.id, &f.route))
+            .collect::<Vec<_>>(),
+        Vec::<(&str, &Option<String>)>::new(),
+        "every finding was in the baseline"
+    );
+    assert_eq!(second.baselined, first.findings.len());
+    assert!(!second.failed());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,6 +4,8 @@
 //! (a random secret, strict verification) that must produce none of these findings.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use hmac::{Hmac, Mac};
-use rampart_audit::{audit, AuditArgs, Format, Report, Severity};
+use rampart_audit::{audit, AuditArgs, Report, Severity};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -184,29 +186,11 @@ async fn start(flaw: Flaw, secret: &[u8]) -> SocketAddr {
         .route("/login", post(login))
         .route("/users/me", get(me))
         .with_state(fixture);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    common::serve(app).await
 }
 
 fn args(addr: SocketAddr) -> AuditArgs {
-    AuditArgs {
-        target: format!("http://{addr}"),
-        username: Some("alice".into()),
-        password: Some("correct horse battery staple".into()),
-        login_path: Some("/login".into()),
-        username2: None,
-        password2: None,
-        logout_path: Some("/logout".into()),
-        token: None,
-        spec: None,
-        format: Format::Json,
-        fail_on: Severity::High,
-        max_requests: 300,
-        rate: 500.0,
-        quiet: true,
-    }
+    common::args(addr)
 }
 
 async fn audit_with(flaw: Flaw) -> Report {
@@ -220,37 +204,6 @@ async fn audit_with(flaw: Flaw) -> Report {
         report.notes
     );
     report
-}
-
-fn ids(report: &Report) -> Vec<&'static str> {
-    report.findings.iter().map(|f| f.id).collect()
-}
-
-fn assert_fires(report: &Report, id: &str, severity: Severity, evidence: &[&str]) {
-    let f = report
-        .findings
-        .iter()
-        .find(|f| f.id == id)
-        .unwrap_or_else(|| {
-            panic!(
-                "{id} did not fire; findings: {:?}; notes: {:?}",
-                ids(report),
-                report.notes
-            )
-        });
-    assert_eq!(f.severity, severity, "{id}: {}", f.evidence);
-    for part in evidence {
-        assert!(
-            f.evidence.contains(part),
-            "{id}: evidence `{}` should mention `{part}`",
-            f.evidence
-        );
-    }
-    assert!(
-        f.cwe.starts_with("CWE-") && f.owasp.starts_with("API2:2023"),
-        "{id}"
-    );
-    assert!(!f.fix.is_empty() && !f.checklist.is_empty(), "{id}");
 }
 
 fn assert_silent(report: &Report, absent: &[&str]) {
@@ -289,7 +242,7 @@ fn others(except: &str) -> Vec<&'static str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_template_secret_is_found_masked_and_proved_with_a_forged_token() {
     let report = audit_with(Flaw::Strict).await;
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-7",
         Severity::Critical,
@@ -312,7 +265,7 @@ async fn the_template_secret_is_found_masked_and_proved_with_a_forged_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alg_none_spelled_in_upper_case_is_found() {
     let report = audit_with(Flaw::NoneInUpperCase).await;
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-3",
         Severity::Critical,
@@ -324,7 +277,7 @@ async fn alg_none_spelled_in_upper_case_is_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_and_exp_less_tokens_accepted_are_found() {
     let report = audit_with(Flaw::ExpiryIgnored).await;
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-14",
         Severity::High,
@@ -340,7 +293,7 @@ async fn expired_and_exp_less_tokens_accepted_are_found() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kid_read_as_a_file_path_is_found_with_dev_null() {
     let report = audit_with(Flaw::KidIsAKeyFile).await;
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-11",
         Severity::Critical,
@@ -353,7 +306,7 @@ async fn a_kid_read_as_a_file_path_is_found_with_dev_null() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_embedded_jwk_trusted_as_the_key_is_found() {
     let report = audit_with(Flaw::EmbeddedJwkTrusted).await;
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-13",
         Severity::Critical,
@@ -397,7 +350,7 @@ async fn without_a_probe_route_the_secret_is_reported_and_nothing_is_forged() {
     arguments.token = Some(fixture.issue());
     let report = audit(&arguments).await.unwrap();
     assert!(report.token_route.is_none());
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-7",
         Severity::Critical,
@@ -409,7 +362,7 @@ async fn without_a_probe_route_the_secret_is_reported_and_nothing_is_forged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kid_formatted_into_sql_is_found() {
     let report = audit_with(Flaw::KidInSql).await;
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-12",
         Severity::Critical,
@@ -434,7 +387,7 @@ async fn the_psychic_signature_is_found_on_an_es256_token() {
     arguments.token = Some(token);
     let report = audit(&arguments).await.unwrap();
     assert_eq!(report.token_route.as_deref(), Some("/users/me"));
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-JWT-9",
         Severity::Critical,
@@ -469,5 +422,5 @@ async fn a_budget_spent_during_the_token_checks_stops_them_there() {
         report.notes
     );
     // The offline guess needs no request: it is reported whatever the budget.
-    assert_fires(&report, "RA-JWT-7", Severity::Critical, &["`c********s`"]);
+    common::assert_fires(&report, "RA-JWT-7", Severity::Critical, &["`c********s`"]);
 }

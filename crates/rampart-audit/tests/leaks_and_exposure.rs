@@ -4,6 +4,8 @@
 //! called) and against its hardened twin, which must produce none of these findings.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rampart_audit::{audit, AuditArgs, Format, Report, Severity};
+use rampart_audit::{audit, AuditArgs, Severity};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "fixture-token";
@@ -181,63 +183,18 @@ async fn start(hardened: bool) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
             record,
         ))
         .with_state(fixture);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, log)
+    (common::serve(app).await, log)
 }
 
 fn args(addr: SocketAddr) -> AuditArgs {
     AuditArgs {
-        target: format!("http://{addr}"),
         username: None,
         password: None,
         login_path: Some("/users/v1/login".into()),
-        username2: None,
-        password2: None,
         logout_path: Some("/users/v1/logout".into()),
         token: Some(TOKEN.into()),
-        spec: None,
-        format: Format::Json,
-        fail_on: Severity::High,
-        max_requests: 300,
-        rate: 500.0,
-        quiet: true,
+        ..common::args(addr)
     }
-}
-
-fn finding<'r>(report: &'r Report, id: &str) -> &'r rampart_audit::Finding {
-    report
-        .findings
-        .iter()
-        .find(|f| f.id == id)
-        .unwrap_or_else(|| {
-            panic!(
-                "{id} did not fire; findings: {:?}; notes: {:?}",
-                report
-                    .findings
-                    .iter()
-                    .map(|f| (f.id, &f.evidence))
-                    .collect::<Vec<_>>(),
-                report.notes
-            )
-        })
-}
-
-fn assert_fires(report: &Report, id: &str, severity: Severity, evidence: &[&str]) {
-    let f = finding(report, id);
-    assert_eq!(f.severity, severity, "{id}: {}", f.evidence);
-    for part in evidence {
-        assert!(
-            f.evidence.contains(part),
-            "{id}: evidence `{}` should mention `{part}`",
-            f.evidence
-        );
-    }
-    assert!(
-        f.cwe.starts_with("CWE-") && f.owasp.starts_with("API"),
-        "{id}"
-    );
 }
 
 /// Only reads were sent, and never to the state-changing path.
@@ -264,7 +221,7 @@ async fn leaks_and_exposed_secrets_are_reported_with_evidence() {
     let (addr, log) = start(false).await;
     let report = audit(&args(addr)).await.unwrap();
 
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-ERR-2",
         Severity::High,
@@ -273,7 +230,7 @@ async fn leaks_and_exposed_secrets_are_reported_with_evidence() {
             "Werkzeug Debugger",
         ],
     );
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-SQL-1",
         Severity::High,
@@ -283,7 +240,7 @@ async fn leaks_and_exposed_secrets_are_reported_with_evidence() {
             "sqlite3.OperationalError",
         ],
     );
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-DATA-1",
         Severity::Critical,
@@ -294,7 +251,7 @@ async fn leaks_and_exposed_secrets_are_reported_with_evidence() {
             "GET /users/v1/admin -> 200 (anonymous): api_key (key) = \"ak***\" (24 chars)",
         ],
     );
-    assert_fires(
+    common::assert_fires(
         &report,
         "RA-DATA-2",
         Severity::Medium,
