@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, Method};
 use reqwest::Url;
 
+/// Waiting out `Retry-After` may take this long in all, unless the operator is patient: with
+/// the default pace and budget a run then ends within a minute.
+pub const DEFAULT_WAIT_BUDGET: Duration = Duration::from_secs(30);
+/// `--patient`: as long as the target asks, up to this in all.
+pub const PATIENT_WAIT_BUDGET: Duration = Duration::from_secs(15 * 60);
+
 /// Response bodies are read up to this much; the rest is discarded.
 const MAX_BODY: usize = 256 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -125,6 +131,10 @@ pub struct Probe {
     interval: Duration,
     last: Option<Instant>,
     quiet: bool,
+    /// Time the run may spend waiting out refusals for rate (`Retry-After`), in all, and how
+    /// much it has spent: a target cannot stretch a run past its budget by asking it to wait.
+    wait_budget: Duration,
+    waited: Duration,
     /// Set when the login handed its token over in this cookie: every `Authorization:
     /// Bearer` a check adds is sent as this cookie instead, forgeries included.
     token_cookie: Option<String>,
@@ -166,6 +176,8 @@ impl Probe {
             interval,
             last: None,
             quiet,
+            wait_budget: DEFAULT_WAIT_BUDGET,
+            waited: Duration::ZERO,
             token_cookie: None,
         })
     }
@@ -203,6 +215,25 @@ impl Probe {
     /// Keeps up to `requests` of the budget (never all of it) for [`Probe::send_reserved`].
     pub fn reserve(&mut self, requests: u32) {
         self.reserved = requests.min(self.budget / 2);
+    }
+
+    /// How long the run may wait out refusals for rate, in all (see [`DEFAULT_WAIT_BUDGET`]).
+    pub fn set_wait_budget(&mut self, budget: Duration) {
+        self.wait_budget = budget;
+    }
+
+    pub fn wait_budget(&self) -> Duration {
+        self.wait_budget
+    }
+
+    /// Takes `wait` from the wait budget when it fits what is left; `false` (nothing taken)
+    /// when it does not, and the check must report that it was rate limited.
+    pub fn take_wait(&mut self, wait: Duration) -> bool {
+        let fits = self.waited.saturating_add(wait) <= self.wait_budget;
+        if fits {
+            self.waited += wait;
+        }
+        fits
     }
 
     /// Sends tokens as the cookie `name` from now on (see [`Probe::token_cookie`]).

@@ -78,6 +78,11 @@ pub struct AuditArgs {
     /// Requests per second, at most.
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
+    /// Wait as long as the target's `Retry-After` asks (up to 15 minutes in all). By default
+    /// waiting takes at most 30 s of the run, and a check that would have to wait longer is
+    /// reported as not checked (rate limited).
+    #[arg(long)]
+    pub patient: bool,
     /// No progress on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -100,6 +105,9 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     let mut probe = client::Probe::new(&args.target, args.max_requests, args.rate, args.quiet)
         .map_err(AuditError::Usage)?;
     let target = probe.target();
+    if args.patient {
+        probe.set_wait_budget(client::PATIENT_WAIT_BUDGET);
+    }
     let suppressions = match &args.suppress {
         Some(path) => triage::load_suppressions(path).map_err(AuditError::Usage)?,
         None => Vec::new(),
@@ -340,15 +348,14 @@ struct OperatorLogin {
 }
 
 /// The operator's login, at each of the login's paths until one is there. A refusal for rate
-/// (the previous run's login burst, most often) is waited out as `Retry-After` asks, up to
-/// [`checks::MAX_WAIT`] in all, and is never blamed on the credentials.
+/// (the previous run's login burst, most often) is waited out as `Retry-After` asks while the
+/// run's wait budget lasts (`--patient` lengthens it), and is never blamed on the credentials.
 async fn log_in_waiting(
     probe: &mut client::Probe,
     args: &AuditArgs,
     login: &Login,
     credentials: (&str, &str),
 ) -> Result<Result<OperatorLogin, AuditError>, client::ProbeError> {
-    let mut waited = std::time::Duration::ZERO;
     let mut paths = login.paths.iter().peekable();
     let mut missing = Vec::new();
     while let Some(path) = paths.peek() {
@@ -380,9 +387,14 @@ async fn log_in_waiting(
                 refused.summary
             ))));
         };
-        if waited + retry > checks::MAX_WAIT {
+        if !probe.take_wait(retry) {
+            let patience = if args.patient {
+                ""
+            } else {
+                ", or add --patient to wait as long as it asks"
+            };
             return Ok(Err(AuditError::RateLimited(format!(
-                "{}: the target is limiting logins from this address and asks to wait {} s; run again later (a run's own login checks leave the limit spent for a while)",
+                "{}: the target is limiting logins from this address and asks to wait {} s; run again later (a run's own login checks leave the limit spent for a while){patience}",
                 refused.summary,
                 retry.as_secs().max(1)
             ))));
@@ -395,7 +407,6 @@ async fn log_in_waiting(
             args.quiet,
         );
         tokio::time::sleep(retry).await;
-        waited += retry;
     }
     Ok(Err(AuditError::Usage(format!(
         "no login route found (tried {}, each answered 404 or 405, and no OpenAPI document describes one): give --login-path",

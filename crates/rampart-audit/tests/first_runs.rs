@@ -171,3 +171,51 @@ async fn the_sessions_its_logins_opened_are_ended() {
     assert_eq!(report.sessions_ended, report.sessions_opened);
     assert_eq!(live.load(Ordering::SeqCst), 0, "no session left open");
 }
+
+/// A login limit asking to wait a minute: the run neither waits it out nor blames anyone. It
+/// ends well within a minute, the enumeration check says it was rate limited, and `--patient`
+/// is what would wait.
+#[tokio::test]
+async fn a_target_asking_to_wait_a_minute_is_reported_rate_limited_within_the_minute() {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let app = Router::new()
+        .route(
+            "/login",
+            post(move |body: String| {
+                let attempts = attempts.clone();
+                async move {
+                    if body.contains("\"password\":\"pw\"") {
+                        return axum::Json(json!({"access_token": "opaque-token"})).into_response();
+                    }
+                    if attempts.fetch_add(1, Ordering::SeqCst) >= 3 {
+                        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")])
+                            .into_response();
+                    }
+                    unauthorized()
+                }
+            }),
+        )
+        .fallback(|| async { unauthorized() });
+    let addr = common::serve(app).await;
+    let started = std::time::Instant::now();
+    let report = audit(&args(format!("http://{addr}"), Some("pw")))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(report.logged_in);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.contains("enumeration"))
+        .unwrap_or_else(|| panic!("{:?}", report.notes));
+    assert!(
+        note.contains("not checked") && note.contains("rate limited") && note.contains("60 s"),
+        "{note}"
+    );
+    assert!(note.contains("--patient"), "{note}");
+    assert!(report.findings.iter().all(|f| f.id != "RA-RATE-1"));
+}

@@ -29,6 +29,7 @@ async fn rampart_passes_its_own_audit() {
         fail_on: Severity::High,
         max_requests: 300,
         rate: 200.0,
+        patient: false,
         quiet: true,
     };
     let report = rampart_audit::audit(&args).await.unwrap();
@@ -105,6 +106,7 @@ async fn a_base_url_with_the_api_prefix_reaches_the_same_routes() {
         fail_on: Severity::High,
         max_requests: 300,
         rate: 200.0,
+        patient: false,
         quiet: true,
     };
     let report = rampart_audit::audit(&args).await.unwrap();

@@ -24,8 +24,6 @@ use crate::stats::{mann_whitney_p, median};
 const SAMPLES: usize = 7;
 /// Failed logins on the real account before a correct one resets its counters.
 const FAILURES_BETWEEN_RESETS: usize = 3;
-/// Longest the enumeration check waits out 429s in total.
-pub(crate) const MAX_WAIT: Duration = Duration::from_secs(90);
 const BURST: usize = 20;
 
 /// Which format the login route takes: the one the operator's login used, else learned from
@@ -80,21 +78,23 @@ fn made_up_name() -> String {
     format!("rampart-audit-{}", random_hex(5))
 }
 
-/// Sends a login, waiting out 429s while `waited` stays under [`MAX_WAIT`]; `None` when the
-/// wait would be exceeded.
+/// Sends a login, waiting out 429s while the run's wait budget lasts; `None` when the wait
+/// asked for does not fit (the last wait asked for is kept in `asked`).
 async fn attempt(
     ctx: &mut Ctx<'_>,
     req: &Req,
-    waited: &mut Duration,
+    asked: &mut Duration,
 ) -> Result<Option<Answer>, ProbeError> {
     loop {
         let answer = ctx.send(req).await?;
         if answer.status != 429 {
             return Ok(Some(answer));
         }
-        // Capped before adding: a hostile Retry-After cannot overflow or stall the run.
-        let retry = retry_after(&answer).min(MAX_WAIT);
-        if *waited + retry > MAX_WAIT {
+        // A wait that does not fit what is left is not begun at all (waiting part of what the
+        // target asked for would only waste the run); a huge Retry-After never fits.
+        let retry = retry_after(&answer);
+        *asked = retry;
+        if !ctx.probe.take_wait(retry) {
             return Ok(None);
         }
         super::progress(
@@ -105,7 +105,6 @@ async fn attempt(
             ctx.probe.is_quiet(),
         );
         tokio::time::sleep(retry).await;
-        *waited += retry;
     }
 }
 
@@ -124,7 +123,7 @@ pub(crate) async fn enumeration(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     let stranger = made_up_name();
     let mut known = Vec::new();
     let mut unknown = Vec::new();
-    let mut waited = Duration::ZERO;
+    let mut asked = Duration::ZERO;
     let most_known = if credentials.password.is_some() {
         SAMPLES
     } else {
@@ -149,7 +148,7 @@ pub(crate) async fn enumeration(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             let Some(answer) = attempt(
                 ctx,
                 &failed_login(&path, format, ctx.login_name_field, name),
-                &mut waited,
+                &mut asked,
             )
             .await?
             else {
@@ -158,7 +157,7 @@ pub(crate) async fn enumeration(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             if is_known {
                 known.push(answer);
                 if known.len() % FAILURES_BETWEEN_RESETS == 0
-                    && !reset(ctx, &credentials, format, &mut waited).await?
+                    && !reset(ctx, &credentials, format, &mut asked).await?
                 {
                     break 'sampling;
                 }
@@ -168,14 +167,22 @@ pub(crate) async fn enumeration(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
         }
     }
     if known.len() % FAILURES_BETWEEN_RESETS != 0 {
-        reset(ctx, &credentials, format, &mut waited).await?;
+        reset(ctx, &credentials, format, &mut asked).await?;
     }
     if known.len() < 5 || unknown.len() < 5 {
+        let why = if asked.is_zero() {
+            format!("without --password only {FAILURES_BETWEEN_RESETS} are spent on the account")
+        } else {
+            format!(
+                "rate limited: the target asked to wait {} s, past what is left of the run's {} s for waiting (--patient waits)",
+                asked.as_secs().max(1),
+                ctx.probe.wait_budget().as_secs()
+            )
+        };
         ctx.note(format!(
-            "login enumeration inconclusive: {} samples for the account and {} for a made-up name (it needs 5 each; without --password only {FAILURES_BETWEEN_RESETS} are spent on the account, and 429 waits stop at {} s)",
+            "login enumeration not checked: {} samples for the account and {} for a made-up name (it needs 5 each; {why})",
             known.len(),
             unknown.len(),
-            MAX_WAIT.as_secs()
         ));
         return Ok(());
     }
@@ -200,7 +207,7 @@ async fn reset(
     ctx: &mut Ctx<'_>,
     credentials: &Credentials,
     format: Format,
-    waited: &mut Duration,
+    asked: &mut Duration,
 ) -> Result<bool, ProbeError> {
     let Some(password) = &credentials.password else {
         return Ok(true);
@@ -212,7 +219,7 @@ async fn reset(
         &credentials.username,
         password,
     );
-    match attempt(ctx, &req, waited).await? {
+    match attempt(ctx, &req, asked).await? {
         Some(answer) if answer.is_success() => {
             if let Some(token) = token_in(&answer) {
                 ctx.opened.push(token);

@@ -20,7 +20,6 @@ use crate::client::{Answer, Probe, ProbeError, Req};
 use crate::findings::Finding;
 use crate::spec::Operation;
 
-pub(crate) use login::MAX_WAIT;
 pub(crate) use session::{end_sessions, log_in, Credentials, Format as LoginFormat, LoggedIn};
 
 /// What the checks share during one run.

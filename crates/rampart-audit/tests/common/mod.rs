@@ -34,6 +34,7 @@ pub(crate) fn args(addr: SocketAddr) -> AuditArgs {
         fail_on: Severity::High,
         max_requests: 300,
         rate: 500.0,
+        patient: false,
         quiet: true,
     }
 }
