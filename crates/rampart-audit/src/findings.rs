@@ -134,6 +134,8 @@ checks! {
         "Parse page sizes into a bounded range (such as 1..=100) and refuse larger ones with 422.";
     TRACE = "RA-TRACE-1", "TRACE method enabled", 693, API8, "5 No server banners or debug surface",
         "Disable TRACE (answer 405); it echoes requests, headers included, back to the caller.";
+    ACCOUNT_PROBE = "RA-ENUM-2", "A route tells which accounts exist", 204, API2, "19 Generic login failure, no timing oracle",
+        "Answer a lookup of an account the caller may not see exactly as a lookup of one that does not exist (same status and body), and require authentication for account lookups.";
     BOLA = "RA-BOLA-1", "Another user's object is readable", 639, API1, "22 Object-level authorization",
         "Check on every object read that the caller owns the object (filter by owner in the query), and answer another user's object exactly as a missing one (404).";
     COOKIE_FLAGS = "RA-COOKIE-1", "Cookie without Secure, HttpOnly or SameSite", 614, API8, "20 Sessions and tokens",

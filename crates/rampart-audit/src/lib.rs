@@ -229,6 +229,7 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         operations,
         token: token.clone(),
         second_token,
+        second_username: args.username2.clone(),
         credentials,
         login_path: login_path.unwrap_or_else(|| login.paths[0].clone()),
         login_name_field: login.name_field,

@@ -46,6 +46,8 @@ fn spec() -> Value {
             "/books/v1/{book_title}": {"get": {
                 "security": [{"bearer": []}],
                 "parameters": [{"name": "book_title", "in": "path", "required": true}]}},
+            "/users/v1/{username}": {"get": {
+                "parameters": [{"name": "username", "in": "path", "required": true}]}},
             "/createdb": {"get": {}},
         }
     })
@@ -173,6 +175,24 @@ async fn book(State(api): State<Api>, Path(title): Path<String>, headers: Header
     }
 }
 
+/// VAmPI answers a lookup of an account that exists and of one that does not differently; the
+/// twin answers both alike.
+async fn user(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    let exists = USERS.iter().any(|(n, _)| *n == name);
+    if exists && !api.hardened {
+        return api.finish(
+            Json(json!({"username": name, "email": format!("{name}@example.com")})).into_response(),
+        );
+    }
+    api.finish(
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"status": "fail", "message": "User not found"})),
+        )
+            .into_response(),
+    )
+}
+
 async fn serve(hardened: bool, createdb_called: Arc<Mutex<bool>>) -> SocketAddr {
     let api = Api {
         hardened,
@@ -198,6 +218,7 @@ async fn serve(hardened: bool, createdb_called: Arc<Mutex<bool>>) -> SocketAddr 
             }),
         )
         .route("/books/v1/{book_title}", get(book))
+        .route("/users/v1/{username}", get(user))
         .route(
             "/createdb",
             get(move || async move {
@@ -253,6 +274,11 @@ async fn a_flask_style_api_is_logged_into_and_its_flaws_are_found_without_being_
         "{enumeration}"
     );
     assert!(evidence(&report, "RA-RATE-1").contains("POST /users/v1/login"));
+    let lookup = evidence(&report, "RA-ENUM-2");
+    assert!(
+        lookup.contains("GET /users/v1/user1 -> 200") && lookup.contains("-> 404"),
+        "{lookup}"
+    );
     let bola = evidence(&report, "RA-BOLA-1");
     assert!(
         bola.contains("GET /books/v1/user1-book") && bola.contains("user1-private-secret"),

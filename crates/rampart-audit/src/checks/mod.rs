@@ -33,6 +33,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) token: Option<String>,
     /// A second identity's access token (`--username2`), for reading the first one's objects.
     pub(crate) second_token: Option<String>,
+    /// The second account's name (`--username2`).
+    pub(crate) second_username: Option<String>,
     pub(crate) credentials: Option<Credentials>,
     pub(crate) login_path: String,
     /// The field the login names the account with (`username`, `email`, ...).
@@ -153,6 +155,7 @@ async fn run_probes(ctx: &mut Ctx<'_>) {
     step!("access to another user's objects", objects::run);
     step!("body and page size limits", limits::run);
     step!("login enumeration", login::enumeration);
+    step!("account lookups by name", objects::account_lookups);
     step!("login rate limit", login::rate_limit);
     step!("cookies", surface::cookies);
 }

@@ -1,6 +1,7 @@
 //! Object-level authorization (BOLA, IDOR) with two identities the operator owns: each object
 //! the first identity can read (ids taken from its own list answers) is read again as the
-//! second, and access to it is reported.
+//! second, and access to it is reported. And account lookups by name (`/users/{username}`)
+//! that answer the operator's own name unlike a made-up one: a list of which accounts exist.
 //!
 //! Defends the operator against false alarms and the target against harm: it only runs when a
 //! second account is given (`--username2`), it only reads (GET), and an object counts as the
@@ -74,6 +75,71 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
                 ),
             ));
             break;
+        }
+    }
+    Ok(())
+}
+
+/// GET routes that look an account up by name (`/users/v1/{username}`, `/accounts/{email}`),
+/// asked for a real name and a made-up one, as the route's own callers would be: anonymously
+/// for the operator's name, or, when the document says the route needs a token, with the
+/// operator's token for the second account's name (a caller may well see their own account).
+/// A different status tells anyone which names have accounts.
+pub(crate) async fn account_lookups(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
+    let own = ctx.credentials.as_ref().map(|c| c.username.clone());
+    let other = ctx.second_username.clone();
+    let lookups: Vec<Operation> = ctx
+        .operations
+        .iter()
+        .filter(|o| {
+            o.method == Method::GET
+                && o.path_params.len() == 1
+                && !super::is_state_changing_path(&o.path)
+                && ["user", "name", "email", "login", "account"]
+                    .iter()
+                    .any(|w| o.path_params[0].to_ascii_lowercase().contains(w))
+        })
+        .take(2)
+        .cloned()
+        .collect();
+    for lookup in lookups {
+        let (token, name) = if lookup.secured {
+            (ctx.token.clone(), other.clone())
+        } else {
+            (None, own.clone())
+        };
+        let Some(name) = name.filter(|_| token.is_some() || !lookup.secured) else {
+            continue;
+        };
+        let made_up = format!("rampart-audit-{}", super::random_hex(5));
+        let ask = |who: &str| {
+            let req = Req::get(lookup.fill(&percent_encode(who)));
+            match &token {
+                Some(t) => req.bearer(t),
+                None => req,
+            }
+        };
+        let (real, fake) = (ask(&name), ask(&made_up));
+        let known = ctx.send(&real).await?;
+        let unknown = ctx.send(&fake).await?;
+        if known.status != unknown.status && unknown.status != 429 && known.status != 429 {
+            let who = if token.is_some() {
+                "with the token"
+            } else {
+                "anonymously"
+            };
+            ctx.report(Finding::new(
+                &findings::ACCOUNT_PROBE,
+                Severity::Medium,
+                format!(
+                    "{} -> {} but {} (a made-up name) -> {}, {who}: `{}`",
+                    real.line(),
+                    known.status,
+                    fake.line(),
+                    unknown.status,
+                    excerpt(&unknown.body, 80)
+                ),
+            ));
         }
     }
     Ok(())
