@@ -12,7 +12,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,10 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rampart_audit::{audit, AuditArgs, Severity};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const USERS: [(&str, &str, &str); 2] = [
     (
@@ -58,26 +56,13 @@ struct Api {
     failures: Arc<Mutex<(u32, Option<Instant>)>>,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn mac(secret: &[u8], input: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(input.as_bytes());
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
 impl Api {
     fn token(&self, sub: &str) -> String {
         let header = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "typ": "JWT"}).to_string());
-        let claims =
-            URL_SAFE_NO_PAD.encode(json!({"exp": now() + self.lifetime, "sub": sub}).to_string());
+        let claims = URL_SAFE_NO_PAD
+            .encode(json!({"exp": common::now() + self.lifetime, "sub": sub}).to_string());
         let input = format!("{header}.{claims}");
-        format!("{input}.{}", mac(&self.secret, &input))
+        format!("{input}.{}", common::hs256(&input, &self.secret))
     }
 
     /// PyJWT as the template calls it: HS256 only, signature and `exp` required.
@@ -93,11 +78,12 @@ impl Api {
         if header["alg"] != "HS256" || header.get("kid").is_some() || header.get("jwk").is_some() {
             return None;
         }
-        if mac(&self.secret, &format!("{h}.{c}")) != s {
+        if common::hs256(&format!("{h}.{c}"), &self.secret) != s {
             return None;
         }
         let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
-        (claims["exp"].as_u64()? > now()).then(|| claims["sub"].as_str().map(str::to_owned))?
+        (claims["exp"].as_u64()? > common::now())
+            .then(|| claims["sub"].as_str().map(str::to_owned))?
     }
 
     fn finish(&self, mut response: Response) -> Response {
@@ -273,17 +259,11 @@ fn rand_byte() -> u8 {
 }
 
 fn args(addr: std::net::SocketAddr) -> AuditArgs {
-    AuditArgs {
-        username: Some("user1@example.com".into()),
-        password: Some("user1Pass!23".into()),
-        login_path: None,
-        username2: Some("user2@example.com".into()),
-        password2: Some("user2Pass!23".into()),
-        logout_path: None,
-        fail_on: Severity::Medium,
-        max_requests: 400,
-        ..common::args(addr)
-    }
+    common::two_accounts(
+        addr,
+        ("user1@example.com", "user1Pass!23"),
+        ("user2@example.com", "user2Pass!23"),
+    )
 }
 
 #[tokio::test]

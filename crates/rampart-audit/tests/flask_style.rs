@@ -234,17 +234,7 @@ async fn serve(hardened: bool, createdb_called: Arc<Mutex<bool>>) -> SocketAddr 
 }
 
 fn args(addr: SocketAddr) -> AuditArgs {
-    AuditArgs {
-        username: Some("user1".into()),
-        password: Some("user1Pass!23".into()),
-        login_path: None,
-        username2: Some("user2".into()),
-        password2: Some("user2Pass!23".into()),
-        logout_path: None,
-        fail_on: Severity::Medium,
-        max_requests: 400,
-        ..common::args(addr)
-    }
+    common::two_accounts(addr, USERS[0], USERS[1])
 }
 
 fn evidence<'r>(report: &'r Report, id: &str) -> &'r str {

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -59,23 +58,6 @@ struct Fixture {
     secret: Vec<u8>,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn b64(value: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(value.to_string())
-}
-
-fn hs256(input: &str, key: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(input.as_bytes());
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
 fn decode(part: &str) -> Option<Value> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
 }
@@ -84,9 +66,9 @@ impl Fixture {
     fn issue(&self) -> String {
         let header = json!({"alg": "HS256", "typ": "JWT"});
         // Fifteen minutes, ids only: the token itself draws no lifetime or claims finding.
-        let claims = json!({"sub": "u-7f3a", "role": "user", "iat": now(), "exp": now() + 900});
-        let input = format!("{}.{}", b64(&header), b64(&claims));
-        format!("{input}.{}", hs256(&input, &self.secret))
+        let claims = json!({"sub": "u-7f3a", "role": "user", "iat": common::now(), "exp": common::now() + 900});
+        let input = format!("{}.{}", common::b64(&header), common::b64(&claims));
+        format!("{input}.{}", common::hs256(&input, &self.secret))
     }
 
     fn accepts(&self, headers: &HeaderMap) -> bool {
@@ -132,7 +114,7 @@ impl Fixture {
                 } else {
                     Some(self.secret.clone())
                 };
-                key.is_some_and(|key| s == hs256(&input, &key))
+                key.is_some_and(|key| s == common::hs256(&input, &key))
             }
             Some("ES256") if flaw == Flaw::PsychicSignature => URL_SAFE_NO_PAD
                 .decode(s)
@@ -150,8 +132,10 @@ impl Fixture {
                 .is_some_and(|(key, signature)| key.verify(input.as_bytes(), &signature).is_ok()),
             _ => false,
         };
-        let live =
-            flaw == Flaw::ExpiryIgnored || claims["exp"].as_u64().is_some_and(|exp| exp > now());
+        let live = flaw == Flaw::ExpiryIgnored
+            || claims["exp"]
+                .as_u64()
+                .is_some_and(|exp| exp > common::now());
         signed && live
     }
 }
@@ -375,8 +359,8 @@ async fn a_kid_formatted_into_sql_is_found() {
 async fn the_psychic_signature_is_found_on_an_es256_token() {
     let addr = start(Flaw::PsychicSignature, TEMPLATE_SECRET).await;
     let header = json!({"alg": "ES256", "typ": "JWT", "kid": "p256-1"});
-    let claims = json!({"sub": "u-7f3a", "iat": now(), "exp": now() + 900});
-    let input = format!("{}.{}", b64(&header), b64(&claims));
+    let claims = json!({"sub": "u-7f3a", "iat": common::now(), "exp": common::now() + 900});
+    let input = format!("{}.{}", common::b64(&header), common::b64(&claims));
     let token = format!(
         "{input}.{}",
         URL_SAFE_NO_PAD.encode(simulated_es256(&input))

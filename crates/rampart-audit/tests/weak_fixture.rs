@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
@@ -20,10 +20,8 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use rampart_audit::{audit, AuditArgs, Format, Severity};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const SECRET: &[u8] = b"secret";
 /// The fixture's published Ed25519 public key (any 32 bytes serve: nothing verifies with it).
@@ -46,23 +44,6 @@ struct Fixture {
     attempts: Arc<Mutex<HashMap<String, u32>>>,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn b64(value: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(value.to_string())
-}
-
-fn hs256(input: &str, secret: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
-    mac.update(input.as_bytes());
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-}
-
 fn public_pem() -> String {
     let der = [
         &[
@@ -80,9 +61,9 @@ fn public_pem() -> String {
 fn issue() -> String {
     let header = json!({"alg": "HS256", "typ": "JWT"});
     // A week-long token holding the user's email: two findings on its own.
-    let claims = json!({"sub": "alice", "email": "alice@example.com", "iat": now(), "exp": now() + 7 * 86_400});
-    let input = format!("{}.{}", b64(&header), b64(&claims));
-    format!("{input}.{}", hs256(&input, SECRET))
+    let claims = json!({"sub": "alice", "email": "alice@example.com", "iat": common::now(), "exp": common::now() + 7 * 86_400});
+    let input = format!("{}.{}", common::b64(&header), common::b64(&claims));
+    format!("{input}.{}", common::hs256(&input, SECRET))
 }
 
 impl Fixture {
@@ -111,7 +92,8 @@ impl Fixture {
             return true;
         }
         header["alg"] == "HS256"
-            && (s == hs256(&input, SECRET) || s == hs256(&input, public_pem().as_bytes()))
+            && (s == common::hs256(&input, SECRET)
+                || s == common::hs256(&input, public_pem().as_bytes()))
     }
 }
 

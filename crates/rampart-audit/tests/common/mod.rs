@@ -3,9 +3,15 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test file uses a part
 
 use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use rampart_audit::{AuditArgs, Finding, Format, Report, Severity};
+use serde_json::Value;
+use sha2::Sha256;
 
 /// Serves `app` on a free loopback port.
 pub(crate) async fn serve(app: Router) -> SocketAddr {
@@ -37,6 +43,46 @@ pub(crate) fn args(addr: SocketAddr) -> AuditArgs {
         patient: false,
         quiet: true,
     }
+}
+
+/// A run as it is meant to be used on an API it knows nothing of: two accounts' credentials
+/// (`(name, password)`), no login path, document or logout given, failing at medium.
+pub(crate) fn two_accounts(
+    addr: SocketAddr,
+    first: (&str, &str),
+    second: (&str, &str),
+) -> AuditArgs {
+    AuditArgs {
+        username: Some(first.0.into()),
+        password: Some(first.1.into()),
+        login_path: None,
+        username2: Some(second.0.into()),
+        password2: Some(second.1.into()),
+        logout_path: None,
+        fail_on: Severity::Medium,
+        max_requests: 400,
+        ..args(addr)
+    }
+}
+
+/// Seconds since the epoch, for token claims.
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A JSON value as a JWT part.
+pub(crate) fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// The HS256 signature of `input` under `key`, as a JWT part.
+pub(crate) fn hs256(input: &str, key: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(input.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
 /// The finding `id`, or a panic listing what the run found and noted instead.
