@@ -68,11 +68,7 @@ fn issue() -> String {
 
 impl Fixture {
     fn accepts(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
+        let Some(token) = common::bearer(headers) else {
             return false;
         };
         let parts: Vec<&str> = token.split('.').collect();

@@ -121,6 +121,27 @@ pub(crate) fn assert_fires(report: &Report, id: &str, severity: Severity, eviden
     assert!(!f.fix.is_empty() && !f.checklist.is_empty(), "{id}");
 }
 
+/// A hardened twin's run: logged in, nothing at medium or above, so it passes.
+pub(crate) fn assert_nothing_at_medium_or_above(report: &Report) {
+    assert!(report.logged_in, "{:?}", report.notes);
+    assert_eq!(
+        ids_at_or_above(report, Severity::Medium),
+        Vec::<&str>::new(),
+        "{:#?}",
+        report.findings
+    );
+    assert!(!report.failed());
+}
+
+/// The bearer token a request carries.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
 /// The ids found at or above `severity`.
 pub(crate) fn ids_at_or_above(report: &Report, severity: Severity) -> Vec<&'static str> {
     report
