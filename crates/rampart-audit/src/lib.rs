@@ -88,6 +88,33 @@ pub struct AuditArgs {
     pub quiet: bool,
 }
 
+impl AuditArgs {
+    /// A run against `target` with the command line's defaults (no credentials, the document
+    /// and login found on the target, 300 requests at 20 a second, failing at medium), for
+    /// programs that run the auditor as a library.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            username: None,
+            password: None,
+            login_path: None,
+            logout_path: None,
+            username2: None,
+            password2: None,
+            token: None,
+            spec: None,
+            format: Format::Table,
+            suppress: None,
+            baseline: None,
+            fail_on: Severity::Medium,
+            max_requests: 300,
+            rate: 20.0,
+            patient: false,
+            quiet: false,
+        }
+    }
+}
+
 /// Why a run could not produce a report (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

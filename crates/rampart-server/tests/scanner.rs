@@ -14,23 +14,15 @@ async fn rampart_passes_its_own_audit() {
     let app = TestApp::spawn_with_shipped_limits(&[("RAMPART_LIMIT_AUTH", "30/minute")]).await;
     let password = app.register("auditor").await;
     let args = AuditArgs {
-        target: app.url("/"),
         username: Some("auditor".into()),
         password: Some(password),
         login_path: Some("/v1/auth/login".into()),
-        username2: None,
-        password2: None,
         logout_path: Some("/v1/auth/logout".into()),
-        token: None,
-        spec: None,
         format: Format::Json,
-        suppress: None,
-        baseline: None,
         fail_on: Severity::High,
-        max_requests: 300,
         rate: 200.0,
-        patient: false,
         quiet: true,
+        ..AuditArgs::new(app.url("/"))
     };
     let report = rampart_audit::audit(&args).await.unwrap();
     assert!(report.authenticated, "the auditor must have logged in");
@@ -91,23 +83,15 @@ async fn a_base_url_with_the_api_prefix_reaches_the_same_routes() {
     let app = TestApp::spawn_with_shipped_limits(&[("RAMPART_LIMIT_AUTH", "100/minute")]).await;
     let password = app.register("newcomer").await;
     let mut args = AuditArgs {
-        target: app.url("/v1"),
         username: None,
         password: None,
         login_path: Some("/v1/auth/login".into()),
-        username2: None,
-        password2: None,
         logout_path: Some("/v1/auth/logout".into()),
-        token: None,
-        spec: None,
         format: Format::Json,
-        suppress: None,
-        baseline: None,
         fail_on: Severity::High,
-        max_requests: 300,
         rate: 200.0,
-        patient: false,
         quiet: true,
+        ..AuditArgs::new(app.url("/v1"))
     };
     let report = rampart_audit::audit(&args).await.unwrap();
     let ids: Vec<&str> = report.findings.iter().map(|f| f.id).collect();

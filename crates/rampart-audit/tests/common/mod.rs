@@ -25,23 +25,15 @@ pub(crate) async fn serve(app: Router) -> SocketAddr {
 /// they need with `..args(addr)`.
 pub(crate) fn args(addr: SocketAddr) -> AuditArgs {
     AuditArgs {
-        target: format!("http://{addr}"),
         username: Some("alice".into()),
         password: Some("correct horse battery staple".into()),
         login_path: Some("/login".into()),
-        username2: None,
-        password2: None,
         logout_path: Some("/logout".into()),
-        token: None,
-        spec: None,
         format: Format::Json,
-        suppress: None,
-        baseline: None,
         fail_on: Severity::High,
-        max_requests: 300,
         rate: 500.0,
-        patient: false,
         quiet: true,
+        ..AuditArgs::new(format!("http://{addr}"))
     }
 }
 
