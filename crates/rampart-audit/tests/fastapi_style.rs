@@ -85,14 +85,7 @@ impl Api {
     fn finish(&self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         if self.hardened {
-            for (name, value) in [
-                ("x-content-type-options", "nosniff"),
-                ("x-frame-options", "DENY"),
-                ("cache-control", "no-store"),
-                ("referrer-policy", "no-referrer"),
-            ] {
-                headers.insert(name, value.parse().unwrap());
-            }
+            common::harden(headers);
         } else {
             headers.insert("server", "uvicorn".parse().unwrap());
         }

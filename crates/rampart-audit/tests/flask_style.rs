@@ -74,18 +74,7 @@ impl Api {
     fn finish(&self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         if self.hardened {
-            for (name, value) in [
-                ("x-content-type-options", "nosniff"),
-                ("x-frame-options", "DENY"),
-                ("cache-control", "no-store"),
-                ("referrer-policy", "no-referrer"),
-                (
-                    "content-security-policy",
-                    "default-src 'none'; frame-ancestors 'none'",
-                ),
-            ] {
-                headers.insert(name, value.parse().unwrap());
-            }
+            common::harden(headers);
         } else {
             headers.insert("server", "Werkzeug/2.2.3 Python/3.11.7".parse().unwrap());
         }
