@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use http::Method;
 use serde_json::Value;
 
+use super::sensitive::{sensitive_fields, Field, Kind};
 use super::{is_state_changing_path, Ctx};
 use crate::client::{ProbeError, Req};
 use crate::findings::{self, Finding, Severity};
@@ -24,272 +25,6 @@ const MAX_REQUESTS: usize = 30;
 const BUDGET_SHARE: u32 = 4;
 /// Answers listed per finding, at most.
 const MAX_LINES: usize = 5;
-/// Token fields a login answer hands its caller: the operator's own, not a leak.
-const OWN_TOKEN_KEYS: [&str; 6] = [
-    "accesstoken",
-    "refreshtoken",
-    "authtoken",
-    "token",
-    "idtoken",
-    "jwt",
-];
-
-/// What a field holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Password,
-    PasswordHash,
-    Secret,
-    Token,
-    Key,
-    Ssn,
-    Card,
-}
-
-/// What a field's name says it holds; `None` for ordinary fields (`token_type`,
-/// `password_changed_at`, `has_password` are not secrets).
-fn kind_of(key: &str) -> Option<Kind> {
-    let key = normal(key);
-    let key = key.as_str();
-    let kind = match key {
-        "hash" | "passwordhash" | "hashedpassword" | "passworddigest" | "passwordhashed" => {
-            Kind::PasswordHash
-        }
-        "passwd" | "pwd" | "passphrase" => Kind::Password,
-        _ if key.ends_with("password") && !key.starts_with("has") && !key.starts_with("is") => {
-            if key.contains("hash") {
-                Kind::PasswordHash
-            } else {
-                Kind::Password
-            }
-        }
-        "token" | "accesstoken" | "refreshtoken" | "authtoken" | "idtoken" | "sessiontoken"
-        | "bearertoken" | "apitoken" | "jwt" => Kind::Token,
-        "secretkey" | "secretaccesskey" => Kind::Secret,
-        _ if key.ends_with("secret") && !key.starts_with("has") && !key.starts_with("is") => {
-            Kind::Secret
-        }
-        _ if key.ends_with("apikey") || key.ends_with("privatekey") => Kind::Key,
-        "ssn" | "socialsecuritynumber" => Kind::Ssn,
-        "creditcard" | "creditcardnumber" | "cardnumber" | "cardno" | "ccnumber" | "cvv"
-        | "cvv2" | "cvc" => Kind::Card,
-        _ => return None,
-    };
-    Some(kind)
-}
-
-impl Kind {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Password => "password",
-            Self::PasswordHash => "password hash",
-            Self::Secret => "secret",
-            Self::Token => "token",
-            Self::Key => "key",
-            Self::Ssn => "SSN",
-            Self::Card => "card data",
-        }
-    }
-}
-
-/// One sensitive field found in an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Field {
-    key: String,
-    kind: Kind,
-    /// The first value, masked.
-    sample: String,
-    /// A password field whose value does not look like a hash.
-    plaintext: bool,
-    /// How many records carried it.
-    count: usize,
-}
-
-impl Field {
-    fn describe(&self) -> String {
-        let plain = if self.plaintext {
-            ", plaintext-looking"
-        } else {
-            ""
-        };
-        let times = if self.count > 1 {
-            format!(" in {} records", self.count)
-        } else {
-            String::new()
-        };
-        format!(
-            "{} ({}) = {}{plain}{times}",
-            self.key,
-            self.kind.label(),
-            self.sample
-        )
-    }
-}
-
-/// Every sensitive field in a JSON body, read leniently so a body cut short (the answers kept
-/// for the passive checks stop at 4 KiB) still shows its first records.
-fn sensitive_fields(body: &str, skip_own_tokens: bool) -> Vec<Field> {
-    let mut fields: Vec<Field> = Vec::new();
-    for (key, value) in scalar_pairs(body) {
-        let kind = match kind_of(&key) {
-            Some(Kind::Token)
-                if skip_own_tokens && OWN_TOKEN_KEYS.contains(&normal(&key).as_str()) =>
-            {
-                continue
-            }
-            Some(kind) => kind,
-            None if looks_like_ssn(&value) => Kind::Ssn,
-            None => continue,
-        };
-        if is_blank_or_masked(&value) {
-            continue;
-        }
-        if let Some(field) = fields.iter_mut().find(|f| f.key == key) {
-            field.count += 1;
-            continue;
-        }
-        fields.push(Field {
-            plaintext: kind == Kind::Password && !looks_like_hash(&value),
-            sample: mask(&value),
-            key,
-            kind,
-            count: 1,
-        });
-    }
-    fields
-}
-
-fn normal(key: &str) -> String {
-    key.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
-/// Each `"key": "text"` or `"key": number` of a JSON text, in order; nested objects are walked
-/// into, booleans, nulls, objects and arrays as values are not pairs. Unterminated input ends
-/// the walk.
-fn scalar_pairs(text: &str) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    let mut at = 0;
-    while let Some(rel) = text.get(at..).and_then(|rest| rest.find('"')) {
-        let Some((key, end)) = read_string(text, at + rel) else {
-            break;
-        };
-        let after = skip_space(text, end);
-        if !text[after..].starts_with(':') {
-            at = end;
-            continue;
-        }
-        let value_at = skip_space(text, after + 1);
-        let rest = &text[value_at..];
-        if rest.starts_with('"') {
-            let Some((value, value_end)) = read_string(text, value_at) else {
-                break;
-            };
-            pairs.push((key, value));
-            at = value_end;
-        } else if rest.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-            let len = rest
-                .find(|c: char| !(c.is_ascii_digit() || "-+.eE".contains(c)))
-                .unwrap_or(rest.len());
-            pairs.push((key, rest[..len].to_owned()));
-            at = value_at + len;
-        } else {
-            at = value_at;
-        }
-    }
-    pairs
-}
-
-/// The string starting with the quote at `start` (escapes kept as written) and the index after
-/// its closing quote.
-fn read_string(text: &str, start: usize) -> Option<(String, usize)> {
-    let mut escaped = false;
-    for (i, c) in text.get(start + 1..)?.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => {
-                let end = start + 1 + i;
-                return Some((text[start + 1..end].to_owned(), end + 1));
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-fn skip_space(text: &str, from: usize) -> usize {
-    from + text
-        .get(from..)
-        .map_or(0, |rest| rest.len() - rest.trim_start().len())
-}
-
-fn is_blank_or_masked(value: &str) -> bool {
-    let lower = value.trim().to_ascii_lowercase();
-    lower.is_empty()
-        || lower.chars().all(|c| "*•x#.".contains(c))
-        || [
-            "redacted",
-            "[redacted]",
-            "<redacted>",
-            "hidden",
-            "<hidden>",
-            "null",
-            "none",
-        ]
-        .contains(&lower.as_str())
-}
-
-/// A stored hash rather than a password: crypt formats, Django's, or long hex or base64.
-fn looks_like_hash(value: &str) -> bool {
-    let len = value.len();
-    value.starts_with('$')
-        || value.starts_with("{SSHA}")
-        || value.starts_with("scrypt:")
-        || [
-            "pbkdf2_sha256$",
-            "pbkdf2:sha256:",
-            "sha256$",
-            "bcrypt$",
-            "argon2$",
-        ]
-        .iter()
-        .any(|p| value.starts_with(p))
-        || (len >= 32 && value.chars().all(|c| c.is_ascii_hexdigit()))
-        || (len >= 40
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+/=_-".contains(c)))
-}
-
-/// `ddd-dd-dddd` somewhere in the value, not inside a longer run of digits and dashes.
-fn looks_like_ssn(value: &str) -> bool {
-    const SHAPE: &[u8; 11] = b"ddd-dd-dddd";
-    let bytes = value.as_bytes();
-    let edge = |i: Option<&u8>| i.is_none_or(|b| !(b.is_ascii_digit() || *b == b'-'));
-    bytes.windows(SHAPE.len()).enumerate().any(|(i, window)| {
-        window.iter().zip(SHAPE).all(|(b, s)| match s {
-            b'd' => b.is_ascii_digit(),
-            _ => *b == b'-',
-        }) && edge(i.checked_sub(1).and_then(|j| bytes.get(j)))
-            && edge(bytes.get(i + SHAPE.len()))
-    })
-}
-
-/// The value with all but its first character or two hidden, and its length.
-fn mask(value: &str) -> String {
-    let len = value.chars().count();
-    let shown = match len {
-        0..=3 => 0,
-        4..=11 => 1,
-        _ => 2,
-    };
-    let head: String = value.chars().take(shown).collect();
-    format!("\"{head}***\" ({len} chars)")
-}
-
 /// Sends every read operation anonymously and with the token; what comes back is judged with
 /// every other answer by [`judge_seen`].
 pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
@@ -348,7 +83,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             continue;
         }
         allowance -= per_path;
-        let path = super::params::fill_each(template, |_| percent_encode(&id));
+        let path = super::params::fill_each(template, |_| super::path_segment(&id));
         read_both_ways(ctx, &path, token.as_deref()).await?;
     }
     if !skipped.is_empty() {
@@ -403,18 +138,6 @@ fn first_record(value: &Value, depth: usize) -> Option<&serde_json::Map<String, 
         Value::Object(map) if depth > 0 => map.values().find_map(|v| first_record(v, depth - 1)),
         _ => None,
     }
-}
-
-fn percent_encode(value: &str) -> String {
-    use std::fmt::Write as _;
-    value.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    })
 }
 
 /// Judges every answer the run kept: at most one finding for anonymous callers and one for
@@ -504,6 +227,7 @@ fn evidence(lines: &BTreeMap<String, Vec<Field>>, how: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::sensitive::{kind_of, looks_like_hash, looks_like_ssn, mask};
 
     fn keys(body: &str, skip_own: bool) -> Vec<(String, bool)> {
         sensitive_fields(body, skip_own)
@@ -592,6 +316,6 @@ mod tests {
         assert_eq!(id_from(&items, "item_id").as_deref(), Some("941aeeef"));
         assert_eq!(id_from(&items, "title").as_deref(), Some("x"));
         assert_eq!(id_from(&serde_json::json!({"ok": true}), "id"), None);
-        assert_eq!(percent_encode("a b/c'"), "a%20b%2Fc%27");
+        assert_eq!(crate::checks::path_segment("a b/c'"), "a%20b%2Fc%27");
     }
 }

@@ -22,7 +22,8 @@
 
 use serde_json::Value;
 
-use super::tokens::{self, hmac_token, unix_now, HmacAlg, Jwt};
+use super::jwt::{hmac_token, unix_now, HmacAlg, Jwt};
+use super::tokens;
 use super::Ctx;
 use crate::client::{ProbeError, Req};
 use crate::findings::{self, Finding, Severity};

@@ -3,14 +3,17 @@
 //! limit for a while) last.
 
 mod access;
+mod confusion;
 mod cors;
 mod errors;
 mod exposure;
+mod jwt;
 mod jwt_secrets;
 mod limits;
 mod login;
 mod objects;
 mod params;
+mod sensitive;
 mod session;
 mod signatures;
 mod surface;
@@ -188,6 +191,20 @@ pub(crate) fn is_state_changing_path(path: &str) -> bool {
                 .iter()
                 .any(|word| !piece.is_empty() && piece.starts_with(word))
         })
+}
+
+/// `value` as one path segment: everything but unreserved characters percent-encoded, so an
+/// id taken from an answer cannot add a segment, a query or a fragment.
+pub(crate) fn path_segment(value: &str) -> String {
+    use std::fmt::Write as _;
+    value.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
 }
 
 pub(crate) fn progress(message: &str, quiet: bool) {

@@ -50,7 +50,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             .into_iter()
             .take(IDS_PER_ROUTE)
         {
-            let path = object.fill(&percent_encode(&id));
+            let path = object.fill(&super::path_segment(&id));
             let mine = ctx.send(&Req::get(&path).bearer(&first)).await?;
             if !mine.is_success() || owner.is_empty() || !names(&mine.body, &owner) {
                 continue;
@@ -113,7 +113,7 @@ pub(crate) async fn account_lookups(ctx: &mut Ctx<'_>) -> Result<(), ProbeError>
         };
         let made_up = format!("rampart-audit-{}", super::random_hex(5));
         let ask = |who: &str| {
-            let req = Req::get(lookup.fill(&percent_encode(who)));
+            let req = Req::get(lookup.fill(&super::path_segment(who)));
             match &token {
                 Some(t) => req.bearer(t),
                 None => req,
@@ -212,18 +212,6 @@ fn names(body: &str, owner: &str) -> bool {
 }
 
 /// An id as one path segment.
-fn percent_encode(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +260,7 @@ mod tests {
         let items = json!({"data": [{"id": "941a", "owner_id": "x"}], "count": 1});
         assert_eq!(ids_in(&items, "item_id", "user1"), ["941a"]);
         assert_eq!(ids_in(&json!([{"id": 7}]), "id", "user1"), ["7"]);
-        assert_eq!(percent_encode("b 2/../x"), "b%202%2F..%2Fx");
+        assert_eq!(crate::checks::path_segment("b 2/../x"), "b%202%2F..%2Fx");
     }
 
     #[test]

@@ -1,0 +1,274 @@
+//! Which fields of an answer are sensitive: passwords, password hashes, other secrets, keys,
+//! tokens, social security and card numbers, judged by name (and SSN-shaped values by their
+//! form), with values masked for the evidence.
+//!
+//! Defends the report against both kinds of error: a body cut short (the answers the passive
+//! checks keep stop at 4 KiB) is still read, by a lenient scan of its `"key": value` pairs
+//! rather than a JSON parser that would give up; and look-alikes (`token_type`,
+//! `password_changed_at`, `has_password`, masked values) are not secrets.
+
+/// Token fields a login answer hands its caller: the operator's own, not a leak.
+pub(crate) const OWN_TOKEN_KEYS: [&str; 6] = [
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+    "token",
+    "idtoken",
+    "jwt",
+];
+
+/// What a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Password,
+    PasswordHash,
+    Secret,
+    Token,
+    Key,
+    Ssn,
+    Card,
+}
+
+/// What a field's name says it holds; `None` for ordinary fields (`token_type`,
+/// `password_changed_at`, `has_password` are not secrets).
+pub(crate) fn kind_of(key: &str) -> Option<Kind> {
+    let key = normal(key);
+    let key = key.as_str();
+    let kind = match key {
+        "hash" | "passwordhash" | "hashedpassword" | "passworddigest" | "passwordhashed" => {
+            Kind::PasswordHash
+        }
+        "passwd" | "pwd" | "passphrase" => Kind::Password,
+        _ if key.ends_with("password") && !key.starts_with("has") && !key.starts_with("is") => {
+            if key.contains("hash") {
+                Kind::PasswordHash
+            } else {
+                Kind::Password
+            }
+        }
+        "token" | "accesstoken" | "refreshtoken" | "authtoken" | "idtoken" | "sessiontoken"
+        | "bearertoken" | "apitoken" | "jwt" => Kind::Token,
+        "secretkey" | "secretaccesskey" => Kind::Secret,
+        _ if key.ends_with("secret") && !key.starts_with("has") && !key.starts_with("is") => {
+            Kind::Secret
+        }
+        _ if key.ends_with("apikey") || key.ends_with("privatekey") => Kind::Key,
+        "ssn" | "socialsecuritynumber" => Kind::Ssn,
+        "creditcard" | "creditcardnumber" | "cardnumber" | "cardno" | "ccnumber" | "cvv"
+        | "cvv2" | "cvc" => Kind::Card,
+        _ => return None,
+    };
+    Some(kind)
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::PasswordHash => "password hash",
+            Self::Secret => "secret",
+            Self::Token => "token",
+            Self::Key => "key",
+            Self::Ssn => "SSN",
+            Self::Card => "card data",
+        }
+    }
+}
+
+/// One sensitive field found in an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Field {
+    pub(crate) key: String,
+    pub(crate) kind: Kind,
+    /// The first value, masked.
+    pub(crate) sample: String,
+    /// A password field whose value does not look like a hash.
+    pub(crate) plaintext: bool,
+    /// How many records carried it.
+    pub(crate) count: usize,
+}
+
+impl Field {
+    pub(crate) fn describe(&self) -> String {
+        let plain = if self.plaintext {
+            ", plaintext-looking"
+        } else {
+            ""
+        };
+        let times = if self.count > 1 {
+            format!(" in {} records", self.count)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} ({}) = {}{plain}{times}",
+            self.key,
+            self.kind.label(),
+            self.sample
+        )
+    }
+}
+
+/// Every sensitive field in a JSON body, read leniently so a body cut short (the answers kept
+/// for the passive checks stop at 4 KiB) still shows its first records.
+pub(crate) fn sensitive_fields(body: &str, skip_own_tokens: bool) -> Vec<Field> {
+    let mut fields: Vec<Field> = Vec::new();
+    for (key, value) in scalar_pairs(body) {
+        let kind = match kind_of(&key) {
+            Some(Kind::Token)
+                if skip_own_tokens && OWN_TOKEN_KEYS.contains(&normal(&key).as_str()) =>
+            {
+                continue
+            }
+            Some(kind) => kind,
+            None if looks_like_ssn(&value) => Kind::Ssn,
+            None => continue,
+        };
+        if is_blank_or_masked(&value) {
+            continue;
+        }
+        if let Some(field) = fields.iter_mut().find(|f| f.key == key) {
+            field.count += 1;
+            continue;
+        }
+        fields.push(Field {
+            plaintext: kind == Kind::Password && !looks_like_hash(&value),
+            sample: mask(&value),
+            key,
+            kind,
+            count: 1,
+        });
+    }
+    fields
+}
+
+pub(crate) fn normal(key: &str) -> String {
+    key.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Each `"key": "text"` or `"key": number` of a JSON text, in order; nested objects are walked
+/// into, booleans, nulls, objects and arrays as values are not pairs. Unterminated input ends
+/// the walk.
+pub(crate) fn scalar_pairs(text: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut at = 0;
+    while let Some(rel) = text.get(at..).and_then(|rest| rest.find('"')) {
+        let Some((key, end)) = read_string(text, at + rel) else {
+            break;
+        };
+        let after = skip_space(text, end);
+        if !text[after..].starts_with(':') {
+            at = end;
+            continue;
+        }
+        let value_at = skip_space(text, after + 1);
+        let rest = &text[value_at..];
+        if rest.starts_with('"') {
+            let Some((value, value_end)) = read_string(text, value_at) else {
+                break;
+            };
+            pairs.push((key, value));
+            at = value_end;
+        } else if rest.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            let len = rest
+                .find(|c: char| !(c.is_ascii_digit() || "-+.eE".contains(c)))
+                .unwrap_or(rest.len());
+            pairs.push((key, rest[..len].to_owned()));
+            at = value_at + len;
+        } else {
+            at = value_at;
+        }
+    }
+    pairs
+}
+
+/// The string starting with the quote at `start` (escapes kept as written) and the index after
+/// its closing quote.
+pub(crate) fn read_string(text: &str, start: usize) -> Option<(String, usize)> {
+    let mut escaped = false;
+    for (i, c) in text.get(start + 1..)?.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                let end = start + 1 + i;
+                return Some((text[start + 1..end].to_owned(), end + 1));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+pub(crate) fn skip_space(text: &str, from: usize) -> usize {
+    from + text
+        .get(from..)
+        .map_or(0, |rest| rest.len() - rest.trim_start().len())
+}
+
+pub(crate) fn is_blank_or_masked(value: &str) -> bool {
+    let lower = value.trim().to_ascii_lowercase();
+    lower.is_empty()
+        || lower.chars().all(|c| "*•x#.".contains(c))
+        || [
+            "redacted",
+            "[redacted]",
+            "<redacted>",
+            "hidden",
+            "<hidden>",
+            "null",
+            "none",
+        ]
+        .contains(&lower.as_str())
+}
+
+/// A stored hash rather than a password: crypt formats, Django's, or long hex or base64.
+pub(crate) fn looks_like_hash(value: &str) -> bool {
+    let len = value.len();
+    value.starts_with('$')
+        || value.starts_with("{SSHA}")
+        || value.starts_with("scrypt:")
+        || [
+            "pbkdf2_sha256$",
+            "pbkdf2:sha256:",
+            "sha256$",
+            "bcrypt$",
+            "argon2$",
+        ]
+        .iter()
+        .any(|p| value.starts_with(p))
+        || (len >= 32 && value.chars().all(|c| c.is_ascii_hexdigit()))
+        || (len >= 40
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+/=_-".contains(c)))
+}
+
+/// `ddd-dd-dddd` somewhere in the value, not inside a longer run of digits and dashes.
+pub(crate) fn looks_like_ssn(value: &str) -> bool {
+    const SHAPE: &[u8; 11] = b"ddd-dd-dddd";
+    let bytes = value.as_bytes();
+    let edge = |i: Option<&u8>| i.is_none_or(|b| !(b.is_ascii_digit() || *b == b'-'));
+    bytes.windows(SHAPE.len()).enumerate().any(|(i, window)| {
+        window.iter().zip(SHAPE).all(|(b, s)| match s {
+            b'd' => b.is_ascii_digit(),
+            _ => *b == b'-',
+        }) && edge(i.checked_sub(1).and_then(|j| bytes.get(j)))
+            && edge(bytes.get(i + SHAPE.len()))
+    })
+}
+
+/// The value with all but its first character or two hidden, and its length.
+pub(crate) fn mask(value: &str) -> String {
+    let len = value.chars().count();
+    let shown = match len {
+        0..=3 => 0,
+        4..=11 => 1,
+        _ => 2,
+    };
+    let head: String = value.chars().take(shown).collect();
+    format!("\"{head}***\" ({len} chars)")
+}
