@@ -18,7 +18,7 @@ pub const DEFAULT_WAIT_BUDGET: Duration = Duration::from_secs(30);
 pub const PATIENT_WAIT_BUDGET: Duration = Duration::from_secs(15 * 60);
 
 /// Response bodies are read up to this much; the rest is discarded.
-const MAX_BODY: usize = 256 * 1024;
+pub const MAX_BODY: usize = 256 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A request a check wants to send.
@@ -29,6 +29,9 @@ pub struct Req {
     pub path: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<(&'static str, Vec<u8>)>,
+    /// Dot segments allowed: only for a path the auditor wrote itself as a probe, never one the
+    /// target supplied (see [`crate::paths`]).
+    pub dot_segments: bool,
 }
 
 impl Req {
@@ -42,6 +45,7 @@ impl Req {
             path: path.into(),
             headers: Vec::new(),
             body: None,
+            dot_segments: false,
         }
     }
 
@@ -65,6 +69,13 @@ impl Req {
     #[must_use]
     pub fn body(mut self, content_type: &'static str, bytes: Vec<u8>) -> Self {
         self.body = Some((content_type, bytes));
+        self
+    }
+
+    /// Lets the path keep `.` and `..` segments: for the auditor's own traversal probes.
+    #[must_use]
+    pub fn with_dot_segments(mut self) -> Self {
+        self.dot_segments = true;
         self
     }
 
@@ -112,6 +123,10 @@ pub enum ProbeError {
     /// A check asked for a request outside the target's origin (a bug in the check).
     #[error("refused to send a request outside the target's origin: {0}")]
     OffOrigin(String),
+    /// A path with `.` or `..` segments, which would reach another route than the one named
+    /// (a path the target supplied, in a document or an answer).
+    #[error("refused to send a path with dot segments, which would reach another route: {0}")]
+    DotSegments(String),
 }
 
 /// The target and the limits the run keeps to.
@@ -135,6 +150,8 @@ pub struct Probe {
     /// much it has spent: a target cannot stretch a run past its budget by asking it to wait.
     wait_budget: Duration,
     waited: Duration,
+    /// A check wanted a request after the budget was spent.
+    ran_out: bool,
     /// Set when the login handed its token over in this cookie: every `Authorization:
     /// Bearer` a check adds is sent as this cookie instead, forgeries included.
     token_cookie: Option<String>,
@@ -178,6 +195,7 @@ impl Probe {
             quiet,
             wait_budget: DEFAULT_WAIT_BUDGET,
             waited: Duration::ZERO,
+            ran_out: false,
             token_cookie: None,
         })
     }
@@ -215,6 +233,12 @@ impl Probe {
     /// Keeps up to `requests` of the budget (never all of it) for [`Probe::send_reserved`].
     pub fn reserve(&mut self, requests: u32) {
         self.reserved = requests.min(self.budget / 2);
+    }
+
+    /// Whether a check was refused a request because `--max-requests` was spent: the run did
+    /// not check everything it would have.
+    pub fn ran_out(&self) -> bool {
+        self.ran_out
     }
 
     /// How long the run may wait out refusals for rate, in all (see [`DEFAULT_WAIT_BUDGET`]).
@@ -276,6 +300,7 @@ impl Probe {
     /// Sends `req` for a check, pacing to the rate and counting against the budget.
     pub async fn send(&mut self, req: &Req) -> Result<Answer, ProbeError> {
         if self.remaining() == 0 {
+            self.ran_out = true;
             return Err(ProbeError::Budget);
         }
         self.dispatch(req).await
@@ -291,6 +316,9 @@ impl Probe {
     }
 
     async fn dispatch(&mut self, req: &Req) -> Result<Answer, ProbeError> {
+        if !req.dot_segments && crate::paths::has_dot_segment(&req.path) {
+            return Err(ProbeError::DotSegments(req.path.clone()));
+        }
         let url = self
             .resolve(&req.path)
             .ok_or_else(|| ProbeError::OffOrigin(req.path.clone()))?;
@@ -329,10 +357,11 @@ impl Probe {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(
                 err,
-                "  [{:>4}/{}] {} -> {status}",
+                "  [{:>4}/{}] {} -> {}",
                 self.sent,
                 self.budget,
-                req.line()
+                crate::report::printable(&req.line(), false),
+                crate::report::printable(&status, false)
             );
         }
         if let Err(ProbeError::Network(reason)) = &result {

@@ -46,6 +46,8 @@ pub struct Discovered {
     pub spec: Option<ServedSpec>,
     /// An interactive docs page that answered 2xx: its path and status.
     pub docs_page: Option<(String, u16)>,
+    /// A document too large to read from the target: where it was.
+    pub too_large: Option<String>,
 }
 
 #[derive(Debug)]
@@ -77,11 +79,15 @@ pub async fn discover(probe: &mut Probe) -> Result<Discovered, ProbeError> {
     );
     let mut tried = Vec::new();
     for path in named.into_iter().chain(guesses) {
-        if sent >= most || tried.contains(&path) {
+        // A page can name any URL: one that reads as a change is not fetched.
+        if sent >= most || tried.contains(&path) || crate::paths::is_state_changing_path(&path) {
             continue;
         }
         sent += 1;
         let answer = probe.send(&Req::get(&path)).await?;
+        if answer.is_success() && answer.body.len() >= crate::client::MAX_BODY {
+            found.too_large.get_or_insert_with(|| path.clone());
+        }
         if let Some(operations) = served_spec(&answer) {
             found.spec = Some(ServedSpec {
                 path,

@@ -13,6 +13,7 @@ mod checks;
 pub mod client;
 pub mod discover;
 pub mod findings;
+pub mod paths;
 pub mod report;
 pub mod spec;
 mod stats;
@@ -46,7 +47,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub logout_path: Option<String>,
     /// A second account of your own, for reading the first one's objects as it (BOLA). Only
-    /// GETs are sent as it.
+    /// GETs are sent as it, and at the end the logout of the session its login opened.
     #[arg(long, env = "RAMPART_AUDIT_USERNAME2")]
     pub username2: Option<String>,
     /// The second account's password (prefer the environment variable).
@@ -145,6 +146,15 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     };
     let given = match &args.spec {
         Some(path) => {
+            let size = std::fs::metadata(path).map_or(0, |m| m.len());
+            if size > MAX_SPEC_FILE {
+                return Err(AuditError::Usage(format!(
+                    "{} is {} MiB; an OpenAPI document of at most {} MiB is read",
+                    path.display(),
+                    size / (1024 * 1024),
+                    MAX_SPEC_FILE / (1024 * 1024)
+                )));
+            }
             let text = std::fs::read_to_string(path)
                 .map_err(|e| AuditError::Usage(format!("cannot read {}: {e}", path.display())))?;
             let doc = spec::parse_document(&text).ok_or_else(|| {
@@ -178,6 +188,19 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
             .unwrap_or_default()
     });
     let login = Login::choose(args, &operations);
+    let mut notes = Vec::new();
+    if operations.len() >= spec::MAX_OPERATIONS {
+        notes.push(format!(
+            "the OpenAPI document describes more than {} operations: only the first {} aim the checks",
+            spec::MAX_OPERATIONS,
+            spec::MAX_OPERATIONS
+        ));
+    }
+    if let (None, None, Some(path)) = (&args.spec, &discovered.spec, &discovered.too_large) {
+        notes.push(format!(
+            "the OpenAPI document at {path} is larger than the auditor reads from a target: give it with --spec"
+        ));
+    }
     let unreachable = |reason: String| AuditError::Unreachable {
         target: target.clone(),
         reason,
@@ -187,7 +210,6 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         username,
         password: args.password.clone(),
     });
-    let mut notes = Vec::new();
     let mut login_answer = None;
     let mut login_format = None;
     let mut opened = Vec::new();
@@ -257,6 +279,11 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         token: token.clone(),
         second_token,
         second_username: args.username2.clone(),
+        own_secrets: [&args.password, &args.password2]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
         credentials,
         login_path: login_path.unwrap_or_else(|| login.paths[0].clone()),
         login_name_field: login.name_field,
@@ -316,10 +343,14 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         sessions_opened,
         sessions_ended,
         notes,
+        budget_spent: probe.ran_out(),
         suppressed: triaged.suppressed,
         baselined: triaged.baselined.len(),
     })
 }
+
+/// The largest `--spec` file read (real documents of the largest APIs are around 10 MiB).
+const MAX_SPEC_FILE: u64 = 32 * 1024 * 1024;
 
 /// rampart's own login, the first of the usual paths tried.
 const DEFAULT_LOGIN: &str = "/v1/auth/login";
@@ -465,7 +496,7 @@ pub fn main(args: &AuditArgs) -> ExitCode {
             }
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", report::printable(&err.to_string(), false));
             ExitCode::from(2)
         }
     }

@@ -33,6 +33,9 @@ pub struct Report {
     pub sessions_ended: usize,
     /// What was not checked, and why.
     pub notes: Vec<String>,
+    /// The request budget ran out before every check ran: the run fails, since what it did
+    /// not check may be what matters.
+    pub budget_spent: bool,
     /// Findings a suppression file set aside (with its reason); they do not fail the run.
     pub suppressed: Vec<Suppressed>,
     /// Findings left out because the `--baseline` report already held them.
@@ -44,7 +47,7 @@ pub struct Report {
 impl Report {
     /// Whether a finding reaches `--fail-on` (exit code 1).
     pub fn failed(&self) -> bool {
-        self.worst().is_some_and(|worst| worst >= self.fail_on)
+        self.budget_spent || self.worst().is_some_and(|worst| worst >= self.fail_on)
     }
 
     /// The worst severity found, if any.
@@ -60,7 +63,14 @@ impl Report {
         }
     }
 
+    /// The report for a terminal: every control character a target put into evidence, a path
+    /// or a note (escape sequences that rewrite the screen or the clipboard, a carriage return
+    /// that overwrites a line) shown as an escape, never sent raw.
     fn table(&self) -> String {
+        printable(&self.table_text(), true)
+    }
+
+    fn table_text(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
         let _ = writeln!(out, "rampart audit of {}", self.target);
@@ -141,8 +151,11 @@ impl Report {
         let _ = writeln!(
             out,
             "\nverdict: {} (critical {}, high {}, medium {}, low {}, info {})",
-            if self.failed() {
+            if self.worst().is_some_and(|worst| worst >= self.fail_on) {
                 format!("FAIL, findings at or above {}", self.fail_on.as_str())
+            } else if self.budget_spent {
+                "FAIL, the request budget ran out before every check ran (raise --max-requests)"
+                    .to_owned()
             } else {
                 format!("pass, nothing at or above {}", self.fail_on.as_str())
             },
@@ -262,4 +275,18 @@ fn security_severity(severity: Severity) -> &'static str {
         Severity::Low => "3.0",
         Severity::Info => "0.0",
     }
+}
+
+/// `text` with its control characters written as `\u{..}` escapes (line breaks kept when
+/// `keep_lines`), so text a target chose cannot drive the terminal it is printed on.
+pub fn printable(text: &str, keep_lines: bool) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && !(keep_lines && c == '\n') {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

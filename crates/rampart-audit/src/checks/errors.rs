@@ -109,7 +109,8 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             "username": format!("rampart-audit-{}", super::random_hex(5)),
             "password": {"$gt": [1, {"a": null}]}
         })),
-        Req::get("/%ff%fe/..%2f..%2fetc%2fpasswd"),
+        // The auditor's own probe, the one path allowed dot segments.
+        Req::get("/%ff%fe/..%2f..%2fetc%2fpasswd").with_dot_segments(),
     ];
     let mut leaks = Leaks::default();
     let outcome = send_all(ctx, &probes, &mut leaks).await;

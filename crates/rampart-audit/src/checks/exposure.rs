@@ -82,8 +82,14 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             skipped.push(format!("GET {template} (request cap)"));
             continue;
         }
+        let Some(segment) = super::id_segment(&id) else {
+            skipped.push(format!(
+                "GET {template} (the id in the list answer is a path)"
+            ));
+            continue;
+        };
         allowance -= per_path;
-        let path = super::params::fill_each(template, |_| super::path_segment(&id));
+        let path = super::params::fill_each(template, |_| segment.clone());
         read_both_ways(ctx, &path, token.as_deref()).await?;
     }
     if !skipped.is_empty() {
@@ -316,6 +322,9 @@ mod tests {
         assert_eq!(id_from(&items, "item_id").as_deref(), Some("941aeeef"));
         assert_eq!(id_from(&items, "title").as_deref(), Some("x"));
         assert_eq!(id_from(&serde_json::json!({"ok": true}), "id"), None);
-        assert_eq!(crate::checks::path_segment("a b/c'"), "a%20b%2Fc%27");
+        assert_eq!(
+            crate::checks::id_segment("a b'").as_deref(),
+            Some("a%20b%27")
+        );
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) second_token: Option<String>,
     /// The second account's name (`--username2`).
     pub(crate) second_username: Option<String>,
+    /// The operator's passwords: never printed in evidence, whatever a target echoes.
+    pub(crate) own_secrets: Vec<String>,
     pub(crate) credentials: Option<Credentials>,
     pub(crate) login_path: String,
     /// The field the login names the account with (`username`, `email`, ...).
@@ -89,7 +91,17 @@ impl Ctx<'_> {
         Ok((path, answer))
     }
 
-    pub(crate) fn report(&mut self, finding: Finding) {
+    /// Files a finding, its evidence redacted (see [`sensitive::redact`]).
+    pub(crate) fn report(&mut self, mut finding: Finding) {
+        let own: Vec<&str> = self
+            .own_secrets
+            .iter()
+            .map(String::as_str)
+            .chain(self.token.as_deref())
+            .chain(self.second_token.as_deref())
+            .chain(self.opened.iter().map(String::as_str))
+            .collect();
+        finding.evidence = sensitive::redact(&finding.evidence, &own);
         self.findings.push(finding);
     }
 
@@ -163,53 +175,11 @@ async fn run_probes(ctx: &mut Ctx<'_>) {
     step!("cookies", surface::cookies);
 }
 
-/// Words in a path that suggest a GET there changes state. A segment is cut at `-`, `_` and
-/// `.`, and a piece *starting* with one of these (`createdb`, `resetPassword`) counts too:
-/// skipping a harmless route costs coverage, calling a destructive one costs the target.
-const STATE_CHANGING_WORDS: [&str; 18] = [
-    "reset", "delete", "remove", "create", "init", "drop", "logout", "signout", "sign-out",
-    "destroy", "purge", "wipe", "shutdown", "setup", "install", "seed", "migrate", "truncate",
-];
-
-/// Whether a GET of `path` (a template or a filled path, query ignored) could change state on
-/// a careless API, such as VAmPI's `GET /createdb`; the read-only checks never send one.
-pub(crate) fn is_state_changing_path(path: &str) -> bool {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    path.split('/')
-        .filter(|segment| !(segment.starts_with('{') && segment.ends_with('}')))
-        .flat_map(|segment| {
-            let lower = segment.to_ascii_lowercase();
-            let pieces: Vec<String> = lower
-                .split(['-', '_', '.', ':', '%'])
-                .map(str::to_owned)
-                .chain(std::iter::once(lower.clone()))
-                .collect();
-            pieces
-        })
-        .any(|piece| {
-            STATE_CHANGING_WORDS
-                .iter()
-                .any(|word| !piece.is_empty() && piece.starts_with(word))
-        })
-}
-
-/// `value` as one path segment: everything but unreserved characters percent-encoded, so an
-/// id taken from an answer cannot add a segment, a query or a fragment.
-pub(crate) fn path_segment(value: &str) -> String {
-    use std::fmt::Write as _;
-    value.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    })
-}
+pub(crate) use crate::paths::{id_segment, is_state_changing_path};
 
 pub(crate) fn progress(message: &str, quiet: bool) {
     if !quiet {
-        eprintln!("{message}");
+        eprintln!("{}", crate::report::printable(message, false));
     }
 }
 
@@ -255,55 +225,5 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
     } else {
         let cut: String = flat.chars().take(max).collect();
         format!("{cut}...")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_state_changing_path;
-
-    #[test]
-    fn state_changing_paths_are_recognised() {
-        for path in [
-            "/createdb",
-            "/api/v1/users/{id}/reset-password",
-            "/users/v1/{username}/delete",
-            "/admin/remove_user",
-            "/v1/auth/logout",
-            "/SignOut",
-            "/db/init",
-            "/setup",
-            "/install.php",
-            "/seed?count=10",
-            "/migrate/up",
-            "/items/drop",
-            "/cache:purge",
-            "/wipe",
-            "/resetPassword",
-            "/accounts/destroy",
-            "/v1/create",
-        ] {
-            assert!(is_state_changing_path(path), "{path}");
-        }
-    }
-
-    #[test]
-    fn reads_are_not_refused() {
-        for path in [
-            "/",
-            "/users/v1",
-            "/users/v1/_debug",
-            "/users/v1/{username}",
-            "/api/v1/items/{id}",
-            "/books/v1/{book_title}",
-            "/settings",
-            "/me",
-            "/api/v1/utils/health-check/",
-            "/users/{delete_me}",
-            "/search?q=reset",
-            "/credentials",
-        ] {
-            assert!(!is_state_changing_path(path), "{path}");
-        }
     }
 }

@@ -272,3 +272,35 @@ pub(crate) fn mask(value: &str) -> String {
     let head: String = value.chars().take(shown).collect();
     format!("\"{head}***\" ({len} chars)")
 }
+
+/// Evidence as it may be printed, written to a report file and uploaded to code scanning: the
+/// run's own credentials (`own`: passwords and tokens, also where a target echoed only their
+/// start) replaced by a label, and the value of every sensitive-named field masked. Defends
+/// the operator against a target that reflects their token into an error page the auditor
+/// quotes, and users whose records a check quotes.
+pub(crate) fn redact(evidence: &str, own: &[&str]) -> String {
+    let mut out = evidence.to_owned();
+    for secret in own.iter().filter(|s| s.chars().count() >= 6) {
+        out = out.replace(secret, "[the run's own credential]");
+        // A quote cut short keeps a prefix: any run of the secret's first 16 characters or more.
+        let chars: Vec<char> = secret.chars().collect();
+        if chars.len() > 16 {
+            let head: String = chars[..16].iter().collect();
+            while let Some(at) = out.find(&head) {
+                let matched = out[at..]
+                    .chars()
+                    .zip(chars.iter())
+                    .take_while(|(a, b)| a == *b)
+                    .map(|(a, _)| a.len_utf8())
+                    .sum::<usize>();
+                out.replace_range(at..at + matched, "[the run's own credential]");
+            }
+        }
+    }
+    for (key, value) in scalar_pairs(&out) {
+        if kind_of(&key).is_some() && !is_blank_or_masked(&value) && value.chars().count() >= 2 {
+            out = out.replace(&format!("\"{value}\""), &mask(&value));
+        }
+    }
+    out
+}

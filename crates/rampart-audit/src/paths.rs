@@ -1,0 +1,261 @@
+//! Which paths the auditor will send to. Every path it did not write itself comes from the
+//! target: the OpenAPI document, a docs page, ids in list answers. A hostile or careless target
+//! can use them to turn a read-only scan into writes.
+//!
+//! Defends against three tricks, each found by an outside test posing as a hostile API:
+//! - dot segments (`/v1/auth/logout/../../admin/reset`, also percent-encoded as `%2e%2e`),
+//!   which the URL resolves to another route, so a "logout" or "login" taken from the document
+//!   would be sent, with the operator's token or password, somewhere else: [`has_dot_segment`],
+//!   refused for every request by the probe;
+//! - GETs that change state on careless APIs (`/createdb`, `/del%65te`, `/de;lete`,
+//!   `?action=delete`, a look-alike letter): [`is_state_changing_path`], decoded first, with
+//!   the query read too and any path with a non-ASCII letter counted as one;
+//! - ids from answers that are themselves paths (`..%2F..%2Fadmin%2Freset`): [`id_segment`].
+//!
+//! Each errs on the side of not sending: a harmless route skipped costs coverage, a harmful
+//! one sent costs the target.
+
+/// Words that say a GET there may change something: a path or query piece starting or ending
+/// with one (`createdb`, `resetPassword`, `cache:flush`) counts.
+const STATE_CHANGING_WORDS: [&str; 50] = [
+    "reset",
+    "delete",
+    "remove",
+    "create",
+    "init",
+    "drop",
+    "logout",
+    "signout",
+    "sign-out",
+    "destroy",
+    "purge",
+    "wipe",
+    "shutdown",
+    "setup",
+    "install",
+    "seed",
+    "migrate",
+    "truncate",
+    "flush",
+    "clear",
+    "erase",
+    "format",
+    "import",
+    "execute",
+    "exec",
+    "approve",
+    "reject",
+    "ban",
+    "block",
+    "charge",
+    "checkout",
+    "refund",
+    "cancel",
+    "revoke",
+    "disable",
+    "enable",
+    "activate",
+    "deactivate",
+    "lock",
+    "unlock",
+    "grant",
+    "promote",
+    "restore",
+    "rollback",
+    "restart",
+    "kill",
+    "trigger",
+    "publish",
+    "send",
+    "confirm",
+];
+
+/// `text` with `%XX` escapes decoded (invalid escapes kept as written), as a server reads it.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the path part of `path` holds a `.` or `..` segment, as written or percent-encoded,
+/// with `/` or `\` as separators (some servers take either).
+pub fn has_dot_segment(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    // Decoded twice: `%252e%252e` is `..` to a server that decodes once more behind a proxy.
+    let decoded = percent_decode(&percent_decode(path));
+    decoded
+        .split(['/', '\\'])
+        .any(|piece| piece == "." || piece == "..")
+}
+
+/// Whether a GET of `path` (a template or a filled path, with its query) could change state on
+/// a careless API, such as VAmPI's `GET /createdb`; the read-only checks never send one.
+pub(crate) fn is_state_changing_path(path: &str) -> bool {
+    let decoded = percent_decode(&percent_decode(path));
+    if !decoded.is_ascii() {
+        // A look-alike letter (`dеlete` with a Cyrillic е) reads as nothing to a word list.
+        return true;
+    }
+    let lower = decoded.to_ascii_lowercase();
+    lower
+        .split(['/', '\\', '?', '&', '=', '#'])
+        .filter(|segment| !(segment.starts_with('{') && segment.ends_with('}')))
+        .flat_map(|segment| {
+            // `de;lete` and `de;x=1lete` read as `delete` to some routers, `de` to others.
+            let joined: String = segment.split(';').collect();
+            let mut pieces: Vec<String> = segment
+                .split(['-', '_', '.', ':', ';', ',', '+', ' '])
+                .map(str::to_owned)
+                .collect();
+            pieces.push(joined);
+            pieces.push(segment.to_owned());
+            pieces
+        })
+        .any(|piece| {
+            !piece.is_empty()
+                && STATE_CHANGING_WORDS
+                    .iter()
+                    .any(|word| piece.starts_with(word) || piece.ends_with(word))
+        })
+}
+
+/// An id taken from an answer, as one path segment: percent-encoded but for unreserved
+/// characters; `None` for an id that is itself a path or an escape (`..`, `a/b`, `a\b`,
+/// `%2F`), which no honest API hands out as an id.
+pub(crate) fn id_segment(id: &str) -> Option<String> {
+    use std::fmt::Write as _;
+    if id.is_empty()
+        || id == "."
+        || id == ".."
+        || id.contains(['/', '\\', '%'])
+        || id.chars().any(char::is_control)
+    {
+        return None;
+    }
+    Some(id.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_found_however_they_are_written() {
+        for path in [
+            "/v1/auth/logout/../../admin/reset",
+            "/v1/auth/logout/%2e%2e/%2e%2e/createdb",
+            "/v1/auth/login/../../../v1/users",
+            "/a/%2E%2e/b",
+            "/a/.%2e/b",
+            "/a/%252e%252e/b",
+            "/a\\..\\b",
+            "/a/./b",
+            "/a/..",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/v1/auth/logout",
+            "/files/a..b",
+            "/v1/items/.well-known",
+            "/x?next=../y",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn paths_that_read_as_changes_are_never_read() {
+        for path in [
+            "/createdb",
+            "/users/v1/{username}/delete",
+            "/api/v1/reset-password/",
+            "/v1/auth/logout",
+            "/admin/db_drop?confirm=1",
+            "/setup",
+            "/del%65te",
+            "/admin/%2Fdelete",
+            "/de;lete",
+            "/d%D0%B5lete",
+            "/index.php?action=delete",
+            "/api/cache/flush",
+            "/approve",
+            "/ban",
+            "/charge",
+            "/checkout",
+            "/clear",
+            "/erase",
+            "/execute",
+            "/format",
+            "/import",
+            "/resetPassword",
+            "/cache:purge",
+            "/createdb?spec=openapi.json",
+            "/v1/auth/logout?openapi.json",
+            "/api/users/delete-all.json",
+        ] {
+            assert!(is_state_changing_path(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/users/v1",
+            "/users/v1/_debug",
+            "/users/v1/{username}",
+            "/api/v1/items/{id}",
+            "/books/v1/{book_title}",
+            "/settings",
+            "/me",
+            "/api/v1/utils/health-check/",
+            "/users/{delete_me}",
+            "/openapi.json",
+            "/api/v1/openapi.json",
+            "/v3/api-docs",
+            "/credentials",
+        ] {
+            assert!(!is_state_changing_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn ids_that_are_paths_are_not_used() {
+        assert_eq!(id_segment("b 2").as_deref(), Some("b%202"));
+        assert_eq!(id_segment("user1-book").as_deref(), Some("user1-book"));
+        for id in [
+            "..",
+            ".",
+            "..%2F..%2Fadmin%2Freset",
+            "1/delete",
+            "a\\b",
+            "",
+            "a\nb",
+        ] {
+            assert_eq!(id_segment(id), None, "{id}");
+        }
+    }
+}
