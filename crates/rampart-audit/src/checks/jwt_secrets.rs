@@ -86,7 +86,8 @@ pub(crate) fn mask(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
     let hidden = match chars.as_slice() {
         [] => return "an empty secret".to_owned(),
-        [first, middle @ .., last] if !middle.is_empty() => {
+        // Up to five characters, showing two of them would show most of the secret.
+        [first, middle @ .., last] if middle.len() >= 4 => {
             format!("{first}{}{last}", "*".repeat(middle.len()))
         }
         short => "*".repeat(short.len()),
@@ -269,12 +270,14 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_masked_but_for_their_first_and_last_characters() {
+    fn secrets_are_masked_but_for_the_first_and_last_characters_of_long_ones() {
         assert_eq!(mask("changethis"), "`c********s` (length 10)");
-        assert_eq!(mask("abc"), "`a*c` (length 3)");
-        assert_eq!(mask("ab"), "`**` (length 2)");
+        assert_eq!(mask("random"), "`r****m` (length 6)");
+        // Short secrets are hidden whole: two of five characters would give most away.
+        assert_eq!(mask("abcde"), "`*****` (length 5)");
+        assert_eq!(mask("abc"), "`***` (length 3)");
         assert_eq!(mask("x"), "`*` (length 1)");
-        assert_eq!(mask("é€ü"), "`é*ü` (length 3)");
+        assert_eq!(mask("é€üöä¿"), "`é****¿` (length 6)");
         assert_eq!(mask(""), "an empty secret");
     }
 
