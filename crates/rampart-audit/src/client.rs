@@ -29,9 +29,9 @@ pub struct Req {
     pub path: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<(&'static str, Vec<u8>)>,
-    /// Dot segments allowed: only for a path the auditor wrote itself as a probe, never one the
-    /// target supplied (see [`crate::paths`]).
-    pub dot_segments: bool,
+    /// A path the auditor wrote itself as a probe (dot segments allowed), never one the target
+    /// supplied (see [`crate::paths`]).
+    pub auditor_made: bool,
 }
 
 impl Req {
@@ -45,7 +45,7 @@ impl Req {
             path: path.into(),
             headers: Vec::new(),
             body: None,
-            dot_segments: false,
+            auditor_made: false,
         }
     }
 
@@ -72,10 +72,10 @@ impl Req {
         self
     }
 
-    /// Lets the path keep `.` and `..` segments: for the auditor's own traversal probes.
+    /// Marks the path as the auditor's own probe, which may keep `.` and `..` segments.
     #[must_use]
-    pub fn with_dot_segments(mut self) -> Self {
-        self.dot_segments = true;
+    pub fn auditor_made(mut self) -> Self {
+        self.auditor_made = true;
         self
     }
 
@@ -123,10 +123,11 @@ pub enum ProbeError {
     /// A check asked for a request outside the target's origin (a bug in the check).
     #[error("refused to send a request outside the target's origin: {0}")]
     OffOrigin(String),
-    /// A path with `.` or `..` segments, which would reach another route than the one named
-    /// (a path the target supplied, in a document or an answer).
-    #[error("refused to send a path with dot segments, which would reach another route: {0}")]
-    DotSegments(String),
+    /// A path that would reach another route than the one named (dot segments, characters the
+    /// URL parser drops), or a read of a path that reads as a change: a path the target
+    /// supplied, in a document or an answer.
+    #[error("refused to send {0}: the path could reach another route or change something")]
+    Unsafe(String),
 }
 
 /// The target and the limits the run keeps to.
@@ -316,8 +317,14 @@ impl Probe {
     }
 
     async fn dispatch(&mut self, req: &Req) -> Result<Answer, ProbeError> {
-        if !req.dot_segments && crate::paths::has_dot_segment(&req.path) {
-            return Err(ProbeError::DotSegments(req.path.clone()));
+        // The last guard for paths the target supplied, whatever check asked for them: the
+        // checks filter first, this makes sure.
+        let reads = matches!(req.method, Method::GET | Method::HEAD);
+        if !req.auditor_made
+            && (!crate::paths::is_sendable(&req.path)
+                || (reads && crate::paths::is_state_changing_path(&req.path)))
+        {
+            return Err(ProbeError::Unsafe(req.line()));
         }
         let url = self
             .resolve(&req.path)

@@ -80,7 +80,11 @@ pub async fn discover(probe: &mut Probe) -> Result<Discovered, ProbeError> {
     let mut tried = Vec::new();
     for path in named.into_iter().chain(guesses) {
         // A page can name any URL: one that reads as a change is not fetched.
-        if sent >= most || tried.contains(&path) || crate::paths::is_state_changing_path(&path) {
+        if sent >= most
+            || tried.contains(&path)
+            || !crate::paths::is_sendable(&path)
+            || crate::paths::is_state_changing_path(&path)
+        {
             continue;
         }
         sent += 1;

@@ -16,8 +16,9 @@
 //! one sent costs the target.
 
 /// Words that say a GET there may change something: a path or query piece starting or ending
-/// with one (`createdb`, `resetPassword`, `cache:flush`) counts.
-const STATE_CHANGING_WORDS: [&str; 50] = [
+/// with one (`createdb`, `resetPassword`, `cache:flush`) counts. None is made of the letters
+/// a-f alone, so the auditor's own made-up hex names never match.
+const STATE_CHANGING_WORDS: [&str; 77] = [
     "reset",
     "delete",
     "remove",
@@ -25,8 +26,8 @@ const STATE_CHANGING_WORDS: [&str; 50] = [
     "init",
     "drop",
     "logout",
+    "logoff",
     "signout",
-    "sign-out",
     "destroy",
     "purge",
     "wipe",
@@ -45,7 +46,6 @@ const STATE_CHANGING_WORDS: [&str; 50] = [
     "exec",
     "approve",
     "reject",
-    "ban",
     "block",
     "charge",
     "checkout",
@@ -68,6 +68,39 @@ const STATE_CHANGING_WORDS: [&str; 50] = [
     "publish",
     "send",
     "confirm",
+    "transfer",
+    "rotate",
+    "close",
+    "unsubscribe",
+    "subscribe",
+    "cleanup",
+    "deploy",
+    "archive",
+    "accept",
+    "backup",
+    "expire",
+    "invite",
+    "verify",
+    "update",
+    "save",
+    "upload",
+    "sync",
+    "rename",
+    "move",
+    "assign",
+    "join",
+    "leave",
+    "follow",
+    "vote",
+    "submit",
+    "toggle",
+    "increment",
+    "decrement",
+];
+/// Short words that count only as a whole piece (`/v1/del`, `/pay`, `/ban`), not inside
+/// others (`/delivery`, `/payments`, `/banners`, `/credit`).
+const STATE_CHANGING_PIECES: [&str; 10] = [
+    "del", "rm", "pay", "set", "put", "post", "empty", "off", "ban", "edit",
 ];
 
 /// `text` with `%XX` escapes decoded (invalid escapes kept as written), as a server reads it.
@@ -97,22 +130,42 @@ pub fn percent_decode(text: &str) -> String {
 }
 
 /// Whether the path part of `path` holds a `.` or `..` segment, as written or percent-encoded,
-/// with `/` or `\` as separators (some servers take either).
+/// with `/` or `\` as separators (some servers take either), ignoring what follows a `;` in a
+/// segment (`..;` is `..` to Tomcat and Spring).
 pub fn has_dot_segment(path: &str) -> bool {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     // Decoded twice: `%252e%252e` is `..` to a server that decodes once more behind a proxy.
     let decoded = percent_decode(&percent_decode(path));
     decoded
         .split(['/', '\\'])
+        .map(|piece| piece.split(';').next().unwrap_or_default())
         .any(|piece| piece == "." || piece == "..")
+}
+
+/// Whether `path` is one the auditor may send at all when it came from the target: ASCII only,
+/// without control characters (the URL parser drops tabs and line breaks, so `/cre<TAB>atedb`
+/// would be sent as `/createdb` after every check had passed it), without dot segments, and
+/// without a query or fragment hiding another route (`/admin/reset#/logout`).
+pub fn is_sendable_template(path: &str) -> bool {
+    !path.contains(['?', '#']) && is_sendable(path)
+}
+
+/// [`is_sendable_template`] for a URL that may carry a query (a document URL a docs page names).
+pub fn is_sendable(path: &str) -> bool {
+    path.starts_with('/')
+        && path.is_ascii()
+        && !path.contains(|c: char| c.is_ascii_control())
+        && !has_dot_segment(path)
+        && percent_decode(&percent_decode(path)).is_ascii()
 }
 
 /// Whether a GET of `path` (a template or a filled path, with its query) could change state on
 /// a careless API, such as VAmPI's `GET /createdb`; the read-only checks never send one.
 pub(crate) fn is_state_changing_path(path: &str) -> bool {
     let decoded = percent_decode(&percent_decode(path));
-    if !decoded.is_ascii() {
-        // A look-alike letter (`dеlete` with a Cyrillic е) reads as nothing to a word list.
+    if !decoded.is_ascii() || decoded.contains(|c: char| c.is_ascii_control()) {
+        // A look-alike letter (`dеlete` with a Cyrillic е) reads as nothing to a word list, and
+        // a tab or line break is dropped by the URL parser (`cre<TAB>atedb`).
         return true;
     }
     let lower = decoded.to_ascii_lowercase();
@@ -132,9 +185,10 @@ pub(crate) fn is_state_changing_path(path: &str) -> bool {
         })
         .any(|piece| {
             !piece.is_empty()
-                && STATE_CHANGING_WORDS
-                    .iter()
-                    .any(|word| piece.starts_with(word) || piece.ends_with(word))
+                && (STATE_CHANGING_PIECES.contains(&piece.as_str())
+                    || STATE_CHANGING_WORDS
+                        .iter()
+                        .any(|word| piece.starts_with(word) || piece.ends_with(word)))
         })
 }
 
@@ -146,8 +200,9 @@ pub(crate) fn id_segment(id: &str) -> Option<String> {
     if id.is_empty()
         || id == "."
         || id == ".."
-        || id.contains(['/', '\\', '%'])
+        || id.contains(['/', '\\', '%', ';'])
         || id.chars().any(char::is_control)
+        || is_state_changing_path(id)
     {
         return None;
     }
@@ -177,9 +232,22 @@ mod tests {
             "/a\\..\\b",
             "/a/./b",
             "/a/..",
+            "/v1/auth/logout/..;/..;/admin/reset",
         ] {
             assert!(has_dot_segment(path), "{path}");
         }
+        for path in [
+            "/v1/auth/logout/.\t./.\t./admin/reset",
+            "/v1/admin/reset#/v1/auth/logout",
+            "/v1/admin/reset?next=/v1/auth/logout",
+            "/v1/auth/logout/\u{ff0e}\u{ff0e}/admin",
+            "/v1/auth/logout/%c0%ae%c0%ae/admin",
+            "relative/logout",
+        ] {
+            assert!(!is_sendable_template(path), "{path:?}");
+        }
+        assert!(is_sendable_template("/v1/auth/logout"));
+        assert!(is_sendable_template("/v1/items/{id}"));
         for path in [
             "/v1/auth/logout",
             "/files/a..b",
@@ -219,6 +287,22 @@ mod tests {
             "/createdb?spec=openapi.json",
             "/v1/auth/logout?openapi.json",
             "/api/users/delete-all.json",
+            "/cre\tatedb",
+            "/de\nlete",
+            "/logoff",
+            "/pay",
+            "/transfer?amount=1000&to=mallory",
+            "/rotate-keys",
+            "/v1/account/close",
+            "/unsubscribe",
+            "/v1/cleanup",
+            "/v1/del",
+            "/v1/deploy",
+            "/v1/archive",
+            "/v1/accept",
+            "/v1/backup",
+            "/v1/empty-trash",
+            "/v1/expire",
         ] {
             assert!(is_state_changing_path(path), "{path}");
         }
@@ -237,6 +321,12 @@ mod tests {
             "/api/v1/openapi.json",
             "/v3/api-docs",
             "/credentials",
+            "/payments",
+            "/delivery",
+            "/banners",
+            "/credit",
+            "/settings",
+            "/rampart-audit-add9fe0c/deadbeef",
         ] {
             assert!(!is_state_changing_path(path), "{path}");
         }

@@ -278,11 +278,23 @@ fn security_severity(severity: Severity) -> &'static str {
 }
 
 /// `text` with its control characters written as `\u{..}` escapes (line breaks kept when
-/// `keep_lines`), so text a target chose cannot drive the terminal it is printed on.
+/// `keep_lines`), and the invisible and direction-changing characters too (U+202E and its kin
+/// reorder what a terminal, a CI log or a code-scanning page shows), so text a target chose
+/// cannot drive or disguise what the operator reads.
 pub fn printable(text: &str, keep_lines: bool) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() && !(keep_lines && c == '\n') {
+            let hidden = matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{061C}'
+                    | '\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{FEFF}'
+            );
+            if (c.is_control() && !(keep_lines && c == '\n')) || hidden {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()

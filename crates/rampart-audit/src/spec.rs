@@ -88,10 +88,11 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
     };
     let mut out = Vec::new();
     for (path, item) in paths {
-        // A path with dot segments names one route and reaches another: never aimed at.
+        // A path that names one route and reaches another (dot segments, a tab the URL parser
+        // drops, a route hidden after `#`): never aimed at.
         let Some(item) = item
             .as_object()
-            .filter(|_| path.starts_with('/') && !crate::paths::has_dot_segment(path))
+            .filter(|_| crate::paths::is_sendable_template(path))
         else {
             continue;
         };

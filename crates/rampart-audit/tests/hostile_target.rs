@@ -18,8 +18,8 @@ use axum::{Json, Router};
 use rampart_audit::{audit, paths, AuditArgs, Format, Severity};
 use serde_json::{json, Value};
 
-const TOKEN: &str = "tok-ALICE-SECRET-0123456789abcdef";
-const PASSWORD: &str = "pw-alice-SECRET";
+const TOKEN: &str = "tok+ALICE/SECRET=0123456789abcdef";
+const PASSWORD: &str = "p@ss<w0rd>&\"x/y";
 const LEAKED: &str = "PlainPass-LEAK-1";
 const ESCAPE: &str = "\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J\rFAKE";
 
@@ -34,8 +34,18 @@ fn spec() -> Value {
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": {
             "/v1/auth/login/../../../v1/users": {"post": {"requestBody": body}},
+            "/v1/auth/login/.\t./.\t./.\t./v1/users": {"post": {"requestBody": body}},
             "/v1/auth/logout/../../admin/reset": {"post": {}},
             "/v1/auth/logout/%2e%2e/%2e%2e/createdb": {"post": {}},
+            "/v1/auth/logout/.\t./.\t./admin/reset": {"post": {}},
+            "/v1/auth/logout/..;/..;/admin/reset": {"post": {}},
+            "/v1/admin/reset#/v1/auth/logout": {"post": {}},
+            "/v1/admin/reset?next=/v1/auth/logout": {"post": {}},
+            "/cre\tatedb": {"get": {}},
+            "/logoff": {"get": {}},
+            "/transfer": {"get": {"parameters": [{"name": "amount", "in": "query"}]}},
+            "/v1/things": {"get": {}},
+            "/v1/things/{id}": {"get": {"parameters": [{"name": "id", "in": "path", "required": true}]}},
             "/del%65te": {"get": {}},
             "/de;lete": {"get": {}},
             "/api/cache/flush": {"get": {}},
@@ -46,6 +56,7 @@ fn spec() -> Value {
             "/v1/items/{id}": {"get": {"security": secured,
                 "parameters": [{"name": "id", "in": "path", "required": true}]}},
             format!("/reports/{ESCAPE}"): {"get": {}},
+            "/v1/pub\u{202e}evil": {"get": {}},
         }
     })
 }
@@ -86,17 +97,24 @@ async fn serve(log: Log) -> std::net::SocketAddr {
         .route(
             "/login",
             post(|body: String| async move {
-                if body.contains(PASSWORD) {
+                if serde_json::from_str::<Value>(&body).is_ok_and(|b| b["password"] == PASSWORD) {
                     Json(json!({"access_token": TOKEN})).into_response()
                 } else {
                     (StatusCode::UNAUTHORIZED, Json(json!({"detail": "no"}))).into_response()
                 }
             }),
         )
-        // Secured in the document, open in fact, with users' passwords in it.
+        // Secured in the document, open in fact, with users' passwords and sessions in it.
         .route(
             "/users/v1",
-            get(|| async { Json(json!({"users": [{"username": "bob", "password": LEAKED}]})) }),
+            get(|| async {
+                Json(json!({"users": [{"username": "bob\u{202e}", "password": LEAKED,
+                    "sessionid": "SESSID-LEAK", "pin": "4821"}]}))
+            }),
+        )
+        .route(
+            "/v1/things",
+            get(|| async { Json(json!([{"id": "delete"}, {"id": "logoff"}, {"id": "..;"}])) }),
         )
         .route(
             "/v1/items",
@@ -113,9 +131,18 @@ async fn serve(log: Log) -> std::net::SocketAddr {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();
+                let json = serde_json::to_string(&auth).unwrap().replace('/', "\\/");
+                let url: String = auth
+                    .bytes()
+                    .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+                    .collect();
+                let b64 = {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(format!("Authorization: {auth}"))
+                };
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("Traceback (most recent call last):\n  File \"/srv/app.py\", line 3\nKeyError: headers={{'Authorization': '{auth}'}}"),
+                    format!("Traceback (most recent call last):\n  File \"/srv/app.py\", line 3\nKeyError: headers={{'Authorization': '{auth}'}} json={json} url={url} b64={b64}"),
                 )
                     .into_response()
             }),
@@ -166,6 +193,9 @@ async fn a_hostile_api_gets_only_reads_and_one_login_and_nothing_secret_or_raw_i
             "de;lete",
             "flush",
             "d\u{435}lete",
+            "logoff",
+            "transfer",
+            "..;",
         ] {
             assert!(
                 !decoded.contains(forbidden),
@@ -178,7 +208,33 @@ async fn a_hostile_api_gets_only_reads_and_one_login_and_nothing_secret_or_raw_i
     // target served: in no format.
     for format in [Format::Table, Format::Json, Format::Sarif] {
         let text = report.render(format);
-        for secret in [TOKEN, &TOKEN[..20], PASSWORD, LEAKED] {
+        // The middle of the echoed header's base64: letters that encode the token alone.
+        let header_b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("Authorization: Bearer {TOKEN}"))
+        };
+        let url_token: String = TOKEN
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        for secret in [
+            TOKEN,
+            &TOKEN[..20],
+            &TOKEN.replace('/', "\\/"),
+            &url_token,
+            &header_b64[32..56],
+            PASSWORD,
+            LEAKED,
+            "SESSID-LEAK",
+            "4821",
+        ] {
             assert!(
                 !text.contains(secret),
                 "{format:?} shows `{secret}`: {text}"
@@ -188,8 +244,12 @@ async fn a_hostile_api_gets_only_reads_and_one_login_and_nothing_secret_or_raw_i
     // Terminal control from the target stays escaped in the table.
     let table = report.render(Format::Table);
     assert!(
-        !table.contains(['\u{1b}', '\u{7}', '\r']),
+        !table.contains(['\u{1b}', '\u{7}', '\r', '\t', '\u{202e}']),
         "raw control characters reach the terminal: {table:?}"
+    );
+    assert!(
+        !report.render(Format::Json).contains('\u{202e}'),
+        "nor direction overrides a report viewer"
     );
     // The echo itself was seen and reported, with the credential replaced.
     let leak = common::finding(&report, "RA-ERR-1");

@@ -110,7 +110,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             "password": {"$gt": [1, {"a": null}]}
         })),
         // The auditor's own probe, the one path allowed dot segments.
-        Req::get("/%ff%fe/..%2f..%2fetc%2fpasswd").with_dot_segments(),
+        Req::get("/%ff%fe/..%2f..%2fetc%2fpasswd").auditor_made(),
     ];
     let mut leaks = Leaks::default();
     let outcome = send_all(ctx, &probes, &mut leaks).await;

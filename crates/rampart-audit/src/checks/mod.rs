@@ -101,12 +101,15 @@ impl Ctx<'_> {
             .chain(self.second_token.as_deref())
             .chain(self.opened.iter().map(String::as_str))
             .collect();
-        finding.evidence = sensitive::redact(&finding.evidence, &own);
+        let redacted = sensitive::redact(&finding.evidence, &own);
+        finding.evidence = crate::report::printable(&redacted, false);
+        finding.route = crate::triage::route_in(&finding.evidence);
         self.findings.push(finding);
     }
 
     pub(crate) fn note(&mut self, note: impl Into<String>) {
-        self.notes.push(note.into());
+        self.notes
+            .push(crate::report::printable(&note.into(), false));
     }
 
     /// GET operations without path parameters, public or secured, except those whose path

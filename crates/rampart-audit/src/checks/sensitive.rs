@@ -47,8 +47,17 @@ pub(crate) fn kind_of(key: &str) -> Option<Kind> {
             }
         }
         "token" | "accesstoken" | "refreshtoken" | "authtoken" | "idtoken" | "sessiontoken"
-        | "bearertoken" | "apitoken" | "jwt" => Kind::Token,
-        "secretkey" | "secretaccesskey" => Kind::Secret,
+        | "bearertoken" | "apitoken" | "jwt" | "sid" | "sessionid" | "sessionkey" | "sessid"
+        | "phpsessid" | "jsessionid" => Kind::Token,
+        "secretkey" | "secretaccesskey" | "pin" | "pincode" | "otp" | "seed" => Kind::Secret,
+        _ if key.ends_with("seed")
+            || key.starts_with("otp")
+            || key.starts_with("totp")
+            || key.ends_with("recoverycodes")
+            || key.ends_with("backupcodes") =>
+        {
+            Kind::Secret
+        }
         _ if key.ends_with("secret") && !key.starts_with("has") && !key.starts_with("is") => {
             Kind::Secret
         }
@@ -281,7 +290,11 @@ pub(crate) fn mask(value: &str) -> String {
 pub(crate) fn redact(evidence: &str, own: &[&str]) -> String {
     let mut out = evidence.to_owned();
     for secret in own.iter().filter(|s| s.chars().count() >= 6) {
-        out = out.replace(secret, "[the run's own credential]");
+        // As echoed verbatim, and as APIs re-encode what they echo: JSON with escaped slashes,
+        // URL and form encoding, base64 (of the token and of the whole header).
+        for echoed in echoes(secret) {
+            out = out.replace(&echoed, "[the run's own credential]");
+        }
         // A quote cut short keeps a prefix: any run of the secret's first 16 characters or more.
         let chars: Vec<char> = secret.chars().collect();
         if chars.len() > 16 {
@@ -303,4 +316,50 @@ pub(crate) fn redact(evidence: &str, own: &[&str]) -> String {
         }
     }
     out
+}
+
+/// The forms a target may echo a credential in.
+fn echoes(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let url = |text: &str, space_as_plus: bool, lower_hex: bool| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b' ' if space_as_plus => "+".to_owned(),
+                _ if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
+                _ if lower_hex => format!("%{b:02x}"),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json.trim_matches('"').to_owned();
+    let mut forms = vec![
+        secret.to_owned(),
+        json.replace('/', "\\/"),
+        json,
+        secret.replace('/', "\\/"),
+        secret.replace('"', "\\\""),
+        url(secret, false, false),
+        url(secret, false, true),
+        url(secret, true, false),
+    ];
+    // In base64 the secret's letters depend on where it falls in the encoded text (a header
+    // `Authorization: Bearer ...` quoted whole, say): the run of characters that encodes only
+    // the secret, at each of the three alignments.
+    if secret.len() >= 12 {
+        for offset in 0..3 {
+            let mut padded = vec![0u8; offset];
+            padded.extend_from_slice(secret.as_bytes());
+            let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&padded);
+            let start = if offset == 0 { 0 } else { 4 };
+            let end = encoded.len().saturating_sub(4);
+            if end > start + 12 {
+                forms.push(encoded[start..end].to_owned());
+            }
+        }
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
 }
