@@ -18,7 +18,7 @@
 /// Words that say a GET there may change something: a path or query piece starting or ending
 /// with one (`createdb`, `resetPassword`, `cache:flush`) counts. None is made of the letters
 /// a-f alone, so the auditor's own made-up hex names never match.
-const STATE_CHANGING_WORDS: [&str; 77] = [
+const STATE_CHANGING_WORDS: [&str; 91] = [
     "reset",
     "delete",
     "remove",
@@ -96,11 +96,26 @@ const STATE_CHANGING_WORDS: [&str; 77] = [
     "toggle",
     "increment",
     "decrement",
+    "nuke",
+    "reboot",
+    "poweroff",
+    "halt",
+    "withdraw",
+    "terminate",
+    "invalidate",
+    "purchase",
+    "redeem",
+    "evict",
+    "elevate",
+    "impersonate",
+    "retry",
+    "destructive",
 ];
 /// Short words that count only as a whole piece (`/v1/del`, `/pay`, `/ban`), not inside
 /// others (`/delivery`, `/payments`, `/banners`, `/credit`).
-const STATE_CHANGING_PIECES: [&str; 10] = [
-    "del", "rm", "pay", "set", "put", "post", "empty", "off", "ban", "edit",
+const STATE_CHANGING_PIECES: [&str; 18] = [
+    "del", "rm", "pay", "set", "put", "post", "empty", "off", "ban", "edit", "end", "run", "start",
+    "stop", "ack", "email", "mark", "make",
 ];
 
 /// `text` with `%XX` escapes decoded (invalid escapes kept as written), as a server reads it.
@@ -147,16 +162,32 @@ pub fn has_dot_segment(path: &str) -> bool {
 /// would be sent as `/createdb` after every check had passed it), without dot segments, and
 /// without a query or fragment hiding another route (`/admin/reset#/logout`).
 pub fn is_sendable_template(path: &str) -> bool {
-    !path.contains(['?', '#']) && is_sendable(path)
+    // Decoded, a delimiter ends the route a proxy passes on: `/admin/reset%3F/logout`,
+    // `%23`, `%00`, a space and `;` too.
+    let decoded = percent_decode(&percent_decode(path));
+    !path.contains(['?', '#']) && !decoded.contains(['?', '#', ' ', ';']) && is_sendable(path)
 }
 
 /// [`is_sendable_template`] for a URL that may carry a query (a document URL a docs page names).
 pub fn is_sendable(path: &str) -> bool {
+    let route = path.split('?').next().unwrap_or_default();
+    let decoded = percent_decode(&percent_decode(route));
     path.starts_with('/')
         && path.is_ascii()
-        && !path.contains(|c: char| c.is_ascii_control())
+        && !path.contains(|c: char| c.is_ascii_control() || c == ' ')
         && !has_dot_segment(path)
-        && percent_decode(&percent_decode(path)).is_ascii()
+        && decoded.is_ascii()
+        && !decoded.contains(|c: char| c.is_ascii_control())
+}
+
+/// Whether an operation's name or summary in the document says it changes state (an
+/// `operationId` of `dropAllTables`, a summary "Drops every table"), whatever its path says.
+pub(crate) fn says_it_changes_state(text: &str) -> bool {
+    let words: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '/' })
+        .collect();
+    is_state_changing_path(&words.to_ascii_lowercase())
 }
 
 /// Whether a GET of `path` (a template or a filled path, with its query) could change state on
@@ -246,6 +277,18 @@ mod tests {
         ] {
             assert!(!is_sendable_template(path), "{path:?}");
         }
+        for path in [
+            "/v1/admin/reset%00/v1/auth/logout",
+            "/v1/admin/reset%3F/v1/auth/logout",
+            "/v1/admin/reset%23/v1/auth/logout",
+            "/v1/admin/reset%20/v1/auth/logout",
+            "/v1/admin/reset /v1/auth/logout",
+            "/v1/admin/reset;/v1/auth/logout",
+        ] {
+            assert!(!is_sendable_template(path), "{path:?}");
+        }
+        assert!(says_it_changes_state("dropAllTables Drops every table"));
+        assert!(!says_it_changes_state("listUsers Lists the users"));
         assert!(is_sendable_template("/v1/auth/logout"));
         assert!(is_sendable_template("/v1/items/{id}"));
         for path in [
@@ -303,6 +346,16 @@ mod tests {
             "/v1/backup",
             "/v1/empty-trash",
             "/v1/expire",
+            "/v1/nuke",
+            "/v1/reboot",
+            "/v1/terminate",
+            "/v1/session/end",
+            "/v1/users/1/make-admin",
+            "/v1/jobs/run",
+            "/v1/start",
+            "/v1/impersonate",
+            "/v1/mark-read",
+            "/v1/ack",
         ] {
             assert!(is_state_changing_path(path), "{path}");
         }

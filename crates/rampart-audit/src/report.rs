@@ -284,21 +284,26 @@ fn security_severity(severity: Severity) -> &'static str {
 pub fn printable(text: &str, keep_lines: bool) -> String {
     text.chars()
         .map(|c| {
-            let hidden = matches!(
-                c,
-                '\u{00AD}'
-                    | '\u{061C}'
-                    | '\u{180E}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{202A}'..='\u{202E}'
-                    | '\u{2060}'..='\u{2069}'
-                    | '\u{FEFF}'
-            );
-            if (c.is_control() && !(keep_lines && c == '\n')) || hidden {
+            if (c.is_control() && !(keep_lines && c == '\n')) || is_invisible(c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Characters that show nothing or turn text around (zero-width spaces and joiners, the soft
+/// hyphen, the direction marks and overrides, the byte-order mark).
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }

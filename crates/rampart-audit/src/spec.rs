@@ -112,6 +112,17 @@ pub fn operations(doc: &Value) -> Vec<Operation> {
             ) {
                 continue;
             }
+            // A read whose name or summary says it changes something is not one to send.
+            let says = ["operationId", "summary"]
+                .iter()
+                .filter_map(|k| operation.get(*k).and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if matches!(method, Method::GET | Method::HEAD)
+                && crate::paths::says_it_changes_state(&says)
+            {
+                continue;
+            }
             let secured = operation
                 .get("security")
                 .map(requires_credentials)
@@ -265,7 +276,8 @@ pub fn login_operation(operations: &[Operation]) -> Option<&Operation> {
         })
         .filter(|o| {
             let path = o.path.to_ascii_lowercase();
-            !NOT_A_LOGIN.iter().any(|w| path.contains(w)) || path.contains("login")
+            (!NOT_A_LOGIN.iter().any(|w| path.contains(w)) || path.contains("login"))
+                && last_segment_is(&o.path, LOGIN_PIECES)
         })
         .filter_map(|o| {
             let path = o.path.to_ascii_lowercase();
@@ -294,14 +306,51 @@ pub fn login_name_field(login: &Operation) -> &'static str {
 /// The logout among `operations`: a POST whose path says logout or sign-out.
 pub fn logout_operation(operations: &[Operation]) -> Option<&Operation> {
     operations.iter().find(|o| {
-        let path = o.path.to_ascii_lowercase();
         o.method == Method::POST
             && o.path_params.is_empty()
-            && ["logout", "signout", "sign-out", "log-out"]
-                .iter()
-                .any(|w| path.contains(w))
-            && !path.contains("all")
+            && last_segment_is(&o.path, LOGOUT_PIECES)
+            && !o.path.to_ascii_lowercase().contains("all")
     })
+}
+
+/// Words a login's last path segment is made of (`/login`, `/login/access-token`, `/token`,
+/// `/auth/sign-in`); a segment with any other word (`/login-history/purge`, `/login-as`,
+/// `/token/revoke`) is another operation that merely mentions logins.
+const LOGIN_PIECES: &[&str] = &[
+    "login",
+    "signin",
+    "sign",
+    "in",
+    "log",
+    "token",
+    "access",
+    "auth",
+    "authenticate",
+    "session",
+    "sessions",
+    "jwt",
+    "oauth",
+    "oauth2",
+    "password",
+    "credentials",
+];
+/// Words a logout's last path segment is made of.
+const LOGOUT_PIECES: &[&str] = &["logout", "signout", "sign", "out", "log", "session"];
+
+/// Whether `path`'s last segment, split at `-`, `_` and `.`, holds only `pieces` (and at least
+/// one of the first few, the verbs).
+fn last_segment_is(path: &str, pieces: &[&str]) -> bool {
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let words: Vec<&str> = last
+        .split(['-', '_', '.'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    !words.is_empty() && words.iter().all(|w| pieces.contains(w))
 }
 
 /// Whether the login takes a form rather than JSON (the OAuth2 password flow, most often).

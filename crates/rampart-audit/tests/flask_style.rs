@@ -261,7 +261,7 @@ async fn a_flask_style_api_is_logged_into_and_its_flaws_are_found_without_being_
     );
     // What the object holds is shown masked, never as read.
     assert!(
-        bola.contains(r#""secret":"us***" (20 chars)"#) && !bola.contains("private-secret"),
+        bola.contains(r#""secret":"us*** (20 chars)""#) && !bola.contains("private-secret"),
         "{bola}"
     );
     let body = evidence(&report, "RA-BODY-1");

@@ -25,6 +25,15 @@ const ESCAPE: &str = "\u{1b}]52;c;cHduZWQ=\u{7}\u{1b}[2J\rFAKE";
 
 type Log = Arc<Mutex<Vec<(Method, String)>>>;
 
+/// `text` in lower-case hex, as a target may echo a credential.
+fn hex(text: &str) -> String {
+    use std::fmt::Write as _;
+    text.bytes().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
 fn spec() -> Value {
     let body = json!({"content": {"application/json": {"schema": {"properties": {
         "username": {}, "password": {}}}}}});
@@ -40,6 +49,12 @@ fn spec() -> Value {
             "/v1/auth/logout/.\t./.\t./admin/reset": {"post": {}},
             "/v1/auth/logout/..;/..;/admin/reset": {"post": {}},
             "/v1/admin/reset#/v1/auth/logout": {"post": {}},
+            "/v1/admin/reset%00/v1/auth/logout": {"post": {}},
+            "/v1/admin/reset%3F/v1/auth/logout": {"post": {}},
+            "/v1/auth/login-history/purge": {"post": {"requestBody": body}},
+            "/v1/admin/login-as": {"post": {"requestBody": body}},
+            "/v1/nuke": {"get": {}},
+            "/v1/maintenance": {"get": {"operationId": "dropAllTables", "summary": "Drops every table"}},
             "/v1/admin/reset?next=/v1/auth/logout": {"post": {}},
             "/cre\tatedb": {"get": {}},
             "/logoff": {"get": {}},
@@ -109,7 +124,8 @@ async fn serve(log: Log) -> std::net::SocketAddr {
             "/users/v1",
             get(|| async {
                 Json(json!({"users": [{"username": "bob\u{202e}", "password": LEAKED,
-                    "sessionid": "SESSID-LEAK", "pin": "4821"}]}))
+                    "sessionid": "SESSID-LEAK", "pin": "4821",
+                    "note": "password='USERSEC-A1' <password>USERSEC-C3</password> api_key: USERSEC-E5"}]}))
             }),
         )
         .route(
@@ -142,7 +158,7 @@ async fn serve(log: Log) -> std::net::SocketAddr {
                 };
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("Traceback (most recent call last):\n  File \"/srv/app.py\", line 3\nKeyError: headers={{'Authorization': '{auth}'}} json={json} url={url} b64={b64}"),
+                    format!("Traceback (most recent call last):\n  File \"/srv/app.py\", line 3\nKeyError: headers={{'Authorization': '{auth}'}} json={json} url={url} b64={b64} hex={}", hex(PASSWORD)),
                 )
                     .into_response()
             }),
@@ -196,6 +212,10 @@ async fn a_hostile_api_gets_only_reads_and_one_login_and_nothing_secret_or_raw_i
             "logoff",
             "transfer",
             "..;",
+            "purge",
+            "login-as",
+            "nuke",
+            "maintenance",
         ] {
             assert!(
                 !decoded.contains(forbidden),
@@ -234,6 +254,10 @@ async fn a_hostile_api_gets_only_reads_and_one_login_and_nothing_secret_or_raw_i
             LEAKED,
             "SESSID-LEAK",
             "4821",
+            "USERSEC-A1",
+            "USERSEC-C3",
+            "USERSEC-E5",
+            &hex(PASSWORD),
         ] {
             assert!(
                 !text.contains(secret),

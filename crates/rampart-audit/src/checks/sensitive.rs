@@ -288,7 +288,12 @@ pub(crate) fn mask(value: &str) -> String {
 /// the operator against a target that reflects their token into an error page the auditor
 /// quotes, and users whose records a check quotes.
 pub(crate) fn redact(evidence: &str, own: &[&str]) -> String {
-    let mut out = evidence.to_owned();
+    // Control and invisible characters first: a credential split by a zero-width space or a
+    // NUL reads whole on screen but matches nothing.
+    let mut out: String = evidence
+        .chars()
+        .filter(|c| !c.is_control() && !crate::report::is_invisible(*c))
+        .collect();
     for secret in own.iter().filter(|s| s.chars().count() >= 6) {
         // As echoed verbatim, and as APIs re-encode what they echo: JSON with escaped slashes,
         // URL and form encoding, base64 (of the token and of the whole header).
@@ -310,11 +315,61 @@ pub(crate) fn redact(evidence: &str, own: &[&str]) -> String {
             }
         }
     }
+    out = mask_assignments(&out);
     for (key, value) in scalar_pairs(&out) {
-        if kind_of(&key).is_some() && !is_blank_or_masked(&value) && value.chars().count() >= 2 {
+        if kind_of(&key).is_some()
+            && !is_blank_or_masked(&value)
+            && !value.contains("***")
+            && value.chars().count() >= 2
+        {
             out = out.replace(&format!("\"{value}\""), &mask(&value));
         }
     }
+    out
+}
+
+/// Every value assigned to a sensitive name in any notation a quoted page uses: `password='x'`,
+/// `password=x&`, `<password>x</password>`, `api_key: x`, JSON inside a string
+/// (`{\"password\": \"x\"}`), masked.
+fn mask_assignments(text: &str) -> String {
+    const BETWEEN: &[char] = &[' ', '"', '\'', '\\', ':', '=', '>'];
+    const ENDS: &[char] = &[
+        ' ', '"', '\'', '\\', '<', '&', ',', ';', '}', ']', ')', '\n',
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic()) {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let word_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_len);
+        // `</password>` closes a value, it does not start one.
+        let closing = out.ends_with("</");
+        out.push_str(word);
+        rest = after;
+        if closing || kind_of(word).is_none() {
+            continue;
+        }
+        let gap = rest
+            .find(|c: char| !BETWEEN.contains(&c))
+            .unwrap_or(rest.len());
+        let separator = &rest[..gap];
+        if gap > 8 || !separator.contains([':', '=', '>']) {
+            continue;
+        }
+        let value_len = rest[gap..].find(ENDS).unwrap_or(rest.len() - gap);
+        let value = &rest[gap..gap + value_len];
+        // A backtick opens the auditor's own quoting in its evidence prose, not a value.
+        if value.chars().count() < 2 || value.contains("***") || value.starts_with('`') {
+            continue;
+        }
+        out.push_str(separator);
+        out.push_str(mask(value).replacen('"', "", 2).as_str());
+        rest = &rest[gap + value_len..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -333,7 +388,24 @@ fn echoes(secret: &str) -> Vec<String> {
     };
     let json = serde_json::to_string(secret).unwrap_or_default();
     let json = json.trim_matches('"').to_owned();
+    let bytes = secret.as_bytes();
+    let each = |f: &dyn Fn(u8) -> String| bytes.iter().map(|b| f(*b)).collect::<String>();
     let mut forms = vec![
+        each(&|b| format!("{b:02x}")),
+        each(&|b| format!("{b:02X}")),
+        each(&|b| format!("%{b:02X}")),
+        each(&|b| format!("%{b:02x}")),
+        each(&|b| format!("&#{b};")),
+        each(&|b| format!("&#x{b:x};")),
+        each(&|b| format!("\\u{b:04x}")),
+        // Full-width forms (U+FF01..FF5E stand for the printable ASCII characters).
+        secret
+            .chars()
+            .map(|c| match c {
+                '!'..='~' => char::from_u32(u32::from(c) + 0xFEE0).unwrap_or(c),
+                _ => c,
+            })
+            .collect(),
         secret.to_owned(),
         json.replace('/', "\\/"),
         json,
@@ -362,4 +434,49 @@ fn echoes(secret: &str) -> Vec<String> {
     forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     forms.dedup();
     forms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_secrets_are_masked_in_any_notation() {
+        let quoted = r#"note: password='USERSEC-A1' {\"password\": \"USERSEC-B2\"} <password>USERSEC-C3</password> password=USERSEC-D4&next=1 api_key: USERSEC-E5 "token_type": "bearer""#;
+        let out = redact(quoted, &[]);
+        for secret in [
+            "USERSEC-A1",
+            "USERSEC-B2",
+            "USERSEC-C3",
+            "USERSEC-D4",
+            "USERSEC-E5",
+        ] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(
+            out.contains("bearer"),
+            "a token type is not a secret: {out}"
+        );
+    }
+
+    #[test]
+    fn the_runs_own_credentials_are_redacted_however_they_are_encoded() {
+        let password = "pw-alice-SECRET";
+        let full_width: String = password
+            .chars()
+            .map(|c| char::from_u32(u32::from(c) + 0xFEE0).unwrap())
+            .collect();
+        for echoed in [
+            "70772d616c6963652d534543524554".to_owned(),
+            "70772D616C6963652D534543524554".to_owned(),
+            "&#112;&#119;&#45;&#97;&#108;&#105;&#99;&#101;&#45;&#83;&#69;&#67;&#82;&#69;&#84;".to_owned(),
+            "%70%77%2D%61%6C%69%63%65%2D%53%45%43%52%45%54".to_owned(),
+            "\\u0070\\u0077\\u002d\\u0061\\u006c\\u0069\\u0063\\u0065\\u002d\\u0053\\u0045\\u0043\\u0052\\u0045\\u0054".to_owned(),
+            full_width,
+            "pw-ali\u{200b}ce-SEC\u{0}RET".to_owned(),
+        ] {
+            let out = redact(&format!("P={echoed} end"), &[password]);
+            assert_eq!(out, "P=[the run's own credential] end", "{echoed}");
+        }
+    }
 }
