@@ -153,6 +153,9 @@ pub struct Probe {
     waited: Duration,
     /// A check wanted a request after the budget was spent.
     ran_out: bool,
+    /// The run's own credentials: never put in a URL (a target that echoes one back as an id
+    /// in a list would have it sent in a path and printed on stderr).
+    secrets: Vec<String>,
     /// Set when the login handed its token over in this cookie: every `Authorization:
     /// Bearer` a check adds is sent as this cookie instead, forgeries included.
     token_cookie: Option<String>,
@@ -197,6 +200,7 @@ impl Probe {
             wait_budget: DEFAULT_WAIT_BUDGET,
             waited: Duration::ZERO,
             ran_out: false,
+            secrets: Vec::new(),
             token_cookie: None,
         })
     }
@@ -234,6 +238,13 @@ impl Probe {
     /// Keeps up to `requests` of the budget (never all of it) for [`Probe::send_reserved`].
     pub fn reserve(&mut self, requests: u32) {
         self.reserved = requests.min(self.budget / 2);
+    }
+
+    /// Adds one of the run's own credentials (a password, a token), which no URL may carry.
+    pub fn add_secret(&mut self, secret: &str) {
+        if secret.chars().count() >= 6 && !self.secrets.iter().any(|s| s == secret) {
+            self.secrets.push(secret.to_owned());
+        }
     }
 
     /// Whether a check was refused a request because `--max-requests` was spent: the run did
@@ -319,6 +330,19 @@ impl Probe {
     async fn dispatch(&mut self, req: &Req) -> Result<Answer, ProbeError> {
         // The last guard for paths the target supplied, whatever check asked for them: the
         // checks filter first, this makes sure.
+        // A whole segment or query value that is a credential, or holds one long enough not to
+        // be an ordinary word (a password such as `health` must not block `/health`).
+        let decoded = crate::paths::percent_decode(&req.path);
+        let carries = |secret: &str| {
+            decoded
+                .split(['/', '?', '&', '='])
+                .any(|part| part == secret || (secret.len() >= 12 && part.contains(secret)))
+        };
+        if self.secrets.iter().any(|s| carries(s)) {
+            return Err(ProbeError::Unsafe(
+                "a request whose URL would carry the run's own credential".into(),
+            ));
+        }
         let reads = matches!(req.method, Method::GET | Method::HEAD);
         if !req.auditor_made
             && (!crate::paths::is_sendable(&req.path)
@@ -467,5 +491,34 @@ mod tests {
         assert!(Probe::new("https://api.example.com", 10, 0.0, true).is_err());
         assert!(Probe::new("https://api.example.com", 10, f64::NAN, true).is_err());
         assert!(Probe::new("ftp://api.example.com", 10, 1.0, true).is_err());
+    }
+
+    #[tokio::test]
+    async fn no_url_carries_a_credential_or_reaches_another_route() {
+        // Nothing listens there: a request the guard let through would fail as a network error.
+        let mut probe = Probe::new("http://127.0.0.1:9", 50, 1000.0, true).unwrap();
+        probe.add_secret("pw-alice-SECRET");
+        for req in [
+            Req::get("/v1/users/pw-alice-SECRET"),
+            Req::get("/v1/users?id=pw%2Dalice%2DSECRET"),
+            Req::get("/v1/items/..%2F..%2Fadmin"),
+            Req::get("/cre\tatedb"),
+            Req::get("/v1/del%65te"),
+            Req::new(Method::POST, "/v1/auth/logout/../../admin/reset"),
+        ] {
+            let refused = probe.send(&req).await;
+            assert!(
+                matches!(refused, Err(ProbeError::Unsafe(_))),
+                "{}: {refused:?}",
+                req.line()
+            );
+        }
+        assert_eq!(probe.sent(), 0, "nothing was sent");
+        // A password that is an ordinary word does not block the route of that name.
+        probe.add_secret("health");
+        assert!(matches!(
+            probe.send(&Req::get("/healthz")).await,
+            Err(ProbeError::Network(_))
+        ));
     }
 }

@@ -144,6 +144,12 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         Some(path) => Some(triage::load_baseline(path).map_err(AuditError::Usage)?),
         None => None,
     };
+    for secret in [&args.password, &args.password2, &args.token]
+        .into_iter()
+        .flatten()
+    {
+        probe.add_secret(secret);
+    }
     let given = match &args.spec {
         Some(path) => {
             let size = std::fs::metadata(path).map_or(0, |m| m.len());
@@ -235,6 +241,7 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
             login_answer = Some((logged_in.answer_line.clone(), logged_in.session.answer));
             login_format = Some(logged_in.session.format);
             opened.push(logged_in.session.token.clone());
+            probe.add_secret(&logged_in.session.token);
             login_path = Some(logged_in.path);
             Some(logged_in.session.token)
         }
@@ -257,6 +264,7 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
                 .map_err(|err| AuditError::Usage(err.to_string()))?
                 .map_err(|err| AuditError::Usage(format!("the second identity: {err}")))?;
             opened.push(logged_in.session.token.clone());
+            probe.add_secret(&logged_in.session.token);
             Some(logged_in.session.token)
         }
         (Some(_), _, None) => {

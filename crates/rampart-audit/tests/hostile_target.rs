@@ -130,7 +130,10 @@ async fn serve(log: Log) -> std::net::SocketAddr {
         )
         .route(
             "/v1/things",
-            get(|| async { Json(json!([{"id": "delete"}, {"id": "logoff"}, {"id": "..;"}])) }),
+            // Ids that are the operator's own credentials, echoed back to be sent in a URL.
+            get(|| async {
+                Json(json!([{"id": "delete"}, {"id": "logoff"}, {"id": "..;"}, {"id": PASSWORD}, {"id": TOKEN}]))
+            }),
         )
         .route(
             "/v1/items",
@@ -193,6 +196,10 @@ async fn a_hostile_api_gets_only_reads_and_one_login_and_nothing_secret_or_raw_i
     let log = log.lock().unwrap().clone();
     for (method, path) in &log {
         let decoded = paths::percent_decode(path);
+        assert!(
+            !decoded.contains(PASSWORD) && !decoded.contains(TOKEN),
+            "{method} {path}: a credential in a URL"
+        );
         match *method {
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE => {}
             // The usual login paths are tried in turn until one is there.

@@ -225,6 +225,7 @@ async fn reset(
     match attempt(ctx, &req, asked).await? {
         Some(answer) if answer.is_success() => {
             if let Some(token) = token_in(&answer) {
+                ctx.probe.add_secret(&token);
                 ctx.opened.push(token);
             }
             Ok(true)

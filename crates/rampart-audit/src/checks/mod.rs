@@ -219,9 +219,15 @@ pub(crate) fn random_id() -> String {
 
 /// Shortens a body for evidence.
 pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    // Line breaks and tabs part words; any other control character is dropped, so nothing a
+    // target puts inside a word splits it (a credential split by a NUL would escape redaction).
     let flat: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .filter_map(|c| match c {
+            '\n' | '\t' => Some(' '),
+            _ if c.is_control() => None,
+            _ => Some(c),
+        })
         .collect();
     if flat.chars().count() <= max {
         flat

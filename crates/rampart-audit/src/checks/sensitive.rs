@@ -294,6 +294,8 @@ pub(crate) fn redact(evidence: &str, own: &[&str]) -> String {
         .chars()
         .filter(|c| !c.is_control() && !crate::report::is_invisible(*c))
         .collect();
+    // The same characters written as escapes inside a quoted body (`pw-ali\u200bce`).
+    out = strip_escaped_invisibles(&out);
     for secret in own.iter().filter(|s| s.chars().count() >= 6) {
         // As echoed verbatim, and as APIs re-encode what they echo: JSON with escaped slashes,
         // URL and form encoding, base64 (of the token and of the whole header).
@@ -325,6 +327,33 @@ pub(crate) fn redact(evidence: &str, own: &[&str]) -> String {
             out = out.replace(&format!("\"{value}\""), &mask(&value));
         }
     }
+    out
+}
+
+/// `text` without `\uXXXX` escapes (and `\r`, `\0`) that stand for a control or invisible
+/// character: in a quoted JSON body they would split a credential as the characters do.
+fn strip_escaped_invisibles(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let escaped = tail
+            .get(2..6)
+            .filter(|_| tail.starts_with("\\u"))
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            .and_then(char::from_u32)
+            .filter(|c| c.is_control() || crate::report::is_invisible(*c));
+        if escaped.is_some() {
+            rest = &tail[6..];
+        } else if tail.starts_with("\\r") || tail.starts_with("\\0") {
+            rest = &tail[2..];
+        } else {
+            out.push('\\');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -474,6 +503,8 @@ mod tests {
             "\\u0070\\u0077\\u002d\\u0061\\u006c\\u0069\\u0063\\u0065\\u002d\\u0053\\u0045\\u0043\\u0052\\u0045\\u0054".to_owned(),
             full_width,
             "pw-ali\u{200b}ce-SEC\u{0}RET".to_owned(),
+            "pw-ali\\u200bce-SEC\\u00adRET".to_owned(),
+            "pw-ali\\u2060ce-SEC\\rRET".to_owned(),
         ] {
             let out = redact(&format!("P={echoed} end"), &[password]);
             assert_eq!(out, "P=[the run's own credential] end", "{echoed}");
