@@ -267,7 +267,13 @@ pub fn login_operation(operations: &[Operation]) -> Option<&Operation> {
     };
     operations
         .iter()
-        .filter(|o| o.method == Method::POST && has(o, &["password", "pass", "passwd"]))
+        .filter(|o| {
+            // A login with a path parameter would need a value the auditor does not have.
+            o.method == Method::POST
+                && o.path_params.is_empty()
+                && !o.path.contains('{')
+                && has(o, &["password", "pass", "passwd"])
+        })
         .filter(|o| {
             has(
                 o,
