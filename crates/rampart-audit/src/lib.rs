@@ -13,6 +13,7 @@ mod checks;
 pub mod client;
 pub mod discover;
 pub mod findings;
+mod operator;
 pub mod paths;
 pub mod report;
 pub mod spec;
@@ -193,7 +194,7 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
             .map(|s| s.operations.clone())
             .unwrap_or_default()
     });
-    let login = Login::choose(args, &operations);
+    let login = operator::Login::choose(args, &operations);
     let mut notes = Vec::new();
     if operations.len() >= spec::MAX_OPERATIONS {
         notes.push(format!(
@@ -232,12 +233,13 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
             // Kept back for logging out the sessions this run opens: one login here and up to
             // three resetting logins in the enumeration check.
             probe.reserve(4);
-            let logged_in = log_in_waiting(&mut probe, args, &login, (username, password))
-                .await
-                .map_err(|err| match err {
-                    client::ProbeError::Network(reason) => unreachable(reason),
-                    err => AuditError::Usage(err.to_string()),
-                })??;
+            let logged_in =
+                operator::log_in_waiting(&mut probe, args, &login, (username, password))
+                    .await
+                    .map_err(|err| match err {
+                        client::ProbeError::Network(reason) => unreachable(reason),
+                        err => AuditError::Usage(err.to_string()),
+                    })??;
             login_answer = Some((logged_in.answer_line.clone(), logged_in.session.answer));
             login_format = Some(logged_in.session.format);
             opened.push(logged_in.session.token.clone());
@@ -254,15 +256,16 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
     let login_worked = login_answer.is_some();
     let second_token = match (&args.username2, &args.password2, &login_path) {
         (Some(username), Some(password), Some(path)) => {
-            let second = Login {
+            let second = operator::Login {
                 paths: vec![path.clone()],
                 formats: login_format.into_iter().collect(),
                 name_field: login.name_field,
             };
-            let logged_in = log_in_waiting(&mut probe, args, &second, (username, password))
-                .await
-                .map_err(|err| AuditError::Usage(err.to_string()))?
-                .map_err(|err| AuditError::Usage(format!("the second identity: {err}")))?;
+            let logged_in =
+                operator::log_in_waiting(&mut probe, args, &second, (username, password))
+                    .await
+                    .map_err(|err| AuditError::Usage(err.to_string()))?
+                    .map_err(|err| AuditError::Usage(format!("the second identity: {err}")))?;
             opened.push(logged_in.session.token.clone());
             probe.add_secret(&logged_in.session.token);
             Some(logged_in.session.token)
@@ -310,7 +313,9 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
         .logout_path
         .clone()
         .or_else(|| spec::logout_operation(&ctx.operations).map(|o| o.path.clone()))
-        .or_else(|| (ctx.login_path == DEFAULT_LOGIN).then(|| "/v1/auth/logout".to_owned()));
+        .or_else(|| {
+            (ctx.login_path == operator::DEFAULT_LOGIN).then(|| "/v1/auth/logout".to_owned())
+        });
     let sessions_ended = checks::end_sessions(&mut ctx, logout_path.as_deref()).await;
     if ctx.seen.is_empty() {
         // Not one answer: the target is down or not HTTP, and a report would be all "not checked".
@@ -359,127 +364,6 @@ pub async fn audit(args: &AuditArgs) -> Result<Report, AuditError> {
 
 /// The largest `--spec` file read (real documents of the largest APIs are around 10 MiB).
 const MAX_SPEC_FILE: u64 = 32 * 1024 * 1024;
-
-/// rampart's own login, the first of the usual paths tried.
-const DEFAULT_LOGIN: &str = "/v1/auth/login";
-/// Where logins usually are, when neither `--login-path` nor the document says.
-const USUAL_LOGINS: [&str; 8] = [
-    DEFAULT_LOGIN,
-    "/login",
-    "/api/login",
-    "/auth/login",
-    "/api/auth/login",
-    "/api/v1/auth/login",
-    "/users/login",
-    "/token",
-];
-
-/// Where and how the run logs in.
-#[derive(Debug)]
-struct Login {
-    /// Tried in turn while each answers 404 or 405.
-    paths: Vec<String>,
-    formats: Vec<checks::LoginFormat>,
-    name_field: &'static str,
-}
-
-impl Login {
-    /// `--login-path`, else the document's login operation, else the usual paths.
-    fn choose(args: &AuditArgs, operations: &[spec::Operation]) -> Self {
-        let described = spec::login_operation(operations);
-        let formats = match described {
-            Some(op) if spec::takes_form(op) => vec![checks::LoginFormat::Form],
-            Some(op) if op.body_types.iter().any(|t| t.contains("json")) => {
-                vec![checks::LoginFormat::Json]
-            }
-            _ => vec![checks::LoginFormat::Json, checks::LoginFormat::Form],
-        };
-        let paths = match (&args.login_path, described) {
-            (Some(path), _) => vec![path.clone()],
-            (None, Some(op)) => vec![op.path.clone()],
-            (None, None) => USUAL_LOGINS.iter().map(|p| (*p).to_owned()).collect(),
-        };
-        Self {
-            paths,
-            formats,
-            name_field: described.map_or("username", spec::login_name_field),
-        }
-    }
-}
-
-/// The operator's login and where it worked.
-struct OperatorLogin {
-    session: checks::LoggedIn,
-    path: String,
-    answer_line: String,
-}
-
-/// The operator's login, at each of the login's paths until one is there. A refusal for rate
-/// (the previous run's login burst, most often) is waited out as `Retry-After` asks while the
-/// run's wait budget lasts (`--patient` lengthens it), and is never blamed on the credentials.
-async fn log_in_waiting(
-    probe: &mut client::Probe,
-    args: &AuditArgs,
-    login: &Login,
-    credentials: (&str, &str),
-) -> Result<Result<OperatorLogin, AuditError>, client::ProbeError> {
-    let mut paths = login.paths.iter().peekable();
-    let mut missing = Vec::new();
-    while let Some(path) = paths.peek() {
-        checks::progress(
-            &format!("logging in as {} at {path}", credentials.0),
-            args.quiet,
-        );
-        let refused =
-            match checks::log_in(probe, path, &login.formats, login.name_field, credentials).await?
-            {
-                Ok(session) => {
-                    let answer_line = session.request.clone();
-                    return Ok(Ok(OperatorLogin {
-                        session,
-                        path: (*path).clone(),
-                        answer_line,
-                    }));
-                }
-                Err(refused) => refused,
-            };
-        if refused.no_route && login.paths.len() > 1 {
-            missing.push((*path).clone());
-            paths.next();
-            continue;
-        }
-        let Some(retry) = refused.rate_limited else {
-            return Ok(Err(AuditError::Usage(format!(
-                "{}: check --username, --password and --login-path",
-                refused.summary
-            ))));
-        };
-        if !probe.take_wait(retry) {
-            let patience = if args.patient {
-                ""
-            } else {
-                ", or add --patient to wait as long as it asks"
-            };
-            return Ok(Err(AuditError::RateLimited(format!(
-                "{}: the target is limiting logins from this address and asks to wait {} s; run again later (a run's own login checks leave the limit spent for a while){patience}",
-                refused.summary,
-                retry.as_secs().max(1)
-            ))));
-        }
-        checks::progress(
-            &format!(
-                "  login rate limited; waiting {} s as Retry-After asks",
-                retry.as_secs().max(1)
-            ),
-            args.quiet,
-        );
-        tokio::time::sleep(retry).await;
-    }
-    Ok(Err(AuditError::Usage(format!(
-        "no login route found (tried {}, each answered 404 or 405, and no OpenAPI document describes one): give --login-path",
-        missing.join(", ")
-    ))))
-}
 
 /// `rampart audit`: prints the report on stdout; exit 1 when a finding reaches `--fail-on`, 2
 /// on a usage or connection error, else 0.
