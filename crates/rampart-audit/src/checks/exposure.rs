@@ -72,7 +72,10 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
     for (template, param) in &with_id {
         let list_path =
             template[..template.find('{').unwrap_or(template.len())].trim_end_matches('/');
-        let Some(id) = lists.get(list_path).and_then(|list| id_from(list, param)) else {
+        let Some(id) = lists
+            .get(list_path)
+            .and_then(|list| super::objects::ids_in(list, param, None).into_iter().next())
+        else {
             skipped.push(format!(
                 "GET {template} (no id for {{{param}}} in a list answer)"
             ));
@@ -117,33 +120,6 @@ async fn read_both_ways(
         out.push(answer.json().filter(|_| answer.is_success()));
     }
     Ok(out)
-}
-
-/// A value for the path parameter `param` from the first record of a list answer: the field of
-/// the same name, else `id` for `id`-like parameters (`user_id`, `itemId`).
-fn id_from(list: &Value, param: &str) -> Option<String> {
-    let idish = param.eq_ignore_ascii_case("id") || param.ends_with("_id") || param.ends_with("Id");
-    let candidates: Vec<&str> = if idish {
-        vec![param, "id"]
-    } else {
-        vec![param]
-    };
-    first_record(list, 3).and_then(|record| {
-        candidates.iter().find_map(|key| match record.get(*key)? {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
-    })
-}
-
-/// The first object in the first array of objects, searched `depth` levels down.
-fn first_record(value: &Value, depth: usize) -> Option<&serde_json::Map<String, Value>> {
-    match value {
-        Value::Array(items) => items.first().and_then(Value::as_object),
-        Value::Object(map) if depth > 0 => map.values().find_map(|v| first_record(v, depth - 1)),
-        _ => None,
-    }
 }
 
 /// Judges every answer the run kept: at most one finding for anonymous callers and one for
@@ -315,13 +291,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_come_from_list_records() {
-        let users = serde_json::json!({"users": [{"username": "name1", "email": "a@b.c"}]});
-        assert_eq!(id_from(&users, "username").as_deref(), Some("name1"));
-        let items = serde_json::json!({"data": [{"id": "941aeeef", "title": "x"}], "count": 1});
-        assert_eq!(id_from(&items, "item_id").as_deref(), Some("941aeeef"));
-        assert_eq!(id_from(&items, "title").as_deref(), Some("x"));
-        assert_eq!(id_from(&serde_json::json!({"ok": true}), "id"), None);
+    fn ids_are_encoded_as_one_segment() {
         assert_eq!(
             crate::checks::id_segment("a b'").as_deref(),
             Some("a%20b%27")

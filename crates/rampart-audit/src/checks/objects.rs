@@ -46,7 +46,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<(), ProbeError> {
             continue;
         };
         let param = object.path_params[0].clone();
-        for id in ids_in(&json, &param, &owner)
+        for id in ids_in(&json, &param, Some(&owner))
             .into_iter()
             .take(IDS_PER_ROUTE)
         {
@@ -170,22 +170,20 @@ fn object_routes(operations: &[Operation]) -> Vec<(Operation, Operation)> {
         .collect()
 }
 
-/// Values that may name an object in a list answer: per record, the field named like the path
-/// parameter, else `id`, `uuid` or `_id`; records that name `owner` first (a list may hold
-/// everyone's objects).
-fn ids_in(json: &Value, param: &str, owner: &str) -> Vec<String> {
-    let records: Vec<&Value> = match json {
-        Value::Array(items) => items.iter().collect(),
-        Value::Object(fields) => fields
-            .values()
-            .filter_map(Value::as_array)
-            .flatten()
-            .collect(),
-        _ => Vec::new(),
+/// Values that may name an object in a list answer (the records of its first array of objects,
+/// found up to three levels down): per record, the field named like the path parameter, else,
+/// for an id-like parameter (`id`, `item_id`, `itemId`), `id`, `uuid` or `_id`; records that
+/// name `owner` first (a list may hold everyone's objects). Used by every check that fills a
+/// path parameter from a list.
+pub(crate) fn ids_in(json: &Value, param: &str, owner: Option<&str>) -> Vec<String> {
+    let idish = param.eq_ignore_ascii_case("id") || param.ends_with("_id") || param.ends_with("Id");
+    let wanted: &[&str] = if idish {
+        &[param, "id", "uuid", "_id"]
+    } else {
+        &[param]
     };
-    let wanted = [param, "id", "uuid", "_id"];
-    let mut ids: Vec<(bool, String)> = records
-        .into_iter()
+    let mut ids: Vec<(bool, String)> = records(json, 3)
+        .iter()
         .filter_map(|record| {
             let fields = record.as_object()?;
             let id = wanted.iter().find_map(|name| match fields.get(*name)? {
@@ -193,12 +191,25 @@ fn ids_in(json: &Value, param: &str, owner: &str) -> Vec<String> {
                 Value::Number(n) => Some(n.to_string()),
                 _ => None,
             })?;
-            let theirs_too = !fields.values().any(|v| v.as_str() == Some(owner));
+            let theirs_too = !owner.is_some_and(|o| fields.values().any(|v| v.as_str() == Some(o)));
             Some((theirs_too, id))
         })
         .collect();
     ids.sort_by_key(|(not_owned, _)| *not_owned);
     ids.into_iter().map(|(_, id)| id).collect()
+}
+
+/// The first array of objects in `value`, searched `depth` levels down.
+fn records(value: &Value, depth: usize) -> &[Value] {
+    match value {
+        Value::Array(items) if items.first().is_some_and(Value::is_object) => items,
+        Value::Object(map) if depth > 0 => map
+            .values()
+            .map(|v| records(v, depth - 1))
+            .find(|found| !found.is_empty())
+            .unwrap_or_default(),
+        _ => &[],
+    }
 }
 
 /// Whether an answer names `owner` as a whole string value (an `owner`, `username` or `email`
@@ -262,10 +273,21 @@ mod tests {
     #[test]
     fn ids_come_from_the_field_named_like_the_parameter_or_id() {
         let books = json!({"Books": [{"book_title": "b 2", "user": "name1"}, {"book_title": "user1-book", "user": "user1"}]});
-        assert_eq!(ids_in(&books, "book_title", "user1"), ["user1-book", "b 2"]);
+        assert_eq!(
+            ids_in(&books, "book_title", Some("user1")),
+            ["user1-book", "b 2"]
+        );
         let items = json!({"data": [{"id": "941a", "owner_id": "x"}], "count": 1});
-        assert_eq!(ids_in(&items, "item_id", "user1"), ["941a"]);
-        assert_eq!(ids_in(&json!([{"id": 7}]), "id", "user1"), ["7"]);
+        assert_eq!(ids_in(&items, "item_id", Some("user1")), ["941a"]);
+        assert_eq!(ids_in(&json!([{"id": 7}]), "id", None), ["7"]);
+        // Found a few levels down; a parameter that is not id-like takes only its own field.
+        let users = json!({"users": [{"username": "name1", "email": "a@b.c"}]});
+        assert_eq!(ids_in(&users, "username", None), ["name1"]);
+        assert_eq!(
+            ids_in(&json!({"data": [{"id": "1", "title": "x"}]}), "title", None),
+            ["x"]
+        );
+        assert!(ids_in(&json!({"ok": true}), "id", None).is_empty());
         assert_eq!(crate::checks::id_segment("b 2").as_deref(), Some("b%202"));
         assert_eq!(crate::checks::id_segment("b 2/../x"), None);
     }
