@@ -15,6 +15,8 @@
 //! Each errs on the side of not sending: a harmless route skipped costs coverage, a harmful
 //! one sent costs the target.
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 /// Words that say a GET there may change something: a path or query piece starting or ending
 /// with one (`createdb`, `resetPassword`, `cache:flush`) counts. None is made of the letters
 /// a-f alone, so the auditor's own made-up hex names never match.
@@ -118,30 +120,17 @@ const STATE_CHANGING_PIECES: [&str; 18] = [
     "stop", "ack", "email", "mark", "make",
 ];
 
+/// Everything but the unreserved characters of RFC 3986 (letters, digits, `-._~`): what a path
+/// segment built from a value the target chose keeps unescaped.
+pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `text` with `%XX` escapes decoded (invalid escapes kept as written), as a server reads it.
 pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied(),
-            bytes.get(i + 2).copied(),
-        ) {
-            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
-                out.push(u8::try_from(value).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 /// Whether the path part of `path` holds a `.` or `..` segment, as written or percent-encoded,
@@ -227,7 +216,6 @@ pub(crate) fn is_state_changing_path(path: &str) -> bool {
 /// characters; `None` for an id that is itself a path or an escape (`..`, `a/b`, `a\b`,
 /// `%2F`), which no honest API hands out as an id.
 pub(crate) fn id_segment(id: &str) -> Option<String> {
-    use std::fmt::Write as _;
     if id.is_empty()
         || id == "."
         || id == ".."
@@ -237,14 +225,7 @@ pub(crate) fn id_segment(id: &str) -> Option<String> {
     {
         return None;
     }
-    Some(id.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    }))
+    Some(utf8_percent_encode(id, UNRESERVED).to_string())
 }
 
 #[cfg(test)]

@@ -402,19 +402,33 @@ fn mask_assignments(text: &str) -> String {
     out
 }
 
+/// `url` with the hex digits of its `%XX` escapes in lower case.
+fn lower_escapes(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut hex_left = 0;
+    for c in url.chars() {
+        if c == '%' {
+            hex_left = 2;
+            out.push(c);
+        } else if hex_left > 0 {
+            hex_left -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The forms a target may echo a credential in.
 fn echoes(secret: &str) -> Vec<String> {
     use base64::Engine as _;
-    let url = |text: &str, space_as_plus: bool, lower_hex: bool| -> String {
-        text.bytes()
-            .map(|b| match b {
-                b' ' if space_as_plus => "+".to_owned(),
-                _ if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => char::from(b).to_string(),
-                _ if lower_hex => format!("%{b:02x}"),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
+    use percent_encoding::utf8_percent_encode;
+    // URL-encoded as a query or form would carry it: upper- or lower-case escapes, `+` for a
+    // space.
+    let url = utf8_percent_encode(secret, crate::paths::UNRESERVED).to_string();
+    let url_lower = lower_escapes(&url);
+    let form = url.replace("%20", "+");
     let json = serde_json::to_string(secret).unwrap_or_default();
     let json = json.trim_matches('"').to_owned();
     let bytes = secret.as_bytes();
@@ -440,9 +454,9 @@ fn echoes(secret: &str) -> Vec<String> {
         json,
         secret.replace('/', "\\/"),
         secret.replace('"', "\\\""),
-        url(secret, false, false),
-        url(secret, false, true),
-        url(secret, true, false),
+        url,
+        url_lower,
+        form,
     ];
     // In base64 the secret's letters depend on where it falls in the encoded text (a header
     // `Authorization: Bearer ...` quoted whole, say): the run of characters that encodes only
