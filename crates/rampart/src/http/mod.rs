@@ -76,43 +76,46 @@ impl Hardening {
     }
 
     /// Wraps `router` in the whole stack (see the module header for the order). Applied with
-    /// `Router::layer`, so it runs after routing and covers the fallback too; and the whole
+    /// one `Router::layer`, so it runs after routing and covers the fallback too; and the whole
     /// router is then wrapped once more, outside its routing, in [`HideRouteMapLayer`].
+    ///
+    /// One call, not one per layer: axum boxes a route's service again at every
+    /// `Router::layer`, and clones and allocates through each box on every request. Composed
+    /// here with `ServiceBuilder`, the stack is one value of one type around each route, and
+    /// the only allocations a request pays are those of the layers that must wait.
     pub fn apply(self, router: Router) -> Router {
         let limits = self.limits;
-        let router = router
-            .layer(DefaultBodyLimit::max(limits.body_limit))
-            .layer(catch_panics());
-        let router = match (cors::layer(&self.cors), self.preflight_limit) {
-            (Some(cors), Some(limit)) => router
-                .layer(cors)
-                .layer(crate::limit::PreflightLimitLayer::new(limit)),
-            (Some(cors), None) => router.layer(cors),
-            (None, _) => router,
-        };
-        let router = router
-            .layer(TimeoutLayer::new(limits.request_timeout))
-            .layer(LoadShedLayer::new(limits.max_in_flight))
-            .layer(BodyLimitLayer::new(BodyLimits {
-                max_bytes: limits.body_limit,
-                receive_timeout: limits.body_timeout,
-            }))
-            .layer(Extension(JsonConfig {
-                max_depth: limits.json_max_depth,
-                body_limit: limits.body_limit,
-            }))
-            .layer(AccessLogLayer::new());
-        let router = match self.metrics {
-            Some(metrics) => router.layer(crate::metrics::HttpMetricsLayer::new(metrics)),
-            None => router,
-        };
-        let hardened = router
+        let cors = cors::layer(&self.cors);
+        // The preflight charge only exists in front of a CORS layer that answers preflights.
+        let preflight_limit = cors
+            .as_ref()
+            .and(self.preflight_limit)
+            .map(crate::limit::PreflightLimitLayer::new);
+        let stack = tower::ServiceBuilder::new()
+            .layer(SecurityHeadersLayer)
+            .layer(RequestIdLayer::new())
             .layer(ClientIpLayer::new(ClientIpConfig::new(
                 self.trusted_proxies,
                 self.forwarded_header,
             )))
-            .layer(RequestIdLayer::new())
-            .layer(SecurityHeadersLayer);
+            .option_layer(self.metrics.map(crate::metrics::HttpMetricsLayer::new))
+            .layer(AccessLogLayer::new())
+            .layer(Extension(JsonConfig {
+                max_depth: limits.json_max_depth,
+                body_limit: limits.body_limit,
+            }))
+            .layer(BodyLimitLayer::new(BodyLimits {
+                max_bytes: limits.body_limit,
+                receive_timeout: limits.body_timeout,
+            }))
+            .layer(LoadShedLayer::new(limits.max_in_flight))
+            .layer(TimeoutLayer::new(limits.request_timeout))
+            .option_layer(preflight_limit)
+            .option_layer(cors)
+            .map_response(IntoResponse::into_response)
+            .layer(catch_panics())
+            .layer(DefaultBodyLimit::max(limits.body_limit));
+        let hardened = router.layer(stack);
         Router::new().fallback_service(HideRouteMapLayer.layer(hardened))
     }
 }

@@ -196,24 +196,27 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// authenticated ones.
     pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
         let limit = self.limit.map(ClientLimitLayer::new);
-        let with_limit = |router: Router<S>| match &limit {
-            Some(limit) => router.layer(limit.clone()),
-            None => router,
+        let identify = Identify(Arc::clone(&authenticator));
+        // Each group's layers are composed first and applied with one `Router::layer`: axum
+        // boxes a route again at every call, and clones through each box per request.
+        let gate = |access: Option<Access>| {
+            tower::ServiceBuilder::new()
+                .layer(identify.clone())
+                .option_layer(limit.clone())
+                .option_layer(access.map(|access| Require {
+                    authenticator: Arc::clone(&authenticator),
+                    access,
+                }))
         };
-        let require = |access| Require {
-            authenticator: Arc::clone(&authenticator),
-            access,
+        let public = match &limit {
+            Some(limit) => self.public.layer(limit.clone()),
+            None => self.public,
         };
-        let public = with_limit(self.public);
-        let authenticated = with_limit(self.authenticated.layer(require(Access::Authenticated)));
-        let admin = with_limit(self.admin.layer(require(Access::Admin)));
-        let unknown = with_limit(Router::new().fallback(unknown_path));
-        let identify = Identify(authenticator);
         Router::new()
             .merge(public)
-            .merge(authenticated.layer(identify.clone()))
-            .merge(admin.layer(identify.clone()))
-            .merge(unknown.layer(identify))
+            .merge(self.authenticated.layer(gate(Some(Access::Authenticated))))
+            .merge(self.admin.layer(gate(Some(Access::Admin))))
+            .merge(Router::new().fallback(unknown_path).layer(gate(None)))
     }
 }
 
