@@ -18,7 +18,7 @@ use tower::Service;
 
 use super::body_intake::BodyIntake;
 use super::client_ip::ClientIp;
-use super::stage::{around_layer, call_inner, Around};
+use super::stage::{around_layer, call_inner, Around, Settled};
 use crate::error::ApiError;
 
 /// The layer's settings.
@@ -49,14 +49,25 @@ impl BodyLimitLayer {
 }
 
 impl Around for BodyLimitLayer {
+    type Finish = ();
+
+    /// A declared size over the limit is refused, and a request without a body (most reads)
+    /// has nothing to receive: both are settled at once.
+    fn settle(&self, request: &mut Request) -> Settled<()> {
+        if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
+            return Settled::Answer(refused);
+        }
+        if axum::body::HttpBody::is_end_stream(request.body()) {
+            return Settled::Pass(());
+        }
+        Settled::Wait
+    }
+
     async fn around<S>(self, request: Request, inner: S) -> Response
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
-        if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
-            return refused;
-        }
         let client = ClientIp::of(request.extensions());
         let (request, held) = match self.intake.receive(request, client).await {
             Ok(received) => received,

@@ -5,15 +5,17 @@
 //!   its way in (which may refuse it at once) and a change to the response on its way out.
 //!   Security headers, request ids, client addresses, the access log, metrics and load shedding
 //!   are stages, run by [`Staged`].
-//! - An [`Around`] waits on something before the handler runs (a body to arrive, a limit store,
-//!   an authenticator): body limits, client rate limits and the access policy, run by
-//!   [`Wrapped`].
+//! - An [`Around`] may wait on something before the handler runs (a body to arrive, a limit
+//!   store, an authenticator): body limits, client rate limits and the access policy, run by
+//!   [`Wrapped`]. It first tries to settle the request without waiting ([`Around::settle`]: a
+//!   request with no body, a limit kept in this process); only a request that must wait pays
+//!   for a boxed future and a clone of the services inside.
 //!
 //! Why not `axum::middleware::from_fn` or a boxed future per layer: each would allocate and
 //! clone a service on every request, for every layer, and the stack would cost several times
 //! what its work does. A stage's future is a named type ([`StagedFuture`]) that polls the inner
 //! one and applies the stage's [`Finish`] to what it returns: composing six stages costs what
-//! one fused service did. Only the layers that must wait box their future.
+//! one fused service did. Only a request that must wait boxes its future.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -133,10 +135,33 @@ macro_rules! stage_layer {
 }
 pub(crate) use stage_layer;
 
-/// One concern's work around a request that waits on something before (or instead of) calling
-/// the inner service.
+/// What an [`Around`] makes of a request before anything would have to wait.
+#[derive(Debug)]
+pub enum Settled<F> {
+    /// Nothing to wait on: the inner service is called at once, and `F` finishes its answer.
+    Pass(F),
+    /// The layer's own answer, instead of the inner service's.
+    Answer(Response),
+    /// Settling it needs a wait: [`Around::around`] takes the request.
+    Wait,
+}
+
+/// One concern's work around a request that may wait on something before (or instead of)
+/// calling the inner service.
 pub trait Around: Clone + Send + Sync + 'static {
-    /// Answers `request`, calling `inner` (ready to serve it) at most once.
+    /// What the layer does to the inner service's answer when it settled the request at once.
+    type Finish: Finish;
+
+    /// Settles `request` without waiting, when the layer can (and may annotate it for what
+    /// runs inside). The default always waits.
+    // The answer is a whole response, as every layer's answer is; boxing it would buy nothing.
+    #[allow(clippy::result_large_err, unused_variables)]
+    fn settle(&self, request: &mut Request) -> Settled<Self::Finish> {
+        Settled::Wait
+    }
+
+    /// Answers a request [`Around::settle`] left waiting, calling `inner` (ready to serve it)
+    /// at most once.
     fn around<S>(self, request: Request, inner: S) -> impl Future<Output = Response> + Send
     where
         S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
@@ -175,18 +200,60 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = WrappedFuture<S::Future, T::Finish>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        // The readied service serves this request; a clone takes its place for the next.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let around = self.around.clone();
-        Box::pin(async move { Ok(around.around(request, inner).await) })
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match self.around.settle(&mut request) {
+            Settled::Pass(finish) => WrappedFuture::Settled {
+                settled: StagedFuture::Running {
+                    inner: self.inner.call(request),
+                    finish: Some(finish),
+                },
+            },
+            Settled::Answer(response) => WrappedFuture::Settled {
+                settled: StagedFuture::Refused {
+                    response: Some(response),
+                },
+            },
+            Settled::Wait => {
+                // The readied service serves this request; a clone takes its place for the
+                // next.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let around = self.around.clone();
+                WrappedFuture::Waiting {
+                    waiting: Box::pin(async move { Ok(around.around(request, inner).await) }),
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A request [`Around::settle`] settled (run like a stage's), or one that waits, boxed.
+    #[project = WrappedProjection]
+    pub enum WrappedFuture<F, E> {
+        Settled { #[pin] settled: StagedFuture<F, E> },
+        Waiting { waiting: Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>> },
+    }
+}
+
+impl<F, E> Future for WrappedFuture<F, E>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+    E: Finish,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            WrappedProjection::Settled { settled } => settled.poll(cx),
+            WrappedProjection::Waiting { waiting } => waiting.as_mut().poll(cx),
+        }
     }
 }
 
@@ -203,3 +270,99 @@ macro_rules! around_layer {
     };
 }
 pub(crate) use around_layer;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::{HeaderValue, StatusCode};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Settles by the request's `x-settle` header: `pass`, `answer`, anything else waits.
+    #[derive(Clone)]
+    struct ByHeader {
+        waited: Arc<AtomicUsize>,
+    }
+
+    struct Mark(&'static str);
+
+    impl Finish for Mark {
+        fn finish(self, mut response: Response) -> Response {
+            response
+                .headers_mut()
+                .insert("x-finished", HeaderValue::from_static(self.0));
+            response
+        }
+    }
+
+    impl Around for ByHeader {
+        type Finish = Mark;
+
+        fn settle(&self, request: &mut Request) -> Settled<Mark> {
+            match request.headers().get("x-settle").map(HeaderValue::as_bytes) {
+                Some(b"pass") => Settled::Pass(Mark("at once")),
+                Some(b"answer") => Settled::Answer(StatusCode::TOO_MANY_REQUESTS.into_response()),
+                _ => Settled::Wait,
+            }
+        }
+
+        async fn around<S>(self, request: Request, inner: S) -> Response
+        where
+            S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+            S::Future: Send + 'static,
+        {
+            self.waited.fetch_add(1, Ordering::SeqCst);
+            Mark("after waiting").finish(call_inner(inner, request).await)
+        }
+    }
+
+    use axum::response::IntoResponse as _;
+
+    #[tokio::test]
+    async fn a_settled_request_skips_the_wait_and_an_answer_skips_the_inner_service() {
+        let waited = Arc::new(AtomicUsize::new(0));
+        let called = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&called);
+        let inner = tower::service_fn(move |_request: Request| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, Infallible>(StatusCode::OK.into_response()))
+        });
+        let service = Wrapped::new(
+            inner,
+            ByHeader {
+                waited: Arc::clone(&waited),
+            },
+        );
+        let send = |settle: &'static str| {
+            let request = Request::builder()
+                .header("x-settle", settle)
+                .body(Body::empty())
+                .unwrap();
+            service.clone().oneshot(request)
+        };
+
+        let passed = send("pass").await.unwrap();
+        assert_eq!(passed.status(), StatusCode::OK);
+        assert_eq!(passed.headers()["x-finished"], "at once");
+        assert_eq!(
+            (called.load(Ordering::SeqCst), waited.load(Ordering::SeqCst)),
+            (1, 0)
+        );
+
+        let answered = send("answer").await.unwrap();
+        assert_eq!(answered.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(answered.headers().get("x-finished").is_none());
+        assert_eq!(
+            (called.load(Ordering::SeqCst), waited.load(Ordering::SeqCst)),
+            (1, 0)
+        );
+
+        let waiting = send("wait").await.unwrap();
+        assert_eq!(waiting.headers()["x-finished"], "after waiting");
+        assert_eq!(
+            (called.load(Ordering::SeqCst), waited.load(Ordering::SeqCst)),
+            (2, 1)
+        );
+    }
+}

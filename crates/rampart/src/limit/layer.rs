@@ -17,9 +17,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use tower::Service;
 
-use super::{Client, ClientLimit};
+use super::{Client, ClientLimit, QuotaReport};
 use crate::error::ApiError;
-use crate::http::stage::{around_layer, call_inner, Around};
+use crate::http::stage::{around_layer, call_inner, Around, Finish, Settled};
 use crate::http::RequestContext;
 use crate::identity::Principal;
 
@@ -50,15 +50,17 @@ impl ClientLimitLayer {
     }
 }
 
-impl Around for ClientLimitLayer {
-    async fn around<S>(self, mut request: Request, inner: S) -> Response
-    where
-        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+impl ClientLimitLayer {
+    /// Who `request` is charged to, with its context; the refusal when the layers this one
+    /// needs are missing.
+    fn client_of<'r>(
+        &self,
+        request: &'r Request,
+    ) -> Result<(RequestContext, Client<'r>), ApiError> {
         let Some(context) = RequestContext::of(request.extensions()) else {
-            return ApiError::internal("client limits need the RequestIdLayer and ClientIpLayer")
-                .into_response();
+            return Err(ApiError::internal(
+                "client limits need the RequestIdLayer and ClientIpLayer",
+            ));
         };
         let caller = request.extensions().get::<Principal>();
         let by_session = self.limit.charges_by_session(
@@ -78,24 +80,70 @@ impl Around for ClientLimitLayer {
                 session_id: &caller.session_id,
             },
         };
-        let report = match self
-            .limit
-            .charge(client, &context, request.uri().path())
-            .await
-        {
-            Ok(report) => report,
-            Err(limited) => return limited.into_response(),
-        };
-        request.extensions_mut().insert(if report.is_some() {
-            Charged::Answered
-        } else {
-            Charged::NotAnswered
-        });
-        let mut response = call_inner(inner, request).await;
-        if let Some(report) = report {
+        Ok((context, client))
+    }
+}
+
+/// Marks a charged request and keeps its report for the response.
+fn admitted(request: &mut Request, report: Option<QuotaReport>) -> RateLimitHeaders {
+    request.extensions_mut().insert(if report.is_some() {
+        Charged::Answered
+    } else {
+        Charged::NotAnswered
+    });
+    RateLimitHeaders(report)
+}
+
+/// The `RateLimit` headers of an admitted request's charge, put on its response.
+#[derive(Debug)]
+pub struct RateLimitHeaders(Option<QuotaReport>);
+
+impl Finish for RateLimitHeaders {
+    fn finish(self, mut response: Response) -> Response {
+        if let Some(report) = self.0 {
             report.apply(response.headers_mut());
         }
         response
+    }
+}
+
+impl Around for ClientLimitLayer {
+    type Finish = RateLimitHeaders;
+
+    /// A limit kept in this process answers at once.
+    fn settle(&self, request: &mut Request) -> Settled<RateLimitHeaders> {
+        let charged = match self.client_of(request) {
+            Ok((context, client)) => {
+                self.limit
+                    .charge_at_once(client, &context, request.uri().path())
+            }
+            Err(refused) => return Settled::Answer(refused.into_response()),
+        };
+        match charged {
+            None => Settled::Wait,
+            Some(Ok(report)) => Settled::Pass(admitted(request, report)),
+            Some(Err(limited)) => Settled::Answer(limited.into_response()),
+        }
+    }
+
+    async fn around<S>(self, mut request: Request, inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        let charged = match self.client_of(&request) {
+            Ok((context, client)) => {
+                self.limit
+                    .charge(client, &context, request.uri().path())
+                    .await
+            }
+            Err(refused) => return refused.into_response(),
+        };
+        let headers = match charged {
+            Ok(report) => admitted(&mut request, report),
+            Err(limited) => return limited.into_response(),
+        };
+        headers.finish(call_inner(inner, request).await)
     }
 }
 
@@ -121,20 +169,27 @@ impl PreflightLimitLayer {
 }
 
 impl Around for PreflightLimitLayer {
-    async fn around<S>(self, request: Request, inner: S) -> Response
-    where
-        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
-        S::Future: Send + 'static,
-    {
+    type Finish = RateLimitHeaders;
+
+    fn settle(&self, request: &mut Request) -> Settled<RateLimitHeaders> {
         let preflight = request.method() == http::Method::OPTIONS
             && request
                 .headers()
                 .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
         if preflight {
-            self.charge.around(request, inner).await
+            self.charge.settle(request)
         } else {
-            call_inner(inner, request).await
+            Settled::Pass(RateLimitHeaders(None))
         }
+    }
+
+    /// Only a preflight whose charge must be awaited gets here.
+    async fn around<S>(self, request: Request, inner: S) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        self.charge.around(request, inner).await
     }
 }
 

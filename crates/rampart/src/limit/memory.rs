@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::backoff::{BackoffPolicy, Streak, StreakState};
 use super::gcra::{self, Decision, Quota};
-use super::store::{LimitFuture, LimitKey, LimitStore};
+use super::store::{LimitError, LimitFuture, LimitKey, LimitStore};
 
 const SHARDS: usize = 64;
 
@@ -136,6 +136,15 @@ impl LimitStore for MemoryStore {
         cost: u32,
     ) -> LimitFuture<'a, Decision> {
         Box::pin(std::future::ready(Ok(self.check_now(key, quota, cost))))
+    }
+
+    fn check_at_once(
+        &self,
+        key: &LimitKey,
+        quota: Quota,
+        cost: u32,
+    ) -> Option<Result<Decision, LimitError>> {
+        Some(Ok(self.check_now(key, quota, cost)))
     }
 
     fn begin_attempt<'a>(

@@ -117,13 +117,32 @@ impl Limiter {
     ) -> Result<Outcome, LimitError> {
         let key = LimitKey::new(policy.name(), subject);
         let decision = self.store.check(&key, policy.quota(), cost).await?;
-        Ok(match decision {
-            Decision::Allowed { remaining, reset } => Outcome::Allowed(QuotaReport {
+        Ok(Outcome::of(policy, decision))
+    }
+
+    /// [`Limiter::check`] without waiting, when the store can answer at once (see
+    /// [`LimitStore::check_at_once`]).
+    pub fn check_at_once(
+        &self,
+        policy: &Policy,
+        subject: Subject,
+        cost: u32,
+    ) -> Option<Result<Outcome, LimitError>> {
+        let key = LimitKey::new(policy.name(), subject);
+        let decided = self.store.check_at_once(&key, policy.quota(), cost)?;
+        Some(decided.map(|decision| Outcome::of(policy, decision)))
+    }
+}
+
+impl Outcome {
+    fn of(policy: &Policy, decision: Decision) -> Self {
+        match decision {
+            Decision::Allowed { remaining, reset } => Self::Allowed(QuotaReport {
                 policy: policy.clone(),
                 remaining,
                 reset,
             }),
-            Decision::Denied { retry_after, reset } => Outcome::Limited {
+            Decision::Denied { retry_after, reset } => Self::Limited {
                 report: QuotaReport {
                     policy: policy.clone(),
                     remaining: 0,
@@ -131,7 +150,7 @@ impl Limiter {
                 },
                 retry_after,
             },
-        })
+        }
     }
 }
 
@@ -274,7 +293,33 @@ impl ClientLimit {
         context: &RequestContext,
         path: &str,
     ) -> Result<Option<QuotaReport>, ApiError> {
-        match self.limiter.check(&self.policy, client.subject(), 1).await {
+        let checked = self.limiter.check(&self.policy, client.subject(), 1).await;
+        self.charged(checked, client, context, path)
+    }
+
+    /// [`ClientLimit::charge`] without waiting, when the store can answer at once.
+    pub fn charge_at_once(
+        &self,
+        client: Client<'_>,
+        context: &RequestContext,
+        path: &str,
+    ) -> Option<Result<Option<QuotaReport>, ApiError>> {
+        let checked = self
+            .limiter
+            .check_at_once(&self.policy, client.subject(), 1)?;
+        Some(self.charged(checked, client, context, path))
+    }
+
+    /// What a charge comes to: the store's answer observed, or its failure let through or
+    /// refused as configured.
+    fn charged(
+        &self,
+        checked: Result<Outcome, LimitError>,
+        client: Client<'_>,
+        context: &RequestContext,
+        path: &str,
+    ) -> Result<Option<QuotaReport>, ApiError> {
+        match checked {
             Ok(outcome) => outcome
                 .observed(self.observer.as_ref(), client, context, path)
                 .map(Some),

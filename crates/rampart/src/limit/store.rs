@@ -90,6 +90,19 @@ pub trait LimitStore: Send + Sync + fmt::Debug + 'static {
     fn check<'a>(&'a self, key: &'a LimitKey, quota: Quota, cost: u32)
         -> LimitFuture<'a, Decision>;
 
+    /// [`LimitStore::check`] answered at once, by a store that needs no I/O for it (the
+    /// in-process one): the request it charges then takes no boxed future. `None` (the
+    /// default) when the answer must be awaited.
+    #[allow(unused_variables)]
+    fn check_at_once(
+        &self,
+        key: &LimitKey,
+        quota: Quota,
+        cost: u32,
+    ) -> Option<Result<Decision, LimitError>> {
+        None
+    }
+
     /// Starts a login attempt on `key`'s backoff streak, atomically: `Err` with the delay
     /// still running, or the attempt counted as a failure in advance (see
     /// [`super::backoff::StreakState::attempt`]); a success then clears the streak.

@@ -196,10 +196,14 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// authenticated ones.
     pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
         let limit = self.limit.map(ClientLimitLayer::new);
+        let public = match &limit {
+            Some(limit) => self.public.layer(limit.clone()),
+            None => self.public,
+        };
         let identify = Identify(Arc::clone(&authenticator));
         // Each group's layers are composed first and applied with one `Router::layer`: axum
         // boxes a route again at every call, and clones through each box per request.
-        let gate = |access: Option<Access>| {
+        let gate = move |access: Option<Access>| {
             tower::ServiceBuilder::new()
                 .layer(identify.clone())
                 .option_layer(limit.clone())
@@ -207,10 +211,6 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
                     authenticator: Arc::clone(&authenticator),
                     access,
                 }))
-        };
-        let public = match &limit {
-            Some(limit) => self.public.layer(limit.clone()),
-            None => self.public,
         };
         Router::new()
             .merge(public)
@@ -268,6 +268,8 @@ impl Refusal {
 struct Identify(Arc<dyn Authenticator>);
 
 impl Around for Identify {
+    type Finish = ();
+
     async fn around<I>(self, mut request: Request, inner: I) -> Response
     where
         I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
@@ -297,6 +299,8 @@ struct Require {
 }
 
 impl Around for Require {
+    type Finish = ();
+
     async fn around<I>(self, mut request: Request, inner: I) -> Response
     where
         I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
