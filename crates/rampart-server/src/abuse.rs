@@ -148,7 +148,8 @@ impl IntoResponseParts for Reports {
     }
 }
 
-/// The per-address limit of the credential endpoints, charged before the body is read. A
+/// The per-address limit of the credential endpoints, charged before the handler parses the
+/// body (the stack has received it by then, after the route's gate and global limit). A
 /// handler that takes it is limited; the 429 is its rejection.
 #[derive(Debug)]
 pub struct AuthQuota(pub Reports);

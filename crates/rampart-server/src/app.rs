@@ -374,7 +374,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
     }
     let hardening = with_preflight_limit(hardening, &state);
     Ok(Assembled {
-        router: hardening.apply(router(state)),
+        router: router(state, hardening),
         metrics: registry,
     })
 }
@@ -400,8 +400,9 @@ pub fn with_preflight_limit(hardening: Hardening, state: &AppState) -> Hardening
     }
 }
 
-/// The service's routes over `state`, default-deny, docs mounted when enabled.
-pub fn router(state: AppState) -> Router {
+/// The service's routes over `state`, default-deny, docs mounted when enabled, inside
+/// `hardening` (each route's body received only once its gate admitted the caller).
+pub fn router(state: AppState, hardening: Hardening) -> Router {
     let mut routes = routes::routes(state.keys.is_some());
     if state.settings.docs {
         routes = docs::mount(routes);
@@ -416,7 +417,7 @@ pub fn router(state: AppState) -> Router {
         Arc::clone(&state.cluster),
         state.recorder.clone(),
     ));
-    routes.into_router(authenticator).with_state(state)
+    hardening.apply_secured(routes, authenticator, state)
 }
 
 pub fn serve_options(settings: &Settings) -> ServeOptions {

@@ -767,3 +767,57 @@ async fn cors_preflights_are_charged_to_their_address() {
     // The same budget as the address's other anonymous requests.
     assert_limited(app.get("/health").await, "global").await;
 }
+
+/// Sends a request head declaring a body and asking `Expect: 100-continue`, sends no body,
+/// and returns the status line of the first answer (within two seconds).
+async fn status_before_any_body(
+    app: &TestApp,
+    method_and_path: &str,
+    token: Option<&str>,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method_and_path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: 1048576\r\nExpect: 100-continue\r\n{authorization}\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    let read = async {
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            let n = stream.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .unwrap_or_else(|_| panic!("{method_and_path}: no answer without the body"));
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// The gate comes before the body: a caller without the credentials a route needs, or over
+/// its limit, is answered before a byte of its body is read, and is never invited to send it
+/// (`100 Continue`), so refused callers cannot fill the byte budget admitted callers need. (An
+/// outside attack filled it with anonymous uploads to `/v1/items` that were read whole before
+/// their 401.)
+#[tokio::test]
+async fn a_refused_caller_is_answered_before_its_body_is_read() {
+    let app = TestApp::spawn(&[("RAMPART_LIMIT_GLOBAL", "3/minute")]).await;
+    for (request, token) in [
+        ("POST /v1/items", None),
+        ("POST /v1/items", Some("forged.token.here")),
+        ("PUT /v1/admin/users/x/role", None),
+    ] {
+        let status = status_before_any_body(&app, request, token).await;
+        assert_eq!(status, "HTTP/1.1 401 Unauthorized", "{request}");
+    }
+    // Those three spent the address's budget: the next upload, to a public route, is 429.
+    let status = status_before_any_body(&app, "POST /v1/auth/login", None).await;
+    assert_eq!(status, "HTTP/1.1 429 Too Many Requests");
+}

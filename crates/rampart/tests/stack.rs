@@ -79,8 +79,7 @@ fn app() -> Router {
             .authenticated(
                 "/me",
                 get(|CurrentUser(p): CurrentUser| async move { p.user_id }),
-            )
-            .into_router(Arc::new(TokenIsUser));
+            );
     Hardening {
         limits: HttpLimits {
             body_limit: LIMIT,
@@ -98,7 +97,7 @@ fn app() -> Router {
         metrics: None,
         preflight_limit: None,
     }
-    .apply(routes)
+    .apply_secured(routes, Arc::new(TokenIsUser), ())
 }
 
 async fn send(request: Request<Body>) -> (Response<()>, serde_json::Value) {
@@ -497,4 +496,41 @@ async fn a_wrong_method_tells_an_anonymous_caller_nothing_about_the_path() {
     .await;
     assert_eq!(wrong_method.0.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(wrong_method.0.headers().contains_key(header::ALLOW));
+}
+
+/// A body whose bytes never come.
+fn stalled_body() -> Body {
+    Body::from_stream(futures_util::stream::pending::<
+        Result<bytes::Bytes, std::io::Error>,
+    >())
+}
+
+/// The gate comes before the body: a caller it refuses is answered at once, without a byte of
+/// its body read (so it spends none of the budget admitted callers' bodies need), while an
+/// admitted caller's body still has to arrive within the body timeout.
+#[tokio::test]
+async fn a_caller_the_gate_refuses_is_answered_before_its_body_is_read() {
+    for path in ["/me", "/nowhere"] {
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, "100")
+            .body(stalled_body())
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_millis(200), app().oneshot(request))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: waited for a body the gate should not read"))
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(response.headers().contains_key("x-request-id"));
+    }
+    let admitted = Request::post("/notes")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "100")
+        .body(stalled_body())
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), app().oneshot(admitted))
+        .await
+        .expect("the body timeout answers")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
 }

@@ -182,10 +182,13 @@ pub fn app(config: Config) -> Result<Router, String> {
         .authenticated("/v1/notes", get(list).post(create))
         .authenticated("/v1/notes/{id}", get(read).delete(remove))
         .admin("/v1/admin/stats", get(stats))
-        .limit_clients(ClientLimit::new(Limiter::in_memory(), policy))
-        .into_router(Arc::new(ApiKeys(keys))) // its own `impl Authenticator`
-        .with_state(Notes::default());
-    Ok(config.hardening.apply(routes)) // the whole stack, in the order that keeps it whole
+        .limit_clients(ClientLimit::new(Limiter::in_memory(), policy));
+    // The whole stack, in the order that keeps it whole: a body is received only once the
+    // caller passed its route's rate limit and policy.
+    let authenticator = Arc::new(ApiKeys(keys)); // its own `impl Authenticator`
+    Ok(config
+        .hardening
+        .apply_secured(routes, authenticator, Notes::default()))
 }
 
 async fn list(State(notes): State<Notes>, CurrentUser(caller): CurrentUser) -> Json<Vec<Note>> {

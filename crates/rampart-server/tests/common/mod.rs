@@ -154,7 +154,7 @@ impl TestApp {
             .await
             .expect("app state");
         let hardening = rampart_server::app::with_preflight_limit(hardening, &state);
-        let router = hardening.apply(rampart_server::app::router(state.clone()));
+        let router = rampart_server::app::router(state.clone(), hardening);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();

@@ -18,7 +18,7 @@ use tower::Service;
 
 use super::body_intake::BodyIntake;
 use super::client_ip::ClientIp;
-use super::stage::{around_layer, call_inner, Around, Settled};
+use super::stage::{around_layer, call_inner, stage_layer, Around, Settled, Stage};
 use crate::error::ApiError;
 
 /// The layer's settings.
@@ -81,6 +81,34 @@ impl Around for BodyLimitLayer {
 }
 
 around_layer!(BodyLimitLayer);
+
+/// The declared-size check of [`BodyLimitLayer`] alone, as a stage: a request whose
+/// `Content-Length` is over the limit is answered 413 on arrival, before any other layer
+/// (a rate limit, an authentication step) spends work on it, and nothing of its body is read.
+/// [`super::Hardening`] puts it outside a gate and the body intake inside it.
+#[derive(Debug, Clone, Copy)]
+pub struct DeclaredSizeLayer {
+    max_bytes: usize,
+}
+
+impl DeclaredSizeLayer {
+    pub fn new(max_bytes: usize) -> Self {
+        Self { max_bytes }
+    }
+}
+
+impl Stage for DeclaredSizeLayer {
+    type Finish = ();
+
+    fn enter(&self, request: &mut Request) -> Result<(), Response> {
+        match refuse_declared_oversize(request.headers(), self.max_bytes) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
+    }
+}
+
+stage_layer!(DeclaredSizeLayer);
 
 /// The 413 answer when the declared body length exceeds `limit` bytes.
 pub fn refuse_declared_oversize(headers: &HeaderMap, limit: usize) -> Option<Response> {

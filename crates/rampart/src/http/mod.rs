@@ -10,8 +10,12 @@
 //! composes all of them in the one order that keeps each protection whole: outermost the route
 //! map's guard, then the headers and the request id, so every answer any layer,
 //! extractor, the access policy or a panic produces carries both; then the client address,
-//! which the limits after it key on; the log and metrics, which see every refusal; then the
-//! body, so a slow body holds no in-flight slot; then the slot; then the handler's timeout.
+//! which the limits after it key on; the log and metrics, which see every refusal; a declared
+//! size over the limit refused on arrival ([`DeclaredSizeLayer`]); CORS; and, last, what only
+//! an admitted request needs: its body received, so a slow body holds no in-flight slot; then
+//! the slot; then the handler's timeout. [`Hardening::apply_secured`] puts a
+//! [`crate::SecureRouter`]'s gate (authentication, client limit, policy) just before that last
+//! part, so no body is read from a caller the gate refuses.
 //!
 //! The layers that only look at a request and touch its response are [`stage::Stage`]s: they
 //! add no allocation and no service clone per request, so the composed stack costs what one
@@ -33,10 +37,11 @@ use std::net::IpAddr;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::response::{IntoResponse, Response};
+use axum::routing::Route;
 use axum::{Extension, Router};
 use http::request::Parts;
 use http::HeaderValue;
-use tower::Layer as _;
+use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
@@ -44,7 +49,7 @@ use crate::json::JsonConfig;
 use crate::settings::{CorsSettings, HttpLimits};
 
 pub use access_log::AccessLogLayer;
-pub use body_limit::{BodyLimitLayer, BodyLimits};
+pub use body_limit::{BodyLimitLayer, BodyLimits, DeclaredSizeLayer};
 pub use client_ip::{ClientIp, ClientIpConfig, ClientIpLayer};
 pub use headers::{HideRouteMapLayer, SecurityHeadersLayer};
 pub use in_flight::LoadShedLayer;
@@ -84,6 +89,43 @@ impl Hardening {
     /// here with `ServiceBuilder`, the stack is one value of one type around each route, and
     /// the only allocations a request pays are those of the layers that must wait.
     pub fn apply(self, router: Router) -> Router {
+        let (outside, admitted) = self.split();
+        let router = router.layer(admitted).layer(outside);
+        Router::new().fallback_service(HideRouteMapLayer.layer(router))
+    }
+
+    /// Wraps the routes of a [`crate::SecureRouter`] (finished with `state`) in the whole
+    /// stack, with the body intake, the in-flight cap and the request timeout inside each
+    /// route's gate: a body is received only from a caller the rate limit and the access
+    /// policy admitted. A client over its limit, or without the credentials a route needs,
+    /// is answered before a byte of its body is read (and is never sent `100 Continue`), so it
+    /// cannot spend the shared byte budget that admitted callers' bodies need.
+    pub fn apply_secured<S>(
+        self,
+        routes: crate::SecureRouter<S>,
+        authenticator: std::sync::Arc<dyn crate::policy::Authenticator>,
+        state: S,
+    ) -> Router
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let (outside, admitted) = self.split();
+        let gated = routes
+            .into_router_around(authenticator, admitted)
+            .with_state(state)
+            .layer(outside);
+        Router::new().fallback_service(HideRouteMapLayer.layer(gated))
+    }
+
+    /// The stack in two parts: what every request meets on arrival (outside), and what only
+    /// an admitted request needs (its body received, an in-flight slot, the handler's
+    /// timeout), which a gate may go between.
+    fn split(
+        self,
+    ) -> (
+        impl Layer<Route, Service: HardenedService> + Clone + Send + Sync + 'static,
+        impl Layer<Route, Service: HardenedService> + Clone + Send + Sync + 'static,
+    ) {
         let limits = self.limits;
         let cors = cors::layer(&self.cors);
         // The preflight charge only exists in front of a CORS layer that answers preflights.
@@ -91,7 +133,7 @@ impl Hardening {
             .as_ref()
             .and(self.preflight_limit)
             .map(crate::limit::PreflightLimitLayer::new);
-        let stack = tower::ServiceBuilder::new()
+        let outside = tower::ServiceBuilder::new()
             .layer(SecurityHeadersLayer)
             .layer(RequestIdLayer::new())
             .layer(ClientIpLayer::new(ClientIpConfig::new(
@@ -104,20 +146,48 @@ impl Hardening {
                 max_depth: limits.json_max_depth,
                 body_limit: limits.body_limit,
             }))
-            .layer(BodyLimitLayer::new(BodyLimits {
-                max_bytes: limits.body_limit,
-                receive_timeout: limits.body_timeout,
-            }))
-            .layer(LoadShedLayer::new(limits.max_in_flight))
-            .layer(TimeoutLayer::new(limits.request_timeout))
+            .layer(DeclaredSizeLayer::new(limits.body_limit))
             .option_layer(preflight_limit)
             .option_layer(cors)
             .map_response(IntoResponse::into_response)
             .layer(catch_panics())
             .layer(DefaultBodyLimit::max(limits.body_limit));
-        let hardened = router.layer(stack);
-        Router::new().fallback_service(HideRouteMapLayer.layer(hardened))
+        let admitted = tower::ServiceBuilder::new()
+            .layer(BodyLimitLayer::new(BodyLimits {
+                max_bytes: limits.body_limit,
+                receive_timeout: limits.body_timeout,
+            }))
+            .layer(LoadShedLayer::new(limits.max_in_flight))
+            .layer(TimeoutLayer::new(limits.request_timeout));
+        (outside, admitted)
     }
+}
+
+/// What each part of the stack builds around a route: a service axum can mount.
+trait HardenedService:
+    tower::Service<
+        axum::extract::Request,
+        Response = Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> HardenedService for T where
+    T: tower::Service<
+            axum::extract::Request,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// A panic in a handler becomes a 500 problem document; the payload goes to the log only.

@@ -23,10 +23,11 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::MethodRouter;
+use axum::routing::{MethodRouter, Route};
 use axum::Router;
 use http::request::Parts;
 use http::HeaderMap;
+use tower::{Layer, Service};
 
 use crate::error::ApiError;
 use crate::http::stage::{around_layer, call_inner, Around};
@@ -195,11 +196,33 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// through the client limit only. Unknown paths answer 401 to anonymous callers and 404 to
     /// authenticated ones.
     pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
+        self.into_router_around(authenticator, tower::layer::util::Identity::new())
+    }
+
+    /// [`SecureRouter::into_router`] with `inside` between each route's gate and its handler:
+    /// what should run only for a request the gate admitted. [`crate::http::Hardening`] puts
+    /// its body intake, in-flight cap and request timeout there, so a body is received only
+    /// from a caller that passed the rate limit and the access policy.
+    pub fn into_router_around<L>(
+        self,
+        authenticator: Arc<dyn Authenticator>,
+        inside: L,
+    ) -> Router<S>
+    where
+        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L::Service: Service<Request, Response = Response, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
         let limit = self.limit.map(ClientLimitLayer::new);
-        let public = match &limit {
-            Some(limit) => self.public.layer(limit.clone()),
-            None => self.public,
-        };
+        let public = self.public.layer(
+            tower::ServiceBuilder::new()
+                .option_layer(limit.clone())
+                .layer(inside.clone()),
+        );
         let identify = Identify(Arc::clone(&authenticator));
         // Each group's layers are composed first and applied with one `Router::layer`: axum
         // boxes a route again at every call, and clones through each box per request.
@@ -211,6 +234,8 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
                     authenticator: Arc::clone(&authenticator),
                     access,
                 }))
+                // An unknown path is answered from what the gate found, its body unread.
+                .option_layer(access.map(|_| inside.clone()))
         };
         Router::new()
             .merge(public)
