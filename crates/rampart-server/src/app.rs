@@ -410,6 +410,10 @@ pub fn router(state: AppState, hardening: Hardening) -> Router {
     if let Some(limit) = client_limit(&state) {
         routes = routes.limit_clients(limit.by_session_on(routes::SESSION_ENDING_ROUTES));
     }
+    let routes = routes.admit_before_body(Arc::new(crate::abuse::CredentialAdmission::new(
+        state.guard.clone(),
+        routes::CREDENTIAL_ROUTES,
+    )));
     let authenticator: Arc<dyn Authenticator> = Arc::new(crate::auth::Gatekeeper::new(
         state.tokens.clone(),
         Arc::clone(&state.access),

@@ -821,3 +821,22 @@ async fn a_refused_caller_is_answered_before_its_body_is_read() {
     let status = status_before_any_body(&app, "POST /v1/auth/login", None).await;
     assert_eq!(status, "HTTP/1.1 429 Too Many Requests");
 }
+
+/// The credential routes' per-address limit is charged in their gate too: an address over it
+/// is answered 429 before a byte of its login, registration or refresh body is read (the
+/// outside attack had the 1 MiB body invited with `100 Continue` and read whole first).
+#[tokio::test]
+async fn an_address_over_the_login_limit_is_refused_before_its_body_is_read() {
+    let app = TestApp::spawn(&[("RAMPART_LIMIT_AUTH", "2/minute")]).await;
+    for attempt in 0..2 {
+        let response = login(&app, &format!("guess{attempt}"), "wrong password 1", None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(header(&response, "ratelimit").contains("\"auth\";"));
+    }
+    for route in ["/v1/auth/login", "/v1/auth/register", "/v1/auth/refresh"] {
+        let status = status_before_any_body(&app, &format!("POST {route}"), None).await;
+        assert_eq!(status, "HTTP/1.1 429 Too Many Requests", "{route}");
+    }
+    // The refusal still carries the limit's headers and is a problem document.
+    assert_limited(login(&app, "guess2", "wrong", None).await, "auth").await;
+}

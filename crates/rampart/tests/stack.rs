@@ -534,3 +534,62 @@ async fn a_caller_the_gate_refuses_is_answered_before_its_body_is_read() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
 }
+
+/// Refuses requests to `/notes` that carry `x-deny`.
+struct DenyMarked;
+
+impl rampart::policy::Admission for DenyMarked {
+    fn applies(&self, request: &axum::extract::Request) -> bool {
+        request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|template| template.as_str() == "/notes")
+    }
+
+    fn admit<'a>(
+        &'a self,
+        request: &'a mut axum::extract::Request,
+    ) -> rampart::policy::AdmissionFuture<'a> {
+        let denied = request.headers().contains_key("x-deny");
+        Box::pin(std::future::ready(if denied {
+            Err(axum::response::IntoResponse::into_response(
+                ApiError::Forbidden,
+            ))
+        } else {
+            Ok(())
+        }))
+    }
+}
+
+/// An app's admission runs in the gate, before the body: what it refuses is answered at once
+/// (hardened like any answer), and what it admits still has its body received.
+#[tokio::test]
+async fn an_admission_refuses_before_the_body_and_admits_the_rest() {
+    let routes = SecureRouter::new()
+        .public(
+            "/notes",
+            post(|Json(note): Json<Note>| async move { note.title }),
+        )
+        .admit_before_body(Arc::new(DenyMarked));
+    let app = Hardening::default().apply_secured(routes, Arc::new(TokenIsUser), ());
+    let refused = Request::post("/notes")
+        .header("x-deny", "1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "100")
+        .body(stalled_body())
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_millis(200), app.clone().oneshot(refused))
+        .await
+        .expect("refused without waiting for the body")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().contains_key("x-request-id"));
+    let admitted = Request::post("/notes")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"title":"kept"}"#))
+        .unwrap();
+    let response = app.oneshot(admitted).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"kept");
+}

@@ -28,6 +28,11 @@ pub const SESSION_ENDING_ROUTES: &[&str] = &[
     "/v1/auth/password",
 ];
 
+/// The routes that take credentials (each handler takes [`crate::abuse::AuthQuota`]), whose
+/// per-address limit is charged in their gate, before the body is received
+/// ([`crate::abuse::CredentialAdmission`]).
+pub const CREDENTIAL_ROUTES: &[&str] = &["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh"];
+
 /// Every route of the service, each with its access policy. Paths and methods come from the
 /// handlers' `#[utoipa::path]` attributes, and the OpenAPI operations from what is mounted here
 /// (see [`crate::docs`]), so this list is the only one. `jwks` is mounted only when tokens are
@@ -62,6 +67,23 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A template that matched nothing would leave its route's login limit to the handler,
+    /// after the body has been received.
+    #[test]
+    fn every_credential_route_is_mounted_for_anyone() {
+        let mounted = routes(false);
+        for template in CREDENTIAL_ROUTES {
+            assert!(
+                mounted
+                    .table()
+                    .iter()
+                    .any(|(path, access)| path == template
+                        && *access == rampart::policy::Access::Public),
+                "{template} is not mounted as public"
+            );
+        }
+    }
 
     /// A template that matched nothing would silently charge those routes by account.
     #[test]

@@ -30,7 +30,7 @@ use http::HeaderMap;
 use tower::{Layer, Service};
 
 use crate::error::ApiError;
-use crate::http::stage::{around_layer, call_inner, Around};
+use crate::http::stage::{around_layer, call_inner, Around, Settled};
 pub use crate::identity::{Principal, Role};
 pub use crate::limit::Charged;
 use crate::limit::{ClientLimit, ClientLimitLayer};
@@ -108,6 +108,7 @@ pub struct SecureRouter<S = ()> {
     admin: Router<S>,
     table: Vec<(String, Access)>,
     limit: Option<ClientLimit>,
+    admission: Option<Admit>,
     /// The operations of the routes mounted from `#[utoipa::path]` handlers.
     #[cfg(feature = "openapi")]
     document: documented::Operations,
@@ -127,6 +128,7 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             admin: Router::new(),
             table: Vec::new(),
             limit: None,
+            admission: None,
             #[cfg(feature = "openapi")]
             document: documented::Operations::default(),
         }
@@ -137,6 +139,15 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// [`crate::http::Hardening`] stack).
     pub fn limit_clients(mut self, limit: ClientLimit) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    /// Runs the app's own `admission` check in every route's gate, after the client limit and
+    /// before the body is received (unknown paths excepted): a stricter limit on the routes
+    /// that take credentials, say, which a refused caller then cannot dodge by sending a large
+    /// or slow body.
+    pub fn admit_before_body(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.admission = Some(Admit(admission));
         self
     }
 
@@ -218,9 +229,11 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         <L::Service as Service<Request>>::Future: Send + 'static,
     {
         let limit = self.limit.map(ClientLimitLayer::new);
+        let admission = self.admission;
         let public = self.public.layer(
             tower::ServiceBuilder::new()
                 .option_layer(limit.clone())
+                .option_layer(admission.clone())
                 .layer(inside.clone()),
         );
         let identify = Identify(Arc::clone(&authenticator));
@@ -235,6 +248,7 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
                     access,
                 }))
                 // An unknown path is answered from what the gate found, its body unread.
+                .option_layer(access.and(admission.clone()))
                 .option_layer(access.map(|_| inside.clone()))
         };
         Router::new()
@@ -244,6 +258,55 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             .merge(Router::new().fallback(unknown_path).layer(gate(None)))
     }
 }
+
+/// An app's own check in a route's gate, after the client limit and before the body is
+/// received (see [`SecureRouter::admit_before_body`]).
+pub trait Admission: Send + Sync + 'static {
+    /// Whether `request` is this check's to make, decided at once (by its route, say); any
+    /// other request passes untouched.
+    fn applies(&self, request: &Request) -> bool;
+
+    /// Admits `request`, annotating it for its handler as needed, or answers it instead.
+    fn admit<'a>(&'a self, request: &'a mut Request) -> AdmissionFuture<'a>;
+}
+
+/// The future [`Admission::admit`] returns: `Err` is the answer instead of the route's.
+pub type AdmissionFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Response>> + Send + 'a>>;
+
+/// Runs an [`Admission`] in the gate.
+#[derive(Clone)]
+struct Admit(Arc<dyn Admission>);
+
+impl std::fmt::Debug for Admit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admit")
+    }
+}
+
+impl Around for Admit {
+    type Finish = ();
+
+    fn settle(&self, request: &mut Request) -> Settled<()> {
+        if self.0.applies(request) {
+            Settled::Wait
+        } else {
+            Settled::Pass(())
+        }
+    }
+
+    async fn around<I>(self, mut request: Request, inner: I) -> Response
+    where
+        I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        I::Future: Send + 'static,
+    {
+        if let Err(refused) = self.0.admit(&mut request).await {
+            return refused;
+        }
+        call_inner(inner, request).await
+    }
+}
+
+around_layer!(Admit);
 
 /// What a caller is told when the authenticator refuses: 401 whatever the reason (nothing about
 /// the token leaks), except that an authenticator unable to decide says so (503), since
