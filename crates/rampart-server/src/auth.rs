@@ -63,49 +63,129 @@ impl Gatekeeper {
     }
 }
 
+/// Where deciding on a caller stands: decided, or waiting on one read of the store.
+enum Verdict {
+    Decided(Result<Principal, ApiError>),
+    /// The token is good and its session not revoked, but the session was not confirmed live
+    /// in the store within the recheck interval.
+    ConfirmSession(Principal),
+    /// Everything but the user's role and lock, which are unknown or older than the interval.
+    LoadUser {
+        principal: Principal,
+        seen: Seen,
+    },
+}
+
+impl Gatekeeper {
+    /// What this node can decide about `headers`' bearer token from memory alone.
+    fn verdict(&self, headers: &HeaderMap) -> Verdict {
+        let refused = |err| Verdict::Decided(Err(err));
+        let Some(token) = bearer_token(headers) else {
+            return refused(ApiError::Unauthorized);
+        };
+        let Ok(claims) = self.tokens.verify(token) else {
+            return refused(ApiError::Unauthorized);
+        };
+        // Ids this server issued, or nothing: a signed claim that is not one (a NUL, a name)
+        // never reaches the store, where PostgreSQL would fail on it.
+        for id in [&claims.sub, &claims.sid] {
+            if crate::domain::RecordId::parse(id.clone()).is_none() {
+                return refused(ApiError::Unauthorized);
+            }
+        }
+        // Never fail open: a node that cannot confirm other nodes' revocations refuses, and
+        // asks for a poll now rather than at the next interval.
+        if !self.cluster.freshness.is_current() {
+            self.cluster.resync_now();
+            return refused(ApiError::DependencyUnavailable {
+                retry_after: Duration::from_secs(1),
+                cause: "revocations not confirmed within RAMPART_REVOCATION_BOUND".into(),
+            });
+        }
+        if self.access.is_revoked(&claims.sid) {
+            return refused(ApiError::Unauthorized);
+        }
+        // The role is the store's, filled in by `admit`; never the token's.
+        let principal = Principal {
+            user_id: claims.sub.clone(),
+            session_id: claims.sid.clone(),
+            role: rampart::Role::User,
+        };
+        if !self.access.session_confirmed(&claims.sid, &claims.sub) {
+            return Verdict::ConfirmSession(principal);
+        }
+        self.with_user(principal)
+    }
+
+    /// `principal` with its user's current role, unless the user is locked; a read of the
+    /// store when this node's copy is unknown or old.
+    fn with_user(&self, principal: Principal) -> Verdict {
+        match self.access.user(&principal.user_id) {
+            Cached::Fresh(user) => Verdict::Decided(admit(principal, user)),
+            Cached::Stale(seen) => Verdict::LoadUser { principal, seen },
+        }
+    }
+
+    /// Finishes a verdict, reading the store where memory could not decide.
+    async fn decide(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let verdict = match self.verdict(headers) {
+            Verdict::ConfirmSession(principal) => {
+                self.confirm_session(&principal.session_id, &principal.user_id)
+                    .await?;
+                self.with_user(principal)
+            }
+            verdict => verdict,
+        };
+        self.finish(verdict).await
+    }
+
+    /// Reads the user where the verdict needs it.
+    async fn finish(&self, verdict: Verdict) -> Result<Principal, ApiError> {
+        match verdict {
+            Verdict::Decided(decided) => decided,
+            Verdict::LoadUser { principal, seen } => {
+                let user = self.load_user_access(&principal.user_id, seen).await?;
+                admit(principal, user)
+            }
+            // Only `verdict` asks for a session to be confirmed, and `decide` has done it.
+            Verdict::ConfirmSession(_) => Err(ApiError::Unauthorized),
+        }
+    }
+
+    /// The recheck's verdict from memory: `None` when announcements this node has not applied
+    /// may be pending (see [`Cluster::caught_up_at_once`]).
+    fn recheck_verdict(&self, principal: Principal, charged: Charged) -> Option<Verdict> {
+        if !self.cluster.caught_up_at_once(charged) {
+            return None;
+        }
+        if self.access.is_revoked(&principal.session_id) {
+            return Some(Verdict::Decided(Err(ApiError::Unauthorized)));
+        }
+        Some(self.with_user(principal))
+    }
+}
+
+/// The caller as the store last described its user: refused when locked, else with its role.
+fn admit(principal: Principal, user: UserAccess) -> Result<Principal, ApiError> {
+    if user.locked {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(Principal {
+        role: user.role,
+        ..principal
+    })
+}
+
 impl Authenticator for Gatekeeper {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a> {
-        Box::pin(async move {
-            let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
-            let claims = self
-                .tokens
-                .verify(token)
-                .map_err(|_| ApiError::Unauthorized)?;
-            // Ids this server issued, or nothing: a signed claim that is not one (a NUL, a
-            // name) never reaches the store, where PostgreSQL would fail on it.
-            for id in [&claims.sub, &claims.sid] {
-                if crate::domain::RecordId::parse(id.clone()).is_none() {
-                    return Err(ApiError::Unauthorized);
-                }
-            }
-            // Never fail open: a node that cannot confirm other nodes' revocations refuses, and
-            // asks for a poll now rather than at the next interval.
-            if !self.cluster.freshness.is_current() {
-                self.cluster.resync_now();
-                return Err(ApiError::DependencyUnavailable {
-                    retry_after: Duration::from_secs(1),
-                    cause: "revocations not confirmed within RAMPART_REVOCATION_BOUND".into(),
-                });
-            }
-            if self.access.is_revoked(&claims.sid) {
-                return Err(ApiError::Unauthorized);
-            }
-            if !self.access.session_confirmed(&claims.sid, &claims.sub) {
-                self.confirm_session(&claims.sid, &claims.sub).await?;
-            }
-            let user = match self.access.user(&claims.sub) {
-                Cached::Fresh(user) => user,
-                Cached::Stale(seen) => self.load_user_access(&claims.sub, seen).await?,
-            };
-            if user.locked {
-                return Err(ApiError::Unauthorized);
-            }
-            Ok(Principal {
-                user_id: claims.sub.clone(),
-                session_id: claims.sid.clone(),
-                role: user.role,
-            })
-        })
+        Box::pin(self.decide(headers))
+    }
+
+    fn authenticate_at_once(&self, headers: &HeaderMap) -> Option<Result<Principal, ApiError>> {
+        match self.verdict(headers) {
+            Verdict::Decided(decided) => Some(decided),
+            Verdict::ConfirmSession(_) | Verdict::LoadUser { .. } => None,
+        }
     }
 
     /// After the request's limit check: if it (or any other) read an announcement this node has
@@ -121,18 +201,19 @@ impl Authenticator for Gatekeeper {
             if self.access.is_revoked(&principal.session_id) {
                 return Err(ApiError::Unauthorized);
             }
-            let user = match self.access.user(&principal.user_id) {
-                Cached::Fresh(user) => user,
-                Cached::Stale(seen) => self.load_user_access(&principal.user_id, seen).await?,
-            };
-            if user.locked {
-                return Err(ApiError::Unauthorized);
-            }
-            Ok(Principal {
-                role: user.role,
-                ..principal
-            })
+            self.finish(self.with_user(principal)).await
         })
+    }
+
+    fn recheck_at_once(
+        &self,
+        principal: &Principal,
+        charged: Charged,
+    ) -> Option<Result<Principal, ApiError>> {
+        match self.recheck_verdict(principal.clone(), charged)? {
+            Verdict::Decided(decided) => Some(decided),
+            Verdict::ConfirmSession(_) | Verdict::LoadUser { .. } => None,
+        }
     }
 
     /// A user reaching for an admin route: recorded as `access_denied`.

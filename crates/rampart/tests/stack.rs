@@ -593,3 +593,115 @@ async fn an_admission_refuses_before_the_body_and_admits_the_rest() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"kept");
 }
+
+/// Decides from memory: `Bearer user` and `Bearer admin` are callers, anything else is refused;
+/// counts what had to be awaited and the admin-route refusals it was told of.
+#[derive(Default)]
+struct InMemory {
+    awaited: std::sync::atomic::AtomicUsize,
+    denied: std::sync::atomic::AtomicUsize,
+}
+
+impl InMemory {
+    fn decide(headers: &HeaderMap) -> Result<Principal, ApiError> {
+        let role = match headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("Bearer user") => Role::User,
+            Some("Bearer admin") => Role::Admin,
+            _ => return Err(ApiError::Unauthorized),
+        };
+        Ok(Principal {
+            user_id: "u1".into(),
+            session_id: "s1".into(),
+            role,
+        })
+    }
+}
+
+impl Authenticator for InMemory {
+    fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> rampart::policy::AuthFuture<'a> {
+        self.awaited
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(std::future::ready(Self::decide(headers)))
+    }
+
+    fn authenticate_at_once(&self, headers: &HeaderMap) -> Option<Result<Principal, ApiError>> {
+        Some(Self::decide(headers))
+    }
+
+    fn recheck(
+        &self,
+        principal: Principal,
+        _charged: rampart::policy::Charged,
+    ) -> rampart::policy::AuthFuture<'_> {
+        self.awaited
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(std::future::ready(Ok(principal)))
+    }
+
+    fn recheck_at_once(
+        &self,
+        principal: &Principal,
+        _charged: rampart::policy::Charged,
+    ) -> Option<Result<Principal, ApiError>> {
+        Some(Ok(principal.clone()))
+    }
+
+    fn denied<'a>(
+        &'a self,
+        _principal: &'a Principal,
+        _request: &'a http::request::Parts,
+    ) -> rampart::policy::DeniedFuture<'a> {
+        self.denied
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// An authenticator that can decide from memory is not awaited, and its decisions hold as
+/// they do awaited: a caller admitted with the right role, a bad token 401, a user on an admin
+/// route 403 with the refusal reported.
+#[tokio::test]
+async fn the_gate_decides_at_once_when_the_authenticator_can() {
+    let authenticator = Arc::new(InMemory::default());
+    let routes = SecureRouter::new()
+        .authenticated(
+            "/me",
+            get(|CurrentUser(p): CurrentUser| async move { format!("{:?}", p.role) }),
+        )
+        .admin("/admin", get(|| async { "admin" }));
+    let app = Hardening::default().apply_secured(routes, authenticator.clone(), ());
+    let call = |path: &str, token: &str| {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(request)
+    };
+    let me = call("/me", "user").await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    let body = me.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"User");
+    assert_eq!(
+        call("/admin", "admin").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call("/me", "forged").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("/nowhere", "user").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call("/admin", "user").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let count = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(count(&authenticator.denied), 1, "the 403 is reported");
+    // Only the admin refusal waited (to report it), and it rechecked the caller first.
+    assert_eq!(count(&authenticator.awaited), 1);
+}

@@ -280,6 +280,17 @@ impl Cluster {
         }
     }
 
+    /// Whether [`Cluster::read_announcements`] and [`Cluster::catch_up_on_announcements`]
+    /// would have nothing to wait for: a single node, or a request whose limit check read the
+    /// count (`charged`) with nothing announced above what this node has applied.
+    pub fn caught_up_at_once(&self, charged: rampart::policy::Charged) -> bool {
+        let Some(bus) = &self.bus else {
+            return true;
+        };
+        charged == rampart::policy::Charged::Answered
+            && self.applied.load(Ordering::Acquire) >= bus.store.announcements_seen()
+    }
+
     /// Before a token is accepted: if any request's limit check has read an announcement count
     /// above what this node has applied, waits for those announcements (a moment for the
     /// message, then a poll of the database), so the checks that follow see them. An error

@@ -60,6 +60,14 @@ pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, ApiError
 pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, headers: &'a HeaderMap) -> AuthFuture<'a>;
 
+    /// [`Authenticator::authenticate`] decided without waiting, when what it needs is in
+    /// memory (a token verified before, a session and user checked recently): the request then
+    /// takes no boxed future. `None` (the default) to await `authenticate`.
+    fn authenticate_at_once(&self, headers: &HeaderMap) -> Option<Result<Principal, ApiError>> {
+        let _ = headers;
+        None
+    }
+
     /// Called once the request has been charged to the verified caller, before the handler
     /// runs: the last word on `principal`. A service whose nodes share a limit store can learn
     /// from that charge that another node changed something (a revocation, a lock, a role)
@@ -70,6 +78,17 @@ pub trait Authenticator: Send + Sync + 'static {
     fn recheck(&self, principal: Principal, charged: Charged) -> AuthFuture<'_> {
         let _ = charged;
         Box::pin(std::future::ready(Ok(principal)))
+    }
+
+    /// [`Authenticator::recheck`] decided without waiting; `None` (the default, so an
+    /// authenticator that overrides only `recheck` keeps it) to await `recheck`.
+    fn recheck_at_once(
+        &self,
+        principal: &Principal,
+        charged: Charged,
+    ) -> Option<Result<Principal, ApiError>> {
+        let _ = (principal, charged);
+        None
     }
 
     /// Called when an authenticated caller is refused a route for lack of a role (the 403),
@@ -358,6 +377,19 @@ struct Identify(Arc<dyn Authenticator>);
 impl Around for Identify {
     type Finish = ();
 
+    fn settle(&self, request: &mut Request) -> Settled<()> {
+        match self.0.authenticate_at_once(request.headers()) {
+            None => return Settled::Wait,
+            Some(Ok(principal)) => {
+                request.extensions_mut().insert(principal);
+            }
+            Some(Err(refused)) => {
+                request.extensions_mut().insert(Refusal::of(&refused));
+            }
+        }
+        Settled::Pass(())
+    }
+
     async fn around<I>(self, mut request: Request, inner: I) -> Response
     where
         I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
@@ -388,6 +420,37 @@ struct Require {
 
 impl Around for Require {
     type Finish = ();
+
+    /// Settled at once unless the recheck must wait, or a user reached for an admin route
+    /// (then [`Authenticator::denied`] is awaited).
+    fn settle(&self, request: &mut Request) -> Settled<()> {
+        let presented = request.headers().contains_key(http::header::AUTHORIZATION);
+        let charged = request
+            .extensions()
+            .get::<Charged>()
+            .copied()
+            .unwrap_or(Charged::NotAnswered);
+        let Some(principal) = request.extensions().get::<Principal>() else {
+            let refusal = request
+                .extensions_mut()
+                .remove::<Refusal>()
+                .unwrap_or(Refusal::Unauthorized);
+            return Settled::Answer(refusal.into_response(presented));
+        };
+        match self.authenticator.recheck_at_once(principal, charged) {
+            None => Settled::Wait,
+            Some(Err(refused)) => Settled::Answer(Refusal::of(&refused).into_response(presented)),
+            Some(Ok(principal))
+                if self.access == Access::Admin && principal.role != Role::Admin =>
+            {
+                Settled::Wait
+            }
+            Some(Ok(principal)) => {
+                request.extensions_mut().insert(principal);
+                Settled::Pass(())
+            }
+        }
+    }
 
     async fn around<I>(self, mut request: Request, inner: I) -> Response
     where
