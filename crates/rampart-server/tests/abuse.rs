@@ -840,3 +840,35 @@ async fn an_address_over_the_login_limit_is_refused_before_its_body_is_read() {
     // The refusal still carries the limit's headers and is a problem document.
     assert_limited(login(&app, "guess2", "wrong", None).await, "auth").await;
 }
+
+/// Nor is a body read where nothing would use it: a method whose content means nothing (GET,
+/// HEAD, OPTIONS, TRACE), or a method the route does not take (405). The second outside attack
+/// filled the byte budget from eight anonymous addresses with 1 MiB bodies on `GET /health`,
+/// and every login and item write then got 503.
+#[tokio::test]
+async fn a_body_is_never_read_for_a_method_or_route_that_takes_none() {
+    let app = TestApp::spawn(&[]).await;
+    for (request, status) in [
+        ("GET /health", "HTTP/1.1 200 OK"),
+        ("GET /.well-known/jwks.json", "HTTP/1.1 200 OK"),
+        ("OPTIONS /health", "HTTP/1.1 405 Method Not Allowed"),
+        ("PUT /v1/auth/register", "HTTP/1.1 405 Method Not Allowed"),
+        ("POST /health", "HTTP/1.1 405 Method Not Allowed"),
+    ] {
+        assert_eq!(
+            status_before_any_body(&app, request, None).await,
+            status,
+            "{request}"
+        );
+    }
+    // A signed-in caller's read ignores a body too; its writes still take theirs.
+    let password = app.register("reader").await;
+    let token = app.access_token("reader", &password).await;
+    let status = status_before_any_body(&app, "GET /v1/users/me", Some(&token)).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let status = status_before_any_body(&app, "POST /v1/items", Some(&token)).await;
+    assert_eq!(
+        status, "HTTP/1.1 100 Continue",
+        "an admitted write is invited to send its body"
+    );
+}

@@ -52,12 +52,18 @@ impl Around for BodyLimitLayer {
     type Finish = ();
 
     /// A declared size over the limit is refused, and a request without a body (most reads)
-    /// has nothing to receive: both are settled at once.
+    /// has nothing to receive: both are settled at once. So is a body on a method whose
+    /// content has no meaning (RFC 9110: GET, HEAD, OPTIONS, TRACE): it is dropped unread, so
+    /// that nobody spends the byte budget on routes that take no body.
     fn settle(&self, request: &mut Request) -> Settled<()> {
         if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
             return Settled::Answer(refused);
         }
         if axum::body::HttpBody::is_end_stream(request.body()) {
+            return Settled::Pass(());
+        }
+        if takes_no_body(request.method()) {
+            *request.body_mut() = axum::body::Body::empty();
             return Settled::Pass(());
         }
         Settled::Wait
@@ -81,6 +87,17 @@ impl Around for BodyLimitLayer {
 }
 
 around_layer!(BodyLimitLayer);
+
+/// Methods whose request content has no defined meaning: a body on them is never read.
+fn takes_no_body(method: &http::Method) -> bool {
+    [
+        http::Method::GET,
+        http::Method::HEAD,
+        http::Method::OPTIONS,
+        http::Method::TRACE,
+    ]
+    .contains(method)
+}
 
 /// The declared-size check of [`BodyLimitLayer`] alone, as a stage: a request whose
 /// `Content-Length` is over the limit is answered 413 on arrival, before any other layer

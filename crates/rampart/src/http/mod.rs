@@ -11,11 +11,12 @@
 //! map's guard, then the headers and the request id, so every answer any layer,
 //! extractor, the access policy or a panic produces carries both; then the client address,
 //! which the limits after it key on; the log and metrics, which see every refusal; a declared
-//! size over the limit refused on arrival ([`DeclaredSizeLayer`]); CORS; and, last, what only
-//! an admitted request needs: its body received, so a slow body holds no in-flight slot; then
-//! the slot; then the handler's timeout. [`Hardening::apply_secured`] puts a
-//! [`crate::SecureRouter`]'s gate (authentication, client limit, policy) just before that last
-//! part, so no body is read from a caller the gate refuses.
+//! size over the limit refused on arrival, nothing read ([`DeclaredSizeLayer`]); CORS; and,
+//! last, what only an admitted request needs: its body received, so a slow body holds no
+//! in-flight slot; then the slot; then the handler's timeout. [`Hardening::apply_secured`] puts a
+//! [`crate::SecureRouter`]'s gate (authentication, client limit, policy, the app's admission)
+//! before that last part, which runs around each method's handler alone: no body is read from
+//! a caller the gate refuses, nor for a method the route does not take.
 //!
 //! The layers that only look at a request and touch its response are [`stage::Stage`]s: they
 //! add no allocation and no service clone per request, so the composed stack costs what one

@@ -122,9 +122,11 @@ impl Authenticator for DenyAll {
 #[must_use]
 #[derive(Debug)]
 pub struct SecureRouter<S = ()> {
-    public: Router<S>,
-    authenticated: Router<S>,
-    admin: Router<S>,
+    /// Each mounted route with its policy; assembled by [`SecureRouter::into_router_around`],
+    /// which puts what runs for admitted requests around each method's handler alone.
+    mounted: Vec<(String, Access, MethodRouter<S>)>,
+    /// Whole routers merged as public (the docs UI).
+    merged_public: Router<S>,
     table: Vec<(String, Access)>,
     limit: Option<ClientLimit>,
     admission: Option<Admit>,
@@ -142,9 +144,8 @@ impl<S: Clone + Send + Sync + 'static> Default for SecureRouter<S> {
 impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     pub fn new() -> Self {
         Self {
-            public: Router::new(),
-            authenticated: Router::new(),
-            admin: Router::new(),
+            mounted: Vec::new(),
+            merged_public: Router::new(),
             table: Vec::new(),
             limit: None,
             admission: None,
@@ -185,11 +186,7 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             Some(_) => {}
             None => self.table.push((path.to_owned(), access)),
         }
-        match access {
-            Access::Public => self.public = self.public.route(path, route),
-            Access::Authenticated => self.authenticated = self.authenticated.route(path, route),
-            Access::Admin => self.admin = self.admin.route(path, route),
-        }
+        self.mounted.push((path.to_owned(), access, route));
         self
     }
 
@@ -210,7 +207,7 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     pub fn merge_public(mut self, paths: &[&str], router: Router<S>) -> Self {
         self.table
             .extend(paths.iter().map(|p| ((*p).to_owned(), Access::Public)));
-        self.public = self.public.merge(router);
+        self.merged_public = self.merged_public.merge(router);
         self
     }
 
@@ -249,11 +246,25 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     {
         let limit = self.limit.map(ClientLimitLayer::new);
         let admission = self.admission;
-        let public = self.public.layer(
+        // `inside` goes around each method's handler, not the route's 405: a method the route
+        // does not take is answered without its body read.
+        let (mut public, mut authenticated, mut admin) =
+            (Router::new(), Router::new(), Router::new());
+        for (path, access, route) in self.mounted {
+            let route = route.route_layer(inside.clone());
+            match access {
+                Access::Public => public = public.route(&path, route),
+                Access::Authenticated => authenticated = authenticated.route(&path, route),
+                Access::Admin => admin = admin.route(&path, route),
+            }
+        }
+        if self.merged_public.has_routes() {
+            public = public.merge(self.merged_public.route_layer(inside));
+        }
+        let public = public.layer(
             tower::ServiceBuilder::new()
                 .option_layer(limit.clone())
-                .option_layer(admission.clone())
-                .layer(inside.clone()),
+                .option_layer(admission.clone()),
         );
         let identify = Identify(Arc::clone(&authenticator));
         // Each group's layers are composed first and applied with one `Router::layer`: axum
@@ -266,14 +277,13 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
                     authenticator: Arc::clone(&authenticator),
                     access,
                 }))
-                // An unknown path is answered from what the gate found, its body unread.
+                // An unknown path is answered from what the gate found.
                 .option_layer(access.and(admission.clone()))
-                .option_layer(access.map(|_| inside.clone()))
         };
         Router::new()
             .merge(public)
-            .merge(self.authenticated.layer(gate(Some(Access::Authenticated))))
-            .merge(self.admin.layer(gate(Some(Access::Admin))))
+            .merge(authenticated.layer(gate(Some(Access::Authenticated))))
+            .merge(admin.layer(gate(Some(Access::Admin))))
             .merge(Router::new().fallback(unknown_path).layer(gate(None)))
     }
 }
