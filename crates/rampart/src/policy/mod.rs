@@ -434,20 +434,15 @@ impl Around for Require {
     /// Settled at once unless the recheck must wait, or a user reached for an admin route
     /// (then [`Authenticator::denied`] is awaited).
     fn settle(&self, request: &mut Request) -> Settled<()> {
-        let presented = request.headers().contains_key(http::header::AUTHORIZATION);
-        let charged = request
-            .extensions()
-            .get::<Charged>()
-            .copied()
-            .unwrap_or(Charged::NotAnswered);
-        let Some(principal) = request.extensions().get::<Principal>() else {
-            let refusal = request
-                .extensions_mut()
-                .remove::<Refusal>()
-                .unwrap_or(Refusal::Unauthorized);
-            return Settled::Answer(refusal.into_response(presented));
+        let (presented, charged) = match verified(request) {
+            Ok(found) => found,
+            Err(refused) => return Settled::Answer(refused),
         };
-        match self.authenticator.recheck_at_once(principal, charged) {
+        let decided = request
+            .extensions()
+            .get::<Principal>()
+            .and_then(|principal| self.authenticator.recheck_at_once(principal, charged));
+        match decided {
             None => Settled::Wait,
             Some(Err(refused)) => Settled::Answer(Refusal::of(&refused).into_response(presented)),
             Some(Ok(principal))
@@ -467,18 +462,12 @@ impl Around for Require {
         I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         I::Future: Send + 'static,
     {
-        let presented = request.headers().contains_key(http::header::AUTHORIZATION);
-        let charged = request
-            .extensions()
-            .get::<Charged>()
-            .copied()
-            .unwrap_or(Charged::NotAnswered);
+        let (presented, charged) = match verified(&mut request) {
+            Ok(found) => found,
+            Err(refused) => return refused,
+        };
         let Some(principal) = request.extensions_mut().remove::<Principal>() else {
-            let refusal = request
-                .extensions_mut()
-                .remove::<Refusal>()
-                .unwrap_or(Refusal::Unauthorized);
-            return refusal.into_response(presented);
+            return Refusal::Unauthorized.into_response(presented);
         };
         let principal = match self.authenticator.recheck(principal, charged).await {
             Ok(principal) => principal,
@@ -495,6 +484,27 @@ impl Around for Require {
 }
 
 around_layer!(Require);
+
+/// What the gate's first steps left on `request`: whether it presented credentials and whether
+/// the limit store answered its charge; the refusal when no caller was verified.
+// The refusal is a whole response, as every layer's answer is.
+#[allow(clippy::result_large_err)]
+fn verified(request: &mut Request) -> Result<(bool, Charged), Response> {
+    let presented = request.headers().contains_key(http::header::AUTHORIZATION);
+    let charged = request
+        .extensions()
+        .get::<Charged>()
+        .copied()
+        .unwrap_or(Charged::NotAnswered);
+    if request.extensions().get::<Principal>().is_none() {
+        let refusal = request
+            .extensions_mut()
+            .remove::<Refusal>()
+            .unwrap_or(Refusal::Unauthorized);
+        return Err(refusal.into_response(presented));
+    }
+    Ok((presented, charged))
+}
 
 /// A path no route matched: 404 to a verified caller, the refusal to anyone else (so an
 /// anonymous caller learns nothing of which paths exist).
