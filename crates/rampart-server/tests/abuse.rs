@@ -871,4 +871,16 @@ async fn a_body_is_never_read_for_a_method_or_route_that_takes_none() {
         status, "HTTP/1.1 100 Continue",
         "an admitted write is invited to send its body"
     );
+    // Routes whose operations take no body answer without waiting for one (the third outside
+    // attack had a logout wait for a body that never came, then time out undone).
+    let unknown_item = "DELETE /v1/items/00000000-0000-4000-8000-000000000000";
+    let status = status_before_any_body(&app, unknown_item, Some(&token)).await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let status = status_before_any_body(&app, "POST /v1/auth/logout", Some(&token)).await;
+    assert_eq!(status, "HTTP/1.1 204 No Content");
+    assert_eq!(
+        app.get_as("/v1/users/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the logout took effect"
+    );
 }

@@ -53,8 +53,8 @@ impl Around for BodyLimitLayer {
 
     /// A declared size over the limit is refused, and a request without a body (most reads)
     /// has nothing to receive: both are settled at once. So is a body on a method whose
-    /// content has no meaning (RFC 9110: GET, HEAD, OPTIONS, TRACE): it is dropped unread, so
-    /// that nobody spends the byte budget on routes that take no body.
+    /// content has no meaning (RFC 9110: GET, HEAD, DELETE, OPTIONS, TRACE): it is dropped
+    /// unread, so that nobody spends the byte budget on routes that take no body.
     fn settle(&self, request: &mut Request) -> Settled<()> {
         if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
             return Settled::Answer(refused);
@@ -88,16 +88,37 @@ impl Around for BodyLimitLayer {
 
 around_layer!(BodyLimitLayer);
 
-/// Methods whose request content has no defined meaning: a body on them is never read.
+/// Methods whose request content has no defined meaning (RFC 9110): a body on them is never
+/// read.
 fn takes_no_body(method: &http::Method) -> bool {
     [
         http::Method::GET,
         http::Method::HEAD,
+        http::Method::DELETE,
         http::Method::OPTIONS,
         http::Method::TRACE,
     ]
     .contains(method)
 }
+
+/// Drops the body of every request below it unread: for routes that take none (a
+/// [`crate::SecureRouter`] route none of whose documented operations declares a body), so a
+/// client cannot make them wait for one or spend the byte budget on them.
+#[derive(Debug, Clone, Copy)]
+pub struct DropBodyLayer;
+
+impl Stage for DropBodyLayer {
+    type Finish = ();
+
+    fn enter(&self, request: &mut Request) -> Result<(), Response> {
+        if !axum::body::HttpBody::is_end_stream(request.body()) {
+            *request.body_mut() = axum::body::Body::empty();
+        }
+        Ok(())
+    }
+}
+
+stage_layer!(DropBodyLayer);
 
 /// The declared-size check of [`BodyLimitLayer`] alone, as a stage: a request whose
 /// `Content-Length` is over the limit is answered 413 on arrival, before any other layer

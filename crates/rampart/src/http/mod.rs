@@ -50,7 +50,7 @@ use crate::json::JsonConfig;
 use crate::settings::{CorsSettings, HttpLimits};
 
 pub use access_log::AccessLogLayer;
-pub use body_limit::{BodyLimitLayer, BodyLimits, DeclaredSizeLayer};
+pub use body_limit::{BodyLimitLayer, BodyLimits, DeclaredSizeLayer, DropBodyLayer};
 pub use client_ip::{ClientIp, ClientIpConfig, ClientIpLayer};
 pub use headers::{HideRouteMapLayer, SecurityHeadersLayer};
 pub use in_flight::LoadShedLayer;

@@ -32,7 +32,21 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     pub fn documented(mut self, access: Access, routes: UtoipaMethodRouter<S>) -> Self {
         let (schemas, paths, method_router) = routes;
         for (path, item) in paths.paths {
-            self = self.route(&path, access, method_router.clone());
+            // A route none of whose operations declares a request body never reads one.
+            let takes_body = [
+                &item.get,
+                &item.put,
+                &item.post,
+                &item.delete,
+                &item.options,
+                &item.head,
+                &item.patch,
+                &item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            .any(|operation| operation.request_body.is_some());
+            self = self.mount(&path, access, method_router.clone(), takes_body);
             match self.document.0.paths.paths.get_mut(&path) {
                 Some(mounted) => mounted.merge_operations(item),
                 None => {

@@ -124,7 +124,7 @@ impl Authenticator for DenyAll {
 pub struct SecureRouter<S = ()> {
     /// Each mounted route with its policy; assembled by [`SecureRouter::into_router_around`],
     /// which puts what runs for admitted requests around each method's handler alone.
-    mounted: Vec<(String, Access, MethodRouter<S>)>,
+    mounted: Vec<Mounted<S>>,
     /// Whole routers merged as public (the docs UI).
     merged_public: Router<S>,
     table: Vec<(String, Access)>,
@@ -133,6 +133,16 @@ pub struct SecureRouter<S = ()> {
     /// The operations of the routes mounted from `#[utoipa::path]` handlers.
     #[cfg(feature = "openapi")]
     document: documented::Operations,
+}
+
+/// A route as mounted, until the router is assembled.
+#[derive(Debug)]
+struct Mounted<S> {
+    path: String,
+    access: Access,
+    route: MethodRouter<S>,
+    /// Whether any of its methods takes a body (known from its documented operations).
+    takes_body: bool,
 }
 
 impl<S: Clone + Send + Sync + 'static> Default for SecureRouter<S> {
@@ -178,7 +188,19 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// second would leave some of its methods guarded differently from the others. Like
     /// axum's own refusal of a route mounted twice, this fails the start, before anything is
     /// served.
-    pub fn route(mut self, path: &str, access: Access, route: MethodRouter<S>) -> Self {
+    pub fn route(self, path: &str, access: Access, route: MethodRouter<S>) -> Self {
+        self.mount(path, access, route, true)
+    }
+
+    /// [`SecureRouter::route`], saying whether any of the route's methods takes a body: when
+    /// none does, a body sent to it is dropped unread.
+    pub(crate) fn mount(
+        mut self,
+        path: &str,
+        access: Access,
+        route: MethodRouter<S>,
+        takes_body: bool,
+    ) -> Self {
         match self.table.iter().find(|(mounted, _)| mounted == path) {
             Some((_, existing)) if *existing != access => {
                 panic!("{path} is mounted as {existing:?} and again as {access:?}; one path has one policy")
@@ -186,7 +208,12 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             Some(_) => {}
             None => self.table.push((path.to_owned(), access)),
         }
-        self.mounted.push((path.to_owned(), access, route));
+        self.mounted.push(Mounted {
+            path: path.to_owned(),
+            access,
+            route,
+            takes_body,
+        });
         self
     }
 
@@ -250,8 +277,17 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         // does not take is answered without its body read.
         let (mut public, mut authenticated, mut admin) =
             (Router::new(), Router::new(), Router::new());
-        for (path, access, route) in self.mounted {
-            let route = route.route_layer(inside.clone());
+        for Mounted {
+            path,
+            access,
+            route,
+            takes_body,
+        } in self.mounted
+        {
+            let mut route = route.route_layer(inside.clone());
+            if !takes_body {
+                route = route.route_layer(crate::http::body_limit::DropBodyLayer);
+            }
             match access {
                 Access::Public => public = public.route(&path, route),
                 Access::Authenticated => authenticated = authenticated.route(&path, route),
