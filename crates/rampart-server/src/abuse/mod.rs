@@ -21,22 +21,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::{FromRef, FromRequestParts, MatchedPath};
-use axum::response::{IntoResponse, IntoResponseParts, ResponseParts};
-use http::request::Parts;
 use rampart::http::RequestContext;
 use rampart::limit::report::seconds_up;
 use rampart::limit::{
     BackoffPolicy, Client, ClientAddress, LimitKey, LimitObserver, Limited, Limiter, Outcome,
     Policy, Quota, QuotaReport, Streak, Subject,
 };
-use rampart::policy::{Admission, AdmissionFuture};
 use rampart::settings::Rate;
 use rampart::ApiError;
 
 use crate::audit::{Event, EventSampler, Kind, Recorder};
 use crate::config::Settings;
 use crate::metrics::ServiceMetrics;
+
+mod credentials;
+
+pub use credentials::{AuthQuota, CredentialAdmission, Reports};
 
 /// Distinct names failing from one address within the window that mark it as stuffing. Above
 /// the default per-address burst, so a person mistyping a few names is never caught, while a
@@ -134,98 +134,6 @@ fn store_down(err: rampart::limit::LimitError) -> ApiError {
     }
 }
 
-/// Limit reports to add to a successful response's `RateLimit` headers.
-#[derive(Debug, Default)]
-pub struct Reports(Vec<QuotaReport>);
-
-impl IntoResponseParts for Reports {
-    type Error = std::convert::Infallible;
-
-    fn into_response_parts(self, mut parts: ResponseParts) -> Result<ResponseParts, Self::Error> {
-        for report in &self.0 {
-            report.apply(parts.headers_mut());
-        }
-        Ok(parts)
-    }
-}
-
-/// The per-address limit of the credential endpoints. [`CredentialAdmission`] charges it in
-/// each credential route's gate, before the body is received, and hands the report on; a
-/// handler that takes this extractor gets that report, or charges the limit itself on a
-/// router built without the admission (then after the body). The 429 is its rejection.
-#[derive(Debug)]
-pub struct AuthQuota(pub Reports);
-
-/// The credential limit's report, as the gate's admission leaves it for the handler.
-#[derive(Debug, Clone)]
-struct AuthCharged(Vec<QuotaReport>);
-
-impl<S: Send + Sync> FromRequestParts<S> for AuthQuota
-where
-    Guard: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if let Some(AuthCharged(reports)) = parts.extensions.remove::<AuthCharged>() {
-            return Ok(Self(Reports(reports)));
-        }
-        let context = RequestContext::from_request_parts(parts, state).await?;
-        let report = Guard::from_ref(state)
-            .charge_credentials(&context, parts.uri.path())
-            .await?;
-        Ok(Self(Reports(vec![report])))
-    }
-}
-
-/// Charges the credential routes' per-address limit in their gate, before the body: an
-/// address over it is answered 429 without a byte of its login, registration or refresh body
-/// read (and is never sent `100 Continue`).
-#[derive(Debug, Clone)]
-pub struct CredentialAdmission {
-    guard: Guard,
-    routes: &'static [&'static str],
-}
-
-impl CredentialAdmission {
-    /// The admission for the route templates in `routes` (each handler of which takes
-    /// [`AuthQuota`]).
-    pub fn new(guard: Guard, routes: &'static [&'static str]) -> Self {
-        Self { guard, routes }
-    }
-}
-
-impl Admission for CredentialAdmission {
-    fn applies(&self, request: &axum::extract::Request) -> bool {
-        request
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|template| self.routes.contains(&template.as_str()))
-    }
-
-    fn admit<'a>(&'a self, request: &'a mut axum::extract::Request) -> AdmissionFuture<'a> {
-        Box::pin(async move {
-            let Some(context) = RequestContext::of(request.extensions()) else {
-                return Err(
-                    ApiError::internal("credential limits need the hardening stack")
-                        .into_response(),
-                );
-            };
-            match self
-                .guard
-                .charge_credentials(&context, request.uri().path())
-                .await
-            {
-                Ok(report) => {
-                    request.extensions_mut().insert(AuthCharged(vec![report]));
-                    Ok(())
-                }
-                Err(refused) => Err(refused.into_response()),
-            }
-        })
-    }
-}
-
 /// The credential limits as services and extractors apply them: the policies, the refusal
 /// metrics and the audit trail of refusals. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -247,28 +155,6 @@ impl Guard {
     /// The policies and their store (the global per-client policy is mounted on the router).
     pub fn control(&self) -> &AbuseControl {
         &self.control
-    }
-
-    /// Charges one credential request (login, registration, refresh) to its address under
-    /// the auth limit, at five times the cost from an address marked as stuffing.
-    async fn charge_credentials(
-        &self,
-        context: &RequestContext,
-        path: &str,
-    ) -> Result<QuotaReport, ApiError> {
-        let abuse = &self.control;
-        let address = ClientAddress::of(context.client_ip);
-        let cost = if abuse.is_stuffing(address).await? {
-            STUFFING_COST
-        } else {
-            1
-        };
-        let outcome = abuse
-            .limiter
-            .check(&abuse.auth, Subject::Address(address), cost)
-            .await
-            .map_err(store_down)?;
-        outcome.observed(self, Client::Address(context.client_ip), context, path)
     }
 
     /// Before a password or second factor is checked for the account known by `names`
