@@ -154,9 +154,8 @@ pub trait Around: Clone + Send + Sync + 'static {
 
     /// Settles `request` without waiting, when the layer can (and may annotate it for what
     /// runs inside). The default always waits.
-    // The answer is a whole response, as every layer's answer is; boxing it would buy nothing.
-    #[allow(clippy::result_large_err, unused_variables)]
     fn settle(&self, request: &mut Request) -> Settled<Self::Finish> {
+        let _ = request;
         Settled::Wait
     }
 

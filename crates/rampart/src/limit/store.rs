@@ -93,13 +93,13 @@ pub trait LimitStore: Send + Sync + fmt::Debug + 'static {
     /// [`LimitStore::check`] answered at once, by a store that needs no I/O for it (the
     /// in-process one): the request it charges then takes no boxed future. `None` (the
     /// default) when the answer must be awaited.
-    #[allow(unused_variables)]
     fn check_at_once(
         &self,
         key: &LimitKey,
         quota: Quota,
         cost: u32,
     ) -> Option<Result<Decision, LimitError>> {
+        let _ = (key, quota, cost);
         None
     }
 
