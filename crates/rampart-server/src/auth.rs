@@ -155,13 +155,17 @@ impl Gatekeeper {
     /// The recheck's verdict from memory: `None` when announcements this node has not applied
     /// may be pending (see [`Cluster::caught_up_at_once`]).
     fn recheck_verdict(&self, principal: Principal, charged: Charged) -> Option<Verdict> {
-        if !self.cluster.caught_up_at_once(charged) {
-            return None;
-        }
+        self.cluster
+            .caught_up_at_once(charged)
+            .then(|| self.standing(principal))
+    }
+
+    /// A caller verified earlier, as this node now sees its session and user.
+    fn standing(&self, principal: Principal) -> Verdict {
         if self.access.is_revoked(&principal.session_id) {
-            return Some(Verdict::Decided(Err(ApiError::Unauthorized)));
+            return Verdict::Decided(Err(ApiError::Unauthorized));
         }
-        Some(self.with_user(principal))
+        self.with_user(principal)
     }
 }
 
@@ -198,10 +202,7 @@ impl Authenticator for Gatekeeper {
                 self.cluster.read_announcements().await;
             }
             self.cluster.catch_up_on_announcements().await?;
-            if self.access.is_revoked(&principal.session_id) {
-                return Err(ApiError::Unauthorized);
-            }
-            self.finish(self.with_user(principal)).await
+            self.finish(self.standing(principal)).await
         })
     }
 

@@ -82,13 +82,14 @@ impl Hardening {
     }
 
     /// Wraps `router` in the whole stack (see the module header for the order). Applied with
-    /// one `Router::layer`, so it runs after routing and covers the fallback too; and the whole
+    /// `Router::layer`, so it runs after routing and covers the fallback too; and the whole
     /// router is then wrapped once more, outside its routing, in [`HideRouteMapLayer`].
     ///
-    /// One call, not one per layer: axum boxes a route's service again at every
-    /// `Router::layer`, and clones and allocates through each box on every request. Composed
-    /// here with `ServiceBuilder`, the stack is one value of one type around each route, and
-    /// the only allocations a request pays are those of the layers that must wait.
+    /// Two calls (the two parts of [`Hardening::split`]), not one per layer: axum boxes a
+    /// route's service again at every `Router::layer`, and clones and allocates through each
+    /// box on every request. Composed with `ServiceBuilder`, each part is one value of one
+    /// type, and the only other allocations a request pays are those of the layers that must
+    /// wait.
     pub fn apply(self, router: Router) -> Router {
         let (outside, admitted) = self.split();
         let router = router.layer(admitted).layer(outside);
