@@ -136,6 +136,15 @@ pub fn audit_chain_key(
     deployment_secret(settings, keys).map(crate::audit::chain::ChainKey::derive)
 }
 
+/// The key TOTP secrets are sealed with at rest (see [`deployment_secret`]): kept through key
+/// rotations, like the audit chain's.
+pub fn totp_sealer(
+    settings: &Settings,
+    keys: Option<&KeySet>,
+) -> anyhow::Result<crate::service::mfa::factor::SecretSealer> {
+    deployment_secret(settings, keys).map(crate::service::mfa::factor::SecretSealer::derive)
+}
+
 /// Stored hashes sampled to mirror their costs in the login decoys.
 const DECOY_SAMPLE: u32 = 1024;
 
@@ -176,6 +185,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     // cloned per request.
     let cursors = Arc::new(cursor_key(&settings, keys.as_ref())?);
     let chain_key = audit_chain_key(&settings, keys.as_ref())?;
+    let sealer = totp_sealer(&settings, keys.as_ref())?;
     let store = store::open(&settings.database_url)
         .await
         .context("opening the database")?;
@@ -259,15 +269,25 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         recorder.clone(),
         revocations.clone(),
     );
+    let accounts = crate::service::accounts::Accounts::new(
+        Arc::clone(&store),
+        hasher.clone(),
+        guard.clone(),
+        metrics.clone(),
+        recorder.clone(),
+        sessions.clone(),
+    );
     let services = crate::service::Services {
-        accounts: crate::service::accounts::Accounts::new(
+        mfa: crate::service::mfa::Mfa::new(
             Arc::clone(&store),
-            hasher.clone(),
+            recorder.clone(),
+            accounts.clone(),
+            sessions.clone(),
             guard.clone(),
             metrics.clone(),
-            recorder.clone(),
-            sessions.clone(),
+            sealer,
         ),
+        accounts,
         items: crate::service::items::Items::new(
             Arc::clone(&store),
             Arc::clone(&cursors),

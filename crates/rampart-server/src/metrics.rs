@@ -24,6 +24,10 @@ use prometheus_client::registry::Registry;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
     Success,
+    /// A correct password for an account with MFA: the login waits for its code.
+    MfaRequired,
+    /// A second factor refused: wrong, replayed, or its challenge unusable.
+    MfaFailed,
     UnknownUser,
     WrongPassword,
     Locked,
@@ -40,6 +44,8 @@ impl LoginOutcome {
     fn as_str(self) -> &'static str {
         match self {
             Self::Success => "success",
+            Self::MfaRequired => "mfa_required",
+            Self::MfaFailed => "mfa_failed",
             Self::UnknownUser => "unknown_user",
             Self::WrongPassword => "wrong_password",
             Self::Locked => "locked",

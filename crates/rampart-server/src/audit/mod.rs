@@ -41,6 +41,12 @@ pub enum Kind {
     UserLocked,
     UserUnlocked,
     RoleChanged,
+    /// A correct password for an account with MFA: the login waits for its second factor.
+    MfaRequired,
+    MfaEnabled,
+    MfaDisabled,
+    /// A wrong, replayed or unusable second factor (or challenge).
+    MfaFailed,
     /// The first sealed row of a chain: anchors start at a row of this deployment's own, so
     /// no anchor file from elsewhere (sealed with the same key) fits this chain.
     ChainStarted,
@@ -65,6 +71,10 @@ impl Kind {
             Self::UserLocked => "user_locked",
             Self::UserUnlocked => "user_unlocked",
             Self::RoleChanged => "role_changed",
+            Self::MfaRequired => "mfa_required",
+            Self::MfaEnabled => "mfa_enabled",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::MfaFailed => "mfa_failed",
             Self::ChainStarted => CHAIN_STARTED,
         }
     }

@@ -12,8 +12,7 @@ use utoipa::ToSchema;
 
 use crate::abuse::{AuthQuota, Reports};
 use crate::routes::users::UserResponse;
-use crate::service::accounts::{Accounts, Login, Registration};
-use crate::service::sessions::TokenPair;
+use crate::service::accounts::{Accounts, Login, LoginAnswer, Registration};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -144,7 +143,7 @@ pub async fn register(
         (PasswordGrant = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "A new session", body = TokenPair),
+        (status = 200, description = "A new session's token pair; or, for an account with two-factor authentication, `{\"mfa_required\":true,\"mfa_token\",\"expires_in\"}` to complete at /v1/auth/mfa/verify", body = LoginAnswer),
         (status = 401, description = "Unknown user, wrong password or locked account (indistinguishable)", body = rampart::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over a login limit, or this name's backoff delay is running (even with the right password); see Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Hashing is saturated; retry after Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
@@ -155,16 +154,21 @@ pub async fn login(
     AuthQuota(mut reports): AuthQuota,
     headers: HeaderMap,
     LoginInput(request): LoginInput,
-) -> (Reports, Result<Json<TokenPair>, ApiError>) {
+) -> (Reports, Result<Json<LoginAnswer>, ApiError>) {
     let login = Login {
         name: request.username,
         password: request.password,
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(256).collect()),
+        user_agent: user_agent(&headers),
     };
     // Refusals and failures carry the limits' headers as much as successes do.
     let pair = accounts.log_in(&context, login, &mut reports).await;
     (reports, pair.map(Json).map_err(ApiError::from))
+}
+
+/// The client's `User-Agent`, shortened, as a new session lists it.
+pub(crate) fn user_agent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect())
 }

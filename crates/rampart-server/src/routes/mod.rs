@@ -5,6 +5,7 @@ pub mod auth;
 pub mod health;
 pub mod items;
 pub mod jwks;
+pub mod mfa;
 pub mod refresh;
 pub mod sessions;
 pub mod users;
@@ -31,7 +32,12 @@ pub const SESSION_ENDING_ROUTES: &[&str] = &[
 /// The routes that take credentials (each handler takes [`crate::abuse::AuthQuota`]), whose
 /// per-address limit is charged in their gate, before the body is received
 /// ([`crate::abuse::CredentialAdmission`]).
-pub const CREDENTIAL_ROUTES: &[&str] = &["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh"];
+pub const CREDENTIAL_ROUTES: &[&str] = &[
+    "/v1/auth/register",
+    "/v1/auth/login",
+    "/v1/auth/refresh",
+    "/v1/auth/mfa/verify",
+];
 
 /// Every route of the service, each with its access policy. Paths and methods come from the
 /// handlers' `#[utoipa::path]` attributes, and the OpenAPI operations from what is mounted here
@@ -44,12 +50,15 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .documented_public(routes!(auth::register))
         .documented_public(routes!(auth::login))
         .documented_public(routes!(refresh::refresh))
+        .documented_public(routes!(mfa::verify))
         .documented_authenticated(routes!(users::me))
         .documented_authenticated(routes!(sessions::logout))
         .documented_authenticated(routes!(sessions::logout_all))
         .documented_authenticated(routes!(sessions::list))
         .documented_authenticated(routes!(sessions::delete))
         .documented_authenticated(routes!(sessions::change_password))
+        .documented_authenticated(routes!(mfa::enrol, mfa::remove))
+        .documented_authenticated(routes!(mfa::confirm))
         .documented_authenticated(routes!(items::list, items::create))
         .documented_authenticated(routes!(items::get, items::update, items::delete))
         .documented_admin(routes!(admin::users))

@@ -15,6 +15,8 @@ pub struct UserResponse {
     pub email: String,
     pub username: String,
     pub role: Role,
+    /// A second factor (TOTP) guards the account's logins.
+    pub mfa: bool,
     /// RFC 3339, UTC.
     pub created_at: String,
 }
@@ -26,6 +28,7 @@ impl From<&UserRecord> for UserResponse {
             email: user.email.clone(),
             username: user.username.clone(),
             role: user.role,
+            mfa: user.mfa,
             created_at: user.created_at.to_string(),
         }
     }

@@ -13,7 +13,10 @@ use rampart::http::RequestContext;
 use rampart::password::{HashError, Verified};
 use rampart::{FieldError, Principal, Role};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::mfa::factor;
 use super::sessions::{Opening, Sessions, TokenPair};
 use super::ServiceError;
 use crate::abuse::{Guard, Reports};
@@ -23,7 +26,7 @@ use crate::domain::{Email, Password, Username};
 use crate::metrics::LoginOutcome;
 use crate::metrics::ServiceMetrics;
 use crate::store::Store;
-use crate::store::{self, NewUser, StoreError, UserRecord};
+use crate::store::{self, sha256_hex, NewChallenge, NewUser, StoreError, Timestamp, UserRecord};
 use crate::task::to_completion;
 use rampart::password::PasswordHasher;
 use std::sync::Arc;
@@ -70,6 +73,40 @@ pub struct NewAccount<'a> {
 
 /// The path a password check behind a token is limited and recorded under.
 const PASSWORD_CHANGE_PATH: &str = "/v1/auth/password";
+
+/// How long a login's second step may take.
+pub const CHALLENGE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What a correct password gets: a session, or for an account with MFA the second step.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Tokens(TokenPair),
+    MfaRequired(MfaChallenge),
+}
+
+/// The second step of a login: send `mfa_token` with a code to `/v1/auth/mfa/verify` within
+/// `expires_in` seconds. The token is opaque, single use and bound to the account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaChallenge {
+    /// Always true.
+    pub mfa_required: bool,
+    pub mfa_token: String,
+    pub expires_in: u64,
+}
+
+/// How a check of the caller's own password is limited and recorded
+/// ([`Accounts::check_own_password`]).
+#[derive(Debug)]
+pub(crate) struct PasswordCheck {
+    /// The path the attempt is limited under.
+    pub path: &'static str,
+    /// The field a wrong password is reported on.
+    pub field: &'static str,
+    /// The event a wrong password records, with `detail` and the streak's failures.
+    pub failed: Kind,
+    pub detail: serde_json::Value,
+}
 
 impl std::ops::Deref for Accounts {
     type Target = AccountsParts;
@@ -180,10 +217,11 @@ impl Accounts {
         context: &RequestContext,
         login: Login,
         reports: &mut Reports,
-    ) -> Result<TokenPair, ServiceError> {
+    ) -> Result<LoginAnswer, ServiceError> {
         let result = self.attempt_login(context, login, reports).await;
         let outcome = match &result {
-            Ok(_) => Some(LoginOutcome::Success),
+            Ok(LoginAnswer::Tokens(_)) => Some(LoginOutcome::Success),
+            Ok(LoginAnswer::MfaRequired(_)) => Some(LoginOutcome::MfaRequired),
             // Counted where the reason is known.
             Err(ServiceError::Unauthorized) => None,
             Err(ServiceError::Limited(refusal)) if refusal.status().as_u16() == 429 => {
@@ -206,7 +244,7 @@ impl Accounts {
         context: &RequestContext,
         login: Login,
         reports: &mut Reports,
-    ) -> Result<TokenPair, ServiceError> {
+    ) -> Result<LoginAnswer, ServiceError> {
         let state = self;
         let login_key = login.name.trim().to_lowercase();
         // Limits and backoff count the name as submitted (bounded), account or not.
@@ -285,19 +323,120 @@ impl Accounts {
         } else {
             None
         };
+        if user.mfa {
+            // The attempt stays counted in the name's streak until the code completes it: a
+            // stolen password alone runs into the backoff like a guessed one.
+            return self
+                .challenge(context, &user, rehash)
+                .await
+                .map(LoginAnswer::MfaRequired);
+        }
         let opening = Opening {
             user_id: user.id.clone(),
             user_agent: login.user_agent,
             verified_hash: user.password_hash.clone(),
             rehash,
             event: Event::new(Kind::LoginSucceeded, context).user(&user.id),
+            second_factor: None,
         };
         let pair = state.sessions.open(context, opening).await?;
         state
             .guard
             .clear_login_backoff(&[&name, &user.username, &user.email])
             .await;
-        Ok(pair)
+        Ok(LoginAnswer::Tokens(pair))
+    }
+
+    /// Opens the second step of `user`'s login, whose password was just verified (and is
+    /// replaced by `rehash` when given): a single-use token bound to the user and to the
+    /// password hash it was verified against, valid for [`CHALLENGE_TTL`].
+    async fn challenge(
+        &self,
+        context: &RequestContext,
+        user: &UserRecord,
+        rehash: Option<String>,
+    ) -> Result<MfaChallenge, ServiceError> {
+        let (token, token_hash) = factor::new_challenge_token().map_err(ServiceError::internal)?;
+        let credential = sha256_hex(rehash.as_deref().unwrap_or(&user.password_hash).as_bytes());
+        let challenge = NewChallenge {
+            token_hash,
+            user_id: user.id.clone(),
+            credential,
+            expires_at: Timestamp::now() + CHALLENGE_TTL,
+        };
+        let (recorder, user_id, verified) = (
+            self.recorder.clone(),
+            user.id.clone(),
+            user.password_hash.clone(),
+        );
+        let event = Event::new(Kind::MfaRequired, context).user(&user.id);
+        let opened = to_completion(async move {
+            let mut unit = recorder.begin().await?;
+            // As for a session: only on the hash just verified, and not for a locked account.
+            if !unit
+                .tx()
+                .keep_credential(&user_id, &verified, rehash.as_deref())
+                .await?
+            {
+                return Ok(false);
+            }
+            unit.tx().create_challenge(challenge).await?;
+            unit.record(event).await?;
+            unit.commit().await?;
+            Ok::<bool, StoreError>(true)
+        })
+        .await?;
+        if !opened {
+            return Err(ServiceError::Unauthorized);
+        }
+        Ok(MfaChallenge {
+            mfa_required: true,
+            mfa_token: token,
+            expires_in: CHALLENGE_TTL.as_secs(),
+        })
+    }
+
+    /// Checks the signed-in caller's own `password` (to change it, or to remove a second
+    /// factor) under the account's login backoff: the attempt counts against the streak of
+    /// every name the account logs in with before the hash is verified, and a wrong password
+    /// records `failed` (with the streak) and its lockout, then answers a 422 on `field`.
+    /// The streak is left for the caller to clear once the whole action is proven.
+    pub(crate) async fn check_own_password(
+        &self,
+        context: &RequestContext,
+        user: &UserRecord,
+        password: SecretString,
+        check: PasswordCheck,
+        reports: &mut Reports,
+    ) -> Result<(), ServiceError> {
+        if self.hasher.is_saturated() {
+            return Err(HashError::Busy.into());
+        }
+        // The account's names as the login form keys them: a guess here costs what a guess
+        // there costs, whichever name the account is logged in with afterwards.
+        let (username_key, email_key) = (user.username.to_lowercase(), user.email.to_lowercase());
+        let streak = self
+            .guard
+            .admit_attempt(context, &[&username_key, &email_key], check.path, reports)
+            .await
+            .map_err(ServiceError::Limited)?;
+        let verified = self
+            .hasher
+            .verify(password, Some(&user.password_hash))
+            .await?;
+        if verified == Verified::Invalid {
+            let mut detail = check.detail;
+            detail["failures"] = streak.failures.into();
+            let failed = Event::new(check.failed, context)
+                .user(&user.id)
+                .detail(detail);
+            let locked = Guard::lockout_event(context, &username_key, streak, Some(&user.id));
+            self.recorder
+                .record(std::iter::once(failed).chain(locked).collect())
+                .await?;
+            return Err(ServiceError::invalid(check.field, "is incorrect"));
+        }
+        Ok(())
     }
 
     /// Changes the caller's password after checking the current one under the account's login
@@ -316,40 +455,14 @@ impl Accounts {
             .find_user(&caller.user_id)
             .await?
             .ok_or(ServiceError::Unauthorized)?;
-        if state.hasher.is_saturated() {
-            return Err(HashError::Busy.into());
-        }
-        // The account's names as the login form keys them: a guess here costs what a guess
-        // there costs, whichever name the account is logged in with afterwards.
-        let (username_key, email_key) = (user.username.to_lowercase(), user.email.to_lowercase());
-        let streak = state
-            .guard
-            .admit_attempt(
-                context,
-                &[&username_key, &email_key],
-                PASSWORD_CHANGE_PATH,
-                reports,
-            )
-            .await
-            .map_err(ServiceError::Limited)?;
-        let verified = state
-            .hasher
-            .verify(current, Some(&user.password_hash))
+        let check = PasswordCheck {
+            path: PASSWORD_CHANGE_PATH,
+            field: "current_password",
+            failed: Kind::PasswordChangeFailed,
+            detail: serde_json::json!({"session_id": caller.session_id}),
+        };
+        self.check_own_password(context, &user, current, check, reports)
             .await?;
-        if verified == Verified::Invalid {
-            let failed = Event::new(Kind::PasswordChangeFailed, context)
-                .user(&user.id)
-                .detail(serde_json::json!({
-                    "session_id": caller.session_id,
-                    "failures": streak.failures,
-                }));
-            let locked = Guard::lockout_event(context, &username_key, streak, Some(&user.id));
-            state
-                .recorder
-                .record(std::iter::once(failed).chain(locked).collect())
-                .await?;
-            return Err(ServiceError::invalid("current_password", "is incorrect"));
-        }
         // The password is proven: the streak it counted in advance ends here.
         state
             .guard

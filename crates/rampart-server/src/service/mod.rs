@@ -13,6 +13,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod items;
+pub mod mfa;
 pub mod refresh;
 pub mod sessions;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use crate::store::{StoreError, Taken};
 #[derive(Debug, Clone)]
 pub struct Services {
     pub accounts: accounts::Accounts,
+    pub mfa: mfa::Mfa,
     pub sessions: sessions::Sessions,
     pub items: items::Items,
     pub admin: admin::Admin,

@@ -243,6 +243,7 @@ mod tests {
                     verified_hash: PASSWORD_HASH.into(),
                     rehash: None,
                     event: Event::new(Kind::LoginSucceeded, &context([192, 0, 2, 1])),
+                    second_factor: None,
                 },
             )
             .await

@@ -20,7 +20,9 @@ use super::ServiceError;
 use crate::audit::Event;
 use crate::audit::Recorder;
 use crate::cluster::Revocations;
-use crate::store::{self, EndedSession, NewSession, SessionRecord, Store, StoreError, Timestamp};
+use crate::store::{
+    self, EndedSession, NewSession, SecondFactor, SessionRecord, Store, StoreError, Timestamp,
+};
 use crate::task::to_completion;
 
 /// The sessions service; a handler takes it as `State<Sessions>`. Cheap to clone.
@@ -100,6 +102,10 @@ pub struct Opening {
     pub rehash: Option<String>,
     /// The event that records the opening (`login_succeeded`); the session id is added.
     pub event: Event,
+    /// For an account with MFA: the challenge (by its token's hash) and the factor that
+    /// complete the login, both spent in the transaction that opens the session, so neither
+    /// opens a second one.
+    pub second_factor: Option<(String, SecondFactor)>,
 }
 
 impl std::ops::Deref for Sessions {
@@ -148,11 +154,12 @@ impl Sessions {
             refresh_hash,
             refresh_expires_at: now + refresh_ttl,
         };
-        let (recorder, owner, verified, rehash) = (
+        let (recorder, owner, verified, rehash, second_factor) = (
             self.recorder.clone(),
             opening.user_id,
             opening.verified_hash,
             opening.rehash,
+            opening.second_factor,
         );
         let event = opening
             .event
@@ -160,6 +167,13 @@ impl Sessions {
         let user_id = owner.clone();
         let opened = to_completion(async move {
             let mut unit = recorder.begin().await?;
+            if let Some((challenge, factor)) = &second_factor {
+                if !unit.tx().claim_challenge(challenge, &owner).await?
+                    || !unit.tx().spend_factor(&owner, factor).await?
+                {
+                    return Ok(false);
+                }
+            }
             let current = unit
                 .tx()
                 .keep_credential(&owner, &verified, rehash.as_deref())

@@ -45,6 +45,8 @@ pub struct UserRecord {
     pub password_hash: String,
     pub role: Role,
     pub locked: bool,
+    /// A confirmed second factor (TOTP) guards the account's logins.
+    pub mfa: bool,
     pub created_at: Timestamp,
 }
 
@@ -71,6 +73,44 @@ pub struct NewSession {
     pub expires_at: Timestamp,
     pub refresh_hash: String,
     pub refresh_expires_at: Timestamp,
+}
+
+/// An account's TOTP as stored: the secret sealed (see `service::mfa::factor`), whether it is
+/// confirmed, and the newest 30-second step whose code was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    pub sealed_secret: String,
+    pub confirmed: bool,
+    pub last_step: i64,
+}
+
+/// A login's second step, opened by a correct password for an account with MFA.
+#[derive(Debug)]
+pub struct NewChallenge {
+    /// SHA-256 of the opaque token the client holds.
+    pub token_hash: String,
+    pub user_id: String,
+    /// SHA-256 of the password hash the password was verified against.
+    pub credential: String,
+    pub expires_at: Timestamp,
+}
+
+/// A stored challenge (read only while it has not expired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    pub user_id: String,
+    pub credential: String,
+    pub failures: i64,
+}
+
+/// The second factor that completes a login or confirms a removal, spent in the transaction
+/// that acts on it, so it works once whatever runs concurrently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// A TOTP code of this 30-second step: accepted only after every step accepted before.
+    Totp { step: i64 },
+    /// An unused recovery code, by its SHA-256.
+    Recovery { code_hash: String },
 }
 
 /// A session that was just revoked (or was revoked recently, when loaded at start-up).
@@ -287,6 +327,10 @@ pub trait Store: ItemStore + std::fmt::Debug + Send + Sync + 'static {
     /// Up to `limit` stored password hashes drawn at random: the mix of costs the login
     /// decoys mirror.
     fn sample_password_hashes(&self, limit: u32) -> StoreFuture<'_, Vec<String>>;
+    /// `user_id`'s TOTP, pending or confirmed.
+    fn totp<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<TotpRecord>>;
+    /// The challenge whose token hashes to `token_hash`, unless it has expired.
+    fn challenge<'a>(&'a self, token_hash: &'a str) -> StoreFuture<'a, Option<ChallengeRecord>>;
 }
 
 /// The longest any one store call may take, whatever the database does: a paused or
@@ -353,7 +397,7 @@ pub(crate) fn role_from(text: &str) -> Role {
 /// at compile time rather than formatted per call).
 macro_rules! user_columns {
     () => {
-        "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, created_at"
+        "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, mfa_enabled_at IS NOT NULL AS mfa, created_at"
     };
 }
 pub(crate) use user_columns;

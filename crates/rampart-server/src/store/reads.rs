@@ -213,6 +213,42 @@ macro_rules! read_statements {
             })
         }
 
+        fn totp<'a>(
+            &'a self,
+            user_id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::TotpRecord>> {
+            $crate::store::bounded(async move {
+                let row = sqlx::query(
+                    "SELECT sealed_secret, confirmed_at IS NOT NULL AS confirmed, last_step
+                     FROM mfa_totp WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.as_ref().map($crate::store::rows::totp_from).transpose()?)
+            })
+        }
+
+        fn challenge<'a>(
+            &'a self,
+            token_hash: &'a str,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::ChallengeRecord>> {
+            $crate::store::bounded(async move {
+                let row = sqlx::query(
+                    "SELECT user_id, credential, failures FROM mfa_challenges
+                     WHERE token_hash = $1 AND expires_at > $2",
+                )
+                .bind(token_hash)
+                .bind($crate::store::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row
+                    .as_ref()
+                    .map($crate::store::rows::challenge_from)
+                    .transpose()?)
+            })
+        }
+
         fn audit_page(
             &self,
             before_seq: Option<i64>,

@@ -4,8 +4,8 @@
 use sqlx::Row as _;
 
 use super::{
-    role_from, AccessChanges, ChangedUser, EndedSession, ItemRecord, RefreshState, SessionRecord,
-    StoreError, Timestamp, UserRecord,
+    role_from, AccessChanges, ChallengeRecord, ChangedUser, EndedSession, ItemRecord,
+    RefreshState, SessionRecord, StoreError, Timestamp, TotpRecord, UserRecord,
 };
 
 /// A row of either backend, read by column name.
@@ -63,7 +63,24 @@ pub(crate) fn user_from(row: &impl StoreRow) -> Result<UserRecord, sqlx::Error> 
         password_hash: row.text("password_hash")?,
         role: role_from(&row.text("role")?),
         locked: row.flag("locked")?,
+        mfa: row.flag("mfa")?,
         created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn totp_from(row: &impl StoreRow) -> Result<TotpRecord, sqlx::Error> {
+    Ok(TotpRecord {
+        sealed_secret: row.text("sealed_secret")?,
+        confirmed: row.flag("confirmed")?,
+        last_step: row.int("last_step")?,
+    })
+}
+
+pub(crate) fn challenge_from(row: &impl StoreRow) -> Result<ChallengeRecord, sqlx::Error> {
+    Ok(ChallengeRecord {
+        user_id: row.text("user_id")?,
+        credential: row.text("credential")?,
+        failures: row.int("failures")?,
     })
 }
 

@@ -66,6 +66,41 @@ pub trait Tx: Send {
         user_id: &'a str,
         keep: Option<&'a str>,
     ) -> StoreFuture<'a, Vec<EndedSession>>;
+    /// Starts (or restarts) `user_id`'s TOTP enrolment with `sealed_secret`; false, and
+    /// nothing changed, when a confirmed TOTP is already on the account.
+    fn start_totp<'a>(&'a mut self, user_id: &'a str, sealed_secret: &'a str)
+        -> StoreFuture<'a, bool>;
+    /// Confirms the pending TOTP with a code of `step`, replacing the recovery codes with
+    /// `recovery_hashes`; false when nothing is pending or that step was already used.
+    fn confirm_totp<'a>(
+        &'a mut self,
+        user_id: &'a str,
+        step: i64,
+        recovery_hashes: &'a [String],
+    ) -> StoreFuture<'a, bool>;
+    /// Removes `user_id`'s TOTP, recovery codes and open challenges.
+    fn remove_totp<'a>(&'a mut self, user_id: &'a str) -> StoreFuture<'a, ()>;
+    /// Spends `factor` for `user_id`'s confirmed TOTP: a TOTP step later than every one
+    /// accepted, or an unused recovery code. False (nothing spent) otherwise.
+    fn spend_factor<'a>(
+        &'a mut self,
+        user_id: &'a str,
+        factor: &'a super::SecondFactor,
+    ) -> StoreFuture<'a, bool>;
+    fn create_challenge(&mut self, challenge: super::NewChallenge) -> StoreFuture<'_, ()>;
+    /// Deletes `user_id`'s unexpired challenge `token_hash`; false when there was none (used,
+    /// expired, another account's, or never issued).
+    fn claim_challenge<'a>(
+        &'a mut self,
+        token_hash: &'a str,
+        user_id: &'a str,
+    ) -> StoreFuture<'a, bool>;
+    /// Counts a wrong code against the challenge, deleting it at `max_failures`.
+    fn challenge_failed<'a>(
+        &'a mut self,
+        token_hash: &'a str,
+        max_failures: i64,
+    ) -> StoreFuture<'a, ()>;
     /// Appends an audit row chained to the newest one, sealed with `key`. The backend
     /// serialises appends (across nodes too) from here to the commit, so append last.
     fn append_audit<'a>(
@@ -109,6 +144,7 @@ macro_rules! tx_statements {
                     password_hash: user.password_hash,
                     role: user.role,
                     locked: false,
+                    mfa: false,
                     created_at: now,
                 })
             })
@@ -359,6 +395,188 @@ macro_rules! tx_statements {
                 .fetch_all(&mut *self.tx)
                 .await?;
                 rows.iter().map($crate::store::rows::ended_session).collect()
+            })
+        }
+
+        fn start_totp<'a>(
+            &'a mut self,
+            user_id: &'a str,
+            sealed_secret: &'a str,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            bounded(async move {
+                let done = sqlx::query(
+                    "INSERT INTO mfa_totp (user_id, sealed_secret, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (user_id) DO UPDATE
+                     SET sealed_secret = excluded.sealed_secret, created_at = excluded.created_at,
+                         last_step = 0
+                     WHERE mfa_totp.confirmed_at IS NULL",
+                )
+                .bind(user_id)
+                .bind(sealed_secret)
+                .bind($crate::store::now())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        }
+
+        fn confirm_totp<'a>(
+            &'a mut self,
+            user_id: &'a str,
+            step: i64,
+            recovery_hashes: &'a [String],
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            bounded(async move {
+                let now = $crate::store::now();
+                let done = sqlx::query(
+                    "UPDATE mfa_totp SET confirmed_at = $1, last_step = $2
+                     WHERE user_id = $3 AND confirmed_at IS NULL AND last_step < $2",
+                )
+                .bind(&now)
+                .bind(step)
+                .bind(user_id)
+                .execute(&mut *self.tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                for code_hash in recovery_hashes {
+                    sqlx::query("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                        .bind(user_id)
+                        .bind(code_hash)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                sqlx::query("UPDATE users SET mfa_enabled_at = $1, updated_at = $1 WHERE id = $2")
+                    .bind(&now)
+                    .bind(user_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(true)
+            })
+        }
+
+        fn remove_totp<'a>(&'a mut self, user_id: &'a str) -> $crate::store::StoreFuture<'a, ()> {
+            bounded(async move {
+                for statement in [
+                    "DELETE FROM mfa_totp WHERE user_id = $1",
+                    "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+                    "DELETE FROM mfa_challenges WHERE user_id = $1",
+                ] {
+                    sqlx::query(statement)
+                        .bind(user_id)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                sqlx::query("UPDATE users SET mfa_enabled_at = NULL, updated_at = $1 WHERE id = $2")
+                    .bind($crate::store::now())
+                    .bind(user_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            })
+        }
+
+        fn spend_factor<'a>(
+            &'a mut self,
+            user_id: &'a str,
+            factor: &'a $crate::store::SecondFactor,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            bounded(async move {
+                let done = match factor {
+                    $crate::store::SecondFactor::Totp { step } => {
+                        sqlx::query(
+                            "UPDATE mfa_totp SET last_step = $1
+                             WHERE user_id = $2 AND confirmed_at IS NOT NULL AND last_step < $1",
+                        )
+                        .bind(*step)
+                        .bind(user_id)
+                        .execute(&mut *self.tx)
+                        .await?
+                    }
+                    $crate::store::SecondFactor::Recovery { code_hash } => {
+                        sqlx::query(
+                            "UPDATE mfa_recovery_codes SET used_at = $1
+                             WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL
+                               AND EXISTS (SELECT 1 FROM mfa_totp t
+                                           WHERE t.user_id = $2 AND t.confirmed_at IS NOT NULL)",
+                        )
+                        .bind($crate::store::now())
+                        .bind(user_id)
+                        .bind(code_hash)
+                        .execute(&mut *self.tx)
+                        .await?
+                    }
+                };
+                Ok(done.rows_affected() == 1)
+            })
+        }
+
+        fn create_challenge(
+            &mut self,
+            challenge: $crate::store::NewChallenge,
+        ) -> $crate::store::StoreFuture<'_, ()> {
+            bounded(async move {
+                let now = $crate::store::now();
+                // Expired challenges of anyone go with each new one, so the table holds only
+                // the last few minutes' logins.
+                sqlx::query("DELETE FROM mfa_challenges WHERE expires_at <= $1")
+                    .bind(&now)
+                    .execute(&mut *self.tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO mfa_challenges (token_hash, user_id, credential, expires_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&challenge.token_hash)
+                .bind(&challenge.user_id)
+                .bind(&challenge.credential)
+                .bind(&challenge.expires_at)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            })
+        }
+
+        fn claim_challenge<'a>(
+            &'a mut self,
+            token_hash: &'a str,
+            user_id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            bounded(async move {
+                let done = sqlx::query(
+                    "DELETE FROM mfa_challenges
+                     WHERE token_hash = $1 AND user_id = $2 AND expires_at > $3",
+                )
+                .bind(token_hash)
+                .bind(user_id)
+                .bind($crate::store::now())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        }
+
+        fn challenge_failed<'a>(
+            &'a mut self,
+            token_hash: &'a str,
+            max_failures: i64,
+        ) -> $crate::store::StoreFuture<'a, ()> {
+            bounded(async move {
+                sqlx::query("UPDATE mfa_challenges SET failures = failures + 1 WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&mut *self.tx)
+                    .await?;
+                sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1 AND failures >= $2")
+                    .bind(token_hash)
+                    .bind(max_failures)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
             })
         }
 

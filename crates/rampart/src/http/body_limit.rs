@@ -53,7 +53,7 @@ impl Around for BodyLimitLayer {
 
     /// A declared size over the limit is refused, and a request without a body (most reads)
     /// has nothing to receive: both are settled at once. So is a body on a method whose
-    /// content has no meaning (RFC 9110: GET, HEAD, DELETE, OPTIONS, TRACE): it is dropped
+    /// content has no meaning (RFC 9110: GET, HEAD, OPTIONS, TRACE): it is dropped
     /// unread, so that nobody spends the byte budget on routes that take no body.
     fn settle(&self, request: &mut Request) -> Settled<()> {
         if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
@@ -89,29 +89,44 @@ impl Around for BodyLimitLayer {
 around_layer!(BodyLimitLayer);
 
 /// Methods whose request content has no defined meaning (RFC 9110): a body on them is never
-/// read.
+/// read. (DELETE's content has no generally defined meaning either, but an API may define one,
+/// as a removal that must be confirmed with a password does; a [`crate::SecureRouter`] route
+/// drops a DELETE's body unless its documented DELETE declares one, see [`DropBodyLayer`].)
 fn takes_no_body(method: &http::Method) -> bool {
     [
         http::Method::GET,
         http::Method::HEAD,
-        http::Method::DELETE,
         http::Method::OPTIONS,
         http::Method::TRACE,
     ]
     .contains(method)
 }
 
-/// Drops the body of every request below it unread: for routes that take none (a
-/// [`crate::SecureRouter`] route none of whose documented operations declares a body), so a
-/// client cannot make them wait for one or spend the byte budget on them.
-#[derive(Debug, Clone, Copy)]
-pub struct DropBodyLayer;
+/// Drops the body of every request below it unread unless its method is one of those the
+/// route takes a body on: for a [`crate::SecureRouter`] route, the methods whose documented
+/// operations declare a request body. So a client cannot make a logout or a DELETE wait for a
+/// body, or spend the byte budget on one.
+#[derive(Debug, Clone)]
+pub struct DropBodyLayer {
+    keep: std::sync::Arc<[http::Method]>,
+}
+
+impl DropBodyLayer {
+    /// Drops every body except on `keep`'s methods.
+    pub fn except(keep: impl IntoIterator<Item = http::Method>) -> Self {
+        Self {
+            keep: keep.into_iter().collect(),
+        }
+    }
+}
 
 impl Stage for DropBodyLayer {
     type Finish = ();
 
     fn enter(&self, request: &mut Request) -> Result<(), Response> {
-        if !axum::body::HttpBody::is_end_stream(request.body()) {
+        if !self.keep.contains(request.method())
+            && !axum::body::HttpBody::is_end_stream(request.body())
+        {
             *request.body_mut() = axum::body::Body::empty();
         }
         Ok(())

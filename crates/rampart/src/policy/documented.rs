@@ -32,21 +32,26 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     pub fn documented(mut self, access: Access, routes: UtoipaMethodRouter<S>) -> Self {
         let (schemas, paths, method_router) = routes;
         for (path, item) in paths.paths {
-            // A route none of whose operations declares a request body never reads one.
-            let takes_body = [
-                &item.get,
-                &item.put,
-                &item.post,
-                &item.delete,
-                &item.options,
-                &item.head,
-                &item.patch,
-                &item.trace,
+            // A method whose operation declares no request body never reads one.
+            let body_methods = [
+                (http::Method::GET, &item.get),
+                (http::Method::PUT, &item.put),
+                (http::Method::POST, &item.post),
+                (http::Method::DELETE, &item.delete),
+                (http::Method::OPTIONS, &item.options),
+                (http::Method::HEAD, &item.head),
+                (http::Method::PATCH, &item.patch),
+                (http::Method::TRACE, &item.trace),
             ]
             .into_iter()
-            .flatten()
-            .any(|operation| operation.request_body.is_some());
-            self = self.mount(&path, access, method_router.clone(), takes_body);
+            .filter(|(_, operation)| {
+                operation
+                    .as_ref()
+                    .is_some_and(|operation| operation.request_body.is_some())
+            })
+            .map(|(method, _)| method)
+            .collect();
+            self = self.mount(&path, access, method_router.clone(), Some(body_methods));
             match self.document.0.paths.paths.get_mut(&path) {
                 Some(mounted) => mounted.merge_operations(item),
                 None => {

@@ -144,8 +144,9 @@ struct Mounted<S> {
     path: String,
     access: Access,
     route: MethodRouter<S>,
-    /// Whether any of its methods takes a body (known from its documented operations).
-    takes_body: bool,
+    /// The methods it takes a body on, when known from its documented operations; `None`
+    /// (mounted undocumented) reads a body on any method that may have one.
+    body_methods: Option<Vec<http::Method>>,
 }
 
 impl<S: Clone + Send + Sync + 'static> Default for SecureRouter<S> {
@@ -192,17 +193,17 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// axum's own refusal of a route mounted twice, this fails the start, before anything is
     /// served.
     pub fn route(self, path: &str, access: Access, route: MethodRouter<S>) -> Self {
-        self.mount(path, access, route, true)
+        self.mount(path, access, route, None)
     }
 
-    /// [`SecureRouter::route`], saying whether any of the route's methods takes a body: when
-    /// none does, a body sent to it is dropped unread.
+    /// [`SecureRouter::route`], saying which of the route's methods take a body: a body sent
+    /// with any other is dropped unread.
     pub(crate) fn mount(
         mut self,
         path: &str,
         access: Access,
         route: MethodRouter<S>,
-        takes_body: bool,
+        body_methods: Option<Vec<http::Method>>,
     ) -> Self {
         match self.table.iter().find(|(mounted, _)| mounted == path) {
             Some((_, existing)) if *existing != access => {
@@ -215,7 +216,7 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             path: path.to_owned(),
             access,
             route,
-            takes_body,
+            body_methods,
         });
         self
     }
@@ -284,12 +285,12 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             path,
             access,
             route,
-            takes_body,
+            body_methods,
         } in self.mounted
         {
             let mut route = route.route_layer(inside.clone());
-            if !takes_body {
-                route = route.route_layer(crate::http::body_limit::DropBodyLayer);
+            if let Some(keep) = body_methods {
+                route = route.route_layer(crate::http::body_limit::DropBodyLayer::except(keep));
             }
             match access {
                 Access::Public => public = public.route(&path, route),
