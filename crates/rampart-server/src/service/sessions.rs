@@ -161,9 +161,14 @@ impl Sessions {
             opening.rehash,
             opening.second_factor,
         );
-        let event = opening
-            .event
-            .detail(serde_json::json!({"session_id": session_id}));
+        // The session id joins what the opener said (how the login was completed).
+        let mut event = opening.event;
+        match event.detail.as_object_mut() {
+            Some(detail) => {
+                detail.insert("session_id".into(), session_id.clone().into());
+            }
+            None => event = event.detail(serde_json::json!({"session_id": session_id})),
+        }
         let user_id = owner.clone();
         let opened = to_completion(async move {
             let mut unit = recorder.begin().await?;

@@ -4,8 +4,8 @@
 use sqlx::Row as _;
 
 use super::{
-    role_from, AccessChanges, ChallengeRecord, ChangedUser, EndedSession, ItemRecord,
-    RefreshState, SessionRecord, StoreError, Timestamp, TotpRecord, UserRecord,
+    role_from, AccessChanges, ChallengeRecord, ChangedUser, EndedSession, ItemRecord, RefreshState,
+    SessionRecord, StoreError, Timestamp, TotpRecord, UserRecord,
 };
 
 /// A row of either backend, read by column name.

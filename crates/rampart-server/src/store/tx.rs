@@ -68,8 +68,11 @@ pub trait Tx: Send {
     ) -> StoreFuture<'a, Vec<EndedSession>>;
     /// Starts (or restarts) `user_id`'s TOTP enrolment with `sealed_secret`; false, and
     /// nothing changed, when a confirmed TOTP is already on the account.
-    fn start_totp<'a>(&'a mut self, user_id: &'a str, sealed_secret: &'a str)
-        -> StoreFuture<'a, bool>;
+    fn start_totp<'a>(
+        &'a mut self,
+        user_id: &'a str,
+        sealed_secret: &'a str,
+    ) -> StoreFuture<'a, bool>;
     /// Confirms the pending TOTP with a code of `step`, replacing the recovery codes with
     /// `recovery_hashes`; false when nothing is pending or that step was already used.
     fn confirm_totp<'a>(

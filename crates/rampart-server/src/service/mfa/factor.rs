@@ -255,8 +255,11 @@ pub fn new_challenge_token() -> Result<(String, String), FactorError> {
 
 /// The stored hash of a challenge token as sent, or `None` when it cannot be one.
 pub fn challenge_token_hash(sent: &str) -> Option<String> {
-    (sent.len() == 43 && sent.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| sha256_hex(sent.as_bytes()))
+    (sent.len() == 43
+        && sent
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| sha256_hex(sent.as_bytes()))
 }
 
 #[cfg(test)]
@@ -292,8 +295,14 @@ mod tests {
         let code_at = |t: u64| totp(&secret, "", "").generate(t);
         let step = i64::try_from(now / 30).unwrap();
         assert_eq!(matching_step(&secret, &code_at(now), now), Some(step));
-        assert_eq!(matching_step(&secret, &code_at(now - 30), now), Some(step - 1));
-        assert_eq!(matching_step(&secret, &code_at(now + 30), now), Some(step + 1));
+        assert_eq!(
+            matching_step(&secret, &code_at(now - 30), now),
+            Some(step - 1)
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(now + 30), now),
+            Some(step + 1)
+        );
         assert_eq!(matching_step(&secret, &code_at(now - 60), now), None);
         assert_eq!(matching_step(&secret, &code_at(now + 60), now), None);
         for malformed in ["", "12345", "1234567", "12345a", " 123456", "１２３４５６"] {
@@ -303,27 +312,30 @@ mod tests {
 
     #[test]
     fn a_sealed_secret_opens_only_for_its_user_under_its_key() {
-        let sealer = SecretSealer::derive(b"deployment secret one");
+        let ours = SecretSealer::derive(b"deployment secret one");
         let secret = new_secret().unwrap();
-        let sealed = sealer.seal("user-a", &secret).unwrap();
+        let sealed = ours.seal("user-a", &secret).unwrap();
         assert!(!sealed.contains(&totp(&secret, "", "").get_secret_base32()));
-        assert_eq!(sealer.open("user-a", &sealed).unwrap().as_slice(), secret.as_slice());
+        assert_eq!(
+            ours.open("user-a", &sealed).unwrap().as_slice(),
+            secret.as_slice()
+        );
         // Moved to another account, altered, or opened by another deployment: refused.
-        assert!(sealer.open("user-b", &sealed).is_err());
+        assert!(ours.open("user-b", &sealed).is_err());
         let mut altered = sealed.clone().into_bytes();
         let last = altered.len() - 2;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
-        assert!(sealer
+        assert!(ours
             .open("user-a", &String::from_utf8(altered).unwrap())
             .is_err());
         assert!(SecretSealer::derive(b"deployment secret two")
             .open("user-a", &sealed)
             .is_err());
         for junk in ["", "xc20p1.", "xc20p1.AAAA.BBBB", "plain"] {
-            assert!(sealer.open("user-a", junk).is_err(), "{junk}");
+            assert!(ours.open("user-a", junk).is_err(), "{junk}");
         }
         // Two seals of one secret differ (a fresh nonce each).
-        assert_ne!(sealed, sealer.seal("user-a", &secret).unwrap());
+        assert_ne!(sealed, ours.seal("user-a", &secret).unwrap());
     }
 
     #[test]
@@ -339,7 +351,13 @@ mod tests {
             assert_eq!(recovery_code_hash(&typed).as_deref(), Some(hash.as_str()));
             assert!(!hash.contains(&code.replace('-', "")));
         }
-        for junk in ["", "abcd", "abcd-efgh-jkmn-pqr", "abcd-efgh-jkmn-pqrsu", "ü"] {
+        for junk in [
+            "",
+            "abcd",
+            "abcd-efgh-jkmn-pqr",
+            "abcd-efgh-jkmn-pqrsu",
+            "ü",
+        ] {
             assert_eq!(recovery_code_hash(junk), None, "{junk}");
         }
         assert_eq!(
@@ -352,7 +370,9 @@ mod tests {
     fn the_qr_code_and_uri_carry_the_secret_for_the_app() {
         let secret = new_secret().unwrap();
         let enrolment = enrolment(&secret, "rampart", "alice").unwrap();
-        assert!(enrolment.otpauth_uri.starts_with("otpauth://totp/rampart:alice?"));
+        assert!(enrolment
+            .otpauth_uri
+            .starts_with("otpauth://totp/rampart:alice?"));
         assert!(enrolment
             .otpauth_uri
             .contains(&format!("secret={}", enrolment.secret)));

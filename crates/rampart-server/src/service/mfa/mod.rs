@@ -191,7 +191,8 @@ impl Mfa {
         self.accounts
             .check_own_password(context, &user, password, check, reports)
             .await?;
-        let wrong = || ServiceError::invalid("code", "is not a current code or an unused recovery code");
+        let wrong =
+            || ServiceError::invalid("code", "is not a current code or an unused recovery code");
         let factor = self.factor(&user, code).await?;
         let event = Event::new(Kind::MfaDisabled, context).user(&user.id);
         let (recorder, user_id) = (self.recorder.clone(), user.id.clone());
@@ -379,9 +380,9 @@ impl Mfa {
             locked = Guard::lockout_event(context, &username_key, streak, Some(&user.id));
             self.guard.login_failed(context, &username_key).await;
         }
-        let (recorder, token_hash) = (self.recorder.clone(), token_hash.map(str::to_owned));
-        let recorded = to_completion(async move {
-            let mut unit = recorder.begin().await?;
+        let (writer, token_hash) = (self.recorder.clone(), token_hash.map(str::to_owned));
+        let on_record = to_completion(async move {
+            let mut unit = writer.begin().await?;
             if let Some(token_hash) = &token_hash {
                 unit.tx()
                     .challenge_failed(token_hash, MAX_CHALLENGE_FAILURES)
@@ -394,7 +395,7 @@ impl Mfa {
             unit.commit().await
         })
         .await;
-        match recorded {
+        match on_record {
             // A refusal that could not be recorded is answered 503, not as a wrong code.
             Err(err) => ServiceError::Store(err),
             Ok(()) => ServiceError::Unauthorized,
