@@ -466,3 +466,31 @@ async fn nothing_secret_is_stored_readable() {
         10
     );
 }
+
+/// Someone who lost both the app and the recovery codes gets back in only through an operator.
+#[tokio::test]
+async fn an_operator_can_remove_a_lost_factor_from_the_command_line() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    let admin = app.admin_token().await;
+    let user = enrolled(&app, "ida").await;
+    let remove = || {
+        common::command(&app.data, &[("RAMPART_DATABASE_URL", &app.database_url)])
+            .args(["user", "remove-mfa", "IDA@example.com"])
+            .output()
+            .unwrap()
+    };
+    let removed = remove();
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert_eq!(me(&app, &user.token).await["mfa"], false);
+    app.access_token("ida", &user.password).await;
+    let events = app.audit_events(&admin, Some("mfa_disabled")).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["detail"]["via"], "command line");
+    // Nothing left to remove: a failure, not a silent success.
+    assert!(!remove().status.success());
+}

@@ -108,6 +108,13 @@ pub enum UserCommand {
         /// The file to read.
         file: PathBuf,
     },
+    /// Remove a user's second factor (TOTP and recovery codes), for someone who lost both and
+    /// proved who they are another way; their password alone signs in again. Recorded as
+    /// `mfa_disabled` via the command line. Exits 1 when the user has none.
+    RemoveMfa {
+        /// The user's username or email.
+        login: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +200,17 @@ pub fn main() -> ExitCode {
                 Ok(())
             } else {
                 anyhow::bail!("{} row(s) rejected", report.rejected.len())
+            }
+        }),
+        Command::User {
+            action: UserCommand::RemoveMfa { login },
+        } => run_async(async move {
+            let state = app::state(settings).await?;
+            if state.services.mfa.remove_by_operator(&login).await? {
+                println!("removed the second factor of {login}");
+                Ok(())
+            } else {
+                anyhow::bail!("no user {login} with a second factor")
             }
         }),
         Command::User {

@@ -224,6 +224,27 @@ impl Mfa {
         Ok(())
     }
 
+    /// Removes the second factor of the user known by `login` (username or email) at an
+    /// operator's word (`rampart user remove-mfa`), recorded as from the command line; false
+    /// when there is no such user or it has none.
+    pub async fn remove_by_operator(&self, login: &str) -> Result<bool, ServiceError> {
+        let Some(user) = self
+            .store
+            .find_user_by_login(&login.trim().to_lowercase())
+            .await?
+            .filter(|user| user.mfa)
+        else {
+            return Ok(false);
+        };
+        let mut event = Event::command_line(Kind::MfaDisabled).user(&user.id);
+        event.detail["with"] = "operator".into();
+        let mut unit = self.recorder.begin().await?;
+        unit.tx().remove_totp(&user.id).await?;
+        unit.record(event).await?;
+        unit.commit().await?;
+        Ok(true)
+    }
+
     /// Completes a login's second step: `mfa_token` from the password step and a current code
     /// or an unused recovery code of the same account. Every refusal is the same 401.
     pub async fn verify(
