@@ -52,7 +52,27 @@ fn table() -> Vec<(&'static str, Method, Option<Value>, Expect)> {
             None,
             [204, 404, 401],
         ),
-        ("/v1/auth/password", Method::POST, empty, [422, 422, 401]),
+        (
+            "/v1/auth/password",
+            Method::POST,
+            empty.clone(),
+            [422, 422, 401],
+        ),
+        (
+            "/v1/auth/mfa/verify",
+            Method::POST,
+            empty.clone(),
+            [422, 422, 422],
+        ),
+        // Enrolling starts a pending secret for whoever calls; removing needs its fields.
+        ("/v1/auth/mfa/totp", Method::POST, None, [201, 201, 401]),
+        (
+            "/v1/auth/mfa/totp/confirm",
+            Method::POST,
+            empty.clone(),
+            [422, 422, 401],
+        ),
+        ("/v1/auth/mfa/totp", Method::DELETE, empty, [422, 422, 401]),
         ("/v1/items", Method::GET, None, [200, 200, 401]),
         (
             "/v1/items",

@@ -10,7 +10,10 @@
 //! Precedence: environment over file over default. An unknown `RAMPART_*` variable or TOML key is
 //! refused, because a misspelt `RAMPART_DOC=false` must not leave the docs on in production.
 
+mod mail;
 mod reader;
+
+pub use mail::{MailSettings, MailTransport};
 
 use reader::{read_toml, Reader};
 
@@ -191,6 +194,8 @@ pub struct Settings {
     pub http: HttpLimits,
     pub connections: Connections,
     pub tokens: TokenSettings,
+    /// Messages (reset and verification links) and the address their links point at.
+    pub mail: MailSettings,
 }
 
 /// The connection loop's limits (see [`rampart::server::ServeOptions`]).

@@ -382,6 +382,8 @@ impl Reader {
             hs256_secret: hs256_secret.map(SecretString::from),
         };
 
+        let mail = super::mail::read(&mut self, production);
+
         if !self.problems.is_empty() {
             return Err(SettingsError {
                 problems: self.problems,
@@ -422,6 +424,7 @@ impl Reader {
             http,
             connections,
             tokens,
+            mail,
         })
     }
 }
