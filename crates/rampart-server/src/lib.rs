@@ -17,6 +17,7 @@ pub mod docs;
 pub mod domain;
 pub mod hash_params;
 pub mod import;
+pub mod mail;
 pub mod metrics;
 pub mod posture;
 pub mod routes;
