@@ -276,8 +276,19 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         metrics.clone(),
         recorder.clone(),
         sessions.clone(),
+        settings.mail.require_verified_email,
     );
+    let outbox = crate::mail::Outbox::start(&settings.mail)?;
     let services = crate::service::Services {
+        email: crate::service::email::EmailLinks::new(
+            Arc::clone(&store),
+            recorder.clone(),
+            sessions.clone(),
+            hasher.clone(),
+            guard.clone(),
+            outbox,
+            settings.mail.public_url.clone(),
+        ),
         mfa: crate::service::mfa::Mfa::new(
             Arc::clone(&store),
             recorder.clone(),
@@ -365,6 +376,8 @@ pub struct Assembled {
     pub router: Router,
     /// Every metric, for the metrics listener; `None` without `RAMPART_METRICS_BIND`.
     pub metrics: Option<prometheus_client::registry::Registry>,
+    /// The mailed links, told the bound address when no public URL was configured.
+    pub links: crate::service::email::EmailLinks,
 }
 
 impl std::fmt::Debug for Assembled {
@@ -394,6 +407,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
     }
     let hardening = with_preflight_limit(hardening, &state);
     Ok(Assembled {
+        links: state.services.email.clone(),
         router: router(state, hardening),
         metrics: registry,
     })
@@ -473,11 +487,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let options = serve_options(&settings);
     let (bind, metrics_bind) = (settings.bind, settings.metrics_bind);
     let metrics_hardening = settings.hardening();
-    let Assembled { router, metrics } = assemble(settings).await?;
+    let Assembled {
+        router,
+        metrics,
+        links,
+    } = assemble(settings).await?;
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
+    links.default_public_url(addr);
     // Both listeners are bound before either is announced: a supervisor waiting for
     // `listening on` must not see it from a process about to exit on a taken metrics port.
     let metrics_listener = match (metrics_bind, metrics) {

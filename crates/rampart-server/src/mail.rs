@@ -196,32 +196,26 @@ impl Outbox {
 
     /// Queues `message`; false (and logged) when the outbox is full.
     pub fn send(&self, message: Message) -> bool {
-        match self.queue.try_send(message) {
-            Ok(()) => true,
-            Err(_) => {
-                tracing::warn!("the mail outbox is full; a message was dropped");
-                false
-            }
+        if self.queue.try_send(message).is_ok() {
+            return true;
         }
+        tracing::warn!("the mail outbox is full; a message was dropped");
+        false
     }
 }
 
 async fn deliver(mailer: &dyn Mailer, from: &str, message: &Message) {
     let mut delays = RETRY_DELAYS.iter();
     loop {
-        match mailer.deliver(from, message).await {
-            Ok(()) => return,
-            Err(err) => match delays.next() {
-                Some(delay) => {
-                    tracing::warn!(error = %err, retry_in_secs = delay.as_secs(), "mail delivery failed");
-                    tokio::time::sleep(*delay).await;
-                }
-                None => {
-                    tracing::error!(error = %err, "mail delivery failed; the message is given up");
-                    return;
-                }
-            },
-        }
+        let Err(err) = mailer.deliver(from, message).await else {
+            return;
+        };
+        let Some(delay) = delays.next() else {
+            tracing::error!(error = %err, "mail delivery failed; the message is given up");
+            return;
+        };
+        tracing::warn!(error = %err, retry_in_secs = delay.as_secs(), "mail delivery failed");
+        tokio::time::sleep(*delay).await;
     }
 }
 

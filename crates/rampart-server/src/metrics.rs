@@ -28,6 +28,8 @@ pub enum LoginOutcome {
     MfaRequired,
     /// A second factor refused: wrong, replayed, or its challenge unusable.
     MfaFailed,
+    /// A correct password for an address still to verify (`RAMPART_REQUIRE_VERIFIED_EMAIL`).
+    Unverified,
     UnknownUser,
     WrongPassword,
     Locked,
@@ -46,6 +48,7 @@ impl LoginOutcome {
             Self::Success => "success",
             Self::MfaRequired => "mfa_required",
             Self::MfaFailed => "mfa_failed",
+            Self::Unverified => "unverified",
             Self::UnknownUser => "unknown_user",
             Self::WrongPassword => "wrong_password",
             Self::Locked => "locked",

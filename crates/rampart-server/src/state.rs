@@ -85,6 +85,7 @@ sub_state! {
     crate::service::accounts::Accounts => |state| state.services.accounts.clone();
     crate::service::sessions::Sessions => |state| state.services.sessions.clone();
     crate::service::mfa::Mfa => |state| state.services.mfa.clone();
+    crate::service::email::EmailLinks => |state| state.services.email.clone();
     crate::service::items::Items => |state| state.services.items.clone();
     crate::service::admin::Admin => |state| state.services.admin.clone();
     crate::abuse::Guard => |state| state.guard.clone();

@@ -98,6 +98,14 @@ pub enum ApiError {
     /// Anything unexpected. The source is logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A client error with a problem type of its own (`kind`, a `urn:...` URI), so clients can
+    /// tell it from others of its status: a spent reset link, an address still to verify.
+    #[error("{kind}")]
+    Specific {
+        status: StatusCode,
+        kind: &'static str,
+        detail: Cow<'static, str>,
+    },
 }
 
 impl ApiError {
@@ -127,6 +135,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Specific { status, .. } => *status,
         }
     }
 
@@ -163,6 +172,11 @@ impl ApiError {
                 "An unexpected error occurred; quote the request id when reporting it.".into(),
                 Vec::new(),
             ),
+            Self::Specific { kind, detail, .. } => {
+                let mut problem = Problem::new(status, detail.clone());
+                problem.kind = kind;
+                return problem;
+            }
         };
         Problem::new(status, detail).with_errors(errors)
     }

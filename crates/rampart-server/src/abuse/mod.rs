@@ -45,6 +45,10 @@ const STUFFING_NAMES: u32 = 20;
 const STUFFING_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// What an auth request costs from an address marked as stuffing (so `10/minute` becomes 2).
 const STUFFING_COST: u32 = 5;
+/// Messages one mailbox may be sent per window (reset and verification links together): a
+/// person retrying gets theirs, and nobody can flood someone's inbox through this service.
+const MAILBOX_MESSAGES: u32 = 5;
+const MAILBOX_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// `rate_limited` audit rows per minute, whatever arrives.
 const AUDIT_BUDGET_PER_MINUTE: u32 = 60;
 /// The policy name reported while a login backoff delay runs.
@@ -63,6 +67,8 @@ pub struct AbuseControl {
     /// One unit per (address, name) per window: spending it means "a new name failed here".
     stuffing_name: Policy,
     stuffing: Policy,
+    /// Messages (reset and verification links) to one mailbox, whoever asks.
+    mailbox: Policy,
     audit_budget: Policy,
     backoff: BackoffPolicy,
     sampler: EventSampler,
@@ -91,6 +97,7 @@ impl AbuseControl {
             login_ip_account: policy("login-ip-account", settings.limit_login_ip_account)?,
             stuffing_name: fixed("stuffing-name", 1, STUFFING_WINDOW)?,
             stuffing: fixed("stuffing", STUFFING_NAMES, STUFFING_WINDOW)?,
+            mailbox: fixed("mailbox", MAILBOX_MESSAGES, MAILBOX_WINDOW)?,
             audit_budget: fixed(
                 "audit-rate-limited",
                 AUDIT_BUDGET_PER_MINUTE,
@@ -281,6 +288,26 @@ impl Guard {
             event = event.user(user_id);
         }
         Some(event.detail(detail))
+    }
+
+    /// Before a message is sent to `mailbox` (normalised), whether or not it has an account:
+    /// the per-mailbox limit, answered 429 like any limit (it says nothing about accounts,
+    /// since unknown addresses are counted the same).
+    pub async fn admit_message(
+        &self,
+        context: &RequestContext,
+        mailbox: &str,
+        path: &'static str,
+    ) -> Result<(), ApiError> {
+        let abuse = &self.control;
+        let outcome = abuse
+            .limiter
+            .check(&abuse.mailbox, Subject::Name(mailbox.to_owned()), 1)
+            .await
+            .map_err(store_down)?;
+        outcome
+            .observed(self, Client::Address(context.client_ip), context, path)
+            .map(drop)
     }
 
     /// After a wrong password (or unknown name, or locked account) at the login form, whose

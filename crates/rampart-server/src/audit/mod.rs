@@ -47,6 +47,12 @@ pub enum Kind {
     MfaDisabled,
     /// A wrong, replayed or unusable second factor (or challenge).
     MfaFailed,
+    PasswordResetRequested,
+    PasswordReset,
+    EmailVerificationSent,
+    EmailVerified,
+    /// A correct password for an address still to verify, where sign-in needs it.
+    LoginUnverified,
     /// The first sealed row of a chain: anchors start at a row of this deployment's own, so
     /// no anchor file from elsewhere (sealed with the same key) fits this chain.
     ChainStarted,
@@ -75,6 +81,11 @@ impl Kind {
             Self::MfaEnabled => "mfa_enabled",
             Self::MfaDisabled => "mfa_disabled",
             Self::MfaFailed => "mfa_failed",
+            Self::PasswordResetRequested => "password_reset_requested",
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerificationSent => "email_verification_sent",
+            Self::EmailVerified => "email_verified",
+            Self::LoginUnverified => "login_unverified",
             Self::ChainStarted => CHAIN_STARTED,
         }
     }

@@ -138,11 +138,10 @@ fn parse_transport(raw: &str, production: bool) -> Result<MailTransport, String>
 fn parse_public_url(raw: &str, production: bool) -> Result<String, String> {
     let url = raw.trim().trim_end_matches('/');
     let rest = match url.split_once("://") {
-        Some(("https", rest)) => rest,
         Some(("http", _)) if production => {
             return Err("must be https:// in production (links carry reset tokens)".into())
         }
-        Some(("http", rest)) => rest,
+        Some(("https" | "http", rest)) => rest,
         _ => return Err("must be an http:// or https:// address".into()),
     };
     let host = rest.split('/').next().unwrap_or_default();

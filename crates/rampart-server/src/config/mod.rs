@@ -74,10 +74,14 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "TOKEN_ISSUER",
     "TOKEN_AUDIENCE",
     "JWT_SECRET",
+    "MAIL",
+    "MAIL_FROM",
+    "PUBLIC_URL",
+    "REQUIRE_VERIFIED_EMAIL",
 ];
 
 /// Settings that carry credentials and so may also be given as `X_FILE`.
-pub const SECRET_SETTINGS: &[&str] = &["DATABASE_URL", "REDIS_URL", "JWT_SECRET"];
+pub const SECRET_SETTINGS: &[&str] = &["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "MAIL"];
 
 /// Variables that are read but are not settings themselves.
 /// Environment variables that are not server settings: the config file's name, and the

@@ -13,6 +13,8 @@ use utoipa::ToSchema;
 use crate::abuse::{AuthQuota, Reports};
 use crate::routes::users::UserResponse;
 use crate::service::accounts::{Accounts, Login, LoginAnswer, Registration};
+use crate::service::email::EmailLinks;
+use crate::service::ServiceError;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +124,7 @@ impl<S: Send + Sync> FromRequest<S> for LoginInput {
 ))]
 pub async fn register(
     State(accounts): State<Accounts>,
+    State(links): State<EmailLinks>,
     context: RequestContext,
     AuthQuota(reports): AuthQuota,
     Json(request): Json<RegisterRequest>,
@@ -132,6 +135,14 @@ pub async fn register(
         password: request.password,
     };
     let created = accounts.register(&context, registration).await;
+    if let Ok(user) = &created {
+        // The account exists either way: a message that cannot be sent now is asked for
+        // again with /v1/auth/email/verify/resend.
+        match links.send_verification(&context, user).await {
+            Ok(()) | Err(ServiceError::MailOff) => {}
+            Err(err) => tracing::warn!(error = %err, "the verification link was not sent"),
+        }
+    }
     let answer = created.map(|user| (StatusCode::CREATED, Json(UserResponse::from(&user))));
     (reports, answer.map_err(ApiError::from))
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod email;
 pub mod health;
 pub mod items;
 pub mod jwks;
@@ -37,6 +38,9 @@ pub const CREDENTIAL_ROUTES: &[&str] = &[
     "/v1/auth/login",
     "/v1/auth/refresh",
     "/v1/auth/mfa/verify",
+    "/v1/auth/password/forgot",
+    "/v1/auth/password/reset",
+    "/v1/auth/email/verify",
 ];
 
 /// Every route of the service, each with its access policy. Paths and methods come from the
@@ -51,6 +55,9 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .documented_public(routes!(auth::login))
         .documented_public(routes!(refresh::refresh))
         .documented_public(routes!(mfa::verify))
+        .documented_public(routes!(email::forgot))
+        .documented_public(routes!(email::reset))
+        .documented_public(routes!(email::verify))
         .documented_authenticated(routes!(users::me))
         .documented_authenticated(routes!(sessions::logout))
         .documented_authenticated(routes!(sessions::logout_all))
@@ -59,6 +66,7 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .documented_authenticated(routes!(sessions::change_password))
         .documented_authenticated(routes!(mfa::enrol, mfa::remove))
         .documented_authenticated(routes!(mfa::confirm))
+        .documented_authenticated(routes!(email::resend))
         .documented_authenticated(routes!(items::list, items::create))
         .documented_authenticated(routes!(items::get, items::update, items::delete))
         .documented_admin(routes!(admin::users))

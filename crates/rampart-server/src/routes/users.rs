@@ -17,6 +17,8 @@ pub struct UserResponse {
     pub role: Role,
     /// A second factor (TOTP) guards the account's logins.
     pub mfa: bool,
+    /// The user proved they read mail at `email`.
+    pub email_verified: bool,
     /// RFC 3339, UTC.
     pub created_at: String,
 }
@@ -29,6 +31,7 @@ impl From<&UserRecord> for UserResponse {
             username: user.username.clone(),
             role: user.role,
             mfa: user.mfa,
+            email_verified: user.email_verified,
             created_at: user.created_at.to_string(),
         }
     }

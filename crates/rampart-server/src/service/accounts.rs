@@ -11,7 +11,7 @@
 
 use rampart::http::RequestContext;
 use rampart::password::{HashError, Verified};
-use rampart::{FieldError, Principal, Role};
+use rampart::{ApiError, FieldError, Principal, Role};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -44,6 +44,8 @@ pub struct AccountsParts {
     metrics: ServiceMetrics,
     recorder: Recorder,
     sessions: Sessions,
+    /// `RAMPART_REQUIRE_VERIFIED_EMAIL`: a correct password for an unverified address is 403.
+    require_verified_email: bool,
 }
 
 /// A registration as submitted, before any of it is trusted.
@@ -73,6 +75,9 @@ pub struct NewAccount<'a> {
 
 /// The path a password check behind a token is limited and recorded under.
 const PASSWORD_CHANGE_PATH: &str = "/v1/auth/password";
+
+/// The problem type of a sign-in refused until the address is verified.
+pub const EMAIL_UNVERIFIED: &str = "urn:rampart:problem:email-unverified";
 
 /// How long a login's second step may take.
 pub const CHALLENGE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
@@ -123,6 +128,7 @@ impl Accounts {
         metrics: ServiceMetrics,
         recorder: Recorder,
         sessions: Sessions,
+        require_verified_email: bool,
     ) -> Self {
         Self(Arc::new(AccountsParts {
             store,
@@ -131,6 +137,7 @@ impl Accounts {
             metrics,
             recorder,
             sessions,
+            require_verified_email,
         }))
     }
 
@@ -231,6 +238,7 @@ impl Accounts {
                 Some(LoginOutcome::Unavailable)
             }
             Err(ServiceError::Store(err)) if err.is_busy() => Some(LoginOutcome::Unavailable),
+            Err(ServiceError::Answer(_)) => Some(LoginOutcome::Unverified),
             Err(_) => Some(LoginOutcome::Invalid),
         };
         if let Some(outcome) = outcome {
@@ -323,6 +331,21 @@ impl Accounts {
         } else {
             None
         };
+        if self.require_verified_email && !user.email_verified {
+            // Only a correct password learns this; the attempt stays counted, as below.
+            state
+                .recorder
+                .record(vec![
+                    Event::new(Kind::LoginUnverified, context).user(&user.id)
+                ])
+                .await?;
+            return Err(ServiceError::Answer(ApiError::Specific {
+                status: axum::http::StatusCode::FORBIDDEN,
+                kind: EMAIL_UNVERIFIED,
+                detail: "Confirm your email address first: open the link sent to it, or ask                          for a new one."
+                    .into(),
+            }));
+        }
         if user.mfa {
             // The attempt stays counted in the name's streak until the code completes it: a
             // stolen password alone runs into the backoff like a guessed one.
@@ -496,7 +519,7 @@ impl Accounts {
 
 /// Parses a password against the policy, off the async workers (the strength estimate is CPU
 /// work). The outer error is the blocking task failing, the inner the policy's refusal.
-async fn parse_password(
+pub(crate) async fn parse_password(
     password: SecretString,
     username: Option<String>,
     email: Option<String>,

@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod email;
 pub mod items;
 pub mod mfa;
 pub mod refresh;
@@ -32,6 +33,7 @@ use crate::store::{StoreError, Taken};
 pub struct Services {
     pub accounts: accounts::Accounts,
     pub mfa: mfa::Mfa,
+    pub email: email::EmailLinks,
     pub sessions: sessions::Sessions,
     pub items: items::Items,
     pub admin: admin::Admin,
@@ -64,6 +66,12 @@ pub enum ServiceError {
     Hashing(#[from] HashError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A refusal with its own answer (a problem type of its own), passed on as it is.
+    #[error("refused: {0}")]
+    Answer(ApiError),
+    /// The action sends mail and this server has none configured.
+    #[error("mail is off")]
+    MailOff,
     /// Anything else unexpected (no randomness, a token that cannot be signed). Logged, never
     /// shown.
     #[error("internal: {0}")]
@@ -99,7 +107,13 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Refused(reason) => Self::Conflict(reason.into()),
             ServiceError::Invalid(errors) => Self::Validation(errors),
-            ServiceError::Limited(refusal) => refusal,
+            ServiceError::Limited(refusal) | ServiceError::Answer(refusal) => refusal,
+            ServiceError::MailOff => Self::Specific {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                kind: "urn:rampart:problem:mail-off",
+                detail: "This server sends no mail (its operator has not configured RAMPART_MAIL)."
+                    .into(),
+            },
             ServiceError::Hashing(HashError::Busy) => Self::Unavailable {
                 retry_after: Duration::from_secs(1),
             },

@@ -47,6 +47,8 @@ pub struct UserRecord {
     pub locked: bool,
     /// A confirmed second factor (TOTP) guards the account's logins.
     pub mfa: bool,
+    /// The user proved they read mail at `email`.
+    pub email_verified: bool,
     pub created_at: Timestamp,
 }
 
@@ -111,6 +113,40 @@ pub enum SecondFactor {
     Totp { step: i64 },
     /// An unused recovery code, by its SHA-256.
     Recovery { code_hash: String },
+}
+
+/// What a mailed link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPurpose {
+    Reset,
+    Verify,
+}
+
+impl LinkPurpose {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Reset => "reset",
+            Self::Verify => "verify",
+        }
+    }
+}
+
+/// A mailed link's token to store (only its hash).
+#[derive(Debug)]
+pub struct NewEmailToken {
+    pub token_hash: String,
+    pub user_id: String,
+    pub purpose: LinkPurpose,
+    /// The address it is sent to.
+    pub email: String,
+    pub expires_at: Timestamp,
+}
+
+/// A mailed link's token as stored (read only while unexpired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailTokenRecord {
+    pub user_id: String,
+    pub email: String,
 }
 
 /// A session that was just revoked (or was revoked recently, when loaded at start-up).
@@ -331,6 +367,12 @@ pub trait Store: ItemStore + std::fmt::Debug + Send + Sync + 'static {
     fn totp<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<TotpRecord>>;
     /// The challenge whose token hashes to `token_hash`, unless it has expired.
     fn challenge<'a>(&'a self, token_hash: &'a str) -> StoreFuture<'a, Option<ChallengeRecord>>;
+    /// The unexpired mailed link of `purpose` whose token hashes to `token_hash`.
+    fn email_token<'a>(
+        &'a self,
+        token_hash: &'a str,
+        purpose: LinkPurpose,
+    ) -> StoreFuture<'a, Option<EmailTokenRecord>>;
 }
 
 /// The longest any one store call may take, whatever the database does: a paused or
@@ -397,7 +439,7 @@ pub(crate) fn role_from(text: &str) -> Role {
 /// at compile time rather than formatted per call).
 macro_rules! user_columns {
     () => {
-        "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, mfa_enabled_at IS NOT NULL AS mfa, created_at"
+        "id, email, username, password_hash, role, locked_at IS NOT NULL AS locked, mfa_enabled_at IS NOT NULL AS mfa, email_verified_at IS NOT NULL AS email_verified, created_at"
     };
 }
 pub(crate) use user_columns;

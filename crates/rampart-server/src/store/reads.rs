@@ -249,6 +249,28 @@ macro_rules! read_statements {
             })
         }
 
+        fn email_token<'a>(
+            &'a self,
+            token_hash: &'a str,
+            purpose: $crate::store::LinkPurpose,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::EmailTokenRecord>> {
+            $crate::store::bounded(async move {
+                let row = sqlx::query(
+                    "SELECT user_id, email FROM email_tokens
+                     WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3",
+                )
+                .bind(token_hash)
+                .bind(purpose.as_str())
+                .bind($crate::store::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row
+                    .as_ref()
+                    .map($crate::store::rows::email_token_from)
+                    .transpose()?)
+            })
+        }
+
         fn audit_page(
             &self,
             before_seq: Option<i64>,

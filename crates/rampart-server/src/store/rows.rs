@@ -64,6 +64,7 @@ pub(crate) fn user_from(row: &impl StoreRow) -> Result<UserRecord, sqlx::Error> 
         role: role_from(&row.text("role")?),
         locked: row.flag("locked")?,
         mfa: row.flag("mfa")?,
+        email_verified: row.flag("email_verified")?,
         created_at: row.time("created_at")?,
     })
 }
@@ -81,6 +82,15 @@ pub(crate) fn challenge_from(row: &impl StoreRow) -> Result<ChallengeRecord, sql
         user_id: row.text("user_id")?,
         credential: row.text("credential")?,
         failures: row.int("failures")?,
+    })
+}
+
+pub(crate) fn email_token_from(
+    row: &impl StoreRow,
+) -> Result<super::EmailTokenRecord, sqlx::Error> {
+    Ok(super::EmailTokenRecord {
+        user_id: row.text("user_id")?,
+        email: row.text("email")?,
     })
 }
 

@@ -104,6 +104,21 @@ pub trait Tx: Send {
         token_hash: &'a str,
         max_failures: i64,
     ) -> StoreFuture<'a, ()>;
+    /// Stores a mailed link's token, ending the user's older ones of its purpose.
+    fn issue_email_token(&mut self, token: super::NewEmailToken) -> StoreFuture<'_, ()>;
+    /// Spends (deletes) the unexpired link of `purpose` whose token hashes to `token_hash`;
+    /// `None` when there was none (unknown, used, expired or superseded).
+    fn spend_email_token<'a>(
+        &'a mut self,
+        token_hash: &'a str,
+        purpose: super::LinkPurpose,
+    ) -> StoreFuture<'a, Option<super::EmailTokenRecord>>;
+    /// Marks `user_id`'s address verified, if it is still `email`; false otherwise.
+    fn mark_email_verified<'a>(
+        &'a mut self,
+        user_id: &'a str,
+        email: &'a str,
+    ) -> StoreFuture<'a, bool>;
     /// Appends an audit row chained to the newest one, sealed with `key`. The backend
     /// serialises appends (across nodes too) from here to the commit, so append last.
     fn append_audit<'a>(
@@ -148,6 +163,7 @@ macro_rules! tx_statements {
                     role: user.role,
                     locked: false,
                     mfa: false,
+                    email_verified: false,
                     created_at: now,
                 })
             })
@@ -162,6 +178,11 @@ macro_rules! tx_statements {
                 sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                     .bind(hash)
                     .bind($crate::store::now())
+                    .bind(id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                // A new password ends every reset link sent for the old one.
+                sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = 'reset'")
                     .bind(id)
                     .execute(&mut *self.tx)
                     .await?;
@@ -580,6 +601,79 @@ macro_rules! tx_statements {
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())
+            })
+        }
+
+        fn issue_email_token(
+            &mut self,
+            token: $crate::store::NewEmailToken,
+        ) -> $crate::store::StoreFuture<'_, ()> {
+            bounded(async move {
+                let now = $crate::store::now();
+                sqlx::query(
+                    "DELETE FROM email_tokens
+                     WHERE (user_id = $1 AND purpose = $2) OR expires_at <= $3",
+                )
+                .bind(&token.user_id)
+                .bind(token.purpose.as_str())
+                .bind(&now)
+                .execute(&mut *self.tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO email_tokens (token_hash, user_id, purpose, email, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&token.token_hash)
+                .bind(&token.user_id)
+                .bind(token.purpose.as_str())
+                .bind(&token.email)
+                .bind(&now)
+                .bind(&token.expires_at)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            })
+        }
+
+        fn spend_email_token<'a>(
+            &'a mut self,
+            token_hash: &'a str,
+            purpose: $crate::store::LinkPurpose,
+        ) -> $crate::store::StoreFuture<'a, Option<$crate::store::EmailTokenRecord>> {
+            bounded(async move {
+                let row = sqlx::query(
+                    "DELETE FROM email_tokens
+                     WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3
+                     RETURNING user_id, email",
+                )
+                .bind(token_hash)
+                .bind(purpose.as_str())
+                .bind($crate::store::now())
+                .fetch_optional(&mut *self.tx)
+                .await?;
+                Ok(row
+                    .as_ref()
+                    .map($crate::store::rows::email_token_from)
+                    .transpose()?)
+            })
+        }
+
+        fn mark_email_verified<'a>(
+            &'a mut self,
+            user_id: &'a str,
+            email: &'a str,
+        ) -> $crate::store::StoreFuture<'a, bool> {
+            bounded(async move {
+                let done = sqlx::query(
+                    "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1)
+                     WHERE id = $2 AND email = $3",
+                )
+                .bind($crate::store::now())
+                .bind(user_id)
+                .bind(email)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(done.rows_affected() == 1)
             })
         }
 
