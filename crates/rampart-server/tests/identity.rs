@@ -38,10 +38,19 @@ async fn register_login_and_me() {
     fields.sort_unstable();
     assert_eq!(
         fields,
-        ["created_at", "email", "id", "mfa", "role", "username"],
+        [
+            "created_at",
+            "email",
+            "email_verified",
+            "id",
+            "mfa",
+            "role",
+            "username"
+        ],
         "no hash or secret in the user"
     );
     assert_eq!(me["mfa"], false);
+    assert_eq!(me["email_verified"], false);
 
     // The email works as the login name too, in any case.
     app.login("ALICE@example.com", &password).await;

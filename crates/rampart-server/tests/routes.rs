@@ -72,7 +72,37 @@ fn table() -> Vec<(&'static str, Method, Option<Value>, Expect)> {
             empty.clone(),
             [422, 422, 401],
         ),
-        ("/v1/auth/mfa/totp", Method::DELETE, empty, [422, 422, 401]),
+        (
+            "/v1/auth/mfa/totp",
+            Method::DELETE,
+            empty.clone(),
+            [422, 422, 401],
+        ),
+        // Mailed links: public, validated for everyone; resending needs a caller.
+        (
+            "/v1/auth/password/forgot",
+            Method::POST,
+            empty.clone(),
+            [422, 422, 422],
+        ),
+        (
+            "/v1/auth/password/reset",
+            Method::POST,
+            empty.clone(),
+            [422, 422, 422],
+        ),
+        (
+            "/v1/auth/email/verify",
+            Method::POST,
+            empty,
+            [422, 422, 422],
+        ),
+        (
+            "/v1/auth/email/verify/resend",
+            Method::POST,
+            None,
+            [202, 202, 401],
+        ),
         ("/v1/items", Method::GET, None, [200, 200, 401]),
         (
             "/v1/items",

@@ -118,6 +118,20 @@ impl Posture {
             ),
         }
 
+        let (verdict, said) = match &settings.mail.transport {
+            Some(crate::config::MailTransport::Smtp(_)) => (Verdict::Pass, "sent by SMTP"),
+            Some(_) => (Verdict::Warn, "a development outbox; production needs SMTP"),
+            None => (
+                Verdict::Warn,
+                "off: password reset and email verification answer 503",
+            ),
+        };
+        add(
+            "RAMPART_MAIL",
+            verdict,
+            format!("{said} ({})", settings.mail.describe()),
+        );
+
         match &settings.cors.origins {
             CorsOrigins::None => add(
                 "RAMPART_CORS_ORIGINS",
