@@ -49,7 +49,6 @@ pub enum Kind {
     MfaFailed,
     PasswordResetRequested,
     PasswordReset,
-    EmailVerificationSent,
     EmailVerified,
     /// A correct password for an address still to verify, where sign-in needs it.
     LoginUnverified,
@@ -83,7 +82,6 @@ impl Kind {
             Self::MfaFailed => "mfa_failed",
             Self::PasswordResetRequested => "password_reset_requested",
             Self::PasswordReset => "password_reset",
-            Self::EmailVerificationSent => "email_verification_sent",
             Self::EmailVerified => "email_verified",
             Self::LoginUnverified => "login_unverified",
             Self::ChainStarted => CHAIN_STARTED,

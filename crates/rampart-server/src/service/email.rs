@@ -143,12 +143,12 @@ impl EmailLinks {
             return Ok(());
         };
         // The login key matches usernames too: only an account whose address this is.
-        if user.email.to_lowercase() != mailbox || user.locked {
+        if user.email.to_ascii_lowercase() != mailbox || user.locked {
             return Ok(());
         }
         let event = Event::new(Kind::PasswordResetRequested, context).user(&user.id);
         let token = self
-            .issue(&user, LinkPurpose::Reset, RESET_TTL, event)
+            .issue(&user, LinkPurpose::Reset, RESET_TTL, Some(event))
             .await?;
         let link = self.link("/account/reset", &token);
         self.outbox()?.send(Message {
@@ -166,18 +166,15 @@ impl EmailLinks {
 
     /// Sends `user` a link proving they read mail at their address (at registration, and when
     /// they ask again). Nothing is sent for an address already verified.
-    pub async fn send_verification(
-        &self,
-        context: &RequestContext,
-        user: &UserRecord,
-    ) -> Result<(), ServiceError> {
+    pub async fn send_verification(&self, user: &UserRecord) -> Result<(), ServiceError> {
         let outbox = self.outbox()?;
         if user.email_verified {
             return Ok(());
         }
-        let event = Event::new(Kind::EmailVerificationSent, context).user(&user.id);
+        // Not an audit event of its own: registration and `email_verified` record the account's
+        // side of it, and a resend is limited per mailbox.
         let token = self
-            .issue(user, LinkPurpose::Verify, VERIFY_TTL, event)
+            .issue(user, LinkPurpose::Verify, VERIFY_TTL, None)
             .await?;
         let link = self.link("/account/verify-email", &token);
         outbox.send(Message {
@@ -206,10 +203,10 @@ impl EmailLinks {
             .await?
             .ok_or(ServiceError::Unauthorized)?;
         self.guard
-            .admit_message(context, &user.email.to_lowercase(), RESEND_PATH)
+            .admit_message(context, &user.email.to_ascii_lowercase(), RESEND_PATH)
             .await
             .map_err(ServiceError::Limited)?;
-        self.send_verification(context, &user).await
+        self.send_verification(&user).await
     }
 
     /// Sets a new password with a reset link's token: every session ends. A new password the
@@ -300,14 +297,14 @@ impl EmailLinks {
         .ok_or_else(invalid_token)
     }
 
-    /// Stores a new token of `purpose` for `user` (ending their older ones) with `event`;
-    /// returns the token for the link.
+    /// Stores a new token of `purpose` for `user` (ending their older ones), with `event` when
+    /// given; returns the token for the link.
     async fn issue(
         &self,
         user: &UserRecord,
         purpose: LinkPurpose,
         ttl: Duration,
-        event: Event,
+        event: Option<Event>,
     ) -> Result<String, ServiceError> {
         let (token, token_hash) = factor::new_challenge_token().map_err(ServiceError::internal)?;
         let new = NewEmailToken {
@@ -321,7 +318,9 @@ impl EmailLinks {
         to_completion(async move {
             let mut unit = recorder.begin().await?;
             unit.tx().issue_email_token(new).await?;
-            unit.record(event).await?;
+            if let Some(event) = event {
+                unit.record(event).await?;
+            }
             unit.commit().await
         })
         .await?;

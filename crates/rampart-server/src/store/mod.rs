@@ -13,6 +13,7 @@
 //! connection is free again.
 
 mod error;
+mod factors;
 pub mod items;
 pub mod postgres;
 mod reads;

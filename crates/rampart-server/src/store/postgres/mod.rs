@@ -86,6 +86,7 @@ impl PgTx {
 
 impl Tx for PgTx {
     super::tx::tx_statements!();
+    super::factors::factor_statements!();
 
     fn commit(self: Box<Self>) -> StoreFuture<'static, ()> {
         bounded(async move {

@@ -61,6 +61,7 @@ impl SqliteTx {
 
 impl Tx for SqliteTx {
     super::tx::tx_statements!();
+    super::factors::factor_statements!();
 
     fn commit(self: Box<Self>) -> StoreFuture<'static, ()> {
         bounded(async move {

@@ -1,4 +1,6 @@
-//! Accounts: creating them, logging in, and changing a password.
+//! Accounts: creating them, logging in (for an account with a second factor, up to its
+//! challenge, see [`super::mfa`]; where required, only with a verified address), and the
+//! caller's own password ([`password`]).
 //!
 //! Defends against credential attacks at the edge of identity. Every input is parsed into a
 //! domain type before use ([`crate::domain`]), and registration, the `users create` command
@@ -11,7 +13,7 @@
 
 use rampart::http::RequestContext;
 use rampart::password::{HashError, Verified};
-use rampart::{ApiError, FieldError, Principal, Role};
+use rampart::{ApiError, FieldError, Role};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -22,12 +24,15 @@ use super::ServiceError;
 use crate::abuse::{Guard, Reports};
 use crate::audit::Recorder;
 use crate::audit::{Event, Kind};
-use crate::domain::{Email, Password, Username};
+use crate::domain::{Email, Username};
 use crate::metrics::LoginOutcome;
 use crate::metrics::ServiceMetrics;
 use crate::store::Store;
 use crate::store::{self, sha256_hex, NewChallenge, NewUser, StoreError, Timestamp, UserRecord};
 use crate::task::to_completion;
+
+mod password;
+pub(crate) use password::{parse_password, PasswordCheck};
 use rampart::password::PasswordHasher;
 use std::sync::Arc;
 
@@ -73,9 +78,6 @@ pub struct NewAccount<'a> {
     pub role: Role,
 }
 
-/// The path a password check behind a token is limited and recorded under.
-const PASSWORD_CHANGE_PATH: &str = "/v1/auth/password";
-
 /// The problem type of a sign-in refused until the address is verified.
 pub const EMAIL_UNVERIFIED: &str = "urn:rampart:problem:email-unverified";
 
@@ -98,19 +100,6 @@ pub struct MfaChallenge {
     pub mfa_required: bool,
     pub mfa_token: String,
     pub expires_in: u64,
-}
-
-/// How a check of the caller's own password is limited and recorded
-/// ([`Accounts::check_own_password`]).
-#[derive(Debug)]
-pub(crate) struct PasswordCheck {
-    /// The path the attempt is limited under.
-    pub path: &'static str,
-    /// The field a wrong password is reported on.
-    pub field: &'static str,
-    /// The event a wrong password records, with `detail` and the streak's failures.
-    pub failed: Kind,
-    pub detail: serde_json::Value,
 }
 
 impl std::ops::Deref for Accounts {
@@ -418,115 +407,4 @@ impl Accounts {
             expires_in: CHALLENGE_TTL.as_secs(),
         })
     }
-
-    /// Checks the signed-in caller's own `password` (to change it, or to remove a second
-    /// factor) under the account's login backoff: the attempt counts against the streak of
-    /// every name the account logs in with before the hash is verified, and a wrong password
-    /// records `failed` (with the streak) and its lockout, then answers a 422 on `field`.
-    /// The streak is left for the caller to clear once the whole action is proven.
-    pub(crate) async fn check_own_password(
-        &self,
-        context: &RequestContext,
-        user: &UserRecord,
-        password: SecretString,
-        check: PasswordCheck,
-        reports: &mut Reports,
-    ) -> Result<(), ServiceError> {
-        if self.hasher.is_saturated() {
-            return Err(HashError::Busy.into());
-        }
-        // The account's names as the login form keys them: a guess here costs what a guess
-        // there costs, whichever name the account is logged in with afterwards.
-        let (username_key, email_key) = (user.username.to_lowercase(), user.email.to_lowercase());
-        let streak = self
-            .guard
-            .admit_attempt(context, &[&username_key, &email_key], check.path, reports)
-            .await
-            .map_err(ServiceError::Limited)?;
-        let verified = self
-            .hasher
-            .verify(password, Some(&user.password_hash))
-            .await?;
-        if verified == Verified::Invalid {
-            let mut detail = check.detail;
-            detail["failures"] = streak.failures.into();
-            let failed = Event::new(check.failed, context)
-                .user(&user.id)
-                .detail(detail);
-            let locked = Guard::lockout_event(context, &username_key, streak, Some(&user.id));
-            self.recorder
-                .record(std::iter::once(failed).chain(locked).collect())
-                .await?;
-            return Err(ServiceError::invalid(check.field, "is incorrect"));
-        }
-        Ok(())
-    }
-
-    /// Changes the caller's password after checking the current one under the account's login
-    /// backoff; every other session of the caller ends, the calling one stays.
-    pub async fn change_password(
-        &self,
-        context: &RequestContext,
-        caller: &Principal,
-        current: SecretString,
-        new: SecretString,
-        reports: &mut Reports,
-    ) -> Result<(), ServiceError> {
-        let state = self;
-        let user = state
-            .store
-            .find_user(&caller.user_id)
-            .await?
-            .ok_or(ServiceError::Unauthorized)?;
-        let check = PasswordCheck {
-            path: PASSWORD_CHANGE_PATH,
-            field: "current_password",
-            failed: Kind::PasswordChangeFailed,
-            detail: serde_json::json!({"session_id": caller.session_id}),
-        };
-        self.check_own_password(context, &user, current, check, reports)
-            .await?;
-        // The password is proven: the streak it counted in advance ends here.
-        state
-            .guard
-            .clear_login_backoff(&[&user.username, &user.email])
-            .await;
-        let new = parse_password(new, Some(user.username.clone()), Some(user.email.clone()))
-            .await?
-            .map_err(|m| ServiceError::invalid("new_password", &m))?;
-        let hash = state.hasher.hash(new.into_secret()).await?;
-        // The new hash, the other sessions' end and the event: one transaction, run to
-        // completion.
-        let (shared, user_id, keep) = (self.clone(), user.id.clone(), caller.session_id.clone());
-        let event = Event::new(Kind::PasswordChanged, context).user(&user.id);
-        to_completion(async move {
-            let mut unit = shared.recorder.begin().await?;
-            unit.tx().set_password_hash(&user_id, &hash).await?;
-            let ended = unit
-                .tx()
-                .revoke_user_sessions(&user_id, Some(&keep))
-                .await?;
-            unit.record(event.detail(serde_json::json!({"other_sessions_ended": ended.len()})))
-                .await?;
-            unit.commit().await?;
-            shared.sessions.revocations.sessions_ended(&ended).await;
-            Ok::<(), StoreError>(())
-        })
-        .await?;
-        Ok(())
-    }
-}
-
-/// Parses a password against the policy, off the async workers (the strength estimate is CPU
-/// work). The outer error is the blocking task failing, the inner the policy's refusal.
-pub(crate) async fn parse_password(
-    password: SecretString,
-    username: Option<String>,
-    email: Option<String>,
-) -> Result<Result<Password, String>, ServiceError> {
-    tokio::task::spawn_blocking(move || {
-        Password::parse(password, username.as_deref(), email.as_deref())
-    })
-    .await
-    .map_err(ServiceError::internal)
 }
