@@ -4,9 +4,9 @@
 //! challenges, and reset and verification tokens.
 //!
 //! Defends against a code, a challenge or a link working twice: each is spent by one
-//! conditional statement (`UPDATE ... WHERE last_step < $1`, `DELETE ... WHERE ... AND expires_at
-//! > now`) whose affected-row count decides, so two racing requests cannot both succeed, on
-//! SQLite as on PostgreSQL.
+//! conditional statement (an `UPDATE` requiring a later step, a `DELETE` requiring an unexpired
+//! row) whose affected-row count decides, so two racing requests cannot both succeed, on SQLite
+//! as on PostgreSQL.
 
 /// Expanded inside `impl Tx for $tx`, where `self.tx` is the sqlx transaction.
 macro_rules! factor_statements {
