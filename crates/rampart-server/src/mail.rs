@@ -93,37 +93,22 @@ impl Mailer for LogMailer {
     }
 }
 
-/// One `.eml` file per message in a directory.
-#[derive(Debug)]
-struct FileMailer(AsyncFileTransport<Tokio1Executor>);
+/// A `lettre` transport: one `.eml` file per message in a directory, or an SMTP server
+/// (pooled connections, TLS through rustls).
+struct LettreMailer<T>(T);
 
-impl Mailer for FileMailer {
-    fn deliver<'a>(
-        &'a self,
-        from: &'a str,
-        message: &'a Message,
-    ) -> BoxFuture<'a, Result<(), MailError>> {
-        Box::pin(async move {
-            let built = build(from, message)?;
-            self.0
-                .send(built)
-                .await
-                .map(drop)
-                .map_err(|err| MailError(err.to_string()))
-        })
-    }
-}
-
-/// An SMTP server (pooled connections, TLS through rustls).
-struct SmtpMailer(AsyncSmtpTransport<Tokio1Executor>);
-
-impl std::fmt::Debug for SmtpMailer {
+impl<T> std::fmt::Debug for LettreMailer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SmtpMailer(..)")
+        // Never the transport itself: an SMTP transport holds its credentials.
+        f.write_str("LettreMailer(..)")
     }
 }
 
-impl Mailer for SmtpMailer {
+impl<T> Mailer for LettreMailer<T>
+where
+    T: AsyncTransport + Send + Sync + 'static,
+    T::Error: std::fmt::Display,
+{
     fn deliver<'a>(
         &'a self,
         from: &'a str,
@@ -152,9 +137,9 @@ pub fn mailer(transport: &MailTransport) -> anyhow::Result<Arc<dyn Mailer>> {
                     err.kind()
                 )
             })?;
-            Arc::new(FileMailer(AsyncFileTransport::new(dir)))
+            Arc::new(LettreMailer(AsyncFileTransport::<Tokio1Executor>::new(dir)))
         }
-        MailTransport::Smtp(url) => Arc::new(SmtpMailer(
+        MailTransport::Smtp(url) => Arc::new(LettreMailer(
             AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                 .map_err(|_| anyhow::anyhow!("RAMPART_MAIL is not an SMTP URL lettre accepts"))?
                 .timeout(Some(Duration::from_secs(20)))
