@@ -78,6 +78,7 @@ pub async fn import(state: &AppState, path: &Path) -> anyhow::Result<Report> {
             username: &username,
             password_hash: row.hash,
             role: rampart::Role::User,
+            vouched: false,
         };
         let event = crate::audit::Event::command_line(crate::audit::Kind::Register)
             .detail(serde_json::json!({"via": "import", "line": line}));

@@ -23,6 +23,8 @@ use crate::config::{MailSettings, MailTransport};
 
 /// Messages waiting to be delivered, at most.
 const OUTBOX_CAPACITY: usize = 1024;
+/// The longest one delivery may take, whatever the server does.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Waits before each retry of a failed delivery; then the message is given up (logged).
 const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(2),
@@ -192,8 +194,12 @@ impl Outbox {
 async fn deliver(mailer: &dyn Mailer, from: &str, message: &Message) {
     let mut delays = RETRY_DELAYS.iter();
     loop {
-        let Err(err) = mailer.deliver(from, message).await else {
-            return;
+        // A server that accepts the connection and never answers must not hold the outbox.
+        let attempt = tokio::time::timeout(DELIVERY_TIMEOUT, mailer.deliver(from, message)).await;
+        let err = match attempt {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err,
+            Err(_) => MailError(format!("no answer within {} s", DELIVERY_TIMEOUT.as_secs())),
         };
         let Some(delay) = delays.next() else {
             tracing::error!(error = %err, "mail delivery failed; the message is given up");
@@ -262,6 +268,39 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert_eq!(never.tried.load(Ordering::SeqCst), 1 + RETRY_DELAYS.len());
         assert_eq!(never.delivered.load(Ordering::SeqCst), 0);
+    }
+
+    /// Accepts the message and never answers, like a tarpit SMTP server.
+    #[derive(Debug, Default)]
+    struct Hung {
+        tried: AtomicUsize,
+    }
+
+    impl Mailer for Hung {
+        fn deliver<'a>(
+            &'a self,
+            _from: &'a str,
+            _message: &'a Message,
+        ) -> BoxFuture<'a, Result<(), MailError>> {
+            self.tried.fetch_add(1, Ordering::SeqCst);
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_answers_does_not_hold_the_outbox() {
+        let hung = Arc::new(Hung::default());
+        let outbox = Outbox::with_mailer(hung.clone(), "no-reply@example.com".into());
+        assert!(outbox.send(message()));
+        assert!(outbox.send(message()));
+        // Each message: a first try and three retries, each cut at the timeout.
+        let per_message = DELIVERY_TIMEOUT * 4 + RETRY_DELAYS.iter().sum::<Duration>();
+        tokio::time::sleep(per_message * 2 + Duration::from_secs(1)).await;
+        assert_eq!(
+            hung.tried.load(Ordering::SeqCst),
+            8,
+            "the second message was tried too"
+        );
     }
 
     #[tokio::test]

@@ -335,12 +335,106 @@ async fn one_mailbox_gets_a_bounded_number_of_messages_account_or_not() {
     crate::require!(common::backend_ready().await);
     let app = spawn(&[]).await;
     app.register("gina").await;
-    for email in ["gina@example.com", "ghost@example.com"] {
-        for _ in 0..5 {
+    // Registration sent gina's mailbox its first message: four more this hour.
+    for (email, allowed) in [("gina@example.com", 4), ("ghost@example.com", 5)] {
+        for _ in 0..allowed {
             assert_eq!(forgot(&app, email).await.status(), StatusCode::ACCEPTED);
         }
         let limited = forgot(&app, email).await;
         assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS, "{email}");
         assert!(limited.headers().contains_key("retry-after"));
     }
+}
+
+#[tokio::test]
+async fn a_lock_ends_pending_reset_links() {
+    crate::require!(common::backend_ready().await);
+    let app = spawn(&[]).await;
+    let admin = app.admin_token().await;
+    let password = app.register("hugo").await;
+    let id = app
+        .user_id(&app.access_token("hugo", &password).await)
+        .await;
+    forgot(&app, "hugo@example.com").await;
+    let token = token_in_mail(&app, "hugo@example.com", "/account/reset", 1).await;
+    for action in ["lock", "unlock"] {
+        let done = app
+            .call(
+                Method::POST,
+                &format!("/v1/admin/users/{id}/{action}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    }
+    // Whoever held the link (a stolen mailbox) keeps nothing across the lock.
+    assert_invalid_token(reset(&app, &token, NEW_PASSWORD).await).await;
+    app.access_token("hugo", &password).await;
+}
+
+#[tokio::test]
+async fn a_reset_verifies_the_address_once_on_record() {
+    crate::require!(common::backend_ready().await);
+    let app = spawn(&[]).await;
+    let admin = app.admin_token().await;
+    app.register("iris").await;
+    let verification = token_in_mail(&app, "iris@example.com", "/account/verify-email", 1).await;
+    forgot(&app, "iris@example.com").await;
+    let token = token_in_mail(&app, "iris@example.com", "/account/reset", 1).await;
+    assert_eq!(
+        reset(&app, &token, NEW_PASSWORD).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    // The older verification link still works once, and records nothing new.
+    let late = app
+        .post_json("/v1/auth/email/verify", &json!({"token": verification}))
+        .await;
+    assert_eq!(late.status(), StatusCode::NO_CONTENT);
+    let verified = app.audit_events(&admin, Some("email_verified")).await;
+    assert_eq!(verified.len(), 1, "{verified:?}");
+    assert_eq!(verified[0]["detail"]["by"], "password_reset");
+}
+
+#[tokio::test]
+async fn an_account_made_from_the_command_line_starts_verified() {
+    use std::io::Write as _;
+    crate::require!(common::backend_ready().await);
+    let app = spawn(&[("RAMPART_REQUIRE_VERIFIED_EMAIL", "true")]).await;
+    let mut child = common::command(
+        &app.data,
+        &[
+            ("RAMPART_DATABASE_URL", &app.database_url),
+            ("RAMPART_REQUIRE_VERIFIED_EMAIL", "true"),
+            ("RAMPART_MAIL", "log"),
+        ],
+    )
+    .args([
+        "user",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--username",
+        "ops",
+        "--admin",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(NEW_PASSWORD.as_bytes())
+        .unwrap();
+    let created = child.wait_with_output().unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    // The operator vouched for the address: the flag does not lock the admin out.
+    app.access_token("ops", NEW_PASSWORD).await;
 }

@@ -280,6 +280,7 @@ async fn user_create(
         username: &username,
         password_hash: hash,
         role,
+        vouched: true,
     };
     let user = state
         .services

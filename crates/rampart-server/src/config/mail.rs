@@ -108,23 +108,24 @@ fn parse_transport(raw: &str, production: bool) -> Result<MailTransport, String>
         }
         return Ok(MailTransport::File(PathBuf::from(dir)));
     }
-    let Some((scheme, rest)) = raw.split_once("://") else {
-        return Err("must be log, file:DIR, smtp://HOST or smtps://HOST".into());
-    };
-    let host = rest
-        .rsplit_once('@')
-        .map_or(rest, |(_, host)| host)
-        .split(['/', '?', ':'])
-        .next()
-        .unwrap_or_default();
-    if host.is_empty() {
-        return Err("names no host".into());
-    }
+    // Read as lettre reads it (the same `url` parser, the first `tls` pair of the query): a
+    // `tls=required` in a fragment or after another `tls` value is not what lettre obeys.
+    let url = url::Url::parse(raw).map_err(|_| {
+        "must be log, file:DIR, smtp://HOST or smtps://HOST (a URL that parses)".to_owned()
+    })?;
+    let host = url
+        .host_str()
+        .filter(|host| !host.is_empty())
+        .ok_or("names no host")?;
+    let tls = url
+        .query_pairs()
+        .find(|(key, _)| key == "tls")
+        .map(|(_, value)| value.into_owned());
     let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
-    match scheme {
-        "smtps" => {}
-        "smtp" if raw.contains("tls=required") || local || !production => {}
-        "smtp" => {
+    match (url.scheme(), tls.as_deref()) {
+        ("smtps", None | Some("wrapper" | "required")) | ("smtp", Some("required")) => {}
+        ("smtp", _) if local || !production => {}
+        ("smtp" | "smtps", _) => {
             return Err(
                 "sends mail without TLS to another host; use smtps:// or smtp://...?tls=required"
                     .into(),

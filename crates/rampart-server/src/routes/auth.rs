@@ -138,8 +138,11 @@ pub async fn register(
     if let Ok(user) = &created {
         // The account exists either way: a message that cannot be sent now is asked for
         // again with /v1/auth/email/verify/resend.
-        match links.send_verification(user).await {
-            Ok(()) | Err(ServiceError::MailOff) => {}
+        match links
+            .send_verification(&context, user, "/v1/auth/register")
+            .await
+        {
+            Ok(()) | Err(ServiceError::MailOff | ServiceError::Limited(_)) => {}
             Err(err) => tracing::warn!(error = %err, "the verification link was not sent"),
         }
     }

@@ -165,12 +165,23 @@ impl EmailLinks {
     }
 
     /// Sends `user` a link proving they read mail at their address (at registration, and when
-    /// they ask again). Nothing is sent for an address already verified.
-    pub async fn send_verification(&self, user: &UserRecord) -> Result<(), ServiceError> {
+    /// they ask again), charged to the mailbox's limit under `path`. Nothing is sent for an
+    /// address already verified.
+    pub async fn send_verification(
+        &self,
+        context: &RequestContext,
+        user: &UserRecord,
+        path: &'static str,
+    ) -> Result<(), ServiceError> {
         let outbox = self.outbox()?;
         if user.email_verified {
             return Ok(());
         }
+        // Every message to the mailbox counts, the one sent at registration too.
+        self.guard
+            .admit_message(context, &user.email.to_ascii_lowercase(), path)
+            .await
+            .map_err(ServiceError::Limited)?;
         // Not an audit event of its own: registration and `email_verified` record the account's
         // side of it, and a resend is limited per mailbox.
         let token = self
@@ -202,11 +213,7 @@ impl EmailLinks {
             .find_user(&caller.user_id)
             .await?
             .ok_or(ServiceError::Unauthorized)?;
-        self.guard
-            .admit_message(context, &user.email.to_ascii_lowercase(), RESEND_PATH)
-            .await
-            .map_err(ServiceError::Limited)?;
-        self.send_verification(&user).await
+        self.send_verification(context, &user, RESEND_PATH).await
     }
 
     /// Sets a new password with a reset link's token: every session ends. A new password the
@@ -223,10 +230,12 @@ impl EmailLinks {
             .email_token(&token_hash, LinkPurpose::Reset)
             .await?
             .ok_or_else(invalid_token)?;
+        // A lock ends pending links; one issued in the same instant is refused here too.
         let user = self
             .store
             .find_user(&link.user_id)
             .await?
+            .filter(|user| !user.locked)
             .ok_or_else(invalid_token)?;
         let password = parse_password(
             new_password,
@@ -238,6 +247,7 @@ impl EmailLinks {
         let hash = self.hasher.hash(password.into_secret()).await?;
         let (recorder, user_id) = (self.recorder.clone(), user.id.clone());
         let event = Event::new(Kind::PasswordReset, context).user(&user.id);
+        let verified = Event::new(Kind::EmailVerified, context).user(&user.id);
         let ended = to_completion(async move {
             let mut unit = recorder.begin().await?;
             let Some(spent) = unit
@@ -252,12 +262,18 @@ impl EmailLinks {
             }
             unit.tx().set_password_hash(&user_id, &hash).await?;
             let ended = unit.tx().revoke_user_sessions(&user_id, None).await?;
-            // Reading the link proved the mailbox too.
-            unit.tx()
-                .mark_email_verified(&user_id, &spent.email)
-                .await?;
             unit.record(event.detail(serde_json::json!({"sessions_ended": ended.len()})))
                 .await?;
+            // Reading the link proved the mailbox too.
+            if unit
+                .tx()
+                .mark_email_verified(&user_id, &spent.email)
+                .await?
+                == Some(true)
+            {
+                unit.record(verified.detail(serde_json::json!({"by": "password_reset"})))
+                    .await?;
+            }
             unit.commit().await?;
             Ok::<_, StoreError>(Some(ended))
         })
@@ -284,11 +300,16 @@ impl EmailLinks {
             else {
                 return Ok(false);
             };
-            if !unit.tx().mark_email_verified(&user_id, &email).await? {
-                return Ok(false);
+            match unit.tx().mark_email_verified(&user_id, &email).await? {
+                // The address changed since the link was sent.
+                None => return Ok(false),
+                Some(true) => {
+                    unit.record(Event::new(Kind::EmailVerified, &context).user(&user_id))
+                        .await?;
+                }
+                // Verified already (by another link, or a reset): spent, nothing to record.
+                Some(false) => {}
             }
-            unit.record(Event::new(Kind::EmailVerified, &context).user(&user_id))
-                .await?;
             unit.commit().await?;
             Ok::<bool, StoreError>(true)
         })

@@ -251,18 +251,26 @@ macro_rules! factor_statements {
             &'a mut self,
             user_id: &'a str,
             email: &'a str,
-        ) -> $crate::store::StoreFuture<'a, bool> {
+        ) -> $crate::store::StoreFuture<'a, Option<bool>> {
             bounded(async move {
-                let done = sqlx::query(
-                    "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1)
-                     WHERE id = $2 AND email = $3",
+                let newly = sqlx::query(
+                    "UPDATE users SET email_verified_at = $1
+                     WHERE id = $2 AND email = $3 AND email_verified_at IS NULL",
                 )
                 .bind($crate::store::now())
                 .bind(user_id)
                 .bind(email)
                 .execute(&mut *self.tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if newly.rows_affected() == 1 {
+                    return Ok(Some(true));
+                }
+                let still = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND email = $2")
+                    .bind(user_id)
+                    .bind(email)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                Ok(still.map(|_| false))
             })
         }
 

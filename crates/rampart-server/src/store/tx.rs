@@ -113,12 +113,13 @@ pub trait Tx: Send {
         token_hash: &'a str,
         purpose: super::LinkPurpose,
     ) -> StoreFuture<'a, Option<super::EmailTokenRecord>>;
-    /// Marks `user_id`'s address verified, if it is still `email`; false otherwise.
+    /// Marks `user_id`'s address verified, if it is still `email`: `None` when it is not,
+    /// else whether this verified it (false: it was verified already).
     fn mark_email_verified<'a>(
         &'a mut self,
         user_id: &'a str,
         email: &'a str,
-    ) -> StoreFuture<'a, bool>;
+    ) -> StoreFuture<'a, Option<bool>>;
     /// Appends an audit row chained to the newest one, sealed with `key`. The backend
     /// serialises appends (across nodes too) from here to the commit, so append last.
     fn append_audit<'a>(
@@ -249,6 +250,16 @@ macro_rules! tx_statements {
                     .bind(id)
                     .execute(&mut *self.tx)
                     .await?;
+                if locked {
+                    // Whoever holds a pending reset link or login challenge keeps nothing
+                    // across the lock and a later unlock.
+                    for statement in [
+                        "DELETE FROM email_tokens WHERE user_id = $1 AND purpose = 'reset'",
+                        "DELETE FROM mfa_challenges WHERE user_id = $1",
+                    ] {
+                        sqlx::query(statement).bind(id).execute(&mut *self.tx).await?;
+                    }
+                }
                 Ok(true)
             })
         }
