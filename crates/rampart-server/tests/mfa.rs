@@ -494,3 +494,132 @@ async fn an_operator_can_remove_a_lost_factor_from_the_command_line() {
     // Nothing left to remove: a failure, not a silent success.
     assert!(!remove().status.success());
 }
+
+/// An outside attack confirmed one secret while restarting the enrolment: the restart's new
+/// secret ended up on, one whose code was never checked.
+#[tokio::test]
+async fn a_confirmation_racing_a_restart_never_turns_on_an_unchecked_secret() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    for round in 0..12 {
+        let name = format!("racer{round}");
+        let password = app.register(&name).await;
+        let token = app.access_token(&name, &password).await;
+        let started: Value = app
+            .call(Method::POST, "/v1/auth/mfa/totp", Some(&token), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let first = base32(started["secret"].as_str().unwrap());
+        let code = json!({"code": code_at(&first, now_step())});
+        let (confirmed, restarted) = tokio::join!(
+            app.call(
+                Method::POST,
+                "/v1/auth/mfa/totp/confirm",
+                Some(&token),
+                Some(&code)
+            ),
+            app.call(Method::POST, "/v1/auth/mfa/totp", Some(&token), None),
+        );
+        match (confirmed.status(), restarted.status()) {
+            // Confirmed first: the restart is refused, and the first secret is the one on.
+            (StatusCode::OK, StatusCode::CONFLICT) => {
+                let mfa_token = challenge(&app, &name, &password).await;
+                let signed_in = verify(&app, &mfa_token, &code_at(&first, now_step() + 1)).await;
+                assert_eq!(signed_in.status(), StatusCode::OK, "round {round}");
+            }
+            // Restarted first: the code of the replaced secret confirms nothing.
+            (StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CREATED) => {
+                assert_eq!(me(&app, &token).await["mfa"], false, "round {round}");
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_password_alone_never_wipes_the_count_of_wrong_codes() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    let user = enrolled(&app, "jon").await;
+    let good = code_at(&user.secret, now_step() + 1);
+    let wrong = format!(
+        "{:06}",
+        (good.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    let first = challenge(&app, "jon", &user.password).await;
+    for _ in 0..5 {
+        verify(&app, &first, &wrong).await;
+    }
+    // Changing the password (to itself) proves the password, not the code: the six failures
+    // stay (the password step and five codes), and the change counts one more attempt.
+    let changed = app
+        .call(
+            Method::POST,
+            "/v1/auth/password",
+            Some(&user.token),
+            Some(&json!({"current_password": user.password, "new_password": user.password})),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    let second = challenge(&app, "jon", &user.password).await;
+    // 7 so far, 8 with this login, 10 with two more wrong codes: then even the good one waits.
+    for _ in 0..2 {
+        verify(&app, &second, &wrong).await;
+    }
+    let waiting = verify(&app, &second, &good).await;
+    assert_eq!(waiting.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_pending_second_step_ends_with_logout_all_and_with_a_lock() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    let admin = app.admin_token().await;
+    let user = enrolled(&app, "kai").await;
+    let code = code_at(&user.secret, now_step() + 1);
+
+    let pending = challenge(&app, "kai", &user.password).await;
+    let out = app
+        .call(Method::POST, "/v1/auth/logout-all", Some(&user.token), None)
+        .await;
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        verify(&app, &pending, &code).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let pending = challenge(&app, "kai", &user.password).await;
+    let me: Value = {
+        let pair = verify(
+            &app,
+            &challenge(&app, "kai", &user.password).await,
+            &user.recovery[0],
+        )
+        .await;
+        assert_eq!(pair.status(), StatusCode::OK);
+        let pair: Value = pair.json().await.unwrap();
+        app.get_as("/v1/users/me", pair["access_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    let id = me["id"].as_str().unwrap();
+    for action in ["lock", "unlock"] {
+        let done = app
+            .call(
+                Method::POST,
+                &format!("/v1/admin/users/{id}/{action}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    }
+    assert_eq!(
+        verify(&app, &pending, &code).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -280,9 +280,12 @@ impl EmailLinks {
         .await?
         .ok_or_else(invalid_token)?;
         self.sessions.revocations.sessions_ended(&ended).await;
-        self.guard
-            .clear_login_backoff(&[&user.username, &user.email])
-            .await;
+        // As for a password change: with a second factor, the streak of wrong codes stays.
+        if !user.mfa {
+            self.guard
+                .clear_login_backoff(&[&user.username, &user.email])
+                .await;
+        }
         Ok(())
     }
 

@@ -36,6 +36,7 @@ macro_rules! factor_statements {
         fn confirm_totp<'a>(
             &'a mut self,
             user_id: &'a str,
+            sealed_secret: &'a str,
             step: i64,
             recovery_hashes: &'a [String],
         ) -> $crate::store::StoreFuture<'a, bool> {
@@ -43,11 +44,13 @@ macro_rules! factor_statements {
                 let now = $crate::store::now();
                 let done = sqlx::query(
                     "UPDATE mfa_totp SET confirmed_at = $1, last_step = $2
-                     WHERE user_id = $3 AND confirmed_at IS NULL AND last_step < $2",
+                     WHERE user_id = $3 AND sealed_secret = $4
+                       AND confirmed_at IS NULL AND last_step < $2",
                 )
                 .bind(&now)
                 .bind(step)
                 .bind(user_id)
+                .bind(sealed_secret)
                 .execute(&mut *self.tx)
                 .await?;
                 if done.rows_affected() != 1 {

@@ -73,11 +73,14 @@ pub trait Tx: Send {
         user_id: &'a str,
         sealed_secret: &'a str,
     ) -> StoreFuture<'a, bool>;
-    /// Confirms the pending TOTP with a code of `step`, replacing the recovery codes with
-    /// `recovery_hashes`; false when nothing is pending or that step was already used.
+    /// Confirms the pending TOTP sealed as `sealed_secret` (the one the code was checked
+    /// against) with a code of `step`, replacing the recovery codes with `recovery_hashes`;
+    /// false when that secret is no longer the pending one (an enrolment restarted meanwhile)
+    /// or that step was already used.
     fn confirm_totp<'a>(
         &'a mut self,
         user_id: &'a str,
+        sealed_secret: &'a str,
         step: i64,
         recovery_hashes: &'a [String],
     ) -> StoreFuture<'a, bool>;
@@ -429,6 +432,11 @@ macro_rules! tx_statements {
                 .bind(keep)
                 .fetch_all(&mut *self.tx)
                 .await?;
+                // Half-finished logins end with the sessions: a pending second step opens none.
+                sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *self.tx)
+                    .await?;
                 rows.iter().map($crate::store::rows::ended_session).collect()
             })
         }

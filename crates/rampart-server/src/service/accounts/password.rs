@@ -102,11 +102,16 @@ impl Accounts {
         };
         self.check_own_password(context, &user, current, check, reports)
             .await?;
-        // The password is proven: the streak it counted in advance ends here.
-        state
-            .guard
-            .clear_login_backoff(&[&user.username, &user.email])
-            .await;
+        // The password is proven: the streak it counted in advance ends here, unless the
+        // account has a second factor. There the streak also holds wrong codes, and a password
+        // alone must not wipe them (an outside attack changed the password to itself between
+        // rounds of guesses and walked codes without end); the next completed login does.
+        if !user.mfa {
+            state
+                .guard
+                .clear_login_backoff(&[&user.username, &user.email])
+                .await;
+        }
         let new = parse_password(new, Some(user.username.clone()), Some(user.email.clone()))
             .await?
             .map_err(|m| ServiceError::invalid("new_password", &m))?;

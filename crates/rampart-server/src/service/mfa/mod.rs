@@ -144,13 +144,23 @@ impl Mfa {
         let secret = self.open(&user.id, &pending.sealed_secret)?;
         let step = factor::matching_step(&secret, code, factor::unix_now()).ok_or_else(wrong)?;
         let (shown, hashes) = factor::new_recovery_codes().map_err(ServiceError::internal)?;
-        let (recorder, user_id) = (self.recorder.clone(), user.id.clone());
+        let (recorder, user_id, checked) = (
+            self.recorder.clone(),
+            user.id.clone(),
+            pending.sealed_secret.clone(),
+        );
         let event = Event::new(Kind::MfaEnabled, context)
             .user(&user.id)
             .detail(serde_json::json!({"method": "totp", "recovery_codes": hashes.len()}));
         let confirmed = to_completion(async move {
             let mut unit = recorder.begin().await?;
-            if !unit.tx().confirm_totp(&user_id, step, &hashes).await? {
+            // Only the secret the code was checked against: an enrolment restarted meanwhile
+            // (another tab, a stolen token) replaced it, and this confirms nothing.
+            if !unit
+                .tx()
+                .confirm_totp(&user_id, &checked, step, &hashes)
+                .await?
+            {
                 return Ok(false);
             }
             unit.record(event).await?;
