@@ -1,4 +1,5 @@
-//! Who is calling: bearer access tokens checked against live session and account state.
+//! Who is calling: bearer access tokens, or a browser's session cookie, checked against live
+//! session and account state.
 //!
 //! Defends against tokens outliving what they stand for: a signature-valid token is refused
 //! when its session was revoked, never existed or is gone from the store, or its user is
@@ -74,6 +75,9 @@ enum Verdict {
         principal: Principal,
         seen: Seen,
     },
+    /// No bearer token, but a browser's session cookie (its value's hash): the session it
+    /// holds is read from the store.
+    LookupCookie(String),
 }
 
 impl Gatekeeper {
@@ -81,7 +85,15 @@ impl Gatekeeper {
     fn verdict(&self, headers: &HeaderMap) -> Verdict {
         let refused = |err| Verdict::Decided(Err(err));
         let Some(token) = bearer_token(headers) else {
-            return refused(ApiError::Unauthorized);
+            // A request with `Authorization` is judged by it alone; a browser's cookie
+            // otherwise (its cross-site check is `browser::CsrfAdmission`'s, in the gate).
+            if headers.contains_key(header::AUTHORIZATION) {
+                return refused(ApiError::Unauthorized);
+            }
+            return match crate::browser::cookie(headers, crate::browser::SESSION_COOKIE) {
+                Some(cookie) => Verdict::LookupCookie(crate::store::sha256_hex(cookie.as_bytes())),
+                None => refused(ApiError::Unauthorized),
+            };
         };
         let Ok(claims) = self.tokens.verify(token) else {
             return refused(ApiError::Unauthorized);
@@ -93,6 +105,13 @@ impl Gatekeeper {
                 return refused(ApiError::Unauthorized);
             }
         }
+        self.for_session(&claims.sub, &claims.sid)
+    }
+
+    /// What this node can decide, from memory, about a caller holding session `sid` of user
+    /// `sub` (named by a verified token, or found by a cookie).
+    fn for_session(&self, sub: &str, sid: &str) -> Verdict {
+        let refused = |err| Verdict::Decided(Err(err));
         // Never fail open: a node that cannot confirm other nodes' revocations refuses, and
         // asks for a poll now rather than at the next interval.
         if !self.cluster.freshness.is_current() {
@@ -102,16 +121,17 @@ impl Gatekeeper {
                 cause: "revocations not confirmed within RAMPART_REVOCATION_BOUND".into(),
             });
         }
-        if self.access.is_revoked(&claims.sid) {
+        if self.access.is_revoked(sid) {
             return refused(ApiError::Unauthorized);
         }
+        let confirmed = self.access.session_confirmed(sid, sub);
         // The role is the store's, filled in by `admit`; never the token's.
         let principal = Principal {
-            user_id: claims.sub.clone(),
-            session_id: claims.sid.clone(),
+            user_id: sub.to_owned(),
+            session_id: sid.to_owned(),
             role: rampart::Role::User,
         };
-        if !self.access.session_confirmed(&claims.sid, &claims.sub) {
+        if !confirmed {
             return Verdict::ConfirmSession(principal);
         }
         self.with_user(principal)
@@ -128,7 +148,22 @@ impl Gatekeeper {
 
     /// Finishes a verdict, reading the store where memory could not decide.
     async fn decide(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let verdict = match self.verdict(headers) {
+        let mut verdict = self.verdict(headers);
+        if let Verdict::LookupCookie(cookie_hash) = &verdict {
+            verdict = match self.store.session_by_cookie(cookie_hash).await {
+                Ok(Some((sid, sub))) => {
+                    // Read live just now: as good as a confirmation.
+                    self.access.confirm_session(&sid, &sub);
+                    self.for_session(&sub, &sid)
+                }
+                Ok(None) => Verdict::Decided(Err(ApiError::Unauthorized)),
+                Err(err) => Verdict::Decided(Err(ApiError::DependencyUnavailable {
+                    retry_after: Duration::from_secs(1),
+                    cause: format!("session cookie lookup failed: {err}"),
+                })),
+            };
+        }
+        let verdict = match verdict {
             Verdict::ConfirmSession(principal) => {
                 self.confirm_session(&principal.session_id, &principal.user_id)
                     .await?;
@@ -147,8 +182,9 @@ impl Gatekeeper {
                 let user = self.load_user_access(&principal.user_id, seen).await?;
                 admit(principal, user)
             }
-            // Only `verdict` asks for a session to be confirmed, and `decide` has done it.
-            Verdict::ConfirmSession(_) => Err(ApiError::Unauthorized),
+            // Only `verdict` asks for a session to be confirmed or a cookie looked up, and
+            // `decide` has done both.
+            Verdict::ConfirmSession(_) | Verdict::LookupCookie(_) => Err(ApiError::Unauthorized),
         }
     }
 
@@ -188,7 +224,9 @@ impl Authenticator for Gatekeeper {
     fn authenticate_at_once(&self, headers: &HeaderMap) -> Option<Result<Principal, ApiError>> {
         match self.verdict(headers) {
             Verdict::Decided(decided) => Some(decided),
-            Verdict::ConfirmSession(_) | Verdict::LoadUser { .. } => None,
+            Verdict::ConfirmSession(_) | Verdict::LoadUser { .. } | Verdict::LookupCookie(_) => {
+                None
+            }
         }
     }
 
@@ -213,7 +251,9 @@ impl Authenticator for Gatekeeper {
     ) -> Option<Result<Principal, ApiError>> {
         match self.recheck_verdict(principal.clone(), charged)? {
             Verdict::Decided(decided) => Some(decided),
-            Verdict::ConfirmSession(_) | Verdict::LoadUser { .. } => None,
+            Verdict::ConfirmSession(_) | Verdict::LoadUser { .. } | Verdict::LookupCookie(_) => {
+                None
+            }
         }
     }
 

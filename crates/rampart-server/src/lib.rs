@@ -10,6 +10,7 @@ pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod browser;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -44,6 +44,10 @@ pub struct Shared {
     pub redis: Option<rampart::limit::RedisStore>,
     /// Counters for the metrics listener (counted whether or not it is on).
     pub metrics: crate::metrics::ServiceMetrics,
+    /// This server's own origin (the CSRF check's, and the base of links in messages).
+    pub public_origin: crate::browser::PublicOrigin,
+    /// Derives the CSRF value of each browser session.
+    pub csrf: crate::browser::CsrfKey,
     /// Woken when a stored hash of a cost the login decoys never sampled appears.
     pub decoys_stale: Arc<tokio::sync::Notify>,
 }
@@ -89,4 +93,5 @@ sub_state! {
     crate::service::items::Items => |state| state.services.items.clone();
     crate::service::admin::Admin => |state| state.services.admin.clone();
     crate::abuse::Guard => |state| state.guard.clone();
+    crate::browser::CsrfKey => |state| state.csrf.clone();
 }

@@ -103,6 +103,22 @@ fn table() -> Vec<(&'static str, Method, Option<Value>, Expect)> {
             None,
             [202, 202, 401],
         ),
+        // Browser sign-in from no origin at all: refused as cross-site, unless the request
+        // carries a bearer token (which no other site can make a browser send): then read.
+        (
+            "/v1/browser/login",
+            Method::POST,
+            Some(json!({})),
+            [422, 422, 403],
+        ),
+        (
+            "/v1/browser/mfa",
+            Method::POST,
+            Some(json!({})),
+            [422, 422, 403],
+        ),
+        // A bearer caller signs its own session out (its token stops working).
+        ("/v1/browser/logout", Method::POST, None, [204, 204, 401]),
         ("/v1/items", Method::GET, None, [200, 200, 401]),
         (
             "/v1/items",

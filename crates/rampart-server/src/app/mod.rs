@@ -93,6 +93,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
     let cursors = Arc::new(cursor_key(&settings, keys.as_ref())?);
     let chain_key = audit_chain_key(&settings, keys.as_ref())?;
     let sealer = totp_sealer(&settings, keys.as_ref())?;
+    let csrf = crate::browser::CsrfKey::derive(deployment_secret(&settings, keys.as_ref())?);
     let store = store::open(&settings.database_url)
         .await
         .context("opening the database")?;
@@ -186,6 +187,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         settings.mail.require_verified_email,
     );
     let outbox = crate::mail::Outbox::start(&settings.mail)?;
+    let public_origin = crate::browser::PublicOrigin::new(settings.mail.public_url.as_deref());
     let services = crate::service::Services {
         email: crate::service::email::EmailLinks::new(
             Arc::clone(&store),
@@ -194,7 +196,7 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
             hasher.clone(),
             guard.clone(),
             outbox,
-            settings.mail.public_url.clone(),
+            public_origin.clone(),
         ),
         mfa: crate::service::mfa::Mfa::new(
             Arc::clone(&store),
@@ -235,6 +237,8 @@ pub async fn state(settings: Settings) -> anyhow::Result<AppState> {
         revocations,
         redis,
         metrics,
+        public_origin,
+        csrf,
         decoys_stale: Arc::new(tokio::sync::Notify::new()),
     });
     mirror_stored_costs(&state)
@@ -283,8 +287,8 @@ pub struct Assembled {
     pub router: Router,
     /// Every metric, for the metrics listener; `None` without `RAMPART_METRICS_BIND`.
     pub metrics: Option<prometheus_client::registry::Registry>,
-    /// The mailed links, told the bound address when no public URL was configured.
-    pub links: crate::service::email::EmailLinks,
+    /// This server's origin, told the bound address when no public URL was configured.
+    pub public_origin: crate::browser::PublicOrigin,
 }
 
 impl std::fmt::Debug for Assembled {
@@ -314,7 +318,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
     }
     let hardening = with_preflight_limit(hardening, &state);
     Ok(Assembled {
-        links: state.services.email.clone(),
+        public_origin: state.public_origin.clone(),
         router: router(state, hardening),
         metrics: registry,
     })
@@ -351,10 +355,26 @@ pub fn router(state: AppState, hardening: Hardening) -> Router {
     if let Some(limit) = client_limit(&state) {
         routes = routes.limit_clients(limit.by_session_on(routes::SESSION_ENDING_ROUTES));
     }
-    let routes = routes.admit_before_body(Arc::new(crate::abuse::CredentialAdmission::new(
-        state.guard.clone(),
-        routes::CREDENTIAL_ROUTES,
-    )));
+    // The cross-site check first: a forged request is refused before it spends the
+    // address's credential budget.
+    let csrf = crate::browser::CsrfAdmission::new(
+        state.csrf.clone(),
+        state.public_origin.clone(),
+        // Listed origins only: `*` lets any site read public answers, never act for a user.
+        match &state.settings.cors.origins {
+            rampart::settings::CorsOrigins::List(origins) => origins
+                .iter()
+                .filter_map(|origin| origin.to_str().ok().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        },
+    );
+    let credentials =
+        crate::abuse::CredentialAdmission::new(state.guard.clone(), routes::CREDENTIAL_ROUTES);
+    let routes = routes.admit_before_body(Arc::new(crate::browser::Admissions(vec![
+        Arc::new(csrf),
+        Arc::new(credentials),
+    ])));
     let authenticator: Arc<dyn Authenticator> = Arc::new(crate::auth::Gatekeeper::new(
         state.tokens.clone(),
         Arc::clone(&state.access),
@@ -397,13 +417,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let Assembled {
         router,
         metrics,
-        links,
+        public_origin,
     } = assemble(settings).await?;
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
     let addr = listener.local_addr()?;
-    links.default_public_url(addr);
+    public_origin.default_to(addr);
     // Both listeners are bound before either is announced: a supervisor waiting for
     // `listening on` must not see it from a process about to exit on a taken metrics port.
     let metrics_listener = match (metrics_bind, metrics) {

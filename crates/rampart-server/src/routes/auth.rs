@@ -12,8 +12,9 @@ use utoipa::ToSchema;
 
 use crate::abuse::{AuthQuota, Reports};
 use crate::routes::users::UserResponse;
-use crate::service::accounts::{Accounts, Login, LoginAnswer, Registration};
+use crate::service::accounts::{Accounts, Login, LoginAnswer, MfaChallenge, Registration};
 use crate::service::email::EmailLinks;
+use crate::service::sessions::TokenPair;
 use crate::service::ServiceError;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,6 +54,15 @@ pub struct PasswordGrant {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub client_secret: Option<SecretString>,
+}
+
+/// A login's answer: a new session's tokens, or for an account with two-factor
+/// authentication the second step.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginResponse {
+    Tokens(TokenPair),
+    MfaRequired(MfaChallenge),
 }
 
 /// A login body in either accepted format.
@@ -157,7 +167,7 @@ pub async fn register(
         (PasswordGrant = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "A new session's token pair; or, for an account with two-factor authentication, `{\"mfa_required\":true,\"mfa_token\",\"expires_in\"}` to complete at /v1/auth/mfa/verify", body = LoginAnswer),
+        (status = 200, description = "A new session's token pair; or, for an account with two-factor authentication, `{\"mfa_required\":true,\"mfa_token\",\"expires_in\"}` to complete at /v1/auth/mfa/verify", body = LoginResponse),
         (status = 401, description = "Unknown user, wrong password or locked account (indistinguishable)", body = rampart::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over a login limit, or this name's backoff delay is running (even with the right password); see Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Hashing is saturated; retry after Retry-After", body = rampart::Problem, content_type = "application/problem+json"),
@@ -168,15 +178,25 @@ pub async fn login(
     AuthQuota(mut reports): AuthQuota,
     headers: HeaderMap,
     LoginInput(request): LoginInput,
-) -> (Reports, Result<Json<LoginAnswer>, ApiError>) {
+) -> (Reports, Result<Json<LoginResponse>, ApiError>) {
     let login = Login {
         name: request.username,
         password: request.password,
         user_agent: user_agent(&headers),
+        browser: false,
     };
     // Refusals and failures carry the limits' headers as much as successes do.
-    let pair = accounts.log_in(&context, login, &mut reports).await;
-    (reports, pair.map(Json).map_err(ApiError::from))
+    let answer = accounts.log_in(&context, login, &mut reports).await;
+    let answer = answer
+        .map_err(ApiError::from)
+        .and_then(|answer| match answer {
+            LoginAnswer::Opened(opened) => opened
+                .into_tokens()
+                .map(LoginResponse::Tokens)
+                .map_err(ApiError::from),
+            LoginAnswer::MfaRequired(challenge) => Ok(LoginResponse::MfaRequired(challenge)),
+        });
+    (reports, answer.map(Json))
 }
 
 /// The client's `User-Agent`, shortened, as a new session lists it.

@@ -142,8 +142,10 @@ pub async fn verify(
             &request.mfa_token,
             &request.code,
             user_agent,
+            false,
             &mut reports,
         )
-        .await;
+        .await
+        .and_then(crate::service::sessions::Opened::into_tokens);
     (reports, pair.map(Json).map_err(ApiError::from))
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod browser;
 pub mod email;
 pub mod health;
 pub mod items;
@@ -28,6 +29,7 @@ pub const SESSION_ENDING_ROUTES: &[&str] = &[
     "/v1/auth/logout-all",
     "/v1/auth/sessions/{id}",
     "/v1/auth/password",
+    "/v1/browser/logout",
 ];
 
 /// The routes that take credentials (each handler takes [`crate::abuse::AuthQuota`]), whose
@@ -41,6 +43,8 @@ pub const CREDENTIAL_ROUTES: &[&str] = &[
     "/v1/auth/password/forgot",
     "/v1/auth/password/reset",
     "/v1/auth/email/verify",
+    "/v1/browser/login",
+    "/v1/browser/mfa",
 ];
 
 /// Every route of the service, each with its access policy. Paths and methods come from the
@@ -58,6 +62,8 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .documented_public(routes!(email::forgot))
         .documented_public(routes!(email::reset))
         .documented_public(routes!(email::verify))
+        .documented_public(routes!(browser::login))
+        .documented_public(routes!(browser::mfa))
         .documented_authenticated(routes!(users::me))
         .documented_authenticated(routes!(sessions::logout))
         .documented_authenticated(routes!(sessions::logout_all))
@@ -67,6 +73,7 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
         .documented_authenticated(routes!(mfa::enrol, mfa::remove))
         .documented_authenticated(routes!(mfa::confirm))
         .documented_authenticated(routes!(email::resend))
+        .documented_authenticated(routes!(browser::logout))
         .documented_authenticated(routes!(items::list, items::create))
         .documented_authenticated(routes!(items::get, items::update, items::delete))
         .documented_admin(routes!(admin::users))

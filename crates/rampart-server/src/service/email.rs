@@ -12,7 +12,7 @@
 //! public URL, never on a request's `Host` header, so a forged host cannot send a victim's
 //! token elsewhere. Unknown, used, expired and malformed tokens all get the same 400.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rampart::http::RequestContext;
@@ -27,6 +27,7 @@ use super::sessions::Sessions;
 use super::ServiceError;
 use crate::abuse::Guard;
 use crate::audit::{Event, Kind, Recorder};
+use crate::browser::PublicOrigin;
 use crate::domain::Email;
 use crate::mail::{Message, Outbox};
 use crate::store::{
@@ -61,7 +62,7 @@ pub struct EmailParts {
     /// `None`: mail is off; the routes that send answer 503.
     outbox: Option<Outbox>,
     /// The base of links (the configured public URL, or the bound address in development).
-    public_url: OnceLock<String>,
+    public_url: PublicOrigin,
     lookups: Arc<Semaphore>,
 }
 
@@ -80,12 +81,8 @@ impl EmailLinks {
         hasher: PasswordHasher,
         guard: Guard,
         outbox: Option<Outbox>,
-        public_url: Option<String>,
+        public_url: PublicOrigin,
     ) -> Self {
-        let cell = OnceLock::new();
-        if let Some(url) = public_url {
-            let _ = cell.set(url);
-        }
         Self(Arc::new(EmailParts {
             store,
             recorder,
@@ -93,14 +90,9 @@ impl EmailLinks {
             hasher,
             guard,
             outbox,
-            public_url: cell,
+            public_url,
             lookups: Arc::new(Semaphore::new(LOOKUPS_IN_FLIGHT)),
         }))
-    }
-
-    /// Sets the links' base to `http://<the bound address>` when none was configured.
-    pub fn default_public_url(&self, bound: std::net::SocketAddr) {
-        let _ = self.public_url.set(format!("http://{bound}"));
     }
 
     fn outbox(&self) -> Result<&Outbox, ServiceError> {
@@ -352,10 +344,7 @@ impl EmailLinks {
     }
 
     fn link(&self, path: &str, token: &str) -> String {
-        let base = self
-            .public_url
-            .get()
-            .map_or("http://localhost", String::as_str);
+        let base = self.public_url.url().unwrap_or("http://localhost");
         format!("{base}{path}?token={token}")
     }
 }

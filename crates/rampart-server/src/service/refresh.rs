@@ -244,9 +244,11 @@ mod tests {
                     rehash: None,
                     event: Event::new(Kind::LoginSucceeded, &context([192, 0, 2, 1])),
                     second_factor: None,
+                    browser: false,
                 },
             )
             .await
+            .and_then(super::super::sessions::Opened::into_tokens)
             .unwrap_or_else(|e| panic!("{e}"));
         (fixture, sessions, pair)
     }

@@ -21,7 +21,8 @@ use crate::audit::Event;
 use crate::audit::Recorder;
 use crate::cluster::Revocations;
 use crate::store::{
-    self, EndedSession, NewSession, SecondFactor, SessionRecord, Store, StoreError, Timestamp,
+    self, EndedSession, NewSession, SecondFactor, SessionHold, SessionRecord, Store, StoreError,
+    Timestamp,
 };
 use crate::task::to_completion;
 
@@ -106,6 +107,35 @@ pub struct Opening {
     /// complete the login, both spent in the transaction that opens the session, so neither
     /// opens a second one.
     pub second_factor: Option<(String, SecondFactor)>,
+    /// For a browser: the session is held by a cookie, and no token is issued.
+    pub browser: bool,
+}
+
+/// A session just opened, as its holder gets it.
+#[derive(Debug)]
+pub enum Opened {
+    /// An API client's access and refresh tokens.
+    Tokens(TokenPair),
+    /// A browser's session cookie value, and how long it lives.
+    Browser { cookie: String, max_age: Duration },
+}
+
+impl Opened {
+    /// The tokens, for callers that open only API sessions.
+    pub fn into_tokens(self) -> Result<TokenPair, ServiceError> {
+        match self {
+            Self::Tokens(pair) => Ok(pair),
+            Self::Browser { .. } => Err(ServiceError::internal(
+                "a browser session where tokens were asked for",
+            )),
+        }
+    }
+}
+
+/// What the holder of a session being opened keeps, until the transaction commits.
+enum Kept {
+    Refresh(String),
+    Cookie(String),
 }
 
 impl std::ops::Deref for Sessions {
@@ -139,20 +169,39 @@ impl Sessions {
         &self,
         context: &RequestContext,
         opening: Opening,
-    ) -> Result<TokenPair, ServiceError> {
+    ) -> Result<Opened, ServiceError> {
         let now = Timestamp::now();
         let session_max_age = self.lifetimes.session_max_age;
         let refresh_ttl = self.lifetimes.refresh_ttl.min(session_max_age);
         let session_id = store::new_id();
-        let (refresh_token, refresh_hash) = new_refresh_token()?;
+        // An API client gets a refresh token; a browser an opaque cookie that ends with the
+        // refresh lifetime (no token reaches its scripts).
+        let (held_by, expires_at, kept) = if opening.browser {
+            let (cookie, hash) =
+                super::mfa::factor::new_challenge_token().map_err(ServiceError::internal)?;
+            (
+                SessionHold::Cookie { hash },
+                now + refresh_ttl,
+                Kept::Cookie(cookie),
+            )
+        } else {
+            let (refresh_token, refresh_hash) = new_refresh_token()?;
+            (
+                SessionHold::Refresh {
+                    hash: refresh_hash,
+                    expires_at: now + refresh_ttl,
+                },
+                now + session_max_age,
+                Kept::Refresh(refresh_token),
+            )
+        };
         let session = NewSession {
             id: session_id.clone(),
             user_id: opening.user_id.clone(),
             user_agent: opening.user_agent,
             ip: context.client_ip.to_string(),
-            expires_at: now + session_max_age,
-            refresh_hash,
-            refresh_expires_at: now + refresh_ttl,
+            expires_at,
+            held_by,
         };
         let (recorder, owner, verified, rehash, second_factor) = (
             self.recorder.clone(),
@@ -195,11 +244,23 @@ impl Sessions {
         if !opened {
             return Err(ServiceError::Unauthorized);
         }
-        let access = self
-            .tokens
-            .issue(&user_id, &session_id)
-            .map_err(ServiceError::internal)?;
-        Ok(TokenPair::new(access, refresh_token, refresh_ttl))
+        match kept {
+            Kept::Cookie(cookie) => Ok(Opened::Browser {
+                cookie,
+                max_age: refresh_ttl,
+            }),
+            Kept::Refresh(refresh_token) => {
+                let access = self
+                    .tokens
+                    .issue(&user_id, &session_id)
+                    .map_err(ServiceError::internal)?;
+                Ok(Opened::Tokens(TokenPair::new(
+                    access,
+                    refresh_token,
+                    refresh_ttl,
+                )))
+            }
+        }
     }
 
     /// `user_id`'s live sessions, newest first.

@@ -65,7 +65,7 @@ pub struct NewUser {
     pub role: Role,
 }
 
-/// A session to open together with its first refresh token.
+/// A session to open, with what its holder keeps.
 #[derive(Debug)]
 pub struct NewSession {
     pub id: String,
@@ -74,8 +74,15 @@ pub struct NewSession {
     pub ip: String,
     /// Absolute end of the session.
     pub expires_at: Timestamp,
-    pub refresh_hash: String,
-    pub refresh_expires_at: Timestamp,
+    pub held_by: SessionHold,
+}
+
+/// What holds a session: an API client's first refresh token, or a browser's cookie (each
+/// stored only as a SHA-256).
+#[derive(Debug)]
+pub enum SessionHold {
+    Refresh { hash: String, expires_at: Timestamp },
+    Cookie { hash: String },
 }
 
 /// An account's TOTP as stored: the secret sealed (see `service::mfa::factor`), whether it is
@@ -368,6 +375,12 @@ pub trait Store: ItemStore + std::fmt::Debug + Send + Sync + 'static {
     fn totp<'a>(&'a self, user_id: &'a str) -> StoreFuture<'a, Option<TotpRecord>>;
     /// The challenge whose token hashes to `token_hash`, unless it has expired.
     fn challenge<'a>(&'a self, token_hash: &'a str) -> StoreFuture<'a, Option<ChallengeRecord>>;
+    /// The live session (neither revoked nor past its end) held by the cookie whose value
+    /// hashes to `cookie_hash`: its id and its user's.
+    fn session_by_cookie<'a>(
+        &'a self,
+        cookie_hash: &'a str,
+    ) -> StoreFuture<'a, Option<(String, String)>>;
     /// The unexpired mailed link of `purpose` whose token hashes to `token_hash`.
     fn email_token<'a>(
         &'a self,

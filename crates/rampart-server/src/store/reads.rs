@@ -249,6 +249,23 @@ macro_rules! read_statements {
             })
         }
 
+        fn session_by_cookie<'a>(
+            &'a self,
+            cookie_hash: &'a str,
+        ) -> $crate::store::StoreFuture<'a, Option<(String, String)>> {
+            $crate::store::bounded(async move {
+                let row: Option<(String, String)> = sqlx::query_as(
+                    "SELECT s.id, s.user_id FROM sessions s
+                     WHERE s.cookie_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
+                )
+                .bind(cookie_hash)
+                .bind($crate::store::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            })
+        }
+
         fn email_token<'a>(
             &'a self,
             token_hash: &'a str,

@@ -323,9 +323,13 @@ macro_rules! tx_statements {
         ) -> $crate::store::StoreFuture<'_, ()> {
             bounded(async move {
                 let now = $crate::store::now();
+                let cookie_hash = match &session.held_by {
+                    $crate::store::SessionHold::Cookie { hash } => Some(hash.as_str()),
+                    $crate::store::SessionHold::Refresh { .. } => None,
+                };
                 sqlx::query(
-                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
-                     VALUES ($1, $2, $3, $3, $4, $5, $6)",
+                    "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip, cookie_hash)
+                     VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
                 )
                 .bind(&session.id)
                 .bind(&session.user_id)
@@ -333,18 +337,21 @@ macro_rules! tx_statements {
                 .bind(&session.expires_at)
                 .bind(&session.user_agent)
                 .bind(&session.ip)
+                .bind(cookie_hash)
                 .execute(&mut *self.tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&session.refresh_hash)
-                .bind(&session.id)
-                .bind(&now)
-                .bind(&session.refresh_expires_at)
-                .execute(&mut *self.tx)
-                .await?;
+                if let $crate::store::SessionHold::Refresh { hash, expires_at } = &session.held_by {
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(hash)
+                    .bind(&session.id)
+                    .bind(&now)
+                    .bind(expires_at)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
                 Ok(())
             })
         }

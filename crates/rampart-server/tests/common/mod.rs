@@ -157,7 +157,7 @@ impl TestApp {
         let router = rampart_server::app::router(state.clone(), hardening);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        state.services.email.default_public_url(addr);
+        state.public_origin.default_to(addr);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(rampart::server::serve(listener, router, options, async {
             let _ = stopped.await;

@@ -19,7 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::mfa::factor;
-use super::sessions::{Opening, Sessions, TokenPair};
+use super::sessions::{Opened, Opening, Sessions};
 use super::ServiceError;
 use crate::abuse::{Guard, Reports};
 use crate::audit::Recorder;
@@ -67,6 +67,8 @@ pub struct Login {
     pub name: String,
     pub password: SecretString,
     pub user_agent: Option<String>,
+    /// From a browser: the session is held by a cookie (`/v1/browser/login`).
+    pub browser: bool,
 }
 
 /// An account to create from values already parsed, with the hash of its password.
@@ -90,10 +92,9 @@ const UNVERIFIED_DETAIL: &str =
 pub const CHALLENGE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What a correct password gets: a session, or for an account with MFA the second step.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum LoginAnswer {
-    Tokens(TokenPair),
+    Opened(Opened),
     MfaRequired(MfaChallenge),
 }
 
@@ -230,7 +231,7 @@ impl Accounts {
     ) -> Result<LoginAnswer, ServiceError> {
         let result = self.attempt_login(context, login, reports).await;
         let outcome = match &result {
-            Ok(LoginAnswer::Tokens(_)) => Some(LoginOutcome::Success),
+            Ok(LoginAnswer::Opened(_)) => Some(LoginOutcome::Success),
             Ok(LoginAnswer::MfaRequired(_)) => Some(LoginOutcome::MfaRequired),
             // Counted where the reason is known.
             Err(ServiceError::Unauthorized) => None,
@@ -363,13 +364,14 @@ impl Accounts {
             rehash,
             event: Event::new(Kind::LoginSucceeded, context).user(&user.id),
             second_factor: None,
+            browser: login.browser,
         };
         let pair = state.sessions.open(context, opening).await?;
         state
             .guard
             .clear_login_backoff(&[&name, &user.username, &user.email])
             .await;
-        Ok(LoginAnswer::Tokens(pair))
+        Ok(LoginAnswer::Opened(pair))
     }
 
     /// Opens the second step of `user`'s login, whose password was just verified (and is

@@ -19,7 +19,7 @@ use rampart::Principal;
 use secrecy::SecretString;
 
 use super::accounts::{Accounts, PasswordCheck};
-use super::sessions::{Opening, Sessions, TokenPair};
+use super::sessions::{Opened, Opening, Sessions};
 use super::ServiceError;
 use crate::abuse::{Guard, Reports};
 use crate::audit::{Event, Kind, Recorder};
@@ -256,15 +256,17 @@ impl Mfa {
     }
 
     /// Completes a login's second step: `mfa_token` from the password step and a current code
-    /// or an unused recovery code of the same account. Every refusal is the same 401.
+    /// or an unused recovery code of the same account, opening a session for an API client or
+    /// (`browser`) one held by a cookie. Every refusal is the same 401.
     pub async fn verify(
         &self,
         context: &RequestContext,
         mfa_token: &str,
         code: &str,
         user_agent: Option<String>,
+        browser: bool,
         reports: &mut Reports,
-    ) -> Result<TokenPair, ServiceError> {
+    ) -> Result<Opened, ServiceError> {
         let challenge = match factor::challenge_token_hash(mfa_token) {
             Some(hash) => self
                 .store
@@ -316,6 +318,7 @@ impl Mfa {
                 .user(&user.id)
                 .detail(serde_json::json!({"mfa": factor_name(&factor)})),
             second_factor: Some((token_hash.clone(), factor)),
+            browser,
         };
         match self.sessions.open(context, opening).await {
             Ok(pair) => {
