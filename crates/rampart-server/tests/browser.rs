@@ -466,3 +466,32 @@ fn totp_now(secret_base32: &str) -> String {
     let value = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
     format!("{:06}", value % 1_000_000)
 }
+
+#[tokio::test]
+async fn the_account_page_is_served_under_its_own_policy_and_can_be_turned_off() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    for path in [
+        "/account",
+        "/account/reset",
+        "/account/app.js",
+        "/account/app.css",
+    ] {
+        let page = app.get(path).await;
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            page.headers()["content-security-policy"],
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+        );
+        assert_eq!(page.headers()["x-frame-options"], "DENY");
+    }
+    let html = app.get("/account").await.text().await.unwrap();
+    // No inline script or style, and nothing from another origin.
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "{html}"
+    );
+    assert!(!html.contains("://"), "{html}");
+    let off = TestApp::spawn(&[("RAMPART_ACCOUNT_PAGE", "false")]).await;
+    assert_eq!(off.get("/account").await.status(), StatusCode::UNAUTHORIZED);
+}

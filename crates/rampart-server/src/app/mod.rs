@@ -352,6 +352,9 @@ pub fn router(state: AppState, hardening: Hardening) -> Router {
     if state.settings.docs {
         routes = docs::mount(routes);
     }
+    if state.settings.account_page {
+        routes = routes::account_page(routes);
+    }
     if let Some(limit) = client_limit(&state) {
         routes = routes.limit_clients(limit.by_session_on(routes::SESSION_ENDING_ROUTES));
     }

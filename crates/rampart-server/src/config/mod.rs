@@ -78,6 +78,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "MAIL_FROM",
     "PUBLIC_URL",
     "REQUIRE_VERIFIED_EMAIL",
+    "ACCOUNT_PAGE",
 ];
 
 /// Settings that carry credentials and so may also be given as `X_FILE`.
@@ -200,6 +201,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// Messages (reset and verification links) and the address their links point at.
     pub mail: MailSettings,
+    /// Serve the self-service page at `/account`.
+    pub account_page: bool,
 }
 
 /// The connection loop's limits (see [`rampart::server::ServeOptions`]).

@@ -383,6 +383,7 @@ impl Reader {
         };
 
         let mail = super::mail::read(&mut self, production);
+        let account_page = self.parse("ACCOUNT_PAGE", true, parse_bool);
 
         if !self.problems.is_empty() {
             return Err(SettingsError {
@@ -425,6 +426,7 @@ impl Reader {
             connections,
             tokens,
             mail,
+            account_page,
         })
     }
 }

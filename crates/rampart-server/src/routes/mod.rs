@@ -1,5 +1,6 @@
 //! The service's routes, each mounted with its access policy.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod browser;
@@ -50,7 +51,8 @@ pub const CREDENTIAL_ROUTES: &[&str] = &[
 /// Every route of the service, each with its access policy. Paths and methods come from the
 /// handlers' `#[utoipa::path]` attributes, and the OpenAPI operations from what is mounted here
 /// (see [`crate::docs`]), so this list is the only one. `jwks` is mounted only when tokens are
-/// EdDSA-signed; the docs UI is added by `app` when enabled.
+/// EdDSA-signed; the docs UI is added by `app` when enabled, the account page by
+/// [`account_page`].
 pub fn routes(jwks: bool) -> SecureRouter<AppState> {
     let routes = SecureRouter::new()
         .documented_public(routes!(health::health))
@@ -86,6 +88,17 @@ pub fn routes(jwks: bool) -> SecureRouter<AppState> {
     } else {
         routes
     }
+}
+
+/// `routes` with the account page's files mounted for anyone (`RAMPART_ACCOUNT_PAGE`).
+pub fn account_page(routes: SecureRouter<AppState>) -> SecureRouter<AppState> {
+    use axum::routing::get;
+    let routes = account::PAGE_PATHS.iter().fold(routes, |routes, path| {
+        routes.public(path, get(account::page))
+    });
+    routes
+        .public("/account/app.js", get(account::script))
+        .public("/account/app.css", get(account::style))
 }
 
 #[cfg(test)]

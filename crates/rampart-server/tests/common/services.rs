@@ -781,3 +781,23 @@ pub fn postgres_addr() -> SocketAddr {
     };
     format!("{host}:{}", options.get_port()).parse().unwrap()
 }
+
+/// Debian's Chromium and its ChromeDriver (`apt-get install chromium chromium-driver`, as
+/// `.ci/run` does), or the binaries `CHROMIUM` and `CHROMEDRIVER` name.
+pub fn chromium() -> Result<(std::path::PathBuf, std::path::PathBuf), Skip> {
+    let find = |variable: &str, default: &str| {
+        std::path::PathBuf::from(std::env::var(variable).unwrap_or_else(|_| default.into()))
+    };
+    let browser = find("CHROMIUM", "/usr/bin/chromium");
+    let driver = find("CHROMEDRIVER", "/usr/bin/chromedriver");
+    for path in [&browser, &driver] {
+        if !path.is_file() {
+            return Err(unavailable(
+                "Chromium",
+                &path.display().to_string(),
+                "not installed (apt-get install chromium chromium-driver)",
+            ));
+        }
+    }
+    Ok((browser, driver))
+}

@@ -1,0 +1,237 @@
+// The account page's script: signs in with cookies (no token ever reaches this script), sends
+// the CSRF value with every change, and shows one section at a time. Served from this origin
+// only; the page's Content-Security-Policy allows nothing else.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+
+function show(section) {
+  for (const id of ['signin', 'forgot', 'reset', 'verify', 'account']) {
+    $(id).hidden = id !== section;
+  }
+}
+
+function say(message, isError) {
+  const status = $('status');
+  status.textContent = message;
+  status.classList.toggle('error', Boolean(isError));
+}
+
+function csrf() {
+  const pair = document.cookie.split('; ').find((c) => c.startsWith('__Host-rampart_csrf='));
+  return pair ? pair.slice('__Host-rampart_csrf='.length) : '';
+}
+
+// One call to the API: JSON in and out; a problem document becomes an Error with its detail.
+async function api(method, path, body) {
+  const headers = { 'X-CSRF-Token': csrf() };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const fields = data && data.errors ? data.errors.map((e) => `${e.field} ${e.message}`) : [];
+    const error = new Error([data && data.detail, ...fields].filter(Boolean).join(' '));
+    error.status = response.status;
+    throw error;
+  }
+  return { status: response.status, data };
+}
+
+// Runs `action`, reporting what went wrong instead of failing silently.
+async function attempt(action) {
+  try {
+    await action();
+  } catch (error) {
+    say(error.message || 'Something went wrong; try again.', true);
+  }
+}
+
+function formValues(form) {
+  return Object.fromEntries(new FormData(form).entries());
+}
+
+let mfaToken = null;
+
+async function showAccount() {
+  let me;
+  try {
+    me = (await api('GET', '/v1/users/me')).data;
+  } catch (error) {
+    if (error.status === 401) {
+      show('signin');
+      return;
+    }
+    throw error;
+  }
+  $('me-name').textContent = me.username;
+  $('me-email').textContent = me.email;
+  $('me-verified').textContent = me.email_verified ? 'verified' : 'not verified yet';
+  $('resend').hidden = me.email_verified;
+  $('mfa-state').textContent = me.mfa
+    ? 'On: signing in needs a code from your app.'
+    : 'Off: your password alone signs you in.';
+  $('mfa-start').hidden = me.mfa;
+  $('mfa-remove-form').hidden = !me.mfa;
+  await listSessions();
+  show('account');
+}
+
+async function listSessions() {
+  const list = $('sessions');
+  list.replaceChildren();
+  const { data } = await api('GET', '/v1/auth/sessions');
+  for (const session of data.sessions) {
+    const item = document.createElement('li');
+    const when = new Date(session.last_used_at).toLocaleString();
+    item.textContent = `${session.user_agent || 'Unknown device'}, last used ${when}${session.current ? ' (this browser)' : ''} `;
+    const end = document.createElement('button');
+    end.type = 'button';
+    end.className = 'quiet';
+    end.textContent = session.current ? 'Sign out here' : 'End';
+    end.setAttribute('aria-label', `End the session last used ${when}`);
+    end.addEventListener('click', () => attempt(async () => {
+      await api('DELETE', `/v1/auth/sessions/${encodeURIComponent(session.id)}`);
+      say('The session has ended.');
+      await showAccount();
+    }));
+    item.append(end);
+    list.append(item);
+  }
+}
+
+function onSubmit(id, handler) {
+  $(id).addEventListener('submit', (event) => {
+    event.preventDefault();
+    attempt(() => handler(event.target));
+  });
+}
+
+function wire() {
+  onSubmit('signin-form', async (form) => {
+    const { status, data } = await api('POST', '/v1/browser/login', formValues(form));
+    form.reset();
+    if (status === 200 && data && data.mfa_required) {
+      mfaToken = data.mfa_token;
+      $('signin-form').hidden = true;
+      $('mfa-form').hidden = false;
+      $('mfa-code').focus();
+      say('Enter the code from your authenticator app.');
+      return;
+    }
+    say('Signed in.');
+    await showAccount();
+  });
+  onSubmit('mfa-form', async (form) => {
+    await api('POST', '/v1/browser/mfa', { mfa_token: mfaToken, code: formValues(form).code.trim() });
+    form.reset();
+    mfaToken = null;
+    $('mfa-form').hidden = true;
+    $('signin-form').hidden = false;
+    say('Signed in.');
+    await showAccount();
+  });
+  onSubmit('forgot-form', async (form) => {
+    await api('POST', '/v1/auth/password/forgot', formValues(form));
+    form.reset();
+    say('If the address has an account, a link to reset its password is on its way.');
+  });
+  onSubmit('reset-form', async (form) => {
+    const token = new URLSearchParams(window.location.search).get('token') || sessionStorage.getItem('reset-token');
+    await api('POST', '/v1/auth/password/reset', { token, new_password: formValues(form).new_password });
+    sessionStorage.removeItem('reset-token');
+    form.reset();
+    say('Your password is set, and every session has ended. Sign in with the new one.');
+    show('signin');
+  });
+  onSubmit('password-form', async (form) => {
+    await api('POST', '/v1/auth/password', formValues(form));
+    form.reset();
+    say('Password changed; your other sessions have ended.');
+    await showAccount();
+  });
+  onSubmit('mfa-confirm-form', async (form) => {
+    const { data } = await api('POST', '/v1/auth/mfa/totp/confirm', formValues(form));
+    form.reset();
+    $('mfa-enrol').hidden = true;
+    $('mfa-codes').replaceChildren(...data.recovery_codes.map((code) => {
+      const item = document.createElement('li');
+      item.textContent = code;
+      return item;
+    }));
+    $('mfa-recovery').hidden = false;
+    say('Two-factor authentication is on.');
+    await showAccount();
+  });
+  onSubmit('mfa-remove-form', async (form) => {
+    await api('DELETE', '/v1/auth/mfa/totp', formValues(form));
+    form.reset();
+    $('mfa-recovery').hidden = true;
+    say('Two-factor authentication is off.');
+    await showAccount();
+  });
+  $('mfa-start').addEventListener('click', () => attempt(async () => {
+    const { data } = await api('POST', '/v1/auth/mfa/totp');
+    // The QR code is this server's SVG; parsed as SVG (never as HTML) and moved into the page.
+    const svg = new DOMParser().parseFromString(data.qr_svg, 'image/svg+xml').documentElement;
+    $('mfa-qr').replaceChildren(document.importNode(svg, true));
+    $('mfa-secret').textContent = data.secret;
+    $('mfa-enrol').hidden = false;
+    $('mfa-start').hidden = true;
+    $('mfa-confirm-code').focus();
+  }));
+  $('resend').addEventListener('click', () => attempt(async () => {
+    await api('POST', '/v1/auth/email/verify/resend');
+    say('A new verification link is on its way.');
+  }));
+  $('signout').addEventListener('click', () => attempt(async () => {
+    await api('POST', '/v1/browser/logout');
+    say('Signed out.');
+    show('signin');
+  }));
+  $('end-all').addEventListener('click', () => attempt(async () => {
+    await api('POST', '/v1/auth/logout-all');
+    say('Every session has ended, this one too.');
+    show('signin');
+  }));
+}
+
+// A link's token is read once and taken out of the address bar (and so out of the history).
+function takeToken(key) {
+  const token = new URLSearchParams(window.location.search).get('token');
+  if (token) {
+    sessionStorage.setItem(key, token);
+    window.history.replaceState(null, '', window.location.pathname);
+  }
+  return token || sessionStorage.getItem(key);
+}
+
+async function start() {
+  wire();
+  const path = window.location.pathname;
+  if (path === '/account/forgot') {
+    show('forgot');
+  } else if (path === '/account/reset') {
+    takeToken('reset-token');
+    show('reset');
+  } else if (path === '/account/verify-email') {
+    const token = takeToken('verify-token');
+    show('verify');
+    try {
+      await api('POST', '/v1/auth/email/verify', { token });
+      sessionStorage.removeItem('verify-token');
+      say('Your email address is verified.');
+    } catch (error) {
+      say(error.message, true);
+    }
+  } else {
+    await attempt(showAccount);
+  }
+}
+
+document.addEventListener('DOMContentLoaded', start);
