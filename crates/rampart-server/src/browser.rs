@@ -27,9 +27,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use rampart::http::RequestContext;
 use rampart::policy::{Admission, AdmissionFuture};
 use rampart::ApiError;
 use sha2::Sha256;
+
+use crate::audit::{Event, Kind, Recorder};
 
 /// The session cookie: opaque, never readable by scripts.
 pub const SESSION_COOKIE: &str = "__Host-rampart_session";
@@ -171,28 +174,56 @@ pub struct CsrfAdmission {
     own: PublicOrigin,
     /// `RAMPART_CORS_ORIGINS`: other origins trusted to make requests.
     listed: Arc<[String]>,
+    /// Refusals go on the audit trail as `access_denied` (sampled per caller).
+    recorder: Recorder,
 }
 
 impl CsrfAdmission {
-    pub fn new(key: CsrfKey, own: PublicOrigin, listed: Vec<String>) -> Self {
+    pub fn new(key: CsrfKey, own: PublicOrigin, listed: Vec<String>, recorder: Recorder) -> Self {
         Self {
             key,
             own,
             listed: listed.into(),
+            recorder,
         }
+    }
+
+    /// The 403, recorded: a forgery campaign shows on the trail, not only in access logs.
+    fn refuse(&self, request: &Request, check: &'static str, detail: &'static str) -> Response {
+        if let Some(context) = RequestContext::of(request.extensions()) {
+            let mut event = Event::new(Kind::AccessDenied, &context).detail(serde_json::json!({
+                "reason": "csrf",
+                "check": check,
+                "method": request.method().as_str(),
+                // Bounded: the path is client-chosen and the audit table keeps it forever.
+                "path": request.uri().path().chars().take(256).collect::<String>(),
+            }));
+            if let Some(principal) = request.extensions().get::<rampart::Principal>() {
+                event = event.user(&principal.user_id);
+            }
+            self.recorder.record_denied(event);
+        }
+        refused(detail)
     }
 
     /// Whether the request comes from this server's origin or a listed one.
     fn same_or_listed_origin(&self, headers: &HeaderMap) -> bool {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let Ok(origin) = origin.to_str() else {
+        // Exactly one of each, as a browser sends them: a second is not a browser's.
+        let single = |name: &str| {
+            let mut values = headers.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (Some(value), None) => value.to_str().ok(),
+                _ => None,
+            }
+        };
+        if headers.contains_key(header::ORIGIN) {
+            let Some(origin) = single(header::ORIGIN.as_str()) else {
                 return false;
             };
             // The request's own host as the browser addressed it: a page elsewhere cannot make
             // a browser send another site's host (its cookies are that host's alone).
-            let own_host = headers
-                .get(header::HOST)
-                .and_then(|host| host.to_str().ok())
+            let own_host = single(header::HOST.as_str())
+                .filter(|host| !host.is_empty())
                 .is_some_and(|host| {
                     origin.split_once("://").is_some_and(|(scheme, rest)| {
                         matches!(scheme, "http" | "https") && rest == host
@@ -202,9 +233,7 @@ impl CsrfAdmission {
                 || self.own.origin() == Some(origin)
                 || self.listed.iter().any(|listed| listed == origin);
         }
-        headers
-            .get("sec-fetch-site")
-            .is_some_and(|site| site.as_bytes() == b"same-origin")
+        single("sec-fetch-site") == Some("same-origin")
     }
 }
 
@@ -239,7 +268,9 @@ impl Admission for CsrfAdmission {
             // (a cross-site form cannot set headers), so its token decides.
             Ok(())
         } else if !self.same_or_listed_origin(headers) {
-            Err(refused(
+            Err(self.refuse(
+                request,
+                "origin",
                 "This request did not come from this site: a browser must send it from the \
                  same origin or a listed one.",
             ))
@@ -256,7 +287,9 @@ impl Admission for CsrfAdmission {
                         {
                             Ok(())
                         }
-                        _ => Err(refused(
+                        _ => Err(self.refuse(
+                            request,
+                            "token",
                             "A request with the session cookie must send X-CSRF-Token equal to \
                              the __Host-rampart_csrf cookie.",
                         )),

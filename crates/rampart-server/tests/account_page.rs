@@ -8,9 +8,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::totp::now_step;
 use common::webdriver::Browser;
 use common::TestApp;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -18,31 +18,7 @@ const PASSWORD: &str = "violet tandem bicycles rarely whistle";
 const NEW_PASSWORD: &str = "amber otters juggle quiet lanterns";
 
 fn totp(secret_base32: &str, step: u64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut buffer, mut key) = (0u32, 0u32, Vec::new());
-    for c in secret_base32.trim().bytes() {
-        let value = ALPHABET.iter().position(|a| *a == c).unwrap();
-        buffer = (buffer << 5) | u32::try_from(value).unwrap();
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            key.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
-        }
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
-    mac.update(&step.to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = usize::from(digest[19] & 0x0f);
-    let value = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", value % 1_000_000)
-}
-
-fn now_step() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 30
+    common::totp::code_at(&common::totp::base32(secret_base32), step)
 }
 
 /// The newest link under `path` in the outbox's messages to `to`.

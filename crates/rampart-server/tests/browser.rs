@@ -239,6 +239,19 @@ async fn a_cookie_request_needs_its_csrf_value_and_this_sites_origin() {
         .await
         .unwrap();
     assert_csrf_refusal(cross_site).await;
+    // Two Origin headers (one of them this site's) are not a browser's: refused.
+    let doubled = app
+        .client
+        .post(app.url("/v1/items"))
+        .header("cookie", browser.cookie_header())
+        .header("x-csrf-token", &browser.csrf)
+        .header("origin", origin.as_str())
+        .header("origin", "https://evil.example")
+        .json(&json!({"title": "forged", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_csrf_refusal(doubled).await;
     let list: Value = as_browser(&app, &browser, Method::GET, "/v1/items", None, None, None)
         .await
         .json()
@@ -248,6 +261,13 @@ async fn a_cookie_request_needs_its_csrf_value_and_this_sites_origin() {
         list["items"].as_array().unwrap().len(),
         0,
         "no forged request had an effect"
+    );
+    // The campaign is on the security trail (sampled: one row per caller a minute).
+    let admin = app.admin_token().await;
+    let denied = app.audit_events(&admin, Some("access_denied")).await;
+    assert!(
+        denied.iter().any(|e| e["detail"]["reason"] == "csrf"),
+        "{denied:?}"
     );
 
     // The page's own request: its origin (or Sec-Fetch-Site) and its value.
@@ -409,7 +429,7 @@ async fn a_browser_completes_a_second_factor_to_get_its_cookies() {
 
     // Confirm with a code computed from the secret (RFC 6238, SHA-1).
     let secret = started["secret"].as_str().unwrap();
-    let code = totp_now(secret);
+    let code = common::totp::code_at(&common::totp::base32(secret), common::totp::now_step());
     let confirmed: Value = app
         .call(
             Method::POST,
@@ -439,32 +459,6 @@ async fn a_browser_completes_a_second_factor_to_get_its_cookies() {
         .unwrap();
     assert_eq!(done.status(), StatusCode::NO_CONTENT);
     assert!(set_cookie(&done, "__Host-rampart_session").is_some());
-}
-
-fn totp_now(secret_base32: &str) -> String {
-    use hmac::{Hmac, Mac};
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut buffer, mut key) = (0u32, 0u32, Vec::new());
-    for c in secret_base32.bytes() {
-        let value = ALPHABET.iter().position(|a| *a == c).unwrap();
-        buffer = (buffer << 5) | u32::try_from(value).unwrap();
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            key.push(u8::try_from((buffer >> bits) & 0xff).unwrap());
-        }
-    }
-    let step = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 30;
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
-    mac.update(&step.to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = usize::from(digest[19] & 0x0f);
-    let value = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", value % 1_000_000)
 }
 
 #[tokio::test]

@@ -371,6 +371,7 @@ pub fn router(state: AppState, hardening: Hardening) -> Router {
                 .collect(),
             _ => Vec::new(),
         },
+        state.recorder.clone(),
     );
     let credentials =
         crate::abuse::CredentialAdmission::new(state.guard.clone(), routes::CREDENTIAL_ROUTES);

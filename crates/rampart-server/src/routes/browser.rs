@@ -11,7 +11,6 @@ use rampart::{ApiError, CurrentUser, Json};
 use super::auth::{user_agent, LoginInput, LoginResponse};
 use super::mfa::MfaVerify;
 use crate::abuse::{AuthQuota, Reports};
-use crate::audit::{Event, Kind};
 use crate::browser::{cleared_cookies, set_cookies, CsrfKey};
 use crate::service::accounts::{Accounts, Login, LoginAnswer};
 use crate::service::mfa::Mfa;
@@ -113,17 +112,7 @@ pub async fn logout(
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<Response, ApiError> {
-    let event = Event::new(Kind::Logout, &context)
-        .user(&caller.user_id)
-        .detail(serde_json::json!({"session_id": caller.session_id}));
-    match sessions
-        .end(&caller.user_id, &caller.session_id, event)
-        .await
-    {
-        // Ended already (by another request) is signed out all the same.
-        Ok(_) | Err(ServiceError::NotFound) => {}
-        Err(err) => return Err(err.into()),
-    }
+    sessions.log_out(&context, &caller).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     for value in cleared_cookies() {
         response.headers_mut().append(header::SET_COOKIE, value);

@@ -16,7 +16,6 @@ use crate::audit::{Event, Kind};
 use crate::domain::RecordId;
 use crate::service::accounts::Accounts;
 use crate::service::sessions::Sessions;
-use crate::service::ServiceError;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
@@ -49,17 +48,8 @@ pub async fn logout(
     context: RequestContext,
     CurrentUser(caller): CurrentUser,
 ) -> Result<StatusCode, ApiError> {
-    let event = Event::new(Kind::Logout, &context)
-        .user(&caller.user_id)
-        .detail(serde_json::json!({"session_id": caller.session_id}));
-    // Ended already (by another request) is logged out all the same.
-    match sessions
-        .end(&caller.user_id, &caller.session_id, event)
-        .await
-    {
-        Ok(_) | Err(ServiceError::NotFound) => Ok(StatusCode::NO_CONTENT),
-        Err(err) => Err(err.into()),
-    }
+    sessions.log_out(&context, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// End every session of the caller, this one included.

@@ -263,6 +263,22 @@ impl Sessions {
         }
     }
 
+    /// Ends the caller's own session (a logout, by token or by cookie), recorded as `logout`;
+    /// a session another request ended first is logged out all the same.
+    pub async fn log_out(
+        &self,
+        context: &RequestContext,
+        caller: &rampart::Principal,
+    ) -> Result<(), ServiceError> {
+        let event = Event::new(crate::audit::Kind::Logout, context)
+            .user(&caller.user_id)
+            .detail(serde_json::json!({"session_id": caller.session_id}));
+        match self.end(&caller.user_id, &caller.session_id, event).await {
+            Ok(_) | Err(ServiceError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// `user_id`'s live sessions, newest first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, ServiceError> {
         Ok(self.store.list_sessions(user_id).await?)

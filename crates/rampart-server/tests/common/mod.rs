@@ -22,6 +22,7 @@ const ADMIN_PASSWORD: &str = "granite herons audit every ledger";
 
 pub mod nodes;
 pub mod services;
+pub mod totp;
 pub mod webdriver;
 
 /// Ends the test early, saying so, when a dependency it needs is missing (see

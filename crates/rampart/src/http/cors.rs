@@ -14,12 +14,14 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::settings::{CorsOrigins, CorsSettings};
 
-/// Headers a browser client may send cross-origin.
-const ALLOWED_REQUEST_HEADERS: [HeaderName; 4] = [
+/// Headers a browser client may send cross-origin (`x-csrf-token`: a listed origin on the
+/// same site sending a cookie session's CSRF value).
+const ALLOWED_REQUEST_HEADERS: [HeaderName; 5] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     header::ACCEPT,
     HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-csrf-token"),
 ];
 
 /// Headers a browser client may read cross-origin (rate-limit state and the request id).
