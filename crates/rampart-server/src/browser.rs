@@ -255,9 +255,19 @@ impl Admission for CsrfAdmission {
         // The browser routes take POST only; another method gets its 405 as anywhere else.
         let signing_in =
             request.method() == Method::POST && request.uri().path().starts_with(BROWSER_PREFIX);
+        // Only this server's session cookie makes a request a browser session's: other cookies
+        // (a load balancer's stickiness cookie in an API client's jar) change nothing.
         let riding_a_cookie = changes_something(request.method())
             && !request.headers().contains_key(header::AUTHORIZATION)
-            && request.headers().contains_key(header::COOKIE);
+            && request
+                .headers()
+                .get_all(header::COOKIE)
+                .iter()
+                .any(|line| {
+                    line.as_bytes()
+                        .windows(SESSION_COOKIE.len())
+                        .any(|w| w == SESSION_COOKIE.as_bytes())
+                });
         signing_in || riding_a_cookie
     }
 

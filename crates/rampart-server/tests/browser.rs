@@ -336,6 +336,17 @@ async fn bearer_clients_are_judged_by_their_token_alone() {
         .await
         .unwrap();
     assert_eq!(made.status(), StatusCode::CREATED);
+    // An API client whose cookie jar holds someone else's cookies (a load balancer's) signs
+    // in without any browser header.
+    let api_login = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("cookie", "AWSALB=sticky; other=1")
+        .json(&json!({"username": "dirk", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_login.status(), StatusCode::OK);
     // A bad token is not rescued by a good cookie.
     let bad = app
         .client
