@@ -190,8 +190,49 @@ async fn a_person_runs_their_account_from_the_page_in_chromium() {
     )
     .unwrap();
 
-    // Sign out, and back in with the next code.
+    // Sign out: nothing of this person (the key, the recovery codes) stays in the page for
+    // whoever uses the browser next (an outside review found them still shown).
     browser.click("#signout").await;
+    browser
+        .wait_for(
+            "return !document.getElementById('signin').hidden && document.getElementById('status').textContent.includes('Signed out')",
+            "the signed-out page",
+        )
+        .await;
+    let left = browser
+        .run(
+            "return [document.querySelectorAll('#mfa-codes li').length, document.getElementById('mfa-secret').textContent, document.querySelectorAll('#mfa-qr svg').length]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        left,
+        json!([0, "", 0]),
+        "the previous person's key or codes"
+    );
+
+    // A wrong code returns to the password step with a message, not a dead end.
+    sign_in(&browser, &base, "pageuser", PASSWORD).await;
+    browser
+        .wait_for(
+            "return !document.getElementById('mfa-form').hidden",
+            "the code step",
+        )
+        .await;
+    let wrong = format!(
+        "{:06}",
+        (totp(&secret, confirmed_at + 1).parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    browser.type_into("#mfa-code", &wrong).await;
+    browser.click("#mfa-form button").await;
+    browser
+        .wait_for(
+            "return !document.getElementById('signin-form').hidden && document.getElementById('mfa-form').hidden",
+            "the way back to the password",
+        )
+        .await;
+
+    // And back in with the next code.
     sign_in(&browser, &base, "pageuser", PASSWORD).await;
     browser
         .wait_for(

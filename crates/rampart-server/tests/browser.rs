@@ -489,6 +489,7 @@ async fn the_account_page_is_served_under_its_own_policy_and_can_be_turned_off()
             "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
         );
         assert_eq!(page.headers()["x-frame-options"], "DENY");
+        assert_eq!(page.headers()["cross-origin-opener-policy"], "same-origin");
     }
     let html = app.get("/account").await.text().await.unwrap();
     // No inline script or style, and nothing from another origin.

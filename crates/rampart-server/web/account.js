@@ -5,6 +5,17 @@
 
 const $ = (id) => document.getElementById(id);
 
+// How the API's field names read to a person.
+const FIELD_NAMES = {
+  username: 'The username',
+  password: 'The password',
+  current_password: 'The current password',
+  new_password: 'The new password',
+  email: 'The email address',
+  code: 'The code',
+  token: 'The link',
+};
+
 function show(section) {
   for (const id of ['signin', 'forgot', 'reset', 'verify', 'account']) {
     $(id).hidden = id !== section;
@@ -35,8 +46,11 @@ async function api(method, path, body) {
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) {
-    const fields = data && data.errors ? data.errors.map((e) => `${e.field} ${e.message}`) : [];
-    const error = new Error([data && data.detail, ...fields].filter(Boolean).join(' '));
+    const fields = data && data.errors
+      ? data.errors.map((e) => `${FIELD_NAMES[e.field] || 'A field'} ${e.message}.`)
+      : [];
+    const detail = fields.length ? 'Please check the form.' : data && data.detail;
+    const error = new Error([detail, ...fields].filter(Boolean).join(' '));
     error.status = response.status;
     throw error;
   }
@@ -52,6 +66,13 @@ async function attempt(action) {
   }
 }
 
+// After a sign-out the page starts over: nothing of the previous person (an authenticator
+// key, recovery codes) stays in it, shown or hidden.
+function startOver(message) {
+  sessionStorage.setItem('status', message);
+  window.location.replace('/account');
+}
+
 function formValues(form) {
   return Object.fromEntries(new FormData(form).entries());
 }
@@ -65,6 +86,7 @@ async function showAccount() {
   } catch (error) {
     if (error.status === 401) {
       show('signin');
+      $('signin-name').focus();
       return;
     }
     throw error;
@@ -80,6 +102,7 @@ async function showAccount() {
   $('mfa-remove-form').hidden = !me.mfa;
   await listSessions();
   show('account');
+  $('account-title').focus();
 }
 
 async function listSessions() {
@@ -94,9 +117,13 @@ async function listSessions() {
     end.type = 'button';
     end.className = 'quiet';
     end.textContent = session.current ? 'Sign out here' : 'End';
-    end.setAttribute('aria-label', `End the session last used ${when}`);
+    end.setAttribute('aria-label', `${end.textContent}: ${session.user_agent || 'unknown device'}, last used ${when}`);
     end.addEventListener('click', () => attempt(async () => {
       await api('DELETE', `/v1/auth/sessions/${encodeURIComponent(session.id)}`);
+      if (session.current) {
+        startOver('Signed out.');
+        return;
+      }
       say('The session has ended.');
       await showAccount();
     }));
@@ -128,7 +155,19 @@ function wire() {
     await showAccount();
   });
   onSubmit('mfa-form', async (form) => {
-    await api('POST', '/v1/browser/mfa', { mfa_token: mfaToken, code: formValues(form).code.trim() });
+    try {
+      await api('POST', '/v1/browser/mfa', { mfa_token: mfaToken, code: formValues(form).code.trim() });
+    } catch (error) {
+      if (error.status !== 401) throw error;
+      // Wrong, used, or the sign-in took too long: start again from the password.
+      form.reset();
+      mfaToken = null;
+      $('mfa-form').hidden = true;
+      $('signin-form').hidden = false;
+      $('signin-name').focus();
+      say('That code did not work, or signing in took too long. Sign in again.', true);
+      return;
+    }
     form.reset();
     mfaToken = null;
     $('mfa-form').hidden = true;
@@ -142,9 +181,9 @@ function wire() {
     say('If the address has an account, a link to reset its password is on its way.');
   });
   onSubmit('reset-form', async (form) => {
-    const token = new URLSearchParams(window.location.search).get('token') || sessionStorage.getItem('reset-token');
-    await api('POST', '/v1/auth/password/reset', { token, new_password: formValues(form).new_password });
-    sessionStorage.removeItem('reset-token');
+    if (!linkToken) throw new Error('This link is incomplete: open the link from the message again.');
+    await api('POST', '/v1/auth/password/reset', { token: linkToken, new_password: formValues(form).new_password });
+    linkToken = null;
     form.reset();
     say('Your password is set, and every session has ended. Sign in with the new one.');
     show('signin');
@@ -191,40 +230,46 @@ function wire() {
   }));
   $('signout').addEventListener('click', () => attempt(async () => {
     await api('POST', '/v1/browser/logout');
-    say('Signed out.');
-    show('signin');
+    startOver('Signed out.');
   }));
   $('end-all').addEventListener('click', () => attempt(async () => {
     await api('POST', '/v1/auth/logout-all');
-    say('Every session has ended, this one too.');
-    show('signin');
+    startOver('Every session has ended, this one too.');
   }));
 }
 
-// A link's token is read once and taken out of the address bar (and so out of the history).
-function takeToken(key) {
-  const token = new URLSearchParams(window.location.search).get('token');
-  if (token) {
-    sessionStorage.setItem(key, token);
-    window.history.replaceState(null, '', window.location.pathname);
-  }
-  return token || sessionStorage.getItem(key);
+// A link's token is read once, kept only in this page's memory, and taken out of the address
+// bar. (The browser's history keeps the link as it was opened; the token in it is single use
+// and dies once used, superseded or expired.)
+let linkToken = null;
+function takeToken() {
+  linkToken = new URLSearchParams(window.location.search).get('token');
+  if (linkToken) window.history.replaceState(null, '', window.location.pathname);
+  return linkToken;
 }
 
 async function start() {
   wire();
+  const carried = sessionStorage.getItem('status');
+  if (carried) {
+    sessionStorage.removeItem('status');
+    say(carried);
+  }
   const path = window.location.pathname;
   if (path === '/account/forgot') {
     show('forgot');
   } else if (path === '/account/reset') {
-    takeToken('reset-token');
+    takeToken();
     show('reset');
   } else if (path === '/account/verify-email') {
-    const token = takeToken('verify-token');
+    const token = takeToken();
     show('verify');
+    if (!token) {
+      say('This link is incomplete: open the link from the message again.', true);
+      return;
+    }
     try {
       await api('POST', '/v1/auth/email/verify', { token });
-      sessionStorage.removeItem('verify-token');
       say('Your email address is verified.');
     } catch (error) {
       say(error.message, true);

@@ -35,6 +35,11 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(PAGE_CSP),
     );
+    // A page that opened this one in a new window cannot navigate it elsewhere later.
+    headers.insert(
+        http::HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 
