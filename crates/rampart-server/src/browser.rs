@@ -205,36 +205,46 @@ impl CsrfAdmission {
         }
         refused(detail)
     }
+}
 
-    /// Whether the request comes from this server's origin or a listed one.
-    fn same_or_listed_origin(&self, headers: &HeaderMap) -> bool {
-        // Exactly one of each, as a browser sends them: a second is not a browser's.
-        let single = |name: &str| {
-            let mut values = headers.get_all(name).iter();
-            match (values.next(), values.next()) {
-                (Some(value), None) => value.to_str().ok(),
-                _ => None,
-            }
-        };
-        if headers.contains_key(header::ORIGIN) {
-            let Some(origin) = single(header::ORIGIN.as_str()) else {
-                return false;
-            };
-            // The request's own host as the browser addressed it: a page elsewhere cannot make
-            // a browser send another site's host (its cookies are that host's alone).
-            let own_host = single(header::HOST.as_str())
-                .filter(|host| !host.is_empty())
-                .is_some_and(|host| {
-                    origin.split_once("://").is_some_and(|(scheme, rest)| {
-                        matches!(scheme, "http" | "https") && rest == host
-                    })
-                });
-            return own_host
-                || self.own.origin() == Some(origin)
-                || self.listed.iter().any(|listed| listed == origin);
+/// Whether the request comes from this server's origin (`own`, or its own host) or a
+/// `listed` one.
+fn same_or_listed_origin(own: &PublicOrigin, listed: &[String], headers: &HeaderMap) -> bool {
+    // Exactly one of each, as a browser sends them: a second is not a browser's.
+    let single = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok(),
+            _ => None,
         }
-        single("sec-fetch-site") == Some("same-origin")
+    };
+    if headers.get_all("sec-fetch-site").iter().nth(1).is_some() {
+        return false;
     }
+    if headers.contains_key(header::ORIGIN) {
+        let Some(origin) = single(header::ORIGIN.as_str()) else {
+            return false;
+        };
+        // The request's own host as the browser addressed it: a page elsewhere cannot make
+        // a browser send another site's host (its cookies are that host's alone). Only a
+        // well-formed host with a name counts (never `:80`, `[]` or a path).
+        let own_host = single(header::HOST.as_str())
+            .filter(|host| {
+                host.parse::<http::uri::Authority>().is_ok_and(|authority| {
+                    let name = authority.host();
+                    !name.is_empty() && name != "[]" && authority.as_str() == *host
+                })
+            })
+            .is_some_and(|host| {
+                origin.split_once("://").is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https") && rest == host
+                })
+            });
+        return own_host
+            || own.origin() == Some(origin)
+            || listed.iter().any(|listed| listed == origin);
+    }
+    single("sec-fetch-site") == Some("same-origin")
 }
 
 fn refused(detail: &'static str) -> Response {
@@ -277,7 +287,7 @@ impl Admission for CsrfAdmission {
             // A bearer client: no page on another site can make a browser send its token
             // (a cross-site form cannot set headers), so its token decides.
             Ok(())
-        } else if !self.same_or_listed_origin(headers) {
+        } else if !same_or_listed_origin(&self.own, &self.listed, headers) {
             Err(self.refuse(
                 request,
                 "origin",
@@ -378,6 +388,39 @@ mod tests {
         assert!(!CsrfKey::derive(b"deployment two").matches("session-a", &token));
         assert!(!key.matches("session-a", ""));
         assert!(!key.matches("session-a", "not base64!"));
+    }
+
+    #[test]
+    fn only_one_well_formed_origin_and_host_make_the_same_origin() {
+        let same = |pairs: &[(&'static str, &'static str)]| {
+            same_or_listed_origin(&PublicOrigin::new(None), &[], &headers(pairs))
+        };
+        assert!(same(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080")
+        ]));
+        assert!(same(&[("sec-fetch-site", "same-origin")]));
+        // What an outside review sent: hosts with no name, a path, doubled headers.
+        for (host, origin) in [
+            (":37007", "http://:37007"),
+            (":", "http://:"),
+            ("[]:1", "http://[]:1"),
+            ("evil.test/x", "http://evil.test/x"),
+            ("", "http://"),
+        ] {
+            assert!(!same(&[("host", host), ("origin", origin)]), "{host}");
+        }
+        assert!(!same(&[
+            ("host", "a.test"),
+            ("origin", "http://a.test"),
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-site", "cross-site"),
+        ]));
+        assert!(!same(&[
+            ("host", "a.test"),
+            ("origin", "http://a.test"),
+            ("origin", "http://evil.test"),
+        ]));
     }
 
     #[test]

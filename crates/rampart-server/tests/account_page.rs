@@ -376,5 +376,43 @@ async fn a_person_runs_their_account_from_the_page_in_chromium() {
     browser.click("#mfa-form button").await;
     signed_in(&browser).await;
     save_screenshot(&browser, "account-signed-in").await;
+
+    // The page's session ended elsewhere: Sign out still starts the page over (an outside
+    // review found the previous view kept when the sign-out itself was refused).
+    let challenge: Value = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "pageuser", "password": NEW_PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pair: Value = app
+        .post_json(
+            "/v1/auth/mfa/verify",
+            &json!({"mfa_token": challenge["mfa_token"], "code": recovery[2]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let api_token = pair["access_token"].as_str().unwrap();
+    let ended = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/auth/logout-all",
+            Some(api_token),
+            None,
+        )
+        .await;
+    assert_eq!(ended.status(), 204);
+    browser.click("#signout").await;
+    browser
+        .wait_for(
+            "return !document.getElementById('signin').hidden && document.getElementById('status').textContent.includes('already ended')",
+            "the page starting over",
+        )
+        .await;
     browser.quit().await;
 }

@@ -49,7 +49,12 @@ async function api(method, path, body) {
     const fields = data && data.errors
       ? data.errors.map((e) => `${FIELD_NAMES[e.field] || 'A field'} ${e.message}.`)
       : [];
-    const detail = fields.length ? 'Please check the form.' : data && data.detail;
+    const wait = response.headers.get('Retry-After');
+    const detail = fields.length
+      ? 'Please check the form.'
+      : response.status === 429 && wait
+        ? `Too many attempts: try again in ${wait} second${wait === '1' ? '' : 's'}.`
+        : data && data.detail;
     const error = new Error([detail, ...fields].filter(Boolean).join(' '));
     error.status = response.status;
     throw error;
@@ -71,6 +76,17 @@ async function attempt(action) {
 function startOver(message) {
   sessionStorage.setItem('status', message);
   window.location.replace('/account');
+}
+
+// Signs out through `request`; the page starts over whatever the answer (a session that had
+// already ended, a network failure): leaving is what the person asked for.
+async function signOut(request, message) {
+  try {
+    await request();
+    startOver(message);
+  } catch (error) {
+    startOver(error.status === 401 ? 'Signed out (the session had already ended).' : message);
+  }
 }
 
 function formValues(form) {
@@ -118,15 +134,14 @@ async function listSessions() {
     end.className = 'quiet';
     end.textContent = session.current ? 'Sign out here' : 'End';
     end.setAttribute('aria-label', `${end.textContent}: ${session.user_agent || 'unknown device'}, last used ${when}`);
-    end.addEventListener('click', () => attempt(async () => {
-      await api('DELETE', `/v1/auth/sessions/${encodeURIComponent(session.id)}`);
-      if (session.current) {
-        startOver('Signed out.');
-        return;
-      }
-      say('The session has ended.');
-      await showAccount();
-    }));
+    const path = `/v1/auth/sessions/${encodeURIComponent(session.id)}`;
+    end.addEventListener('click', () => (session.current
+      ? signOut(() => api('DELETE', path), 'Signed out.')
+      : attempt(async () => {
+        await api('DELETE', path);
+        say('The session has ended.');
+        await showAccount();
+      })));
     item.append(end);
     list.append(item);
   }
@@ -228,14 +243,10 @@ function wire() {
     await api('POST', '/v1/auth/email/verify/resend');
     say('A new verification link is on its way.');
   }));
-  $('signout').addEventListener('click', () => attempt(async () => {
-    await api('POST', '/v1/browser/logout');
-    startOver('Signed out.');
-  }));
-  $('end-all').addEventListener('click', () => attempt(async () => {
-    await api('POST', '/v1/auth/logout-all');
-    startOver('Every session has ended, this one too.');
-  }));
+  $('signout').addEventListener('click', () =>
+    signOut(() => api('POST', '/v1/browser/logout'), 'Signed out.'));
+  $('end-all').addEventListener('click', () =>
+    signOut(() => api('POST', '/v1/auth/logout-all'), 'Every session has ended, this one too.'));
 }
 
 // A link's token is read once, kept only in this page's memory, and taken out of the address
