@@ -25,12 +25,10 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use rampart::http::RequestContext;
 use rampart::policy::{Admission, AdmissionFuture};
 use rampart::ApiError;
-use sha2::Sha256;
 
 use crate::audit::{Event, Kind, Recorder};
 
@@ -94,32 +92,26 @@ impl std::fmt::Debug for CsrfKey {
 impl CsrfKey {
     /// The key for the deployment's `secret`, under a label of its own.
     pub fn derive(secret: &[u8]) -> Self {
-        let mut mac = hmac(secret);
-        mac.update(b"rampart csrf v1");
-        Self(Arc::new(mac.finalize().into_bytes().into()))
+        Self(Arc::new(rampart::tokens::hmac_sha256(
+            secret,
+            b"rampart csrf v1",
+        )))
     }
 
     /// The CSRF value that goes with the session cookie `session`.
     pub fn token_for(&self, session: &str) -> String {
-        let mut mac = hmac(self.0.as_slice());
-        mac.update(session.as_bytes());
-        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        URL_SAFE_NO_PAD.encode(rampart::tokens::hmac_sha256(
+            self.0.as_slice(),
+            session.as_bytes(),
+        ))
     }
 
     /// Whether `sent` is the CSRF value of `session`, compared in constant time.
     fn matches(&self, session: &str, sent: &str) -> bool {
-        let Ok(sent) = URL_SAFE_NO_PAD.decode(sent) else {
-            return false;
-        };
-        let mut mac = hmac(self.0.as_slice());
-        mac.update(session.as_bytes());
-        mac.verify_slice(&sent).is_ok()
+        URL_SAFE_NO_PAD.decode(sent).is_ok_and(|sent| {
+            rampart::tokens::hmac_sha256_matches(self.0.as_slice(), session.as_bytes(), &sent)
+        })
     }
-}
-
-fn hmac(key: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
 }
 
 /// The value of the cookie `name`, if the request carries it exactly once (two cookies of one
@@ -318,32 +310,6 @@ impl Admission for CsrfAdmission {
             }
         };
         Box::pin(std::future::ready(verdict))
-    }
-}
-
-/// Several admissions in a gate, in order: the first refusal answers.
-pub struct Admissions(pub Vec<Arc<dyn Admission>>);
-
-impl std::fmt::Debug for Admissions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Admissions({})", self.0.len())
-    }
-}
-
-impl Admission for Admissions {
-    fn applies(&self, request: &Request) -> bool {
-        self.0.iter().any(|admission| admission.applies(request))
-    }
-
-    fn admit<'a>(&'a self, request: &'a mut Request) -> AdmissionFuture<'a> {
-        Box::pin(async move {
-            for admission in &self.0 {
-                if admission.applies(request) {
-                    admission.admit(request).await?;
-                }
-            }
-            Ok(())
-        })
     }
 }
 

@@ -75,6 +75,29 @@ async fn attacker_site(html: String) -> String {
     format!("http://localhost:{port}/")
 }
 
+/// An API client's session for `pageuser` (two-factor: `code` completes it); its access token.
+async fn api_session(app: &TestApp, password: &str, code: &str) -> String {
+    let challenge: Value = app
+        .post_json(
+            "/v1/auth/login",
+            &json!({"username": "pageuser", "password": password}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pair: Value = app
+        .post_json(
+            "/v1/auth/mfa/verify",
+            &json!({"mfa_token": challenge["mfa_token"], "code": code}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    pair["access_token"].as_str().unwrap().to_owned()
+}
+
 async fn sign_in(browser: &Browser, base: &str, name: &str, password: &str) {
     browser.go(&format!("{base}/account")).await;
     browser
@@ -247,25 +270,7 @@ async fn a_person_runs_their_account_from_the_page_in_chromium() {
     signed_in(&browser).await;
 
     // End another session (an API client's) from the page.
-    let challenge: Value = app
-        .post_json(
-            "/v1/auth/login",
-            &json!({"username": "pageuser", "password": PASSWORD}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let pair: Value = app
-        .post_json(
-            "/v1/auth/mfa/verify",
-            &json!({"mfa_token": challenge["mfa_token"], "code": recovery[0]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let other = pair["access_token"].as_str().unwrap().to_owned();
+    let other = api_session(&app, PASSWORD, &recovery[0]).await;
     assert_eq!(app.get_as("/v1/users/me", &other).await.status(), 200);
     browser.go(&format!("{base}/account")).await;
     signed_in(&browser).await;
@@ -379,30 +384,12 @@ async fn a_person_runs_their_account_from_the_page_in_chromium() {
 
     // The page's session ended elsewhere: Sign out still starts the page over (an outside
     // review found the previous view kept when the sign-out itself was refused).
-    let challenge: Value = app
-        .post_json(
-            "/v1/auth/login",
-            &json!({"username": "pageuser", "password": NEW_PASSWORD}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let pair: Value = app
-        .post_json(
-            "/v1/auth/mfa/verify",
-            &json!({"mfa_token": challenge["mfa_token"], "code": recovery[2]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let api_token = pair["access_token"].as_str().unwrap();
+    let api_token = api_session(&app, NEW_PASSWORD, &recovery[2]).await;
     let ended = app
         .call(
             reqwest::Method::POST,
             "/v1/auth/logout-all",
-            Some(api_token),
+            Some(&api_token),
             None,
         )
         .await;

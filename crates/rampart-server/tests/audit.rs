@@ -34,21 +34,7 @@ async fn every_security_event_is_recorded_without_secrets() {
     let second = app.login("quinn", &password).await;
     let third = app.login("quinn", &password).await;
     let token = second["access_token"].as_str().unwrap();
-    let sessions: Value = app
-        .get_as("/v1/auth/sessions", token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let other = sessions["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["current"] == false)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = app.other_session_id(token).await;
     app.client
         .delete(app.url(&format!("/v1/auth/sessions/{other}")))
         .bearer_auth(token)

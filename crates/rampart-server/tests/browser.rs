@@ -389,21 +389,7 @@ async fn a_cookie_session_ends_like_any_other_and_a_planted_twin_is_not_trusted(
         StatusCode::UNAUTHORIZED
     );
     // Ended from the API client's session list: the cookie stops working at once.
-    let sessions: Value = app
-        .get_as("/v1/auth/sessions", &token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let cookie_session = sessions["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["current"] == false)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cookie_session = app.other_session_id(&token).await;
     let ended = app
         .call(
             Method::DELETE,

@@ -351,6 +351,27 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// HMAC-SHA256 of `message` under `key`: derived keys (a label under a deployment secret),
+/// seals and MACs. HMAC takes keys of any length, so this cannot fail.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac as _;
+    hmac_of(key, message).finalize().into_bytes().into()
+}
+
+/// Whether `tag` is the HMAC-SHA256 of `message` under `key`, compared in constant time.
+pub fn hmac_sha256_matches(key: &[u8], message: &[u8], tag: &[u8]) -> bool {
+    use hmac::Mac as _;
+    hmac_of(key, message).verify_slice(tag).is_ok()
+}
+
+fn hmac_of(key: &[u8], message: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(message);
+    mac
+}
+
 /// Lower-case hex SHA-256 of `bytes`: how opaque tokens are stored (never the token itself),
 /// and how shared stores name a subject without holding it in the clear.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -594,6 +594,45 @@ async fn an_admission_refuses_before_the_body_and_admits_the_rest() {
     assert_eq!(&body[..], b"kept");
 }
 
+/// Counts the requests it admits.
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl rampart::policy::Admission for Counting {
+    fn applies(&self, _request: &axum::extract::Request) -> bool {
+        true
+    }
+
+    fn admit<'a>(
+        &'a self,
+        _request: &'a mut axum::extract::Request,
+    ) -> rampart::policy::AdmissionFuture<'a> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[tokio::test]
+async fn admissions_run_in_the_order_added_and_the_first_refusal_answers() {
+    let counting = Arc::new(Counting::default());
+    let routes = SecureRouter::new()
+        .public("/notes", post(|| async { "kept" }))
+        .admit_before_body(Arc::new(DenyMarked))
+        .admit_before_body(counting.clone());
+    let app = Hardening::default().apply_secured(routes, Arc::new(TokenIsUser), ());
+    let refused = Request::post("/notes")
+        .header("x-deny", "1")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(refused).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let admitted = Request::post("/notes").body(Body::empty()).unwrap();
+    let response = app.oneshot(admitted).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 /// Decides from memory: `Bearer user` and `Bearer admin` are callers, anything else is refused;
 /// counts what had to be awaited and the admin-route refusals it was told of.
 #[derive(Default)]

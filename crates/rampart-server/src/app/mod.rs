@@ -375,10 +375,9 @@ pub fn router(state: AppState, hardening: Hardening) -> Router {
     );
     let credentials =
         crate::abuse::CredentialAdmission::new(state.guard.clone(), routes::CREDENTIAL_ROUTES);
-    let routes = routes.admit_before_body(Arc::new(crate::browser::Admissions(vec![
-        Arc::new(csrf),
-        Arc::new(credentials),
-    ])));
+    let routes = routes
+        .admit_before_body(Arc::new(csrf))
+        .admit_before_body(Arc::new(credentials));
     let authenticator: Arc<dyn Authenticator> = Arc::new(crate::auth::Gatekeeper::new(
         state.tokens.clone(),
         Arc::clone(&state.access),

@@ -12,9 +12,6 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use super::StoredEvent;
 use crate::store::{Store, StoreError};
 
@@ -43,7 +40,10 @@ impl Drop for ChainKey {
 impl ChainKey {
     /// The chain key for `secret` (the keys file's audit key, or the HS256 secret).
     pub fn derive(secret: &[u8]) -> Self {
-        Self(mac(secret, b"rampart audit chain v1"))
+        Self(rampart::tokens::hmac_sha256(
+            secret,
+            b"rampart audit chain v1",
+        ))
     }
 
     /// The MAC of a row: over its `alg`, the previous row's hash and every field, as a JSON
@@ -63,25 +63,19 @@ impl ChainKey {
             event.request_id,
             event.detail_text,
         ]);
-        hex(&mac(&self.0, fields.to_string().as_bytes()))
+        hex(&rampart::tokens::hmac_sha256(
+            &self.0,
+            fields.to_string().as_bytes(),
+        ))
     }
 
     /// The MAC of an anchor record, so a forged anchor file is refused too.
     pub fn seal_anchor(&self, seq: i64, hash: &str) -> String {
-        hex(&mac(
+        hex(&rampart::tokens::hmac_sha256(
             &self.0,
             format!("rampart audit anchor\n{seq}\n{hash}").as_bytes(),
         ))
     }
-}
-
-fn mac(key: &[u8], message: &[u8]) -> [u8; 32] {
-    // HMAC accepts keys of any length; this cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return [0; 32];
-    };
-    mac.update(message);
-    mac.finalize().into_bytes().into()
 }
 
 fn hex(bytes: &[u8]) -> String {

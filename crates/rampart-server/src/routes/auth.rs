@@ -65,6 +65,18 @@ pub enum LoginResponse {
     MfaRequired(MfaChallenge),
 }
 
+impl LoginRequest {
+    /// The attempt this body makes, from a browser (`/v1/browser/login`) or not.
+    pub(crate) fn into_login(self, headers: &HeaderMap, browser: bool) -> Login {
+        Login {
+            name: self.username,
+            password: self.password,
+            user_agent: user_agent(headers),
+            browser,
+        }
+    }
+}
+
 /// A login body in either accepted format.
 #[derive(Debug)]
 pub struct LoginInput(pub LoginRequest);
@@ -179,12 +191,7 @@ pub async fn login(
     headers: HeaderMap,
     LoginInput(request): LoginInput,
 ) -> (Reports, Result<Json<LoginResponse>, ApiError>) {
-    let login = Login {
-        name: request.username,
-        password: request.password,
-        user_agent: user_agent(&headers),
-        browser: false,
-    };
+    let login = request.into_login(&headers, false);
     // Refusals and failures carry the limits' headers as much as successes do.
     let answer = accounts.log_in(&context, login, &mut reports).await;
     let answer = answer

@@ -12,7 +12,7 @@ use super::auth::{user_agent, LoginInput, LoginResponse};
 use super::mfa::MfaVerify;
 use crate::abuse::{AuthQuota, Reports};
 use crate::browser::{cleared_cookies, set_cookies, CsrfKey};
-use crate::service::accounts::{Accounts, Login, LoginAnswer};
+use crate::service::accounts::{Accounts, LoginAnswer};
 use crate::service::mfa::Mfa;
 use crate::service::sessions::{Opened, Sessions};
 use crate::service::ServiceError;
@@ -54,12 +54,7 @@ pub async fn login(
     headers: HeaderMap,
     LoginInput(request): LoginInput,
 ) -> (Reports, Result<Response, ApiError>) {
-    let login = Login {
-        name: request.username,
-        password: request.password,
-        user_agent: user_agent(&headers),
-        browser: true,
-    };
+    let login = request.into_login(&headers, true);
     let answer = accounts.log_in(&context, login, &mut reports).await;
     let answer = answer
         .map_err(ApiError::from)

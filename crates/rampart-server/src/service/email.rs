@@ -22,7 +22,6 @@ use secrecy::SecretString;
 use tokio::sync::Semaphore;
 
 use super::accounts::parse_password;
-use super::mfa::factor;
 use super::sessions::Sessions;
 use super::ServiceError;
 use crate::abuse::Guard;
@@ -216,7 +215,7 @@ impl EmailLinks {
         token: &str,
         new_password: SecretString,
     ) -> Result<(), ServiceError> {
-        let token_hash = token_hash(token).ok_or_else(invalid_token)?;
+        let token_hash = super::opaque_token_hash(token).ok_or_else(invalid_token)?;
         let link = self
             .store
             .email_token(&token_hash, LinkPurpose::Reset)
@@ -283,7 +282,7 @@ impl EmailLinks {
 
     /// Marks the address a verification link was sent to as verified.
     pub async fn verify(&self, context: &RequestContext, token: &str) -> Result<(), ServiceError> {
-        let token_hash = token_hash(token).ok_or_else(invalid_token)?;
+        let token_hash = super::opaque_token_hash(token).ok_or_else(invalid_token)?;
         let recorder = self.recorder.clone();
         let context = context.clone();
         to_completion(async move {
@@ -322,7 +321,7 @@ impl EmailLinks {
         ttl: Duration,
         event: Option<Event>,
     ) -> Result<String, ServiceError> {
-        let (token, token_hash) = factor::new_challenge_token().map_err(ServiceError::internal)?;
+        let (token, token_hash) = super::new_opaque_token()?;
         let new = NewEmailToken {
             token_hash,
             user_id: user.id.clone(),
@@ -347,12 +346,6 @@ impl EmailLinks {
         let base = self.public_url.url().unwrap_or("http://localhost");
         format!("{base}{path}?token={token}")
     }
-}
-
-/// The stored hash of a link token as sent, if it can be one (the same shape as a challenge
-/// token: 43 URL-safe base-64 characters).
-fn token_hash(sent: &str) -> Option<String> {
-    factor::challenge_token_hash(sent)
 }
 
 fn invalid_token() -> ServiceError {

@@ -124,3 +124,41 @@ impl From<ServiceError> for ApiError {
         }
     }
 }
+
+/// A new opaque secret for a client to hold (256 random bits, URL-safe base 64, 43
+/// characters) and the SHA-256 stored in its place: refresh tokens, browser session cookies,
+/// login challenges and mailed links alike.
+pub(crate) fn new_opaque_token() -> Result<(String, String), ServiceError> {
+    use base64::Engine as _;
+    let mut random = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(random.as_mut_slice())
+        .map_err(|_| ServiceError::internal("no randomness for a token"))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random.as_slice());
+    let hash = crate::store::sha256_hex(token.as_bytes());
+    Ok((token, hash))
+}
+
+/// The stored hash of an opaque token as sent back, or `None` when it cannot be one (not 43
+/// URL-safe base-64 characters): nothing of another shape reaches the store.
+pub(crate) fn opaque_token_hash(sent: &str) -> Option<String> {
+    (sent.len() == 43
+        && sent
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| crate::store::sha256_hex(sent.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_tokens_are_random_and_only_well_formed_ones_are_looked_up() {
+        let (token, hash) = new_opaque_token().unwrap();
+        assert_eq!(opaque_token_hash(&token).as_deref(), Some(hash.as_str()));
+        assert_ne!(new_opaque_token().unwrap().0, token);
+        for junk in ["", "short", &format!("{token}x"), &"/".repeat(43)] {
+            assert_eq!(opaque_token_hash(junk), None, "{junk}");
+        }
+    }
+}

@@ -19,7 +19,8 @@ use rampart::http::RequestContext;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::sessions::{new_refresh_token, refresh_token_hash, Sessions, TokenPair};
+use super::new_opaque_token;
+use super::sessions::{refresh_token_hash, Sessions, TokenPair};
 use super::ServiceError;
 use crate::audit::{Event, Kind};
 use crate::store::{RefreshState, Rotation, StoreError, Timestamp};
@@ -84,7 +85,7 @@ async fn rotate(
     now: Timestamp,
     event: Event,
 ) -> Result<Option<TokenPair>, ServiceError> {
-    let (successor, successor_hash) = new_refresh_token()?;
+    let (successor, successor_hash) = new_opaque_token()?;
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti)
         .map_err(|_| ServiceError::internal("no randomness for a token id"))?;
@@ -217,7 +218,7 @@ mod tests {
 
     #[test]
     fn sealing_round_trips_only_with_the_spent_token() {
-        let (successor, _) = new_refresh_token().unwrap();
+        let (successor, _) = new_opaque_token().unwrap();
         let sealed = seal("spent-token-A", &successor).unwrap();
         assert_ne!(sealed, successor);
         assert_eq!(unseal("spent-token-A", &sealed).unwrap(), successor);

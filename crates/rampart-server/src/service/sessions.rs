@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use rampart::http::RequestContext;
 use rampart::tokens::Tokens;
 use serde::Serialize;
@@ -177,15 +176,14 @@ impl Sessions {
         // An API client gets a refresh token; a browser an opaque cookie that ends with the
         // refresh lifetime (no token reaches its scripts).
         let (held_by, expires_at, kept) = if opening.browser {
-            let (cookie, hash) =
-                super::mfa::factor::new_challenge_token().map_err(ServiceError::internal)?;
+            let (cookie, hash) = super::new_opaque_token()?;
             (
                 SessionHold::Cookie { hash },
                 now + refresh_ttl,
                 Kept::Cookie(cookie),
             )
         } else {
-            let (refresh_token, refresh_hash) = new_refresh_token()?;
+            let (refresh_token, refresh_hash) = super::new_opaque_token()?;
             (
                 SessionHold::Refresh {
                     hash: refresh_hash,
@@ -329,16 +327,6 @@ impl Sessions {
         })
         .await?)
     }
-}
-
-/// A 256-bit random refresh token and the SHA-256 that is stored in its place.
-pub(super) fn new_refresh_token() -> Result<(String, String), ServiceError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|_| ServiceError::internal("no randomness for a refresh token"))?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let hash = refresh_token_hash(&token);
-    Ok((token, hash))
 }
 
 pub(super) fn refresh_token_hash(token: &str) -> String {

@@ -342,6 +342,25 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The id of one of `token`'s user's sessions other than the one `token` belongs to.
+    pub async fn other_session_id(&self, token: &str) -> String {
+        let list: serde_json::Value = self
+            .get_as("/v1/auth/sessions", token)
+            .await
+            .json()
+            .await
+            .expect("session list");
+        list["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .find(|s| s["current"] == false)
+            .expect("another session")["id"]
+            .as_str()
+            .expect("session id")
+            .to_owned()
+    }
+
     /// GET with a bearer token.
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.client

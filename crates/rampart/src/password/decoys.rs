@@ -17,8 +17,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Params};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::{is_bcrypt, CostCeiling, HashError};
 
@@ -155,14 +153,14 @@ impl Decoys {
     /// Derives the picking key from `secret`, so every node holding it picks alike.
     pub(crate) fn set_key(&self, secret: &[u8]) {
         *self.key.write().unwrap_or_else(PoisonError::into_inner) =
-            mac(secret, b"rampart login decoys v1");
+            crate::tokens::hmac_sha256(secret, b"rampart login decoys v1");
     }
 
     /// The decoy for `login_name`.
     pub(crate) fn for_name(&self, login_name: &str) -> Arc<str> {
         let slots = Arc::clone(&self.slots.read().unwrap_or_else(PoisonError::into_inner));
         let key = *self.key.read().unwrap_or_else(PoisonError::into_inner);
-        let picked = mac(&key, login_name.as_bytes());
+        let picked = crate::tokens::hmac_sha256(&key, login_name.as_bytes());
         let mut first = [0u8; 8];
         first.copy_from_slice(&picked[..8]);
         // `SLOTS` divides 2^64, so every slot is equally likely.
@@ -246,15 +244,6 @@ impl Decoys {
         *self.slots.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(slots);
         Ok(())
     }
-}
-
-fn mac(key: &[u8], message: &[u8]) -> [u8; 32] {
-    // HMAC takes keys of any length; this cannot fail.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-        return [0; 32];
-    };
-    mac.update(message);
-    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

@@ -34,13 +34,27 @@ pub trait Admission: Send + Sync + 'static {
 /// The future [`Admission::admit`] returns: `Err` is the answer instead of the route's.
 pub type AdmissionFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Response>> + Send + 'a>>;
 
-/// Runs an [`Admission`] in the gate.
+/// Runs the app's [`Admission`]s in the gate, in the order they were added: the first
+/// refusal answers.
 #[derive(Clone)]
-pub(super) struct Admit(pub(super) Arc<dyn Admission>);
+pub(super) struct Admit(pub(super) Arc<[Arc<dyn Admission>]>);
+
+impl Admit {
+    /// These admissions and then `next`.
+    pub(super) fn and(self, next: Arc<dyn Admission>) -> Self {
+        Self(
+            self.0
+                .iter()
+                .cloned()
+                .chain(std::iter::once(next))
+                .collect(),
+        )
+    }
+}
 
 impl std::fmt::Debug for Admit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Admit")
+        write!(f, "Admit({})", self.0.len())
     }
 }
 
@@ -48,7 +62,7 @@ impl Around for Admit {
     type Finish = ();
 
     fn settle(&self, request: &mut Request) -> Settled<()> {
-        if self.0.applies(request) {
+        if self.0.iter().any(|admission| admission.applies(request)) {
             Settled::Wait
         } else {
             Settled::Pass(())
@@ -60,8 +74,12 @@ impl Around for Admit {
         I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
         I::Future: Send + 'static,
     {
-        if let Err(refused) = self.0.admit(&mut request).await {
-            return refused;
+        for admission in self.0.iter() {
+            if admission.applies(&request) {
+                if let Err(refused) = admission.admit(&mut request).await {
+                    return refused;
+                }
+            }
         }
         call_inner(inner, request).await
     }

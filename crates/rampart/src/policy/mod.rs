@@ -179,9 +179,13 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     /// Runs the app's own `admission` check in every route's gate, after the client limit and
     /// before the body is received (unknown paths excepted): a stricter limit on the routes
     /// that take credentials, say, which a refused caller then cannot dodge by sending a large
-    /// or slow body.
+    /// or slow body. Called again, the checks run in the order they were added, and the first
+    /// refusal answers.
     pub fn admit_before_body(mut self, admission: Arc<dyn Admission>) -> Self {
-        self.admission = Some(Admit(admission));
+        self.admission = Some(match self.admission.take() {
+            Some(earlier) => earlier.and(admission),
+            None => Admit(Arc::new([admission])),
+        });
         self
     }
 

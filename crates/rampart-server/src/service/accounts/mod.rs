@@ -18,7 +18,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::mfa::factor;
 use super::sessions::{Opened, Opening, Sessions};
 use super::ServiceError;
 use crate::abuse::{Guard, Reports};
@@ -383,7 +382,7 @@ impl Accounts {
         user: &UserRecord,
         rehash: Option<String>,
     ) -> Result<MfaChallenge, ServiceError> {
-        let (token, token_hash) = factor::new_challenge_token().map_err(ServiceError::internal)?;
+        let (token, token_hash) = super::new_opaque_token()?;
         let credential = sha256_hex(rehash.as_deref().unwrap_or(&user.password_hash).as_bytes());
         let challenge = NewChallenge {
             token_hash,

@@ -1,11 +1,12 @@
-//! The second factor's material: TOTP secrets sealed at rest, the codes that prove them,
-//! recovery codes and the opaque challenge tokens of a login's second step.
+//! The second factor's material: TOTP secrets sealed at rest, the codes that prove them, and
+//! recovery codes (a login's challenge token is an opaque token like any other:
+//! [`crate::service::new_opaque_token`]).
 //!
 //! Defends against a database copy becoming a copy of everyone's authenticator: a TOTP secret
 //! is stored only sealed (XChaCha20-Poly1305 under a key derived from the deployment's secret in
 //! the keys file, with the user id as associated data, so a sealed secret moved to another
-//! account does not open), and recovery codes and challenge tokens only as SHA-256 hashes (each
-//! is 80 to 256 random bits, so a fast hash is enough; a password hash would only slow logins).
+//! account does not open), and recovery codes only as SHA-256 hashes (80 random bits each, so a
+//! fast hash is enough; a password hash would only slow logins).
 //! Codes are compared in constant time (`totp-rs`), and a code is matched to its 30-second step
 //! so the store can accept each step once.
 //!
@@ -16,8 +17,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use totp_rs::{Algorithm, TOTP};
 use zeroize::Zeroizing;
 
@@ -64,7 +63,10 @@ impl SecretSealer {
     /// The sealer for the deployment's `secret` (the keys file's audit key, or the HS256
     /// secret), under a label of its own: no other key derived from it is this one.
     pub fn derive(secret: &[u8]) -> Self {
-        let key = Zeroizing::new(mac(secret, b"rampart totp secrets v1"));
+        let key = Zeroizing::new(rampart::tokens::hmac_sha256(
+            secret,
+            b"rampart totp secrets v1",
+        ));
         Self {
             cipher: XChaCha20Poly1305::new(key.as_slice().into()),
         }
@@ -116,14 +118,6 @@ impl SecretSealer {
             .map(Zeroizing::new)
             .map_err(|_| FactorError::Sealed)
     }
-}
-
-fn mac(key: &[u8], message: &[u8]) -> [u8; 32] {
-    // HMAC takes keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-    mac.update(message);
-    mac.finalize().into_bytes().into()
 }
 
 /// A new random TOTP secret.
@@ -244,24 +238,6 @@ pub fn recovery_code_hash(typed: &str) -> Option<String> {
     (chars.len() == RECOVERY_CHARS).then(|| sha256_hex(chars.as_bytes()))
 }
 
-/// A new challenge token (256 random bits, URL-safe base 64) and its stored hash.
-pub fn new_challenge_token() -> Result<(String, String), FactorError> {
-    let mut random = Zeroizing::new([0u8; 32]);
-    getrandom::fill(random.as_mut_slice()).map_err(|err| FactorError::Random(err.to_string()))?;
-    let token = URL_SAFE_NO_PAD.encode(random.as_slice());
-    let hash = sha256_hex(token.as_bytes());
-    Ok((token, hash))
-}
-
-/// The stored hash of a challenge token as sent, or `None` when it cannot be one.
-pub fn challenge_token_hash(sent: &str) -> Option<String> {
-    (sent.len() == 43
-        && sent
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-    .then(|| sha256_hex(sent.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,15 +354,5 @@ mod tests {
             .contains(&format!("secret={}", enrolment.secret)));
         assert!(enrolment.qr_svg.starts_with("<?xml") && enrolment.qr_svg.contains("<svg"));
         assert!(!enrolment.qr_svg.contains("<script"));
-    }
-
-    #[test]
-    fn challenge_tokens_are_random_and_only_well_formed_ones_are_looked_up() {
-        let (token, hash) = new_challenge_token().unwrap();
-        assert_eq!(challenge_token_hash(&token).as_deref(), Some(hash.as_str()));
-        assert_ne!(new_challenge_token().unwrap().0, token);
-        for junk in ["", "short", &format!("{token}x"), &"/".repeat(43)] {
-            assert_eq!(challenge_token_hash(junk), None, "{junk}");
-        }
     }
 }

@@ -267,7 +267,7 @@ impl Mfa {
         browser: bool,
         reports: &mut Reports,
     ) -> Result<Opened, ServiceError> {
-        let challenge = match factor::challenge_token_hash(mfa_token) {
+        let challenge = match super::opaque_token_hash(mfa_token) {
             Some(hash) => self
                 .store
                 .challenge(&hash)
