@@ -96,6 +96,7 @@ fn app() -> Router {
         forwarded_header: rampart::http::client_ip::ForwardedHeader::XForwardedFor,
         metrics: None,
         preflight_limit: None,
+        json_log: None,
     }
     .apply_secured(routes, Arc::new(TokenIsUser), ())
 }

@@ -279,7 +279,7 @@ async fn remirror_stored_costs(state: AppState) {
 
 /// The complete, hardened router for these settings.
 pub async fn build(settings: Settings) -> anyhow::Result<Router> {
-    Ok(assemble(settings).await?.router)
+    Ok(assemble(settings, None).await?.router)
 }
 
 /// The service for these settings: its router, and its metrics when they are exposed.
@@ -297,9 +297,16 @@ impl std::fmt::Debug for Assembled {
     }
 }
 
-/// Builds the service; requests are counted only when the metrics are exposed.
-pub async fn assemble(settings: Settings) -> anyhow::Result<Assembled> {
-    let mut hardening = settings.hardening();
+/// Builds the service; requests are counted only when the metrics are exposed. With
+/// `json_log` (the process's JSON log), access lines are written to it directly.
+pub async fn assemble(
+    settings: Settings,
+    json_log: Option<rampart::telemetry::JsonLines>,
+) -> anyhow::Result<Assembled> {
+    let mut hardening = Hardening {
+        json_log,
+        ..settings.hardening()
+    };
     let mut registry = settings
         .metrics_bind
         .map(|_| prometheus_client::registry::Registry::with_prefix("rampart"));
@@ -412,7 +419,10 @@ const METRICS_SERVE_OPTIONS: ServeOptions = ServeOptions {
 };
 
 /// `rampart serve`: check posture, build, bind, announce, serve until SIGTERM, drain.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    json_log: Option<rampart::telemetry::JsonLines>,
+) -> anyhow::Result<()> {
     enforce_posture(&settings)?;
     let options = serve_options(&settings);
     let (bind, metrics_bind) = (settings.bind, settings.metrics_bind);
@@ -421,7 +431,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         router,
         metrics,
         public_origin,
-    } = assemble(settings).await?;
+    } = assemble(settings, json_log).await?;
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding {bind}"))?;

@@ -159,9 +159,14 @@ pub fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let _flush_logs_on_exit =
-                rampart::telemetry::init(&settings.log_filter, settings.log_format);
-            run_async(app::run(settings))
+            let logs = rampart::telemetry::init(&settings.log_filter, settings.log_format);
+            let json_log = logs
+                .as_ref()
+                .and_then(rampart::telemetry::LogGuard::json_lines);
+            let exit = run_async(app::run(settings, json_log));
+            // Flushes what is still pending.
+            drop(logs);
+            exit
         }
         Command::Migrate => run_async(async move {
             store::open(&settings.database_url).await?;

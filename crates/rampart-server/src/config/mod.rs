@@ -333,6 +333,7 @@ impl Settings {
             forwarded_header: self.forwarded_header,
             metrics: None,
             preflight_limit: None,
+            json_log: None,
         }
     }
 }

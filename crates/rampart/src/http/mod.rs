@@ -71,6 +71,9 @@ pub struct Hardening {
     /// The per-address limit CORS preflights are charged to (the CORS layer answers them
     /// before any route's client limit sees them); used only when origins are allowed.
     pub preflight_limit: Option<crate::limit::ClientLimit>,
+    /// rampart's JSON log, which the access log then writes to directly (see
+    /// [`access_log`]); without it, access lines are tracing events.
+    pub json_log: Option<crate::telemetry::JsonLines>,
 }
 
 impl Hardening {
@@ -143,7 +146,10 @@ impl Hardening {
                 self.forwarded_header,
             )))
             .option_layer(self.metrics.map(crate::metrics::HttpMetricsLayer::new))
-            .layer(AccessLogLayer::new())
+            .layer(
+                self.json_log
+                    .map_or_else(AccessLogLayer::new, AccessLogLayer::json),
+            )
             .layer(Extension(JsonConfig {
                 max_depth: limits.json_max_depth,
                 body_limit: limits.body_limit,
