@@ -84,19 +84,19 @@ impl Hardening {
         self
     }
 
-    /// Wraps `router` in the whole stack (see the module header for the order). Applied with
-    /// `Router::layer`, so it runs after routing and covers the fallback too; and the whole
-    /// router is then wrapped once more, outside its routing, in [`HideRouteMapLayer`].
+    /// Wraps `router` in the whole stack (see the module header for the order): what every
+    /// request meets on arrival goes around the router as one service, outside its routing,
+    /// so it covers the fallback and a 405 alike; what only an admitted request needs goes
+    /// around each route (`Router::layer`), and the whole is wrapped once more in
+    /// [`HideRouteMapLayer`].
     ///
-    /// Two calls (the two parts of [`Hardening::split`]), not one per layer: axum boxes a
-    /// route's service again at every `Router::layer`, and clones and allocates through each
-    /// box on every request. Composed with `ServiceBuilder`, each part is one value of one
-    /// type, and the only other allocations a request pays are those of the layers that must
-    /// wait.
+    /// As few boxes as it can: axum boxes a route's service again at every `Router::layer`
+    /// and clones and allocates through each box on every request, so the arrival part
+    /// wraps the finished router once instead, and each part is composed with
+    /// `ServiceBuilder` into one value of one type.
     pub fn apply(self, router: Router) -> Router {
-        let (outside, admitted) = self.split();
-        let router = router.layer(admitted).layer(outside);
-        Router::new().fallback_service(HideRouteMapLayer.layer(router))
+        let (outside, admitted, routed) = self.split();
+        finish(outside, routed, router.layer(admitted))
     }
 
     /// Wraps the routes of a [`crate::SecureRouter`] (finished with `state`) in the whole
@@ -114,22 +114,23 @@ impl Hardening {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let (outside, admitted) = self.split();
+        let (outside, admitted, routed) = self.split();
         let gated = routes
             .into_router_around(authenticator, admitted)
-            .with_state(state)
-            .layer(outside);
-        Router::new().fallback_service(HideRouteMapLayer.layer(gated))
+            .with_state(state);
+        finish(outside, routed, gated)
     }
 
-    /// The stack in two parts: what every request meets on arrival (outside), and what only
-    /// an admitted request needs (its body received, an in-flight slot, the handler's
-    /// timeout), which a gate may go between.
+    /// The stack in three parts: what every request meets on arrival (outside the router),
+    /// what only an admitted request needs (its body received, an in-flight slot, the
+    /// handler's timeout), which a gate may go between, and, when requests are counted, the
+    /// step inside routing that hands the metrics the route template matched.
     fn split(
         self,
     ) -> (
+        impl Layer<Router, Service: HardenedService> + Clone + Send + Sync + 'static,
         impl Layer<Route, Service: HardenedService> + Clone + Send + Sync + 'static,
-        impl Layer<Route, Service: HardenedService> + Clone + Send + Sync + 'static,
+        Option<crate::metrics::MatchedRouteLayer>,
     ) {
         let limits = self.limits;
         let cors = cors::layer(&self.cors);
@@ -138,7 +139,12 @@ impl Hardening {
             .as_ref()
             .and(self.preflight_limit)
             .map(crate::limit::PreflightLimitLayer::new);
+        let routed = self
+            .metrics
+            .as_ref()
+            .map(|_| crate::metrics::MatchedRouteLayer);
         let outside = tower::ServiceBuilder::new()
+            .layer(HideRouteMapLayer)
             .layer(SecurityHeadersLayer)
             .layer(RequestIdLayer::new())
             .layer(ClientIpLayer::new(ClientIpConfig::new(
@@ -167,8 +173,22 @@ impl Hardening {
             }))
             .layer(LoadShedLayer::new(limits.max_in_flight))
             .layer(TimeoutLayer::new(limits.request_timeout));
-        (outside, admitted)
+        (outside, admitted, routed)
     }
+}
+
+/// `router` (with the metrics' step inside its routing, if any) inside the arrival part of
+/// the stack, as the one service of a router.
+fn finish(
+    outside: impl Layer<Router, Service: HardenedService>,
+    routed: Option<crate::metrics::MatchedRouteLayer>,
+    router: Router,
+) -> Router {
+    let router = match routed {
+        Some(routed) => router.layer(routed),
+        None => router,
+    };
+    Router::new().fallback_service(outside.layer(router))
 }
 
 /// What each part of the stack builds around a route: a service axum can mount.

@@ -292,10 +292,12 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             body_methods,
         } in self.mounted
         {
-            let mut route = route.route_layer(inside.clone());
-            if let Some(keep) = body_methods {
-                route = route.route_layer(crate::http::body_limit::DropBodyLayer::except(keep));
-            }
+            // One `route_layer`: each call boxes every method's handler once more.
+            let route = route.route_layer(
+                tower::ServiceBuilder::new()
+                    .option_layer(body_methods.map(crate::http::body_limit::DropBodyLayer::except))
+                    .layer(inside.clone()),
+            );
             match access {
                 Access::Public => public = public.route(&path, route),
                 Access::Authenticated => authenticated = authenticated.route(&path, route),
