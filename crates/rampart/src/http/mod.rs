@@ -29,21 +29,20 @@ pub mod client_ip;
 pub mod cors;
 pub mod headers;
 mod in_flight;
+pub mod panics;
 pub mod request_id;
 pub mod stage;
 pub mod timeout;
 
-use std::any::Any;
 use std::net::IpAddr;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::Route;
 use axum::{Extension, Router};
 use http::request::Parts;
 use http::HeaderValue;
 use tower::Layer;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
 use crate::json::JsonConfig;
@@ -163,7 +162,6 @@ impl Hardening {
             .layer(DeclaredSizeLayer::new(limits.body_limit))
             .option_layer(preflight_limit)
             .option_layer(cors)
-            .map_response(IntoResponse::into_response)
             .layer(catch_panics())
             .layer(DefaultBodyLimit::max(limits.body_limit));
         let admitted = tower::ServiceBuilder::new()
@@ -219,8 +217,8 @@ impl<T> HardenedService for T where
 }
 
 /// A panic in a handler becomes a 500 problem document; the payload goes to the log only.
-pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn Any + Send + 'static>) -> Response> {
-    CatchPanicLayer::custom(panic_response as fn(Box<dyn Any + Send + 'static>) -> Response)
+pub fn catch_panics() -> panics::CatchPanicLayer {
+    panics::CatchPanicLayer
 }
 
 /// Per-request facts the stack establishes, available to handlers as an extractor.
@@ -277,15 +275,4 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             )
         })
     }
-}
-
-/// A panic in a handler becomes a 500 problem document; the payload goes to the log only.
-#[allow(clippy::needless_pass_by_value)] // the signature CatchPanicLayer::custom expects
-fn panic_response(payload: Box<dyn Any + Send + 'static>) -> Response {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    ApiError::internal(format!("handler panicked: {message}")).into_response()
 }
