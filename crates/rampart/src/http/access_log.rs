@@ -345,24 +345,27 @@ mod tests {
         String::from_utf8(line).unwrap()
     }
 
+    /// Collects a JSON object's field names in the order written.
+    struct Names<'a>(&'a mut Vec<String>);
+
+    impl<'de> serde::de::Visitor<'de> for Names<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(name) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                self.0.push(name);
+            }
+            Ok(())
+        }
+    }
+
     /// The names of a JSON object's fields in the order written.
     fn field_order(line: &str) -> Vec<String> {
         let mut names = Vec::new();
         let mut deserializer = serde_json::Deserializer::from_str(line);
-        struct Names<'a>(&'a mut Vec<String>);
-        impl<'de> serde::de::Visitor<'de> for Names<'_> {
-            type Value = ();
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-                while let Some(name) = map.next_key::<String>()? {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                    self.0.push(name);
-                }
-                Ok(())
-            }
-        }
         serde::Deserializer::deserialize_map(&mut deserializer, Names(&mut names)).unwrap();
         names
     }

@@ -94,8 +94,8 @@ impl Hardening {
     /// wraps the finished router once instead, and each part is composed with
     /// `ServiceBuilder` into one value of one type.
     pub fn apply(self, router: Router) -> Router {
-        let (outside, admitted, routed) = self.split();
-        finish(outside, routed, router.layer(admitted))
+        let (outside, admitted, route_label) = self.split();
+        finish(outside, route_label, router.layer(admitted))
     }
 
     /// Wraps the routes of a [`crate::SecureRouter`] (finished with `state`) in the whole
@@ -113,11 +113,11 @@ impl Hardening {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let (outside, admitted, routed) = self.split();
+        let (outside, admitted, route_label) = self.split();
         let gated = routes
             .into_router_around(authenticator, admitted)
             .with_state(state);
-        finish(outside, routed, gated)
+        finish(outside, route_label, gated)
     }
 
     /// The stack in three parts: what every request meets on arrival (outside the router),
@@ -138,7 +138,7 @@ impl Hardening {
             .as_ref()
             .and(self.preflight_limit)
             .map(crate::limit::PreflightLimitLayer::new);
-        let routed = self
+        let route_label = self
             .metrics
             .as_ref()
             .map(|_| crate::metrics::MatchedRouteLayer);
@@ -171,7 +171,7 @@ impl Hardening {
             }))
             .layer(LoadShedLayer::new(limits.max_in_flight))
             .layer(TimeoutLayer::new(limits.request_timeout));
-        (outside, admitted, routed)
+        (outside, admitted, route_label)
     }
 }
 
@@ -179,11 +179,11 @@ impl Hardening {
 /// the stack, as the one service of a router.
 fn finish(
     outside: impl Layer<Router, Service: HardenedService>,
-    routed: Option<crate::metrics::MatchedRouteLayer>,
+    route_label: Option<crate::metrics::MatchedRouteLayer>,
     router: Router,
 ) -> Router {
-    let router = match routed {
-        Some(routed) => router.layer(routed),
+    let router = match route_label {
+        Some(layer) => router.layer(layer),
         None => router,
     };
     Router::new().fallback_service(outside.layer(router))
