@@ -211,6 +211,12 @@ impl IntoResponse for ApiError {
                     .extensions_mut()
                     .insert(InternalCause(cause.clone()));
             }
+            // A refusal of its own kind (mail off, say): the log names the kind.
+            Self::Specific { status, kind, .. } if status.is_server_error() => {
+                response.extensions_mut().insert(InternalCause(
+                    kind.rsplit(':').next().unwrap_or(kind).to_owned(),
+                ));
+            }
             _ => {}
         }
         if let Some(retry) = self.retry_after() {
@@ -407,5 +413,24 @@ mod tests {
             problem.errors,
             vec![FieldError::new("password", "too short")]
         );
+    }
+
+    #[test]
+    fn a_server_refusal_of_its_own_kind_names_the_kind_for_the_log_only() {
+        let response = ApiError::Specific {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "urn:rampart:problem:mail-off",
+            detail: "mail is not set up".into(),
+        }
+        .into_response();
+        let cause = response.extensions().get::<InternalCause>();
+        assert_eq!(cause.map(|c| c.0.as_str()), Some("mail-off"));
+        let client_side = ApiError::Specific {
+            status: StatusCode::FORBIDDEN,
+            kind: "urn:rampart:problem:csrf",
+            detail: "refused".into(),
+        }
+        .into_response();
+        assert!(client_side.extensions().get::<InternalCause>().is_none());
     }
 }

@@ -101,11 +101,8 @@ impl HttpMetrics {
     }
 }
 
-/// The layer that counts every request below it in [`HttpMetrics`]. It learns the route
-/// template matched from the request when it runs after routing (`Router::layer`), or from
-/// the response when it runs around the router and [`MatchedRouteLayer`] runs inside it (how
-/// [`crate::http::Hardening`] applies both, so that it counts the refusals of every layer
-/// outside the routes too).
+/// The layer that counts every request below it in [`HttpMetrics`]. Apply it with
+/// `Router::layer`, which runs it after routing, so it sees the route template matched.
 #[derive(Debug, Clone)]
 pub struct HttpMetricsLayer {
     metrics: HttpMetrics,
@@ -142,12 +139,8 @@ impl Stage for HttpMetricsLayer {
 
 impl Finish for Observation {
     fn finish(self, response: Response) -> Response {
-        let route = self
-            .route
-            .as_ref()
-            .or_else(|| response.extensions().get::<MatchedPath>());
         self.metrics.observe(
-            route.map(MatchedPath::as_str),
+            self.route.as_ref().map(MatchedPath::as_str),
             &self.method,
             response.status(),
             self.started.elapsed(),
@@ -157,36 +150,6 @@ impl Finish for Observation {
 }
 
 stage_layer!(HttpMetricsLayer);
-
-/// Puts the route template the router matched on the response, for an [`HttpMetricsLayer`]
-/// outside the router. Apply it with `Router::layer`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MatchedRouteLayer;
-
-/// The template [`MatchedRouteLayer`] puts on the response.
-#[derive(Debug)]
-pub struct MatchedRoute(Option<MatchedPath>);
-
-impl Stage for MatchedRouteLayer {
-    type Finish = MatchedRoute;
-
-    fn enter(&self, request: &mut Request) -> Result<MatchedRoute, Response> {
-        Ok(MatchedRoute(
-            request.extensions().get::<MatchedPath>().cloned(),
-        ))
-    }
-}
-
-impl Finish for MatchedRoute {
-    fn finish(self, mut response: Response) -> Response {
-        if let Some(route) = self.0 {
-            response.extensions_mut().insert(route);
-        }
-        response
-    }
-}
-
-stage_layer!(MatchedRouteLayer);
 
 /// The method, when it is one a route can be mounted for; `other` for anything a client made up.
 fn method_label(method: &Method) -> &'static str {

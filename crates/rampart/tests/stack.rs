@@ -413,7 +413,24 @@ async fn metrics_count_route_templates_never_the_paths_clients_send() {
             .unwrap();
         let _ = app.clone().oneshot(request).await.unwrap();
     }
+    // A refusal on arrival, before any handler, is still counted under the route it was for.
+    let oversized = Request::post("/notes/carol")
+        .header(header::CONTENT_LENGTH, "99999999")
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [10, 0, 0, 7],
+            5000,
+        ))))
+        .body(Body::empty())
+        .unwrap();
+    let refused = app.clone().oneshot(oversized).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let text = rampart::metrics::encode(&registry).unwrap();
+    assert!(
+        text.contains(
+            r#"rampart_http_requests_total{route="/notes/{id}",method="POST",status="4xx"} 1"#
+        ),
+        "{text}"
+    );
     assert!(
         text.contains(
             r#"rampart_http_requests_total{route="/notes/{id}",method="GET",status="2xx"} 2"#
@@ -426,7 +443,7 @@ async fn metrics_count_route_templates_never_the_paths_clients_send() {
         ),
         "{text}"
     );
-    for leaked in ["alice", "8f14e45f", "bob", "10.0.0.7"] {
+    for leaked in ["alice", "8f14e45f", "bob", "carol", "10.0.0.7"] {
         assert!(!text.contains(leaked), "{leaked} in {text}");
     }
 }

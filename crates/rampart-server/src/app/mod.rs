@@ -407,7 +407,8 @@ pub fn serve_options(settings: &Settings) -> ServeOptions {
     }
 }
 
-/// The metrics listener's connection limits: a scraper or two, not the public's traffic.
+/// The metrics listener's connection limits: a scraper or two, not the public's traffic. Its
+/// header timeout is at most `RAMPART_HEADER_TIMEOUT`'s (see [`metrics_serve_options`]).
 const METRICS_SERVE_OPTIONS: ServeOptions = ServeOptions {
     header_read_timeout: Duration::from_secs(10),
     write_stall_timeout: Duration::from_secs(10),
@@ -418,13 +419,24 @@ const METRICS_SERVE_OPTIONS: ServeOptions = ServeOptions {
     max_head_bytes: 8 * 1024,
 };
 
+/// [`METRICS_SERVE_OPTIONS`], with a slow head cut as soon as on the public listener when
+/// `RAMPART_HEADER_TIMEOUT` is shorter.
+fn metrics_serve_options(settings: &Settings) -> ServeOptions {
+    ServeOptions {
+        header_read_timeout: METRICS_SERVE_OPTIONS
+            .header_read_timeout
+            .min(settings.connections.header_timeout),
+        ..METRICS_SERVE_OPTIONS
+    }
+}
+
 /// `rampart serve`: check posture, build, bind, announce, serve until SIGTERM, drain.
 pub async fn run(
     settings: Settings,
     json_log: Option<rampart::telemetry::JsonLines>,
 ) -> anyhow::Result<()> {
     enforce_posture(&settings)?;
-    let options = serve_options(&settings);
+    let (options, metrics_options) = (serve_options(&settings), metrics_serve_options(&settings));
     let (bind, metrics_bind) = (settings.bind, settings.metrics_bind);
     let metrics_hardening = settings.hardening();
     let Assembled {
@@ -461,7 +473,7 @@ pub async fn run(
         tokio::spawn(server::serve(
             listener,
             router,
-            METRICS_SERVE_OPTIONS,
+            metrics_options,
             std::future::pending(),
         ));
     }

@@ -94,8 +94,8 @@ impl Finish for Pending {
             client_request_id: ids
                 .and_then(RequestIds::from_client)
                 .and_then(|id| id.to_str().ok()),
-            method: &self.method,
-            path: self.uri.path(),
+            method: &bounded(self.method.as_str(), MAX_LOGGED_METHOD),
+            path: &bounded(self.uri.path(), MAX_LOGGED_PATH),
             status: response.status(),
             latency: self.started.elapsed(),
             client: self.client,
@@ -107,6 +107,25 @@ impl Finish for Pending {
 
 stage_layer!(AccessLogLayer);
 
+/// The longest path and method a line records. hyper takes a request head of up to 16 KiB,
+/// nearly all of it path or method if a client likes; without a bound, every request it sends,
+/// refused ones included, would cost the log that much.
+pub const MAX_LOGGED_PATH: usize = 512;
+pub const MAX_LOGGED_METHOD: usize = 32;
+
+/// `text`, or its first `max` bytes (to a character boundary) marked as cut, with how long
+/// it was.
+fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...({} bytes)", &text[..end], text.len()).into()
+}
+
 /// What is logged about one request.
 #[derive(Debug)]
 pub struct Entry<'a> {
@@ -116,7 +135,7 @@ pub struct Entry<'a> {
     /// server's, never in its place, so a client cannot choose the id its actions are filed
     /// under.
     pub client_request_id: Option<&'a str>,
-    pub method: &'a Method,
+    pub method: &'a str,
     pub path: &'a str,
     pub status: StatusCode,
     pub latency: Duration,
@@ -225,7 +244,7 @@ fn format_json(
     };
     field("request_id", entry.request_id);
     field("client_request_id", entry.client_request_id.unwrap_or(""));
-    field("method", entry.method.as_str());
+    field("method", entry.method);
     field("path", entry.path);
     let latency_us = u64::try_from(entry.latency.as_micros()).unwrap_or(u64::MAX);
     let _ = write!(
@@ -269,21 +288,54 @@ fn timestamp(line: &mut Vec<u8>, now: time::OffsetDateTime) {
     }
 }
 
-/// `value` as a JSON string, escaped as serde_json escapes it.
+/// `value` as a JSON string. Escaped as serde_json escapes (quotes, backslashes, C0
+/// controls), and beyond it what a log reader must not take as text: C1 controls and DEL, the
+/// line and paragraph separators (line splitters that honour U+0085 or U+2028 would cut one
+/// record in two), bidirectional overrides and isolates (a log viewer would reorder the text
+/// around them) and the byte order mark. A path may hold any of them.
 fn json_string(line: &mut Vec<u8>, value: &str) {
-    let _ = serde_json::to_writer(&mut *line, value);
+    line.push(b'"');
+    let mut copied = 0;
+    for (at, c) in value.char_indices() {
+        let short: &[u8] = match c {
+            '"' => b"\\\"",
+            '\\' => b"\\\\",
+            '\n' => b"\\n",
+            '\r' => b"\\r",
+            '\t' => b"\\t",
+            c if unreadable(c) => b"",
+            _ => continue,
+        };
+        line.extend_from_slice(&value.as_bytes()[copied..at]);
+        if short.is_empty() {
+            // Every such character is in the Basic Multilingual Plane: four hex digits.
+            let _ = write!(line, "\\u{:04x}", u32::from(c));
+        } else {
+            line.extend_from_slice(short);
+        }
+        copied = at + c.len_utf8();
+    }
+    line.extend_from_slice(&value.as_bytes()[copied..]);
+    line.push(b'"');
+}
+
+/// Characters written as `\uXXXX` (see [`json_string`]).
+fn unreadable(c: char) -> bool {
+    c.is_control() // C0, DEL and C1
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{feff}'
+        )
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 /// The line as a tracing event, for the app's own subscriber.
 fn write_event(entry: &Entry<'_>, repeated: u64) {
     let status = entry.status.as_u16();
     let latency_us = u64::try_from(entry.latency.as_micros()).unwrap_or(u64::MAX);
-    let (request_id, method, path, client) = (
-        entry.request_id,
-        entry.method.as_str(),
-        entry.path,
-        entry.client,
-    );
+    let (request_id, method, path, client) =
+        (entry.request_id, entry.method, entry.path, entry.client);
     let client_request_id = entry.client_request_id.unwrap_or("");
     let cause = entry.cause.unwrap_or("");
     if status == 503 {
@@ -372,14 +424,13 @@ mod tests {
 
     #[test]
     fn lines_formatted_here_are_the_lines_tracing_writes() {
-        let get = Method::GET;
-        let post = Method::POST;
+        let (get, post) = ("GET", "POST");
         let cases = [
             (
                 Entry {
                     request_id: "01a2478d-d9aa-741f-b7ec-8c17089c959c",
                     client_request_id: None,
-                    method: &get,
+                    method: get,
                     path: "/health",
                     status: StatusCode::OK,
                     latency: Duration::from_micros(68),
@@ -392,7 +443,7 @@ mod tests {
                 Entry {
                     request_id: "01a2478d-d9aa-741f-b7ec-8c17089c959d",
                     client_request_id: Some("client.chosen-id:7"),
-                    method: &post,
+                    method: post,
                     // Characters a path may hold that JSON must escape or keep whole.
                     path: "/v1/\"quoted\"\\back/\u{e9}t\u{e9}/\u{1}",
                     status: StatusCode::NOT_FOUND,
@@ -406,7 +457,7 @@ mod tests {
                 Entry {
                     request_id: "r-503",
                     client_request_id: None,
-                    method: &get,
+                    method: get,
                     path: "/v1/items",
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     latency: Duration::from_millis(12),
@@ -419,7 +470,7 @@ mod tests {
                 Entry {
                     request_id: "r-500",
                     client_request_id: None,
-                    method: &post,
+                    method: post,
                     path: "/v1/items",
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     latency: Duration::ZERO,
@@ -458,5 +509,40 @@ mod tests {
             .unwrap();
             assert!((time::OffsetDateTime::now_utc() - parsed).abs() < time::Duration::minutes(1));
         }
+    }
+
+    #[test]
+    fn characters_a_log_reader_would_misread_are_escaped_and_long_paths_cut() {
+        let path =
+            "/a\u{85}b\u{2028}c\u{2029}d\u{202e}e\u{2067}f\u{feff}g\u{7f}h\u{9b}i\"j\\k\u{e9}";
+        let entry = Entry {
+            request_id: "r",
+            client_request_id: None,
+            method: "GET",
+            path,
+            status: StatusCode::OK,
+            latency: Duration::ZERO,
+            client: IpAddr::from([127, 0, 0, 1]),
+            cause: None,
+        };
+        let line = formatted_here(&entry, 0);
+        for raw in [
+            '\u{85}', '\u{2028}', '\u{2029}', '\u{202e}', '\u{2067}', '\u{feff}', '\u{7f}',
+            '\u{9b}',
+        ] {
+            assert!(!line.contains(raw), "{raw:?} written raw: {line}");
+        }
+        assert!(
+            line.contains("\u{e9}"),
+            "ordinary text stays as it is: {line}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["path"], path, "the escapes read back as the path");
+
+        let long = format!("/{}", "\u{e9}".repeat(5_000));
+        let cut = bounded(&long, MAX_LOGGED_PATH);
+        assert!(cut.len() <= MAX_LOGGED_PATH + 24, "{}", cut.len());
+        assert!(cut.ends_with("...(10001 bytes)"), "{cut}");
+        assert_eq!(bounded("/health", MAX_LOGGED_PATH), "/health");
     }
 }

@@ -134,10 +134,15 @@ impl InFlight {
                 "{why}; shedding load with 503"
             );
         }
-        ApiError::Unavailable {
+        let mut response = ApiError::Unavailable {
             retry_after: Duration::from_secs(1),
         }
-        .into_response()
+        .into_response();
+        // For the access log: a shed request is told apart from a dependency's outage.
+        response
+            .extensions_mut()
+            .insert(crate::error::InternalCause(format!("load shed: {why}")));
+        response
     }
 }
 
@@ -207,5 +212,17 @@ mod tests {
             .collect();
         assert_eq!(held.len(), 8);
         assert!(slots.admit(ip("203.0.113.9")).is_err());
+    }
+
+    #[test]
+    fn a_shed_request_is_a_503_whose_log_line_says_it_was_shed() {
+        let slots = InFlight::new(8);
+        let response = slots.shed("all request slots are taken");
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        let cause = response.extensions().get::<crate::error::InternalCause>();
+        assert_eq!(
+            cause.map(|c| c.0.as_str()),
+            Some("load shed: all request slots are taken")
+        );
     }
 }

@@ -94,8 +94,8 @@ impl Hardening {
     /// wraps the finished router once instead, and each part is composed with
     /// `ServiceBuilder` into one value of one type.
     pub fn apply(self, router: Router) -> Router {
-        let (outside, admitted, route_label) = self.split();
-        finish(outside, route_label, router.layer(admitted))
+        let (outside, admitted, counted) = self.split();
+        finish(outside, counted, router.layer(admitted))
     }
 
     /// Wraps the routes of a [`crate::SecureRouter`] (finished with `state`) in the whole
@@ -113,23 +113,27 @@ impl Hardening {
     where
         S: Clone + Send + Sync + 'static,
     {
-        let (outside, admitted, route_label) = self.split();
+        let (outside, admitted, counted) = self.split();
         let gated = routes
             .into_router_around(authenticator, admitted)
             .with_state(state);
-        finish(outside, route_label, gated)
+        finish(outside, counted, gated)
     }
 
-    /// The stack in three parts: what every request meets on arrival (outside the router),
-    /// what only an admitted request needs (its body received, an in-flight slot, the
-    /// handler's timeout), which a gate may go between, and, when requests are counted, the
-    /// step inside routing that hands the metrics the route template matched.
+    /// The stack in two parts: what every request meets on arrival, and what only an admitted
+    /// request needs (its body received, an in-flight slot, the handler's timeout), which a
+    /// gate may go between; and whether requests are counted (see [`finish`]).
     fn split(
         self,
     ) -> (
-        impl Layer<Router, Service: HardenedService> + Clone + Send + Sync + 'static,
+        impl Layer<Router, Service: HardenedService>
+            + Layer<Route, Service: HardenedService>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         impl Layer<Route, Service: HardenedService> + Clone + Send + Sync + 'static,
-        Option<crate::metrics::MatchedRouteLayer>,
+        bool,
     ) {
         let limits = self.limits;
         let cors = cors::layer(&self.cors);
@@ -138,12 +142,8 @@ impl Hardening {
             .as_ref()
             .and(self.preflight_limit)
             .map(crate::limit::PreflightLimitLayer::new);
-        let route_label = self
-            .metrics
-            .as_ref()
-            .map(|_| crate::metrics::MatchedRouteLayer);
+        let counted = self.metrics.is_some();
         let outside = tower::ServiceBuilder::new()
-            .layer(HideRouteMapLayer)
             .layer(SecurityHeadersLayer)
             .layer(RequestIdLayer::new())
             .layer(ClientIpLayer::new(ClientIpConfig::new(
@@ -171,22 +171,29 @@ impl Hardening {
             }))
             .layer(LoadShedLayer::new(limits.max_in_flight))
             .layer(TimeoutLayer::new(limits.request_timeout));
-        (outside, admitted, route_label)
+        (outside, admitted, counted)
     }
 }
 
-/// `router` (with the metrics' step inside its routing, if any) inside the arrival part of
-/// the stack, as the one service of a router.
-fn finish(
-    outside: impl Layer<Router, Service: HardenedService>,
-    route_label: Option<crate::metrics::MatchedRouteLayer>,
-    router: Router,
-) -> Router {
-    let router = match route_label {
-        Some(layer) => router.layer(layer),
-        None => router,
-    };
-    Router::new().fallback_service(outside.layer(router))
+/// `router` inside the arrival part of the stack, inside [`HideRouteMapLayer`], as the one
+/// service of a router.
+///
+/// The arrival part wraps the finished router once, outside its routing, which costs one box
+/// a request where `Router::layer` costs one per route level. When requests are `counted`, it
+/// goes around each route instead (after routing): the metrics label every answer, a refusal
+/// of the arrival part included (a declared size over the limit, a CORS preflight), with the
+/// route template the router matched, which exists only once it has routed.
+fn finish<L>(outside: L, counted: bool, router: Router) -> Router
+where
+    L: Layer<Router, Service: HardenedService> + Layer<Route, Service: HardenedService>,
+    L: Clone + Send + Sync + 'static,
+{
+    if counted {
+        let routed = router.layer(outside);
+        Router::new().fallback_service(HideRouteMapLayer.layer(routed))
+    } else {
+        Router::new().fallback_service(HideRouteMapLayer.layer(outside.layer(router)))
+    }
 }
 
 /// What each part of the stack builds around a route: a service axum can mount.
