@@ -194,7 +194,7 @@ thread_local! {
 
 /// The line tracing's JSON formatter would write for the event [`write_event`] records.
 fn write_json(lines: &JsonLines, entry: &Entry<'_>, repeated: u64) {
-    let (level, message) = verdict(entry.status);
+    let (level, _) = verdict(entry.status);
     // The subscriber's filter still decides (RAMPART_LOG=warn turns these lines off).
     let enabled = match level {
         tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
@@ -209,26 +209,15 @@ fn write_json(lines: &JsonLines, entry: &Entry<'_>, repeated: u64) {
             return;
         };
         line.clear();
-        format_json(
-            &mut line,
-            time::OffsetDateTime::now_utc(),
-            level,
-            message,
-            entry,
-            repeated,
-        );
+        format_json(&mut line, entry, repeated);
         lines.append(&line);
     });
 }
 
-fn format_json(
-    line: &mut Vec<u8>,
-    now: time::OffsetDateTime,
-    level: tracing::Level,
-    message: &str,
-    entry: &Entry<'_>,
-    repeated: u64,
-) {
+/// Writes `entry`'s line, stamped now, into `line`.
+fn format_json(line: &mut Vec<u8>, entry: &Entry<'_>, repeated: u64) {
+    let (level, message) = verdict(entry.status);
+    let now = time::OffsetDateTime::now_utc();
     // Writing to a Vec cannot fail; the results are ignored for that reason.
     line.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(line, now);
@@ -384,16 +373,8 @@ mod tests {
     }
 
     fn formatted_here(entry: &Entry<'_>, repeated: u64) -> String {
-        let (level, message) = verdict(entry.status);
         let mut line = Vec::new();
-        format_json(
-            &mut line,
-            time::OffsetDateTime::now_utc(),
-            level,
-            message,
-            entry,
-            repeated,
-        );
+        format_json(&mut line, entry, repeated);
         String::from_utf8(line).unwrap()
     }
 

@@ -189,8 +189,7 @@ where
     L: Clone + Send + Sync + 'static,
 {
     if counted {
-        let routed = router.layer(outside);
-        Router::new().fallback_service(HideRouteMapLayer.layer(routed))
+        Router::new().fallback_service(HideRouteMapLayer.layer(router.layer(outside)))
     } else {
         Router::new().fallback_service(HideRouteMapLayer.layer(outside.layer(router)))
     }
