@@ -9,11 +9,15 @@
 //! same way, so server errors are written at most once a second per kind (status and cause),
 //! each line counting the ones folded into it (`repeated`). Other requests keep a line each.
 //!
+//! And against a client making the log lie or swell: a path or method is recorded up to a
+//! bound, and characters a log reader would take for a line break or a reordering (C1
+//! controls, U+2028, bidi overrides) are escaped.
+//!
 //! Lines are tracing events, so any subscriber an app installs receives them. With rampart's
-//! own JSON log ([`crate::telemetry::LogGuard::json_lines`]), the layer formats the line itself,
-//! field for field what tracing's JSON formatter writes: that formatter (field visitors, a
-//! serializer per line, the timestamp through `fmt`) cost about an eighth of the throughput of
-//! a small request, more than any protection in the stack.
+//! own JSON log ([`crate::telemetry::LogGuard::json_lines`]), the layer formats the line
+//! itself, field for field what tracing's JSON formatter writes: that formatter (field
+//! visitors, a serializer per line, the timestamp through `fmt`) cost about an eighth of the
+//! throughput of a small request, more than any protection in the stack.
 
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -192,7 +196,8 @@ thread_local! {
     static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The line tracing's JSON formatter would write for the event [`write_event`] records.
+/// The line tracing's JSON formatter would write for the event [`write_event`] records (the
+/// same fields in the same order), with a few more characters escaped (see [`json_string`]).
 fn write_json(lines: &JsonLines, entry: &Entry<'_>, repeated: u64) {
     let (level, _) = verdict(entry.status);
     // The subscriber's filter still decides (RAMPART_LOG=warn turns these lines off).
