@@ -44,7 +44,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
         .with_context(|| format!("binding {bind}"))?;
+    // Installed before the announcement, so a SIGTERM right after it drains the server.
+    let shutdown = shutdown_signal();
     println!("listening on {}", listener.local_addr()?);
-    serve(listener, app, ServeOptions::default(), shutdown_signal()).await;
+    serve(listener, app, ServeOptions::default(), shutdown).await;
     Ok(())
 }

@@ -463,6 +463,8 @@ pub async fn run(
         }
         _ => None,
     };
+    // Before the announcement: a SIGTERM right after it must drain, not kill.
+    let shutdown = server::shutdown_signal();
     tracing::info!(%addr, "listening");
     println!("listening on {addr}");
     if let Some((listener, registry)) = metrics_listener {
@@ -477,7 +479,7 @@ pub async fn run(
             std::future::pending(),
         ));
     }
-    server::serve(listener, router, options, server::shutdown_signal()).await;
+    server::serve(listener, router, options, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }
