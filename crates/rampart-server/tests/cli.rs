@@ -394,6 +394,21 @@ fn help_and_version() {
     }
 }
 
+/// A supervisor may stop the server the moment it says it is listening; that SIGTERM must
+/// drain it like any other, not kill it by the signal's default action.
+#[test]
+fn a_sigterm_right_after_listening_on_is_a_clean_stop() {
+    for _ in 0..3 {
+        let server = Binary::start(&[]);
+        let (status, stderr) = server.terminate(Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "exit {status:?}: {stderr}"
+        );
+        assert!(stderr.contains("shutting down"), "{stderr}");
+    }
+}
+
 #[test]
 fn serves_with_generated_dev_keys_and_stops_on_sigterm() {
     let server = Binary::start(&[]);
