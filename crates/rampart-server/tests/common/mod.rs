@@ -325,25 +325,16 @@ impl TestApp {
 
     /// The id of the session `token` belongs to, as the session list marks it current.
     pub async fn current_session_id(&self, token: &str) -> String {
-        let list: serde_json::Value = self
-            .get_as("/v1/auth/sessions", token)
-            .await
-            .json()
-            .await
-            .expect("session list");
-        list["sessions"]
-            .as_array()
-            .expect("sessions")
-            .iter()
-            .find(|s| s["current"] == true)
-            .expect("a current session")["id"]
-            .as_str()
-            .expect("session id")
-            .to_owned()
+        self.session_id_marked(token, true).await
     }
 
     /// The id of one of `token`'s user's sessions other than the one `token` belongs to.
     pub async fn other_session_id(&self, token: &str) -> String {
+        self.session_id_marked(token, false).await
+    }
+
+    /// The id of the first session in `token`'s list whose `current` mark is `current`.
+    async fn session_id_marked(&self, token: &str, current: bool) -> String {
         let list: serde_json::Value = self
             .get_as("/v1/auth/sessions", token)
             .await
@@ -354,8 +345,8 @@ impl TestApp {
             .as_array()
             .expect("sessions")
             .iter()
-            .find(|s| s["current"] == false)
-            .expect("another session")["id"]
+            .find(|s| s["current"] == current)
+            .unwrap_or_else(|| panic!("a session with current = {current}: {list}"))["id"]
             .as_str()
             .expect("session id")
             .to_owned()
