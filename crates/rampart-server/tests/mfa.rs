@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::totp::{base32, code_at, now_step};
+use common::totp::{base32, code_at, now_step, wrong_code};
 use common::TestApp;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -287,10 +287,7 @@ async fn codes_cannot_be_walked_past_the_challenge_or_the_login_backoff() {
     let app = TestApp::spawn(&[]).await;
     let user = enrolled(&app, "eve").await;
     let good = code_at(&user.secret, now_step() + 1);
-    let wrong = format!(
-        "{:06}",
-        (good.parse::<u32>().unwrap() + 500_000) % 1_000_000
-    );
+    let wrong = wrong_code(&good);
 
     // Five wrong codes end a challenge: the good code is refused after them.
     let first = challenge(&app, "eve", &user.password).await;
@@ -510,10 +507,7 @@ async fn a_password_alone_never_wipes_the_count_of_wrong_codes() {
     let app = TestApp::spawn(&[]).await;
     let user = enrolled(&app, "jon").await;
     let good = code_at(&user.secret, now_step() + 1);
-    let wrong = format!(
-        "{:06}",
-        (good.parse::<u32>().unwrap() + 500_000) % 1_000_000
-    );
+    let wrong = wrong_code(&good);
     let first = challenge(&app, "jon", &user.password).await;
     for _ in 0..5 {
         verify(&app, &first, &wrong).await;

@@ -13,6 +13,15 @@ pub fn code_at(secret: &[u8], step: u64) -> String {
     format!("{:06}", value % 1_000_000)
 }
 
+/// A well-formed code that is not `code`: the same six digits shifted by half the range, so it
+/// can never equal `code`.
+pub fn wrong_code(code: &str) -> String {
+    format!(
+        "{:06}",
+        (code.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    )
+}
+
 /// The current 30-second step.
 pub fn now_step() -> u64 {
     std::time::SystemTime::now()
