@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod password;
 pub mod policy;
+pub mod rfc3339;
 pub mod server;
 pub mod settings;
 pub mod telemetry;

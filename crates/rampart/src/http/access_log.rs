@@ -225,7 +225,10 @@ fn format_json(line: &mut Vec<u8>, entry: &Entry<'_>, repeated: u64) {
     let now = time::OffsetDateTime::now_utc();
     // Writing to a Vec cannot fail; the results are ignored for that reason.
     line.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(line, now);
+    // As tracing writes it: RFC 3339 in UTC with microseconds (this clock is past year 0).
+    if let Some(stamp) = crate::rfc3339::utc_micros(now) {
+        line.extend_from_slice(&stamp);
+    }
     line.extend_from_slice(b"\",\"level\":\"");
     line.extend_from_slice(level.as_str().as_bytes());
     line.extend_from_slice(b"\",\"message\":");
@@ -241,45 +244,21 @@ fn format_json(line: &mut Vec<u8>, entry: &Entry<'_>, repeated: u64) {
     field("method", entry.method);
     field("path", entry.path);
     let latency_us = u64::try_from(entry.latency.as_micros()).unwrap_or(u64::MAX);
-    let _ = write!(
-        line,
-        ",\"status\":{},\"latency_us\":{latency_us},\"client\":\"{}\"",
-        entry.status.as_u16(),
-        entry.client
-    );
+    let mut digits = itoa::Buffer::new();
+    line.extend_from_slice(b",\"status\":");
+    line.extend_from_slice(digits.format(entry.status.as_u16()).as_bytes());
+    line.extend_from_slice(b",\"latency_us\":");
+    line.extend_from_slice(digits.format(latency_us).as_bytes());
+    line.extend_from_slice(b",\"client\":\"");
+    client_address(line, entry.client);
+    line.push(b'"');
     if entry.status.is_server_error() {
         line.extend_from_slice(b",\"cause\":");
         json_string(line, entry.cause.unwrap_or(""));
-        let _ = write!(line, ",\"repeated\":{repeated}");
+        line.extend_from_slice(b",\"repeated\":");
+        line.extend_from_slice(digits.format(repeated).as_bytes());
     }
     line.extend_from_slice(b"}\n");
-}
-
-/// `now` as tracing writes it: RFC 3339 in UTC with microseconds. Digits are written by hand:
-/// padded numbers through `fmt` were most of a line's cost.
-fn timestamp(line: &mut Vec<u8>, now: time::OffsetDateTime) {
-    let (hour, minute, second, micros) = now.to_hms_micro();
-    let year = u32::try_from(now.year()).unwrap_or(0).min(9999);
-    let parts: [(u32, usize, u8); 7] = [
-        (year, 4, b'-'),
-        (u32::from(u8::from(now.month())), 2, b'-'),
-        (u32::from(now.day()), 2, b'T'),
-        (u32::from(hour), 2, b':'),
-        (u32::from(minute), 2, b':'),
-        (u32::from(second), 2, b'.'),
-        (micros, 6, b'Z'),
-    ];
-    for (value, width, then) in parts {
-        let mut digits = [b'0'; 6];
-        let mut rest = value;
-        for slot in digits[..width].iter_mut().rev() {
-            // A digit: always below 10.
-            *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
-            rest /= 10;
-        }
-        line.extend_from_slice(&digits[..width]);
-        line.push(then);
-    }
 }
 
 /// `value` as a JSON string. Escaped as serde_json escapes (quotes, backslashes, C0
@@ -289,8 +268,21 @@ fn timestamp(line: &mut Vec<u8>, now: time::OffsetDateTime) {
 /// around them) and the byte order mark. A path may hold any of them.
 fn json_string(line: &mut Vec<u8>, value: &str) {
     line.push(b'"');
+    let bytes = value.as_bytes();
     let mut copied = 0;
-    for (at, c) in value.char_indices() {
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        // Printable ASCII but the quote and the backslash, nearly every byte of a line, is
+        // taken as it is without decoding a character.
+        if (0x20..0x7f).contains(&byte) && byte != b'"' && byte != b'\\' {
+            at += 1;
+            continue;
+        }
+        // `at` is a character boundary: it only ever moves by whole characters.
+        let Some(c) = value.get(at..).and_then(|rest| rest.chars().next()) else {
+            break;
+        };
+        let width = c.len_utf8();
         let short: &[u8] = match c {
             '"' => b"\\\"",
             '\\' => b"\\\\",
@@ -298,19 +290,43 @@ fn json_string(line: &mut Vec<u8>, value: &str) {
             '\r' => b"\\r",
             '\t' => b"\\t",
             c if unreadable(c) => b"",
-            _ => continue,
+            _ => {
+                at += width;
+                continue;
+            }
         };
-        line.extend_from_slice(&value.as_bytes()[copied..at]);
+        line.extend_from_slice(&bytes[copied..at]);
         if short.is_empty() {
             // Every such character is in the Basic Multilingual Plane: four hex digits.
             let _ = write!(line, "\\u{:04x}", u32::from(c));
         } else {
             line.extend_from_slice(short);
         }
-        copied = at + c.len_utf8();
+        at += width;
+        copied = at;
     }
-    line.extend_from_slice(&value.as_bytes()[copied..]);
+    line.extend_from_slice(&bytes[copied..]);
     line.push(b'"');
+}
+
+/// The client address as `Display` writes it; an IPv4 address's four numbers are written
+/// directly (through `fmt` they cost more than the rest of the line's numbers together).
+fn client_address(line: &mut Vec<u8>, client: IpAddr) {
+    match client {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    line.push(b'.');
+                }
+                line.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            // Writing to a Vec cannot fail.
+            let _ = write!(line, "{v6}");
+        }
+    }
 }
 
 /// Characters written as `\uXXXX` (see [`json_string`]).
