@@ -29,9 +29,22 @@ use crate::store::Store;
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    let token_chars = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.chars().all(token_chars))
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && is_b64token(token))
         .then_some(token)
+}
+
+/// RFC 6750's `b64token` characters only. Written as one pass without branches, which the
+/// compiler turns into vector compares: a token is ~500 bytes on every request, and a check
+/// per character cost more than the token cache's lookup.
+#[allow(clippy::needless_bitwise_bool)] // no short-circuits: that is what lets it vectorise
+fn is_b64token(token: &str) -> bool {
+    token.bytes().fold(true, |all, b| {
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        let digit = b.wrapping_sub(b'0') < 10;
+        let mark = (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~');
+        let base64 = (b == b'+') | (b == b'/') | (b == b'=');
+        all & (letter | digit | mark | base64)
+    })
 }
 
 /// The service's [`Authenticator`]: token verification, then this node's view of sessions
@@ -350,5 +363,20 @@ mod tests {
             assert_eq!(bearer_token(&with(bad)), None, "{bad:?}");
         }
         assert_eq!(bearer_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn a_token_byte_is_exactly_a_b64token_character() {
+        for b in 0..=u8::MAX {
+            let allowed = b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+            let text = [b'a', b, b'z'];
+            if let Ok(token) = std::str::from_utf8(&text) {
+                assert_eq!(is_b64token(token), allowed, "byte {b:#04x}");
+            }
+        }
+        // Past the first vector's width too.
+        let long = format!("{}{}", "a".repeat(100), "\u{e9}");
+        assert!(!is_b64token(&long));
+        assert!(is_b64token(&"Az09-._~+/=".repeat(50)));
     }
 }

@@ -145,9 +145,9 @@ pub struct RecordId(String);
 impl RecordId {
     pub fn parse(raw: String) -> Option<Self> {
         let canonical = raw.len() == 36
-            && raw.char_indices().all(|(i, c)| match i {
-                8 | 13 | 18 | 23 => c == '-',
-                _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+            && raw.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
             });
         canonical.then_some(Self(raw))
     }

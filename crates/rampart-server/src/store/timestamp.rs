@@ -40,7 +40,49 @@ impl Timestamp {
 
     /// Parses a stored or transmitted time (any RFC 3339 offset, converted to UTC).
     pub fn parse(text: &str) -> Result<Self, time::error::Parse> {
+        if let Some(stored) = Self::parse_stored(text) {
+            return Ok(stored);
+        }
         OffsetDateTime::parse(text, &Rfc3339).map(Self::from)
+    }
+
+    /// The stored form read by position, or `None` for anything else (another offset or
+    /// precision, a leap second, a date the calendar lacks), which the general parser then
+    /// reads or refuses. Every read row holds two or three times, and the general parser cost
+    /// more than the row's other columns together.
+    fn parse_stored(text: &str) -> Option<Self> {
+        let bytes: &[u8; rampart::rfc3339::UTC_MICROS_LEN] = text.as_bytes().try_into().ok()?;
+        let separators = [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+        ];
+        if bytes[26] != b'Z' || separators.iter().any(|&(at, sep)| bytes[at] != sep) {
+            return None;
+        }
+        let number = |from: usize, to: usize| {
+            bytes[from..to].iter().try_fold(0u32, |value, &b| {
+                b.is_ascii_digit().then(|| value * 10 + u32::from(b - b'0'))
+            })
+        };
+        let narrow = |from, to| number(from, to).and_then(|n| u8::try_from(n).ok());
+        let date = time::Date::from_calendar_date(
+            i32::try_from(number(0, 4)?).ok()?,
+            time::Month::try_from(narrow(5, 7)?).ok()?,
+            narrow(8, 10)?,
+        )
+        .ok()?;
+        let clock = time::Time::from_hms_micro(
+            narrow(11, 13)?,
+            narrow(14, 16)?,
+            narrow(17, 19)?,
+            number(20, 26)?,
+        )
+        .ok()?;
+        Some(Self(time::PrimitiveDateTime::new(date, clock).assume_utc()))
     }
 }
 
@@ -74,6 +116,11 @@ impl std::ops::Sub<std::time::Duration> for Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let at = self.0;
+        if let Some(text) = rampart::rfc3339::utc_micros(at) {
+            // Digits and separators only.
+            return f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?);
+        }
+        // A year four digits cannot hold (a saturated lifetime's end).
         write!(
             f,
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
@@ -154,6 +201,51 @@ mod tests {
         assert!(parsed.windows(2).all(|w| w[0] < w[1]));
         let texts: Vec<String> = parsed.iter().map(ToString::to_string).collect();
         assert!(texts.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_stored_form_is_read_as_the_general_parser_reads_it() {
+        let agree = [
+            "2026-12-05T06:09:38.476083Z",
+            "0000-01-01T00:00:00.000000Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2024-02-29T12:00:00.000001Z",
+        ];
+        for text in agree {
+            let general = OffsetDateTime::parse(text, &Rfc3339)
+                .map(Timestamp::from)
+                .ok();
+            assert_eq!(Timestamp::parse_stored(text), general, "{text}");
+            assert!(general.is_some(), "{text}");
+        }
+        // Not the stored form, or not a time: left to the general parser, which reads the
+        // first three and refuses the rest.
+        let other = [
+            "2026-12-05T06:09:38.476083+00:00",
+            "2026-12-05T06:09:38Z",
+            "2026-12-05t06:09:38.476083z",
+            "2023-02-29T12:00:00.000000Z",
+            "2026-13-05T06:09:38.476083Z",
+            "2026-12-05T24:00:00.000000Z",
+            "2026-12-05T06:60:00.000000Z",
+            "+026-12-05T06:09:38.476083Z",
+            "2026-12-05T06:09:3a.476083Z",
+            "2026-12-05 06:09:38.476083Z",
+        ];
+        for text in other {
+            assert_eq!(Timestamp::parse_stored(text), None, "{text}");
+        }
+        assert!(Timestamp::parse("2026-12-05T06:09:38.476083+00:00").is_ok());
+        assert!(Timestamp::parse("2023-02-29T12:00:00.000000Z").is_err());
+        assert!(Timestamp::parse("2026-12-05T06:09:3a.476083Z").is_err());
+    }
+
+    #[test]
+    fn a_saturated_time_is_still_written() {
+        let end = Timestamp::now() + std::time::Duration::MAX;
+        assert_eq!(end.to_string(), "9999-12-31T23:59:59.999999Z");
+        let start = Timestamp::now() - std::time::Duration::MAX;
+        assert!(start.to_string().starts_with('-'), "{start}");
     }
 
     #[test]

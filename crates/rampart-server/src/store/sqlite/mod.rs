@@ -197,12 +197,15 @@ impl SqliteStore {
         &self,
         sql: &str,
         params: &[(&str, &dyn rusqlite::ToSql)],
-        decode: impl FnOnce(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+        decode: impl FnOnce(&reader::InOrder<'_, '_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         self.readers.read(|connection| {
             let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
             let mut rows = statement.query(params).map_err(read_error)?;
-            rows.next().map_err(read_error)?.map(decode).transpose()
+            rows.next()
+                .map_err(read_error)?
+                .map(|row| decode(&reader::InOrder::new(row)))
+                .transpose()
         })
     }
 
@@ -211,14 +214,14 @@ impl SqliteStore {
         &self,
         sql: &str,
         params: &[(&str, &dyn rusqlite::ToSql)],
-        decode: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+        decode: impl Fn(&reader::InOrder<'_, '_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         self.readers.read(|connection| {
             let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
             let mut rows = statement.query(params).map_err(read_error)?;
             let mut found = Vec::new();
             while let Some(row) = rows.next().map_err(read_error)? {
-                found.push(decode(row)?);
+                found.push(decode(&reader::InOrder::new(row))?);
             }
             Ok(found)
         })

@@ -19,6 +19,7 @@
 //! the first free one, so reads never queue behind each other unless every core is reading.
 //! Writes, transactions and the rarer reads stay on sqlx.
 
+use std::cell::Cell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -93,33 +94,68 @@ pub(super) fn read_error(err: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Rows of these connections read like sqlx's (see [`crate::store::rows`]), so a record is
+/// A row of these connections, read like sqlx's (see [`crate::store::rows`]), so a record is
 /// decoded by the same function whichever way it was read.
-impl StoreRow for rusqlite::Row<'_> {
+///
+/// Columns are asked for by name; rusqlite finds a name by comparing it with every column
+/// before it, which for a six-column item was a tenth of the read. The decoders read columns
+/// in the order the statements select them, so the column after the last one read is tried
+/// first, and the search is the fallback. (Every statement's column names are distinct, so
+/// the first column of a name is the only one.)
+pub(super) struct InOrder<'a, 'r> {
+    row: &'a rusqlite::Row<'r>,
+    next: Cell<usize>,
+}
+
+impl<'a, 'r> InOrder<'a, 'r> {
+    pub(super) fn new(row: &'a rusqlite::Row<'r>) -> Self {
+        Self {
+            row,
+            next: Cell::new(0),
+        }
+    }
+
+    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T, sqlx::Error> {
+        let statement: &rusqlite::Statement<'_> = self.row.as_ref();
+        let guess = self.next.get();
+        let at = if statement
+            .column_name(guess)
+            .is_ok_and(|name| name == column)
+        {
+            guess
+        } else {
+            statement.column_index(column).map_err(decode)?
+        };
+        self.next.set(at + 1);
+        self.row.get(at).map_err(decode)
+    }
+}
+
+impl StoreRow for InOrder<'_, '_> {
     fn text(&self, column: &str) -> Result<String, sqlx::Error> {
-        self.get(column).map_err(decode)
+        self.get(column)
     }
     fn maybe_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
-        self.get(column).map_err(decode)
+        self.get(column)
     }
     fn flag(&self, column: &str) -> Result<bool, sqlx::Error> {
-        self.get(column).map_err(decode)
+        self.get(column)
     }
     fn maybe_flag(&self, column: &str) -> Result<Option<bool>, sqlx::Error> {
-        self.get(column).map_err(decode)
+        self.get(column)
     }
     fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
-        self.get(column).map_err(decode)
+        self.get(column)
     }
     fn maybe_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
-        self.get(column).map_err(decode)
+        self.get(column)
     }
     fn time(&self, column: &str) -> Result<Timestamp, sqlx::Error> {
-        let text: String = self.get(column).map_err(decode)?;
+        let text: String = self.get(column)?;
         Timestamp::parse(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
     }
     fn maybe_time(&self, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
-        let text: Option<String> = self.get(column).map_err(decode)?;
+        let text: Option<String> = self.get(column)?;
         text.map(|text| Timestamp::parse(&text).map_err(|err| sqlx::Error::Decode(Box::new(err))))
             .transpose()
     }
