@@ -25,9 +25,11 @@ use crate::audit::{Event, Kind, Recorder};
 use crate::cluster::Cluster;
 use crate::store::Store;
 
-/// The token from `Authorization: Bearer <token>`, if well formed.
+/// The token from `Authorization: Bearer <token>`, if well formed and the only credential
+/// sent (two `Authorization` headers are refused, whatever they hold: see
+/// [`rampart::http::sole_header`]).
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let value = rampart::http::sole_header(headers, header::AUTHORIZATION)?.as_bytes();
     let space = value.iter().position(|&b| b == b' ')?;
     let (scheme, token) = (&value[..space], &value[space + 1..]);
     // Six letters, a space and b64token bytes: all ASCII, checked once before the token is
@@ -380,6 +382,12 @@ mod tests {
         long.push(0xe9);
         assert!(!is_b64token(&long));
         assert!(is_b64token(&b"Az09-._~+/=".repeat(50)));
+        // A second credential, even the same one again.
+        let mut twice = HeaderMap::new();
+        for value in ["Bearer abc", "Bearer abc"] {
+            twice.append(header::AUTHORIZATION, http::HeaderValue::from_static(value));
+        }
+        assert_eq!(bearer_token(&twice), None);
         // Bytes a header value may carry but a token may not, with a good scheme.
         let mut headers = HeaderMap::new();
         for value in [

@@ -203,13 +203,8 @@ impl CsrfAdmission {
 /// `listed` one.
 fn same_or_listed_origin(own: &PublicOrigin, listed: &[String], headers: &HeaderMap) -> bool {
     // Exactly one of each, as a browser sends them: a second is not a browser's.
-    let single = |name: &str| {
-        let mut values = headers.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) => value.to_str().ok(),
-            _ => None,
-        }
-    };
+    let single =
+        |name: &str| rampart::http::sole_header(headers, name).and_then(|v| v.to_str().ok());
     if headers.get_all("sec-fetch-site").iter().nth(1).is_some() {
         return false;
     }
@@ -291,7 +286,9 @@ impl Admission for CsrfAdmission {
                 // No session to ride on: nothing to forge.
                 None => Ok(()),
                 Some(session) => {
-                    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+                    // One token: a second is not the page's (see `sole_header`).
+                    let sent = rampart::http::sole_header(headers, CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok());
                     let paired = cookie(headers, CSRF_COOKIE);
                     match (sent, paired) {
                         (Some(sent), Some(paired))

@@ -252,6 +252,21 @@ async fn a_cookie_request_needs_its_csrf_value_and_this_sites_origin() {
         .await
         .unwrap();
     assert_csrf_refusal(doubled).await;
+    // Two CSRF values, the right one first: a second is not the page's, refused.
+    for second in ["AAAA", browser.csrf.as_str()] {
+        let doubled = app
+            .client
+            .post(app.url("/v1/items"))
+            .header("cookie", browser.cookie_header())
+            .header("x-csrf-token", &browser.csrf)
+            .header("x-csrf-token", second)
+            .header("origin", origin.as_str())
+            .json(&json!({"title": "forged", "body": "b"}))
+            .send()
+            .await
+            .unwrap();
+        assert_csrf_refusal(doubled).await;
+    }
     let list: Value = as_browser(&app, &browser, Method::GET, "/v1/items", None, None, None)
         .await
         .json()

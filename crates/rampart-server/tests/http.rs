@@ -309,6 +309,49 @@ async fn request_id_is_echoed_when_sane_and_replaced_when_not() {
 }
 
 #[tokio::test]
+async fn a_body_with_two_content_types_is_refused_unread() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("carol").await;
+    let token = app.access_token("carol", &password).await;
+    // A proxy in front may take the body for the other type than this server would.
+    for (first, second) in [
+        ("application/json", "text/plain"),
+        ("text/plain", "application/json"),
+        ("application/json", "application/json"),
+    ] {
+        let created = app
+            .client
+            .post(app.url("/v1/items"))
+            .bearer_auth(&token)
+            .header("content-type", first)
+            .header("content-type", second)
+            .body(r#"{"title":"t","body":"b"}"#)
+            .send()
+            .await
+            .unwrap();
+        problem(created, 415).await;
+    }
+    let form_and_json = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-type", "application/json")
+        .body(format!(
+            "grant_type=password&username=carol&password={password}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    problem(form_and_json, 415).await;
+    let listed: serde_json::Value = app.get_as("/v1/items", &token).await.json().await.unwrap();
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
 async fn error_answers_say_what_to_fix() {
     let app = TestApp::spawn(&[]).await;
     // `curl -d '{...}'` without -H: JSON labelled as a form. Login says so (and register's 415

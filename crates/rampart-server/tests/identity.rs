@@ -387,6 +387,54 @@ async fn access_tokens_carry_ids_only_and_forgeries_fail() {
 }
 
 #[tokio::test]
+async fn a_request_with_two_authorization_headers_is_nobodys() {
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    let alice_password = app.register("alice").await;
+    let bob_password = app.register("bob").await;
+    let alice = app.access_token("alice", &alice_password).await;
+    let bob = app.access_token("bob", &bob_password).await;
+    // A proxy in front may read the other header than this server would: whichever order,
+    // two valid tokens, a token and junk, or the same token twice, nobody is signed in.
+    let pairs = [
+        (alice.as_str(), bob.as_str()),
+        (bob.as_str(), alice.as_str()),
+        (alice.as_str(), "junk"),
+        ("junk", alice.as_str()),
+        (alice.as_str(), alice.as_str()),
+    ];
+    for (first, second) in pairs {
+        let response = app
+            .client
+            .get(app.url("/v1/users/me"))
+            .header("authorization", format!("Bearer {first}"))
+            .header("authorization", format!("Bearer {second}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["status"], 401, "{problem}");
+    }
+    // Nothing was created with two credentials either.
+    let created = app
+        .client
+        .post(app.url("/v1/items"))
+        .header("authorization", format!("Bearer {alice}"))
+        .header("authorization", format!("Bearer {bob}"))
+        .json(&json!({"title": "t", "body": "b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get_as("/v1/users/me", &alice).await.status(),
+        StatusCode::OK,
+        "one header still signs in"
+    );
+}
+
+#[tokio::test]
 async fn jwks_serves_public_keys_only() {
     crate::require!(common::backend_ready().await);
     let app = TestApp::spawn(&[]).await;

@@ -168,9 +168,9 @@ fn data_error_message(err: &serde_json::Error) -> String {
 /// other than UTF-8 is refused (JSON is UTF-8, RFC 8259 section 8.1: a body declared as
 /// latin1 would be read as something its sender did not mean).
 fn is_json_content_type(headers: &http::HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    // Two content types are not JSON: which one the sender meant is anyone's guess.
+    let Some(value) =
+        crate::http::sole_header(headers, header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
     else {
         return false;
     };
@@ -362,6 +362,19 @@ mod tests {
         assert!(!check("text/plain"));
         assert!(!check("application/x-www-form-urlencoded"));
         assert!(!check("application/jsonp"));
+        let mut twice = http::HeaderMap::new();
+        for ct in ["application/json", "text/plain"] {
+            twice.append(header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+        }
+        assert!(!is_json_content_type(&twice));
+        twice.remove(header::CONTENT_TYPE);
+        for _ in 0..2 {
+            twice.append(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+        }
+        assert!(!is_json_content_type(&twice), "even the same type twice");
         assert!(!check("application/+json"));
         assert!(!is_json_content_type(&http::HeaderMap::new()));
     }

@@ -223,7 +223,6 @@ fn write_json(lines: &JsonLines, entry: &Entry<'_>, repeated: u64) {
 fn format_json(line: &mut Vec<u8>, entry: &Entry<'_>, repeated: u64) {
     let (level, message) = verdict(entry.status);
     let now = time::OffsetDateTime::now_utc();
-    // Writing to a Vec cannot fail; the results are ignored for that reason.
     line.extend_from_slice(b"{\"timestamp\":\"");
     // As tracing writes it: RFC 3339 in UTC with microseconds (this clock is past year 0).
     if let Some(stamp) = crate::rfc3339::utc_micros(now) {

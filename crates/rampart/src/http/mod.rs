@@ -222,6 +222,24 @@ impl<T> HardenedService for T where
 {
 }
 
+/// `name`'s value when the request carries it exactly once, `None` when it is missing or
+/// repeated.
+///
+/// A header that can only mean one thing (a credential, a CSRF token, the body's content type)
+/// sent twice is ambiguous: this server would read the first, a proxy or firewall in front of
+/// it may read the last, and they would then judge different requests. Read such headers
+/// through this, and treat a repeated one as not sent well.
+pub fn sole_header<K: http::header::AsHeaderName>(
+    headers: &http::HeaderMap,
+    name: K,
+) -> Option<&HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
+}
+
 /// A panic in a handler becomes a 500 problem document; the payload goes to the log only.
 pub fn catch_panics() -> panics::CatchPanicLayer {
     panics::CatchPanicLayer
