@@ -331,6 +331,36 @@ async fn a_body_with_two_content_types_is_refused_unread() {
             .unwrap();
         problem(created, 415).await;
     }
+    // One header holding a list (what a proxy that merges repeated headers sends on).
+    for joined in [
+        "application/json; x=1, text/plain",
+        "application/json;application/x-www-form-urlencoded",
+    ] {
+        let created = app
+            .client
+            .post(app.url("/v1/items"))
+            .bearer_auth(&token)
+            .header("content-type", joined)
+            .body(r#"{"title":"t","body":"b"}"#)
+            .send()
+            .await
+            .unwrap();
+        problem(created, 415).await;
+    }
+    let joined_form = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8, application/json",
+        )
+        .body(format!(
+            "grant_type=password&username=carol&password={password}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    problem(joined_form, 415).await;
     let form_and_json = app
         .client
         .post(app.url("/v1/auth/login"))
@@ -349,6 +379,80 @@ async fn a_body_with_two_content_types_is_refused_unread() {
         Some(0),
         "{listed}"
     );
+}
+
+#[tokio::test]
+async fn an_encoded_body_is_refused_not_read_as_plain() {
+    let app = TestApp::spawn(&[]).await;
+    let password = app.register("dora").await;
+    let token = app.access_token("dora", &password).await;
+    let body = r#"{"title":"plain","body":"b"}"#;
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    // (extra head lines, body): a proxy that decodes would inspect another body than this
+    // server would act on, so none of these is read.
+    let encoded = [
+        (
+            "Transfer-Encoding: gzip, chunked\r\n".to_owned(),
+            chunked.clone(),
+        ),
+        (
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n".to_owned(),
+            chunked.clone(),
+        ),
+        (
+            "Transfer-Encoding: foo, chunked\r\n".to_owned(),
+            chunked.clone(),
+        ),
+        (
+            format!(
+                "Content-Encoding: gzip\r\nContent-Length: {}\r\n",
+                body.len()
+            ),
+            body.to_owned(),
+        ),
+        (
+            format!(
+                "Content-Encoding: identity\r\nContent-Encoding: br\r\nContent-Length: {}\r\n",
+                body.len()
+            ),
+            body.to_owned(),
+        ),
+    ];
+    let send = |extra: String, payload: String| {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (addr, token) = (app.addr, token.clone());
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST /v1/items HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nConnection: close\r\n{extra}\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(payload.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response).await;
+            response
+        }
+    };
+    for (extra, payload) in encoded {
+        let response = send(extra.clone(), payload).await;
+        assert!(response.starts_with("HTTP/1.1 415 "), "{extra}\n{response}");
+        assert!(response.contains("application/problem+json"), "{response}");
+    }
+    let listed: serde_json::Value = app.get_as("/v1/items", &token).await.json().await.unwrap();
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+    // Plain chunked, and an identity coding, are bodies as they are.
+    for extra in [
+        "Transfer-Encoding: chunked\r\n".to_owned(),
+        "Content-Encoding: identity\r\nTransfer-Encoding: chunked\r\n".to_owned(),
+    ] {
+        let response = send(extra.clone(), chunked.clone()).await;
+        assert!(response.starts_with("HTTP/1.1 201 "), "{extra}\n{response}");
+    }
 }
 
 #[tokio::test]

@@ -164,29 +164,44 @@ fn data_error_message(err: &serde_json::Error) -> String {
     said
 }
 
-/// `application/json` or any `application/*+json`, with optional parameters; a `charset`
-/// other than UTF-8 is refused (JSON is UTF-8, RFC 8259 section 8.1: a body declared as
-/// latin1 would be read as something its sender did not mean).
-fn is_json_content_type(headers: &http::HeaderMap) -> bool {
-    // Two content types are not JSON: which one the sender meant is anyone's guess.
-    let Some(value) =
-        crate::http::sole_header(headers, header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
+/// The body's media type as the request declares it: the essence of its one `Content-Type`
+/// (`application/json` of `application/json; charset=utf-8`), or `None` when there is none, or
+/// two (which one the sender meant is anyone's guess, and a proxy in front may take the
+/// other), or a comma-joined list (what a proxy that merges repeated headers makes of two), or
+/// a `charset` other than UTF-8 (JSON is UTF-8, RFC 8259 section 8.1, and so are the forms
+/// this server reads: a body declared as latin1 would be read as something its sender did not
+/// mean).
+pub fn declared_media_type(headers: &http::HeaderMap) -> Option<&str> {
+    let value = crate::http::sole_header(headers, header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?;
+    // No media type or parameter this server reads holds a comma, quoted or not.
+    if value.contains(',') {
+        return None;
+    }
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or_default().trim();
-    let foreign_charset = parts
-        .filter_map(|p| p.split_once('='))
-        .any(|(name, value)| {
-            let value = value.trim().trim_matches('"');
-            name.trim().eq_ignore_ascii_case("charset")
-                && !value.eq_ignore_ascii_case("utf-8")
-                && !value.eq_ignore_ascii_case("utf8")
-        });
-    if foreign_charset {
-        return false;
+    for parameter in parts.map(str::trim).filter(|p| !p.is_empty()) {
+        // A parameter is `name=value`; anything else (a second media type after a `;`) is
+        // not one media type.
+        let (name, value) = parameter.split_once('=')?;
+        let value = value.trim().trim_matches('"');
+        let foreign_charset = name.trim().eq_ignore_ascii_case("charset")
+            && !value.eq_ignore_ascii_case("utf-8")
+            && !value.eq_ignore_ascii_case("utf8");
+        if foreign_charset {
+            return None;
+        }
     }
+    Some(essence)
+}
+
+/// `application/json` or any `application/*+json`, with optional parameters (see
+/// [`declared_media_type`] for what else is refused).
+fn is_json_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(essence) = declared_media_type(headers) else {
+        return false;
+    };
     let Some(subtype) = essence
         .get(..12)
         .filter(|prefix| prefix.eq_ignore_ascii_case("application/"))
@@ -375,6 +390,15 @@ mod tests {
             );
         }
         assert!(!is_json_content_type(&twice), "even the same type twice");
+        // One header holding a list, however it is hidden behind parameters.
+        for joined in [
+            "application/json, text/plain",
+            "application/json; x=1, text/plain",
+            "application/json; charset=utf-8, application/x-www-form-urlencoded",
+            "application/json;application/x-www-form-urlencoded",
+        ] {
+            assert!(!check(joined), "{joined}");
+        }
         assert!(!check("application/+json"));
         assert!(!is_json_content_type(&http::HeaderMap::new()));
     }

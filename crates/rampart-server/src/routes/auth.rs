@@ -85,16 +85,11 @@ impl<S: Send + Sync> FromRequest<S> for LoginInput {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        // Two content types are neither: the JSON reading refuses them (415).
-        let form = rampart::http::sole_header(request.headers(), header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
+        // Read as the JSON extractor reads it: two content types, a list or a foreign charset
+        // are neither a form nor JSON, and the JSON reading refuses them (415).
+        let form = rampart::json::declared_media_type(request.headers()).is_some_and(|essence| {
+            essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
         if !form {
             let Json(login) = Json::<LoginRequest>::from_request(request, state).await?;
             return Ok(Self(login));

@@ -66,6 +66,9 @@ impl Around for BodyLimitLayer {
             *request.body_mut() = axum::body::Body::empty();
             return Settled::Pass(());
         }
+        if let Some(refused) = refuse_encoded(request.headers()) {
+            return Settled::Answer(refused);
+        }
         Settled::Wait
     }
 
@@ -163,6 +166,44 @@ impl Stage for DeclaredSizeLayer {
 
 stage_layer!(DeclaredSizeLayer);
 
+/// The 415 answer to a body sent encoded: a `Content-Encoding` other than `identity`, or a
+/// transfer coding besides `chunked` (hyper refuses a `Transfer-Encoding` that does not end in
+/// chunked; `gzip, chunked` reaches here). Bodies are read as they arrive, never decoded, so
+/// an encoded one would be read as something its sender did not send, and a proxy or firewall
+/// in front that decodes it would have inspected another body than the one this server acts
+/// on.
+pub fn refuse_encoded(headers: &HeaderMap) -> Option<Response> {
+    let codings = |name: header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|coding| !coding.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let encoded = codings(header::CONTENT_ENCODING)
+        .iter()
+        .any(|coding| !coding.eq_ignore_ascii_case(b"identity"))
+        || codings(header::TRANSFER_ENCODING)
+            .iter()
+            .any(|coding| !coding.eq_ignore_ascii_case(b"chunked"));
+    if !encoded {
+        return None;
+    }
+    let mut response = ApiError::UnsupportedMediaType(
+        "The body is encoded (a Content-Encoding, or a transfer coding other than chunked): send \
+         it as it is."
+            .into(),
+    )
+    .into_response();
+    // The body stays unread on the socket; tell the client this connection is done.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(response)
+}
+
 /// The 413 answer when the declared body length exceeds `limit` bytes.
 pub fn refuse_declared_oversize(headers: &HeaderMap, limit: usize) -> Option<Response> {
     let declared = headers
@@ -178,4 +219,51 @@ pub fn refuse_declared_oversize(headers: &HeaderMap, limit: usize) -> Option<Res
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(lines: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in lines {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn only_a_body_as_it_is_passes() {
+        for plain in [
+            &[][..],
+            &[("transfer-encoding", "chunked")],
+            &[("transfer-encoding", "Chunked")],
+            &[
+                ("content-encoding", "identity"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("content-encoding", "identity, IDENTITY")],
+        ] {
+            assert!(refuse_encoded(&headers(plain)).is_none(), "{plain:?}");
+        }
+        for encoded in [
+            &[("content-encoding", "gzip")][..],
+            &[("content-encoding", "identity"), ("content-encoding", "br")],
+            &[("content-encoding", "identity, deflate")],
+            &[("transfer-encoding", "gzip, chunked")],
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("transfer-encoding", "x-custom,chunked")],
+        ] {
+            let refused = refuse_encoded(&headers(encoded));
+            assert_eq!(
+                refused.map(|r| r.status()),
+                Some(http::StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                "{encoded:?}"
+            );
+        }
+    }
 }
