@@ -404,6 +404,10 @@ async fn an_encoded_body_is_refused_not_read_as_plain() {
             chunked.clone(),
         ),
         (
+            "Transfer-Encoding: chunked, chunked\r\n".to_owned(),
+            chunked.clone(),
+        ),
+        (
             format!(
                 "Content-Encoding: gzip\r\nContent-Length: {}\r\n",
                 body.len()

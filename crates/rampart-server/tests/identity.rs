@@ -73,6 +73,22 @@ async fn oauth2_password_form_logs_in() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // Media types are case-insensitive.
+    let shouted = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .header(
+            "content-type",
+            "APPLICATION/X-WWW-FORM-URLENCODED; Charset=UTF-8",
+        )
+        .body(format!(
+            "grant_type=password&username=formuser&password={}",
+            password.replace(' ', "+")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shouted.status(), StatusCode::OK);
     let wrong_grant = app
         .client
         .post(app.url("/v1/auth/login"))

@@ -96,7 +96,7 @@ impl<S: Send + Sync> FromRequest<S> for LoginInput {
         }
         // `curl -d '{...}'` sends JSON labelled as a form: say so, rather than that the form is
         // wrong. (The body is already in memory: the stack receives it whole.)
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX)
             .await
             .map_err(|_| ApiError::BadRequest("The request body could not be read.".into()))?;
@@ -108,6 +108,12 @@ impl<S: Send + Sync> FromRequest<S> for LoginInput {
                     .into(),
             ));
         }
+        // Media types are case-insensitive, axum's form reader is not: it is handed the
+        // canonical spelling of what was already judged a form above.
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));
         let axum::Form(grant) = axum::Form::<PasswordGrant>::from_request(request, state)
             .await

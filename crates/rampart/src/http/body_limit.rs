@@ -167,7 +167,7 @@ impl Stage for DeclaredSizeLayer {
 stage_layer!(DeclaredSizeLayer);
 
 /// The 415 answer to a body sent encoded: a `Content-Encoding` other than `identity`, or a
-/// transfer coding besides `chunked` (hyper refuses a `Transfer-Encoding` that does not end in
+/// transfer coding besides one `chunked` (hyper refuses a `Transfer-Encoding` that does not end in
 /// chunked; `gzip, chunked` reaches here). Bodies are read as they arrive, never decoded, so
 /// an encoded one would be read as something its sender did not send, and a proxy or firewall
 /// in front that decodes it would have inspected another body than the one this server acts
@@ -182,10 +182,14 @@ pub fn refuse_encoded(headers: &HeaderMap) -> Option<Response> {
             .filter(|coding| !coding.is_empty())
             .collect::<Vec<_>>()
     };
+    let transfer = codings(header::TRANSFER_ENCODING);
+    // Chunked once or not at all: chunked twice (which HTTP forbids) would be decoded once
+    // here, and perhaps twice by a proxy.
     let encoded = codings(header::CONTENT_ENCODING)
         .iter()
         .any(|coding| !coding.eq_ignore_ascii_case(b"identity"))
-        || codings(header::TRANSFER_ENCODING)
+        || transfer.len() > 1
+        || transfer
             .iter()
             .any(|coding| !coding.eq_ignore_ascii_case(b"chunked"));
     if !encoded {
@@ -257,6 +261,11 @@ mod tests {
                 ("transfer-encoding", "chunked"),
             ],
             &[("transfer-encoding", "x-custom,chunked")],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
         ] {
             let refused = refuse_encoded(&headers(encoded));
             assert_eq!(
