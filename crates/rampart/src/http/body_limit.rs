@@ -180,32 +180,25 @@ pub fn refuse_encoded(headers: &HeaderMap) -> Option<Response> {
             .flat_map(|value| value.as_bytes().split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
             .filter(|coding| !coding.is_empty())
-            .collect::<Vec<_>>()
     };
-    let transfer = codings(header::TRANSFER_ENCODING);
+    let mut transfer = codings(header::TRANSFER_ENCODING);
     // Chunked once or not at all: chunked twice (which HTTP forbids) would be decoded once
     // here, and perhaps twice by a proxy.
-    let encoded = codings(header::CONTENT_ENCODING)
-        .iter()
-        .any(|coding| !coding.eq_ignore_ascii_case(b"identity"))
-        || transfer.len() > 1
-        || transfer
-            .iter()
-            .any(|coding| !coding.eq_ignore_ascii_case(b"chunked"));
-    if !encoded {
-        return None;
-    }
-    let mut response = ApiError::UnsupportedMediaType(
-        "The body is encoded (a Content-Encoding, or a transfer coding other than chunked): send \
-         it as it is."
-            .into(),
-    )
-    .into_response();
-    // The body stays unread on the socket; tell the client this connection is done.
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    Some(response)
+    let framed_plainly = match (transfer.next(), transfer.next()) {
+        (None, _) => true,
+        (Some(coding), None) => coding.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
+    };
+    let encoded = !framed_plainly
+        || codings(header::CONTENT_ENCODING)
+            .any(|coding| !coding.eq_ignore_ascii_case(b"identity"));
+    encoded.then(|| {
+        closing_connection(ApiError::UnsupportedMediaType(
+            "The body is encoded (a Content-Encoding, or a transfer coding other than chunked): \
+             send it as it is."
+                .into(),
+        ))
+    })
 }
 
 /// The 413 answer when the declared body length exceeds `limit` bytes.
@@ -214,15 +207,17 @@ pub fn refuse_declared_oversize(headers: &HeaderMap, limit: usize) -> Option<Res
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())?;
-    if declared <= limit as u64 {
-        return None;
-    }
-    let mut response = ApiError::PayloadTooLarge { limit }.into_response();
-    // The unread body stays on the socket; tell the client this connection is done.
+    (declared > limit as u64).then(|| closing_connection(ApiError::PayloadTooLarge { limit }))
+}
+
+/// A refusal answered before the body was read: the unread body stays on the socket, so the
+/// client is told this connection is done rather than left to send it.
+fn closing_connection(refusal: ApiError) -> Response {
+    let mut response = refusal.into_response();
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    Some(response)
+    response
 }
 
 #[cfg(test)]
