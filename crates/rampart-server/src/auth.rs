@@ -120,7 +120,7 @@ impl Gatekeeper {
         // Ids this server issued, or nothing: a signed claim that is not one (a NUL, a name)
         // never reaches the store, where PostgreSQL would fail on it.
         for id in [&claims.sub, &claims.sid] {
-            if crate::domain::RecordId::parse(id.clone()).is_none() {
+            if !crate::domain::RecordId::is_canonical(id) {
                 return refused(ApiError::Unauthorized);
             }
         }

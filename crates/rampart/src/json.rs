@@ -20,18 +20,35 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{ApiError, FieldError};
+use crate::http::stage::{stage_layer, Stage};
 
 /// Nesting allowed when the hardening stack is not installed.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 
-/// Per-app JSON limits, read by [`Json`] from the request's extensions (the
-/// [`crate::http::Hardening`] stack puts them there; an app using the layers alone adds
-/// `axum::Extension(JsonConfig { .. })`).
+/// Per-app JSON limits, read by [`Json`] from the request's extensions. It is its own layer
+/// (the [`crate::http::Hardening`] stack includes it; an app using the layers alone adds
+/// `.layer(JsonConfig { .. })`), which puts the limits, and axum's `DefaultBodyLimit` of the
+/// same size, on each request that carries a body: a request without one has nothing for an
+/// extractor to read, and is spared the two allocations.
 #[derive(Debug, Clone, Copy)]
 pub struct JsonConfig {
     pub max_depth: usize,
     pub body_limit: usize,
 }
+
+impl Stage for JsonConfig {
+    type Finish = ();
+
+    fn enter(&self, request: &mut Request) -> Result<(), Response> {
+        if !axum::body::HttpBody::is_end_stream(request.body()) {
+            request.extensions_mut().insert(*self);
+            axum::extract::DefaultBodyLimit::max(self.body_limit).apply(request);
+        }
+        Ok(())
+    }
+}
+
+stage_layer!(JsonConfig);
 
 /// Extracts and validates a JSON body; serialises a JSON response.
 #[derive(Debug, Clone, Copy, Default)]
@@ -255,6 +272,68 @@ impl<T: Serialize> IntoResponse for Json<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layer's limits reach the extractor on a request with a body (depth and size both
+    /// refused past them), and a request without one is left without them.
+    #[tokio::test]
+    async fn the_layer_hands_its_limits_to_requests_that_carry_a_body() {
+        use axum::routing::post;
+        use tower::ServiceExt;
+
+        let app = axum::Router::new()
+            .route(
+                "/",
+                post(|Json(value): Json<serde_json::Value>| async move { value.to_string() }),
+            )
+            .route(
+                "/seen",
+                axum::routing::get(|request: Request| async move {
+                    request
+                        .extensions()
+                        .get::<JsonConfig>()
+                        .is_some()
+                        .to_string()
+                }),
+            )
+            .layer(JsonConfig {
+                max_depth: 2,
+                body_limit: 32,
+            });
+        let send = |body: &'static str| {
+            let request = Request::post("/")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap_or_default();
+            app.clone().oneshot(request)
+        };
+        let status = |sent: Result<Response, std::convert::Infallible>| {
+            sent.map_or(StatusCode::IM_A_TEAPOT, |response| response.status())
+        };
+        assert_eq!(status(send(r#"{"a":{"b":1}}"#).await), StatusCode::OK);
+        assert_eq!(
+            status(send(r#"{"a":{"b":{"c":1}}}"#).await),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(send(r#"{"a":"0123456789012345678901234567"}"#).await),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let bodiless = app
+            .clone()
+            .oneshot(
+                Request::get("/seen")
+                    .body(axum::body::Body::empty())
+                    .unwrap_or_default(),
+            )
+            .await;
+        let body = match bodiless {
+            Ok(response) => axum::body::to_bytes(response.into_body(), 64)
+                .await
+                .unwrap_or_default(),
+            Err(never) => match never {},
+        };
+        assert_eq!(&body[..], b"false");
+    }
 
     #[test]
     fn a_missing_field_is_named_as_the_field() {

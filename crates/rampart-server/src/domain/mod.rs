@@ -144,12 +144,16 @@ pub struct RecordId(String);
 
 impl RecordId {
     pub fn parse(raw: String) -> Option<Self> {
-        let canonical = raw.len() == 36
+        Self::is_canonical(&raw).then_some(Self(raw))
+    }
+
+    /// Whether `raw` is an id in the one form rampart issues (what [`RecordId::parse`] takes).
+    pub fn is_canonical(raw: &str) -> bool {
+        raw.len() == 36
             && raw.bytes().enumerate().all(|(i, b)| match i {
                 8 | 13 | 18 | 23 => b == b'-',
                 _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
-            });
-        canonical.then_some(Self(raw))
+            })
     }
 
     pub fn as_str(&self) -> &str {

@@ -31,8 +31,9 @@ pub struct BodyLimits {
 }
 
 /// The layer that enforces [`BodyLimits`] on every request below it. Clients are told apart
-/// (for their share of the byte budget) by [`ClientIp`] (see [`ClientIp::of`]). Apply axum's
-/// `DefaultBodyLimit` with the same size inside it, so extractors agree on the limit.
+/// (for their share of the byte budget) by [`ClientIp`] (see [`ClientIp::of`]). Tell the
+/// extractors the same size inside it ([`crate::json::JsonConfig`]'s layer does), so they
+/// agree on the limit.
 #[derive(Debug, Clone)]
 pub struct BodyLimitLayer {
     intake: Arc<BodyIntake>,

@@ -94,7 +94,9 @@ impl Finish for AllowOnlyOn405 {
 stage_layer!(HideRouteMapLayer);
 
 /// Adds the security headers a response does not already carry and removes version banners.
-/// It costs no allocation per response beyond the header map's own growth.
+/// It costs no allocation per response beyond the header map's own growth. (Starting from a
+/// clone of a ready map of the defaults and putting the response's own headers back on top
+/// measured dearer: a header map insert costs the same either way, and there are as many.)
 pub fn apply<B>(mut response: http::Response<B>) -> http::Response<B> {
     let headers = response.headers_mut();
     headers.reserve(DEFAULTS.len() + 1);
@@ -126,5 +128,26 @@ mod tests {
         assert_eq!(h[header::CACHE_CONTROL], "no-store");
         assert!(!h.contains_key(header::SERVER));
         assert!(!h.contains_key("x-powered-by"));
+    }
+
+    #[test]
+    fn every_value_of_a_header_the_response_sets_survives_and_replaces_the_default() {
+        let response = http::Response::builder()
+            .header(header::SET_COOKIE, "a=1")
+            .header(header::CACHE_CONTROL, "private")
+            .header(header::SET_COOKIE, "b=2")
+            .header(header::CACHE_CONTROL, "max-age=0")
+            .header(header::SERVER, "one")
+            .header(header::SERVER, "two")
+            .body(())
+            .unwrap_or_default();
+        let response = apply(response);
+        let h = response.headers();
+        let all = |name| h.get_all(name).iter().collect::<Vec<_>>();
+        assert_eq!(all(header::SET_COOKIE), ["a=1", "b=2"]);
+        assert_eq!(all(header::CACHE_CONTROL), ["private", "max-age=0"]);
+        assert!(all(header::SERVER).is_empty());
+        assert_eq!(all(header::X_FRAME_OPTIONS), ["DENY"]);
+        assert_eq!(h.len(), DEFAULTS.len() + 3);
     }
 }

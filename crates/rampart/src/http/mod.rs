@@ -36,10 +36,10 @@ pub mod timeout;
 
 use std::net::IpAddr;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::response::Response;
 use axum::routing::Route;
-use axum::{Extension, Router};
+use axum::Router;
 use http::request::Parts;
 use http::HeaderValue;
 use tower::Layer;
@@ -143,27 +143,28 @@ impl Hardening {
             .and(self.preflight_limit)
             .map(crate::limit::PreflightLimitLayer::new);
         let counted = self.metrics.is_some();
-        let outside = tower::ServiceBuilder::new()
-            .layer(SecurityHeadersLayer)
-            .layer(RequestIdLayer::new())
-            .layer(ClientIpLayer::new(ClientIpConfig::new(
+        // The stages run as one service with one future (see `stage::StagesLayer`).
+        let arrival = stage::StagesLayer(stage::stages!(
+            SecurityHeadersLayer,
+            RequestIdLayer::new(),
+            ClientIpLayer::new(ClientIpConfig::new(
                 self.trusted_proxies,
                 self.forwarded_header,
-            )))
-            .option_layer(self.metrics.map(crate::metrics::HttpMetricsLayer::new))
-            .layer(
-                self.json_log
-                    .map_or_else(AccessLogLayer::new, AccessLogLayer::json),
-            )
-            .layer(Extension(JsonConfig {
+            )),
+            self.metrics.map(crate::metrics::HttpMetricsLayer::new),
+            self.json_log
+                .map_or_else(AccessLogLayer::new, AccessLogLayer::json),
+            JsonConfig {
                 max_depth: limits.json_max_depth,
                 body_limit: limits.body_limit,
-            }))
-            .layer(DeclaredSizeLayer::new(limits.body_limit))
+            },
+            DeclaredSizeLayer::new(limits.body_limit),
+        ));
+        let outside = tower::ServiceBuilder::new()
+            .layer(arrival)
             .option_layer(preflight_limit)
             .option_layer(cors)
-            .layer(catch_panics())
-            .layer(DefaultBodyLimit::max(limits.body_limit));
+            .layer(catch_panics());
         let admitted = tower::ServiceBuilder::new()
             .layer(BodyLimitLayer::new(BodyLimits {
                 max_bytes: limits.body_limit,

@@ -50,6 +50,68 @@ impl Finish for () {
     }
 }
 
+/// Two stages run as one, `A` outside `B`: `B` sees the request after `A` and its response
+/// before `A`, and `A` finishes `B`'s refusal, exactly as `A`'s layer around `B`'s would. A
+/// stack of stages composed this way (nested pairs) is one service with one future, which
+/// saves a move of the request and of every inner future per layer.
+impl<A: Stage, B: Stage> Stage for (A, B) {
+    type Finish = (A::Finish, B::Finish);
+
+    fn enter(&self, request: &mut Request) -> Result<Self::Finish, Response> {
+        let outer = self.0.enter(request)?;
+        match self.1.enter(request) {
+            Ok(inner) => Ok((outer, inner)),
+            Err(refused) => Err(outer.finish(refused)),
+        }
+    }
+}
+
+impl<A: Finish, B: Finish> Finish for (A, B) {
+    fn finish(self, response: Response) -> Response {
+        self.0.finish(self.1.finish(response))
+    }
+}
+
+/// A stage that may be left out (configured off): `None` passes everything untouched.
+impl<T: Stage> Stage for Option<T> {
+    type Finish = Option<T::Finish>;
+
+    fn enter(&self, request: &mut Request) -> Result<Self::Finish, Response> {
+        match self {
+            Some(stage) => stage.enter(request).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<F: Finish> Finish for Option<F> {
+    fn finish(self, response: Response) -> Response {
+        match self {
+            Some(finish) => finish.finish(response),
+            None => response,
+        }
+    }
+}
+
+/// Runs `stages` (a stage, or nested pairs of them) around what it wraps, as a layer.
+#[derive(Debug, Clone)]
+pub struct StagesLayer<T>(pub T);
+
+impl<S, T: Stage> tower::Layer<S> for StagesLayer<T> {
+    type Service = Staged<S, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Staged::new(inner, self.0.clone())
+    }
+}
+
+/// Stages listed outermost first, composed into nested pairs for [`StagesLayer`].
+macro_rules! stages {
+    ($only:expr $(,)?) => { $only };
+    ($first:expr, $($rest:expr),+ $(,)?) => { ($first, $crate::http::stage::stages!($($rest),+)) };
+}
+pub(crate) use stages;
+
 /// The service that runs stage `T` around `S` (what each stage's layer builds).
 #[derive(Debug, Clone)]
 pub struct Staged<S, T> {
@@ -317,6 +379,90 @@ mod tests {
     }
 
     use axum::response::IntoResponse as _;
+
+    /// Appends its name to `x-seen` on the way in and to `x-finished` on the way out; refuses
+    /// with 429 when the request asks it to by name.
+    #[derive(Clone)]
+    struct Named(&'static str);
+
+    /// Appends its name to `x-finished`.
+    struct Trail(&'static str);
+
+    impl Finish for Trail {
+        fn finish(self, mut response: Response) -> Response {
+            response
+                .headers_mut()
+                .append("x-finished", HeaderValue::from_static(self.0));
+            response
+        }
+    }
+
+    impl Stage for Named {
+        type Finish = Trail;
+
+        fn enter(&self, request: &mut Request) -> Result<Trail, Response> {
+            let seen = request
+                .headers()
+                .get("x-seen")
+                .and_then(|seen| seen.to_str().ok())
+                .unwrap_or_default();
+            let seen = HeaderValue::from_str(&format!("{seen}{}", self.0))
+                .unwrap_or(HeaderValue::from_static("?"));
+            request.headers_mut().insert("x-seen", seen);
+            if request.headers().get("x-refuse").map(HeaderValue::as_bytes)
+                == Some(self.0.as_bytes())
+            {
+                return Err(StatusCode::TOO_MANY_REQUESTS.into_response());
+            }
+            Ok(Trail(self.0))
+        }
+    }
+
+    /// Composed stages run as nested layers would: entered outermost first, finished
+    /// innermost first, and a refusal finished by every stage outside the one that refused
+    /// (and by none inside it); a stage left out (`None`) does nothing.
+    #[tokio::test]
+    async fn composed_stages_run_in_the_order_of_nested_layers() {
+        let inner = tower::service_fn(|request: Request| {
+            let seen = request.headers().get("x-seen").cloned();
+            let mut response = StatusCode::OK.into_response();
+            if let Some(seen) = seen {
+                response.headers_mut().insert("x-seen", seen);
+            }
+            std::future::ready(Ok::<_, Infallible>(response))
+        });
+        let service = tower::Layer::layer(
+            &StagesLayer(stages!(Named("a"), None::<Named>, Named("b"), Named("c"))),
+            inner,
+        );
+        let send = |refuse: &'static str| {
+            let request = Request::builder()
+                .header("x-refuse", refuse)
+                .body(Body::empty())
+                .unwrap();
+            service.clone().oneshot(request)
+        };
+        let finished = |response: &Response| {
+            response
+                .headers()
+                .get_all("x-finished")
+                .iter()
+                .map(|value| value.to_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        };
+
+        let passed = send("").await.unwrap();
+        assert_eq!(passed.status(), StatusCode::OK);
+        assert_eq!(passed.headers()["x-seen"], "abc");
+        assert_eq!(finished(&passed), ["c", "b", "a"]);
+
+        let refused = send("b").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(finished(&refused), ["a"]);
+        let refused_first = send("a").await.unwrap();
+        assert_eq!(refused_first.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(finished(&refused_first).is_empty());
+    }
 
     #[tokio::test]
     async fn a_settled_request_skips_the_wait_and_an_answer_skips_the_inner_service() {

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, Route};
 use axum::Router;
 use http::request::Parts;
@@ -281,10 +281,26 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     {
         let limit = self.limit.map(ClientLimitLayer::new);
         let admission = self.admission;
-        // `inside` goes around each method's handler, not the route's 405: a method the route
-        // does not take is answered without its body read.
-        let (mut public, mut authenticated, mut admin) =
-            (Router::new(), Router::new(), Router::new());
+        let identify = Identify(Arc::clone(&authenticator));
+        // The gate for a route of `access`, or (`None`) for a path no route matched: public
+        // routes check no credentials, and an unknown path is answered from what the gate
+        // found, without the policy or the app's admission.
+        let gate = move |access: Option<Access>| {
+            let guarded = access.filter(|access| *access != Access::Public);
+            tower::ServiceBuilder::new()
+                .option_layer((access != Some(Access::Public)).then(|| identify.clone()))
+                .option_layer(limit.clone())
+                .option_layer(guarded.map(|access| Require {
+                    authenticator: Arc::clone(&authenticator),
+                    access,
+                }))
+                .option_layer(access.and(admission.clone()))
+        };
+        // Each method's handler gets its gate and `inside` in one `route_layer`: axum boxes a
+        // route again at every layer call and clones through each box per request, so one
+        // call is one box. `inside` goes around the handler alone: a method the route does
+        // not take is answered without its body read.
+        let mut paths: Vec<(String, Access, MethodRouter<S>)> = Vec::new();
         for Mounted {
             path,
             access,
@@ -292,45 +308,37 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             body_methods,
         } in self.mounted
         {
-            // One `route_layer`: each call boxes every method's handler once more.
             let route = route.route_layer(
                 tower::ServiceBuilder::new()
+                    .layer(gate(Some(access)))
                     .option_layer(body_methods.map(crate::http::body_limit::DropBodyLayer::except))
                     .layer(inside.clone()),
             );
-            match access {
-                Access::Public => public = public.route(&path, route),
-                Access::Authenticated => authenticated = authenticated.route(&path, route),
-                Access::Admin => admin = admin.route(&path, route),
+            match paths.iter_mut().find(|(mounted, ..)| *mounted == path) {
+                Some((_, _, methods)) => {
+                    *methods = std::mem::replace(methods, MethodRouter::new()).merge(route);
+                }
+                None => paths.push((path, access, route)),
             }
         }
-        if self.merged_public.has_routes() {
-            public = public.merge(self.merged_public.route_layer(inside));
+        // A method the path does not take meets the same gate as one it takes: the 405 (and
+        // its `Allow`) is for a caller the policy admits, anyone else gets the gate's refusal.
+        let mut router = Router::new();
+        for (path, access, methods) in paths {
+            let method_not_allowed =
+                gate(Some(access)).service(tower::service_fn(|_request: Request| async {
+                    Ok::<_, Infallible>(http::StatusCode::METHOD_NOT_ALLOWED.into_response())
+                }));
+            router = router.route(&path, methods.fallback_service(method_not_allowed));
         }
-        let public = public.layer(
-            tower::ServiceBuilder::new()
-                .option_layer(limit.clone())
-                .option_layer(admission.clone()),
-        );
-        let identify = Identify(Arc::clone(&authenticator));
-        // Each group's layers are composed first and applied with one `Router::layer`: axum
-        // boxes a route again at every call, and clones through each box per request.
-        let gate = move |access: Option<Access>| {
-            tower::ServiceBuilder::new()
-                .layer(identify.clone())
-                .option_layer(limit.clone())
-                .option_layer(access.map(|access| Require {
-                    authenticator: Arc::clone(&authenticator),
-                    access,
-                }))
-                // An unknown path is answered from what the gate found.
-                .option_layer(access.and(admission.clone()))
-        };
-        Router::new()
-            .merge(public)
-            .merge(authenticated.layer(gate(Some(Access::Authenticated))))
-            .merge(admin.layer(gate(Some(Access::Admin))))
-            .merge(Router::new().fallback(unknown_path).layer(gate(None)))
+        if self.merged_public.has_routes() {
+            router = router.merge(
+                self.merged_public
+                    .route_layer(inside)
+                    .layer(gate(Some(Access::Public))),
+            );
+        }
+        router.merge(Router::new().fallback(unknown_path).layer(gate(None)))
     }
 }
 
@@ -474,6 +482,44 @@ mod tests {
         let _router: SecureRouter = SecureRouter::new()
             .authenticated("/items", get(|| async {}))
             .public("/items", axum::routing::delete(|| async {}));
+    }
+
+    /// Methods mounted one by one at a path are one route: each is served, a method it lacks
+    /// is 405 with `Allow` for an admitted caller, and the same 401 as anywhere for anyone
+    /// else.
+    #[tokio::test]
+    async fn methods_mounted_apart_share_the_path_and_its_gate() {
+        let app = SecureRouter::new()
+            .authenticated("/items", get(|| async { "list" }))
+            .authenticated("/items", axum::routing::post(|| async { "made" }))
+            .into_router(Arc::new(Fixed));
+        let send = |method: Method, token: Option<&'static str>| {
+            let mut request = Request::builder().method(method).uri("/items");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            app.clone()
+                .oneshot(request.body(Body::empty()).unwrap_or_default())
+        };
+        for method in [Method::GET, Method::POST] {
+            let response = send(method.clone(), Some("user")).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{method}");
+            let response = send(method.clone(), None).await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method}");
+        }
+        let wrong = send(Method::DELETE, Some("user")).await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let allow = wrong
+            .headers()
+            .get(http::header::ALLOW)
+            .and_then(|allow| allow.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        for method in ["GET", "POST"] {
+            assert!(allow.contains(method), "{allow}");
+        }
+        let anonymous = send(Method::DELETE, None).await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]
