@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use rampart::http::Hardening;
+use rampart::http::{HardenedService, Hardening};
 use rampart::limit::{ClientLimit, LimitObserver, Limiter};
 use rampart::password::PasswordHasher;
 use rampart::policy::Authenticator;
@@ -279,19 +279,20 @@ async fn remirror_stored_costs(state: AppState) {
 
 /// The complete, hardened router for these settings.
 pub async fn build(settings: Settings) -> anyhow::Result<Router> {
-    Ok(assemble(settings, None).await?.router)
+    Ok(Router::new().fallback_service(assemble(settings, None).await?.app))
 }
 
-/// The service for these settings: its router, and its metrics when they are exposed.
-pub struct Assembled {
-    pub router: Router,
+/// The service for these settings: what answers its requests, and its metrics when they are
+/// exposed.
+pub struct Assembled<A> {
+    pub app: A,
     /// Every metric, for the metrics listener; `None` without `RAMPART_METRICS_BIND`.
     pub metrics: Option<prometheus_client::registry::Registry>,
     /// This server's origin, told the bound address when no public URL was configured.
     pub public_origin: crate::browser::PublicOrigin,
 }
 
-impl std::fmt::Debug for Assembled {
+impl<A> std::fmt::Debug for Assembled<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Assembled").finish_non_exhaustive()
     }
@@ -302,7 +303,7 @@ impl std::fmt::Debug for Assembled {
 pub async fn assemble(
     settings: Settings,
     json_log: Option<rampart::telemetry::JsonLines>,
-) -> anyhow::Result<Assembled> {
+) -> anyhow::Result<Assembled<impl HardenedService>> {
     let mut hardening = Hardening {
         json_log,
         ..settings.hardening()
@@ -326,7 +327,7 @@ pub async fn assemble(
     let hardening = with_preflight_limit(hardening, &state);
     Ok(Assembled {
         public_origin: state.public_origin.clone(),
-        router: router(state, hardening),
+        app: service(state, hardening),
         metrics: registry,
     })
 }
@@ -354,7 +355,7 @@ pub fn with_preflight_limit(hardening: Hardening, state: &AppState) -> Hardening
 
 /// The service's routes over `state`, default-deny, docs mounted when enabled, inside
 /// `hardening` (each route's body received only once its gate admitted the caller).
-pub fn router(state: AppState, hardening: Hardening) -> Router {
+pub fn service(state: AppState, hardening: Hardening) -> impl HardenedService {
     let mut routes = routes::routes(state.keys.is_some());
     if state.settings.docs {
         routes = docs::mount(routes);
@@ -392,7 +393,7 @@ pub fn router(state: AppState, hardening: Hardening) -> Router {
         Arc::clone(&state.cluster),
         state.recorder.clone(),
     ));
-    hardening.apply_secured(routes, authenticator, state)
+    hardening.secured_service(routes, authenticator, state)
 }
 
 pub fn serve_options(settings: &Settings) -> ServeOptions {
@@ -440,7 +441,7 @@ pub async fn run(
     let (bind, metrics_bind) = (settings.bind, settings.metrics_bind);
     let metrics_hardening = settings.hardening();
     let Assembled {
-        router,
+        app,
         metrics,
         public_origin,
     } = assemble(settings, json_log).await?;
@@ -479,7 +480,7 @@ pub async fn run(
             std::future::pending(),
         ));
     }
-    server::serve(listener, router, options, shutdown).await;
+    server::serve(listener, app, options, shutdown).await;
     tracing::info!("stopped");
     Ok(())
 }

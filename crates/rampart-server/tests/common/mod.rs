@@ -156,12 +156,12 @@ impl TestApp {
             .await
             .expect("app state");
         let hardening = rampart_server::app::with_preflight_limit(hardening, &state);
-        let router = rampart_server::app::router(state.clone(), hardening);
+        let app = rampart_server::app::service(state.clone(), hardening);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         state.public_origin.default_to(addr);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(rampart::server::serve(listener, router, options, async {
+        tokio::spawn(rampart::server::serve(listener, app, options, async {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder()

@@ -95,7 +95,7 @@ impl Hardening {
     /// `ServiceBuilder` into one value of one type.
     pub fn apply(self, router: Router) -> Router {
         let (outside, admitted, counted) = self.split();
-        finish(outside, counted, router.layer(admitted))
+        Router::new().fallback_service(stack(outside, counted, router.layer(admitted)))
     }
 
     /// Wraps the routes of a [`crate::SecureRouter`] (finished with `state`) in the whole
@@ -113,16 +113,31 @@ impl Hardening {
     where
         S: Clone + Send + Sync + 'static,
     {
+        Router::new().fallback_service(self.secured_service(routes, authenticator, state))
+    }
+
+    /// [`Hardening::apply_secured`] as the stack's own service rather than a `Router`: what a
+    /// server hands its connections ([`crate::server::serve`] takes it). A `Router` around
+    /// the stack costs each request one more boxed service and future; this does not.
+    pub fn secured_service<S>(
+        self,
+        routes: crate::SecureRouter<S>,
+        authenticator: std::sync::Arc<dyn crate::policy::Authenticator>,
+        state: S,
+    ) -> impl HardenedService
+    where
+        S: Clone + Send + Sync + 'static,
+    {
         let (outside, admitted, counted) = self.split();
         let gated = routes
             .into_router_around(authenticator, admitted)
             .with_state(state);
-        finish(outside, counted, gated)
+        stack(outside, counted, gated)
     }
 
     /// The stack in two parts: what every request meets on arrival, and what only an admitted
     /// request needs (its body received, an in-flight slot, the handler's timeout), which a
-    /// gate may go between; and whether requests are counted (see [`finish`]).
+    /// gate may go between; and whether requests are counted (see [`stack`]).
     fn split(
         self,
     ) -> (
@@ -176,28 +191,29 @@ impl Hardening {
     }
 }
 
-/// `router` inside the arrival part of the stack, inside [`HideRouteMapLayer`], as the one
-/// service of a router.
+/// `router` inside the arrival part of the stack, inside [`HideRouteMapLayer`], as one
+/// service.
 ///
 /// The arrival part wraps the finished router once, outside its routing, which costs one box
 /// a request where `Router::layer` costs one per route level. When requests are `counted`, it
 /// goes around each route instead (after routing): the metrics label every answer, a refusal
 /// of the arrival part included (a declared size over the limit, a CORS preflight), with the
 /// route template the router matched, which exists only once it has routed.
-fn finish<L>(outside: L, counted: bool, router: Router) -> Router
+fn stack<L>(outside: L, counted: bool, router: Router) -> impl HardenedService
 where
     L: Layer<Router, Service: HardenedService> + Layer<Route, Service: HardenedService>,
     L: Clone + Send + Sync + 'static,
 {
     if counted {
-        Router::new().fallback_service(HideRouteMapLayer.layer(router.layer(outside)))
+        tower::util::Either::Left(HideRouteMapLayer.layer(router.layer(outside)))
     } else {
-        Router::new().fallback_service(HideRouteMapLayer.layer(outside.layer(router)))
+        tower::util::Either::Right(HideRouteMapLayer.layer(outside.layer(router)))
     }
 }
 
-/// What each part of the stack builds around a route: a service axum can mount.
-trait HardenedService:
+/// What the stack and each of its parts build: a service that answers axum requests, cheap to
+/// clone, which axum can mount and [`crate::server::serve`] can serve.
+pub trait HardenedService:
     tower::Service<
         axum::extract::Request,
         Response = Response,

@@ -22,6 +22,7 @@
 //! `axum::serve` exposes none of these knobs, hence this loop. It speaks HTTP/1.1 only: TLS and
 //! HTTP/2 belong to the proxy in front, and leaving h2c out removes its stream-flood surface.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -84,13 +84,25 @@ pub enum Drain {
     TimedOut,
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
+/// Serves `app` on `listener` until `shutdown` resolves, then drains. `app` is any service
+/// that answers axum requests: an axum `Router`, or the hardened stack unboxed
+/// ([`crate::http::Hardening::secured_service`]).
+pub async fn serve<A>(
     listener: TcpListener,
-    app: Router,
+    app: A,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
-) -> Drain {
+) -> Drain
+where
+    A: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    A::Future: Send + 'static,
+{
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
