@@ -270,11 +270,11 @@ impl Admission for CsrfAdmission {
 
     fn admit<'a>(&'a self, request: &'a mut Request) -> AdmissionFuture<'a> {
         let headers = request.headers();
-        let verdict = if headers.contains_key(header::AUTHORIZATION) {
-            // A bearer client: no page on another site can make a browser send its token
-            // (a cross-site form cannot set headers), so its token decides.
-            Ok(())
-        } else if !same_or_listed_origin(&self.own, &self.listed, headers) {
+        // No exemption for an `Authorization` header here: a request riding the cookie never
+        // carries one (see `applies`), and on the sign-in routes a browser may attach the
+        // Basic or Negotiate credentials it holds for this origin to a cross-site form on its
+        // own, so the header proves nothing about where the request came from.
+        let verdict = if !same_or_listed_origin(&self.own, &self.listed, headers) {
             Err(self.refuse(
                 request,
                 "origin",

@@ -319,16 +319,46 @@ async fn a_cross_site_sign_in_form_is_refused() {
         "grant_type=password&username=cleo&password={}",
         password.replace(' ', "+")
     );
-    for origin in [Some("https://evil.example"), None] {
-        let mut request = app
-            .client
-            .post(app.url("/v1/browser/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form.clone());
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
+    // A browser attaches the HTTP credentials it holds for this origin (Basic, Negotiate) to
+    // a cross-site form post on its own: an `Authorization` header says nothing about where
+    // a sign-in came from (outside review). Nor does a bearer token on a route that reads
+    // none.
+    for authorization in [
+        None,
+        Some("Basic dXNlcjpwYXNz"),
+        Some("Negotiate YIIC"),
+        Some("Bearer not-a-token"),
+    ] {
+        for origin in [Some("https://evil.example"), None] {
+            let mut request = app
+                .client
+                .post(app.url("/v1/browser/login"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("sec-fetch-site", "cross-site")
+                .body(form.clone());
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            if let Some(authorization) = authorization {
+                request = request.header("authorization", authorization);
+            }
+            let response = request.send().await.unwrap();
+            assert!(
+                response.headers().get("set-cookie").is_none(),
+                "{authorization:?} from {origin:?} signed a browser in"
+            );
+            assert_csrf_refusal(response).await;
         }
-        assert_csrf_refusal(request.send().await.unwrap()).await;
+        let mut second_factor = app
+            .client
+            .post(app.url("/v1/browser/mfa"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://evil.example")
+            .body("challenge=x&code=123456");
+        if let Some(authorization) = authorization {
+            second_factor = second_factor.header("authorization", authorization);
+        }
+        assert_csrf_refusal(second_factor.send().await.unwrap()).await;
     }
 }
 

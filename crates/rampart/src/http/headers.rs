@@ -85,7 +85,7 @@ impl Stage for HideRouteMapLayer {
 impl Finish for AllowOnlyOn405 {
     fn finish(self, mut response: Response) -> Response {
         if response.status() != http::StatusCode::METHOD_NOT_ALLOWED {
-            response.headers_mut().remove(header::ALLOW);
+            remove_in_order(response.headers_mut(), &header::ALLOW);
         }
         response
     }
@@ -103,10 +103,34 @@ pub fn apply<B>(mut response: http::Response<B>) -> http::Response<B> {
     for (name, value) in DEFAULTS {
         headers.entry(name).or_insert(value);
     }
-    for banner in BANNERS {
-        headers.remove(banner);
+    for banner in &BANNERS {
+        remove_in_order(headers, banner);
     }
     response
+}
+
+/// Removes every value of `name` and leaves the other headers in the order they were in.
+///
+/// `HeaderMap::remove` moves the last header into the removed one's place, so the order on
+/// the wire would tell that a header was removed: an `Allow` taken off the 401 of a wrong
+/// method would set it apart from the 401 of a made-up path, and map the routes for anyone
+/// (outside review). Only a response that carries `name` pays for the rebuild.
+fn remove_in_order(headers: &mut http::HeaderMap, name: &HeaderName) {
+    if !headers.contains_key(name) {
+        return;
+    }
+    let all = std::mem::take(headers);
+    headers.reserve(all.len());
+    // `into_iter` names a header at its first value and leaves the name out for the rest.
+    let mut kept: Option<HeaderName> = None;
+    for (key, value) in all {
+        if let Some(key) = key {
+            kept = (key != name).then_some(key);
+        }
+        if let Some(key) = &kept {
+            headers.append(key.clone(), value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +152,35 @@ mod tests {
         assert_eq!(h[header::CACHE_CONTROL], "no-store");
         assert!(!h.contains_key(header::SERVER));
         assert!(!h.contains_key("x-powered-by"));
+    }
+
+    #[test]
+    fn a_removed_header_leaves_no_trace_in_the_order_of_the_others() {
+        let with = |allow: bool| {
+            let mut response = http::Response::builder()
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::WWW_AUTHENTICATE, "Bearer")
+                .header(header::SET_COOKIE, "a=1");
+            if allow {
+                response = response.header(header::ALLOW, "GET,HEAD");
+            }
+            let response = response
+                .header(header::SET_COOKIE, "b=2")
+                .header("ratelimit", "r=1")
+                .status(http::StatusCode::UNAUTHORIZED)
+                .body(())
+                .unwrap_or_default();
+            let response =
+                AllowOnlyOn405.finish(apply(response).map(|()| axum::body::Body::empty()));
+            response
+                .headers()
+                .iter()
+                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with(true), with(false));
+        assert!(!with(true).iter().any(|line| line.starts_with("allow")));
+        assert!(with(false).len() > 10);
     }
 
     #[test]
