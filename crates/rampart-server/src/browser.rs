@@ -274,35 +274,34 @@ impl Admission for CsrfAdmission {
         // carries one (see `applies`), and on the sign-in routes a browser may attach the
         // Basic or Negotiate credentials it holds for this origin to a cross-site form on its
         // own, so the header proves nothing about where the request came from.
-        let verdict = if !same_or_listed_origin(&self.own, &self.listed, headers) {
-            Err(self.refuse(
+        if !same_or_listed_origin(&self.own, &self.listed, headers) {
+            return Box::pin(std::future::ready(Err(self.refuse(
                 request,
                 "origin",
                 "This request did not come from this site: a browser must send it from the \
                  same origin or a listed one.",
-            ))
-        } else {
-            match cookie(headers, SESSION_COOKIE) {
-                // No session to ride on: nothing to forge.
-                None => Ok(()),
-                Some(session) => {
-                    // One token: a second is not the page's (see `sole_header`).
-                    let sent = rampart::http::sole_header(headers, CSRF_HEADER)
-                        .and_then(|v| v.to_str().ok());
-                    let paired = cookie(headers, CSRF_COOKIE);
-                    match (sent, paired) {
-                        (Some(sent), Some(paired))
-                            if sent == paired && self.key.matches(session, sent) =>
-                        {
-                            Ok(())
-                        }
-                        _ => Err(self.refuse(
-                            request,
-                            "token",
-                            "A request with the session cookie must send X-CSRF-Token equal to \
-                             the __Host-rampart_csrf cookie.",
-                        )),
+            ))));
+        }
+        let verdict = match cookie(headers, SESSION_COOKIE) {
+            // No session to ride on: nothing to forge.
+            None => Ok(()),
+            Some(session) => {
+                // One token: a second is not the page's (see `sole_header`).
+                let sent =
+                    rampart::http::sole_header(headers, CSRF_HEADER).and_then(|v| v.to_str().ok());
+                let paired = cookie(headers, CSRF_COOKIE);
+                match (sent, paired) {
+                    (Some(sent), Some(paired))
+                        if sent == paired && self.key.matches(session, sent) =>
+                    {
+                        Ok(())
                     }
+                    _ => Err(self.refuse(
+                        request,
+                        "token",
+                        "A request with the session cookie must send X-CSRF-Token equal to \
+                         the __Host-rampart_csrf cookie.",
+                    )),
                 }
             }
         };

@@ -147,11 +147,11 @@ async fn a_wrong_method_is_refused_exactly_like_a_made_up_path() {
     }
     let password = app.register("ursula").await;
     let token = app.access_token("ursula", &password).await;
-    let taken = answer_shape(&app, &request("GET", "/v1/admin/users", Some(&token))).await;
-    assert!(taken[0].contains(" 403 "), "{taken:?}");
+    let method_taken = answer_shape(&app, &request("GET", "/v1/admin/users", Some(&token))).await;
+    assert!(method_taken[0].contains(" 403 "), "{method_taken:?}");
     for method in ["DELETE", "FOO", "PATCH"] {
         let lacked = answer_shape(&app, &request(method, "/v1/admin/users", Some(&token))).await;
-        assert_eq!(lacked, taken, "{method} /v1/admin/users as a user");
+        assert_eq!(lacked, method_taken, "{method} /v1/admin/users as a user");
     }
 }
 
