@@ -41,6 +41,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_PROBLEM: &str = "urn:rampart:problem:csrf";
 /// The routes a browser signs in and out through.
 pub const BROWSER_PREFIX: &str = "/v1/browser/";
+/// The routes that sign a browser in. They read no credential, so only the origin tells where
+/// a request to them came from.
+const SIGN_IN_ROUTES: [&str; 2] = ["/v1/browser/login", "/v1/browser/mfa"];
 
 /// This server's own origin (`scheme://host[:port]`): the configured public URL, or the bound
 /// address in development. Set once, read by the CSRF check and the links in messages.
@@ -270,10 +273,17 @@ impl Admission for CsrfAdmission {
 
     fn admit<'a>(&'a self, request: &'a mut Request) -> AdmissionFuture<'a> {
         let headers = request.headers();
-        // No exemption for an `Authorization` header here: a request riding the cookie never
-        // carries one (see `applies`), and on the sign-in routes a browser may attach the
-        // Basic or Negotiate credentials it holds for this origin to a cross-site form on its
-        // own, so the header proves nothing about where the request came from.
+        // A request with `Authorization` to a route that reads it (sign-out; a request riding
+        // the cookie never carries one, see `applies`) is judged by it: nothing but a good
+        // bearer token passes, and no other site can make a browser send one. The sign-in
+        // routes read none, and a browser attaches the Basic or Negotiate credentials it holds
+        // for this origin to another site's form on its own: there the header proves nothing
+        // about where the request came from, and the origin decides.
+        if headers.contains_key(header::AUTHORIZATION)
+            && !SIGN_IN_ROUTES.contains(&request.uri().path())
+        {
+            return Box::pin(std::future::ready(Ok(())));
+        }
         if !same_or_listed_origin(&self.own, &self.listed, headers) {
             return Box::pin(std::future::ready(Err(self.refuse(
                 request,

@@ -402,6 +402,29 @@ async fn bearer_clients_are_judged_by_their_token_alone() {
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    // Nor are the credentials a browser attaches on its own to another site's form: a
+    // cross-site sign-out with the cookie and Basic credentials ends nothing.
+    let forged_sign_out = app
+        .client
+        .post(app.url("/v1/browser/logout"))
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .header("origin", "https://evil.example")
+        .header("cookie", browser.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_sign_out.status(), StatusCode::UNAUTHORIZED);
+    let still_signed_in = as_browser(
+        &app,
+        &browser,
+        Method::GET,
+        "/v1/users/me",
+        None,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(still_signed_in.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -103,19 +103,20 @@ fn table() -> Vec<(&'static str, Method, Option<Value>, Expect)> {
             None,
             [202, 202, 401],
         ),
-        // Browser sign-in from no origin at all: refused as cross-site, unless the request
-        // carries a bearer token (which no other site can make a browser send): then read.
+        // Browser sign-in from no origin at all: refused as cross-site, whatever
+        // `Authorization` it carries (the sign-in routes read none, and a browser attaches
+        // Basic or Negotiate credentials to another site's form on its own).
         (
             "/v1/browser/login",
             Method::POST,
             Some(json!({})),
-            [422, 422, 403],
+            [403, 403, 403],
         ),
         (
             "/v1/browser/mfa",
             Method::POST,
             Some(json!({})),
-            [422, 422, 403],
+            [403, 403, 403],
         ),
         // A bearer caller signs its own session out (its token stops working).
         ("/v1/browser/logout", Method::POST, None, [204, 204, 401]),
