@@ -19,8 +19,10 @@
 //! a caller the gate refuses, nor for a method the route does not take.
 //!
 //! The layers that only look at a request and touch its response are [`stage::Stage`]s: they
-//! add no allocation and no service clone per request, so the composed stack costs what one
-//! fused service did.
+//! add no allocation and no service clone per request, and [`Hardening`] runs the arrival
+//! ones as one service with one future ([`stage::StagesLayer`]), so the composed stack costs
+//! what one fused service did. [`Hardening::secured_service`] hands a server the stack itself,
+//! without a `Router` (and its boxed service and future) around it.
 
 pub mod access_log;
 mod body_intake;

@@ -346,45 +346,6 @@ mod tests {
         waited: Arc<AtomicUsize>,
     }
 
-    struct Mark(&'static str);
-
-    impl Finish for Mark {
-        fn finish(self, mut response: Response) -> Response {
-            response
-                .headers_mut()
-                .insert("x-finished", HeaderValue::from_static(self.0));
-            response
-        }
-    }
-
-    impl Around for ByHeader {
-        type Finish = Mark;
-
-        fn settle(&self, request: &mut Request) -> Settled<Mark> {
-            match request.headers().get("x-settle").map(HeaderValue::as_bytes) {
-                Some(b"pass") => Settled::Pass(Mark("at once")),
-                Some(b"answer") => Settled::Answer(StatusCode::TOO_MANY_REQUESTS.into_response()),
-                _ => Settled::Wait,
-            }
-        }
-
-        async fn around<S>(self, request: Request, inner: S) -> Response
-        where
-            S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
-            S::Future: Send + 'static,
-        {
-            self.waited.fetch_add(1, Ordering::SeqCst);
-            Mark("after waiting").finish(call_inner(inner, request).await)
-        }
-    }
-
-    use axum::response::IntoResponse as _;
-
-    /// Appends its name to `x-seen` on the way in and to `x-finished` on the way out; refuses
-    /// with 429 when the request asks it to by name.
-    #[derive(Clone)]
-    struct Named(&'static str);
-
     /// Appends its name to `x-finished`.
     struct Trail(&'static str);
 
@@ -396,6 +357,34 @@ mod tests {
             response
         }
     }
+
+    impl Around for ByHeader {
+        type Finish = Trail;
+
+        fn settle(&self, request: &mut Request) -> Settled<Trail> {
+            match request.headers().get("x-settle").map(HeaderValue::as_bytes) {
+                Some(b"pass") => Settled::Pass(Trail("at once")),
+                Some(b"answer") => Settled::Answer(StatusCode::TOO_MANY_REQUESTS.into_response()),
+                _ => Settled::Wait,
+            }
+        }
+
+        async fn around<S>(self, request: Request, inner: S) -> Response
+        where
+            S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+            S::Future: Send + 'static,
+        {
+            self.waited.fetch_add(1, Ordering::SeqCst);
+            Trail("after waiting").finish(call_inner(inner, request).await)
+        }
+    }
+
+    use axum::response::IntoResponse as _;
+
+    /// Appends its name to `x-seen` on the way in and to `x-finished` on the way out; refuses
+    /// with 429 when the request asks it to by name.
+    #[derive(Clone)]
+    struct Named(&'static str);
 
     impl Stage for Named {
         type Finish = Trail;
