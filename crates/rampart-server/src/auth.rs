@@ -25,32 +25,24 @@ use crate::audit::{Event, Kind, Recorder};
 use crate::cluster::Cluster;
 use crate::store::Store;
 
-/// The token from `Authorization: Bearer <token>`, if well formed and the only credential
-/// sent (two `Authorization` headers are refused, whatever they hold: see
-/// [`rampart::http::sole_header`]).
+/// The token from `Authorization: Bearer <token>`, if well formed (RFC 6750 `b64token`
+/// characters) and the only credential sent (two `Authorization` headers are refused,
+/// whatever they hold: see [`rampart::http::sole_header`]).
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    bearer_credential(headers)
+        .filter(|token| rampart::tokens::is_b64token(token))
+        .and_then(|token| std::str::from_utf8(token).ok())
+}
+
+/// The bytes after `Bearer ` in the only `Authorization` header, not yet checked: the
+/// request path hands them to [`Tokens::verify_bytes`], which finds a token it verified before
+/// by its bytes and checks the characters of any other (a check per request of ~500 bytes
+/// cost twice the cache lookup).
+fn bearer_credential(headers: &HeaderMap) -> Option<&[u8]> {
     let value = rampart::http::sole_header(headers, header::AUTHORIZATION)?.as_bytes();
     let space = value.iter().position(|&b| b == b' ')?;
     let (scheme, token) = (&value[..space], &value[space + 1..]);
-    // Six letters, a space and b64token bytes: all ASCII, checked once before the token is
-    // taken as text (`HeaderValue::to_str` would check every byte a second time).
-    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty() && is_b64token(token))
-        .then(|| std::str::from_utf8(token).ok())
-        .flatten()
-}
-
-/// RFC 6750's `b64token` characters only. Written as one pass without branches, which the
-/// compiler turns into vector compares: a token is ~500 bytes on every request, and a check
-/// per character cost more than the token cache's lookup.
-#[allow(clippy::needless_bitwise_bool)] // no short-circuits: that is what lets it vectorise
-fn is_b64token(token: &[u8]) -> bool {
-    token.iter().fold(true, |all, &b| {
-        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
-        let digit = b.wrapping_sub(b'0') < 10;
-        let mark = (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~');
-        let base64 = (b == b'+') | (b == b'/') | (b == b'=');
-        all & (letter | digit | mark | base64)
-    })
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The service's [`Authenticator`]: token verification, then this node's view of sessions
@@ -103,7 +95,7 @@ impl Gatekeeper {
     /// What this node can decide about `headers`' bearer token from memory alone.
     fn verdict(&self, headers: &HeaderMap) -> Verdict {
         let refused = |err| Verdict::Decided(Err(err));
-        let Some(token) = bearer_token(headers) else {
+        let Some(token) = bearer_credential(headers) else {
             // A request with `Authorization` is judged by it alone; a browser's cookie
             // otherwise (its cross-site check is `browser::CsrfAdmission`'s, in the gate).
             if headers.contains_key(header::AUTHORIZATION) {
@@ -114,7 +106,7 @@ impl Gatekeeper {
                 None => refused(ApiError::Unauthorized),
             };
         };
-        let Ok(claims) = self.tokens.verify(token) else {
+        let Ok(claims) = self.tokens.verify_bytes(token) else {
             return refused(ApiError::Unauthorized);
         };
         // Ids this server issued, or nothing: a signed claim that is not one (a NUL, a name)
@@ -375,13 +367,17 @@ mod tests {
     fn a_token_byte_is_exactly_a_b64token_character() {
         for b in 0..=u8::MAX {
             let allowed = b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
-            assert_eq!(is_b64token(&[b'a', b, b'z']), allowed, "byte {b:#04x}");
+            assert_eq!(
+                rampart::tokens::is_b64token(&[b'a', b, b'z']),
+                allowed,
+                "byte {b:#04x}"
+            );
         }
         // Past the first vector's width too.
         let mut long = b"a".repeat(100);
         long.push(0xe9);
-        assert!(!is_b64token(&long));
-        assert!(is_b64token(&b"Az09-._~+/=".repeat(50)));
+        assert!(!rampart::tokens::is_b64token(&long));
+        assert!(rampart::tokens::is_b64token(&b"Az09-._~+/=".repeat(50)));
         // A second credential, even the same one again.
         let mut twice = HeaderMap::new();
         for value in ["Bearer abc", "Bearer abc"] {

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use super::{bounded, Store, StoreError, StoreFuture, Tx};
-use reader::{read_error, Readers};
+use reader::Readers;
 
 mod reader;
 
@@ -144,18 +144,17 @@ impl Store for SqliteStore {
         login_key: &'a str,
     ) -> StoreFuture<'a, Option<super::UserRecord>> {
         answered(
-            self.read_one(super::reads::USER_BY_LOGIN, &[("$1", &login_key)], |row| {
-                Ok(super::rows::user_from(row)?)
-            }),
+            self.readers
+                .one(super::reads::USER_BY_LOGIN, &[&login_key], |row| {
+                    Ok(super::rows::user_from(row)?)
+                }),
         )
     }
 
     fn find_user<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<super::UserRecord>> {
-        answered(
-            self.read_one(super::reads::USER_BY_ID, &[("$1", &id)], |row| {
-                Ok(super::rows::user_from(row)?)
-            }),
-        )
+        answered(self.readers.one(super::reads::USER_BY_ID, &[&id], |row| {
+            Ok(super::rows::user_from(row)?)
+        }))
     }
 
     fn session_is_live<'a>(
@@ -164,9 +163,9 @@ impl Store for SqliteStore {
         user_id: &'a str,
     ) -> StoreFuture<'a, bool> {
         let now = super::now().to_string();
-        let found = self.read_one(
+        let found = self.readers.one(
             super::reads::SESSION_IS_LIVE,
-            &[("$1", &session_id), ("$2", &user_id), ("$3", &now)],
+            &[&session_id, &user_id, &now],
             |_| Ok(()),
         );
         answered(found.map(|row| row.is_some()))
@@ -191,43 +190,6 @@ impl Store for SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// The first row `sql` finds, read inline (see [`reader`]), decoded by `decode`.
-    fn read_one<T>(
-        &self,
-        sql: &str,
-        params: &[(&str, &dyn rusqlite::ToSql)],
-        decode: impl FnOnce(&reader::InOrder<'_, '_>) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
-        self.readers.read(|connection| {
-            let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
-            let mut rows = statement.query(params).map_err(read_error)?;
-            rows.next()
-                .map_err(read_error)?
-                .map(|row| decode(&reader::InOrder::new(row)))
-                .transpose()
-        })
-    }
-
-    /// Every row `sql` finds, read inline, decoded by `decode`.
-    fn read_all<T>(
-        &self,
-        sql: &str,
-        params: &[(&str, &dyn rusqlite::ToSql)],
-        decode: impl Fn(&reader::InOrder<'_, '_>) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
-        self.readers.read(|connection| {
-            let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
-            let mut rows = statement.query(params).map_err(read_error)?;
-            let mut found = Vec::new();
-            while let Some(row) = rows.next().map_err(read_error)? {
-                found.push(decode(&reader::InOrder::new(row))?);
-            }
-            Ok(found)
-        })
-    }
-}
-
 /// An answer already in hand, as the store's future (an inline read has nothing to wait on).
 fn answered<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
     Box::pin(std::future::ready(result))
@@ -241,11 +203,12 @@ impl super::ItemStore for SqliteStore {
         owner: &'a super::Owner,
         id: &'a str,
     ) -> StoreFuture<'a, Option<super::ItemRecord>> {
-        answered(self.read_one(
-            super::items::OWNED_ITEM,
-            &[("$1", &id), ("$2", &owner.id())],
-            |row| super::rows::item_from(row),
-        ))
+        answered(
+            self.readers
+                .one(super::items::OWNED_ITEM, &[&id, &owner.id()], |row| {
+                    super::rows::item_from(row)
+                }),
+        )
     }
 
     fn list_items<'a>(
@@ -256,21 +219,23 @@ impl super::ItemStore for SqliteStore {
     ) -> StoreFuture<'a, Vec<super::ItemRecord>> {
         let limit = super::limit(rows);
         answered(match before {
-            Some(before) => self.read_all(
+            Some(before) => self.readers.all(
                 super::items::ITEM_PAGE_AFTER,
-                &[("$1", &owner.id()), ("$2", &before), ("$3", &limit)],
+                &[&owner.id(), &before, &limit],
                 |row| super::rows::item_from(row),
             ),
-            None => self.read_all(
+            None => self.readers.all(
                 super::items::ITEM_PAGE_FIRST,
-                &[("$1", &owner.id()), ("$2", &limit)],
+                &[&owner.id(), &limit],
                 |row| super::rows::item_from(row),
             ),
         })
     }
 
     fn item_exists<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
-        let found = self.read_one(super::items::ITEM_EXISTS, &[("$1", &id)], |_| Ok(()));
+        let found = self
+            .readers
+            .one(super::items::ITEM_EXISTS, &[&id], |_| Ok(()));
         answered(found.map(|row| row.is_some()))
     }
 }

@@ -23,7 +23,8 @@ use std::cell::Cell;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::types::ToSql;
+use rusqlite::{Connection, OpenFlags, Statement};
 
 use crate::store::rows::StoreRow;
 use crate::store::{StoreError, Timestamp};
@@ -34,7 +35,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The read-only connections of one database file.
 pub(super) struct Readers {
-    connections: Box<[Mutex<Connection>]>,
+    connections: Box<[Mutex<Reader>]>,
+}
+
+/// One read-only connection, and what it has learnt of the statements it ran.
+struct Reader {
+    connection: Connection,
+    /// The statements (by the address and length of their text, which is `'static` and so
+    /// never changes) whose parameters are `$1..$n` in order and whose columns their decoder
+    /// read in the order they are selected. Those bind by position and read by position,
+    /// without comparing a name (see [`InOrder`]).
+    in_order: Vec<(usize, usize)>,
 }
 
 impl Readers {
@@ -52,7 +63,10 @@ impl Readers {
                 connection
                     .pragma_update(None, "query_only", true)
                     .map_err(read_error)?;
-                Ok(Mutex::new(connection))
+                Ok(Mutex::new(Reader {
+                    connection,
+                    in_order: Vec::new(),
+                }))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
@@ -61,15 +75,97 @@ impl Readers {
     }
 
     /// Runs `read` on a free connection (waiting for the first one only when all are busy).
-    pub(super) fn read<T>(
+    #[cfg(test)]
+    fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let connection = self.free();
-        read(&connection)
+        read(&self.free().connection)
     }
 
-    fn free(&self) -> MutexGuard<'_, Connection> {
+    /// The first row `sql` finds with `params` (`$1`, `$2`, ... in that order), decoded.
+    pub(super) fn one<T>(
+        &self,
+        sql: &'static str,
+        params: &[&dyn ToSql],
+        decode: impl FnOnce(&InOrder<'_, '_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut decode = Some(decode);
+        let mut found = None;
+        self.query(sql, params, |row| {
+            found = decode.take().map(|decode| decode(row)).transpose()?;
+            Ok(false)
+        })?;
+        Ok(found)
+    }
+
+    /// Every row `sql` finds with `params`, decoded.
+    pub(super) fn all<T>(
+        &self,
+        sql: &'static str,
+        params: &[&dyn ToSql],
+        decode: impl Fn(&InOrder<'_, '_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut found = Vec::new();
+        self.query(sql, params, |row| {
+            found.push(decode(row)?);
+            Ok(true)
+        })?;
+        Ok(found)
+    }
+
+    /// Runs `sql` on a free connection and hands each row to `each` while it returns `true`.
+    fn query(
+        &self,
+        sql: &'static str,
+        params: &[&dyn ToSql],
+        mut each: impl FnMut(&InOrder<'_, '_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut reader = self.free();
+        let Reader {
+            connection,
+            in_order,
+        } = &mut *reader;
+        let key = (sql.as_ptr() as usize, sql.len());
+        let known = in_order.contains(&key);
+        let mut statement = connection.prepare_cached(sql).map_err(read_error)?;
+        let by_position = known || parameters_in_order(&statement, params.len());
+        // Names for a statement that numbers its parameters out of order (none does today):
+        // bound by name, it still reads right, only without the shortcut.
+        let labels: Vec<String> = if by_position {
+            Vec::new()
+        } else {
+            (1..=params.len()).map(|n| format!("${n}")).collect()
+        };
+        let mut rows = if by_position {
+            statement.query(rusqlite::params_from_iter(params))
+        } else {
+            let named: Vec<(&str, &dyn ToSql)> = labels
+                .iter()
+                .map(String::as_str)
+                .zip(params.iter().copied())
+                .collect();
+            statement.query(named.as_slice())
+        }
+        .map_err(read_error)?;
+        let mut columns_in_order = !known;
+        let mut decoded = false;
+        while let Some(row) = rows.next().map_err(read_error)? {
+            let row = InOrder::new(row, known);
+            let more = each(&row)?;
+            decoded = true;
+            columns_in_order &= row.guessed_right.get();
+            if !more {
+                break;
+            }
+        }
+        if !known && by_position && decoded && columns_in_order {
+            in_order.push(key);
+        }
+        Ok(())
+    }
+
+    fn free(&self) -> MutexGuard<'_, Reader> {
         for slot in &self.connections {
             if let Ok(connection) = slot.try_lock() {
                 return connection;
@@ -85,7 +181,7 @@ impl Readers {
 /// An inline read's failure, classed as sqlx's are: a lock held past the timeout is the
 /// database being busy (503), anything else a failure.
 #[allow(clippy::needless_pass_by_value)] // the shape `map_err` takes
-pub(super) fn read_error(err: rusqlite::Error) -> StoreError {
+fn read_error(err: rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             StoreError::Unavailable(err.to_string())
@@ -94,40 +190,85 @@ pub(super) fn read_error(err: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Whether `statement`'s `count` parameters are named `$1..$n` in that order, so binding by
+/// position binds each where its name says. (SQLite numbers `$name` parameters in the order
+/// they first appear.)
+fn parameters_in_order(statement: &Statement<'_>, count: usize) -> bool {
+    statement.parameter_count() == count
+        && (1..=count).all(|n| {
+            statement
+                .parameter_name(n)
+                .and_then(|name| name.strip_prefix('$'))
+                .is_some_and(|number| number.parse() == Ok(n))
+        })
+}
+
 /// A row of these connections, read like sqlx's (see [`crate::store::rows`]), so a record is
 /// decoded by the same function whichever way it was read.
 ///
-/// Columns are asked for by name; rusqlite finds a name by comparing it with every column
-/// before it, which for a six-column item was a tenth of the read. The decoders read columns
-/// in the order the statements select them, so the column after the last one read is tried
-/// first, and the search is the fallback. (Every statement's column names are distinct, so
-/// the first column of a name is the only one.)
+/// Columns are asked for by name, and the decoders read them in the order the statements
+/// select them. The first time a connection runs a statement, each column's name is compared
+/// with the name asked for (the column after the last one read is tried first, and a search
+/// by name is the fallback); once a decode found every column where it expected, that
+/// connection reads the statement's columns by position. Comparing the names on every row cost
+/// a tenth of an item read. (Decoders read every column of a row, unconditionally, so one
+/// decode's order is every decode's; debug builds, the tests', still compare every name.)
 pub(super) struct InOrder<'a, 'r> {
     row: &'a rusqlite::Row<'r>,
     next: Cell<usize>,
+    /// The statement's columns are known to be in the order they are read.
+    known: bool,
+    /// Every name compared so far was at the column guessed.
+    guessed_right: Cell<bool>,
 }
 
 impl<'a, 'r> InOrder<'a, 'r> {
-    pub(super) fn new(row: &'a rusqlite::Row<'r>) -> Self {
+    fn new(row: &'a rusqlite::Row<'r>, known: bool) -> Self {
         Self {
             row,
             next: Cell::new(0),
+            known,
+            guessed_right: Cell::new(true),
         }
     }
 
-    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T, sqlx::Error> {
+    fn column(&self, column: &str) -> Result<usize, sqlx::Error> {
         let statement: &rusqlite::Statement<'_> = self.row.as_ref();
         let guess = self.next.get();
-        let at = if statement
+        let at = if self.known {
+            debug_assert_eq!(statement.column_name(guess).ok(), Some(column));
+            guess
+        } else if statement
             .column_name(guess)
             .is_ok_and(|name| name == column)
         {
             guess
         } else {
+            self.guessed_right.set(false);
             statement.column_index(column).map_err(decode)?
         };
         self.next.set(at + 1);
+        Ok(at)
+    }
+
+    fn get<T: rusqlite::types::FromSql>(&self, column: &str) -> Result<T, sqlx::Error> {
+        let at = self.column(column)?;
         self.row.get(at).map_err(decode)
+    }
+
+    /// A text column, borrowed from the row rather than copied out of it.
+    fn with_text<T>(
+        &self,
+        column: &str,
+        read: impl FnOnce(Option<&str>) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let at = self.column(column)?;
+        let value = self.row.get_ref(at).map_err(decode)?;
+        read(
+            value
+                .as_str_or_null()
+                .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+        )
     }
 }
 
@@ -151,13 +292,17 @@ impl StoreRow for InOrder<'_, '_> {
         self.get(column)
     }
     fn time(&self, column: &str) -> Result<Timestamp, sqlx::Error> {
-        let text: String = self.get(column)?;
-        Timestamp::parse(&text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+        self.maybe_time(column)?.ok_or_else(|| {
+            sqlx::Error::Decode(format!("{column} is NULL where a time was expected").into())
+        })
     }
     fn maybe_time(&self, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
-        let text: Option<String> = self.get(column)?;
-        text.map(|text| Timestamp::parse(&text).map_err(|err| sqlx::Error::Decode(Box::new(err))))
+        self.with_text(column, |text| {
+            text.map(|text| {
+                Timestamp::parse(text).map_err(|err| sqlx::Error::Decode(Box::new(err)))
+            })
             .transpose()
+        })
     }
 }
 
@@ -211,6 +356,59 @@ mod tests {
             .map(|slot| slot.try_lock().is_ok());
         assert_eq!(last, Some(true));
         drop(held);
+    }
+
+    /// Whether `sql` reads by position on the connection that ran it last.
+    fn known(store: &SqliteStore, sql: &'static str) -> bool {
+        let key = (sql.as_ptr() as usize, sql.len());
+        store.readers.connections.iter().any(|slot| {
+            slot.lock()
+                .is_ok_and(|reader| reader.in_order.contains(&key))
+        })
+    }
+
+    #[tokio::test]
+    async fn parameters_numbered_out_of_order_are_still_bound_by_name() {
+        const SQL: &str = "SELECT $2 AS second, $1 AS first";
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&url(&dir))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..3 {
+            let read = store.readers.one(SQL, &[&"one", &"two"], |row| {
+                Ok((row.text("second")?, row.text("first")?))
+            });
+            assert_eq!(read.ok().flatten(), Some(("two".into(), "one".into())));
+        }
+        assert!(!known(&store, SQL));
+    }
+
+    #[tokio::test]
+    async fn columns_read_out_of_order_are_always_found_by_name() {
+        const SKIPS: &str = "SELECT 'a' AS a, 'b' AS b, 'c' AS c";
+        const BACKWARDS: &str = "SELECT 'x' AS x, 'y' AS y";
+        const IN_ORDER: &str = "SELECT $1 AS p, 'q' AS q";
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = SqliteStore::open(&url(&dir))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..3 {
+            let skipped = store
+                .readers
+                .one(SKIPS, &[], |row| Ok((row.text("a")?, row.text("c")?)));
+            assert_eq!(skipped.ok().flatten(), Some(("a".into(), "c".into())));
+            let backwards = store
+                .readers
+                .one(BACKWARDS, &[], |row| Ok((row.text("y")?, row.text("x")?)));
+            assert_eq!(backwards.ok().flatten(), Some(("y".into(), "x".into())));
+            let in_order = store.readers.one(IN_ORDER, &[&"p"], |row| {
+                Ok((row.text("p")?, row.text("q")?))
+            });
+            assert_eq!(in_order.ok().flatten(), Some(("p".into(), "q".into())));
+        }
+        assert!(!known(&store, SKIPS));
+        assert!(!known(&store, BACKWARDS));
+        assert!(known(&store, IN_ORDER));
     }
 
     #[tokio::test]
