@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{ItemBody, ItemTitle, RecordId};
 use crate::service::items::Items;
-use crate::store::{ItemChanges, ItemRecord, NewItem, Owner};
+use crate::store::{ItemChanges, ItemRecord, NewItem, Owner, Timestamp};
 
 /// An item as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -26,9 +26,11 @@ pub struct ItemResponse {
     pub title: String,
     pub body: String,
     /// RFC 3339, UTC.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Timestamp,
     /// RFC 3339, UTC.
-    pub updated_at: String,
+    #[schema(value_type = String)]
+    pub updated_at: Timestamp,
 }
 
 impl From<ItemRecord> for ItemResponse {
@@ -38,8 +40,8 @@ impl From<ItemRecord> for ItemResponse {
             owner_id: item.owner_id,
             title: item.title,
             body: item.body,
-            created_at: item.created_at.to_string(),
-            updated_at: item.updated_at.to_string(),
+            created_at: item.created_at,
+            updated_at: item.updated_at,
         }
     }
 }

@@ -201,7 +201,13 @@ impl Around for Require {
                 Settled::Wait
             }
             Some(Ok(principal)) => {
-                request.extensions_mut().insert(principal);
+                // In the place `Identify` left the first one: a new insert boxes it again.
+                match request.extensions_mut().get_mut::<Principal>() {
+                    Some(slot) => *slot = principal,
+                    None => {
+                        request.extensions_mut().insert(principal);
+                    }
+                }
                 Settled::Pass(())
             }
         }
