@@ -153,6 +153,41 @@ mod tests {
         }
     }
 
+    /// Of two updates racing on one item, the one applied last may have taken its time
+    /// first: the item's `updated_at` must still not go back.
+    #[tokio::test]
+    async fn an_update_applied_after_a_later_one_does_not_move_updated_at_back() {
+        let fixture = Fixture::new().await;
+        let items = items(&fixture);
+        let alice = fixture.user("alice").await;
+        let owner = Owner::of(&alice);
+        let item = items
+            .create(&owner, new_item("first"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The other update's time, later than this one's will be, already applied.
+        let later = "2999-01-01T00:00:00.000000Z";
+        let database =
+            rusqlite::Connection::open(fixture.database()).unwrap_or_else(|e| panic!("{e}"));
+        database
+            .execute(
+                "UPDATE items SET updated_at = ?1 WHERE id = ?2",
+                (later, item.id.as_str()),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let changes = ItemChanges {
+            title: Some(ItemTitle::try_from("second".to_owned()).unwrap_or_else(|e| panic!("{e}"))),
+            body: None,
+        };
+        let updated = items
+            .update(&context([192, 0, 2, 1]), &owner, &item.id, changes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(updated.title, "second");
+        assert_eq!(updated.updated_at.to_string(), later);
+        assert_eq!(updated.created_at, item.created_at);
+    }
+
     #[tokio::test]
     async fn another_owners_item_is_a_plain_miss_and_the_probe_is_recorded() {
         let fixture = Fixture::new().await;

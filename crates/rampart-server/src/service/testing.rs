@@ -49,6 +49,11 @@ impl Fixture {
         }
     }
 
+    /// The SQLite file the store keeps, for a test that must set a row as no service would.
+    pub(crate) fn database(&self) -> std::path::PathBuf {
+        self._dir.path().join("rampart.db")
+    }
+
     /// An account named `name`, as its verified caller.
     pub(crate) async fn user(&self, name: &str) -> Principal {
         let id = crate::store::new_id();

@@ -139,9 +139,14 @@ macro_rules! item_writes {
             changes: $crate::store::ItemChanges,
         ) -> $crate::store::StoreFuture<'a, Option<$crate::store::ItemRecord>> {
             $crate::store::bounded(async move {
+                // `updated_at` never goes back: the time is taken before the write waits its
+                // turn, so of two updates racing on one item the one applied last can hold the
+                // earlier time, and a client syncing by `updated_at` would take the version it
+                // replaced for the newer one (outside review). The stored form sorts as time.
                 let sql = concat!(
                     "UPDATE items
-                     SET title = COALESCE($1, title), body = COALESCE($2, body), updated_at = $3
+                     SET title = COALESCE($1, title), body = COALESCE($2, body),
+                         updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END
                      WHERE id = $4 AND owner_id = $5 RETURNING ",
                     $crate::store::item_columns!()
                 );
