@@ -24,7 +24,7 @@ use crate::store::{NewUser, Store};
 pub(crate) struct Fixture {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) recorder: Recorder,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -45,13 +45,13 @@ impl Fixture {
         Self {
             store,
             recorder,
-            _dir: dir,
+            dir,
         }
     }
 
     /// The SQLite file the store keeps, for a test that must set a row as no service would.
     pub(crate) fn database(&self) -> std::path::PathBuf {
-        self._dir.path().join("rampart.db")
+        self.dir.path().join("rampart.db")
     }
 
     /// An account named `name`, as its verified caller.
