@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use backoff::{BackoffPolicy, Streak};
 pub use gcra::{Decision, Quota};
-pub use layer::{Charged, ClientLimitLayer, PreflightLimitLayer};
+pub use layer::{Charged, ClientLimitLayer, PreflightLimitLayer, RateLimitHeaders};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;

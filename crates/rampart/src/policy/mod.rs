@@ -10,7 +10,7 @@
 //! [`CurrentUser`] or [`AdminUser`]; those extractors fail closed (401/403) if a handler is ever
 //! mounted without the matching layer.
 //!
-//! The gate is two layers with the client rate limit ([`crate::limit::ClientLimitLayer`], set by
+//! The gate is two steps with the client rate limit ([`crate::limit::ClientLimitLayer`], set by
 //! [`SecureRouter::limit_clients`]) between them: the credentials are verified first, so the
 //! limit knows whether the client is a user or an address, and only then is the request
 //! refused or admitted, so a request with a bad token is charged to its address first and
@@ -37,9 +37,11 @@ use crate::limit::{ClientLimit, ClientLimitLayer};
 #[cfg(feature = "openapi")]
 mod documented;
 mod gate;
+mod route_gate;
 
 use gate::{unknown_path, Admit, Identify, Require};
 pub use gate::{Admission, AdmissionFuture};
+use route_gate::{GateLayer, Steps};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,11 +254,12 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
     }
 
     /// The finished router. Every non-public route (methods and 405s alike) and every unknown
-    /// path runs through three layers: [`Identify`] verifies the credentials, the client limit
-    /// ([`ClientLimitLayer`], when set) charges the caller or, without valid credentials, the
-    /// address, and [`Require`] admits or refuses by the route's policy. Public routes run
-    /// through the client limit only. Unknown paths answer 401 to anonymous callers and 404 to
-    /// authenticated ones.
+    /// path runs through three steps, in one service per route (see `route_gate`):
+    /// [`Identify`] verifies the credentials, the client limit ([`ClientLimitLayer`], when set)
+    /// charges the caller or, without valid credentials, the address, and [`Require`] admits
+    /// or refuses by the route's policy (then the app's admission checks, if any). Public
+    /// routes run through the client limit only. Unknown paths answer 401 to anonymous callers
+    /// and 404 to authenticated ones.
     pub fn into_router(self, authenticator: Arc<dyn Authenticator>) -> Router<S> {
         self.into_router_around(authenticator, tower::layer::util::Identity::new())
     }
@@ -287,14 +290,15 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         // found, without the policy or the app's admission.
         let gate = move |access: Option<Access>| {
             let guarded = access.filter(|access| *access != Access::Public);
-            tower::ServiceBuilder::new()
-                .option_layer((access != Some(Access::Public)).then(|| identify.clone()))
-                .option_layer(limit.clone())
-                .option_layer(guarded.map(|access| Require {
+            GateLayer::new(Steps {
+                identify: (access != Some(Access::Public)).then(|| identify.clone()),
+                limit: limit.clone(),
+                require: guarded.map(|access| Require {
                     authenticator: Arc::clone(&authenticator),
                     access,
-                }))
-                .option_layer(access.and(admission.clone()))
+                }),
+                admit: access.and(admission.clone()),
+            })
         };
         // Each method's handler gets its gate and `inside` in one `route_layer`: axum boxes a
         // route again at every layer call and clones through each box per request, so one
@@ -326,7 +330,7 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         let mut router = Router::new();
         for (path, access, methods) in paths {
             let method_not_allowed =
-                gate(Some(access)).service(tower::service_fn(|_request: Request| async {
+                gate(Some(access)).layer(tower::service_fn(|_request: Request| async {
                     Ok::<_, Infallible>(http::StatusCode::METHOD_NOT_ALLOWED.into_response())
                 }));
             router = router.route(&path, methods.fallback_service(method_not_allowed));
