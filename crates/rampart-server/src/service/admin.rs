@@ -6,7 +6,9 @@
 //! next request with tokens already issued; a lock ends every session of the user. Demoting or
 //! locking the last admin who is not locked is refused inside a transaction that serialises
 //! role and lock changes, so two admins acting on each other at once cannot leave nobody; an
-//! admin cannot lock their own account.
+//! admin cannot lock their own account. The same transaction checks that its actor is still an
+//! admin who may act, so an action admitted just before its actor was demoted or locked is
+//! refused (403) rather than applied after the change was answered (outside review).
 
 use rampart::http::RequestContext;
 use rampart::pagination::PageQuery;
@@ -117,9 +119,12 @@ impl Admin {
         let event = Event::new(Kind::RoleChanged, context).user(&user_id);
         let outcome = to_completion(async move {
             let mut unit = shared.recorder.begin().await?;
+            if !unit.tx().is_acting_admin(&admin_id).await? {
+                return Ok(None);
+            }
             let outcome = unit.tx().set_role(&user_id, role).await?;
             let RoleChange::Changed { previous, user } = &outcome else {
-                return Ok(outcome);
+                return Ok(Some(outcome));
             };
             if *previous != user.role {
                 unit.record(event.detail(serde_json::json!({
@@ -135,9 +140,12 @@ impl Admin {
                 locked: user.locked,
             };
             shared.revocations.user_changed(&user.id, access).await;
-            Ok::<_, StoreError>(outcome)
+            Ok::<_, StoreError>(Some(outcome))
         })
         .await?;
+        let Some(outcome) = outcome else {
+            return Err(no_longer_admin());
+        };
         match outcome {
             RoleChange::Changed { user, .. } => Ok(user),
             RoleChange::NotFound => Err(ServiceError::NotFound),
@@ -177,8 +185,11 @@ impl Admin {
         let admin_id = admin.user_id.clone();
         let applied = to_completion(async move {
             let mut unit = shared.recorder.begin().await?;
+            if !unit.tx().is_acting_admin(&admin_id).await? {
+                return Ok(None);
+            }
             if !unit.tx().set_locked(&id, locked).await? {
-                return Ok(false);
+                return Ok(Some(false));
             }
             let ended = if locked {
                 unit.tx().revoke_user_sessions(&id, None).await?
@@ -193,9 +204,10 @@ impl Admin {
             shared.revocations.sessions_ended(&ended).await;
             let access = UserAccess { role, locked };
             shared.revocations.user_changed(&id, access).await;
-            Ok::<bool, StoreError>(true)
+            Ok::<_, StoreError>(Some(true))
         })
-        .await?;
+        .await?
+        .ok_or_else(no_longer_admin)?;
         if !applied {
             return Err(ServiceError::Refused(
                 "This is the last admin who can act; locking them would leave nobody to unlock anyone.",
@@ -208,5 +220,68 @@ impl Admin {
                 .await;
         }
         Ok(())
+    }
+}
+
+/// The answer to an admin action whose actor stopped being an admin who may act (demoted or
+/// locked) between the gate admitting the request and its transaction: the 403 the next
+/// request gets.
+fn no_longer_admin() -> ServiceError {
+    ServiceError::Answer(rampart::ApiError::Forbidden)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{context, Fixture};
+
+    fn refused_as_no_longer_admin<T>(result: &Result<T, ServiceError>) -> bool {
+        matches!(
+            result,
+            Err(ServiceError::Answer(rampart::ApiError::Forbidden))
+        )
+    }
+
+    /// The gate admitted each of these callers as an admin; by the time their action runs,
+    /// another admin has demoted or locked them. Their action changes nothing.
+    #[tokio::test]
+    async fn an_admin_demoted_or_locked_after_admission_acts_no_more() {
+        let fixture = Fixture::new().await;
+        let admin = fixture.admin();
+        let request = context([192, 0, 2, 1]);
+        let root = fixture.admin_user("root").await;
+        let (demoted, locked) = (
+            fixture.admin_user("demoted").await,
+            fixture.admin_user("locked").await,
+        );
+        let target = fixture.user("target").await;
+        admin
+            .set_role(&request, &root, &demoted.user_id, Role::User)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        admin
+            .set_lock(&request, &root, &locked.user_id, true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        for actor in [&demoted, &locked] {
+            let lock = admin.set_lock(&request, actor, &target.user_id, true).await;
+            assert!(refused_as_no_longer_admin(&lock), "{lock:?}");
+            let promote = admin
+                .set_role(&request, actor, &target.user_id, Role::Admin)
+                .await;
+            assert!(refused_as_no_longer_admin(&promote), "{promote:?}");
+        }
+        let target = fixture.store.find_user(&target.user_id).await;
+        let target = target
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("target gone"));
+        assert_eq!((target.role, target.locked), (Role::User, false));
+        // Root, still an admin, still acts.
+        assert!(admin
+            .set_lock(&request, &root, &target.id, true)
+            .await
+            .is_ok());
     }
 }

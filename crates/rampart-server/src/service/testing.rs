@@ -140,6 +140,58 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The admin service on this store: one node, limits as shipped, kept in process.
+    pub(crate) fn admin(&self) -> crate::service::admin::Admin {
+        let settings = crate::config::Settings::from_map(
+            [(
+                "RAMPART_AUDIT_ANCHOR".to_owned(),
+                self.dir.path().join("audit-anchor").display().to_string(),
+            )]
+            .into(),
+        )
+        .unwrap_or_else(|e| panic!("settings: {e}"));
+        let control =
+            crate::abuse::AbuseControl::new(&settings, rampart::limit::Limiter::in_memory())
+                .unwrap_or_else(|e| panic!("limits: {e}"));
+        let guard = crate::abuse::Guard::new(
+            control,
+            crate::metrics::ServiceMetrics::default(),
+            self.recorder.clone(),
+        );
+        let bound = Duration::from_secs(5);
+        let revocations = Revocations::new(
+            Arc::new(AccessState::new(Duration::from_secs(16 * 60), bound)),
+            Arc::new(Cluster::single(bound)),
+        );
+        crate::service::admin::Admin::new(
+            Arc::clone(&self.store),
+            Arc::new(rampart::pagination::CursorKey::derive(b"admin unit tests")),
+            self.recorder.clone(),
+            revocations,
+            guard,
+        )
+    }
+
+    /// An account named `name` made admin in the store, as its verified caller.
+    pub(crate) async fn admin_user(&self, name: &str) -> Principal {
+        let principal = self.user(name).await;
+        let mut tx = self
+            .store
+            .begin()
+            .await
+            .unwrap_or_else(|e| panic!("begin: {e}"));
+        tx.set_role(&principal.user_id, Role::Admin)
+            .await
+            .unwrap_or_else(|e| panic!("making {name} admin: {e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("commit: {e}"));
+        Principal {
+            role: Role::Admin,
+            ..principal
+        }
+    }
+}
+
 /// A request from `ip`, as the HTTP stack would describe it.
 pub(crate) fn context(ip: [u8; 4]) -> RequestContext {
     RequestContext {

@@ -43,6 +43,10 @@ pub trait Tx: Send {
     /// Gives a user `role`, unless that would leave no unlocked admin
     /// ([`RoleChange::LastAdmin`]).
     fn set_role<'a>(&'a mut self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange>;
+    /// Whether `id` is an admin who is not locked, read in turn with role and lock changes:
+    /// an admin action checks its actor here, inside its own transaction, so one admitted
+    /// just before its actor was demoted or locked is refused rather than applied after.
+    fn is_acting_admin<'a>(&'a mut self, id: &'a str) -> StoreFuture<'a, bool>;
     /// Admins other than `id` who are not locked: those who could still administer. Role and
     /// lock changes take turns from here (across nodes), so two of them cannot both pass the
     /// count and leave nobody.
@@ -264,6 +268,19 @@ macro_rules! tx_statements {
                     }
                 }
                 Ok(true)
+            })
+        }
+
+        fn is_acting_admin<'a>(&'a mut self, id: &'a str) -> $crate::store::StoreFuture<'a, bool> {
+            bounded(async move {
+                self.role_changes_take_turns().await?;
+                let found: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'admin' AND locked_at IS NULL",
+                )
+                .bind(id)
+                .fetch_one(&mut *self.tx)
+                .await?;
+                Ok(found > 0)
             })
         }
 
