@@ -115,6 +115,7 @@ impl Admin {
         role: Role,
     ) -> Result<UserRecord, ServiceError> {
         let shared = self.clone();
+        let target = user_id;
         let (user_id, admin_id) = (user_id.to_owned(), admin.user_id.clone());
         let event = Event::new(Kind::RoleChanged, context).user(&user_id);
         let outcome = to_completion(async move {
@@ -144,7 +145,7 @@ impl Admin {
         })
         .await?;
         let Some(outcome) = outcome else {
-            return Err(no_longer_admin());
+            return Err(self.no_longer_admin(context, admin, "set_role", target));
         };
         match outcome {
             RoleChange::Changed { user, .. } => Ok(user),
@@ -206,8 +207,11 @@ impl Admin {
             shared.revocations.user_changed(&id, access).await;
             Ok::<_, StoreError>(Some(true))
         })
-        .await?
-        .ok_or_else(no_longer_admin)?;
+        .await?;
+        let Some(applied) = applied else {
+            let action = if locked { "lock" } else { "unlock" };
+            return Err(self.no_longer_admin(context, admin, action, user_id));
+        };
         if !applied {
             return Err(ServiceError::Refused(
                 "This is the last admin who can act; locking them would leave nobody to unlock anyone.",
@@ -223,11 +227,27 @@ impl Admin {
     }
 }
 
-/// The answer to an admin action whose actor stopped being an admin who may act (demoted or
-/// locked) between the gate admitting the request and its transaction: the 403 the next
-/// request gets.
-fn no_longer_admin() -> ServiceError {
-    ServiceError::Answer(rampart::ApiError::Forbidden)
+impl Admin {
+    /// The answer to an admin action whose actor stopped being an admin who may act (demoted
+    /// or locked) between the gate admitting the request and its transaction: the 403 the
+    /// next request gets, recorded as the gate records its own (`access_denied`, sampled).
+    fn no_longer_admin(
+        &self,
+        context: &RequestContext,
+        actor: &Principal,
+        action: &str,
+        target: &str,
+    ) -> ServiceError {
+        let event = Event::new(Kind::AccessDenied, context)
+            .user(&actor.user_id)
+            .detail(serde_json::json!({
+                "action": action,
+                "target": target,
+                "required": "admin",
+            }));
+        self.recorder.record_denied(event);
+        ServiceError::Answer(rampart::ApiError::Forbidden)
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +291,16 @@ mod tests {
                 .set_role(&request, actor, &target.user_id, Role::Admin)
                 .await;
             assert!(refused_as_no_longer_admin(&promote), "{promote:?}");
+        }
+        // Each refusal is on the audit trail under its actor (the first of each is sampled in).
+        let denied = fixture.events("access_denied").await;
+        for actor in [&demoted, &locked] {
+            assert!(
+                denied
+                    .iter()
+                    .any(|event| event.user_id.as_deref() == Some(actor.user_id.as_str())),
+                "{denied:?}"
+            );
         }
         let target = fixture.store.find_user(&target.user_id).await;
         let target = target
