@@ -17,6 +17,7 @@ mod factors;
 pub mod items;
 pub mod postgres;
 mod reads;
+mod roles;
 mod rows;
 pub mod sqlite;
 mod timestamp;

@@ -87,6 +87,7 @@ impl PgTx {
 impl Tx for PgTx {
     super::tx::tx_statements!();
     super::factors::factor_statements!();
+    super::roles::role_statements!();
 
     fn commit(self: Box<Self>) -> StoreFuture<'static, ()> {
         bounded(async move {

@@ -62,6 +62,7 @@ impl SqliteTx {
 impl Tx for SqliteTx {
     super::tx::tx_statements!();
     super::factors::factor_statements!();
+    super::roles::role_statements!();
 
     fn commit(self: Box<Self>) -> StoreFuture<'static, ()> {
         bounded(async move {
