@@ -78,19 +78,20 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let steps = Arc::clone(&self.steps);
+        // Borrowed apart, so the hot path takes no count on the shared steps.
+        let Self { steps, inner } = self;
         if let Some(identify) = &steps.identify {
             match identify.settle(&mut request) {
                 Settled::Pass(()) => {}
                 Settled::Answer(refused) => return answered(refused),
-                Settled::Wait => return self.wait(Step::Identify, request, None),
+                Settled::Wait => return wait(steps, inner, Step::Identify, request, None),
             }
         }
         let headers = match &steps.limit {
             Some(limit) => match limit.settle(&mut request) {
                 Settled::Pass(headers) => Some(headers),
                 Settled::Answer(refused) => return answered(refused),
-                Settled::Wait => return self.wait(Step::Limit, request, None),
+                Settled::Wait => return wait(steps, inner, Step::Limit, request, None),
             },
             None => None,
         };
@@ -98,47 +99,46 @@ where
             match require.settle(&mut request) {
                 Settled::Pass(()) => {}
                 Settled::Answer(refused) => return answered(headers.finish(refused)),
-                Settled::Wait => return self.wait(Step::Require, request, headers),
+                Settled::Wait => return wait(steps, inner, Step::Require, request, headers),
             }
         }
         if let Some(admit) = &steps.admit {
             match admit.settle(&mut request) {
                 Settled::Pass(()) => {}
                 Settled::Answer(refused) => return answered(headers.finish(refused)),
-                Settled::Wait => return self.wait(Step::Admit, request, headers),
+                Settled::Wait => return wait(steps, inner, Step::Admit, request, headers),
             }
         }
         WrappedFuture::Settled {
             settled: StagedFuture::Running {
-                inner: self.inner.call(request),
+                inner: inner.call(request),
                 finish: Some(headers),
             },
         }
     }
 }
 
-impl<S> Gate<S>
+/// Takes up the steps again at `from`, for a request whose step there must wait; `headers`
+/// are the limit's, when it settled before.
+fn wait<S>(
+    steps: &Arc<Steps>,
+    inner: &mut S,
+    from: Step,
+    request: Request,
+    headers: Option<RateLimitHeaders>,
+) -> WrappedFuture<S::Future, Option<RateLimitHeaders>>
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    /// Takes up the steps again at `from`, for a request whose step there must wait;
-    /// `headers` are the limit's, when it settled before.
-    fn wait(
-        &mut self,
-        from: Step,
-        request: Request,
-        headers: Option<RateLimitHeaders>,
-    ) -> WrappedFuture<S::Future, Option<RateLimitHeaders>> {
-        // The readied service serves this request; a clone takes its place for the next.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let steps = Arc::clone(&self.steps);
-        WrappedFuture::Waiting {
-            waiting: Box::pin(async move {
-                Ok(headers.finish(resume(&steps, from, request, inner).await))
-            }),
-        }
+    // The readied service serves this request; a clone takes its place for the next.
+    let clone = inner.clone();
+    let inner = std::mem::replace(inner, clone);
+    let steps = Arc::clone(steps);
+    WrappedFuture::Waiting {
+        waiting: Box::pin(
+            async move { Ok(headers.finish(resume(&steps, from, request, inner).await)) },
+        ),
     }
 }
 
