@@ -329,10 +329,12 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.to_body();
-        let mut response = (status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        // Its content type, `content-length` and one of `WWW-Authenticate`/`Retry-After`.
+        let mut headers = crate::http::headers::response_headers(3);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let mut response = Response::new(axum::body::Body::from(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         response.extensions_mut().insert(self);
         response
     }

@@ -263,15 +263,70 @@ fn exceeds_depth(bytes: &[u8], max: usize) -> bool {
     false
 }
 
+/// The value as `application/json`, in a header map with room for what the stack adds (see
+/// [`crate::http::headers::response_headers`]). A value that cannot be serialised (a map
+/// with keys that are not strings, a `Serialize` impl that fails) is a server error like any
+/// other: a problem document, its cause kept for the log, never in the body.
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
+        use bytes::BufMut as _;
+        // As axum and serde_json's `to_vec` start: most bodies fit, the rest grow.
+        let mut body = bytes::BytesMut::with_capacity(128).writer();
+        if let Err(err) = serde_json::to_writer(&mut body, &self.0) {
+            return ApiError::internal(err).into_response();
+        }
+        // `content-type` and the `content-length` axum adds.
+        let mut headers = crate::http::headers::response_headers(2);
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let mut response = Response::new(axum::body::Body::from(body.into_inner().freeze()));
+        *response.headers_mut() = headers;
+        response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value serde_json cannot write (here a map whose keys are not strings) is a 500 like
+    /// any other server error: a problem document, the cause kept for the log and not sent.
+    #[tokio::test]
+    async fn a_value_that_cannot_be_serialised_is_a_problem_that_keeps_its_cause_out() {
+        let value = std::collections::BTreeMap::from([((1, 2), "pair as a key")]);
+        let response = Json(value).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            crate::error::PROBLEM_JSON
+        );
+        let cause = response
+            .extensions()
+            .get::<crate::error::InternalCause>()
+            .map(|cause| cause.0.clone())
+            .unwrap_or_default();
+        assert!(cause.contains("key must be a string"), "cause: {cause}");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("\"status\":500"), "body: {body}");
+        assert!(!body.contains("key must"), "the cause leaked: {body}");
+    }
+
+    /// A value is sent as `application/json`, as serde_json writes it.
+    #[tokio::test]
+    async fn a_value_is_sent_as_json() {
+        let response = Json(serde_json::json!({"status": "ok", "n": [1, 2]})).into_response();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        assert_eq!(&body[..], br#"{"n":[1,2],"status":"ok"}"#);
+    }
 
     /// The layer's limits reach the extractor on a request with a body (depth and size both
     /// refused past them), and a request without one is left without them.

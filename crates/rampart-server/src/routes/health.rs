@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use rampart::json::Json;
 use http::{header, StatusCode};
 use rampart::Problem;
 use serde::Serialize;

@@ -18,6 +18,6 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     // Public and rarely changing: caches may keep it briefly (rotation keeps old keys an hour).
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        axum::Json(body),
+        rampart::json::Json(body),
     )
 }
