@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
@@ -62,10 +63,86 @@ pub enum Subject {
 
 /// A policy name and the subject it counts. Stores hash it (in process with a per-process key,
 /// so an attacker cannot aim keys at one slot) and never store names in the clear.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitKey {
     pub policy: &'static str,
     pub subject: Subject,
+}
+
+/// The key as one run of bytes, handed to the hasher in one write where it fits (every key
+/// but one naming a very long login name): a keyed hasher pays for each call, and the derived
+/// impl made eight of them for an address, on every request. The policy name ends at a 0xFF
+/// byte (never in UTF-8), the subject's kind is a tag byte after it, an address is its family
+/// and octets, and the only free-form part (an id or a name) comes last: no two keys give the
+/// same bytes, so keys stay as far apart as the derived impl kept them.
+impl Hash for LimitKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (tag, address, text): (u8, Option<ClientAddress>, &str) = match &self.subject {
+            Subject::Address(address) => (b'a', Some(*address), ""),
+            Subject::User(id) => (b'u', None, id),
+            Subject::Session(id) => (b's', None, id),
+            Subject::Name(name) => (b'n', None, name),
+            Subject::AddressAndName(address, name) => (b'b', Some(*address), name),
+            Subject::Everyone => (b'e', None, ""),
+        };
+        let mut feed = Feed::new(state);
+        feed.put(self.policy.as_bytes());
+        feed.put(&[0xff, tag]);
+        match address.map(ClientAddress::ip) {
+            Some(IpAddr::V4(v4)) => {
+                feed.put(&[4]);
+                feed.put(&v4.octets());
+            }
+            Some(IpAddr::V6(v6)) => {
+                feed.put(&[6]);
+                feed.put(&v6.octets());
+            }
+            None => {}
+        }
+        feed.put(text.as_bytes());
+        feed.flush();
+    }
+}
+
+/// Bytes gathered for a hasher and written in as few calls as fit a small buffer.
+struct Feed<'h, H: Hasher> {
+    state: &'h mut H,
+    buf: [u8; 96],
+    len: usize,
+}
+
+impl<'h, H: Hasher> Feed<'h, H> {
+    fn new(state: &'h mut H) -> Self {
+        Self {
+            state,
+            buf: [0; 96],
+            len: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.buf.len() - self.len < bytes.len() {
+            self.flush();
+            if self.buf.len() < bytes.len() {
+                self.state.write(bytes);
+                return;
+            }
+        }
+        let end = self.len + bytes.len();
+        if let Some(room) = self.buf.get_mut(self.len..end) {
+            room.copy_from_slice(bytes);
+            self.len = end;
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(gathered) = self.buf.get(..self.len) {
+            if !gathered.is_empty() {
+                self.state.write(gathered);
+            }
+        }
+        self.len = 0;
+    }
 }
 
 impl LimitKey {
@@ -136,5 +213,74 @@ mod tests {
         assert_eq!(ClientAddress::of(mapped), ClientAddress::of(v4));
         let neighbour: IpAddr = "203.0.113.8".parse().unwrap();
         assert_ne!(ClientAddress::of(v4), ClientAddress::of(neighbour));
+    }
+
+    /// The bytes a key is hashed as, recorded: what the hasher is fed, call boundaries aside.
+    #[derive(Default)]
+    struct Recorded(Vec<u8>);
+
+    impl Hasher for Recorded {
+        fn finish(&self) -> u64 {
+            0
+        }
+
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+
+    fn fed(key: &LimitKey) -> Vec<u8> {
+        let mut recorded = Recorded::default();
+        key.hash(&mut recorded);
+        recorded.0
+    }
+
+    /// Keys an attacker could try to line up with someone else's (a policy name running into
+    /// the subject, one kind of subject posing as another, an address posing as a name, a
+    /// name long enough to leave the buffer) are all fed as different bytes, and a key is
+    /// always fed the same bytes.
+    #[test]
+    fn no_two_keys_are_hashed_from_the_same_bytes() {
+        let v4 = ClientAddress::of("203.0.113.7".parse().unwrap_or(IpAddr::from([0; 4])));
+        let v6 = ClientAddress::of("2001:db8::1".parse().unwrap_or(IpAddr::from([0; 16])));
+        let long = "n".repeat(300);
+        let keys = [
+            LimitKey::new("auth", Subject::Address(v4)),
+            LimitKey::new("auth", Subject::Address(v6)),
+            LimitKey::new("auth", Subject::AddressAndName(v4, String::new())),
+            LimitKey::new("auth", Subject::AddressAndName(v4, "alice".into())),
+            LimitKey::new("auth", Subject::AddressAndName(v6, "alice".into())),
+            LimitKey::new("auth", Subject::User("alice".into())),
+            LimitKey::new("auth", Subject::Session("alice".into())),
+            LimitKey::new("auth", Subject::Name("alice".into())),
+            LimitKey::new("aut", Subject::Name("halice".into())),
+            // Without the policy's end marker, these two would be "aus" + "x".
+            LimitKey::new("a", Subject::User("sx".into())),
+            LimitKey::new("au", Subject::Session("x".into())),
+            LimitKey::new("auth", Subject::Name(String::new())),
+            LimitKey::new("auth", Subject::Everyone),
+            LimitKey::new("global", Subject::Everyone),
+            LimitKey::new("auth", Subject::Name(long.clone())),
+            LimitKey::new("auth", Subject::Name(format!("{long}x"))),
+            LimitKey::new("auth", Subject::User(long.clone())),
+        ];
+        let fed_bytes: Vec<Vec<u8>> = keys.iter().map(fed).collect();
+        for (i, a) in fed_bytes.iter().enumerate() {
+            for (j, b) in fed_bytes.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{:?} and {:?}", keys[i], keys[j]);
+            }
+        }
+        for key in &keys {
+            assert_eq!(fed(key), fed(&key.clone()), "{key:?}");
+            let hash = |key: &LimitKey| {
+                std::hash::BuildHasher::hash_one(
+                &std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default(),
+                key,
+            )
+            };
+            assert_eq!(hash(key), hash(&key.clone()), "{key:?}");
+        }
+        // The free-form part is fed whole, past the buffer too.
+        assert!(fed(&keys[14]).ends_with(long.as_bytes()));
     }
 }
