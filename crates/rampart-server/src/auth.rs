@@ -199,14 +199,6 @@ impl Gatekeeper {
         }
     }
 
-    /// The recheck's verdict from memory: `None` when announcements this node has not applied
-    /// may be pending (see [`Cluster::caught_up_at_once`]).
-    fn recheck_verdict(&self, principal: Principal, charged: Charged) -> Option<Verdict> {
-        self.cluster
-            .caught_up_at_once(charged)
-            .then(|| self.standing(principal))
-    }
-
     /// A caller verified earlier, as this node now sees its session and user.
     fn standing(&self, principal: Principal) -> Verdict {
         if self.access.is_revoked(&principal.session_id) {
@@ -217,14 +209,17 @@ impl Gatekeeper {
 }
 
 /// The caller as the store last described its user: refused when locked, else with its role.
-fn admit(principal: Principal, user: UserAccess) -> Result<Principal, ApiError> {
+fn admit(mut principal: Principal, user: UserAccess) -> Result<Principal, ApiError> {
+    stand(&mut principal, user).map(|()| principal)
+}
+
+/// [`admit`] in place.
+fn stand(principal: &mut Principal, user: UserAccess) -> Result<(), ApiError> {
     if user.locked {
         return Err(ApiError::Unauthorized);
     }
-    Ok(Principal {
-        role: user.role,
-        ..principal
-    })
+    principal.role = user.role;
+    Ok(())
 }
 
 impl Authenticator for Gatekeeper {
@@ -255,16 +250,23 @@ impl Authenticator for Gatekeeper {
         })
     }
 
+    /// As [`Gatekeeper::standing`] decides, on the caller in place, when memory can: `None`
+    /// when announcements this node has not applied may be pending (see
+    /// [`Cluster::caught_up_at_once`]) or its copy of the user is old.
     fn recheck_at_once(
         &self,
-        principal: &Principal,
+        principal: &mut Principal,
         charged: Charged,
-    ) -> Option<Result<Principal, ApiError>> {
-        match self.recheck_verdict(principal.clone(), charged)? {
-            Verdict::Decided(decided) => Some(decided),
-            Verdict::ConfirmSession(_) | Verdict::LoadUser { .. } | Verdict::LookupCookie(_) => {
-                None
-            }
+    ) -> Option<Result<(), ApiError>> {
+        if !self.cluster.caught_up_at_once(charged) {
+            return None;
+        }
+        if self.access.is_revoked(&principal.session_id) {
+            return Some(Err(ApiError::Unauthorized));
+        }
+        match self.access.user(&principal.user_id) {
+            Cached::Fresh(user) => Some(stand(principal, user)),
+            Cached::Stale(_) => None,
         }
     }
 

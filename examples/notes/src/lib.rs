@@ -131,12 +131,8 @@ impl Authenticator for ApiKeys {
         Some(self.find(headers))
     }
 
-    fn recheck_at_once(
-        &self,
-        principal: &Principal,
-        _: Charged,
-    ) -> Option<Result<Principal, ApiError>> {
-        Some(Ok(principal.clone()))
+    fn recheck_at_once(&self, _: &mut Principal, _: Charged) -> Option<Result<(), ApiError>> {
+        Some(Ok(()))
     }
 }
 

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use rampart::json::Json;
 use http::{header, StatusCode};
+use rampart::json::Json;
 use rampart::Problem;
 use serde::Serialize;
 use utoipa::ToSchema;

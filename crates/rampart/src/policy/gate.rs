@@ -188,28 +188,17 @@ impl Around for Require {
             Ok(found) => found,
             Err(refused) => return Settled::Answer(refused),
         };
-        let decided = request
-            .extensions()
-            .get::<Principal>()
-            .and_then(|principal| self.authenticator.recheck_at_once(principal, charged));
-        match decided {
+        // In the place `Identify` left it: the recheck updates the caller where it is.
+        let Some(principal) = request.extensions_mut().get_mut::<Principal>() else {
+            return Settled::Wait;
+        };
+        match self.authenticator.recheck_at_once(principal, charged) {
             None => Settled::Wait,
             Some(Err(refused)) => Settled::Answer(Refusal::of(&refused).into_response(presented)),
-            Some(Ok(principal))
-                if self.access == Access::Admin && principal.role != Role::Admin =>
-            {
+            Some(Ok(())) if self.access == Access::Admin && principal.role != Role::Admin => {
                 Settled::Wait
             }
-            Some(Ok(principal)) => {
-                // In the place `Identify` left the first one: a new insert boxes it again.
-                match request.extensions_mut().get_mut::<Principal>() {
-                    Some(slot) => *slot = principal,
-                    None => {
-                        request.extensions_mut().insert(principal);
-                    }
-                }
-                Settled::Pass(())
-            }
+            Some(Ok(())) => Settled::Pass(()),
         }
     }
 

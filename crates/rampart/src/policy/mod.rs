@@ -85,13 +85,16 @@ pub trait Authenticator: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(principal)))
     }
 
-    /// [`Authenticator::recheck`] decided without waiting; `None` (the default, so an
-    /// authenticator that overrides only `recheck` keeps it) to await `recheck`.
+    /// [`Authenticator::recheck`] decided without waiting, on the caller in place: set
+    /// `principal` as they now stand (their role) and answer `Some(Ok(()))` to go on with it,
+    /// or `Some(Err(..))` to refuse. `None` (the default, so an authenticator that overrides
+    /// only `recheck` keeps it) to await `recheck` with `principal` as it is then. In place,
+    /// because the usual answer is "as before": it then costs no copy of the caller's ids.
     fn recheck_at_once(
         &self,
-        principal: &Principal,
+        principal: &mut Principal,
         charged: Charged,
-    ) -> Option<Result<Principal, ApiError>> {
+    ) -> Option<Result<(), ApiError>> {
         let _ = (principal, charged);
         None
     }
