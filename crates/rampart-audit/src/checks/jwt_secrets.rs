@@ -302,24 +302,14 @@ mod tests {
         );
     }
 
-    /// `cargo test --release -p rampart-audit --lib -- --ignored whole_dictionary`
+    /// A token signed with a secret outside the dictionary is tried against every candidate
+    /// and never reported as cracked: a false "weak secret" finding would send a team to
+    /// rotate a key that was fine.
     #[test]
-    #[ignore = "a timing: meaningful in release only"]
-    fn checking_the_whole_dictionary_takes_well_under_a_second() {
+    fn a_secret_outside_the_dictionary_is_never_claimed_found() {
         for alg in [HmacAlg::Hs256, HmacAlg::Hs384, HmacAlg::Hs512] {
             let jwt = signed(alg, &super::super::random_hex(32));
-            let started = std::time::Instant::now();
-            assert_eq!(find_secret(&jwt), None);
-            let elapsed = started.elapsed();
-            eprintln!(
-                "{}: {} candidates in {elapsed:?}",
-                alg.name(),
-                dictionary_size()
-            );
-            assert!(
-                elapsed < std::time::Duration::from_millis(500),
-                "{elapsed:?}"
-            );
+            assert_eq!(find_secret(&jwt), None, "{}", alg.name());
         }
     }
 }
