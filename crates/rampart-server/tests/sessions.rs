@@ -492,3 +492,94 @@ async fn logout_kills_the_refresh_token_too() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A request admitted with a token, whose body is still arriving when the session ends or the
+/// user is locked, must not act once the body is in: the gate admits a caller before reading
+/// its body, and a client can hold a body open for the whole body timeout (outside review: a
+/// stolen admin token promoted an account after its session had logged out). Each body here
+/// is finished only after the change was answered; each request is refused with 401 and
+/// nothing it asked for happens. A chunked body that ends empty is held open the same way.
+#[tokio::test]
+async fn a_body_finished_after_the_session_ended_acts_on_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    crate::require!(common::backend_ready().await);
+    let app = TestApp::spawn(&[]).await;
+    let admin = app.admin_token().await;
+    let password = app.register("ivy").await;
+
+    // Sends the head and the first byte of `body` (all of a chunked head when `body` is
+    // empty); returns the stream and the rest to send.
+    let start = |token: String, body: &'static str| {
+        let addr = app.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (framing, first, rest) = if body.is_empty() {
+                ("transfer-encoding: chunked".to_owned(), "", "0\r\n\r\n")
+            } else {
+                (
+                    format!("content-length: {}", body.len()),
+                    &body[..1],
+                    &body[1..],
+                )
+            };
+            let head = format!(
+                "POST /v1/items HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\n\
+                 content-type: application/json\r\n{framing}\r\nconnection: close\r\n\r\n{first}"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            // Give the server the head: the gate admits the request on it.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            (stream, rest)
+        }
+    };
+    let finish = |(mut stream, rest): (tokio::net::TcpStream, &'static str)| async move {
+        stream.write_all(rest.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        answer
+    };
+    let body = r#"{"title":"written after the end","body":"must not exist"}"#;
+
+    // Logout of the very session the request came with.
+    let token = token_for(&app, "ivy", &password).await;
+    let in_flight = start(token.clone(), body).await;
+    let held_empty = start(token.clone(), "").await;
+    assert_eq!(
+        post_as(&app, "/v1/auth/logout", &token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    for held in [in_flight, held_empty] {
+        let answer = finish(held).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "after logout: {answer}");
+    }
+
+    // An admin's lock of the user.
+    let token = token_for(&app, "ivy", &password).await;
+    let id = app.user_id(&token).await;
+    let in_flight = start(token.clone(), body).await;
+    let locked = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/admin/users/{id}/lock"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(locked.status(), StatusCode::NO_CONTENT);
+    let answer = finish(in_flight).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "after lock: {answer}");
+
+    // Nothing was written: the user, unlocked, has no items.
+    let unlocked = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/admin/users/{id}/unlock"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(unlocked.status(), StatusCode::NO_CONTENT);
+    let token = token_for(&app, "ivy", &password).await;
+    let items: Value = app.get_as("/v1/items", &token).await.json().await.unwrap();
+    assert_eq!(items["items"], json!([]), "{items}");
+}

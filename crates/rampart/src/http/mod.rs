@@ -149,7 +149,12 @@ impl Hardening {
             + Send
             + Sync
             + 'static,
-        impl Layer<Route, Service: HardenedService> + Clone + Send + Sync + 'static,
+        impl Layer<Route, Service: HardenedService>
+            + Layer<stage::Wrapped<Route, crate::policy::RequireAfterBody>, Service: HardenedService>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         bool,
     ) {
         let limits = self.limits;

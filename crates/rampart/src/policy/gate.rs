@@ -230,6 +230,56 @@ impl Around for Require {
 
 around_layer!(Require);
 
+/// The gate's last check, run around each handler: [`Require`] once more, for a request that
+/// sent a body. The gate admits a caller before its body is received (so a refused caller's
+/// body is never read), and a client may take up to the body timeout to send it: without
+/// this, a request admitted before a logout, a session's revocation or a lock would act after
+/// the change was answered, with a stolen token kept "in flight" by a slow body (outside
+/// review). A request without a body reaches its handler within the instant the gate decided
+/// in, so it is not asked again; nor is one on a public route.
+#[derive(Clone)]
+pub struct RequireAfterBody(pub(super) Option<Require>);
+
+impl std::fmt::Debug for RequireAfterBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let access = self.0.as_ref().map(|require| require.access);
+        f.debug_tuple("RequireAfterBody").field(&access).finish()
+    }
+}
+
+impl Around for RequireAfterBody {
+    type Finish = ();
+
+    fn settle(&self, request: &mut Request) -> Settled<()> {
+        match &self.0 {
+            Some(require) if declares_body(request.headers()) => require.settle(request),
+            _ => Settled::Pass(()),
+        }
+    }
+
+    async fn around<I>(self, request: Request, inner: I) -> Response
+    where
+        I: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+        I::Future: Send + 'static,
+    {
+        match self.0 {
+            Some(require) => require.around(request, inner).await,
+            None => call_inner(inner, request).await,
+        }
+    }
+}
+
+around_layer!(RequireAfterBody);
+
+/// Whether the request framed a body: a `Transfer-Encoding`, or a `Content-Length` that is not
+/// zero. Its framing, not what arrived: a chunked body that ends empty can still be held open.
+fn declares_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
 /// What the gate's first steps left on `request`: whether it presented credentials and whether
 /// the limit store answered its charge; the refusal when no caller was verified.
 // The refusal is a whole response, as every layer's answer is.

@@ -39,6 +39,7 @@ mod documented;
 mod gate;
 mod route_gate;
 
+pub use gate::RequireAfterBody;
 use gate::{unknown_path, Admit, Identify, Require};
 pub use gate::{Admission, AdmissionFuture};
 use route_gate::{GateLayer, Steps};
@@ -267,8 +268,9 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         self.into_router_around(authenticator, tower::layer::util::Identity::new())
     }
 
-    /// [`SecureRouter::into_router`] with `inside` between each route's gate and its handler:
-    /// what should run only for a request the gate admitted. [`crate::http::Hardening`] puts
+    /// [`SecureRouter::into_router`] with `inside` between each route's gate and its handler
+    /// (around the handler's [`RequireAfterBody`]): what should run only for a request the
+    /// gate admitted. [`crate::http::Hardening`] puts
     /// its body intake, in-flight cap and request timeout there, so a body is received only
     /// from a caller that passed the rate limit and the access policy.
     pub fn into_router_around<L>(
@@ -277,7 +279,11 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         inside: L,
     ) -> Router<S>
     where
-        L: Layer<Route> + Clone + Send + Sync + 'static,
+        L: Layer<crate::http::stage::Wrapped<Route, RequireAfterBody>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
         L::Service: Service<Request, Response = Response, Error = Infallible>
             + Clone
             + Send
@@ -288,20 +294,28 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         let limit = self.limit.map(ClientLimitLayer::new);
         let admission = self.admission;
         let identify = Identify(Arc::clone(&authenticator));
+        // The policy step for a route of `access`; none for a public one.
+        let require = move |access: Option<Access>| {
+            access
+                .filter(|access| *access != Access::Public)
+                .map(|access| Require {
+                    authenticator: Arc::clone(&authenticator),
+                    access,
+                })
+        };
         // The gate for a route of `access`, or (`None`) for a path no route matched: public
         // routes check no credentials, and an unknown path is answered from what the gate
         // found, without the policy or the app's admission.
-        let gate = move |access: Option<Access>| {
-            let guarded = access.filter(|access| *access != Access::Public);
-            GateLayer::new(Steps {
-                identify: (access != Some(Access::Public)).then(|| identify.clone()),
-                limit: limit.clone(),
-                require: guarded.map(|access| Require {
-                    authenticator: Arc::clone(&authenticator),
-                    access,
-                }),
-                admit: access.and(admission.clone()),
-            })
+        let gate = {
+            let require = require.clone();
+            move |access: Option<Access>| {
+                GateLayer::new(Steps {
+                    identify: (access != Some(Access::Public)).then(|| identify.clone()),
+                    limit: limit.clone(),
+                    require: require(access),
+                    admit: access.and(admission.clone()),
+                })
+            }
         };
         // Each method's handler gets its gate and `inside` in one `route_layer`: axum boxes a
         // route again at every layer call and clones through each box per request, so one
@@ -315,11 +329,14 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
             body_methods,
         } in self.mounted
         {
+            // Last, once the body is in: the caller asked again (see `RequireAfterBody`).
+            let after_body = RequireAfterBody(require(Some(access)));
             let route = route.route_layer(
                 tower::ServiceBuilder::new()
                     .layer(gate(Some(access)))
                     .option_layer(body_methods.map(crate::http::body_limit::DropBodyLayer::except))
-                    .layer(inside.clone()),
+                    .layer(inside.clone())
+                    .layer(after_body),
             );
             match paths.iter_mut().find(|(mounted, ..)| *mounted == path) {
                 Some((_, _, methods)) => {
@@ -341,7 +358,11 @@ impl<S: Clone + Send + Sync + 'static> SecureRouter<S> {
         if self.merged_public.has_routes() {
             router = router.merge(
                 self.merged_public
-                    .route_layer(inside)
+                    .route_layer(
+                        tower::ServiceBuilder::new()
+                            .layer(inside)
+                            .layer(RequireAfterBody(None)),
+                    )
                     .layer(gate(Some(Access::Public))),
             );
         }
