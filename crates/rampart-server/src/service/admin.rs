@@ -117,10 +117,11 @@ impl Admin {
         let shared = self.clone();
         let target = user_id;
         let (user_id, admin_id) = (user_id.to_owned(), admin.user_id.clone());
+        let admin_session = admin.session_id.clone();
         let event = Event::new(Kind::RoleChanged, context).user(&user_id);
         let outcome = to_completion(async move {
             let mut unit = shared.recorder.begin().await?;
-            if !unit.tx().is_acting_admin(&admin_id).await? {
+            if !unit.tx().is_acting_admin(&admin_id, &admin_session).await? {
                 return Ok(None);
             }
             let outcome = unit.tx().set_role(&user_id, role).await?;
@@ -183,10 +184,10 @@ impl Admin {
             Kind::UserUnlocked
         };
         let event = Event::new(kind, context).user(user_id);
-        let admin_id = admin.user_id.clone();
+        let (admin_id, admin_session) = (admin.user_id.clone(), admin.session_id.clone());
         let applied = to_completion(async move {
             let mut unit = shared.recorder.begin().await?;
-            if !unit.tx().is_acting_admin(&admin_id).await? {
+            if !unit.tx().is_acting_admin(&admin_id, &admin_session).await? {
                 return Ok(None);
             }
             if !unit.tx().set_locked(&id, locked).await? {
@@ -263,18 +264,32 @@ mod tests {
     }
 
     /// The gate admitted each of these callers as an admin; by the time their action runs,
-    /// another admin has demoted or locked them. Their action changes nothing.
+    /// another admin has demoted or locked them, or the session they act through has ended
+    /// (a logout). Their action changes nothing.
     #[tokio::test]
-    async fn an_admin_demoted_or_locked_after_admission_acts_no_more() {
+    async fn an_admin_demoted_locked_or_logged_out_after_admission_acts_no_more() {
         let fixture = Fixture::new().await;
         let admin = fixture.admin();
         let request = context([192, 0, 2, 1]);
         let root = fixture.admin_user("root").await;
-        let (demoted, locked) = (
+        let (demoted, locked, logged_out) = (
             fixture.admin_user("demoted").await,
             fixture.admin_user("locked").await,
+            fixture.admin_user("logged-out").await,
         );
         let target = fixture.user("target").await;
+        // The session the request came with ends (a logout) after the request was admitted.
+        let mut tx = fixture
+            .store
+            .begin()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ended = tx
+            .revoke_session(&logged_out.user_id, &logged_out.session_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ended.is_some());
+        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
         admin
             .set_role(&request, &root, &demoted.user_id, Role::User)
             .await
@@ -284,7 +299,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
 
-        for actor in [&demoted, &locked] {
+        for actor in [&demoted, &locked, &logged_out] {
             let lock = admin.set_lock(&request, actor, &target.user_id, true).await;
             assert!(refused_as_no_longer_admin(&lock), "{lock:?}");
             let promote = admin
@@ -294,7 +309,7 @@ mod tests {
         }
         // Each refusal is on the audit trail under its actor (the first of each is sampled in).
         let denied = fixture.events("access_denied").await;
-        for actor in [&demoted, &locked] {
+        for actor in [&demoted, &locked, &logged_out] {
             assert!(
                 denied
                     .iter()

@@ -73,10 +73,24 @@ impl Fixture {
         })
         .await
         .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+        // Signed in, as a caller the gate admitted is: a session of theirs that is live.
+        let session_id = crate::store::new_id();
+        tx.create_session(crate::store::NewSession {
+            id: session_id.clone(),
+            user_id: id.clone(),
+            user_agent: None,
+            ip: "192.0.2.1".into(),
+            expires_at: crate::store::now() + Duration::from_secs(24 * 3600),
+            held_by: crate::store::SessionHold::Cookie {
+                hash: format!("cookie of {name}"),
+            },
+        })
+        .await
+        .unwrap_or_else(|e| panic!("signing {name} in: {e}"));
         tx.commit().await.unwrap_or_else(|e| panic!("commit: {e}"));
         Principal {
             user_id: id,
-            session_id: format!("session of {name}"),
+            session_id,
             role: Role::User,
         }
     }

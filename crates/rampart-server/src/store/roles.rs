@@ -48,13 +48,21 @@ macro_rules! role_statements {
             })
         }
 
-        fn is_acting_admin<'a>(&'a mut self, id: &'a str) -> $crate::store::StoreFuture<'a, bool> {
+        fn is_acting_admin<'a>(
+            &'a mut self,
+            id: &'a str,
+            session_id: &'a str,
+        ) -> $crate::store::StoreFuture<'a, bool> {
             bounded(async move {
                 self.role_changes_take_turns().await?;
+                self.hold_session(session_id).await?;
                 let found: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'admin' AND locked_at IS NULL",
+                    "SELECT COUNT(*) FROM users u JOIN sessions s ON s.user_id = u.id
+                     WHERE u.id = $1 AND s.id = $2 AND u.role = 'admin' AND u.locked_at IS NULL
+                       AND s.revoked_at IS NULL",
                 )
                 .bind(id)
+                .bind(session_id)
                 .fetch_one(&mut *self.tx)
                 .await?;
                 Ok(found > 0)

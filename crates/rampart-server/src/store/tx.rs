@@ -43,10 +43,13 @@ pub trait Tx: Send {
     /// Gives a user `role`, unless that would leave no unlocked admin
     /// ([`RoleChange::LastAdmin`]).
     fn set_role<'a>(&'a mut self, id: &'a str, role: Role) -> StoreFuture<'a, RoleChange>;
-    /// Whether `id` is an admin who is not locked, read in turn with role and lock changes:
-    /// an admin action checks its actor here, inside its own transaction, so one admitted
-    /// just before its actor was demoted or locked is refused rather than applied after.
-    fn is_acting_admin<'a>(&'a mut self, id: &'a str) -> StoreFuture<'a, bool>;
+    /// Whether `id` is an admin who is not locked, acting through `session_id`, a session of
+    /// theirs that has not ended; read in turn with role and lock changes and with that
+    /// session's revocation: an admin action checks its actor here, inside its own
+    /// transaction, so one admitted just before its actor was demoted, locked or logged out
+    /// is refused rather than applied after.
+    fn is_acting_admin<'a>(&'a mut self, id: &'a str, session_id: &'a str)
+        -> StoreFuture<'a, bool>;
     /// Admins other than `id` who are not locked: those who could still administer. Role and
     /// lock changes take turns from here (across nodes), so two of them cannot both pass the
     /// count and leave nobody.

@@ -68,6 +68,18 @@ impl PgTx {
         Ok(())
     }
 
+    /// Holds the acting session's row until this transaction ends, so a revocation of it
+    /// (logout, logout-all) and this transaction take turns: the revocation waits for this
+    /// one, or this one waits for the revocation and then sees it. The check that follows
+    /// reads afresh (read committed), after the wait.
+    async fn hold_session(&mut self, session_id: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM sessions WHERE id = $1 FOR SHARE")
+            .bind(session_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// The chain's head, under a table lock that blocks other appends (from any node) until
     /// this transaction ends, but not readers.
     async fn audit_prev(&mut self) -> Result<String, StoreError> {

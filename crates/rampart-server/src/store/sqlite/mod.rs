@@ -47,6 +47,13 @@ impl SqliteTx {
         Ok(())
     }
 
+    /// Nothing to hold: `BEGIN IMMEDIATE` makes every writing transaction take turns with
+    /// this one, revocations included.
+    #[allow(clippy::unused_async)] // the same call as PostgreSQL's, which does wait
+    async fn hold_session(&mut self, _session_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The chain's head, read inside the transaction: other processes (the CLI beside a
     /// running server) append to the same file, so no copy of it is kept between
     /// transactions. `BEGIN IMMEDIATE` holds the file's write lock, so it cannot move before
