@@ -217,6 +217,44 @@ async fn two_mebibyte_body_is_refused_with_413() {
     }
 }
 
+/// An encoded body is refused 415 on arrival, as the contract says: before credentials (an
+/// anonymous caller gets 415, not 401, on every path alike) and uncharged (no rate-limit
+/// headers, and a login budget is not spent by them: the login after eleven of them is
+/// answered, not 429).
+#[tokio::test]
+async fn an_encoded_body_is_refused_415_before_credentials_and_uncharged() {
+    let app = TestApp::spawn_with_shipped_limits(&[]).await;
+    let encoded = |path: &str| {
+        app.client
+            .post(app.url(path))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_ENCODING, "gzip")
+            .body(r#"{"title":"x"}"#)
+            .send()
+    };
+    for path in ["/v1/items", "/v1/admin/users", "/nowhere", "/v1/auth/login"] {
+        let response = encoded(path).await.unwrap();
+        assert!(!response.headers().contains_key("ratelimit"), "{path}");
+        problem(response, 415).await;
+    }
+    for _ in 0..11 {
+        let response = encoded("/v1/auth/login").await.unwrap();
+        problem(response, 415).await;
+    }
+    let password = app.register("gzip-sender").await;
+    let login = app
+        .post_json(
+            "/v1/auth/login",
+            &serde_json::json!({"username": "gzip-sender", "password": password}),
+        )
+        .await;
+    assert_eq!(
+        login.status().as_u16(),
+        200,
+        "the 415s spent the login budget"
+    );
+}
+
 #[tokio::test]
 async fn docs_are_served_offline_in_development() {
     let app = TestApp::spawn(&[]).await;

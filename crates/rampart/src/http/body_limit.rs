@@ -139,9 +139,10 @@ impl Stage for DropBodyLayer {
 
 stage_layer!(DropBodyLayer);
 
-/// The declared-size check of [`BodyLimitLayer`] alone, as a stage: a request whose
-/// `Content-Length` is over the limit is answered 413 on arrival, before any other layer
-/// (a rate limit, an authentication step) spends work on it, and nothing of its body is read.
+/// The checks of [`BodyLimitLayer`] that read nothing, alone, as a stage: a request whose
+/// `Content-Length` is over the limit is answered 413 on arrival, and one whose body is sent
+/// encoded (on a method that takes a body) 415, before any other layer (a rate limit, an
+/// authentication step) spends work on it, and nothing of its body is read.
 /// [`super::Hardening`] puts it outside a gate and the body intake inside it.
 #[derive(Debug, Clone, Copy)]
 pub struct DeclaredSizeLayer {
@@ -158,10 +159,17 @@ impl Stage for DeclaredSizeLayer {
     type Finish = ();
 
     fn enter(&self, request: &mut Request) -> Result<(), Response> {
-        match refuse_declared_oversize(request.headers(), self.max_bytes) {
-            Some(refused) => Err(refused),
-            None => Ok(()),
+        if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
+            return Err(refused);
         }
+        // As the intake would answer it: only a body that would be read.
+        if !axum::body::HttpBody::is_end_stream(request.body()) && !takes_no_body(request.method())
+        {
+            if let Some(refused) = refuse_encoded(request.headers()) {
+                return Err(refused);
+            }
+        }
+        Ok(())
     }
 }
 
