@@ -304,15 +304,10 @@ async fn an_admin_unlock_clears_the_backoff() {
         "login-backoff",
     )
     .await;
-    let unlock = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/admin/users/{id}/unlock"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(unlock.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.set_locked(&admin, &id, false).await,
+        StatusCode::NO_CONTENT
+    );
     let ok = login(&app, "sam@example.com", &password, None).await;
     assert_eq!(ok.status(), StatusCode::OK);
 }

@@ -905,15 +905,10 @@ async fn locked_admins_do_not_count_and_two_admins_cannot_lock_each_other_out() 
         StatusCode::CONFLICT,
         "the locked admin does not count"
     );
-    let unlock = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/admin/users/{yuri}/unlock"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(unlock.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.set_locked(&admin, &yuri, false).await,
+        StatusCode::NO_CONTENT
+    );
     // The lock ended her sessions.
     let yuri_token = app.access_token("yuri", &password).await;
     // Both lock each other at the same moment: one may win, never both. The other is refused

@@ -557,28 +557,18 @@ async fn a_body_finished_after_the_session_ended_acts_on_nothing() {
     let token = token_for(&app, "ivy", &password).await;
     let id = app.user_id(&token).await;
     let in_flight = start(token.clone(), body).await;
-    let locked = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/admin/users/{id}/lock"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(locked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.set_locked(&admin, &id, true).await,
+        StatusCode::NO_CONTENT
+    );
     let answer = finish(in_flight).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "after lock: {answer}");
 
     // Nothing was written: the user, unlocked, has no items.
-    let unlocked = app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/admin/users/{id}/unlock"),
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(unlocked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.set_locked(&admin, &id, false).await,
+        StatusCode::NO_CONTENT
+    );
     let token = token_for(&app, "ivy", &password).await;
     let items: Value = app.get_as("/v1/items", &token).await.json().await.unwrap();
     assert_eq!(items["items"], json!([]), "{items}");

@@ -315,6 +315,25 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// An admin's lock (`locked`) or unlock of `user_id`, as `admin_token` asks for it; its
+    /// status.
+    pub async fn set_locked(
+        &self,
+        admin_token: &str,
+        user_id: &str,
+        locked: bool,
+    ) -> reqwest::StatusCode {
+        let action = if locked { "lock" } else { "unlock" };
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/admin/users/{user_id}/{action}"),
+            Some(admin_token),
+            None,
+        )
+        .await
+        .status()
+    }
+
     /// Logs in and returns only the access token.
     pub async fn access_token(&self, username: &str, password: &str) -> String {
         self.login(username, password).await["access_token"]
