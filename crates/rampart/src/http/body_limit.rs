@@ -57,7 +57,7 @@ impl Around for BodyLimitLayer {
     /// content has no meaning (RFC 9110: GET, HEAD, OPTIONS, TRACE): it is dropped
     /// unread, so that nobody spends the byte budget on routes that take no body.
     fn settle(&self, request: &mut Request) -> Settled<()> {
-        if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
+        if let Some(refused) = refuse_unreadable(request, self.max_bytes) {
             return Settled::Answer(refused);
         }
         if axum::body::HttpBody::is_end_stream(request.body()) {
@@ -66,9 +66,6 @@ impl Around for BodyLimitLayer {
         if takes_no_body(request.method()) {
             *request.body_mut() = axum::body::Body::empty();
             return Settled::Pass(());
-        }
-        if let Some(refused) = refuse_encoded(request.headers()) {
-            return Settled::Answer(refused);
         }
         Settled::Wait
     }
@@ -159,18 +156,19 @@ impl Stage for DeclaredSizeLayer {
     type Finish = ();
 
     fn enter(&self, request: &mut Request) -> Result<(), Response> {
-        if let Some(refused) = refuse_declared_oversize(request.headers(), self.max_bytes) {
-            return Err(refused);
-        }
-        // As the intake would answer it: only a body that would be read.
-        if !axum::body::HttpBody::is_end_stream(request.body()) && !takes_no_body(request.method())
-        {
-            if let Some(refused) = refuse_encoded(request.headers()) {
-                return Err(refused);
-            }
-        }
-        Ok(())
+        refuse_unreadable(request, self.max_bytes).map_or(Ok(()), Err)
     }
+}
+
+/// What [`BodyLimitLayer`] refuses without reading a byte, and so what
+/// [`DeclaredSizeLayer`] answers on arrival: a declared size over `max_bytes` (413), and a
+/// body that would be read (one is framed, on a method that takes one) sent encoded (415).
+fn refuse_unreadable(request: &Request, max_bytes: usize) -> Option<Response> {
+    refuse_declared_oversize(request.headers(), max_bytes).or_else(|| {
+        let read = !axum::body::HttpBody::is_end_stream(request.body())
+            && !takes_no_body(request.method());
+        read.then(|| refuse_encoded(request.headers())).flatten()
+    })
 }
 
 stage_layer!(DeclaredSizeLayer);
